@@ -1,0 +1,17 @@
+"""s2sr: super-resolution of Sentinel-2 10 m bands to 5 m and 2.5 m."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "predict", "super_resolve"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing s2sr (e.g. for the CLI's --help) should not import torch.
+    if name in ("predict", "super_resolve"):
+        from s2sr import inference
+
+        return getattr(inference, name)
+    raise AttributeError(f"module 's2sr' has no attribute {name!r}")

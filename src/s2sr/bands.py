@@ -1,0 +1,78 @@
+"""Sentinel-2 MSI band constants (no logic beyond name normalisation).
+
+Values from the Sentinel-2 MSI product specification (S2-PDGS-TAS-DI-PSD) and the
+processing-baseline 04.00 note: from 25 January 2022 L1C and L2A digital numbers carry an
+additive offset of -1000 (``RADIO_ADD_OFFSET`` / ``BOA_ADD_OFFSET``), so that
+``reflectance = (DN + offset) / QUANTIFICATION_VALUE``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+#: Band name -> (native resolution in metres, central wavelength in nm, common name).
+BANDS: Final[dict[str, tuple[int, float, str]]] = {
+    "B01": (60, 442.7, "coastal"),
+    "B02": (10, 492.4, "blue"),
+    "B03": (10, 559.8, "green"),
+    "B04": (10, 664.6, "red"),
+    "B05": (20, 704.1, "rededge1"),
+    "B06": (20, 740.5, "rededge2"),
+    "B07": (20, 782.8, "rededge3"),
+    "B08": (10, 832.8, "nir"),
+    "B8A": (20, 864.7, "nir08"),
+    "B09": (60, 945.1, "watervapour"),
+    "B10": (60, 1373.5, "cirrus"),
+    "B11": (20, 1613.7, "swir16"),
+    "B12": (20, 2202.4, "swir22"),
+}
+
+#: The 10 m bands s2sr super-resolves by default, in the order models expect them.
+DEFAULT_BANDS: Final[tuple[str, ...]] = ("B02", "B03", "B04", "B08")
+RGB_BANDS: Final[tuple[str, ...]] = ("B02", "B03", "B04")
+
+#: ``band_id`` order used in the SAFE product metadata (MTD_MSIL1C.xml / MTD_MSIL2A.xml).
+SAFE_BAND_IDS: Final[tuple[str, ...]] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
+)
+
+#: Digital numbers are reflectance x 10000 in every Sentinel-2 product.
+QUANTIFICATION_VALUE: Final[float] = 10000.0
+#: Additive DN offset from processing baseline 04.00 on.
+BASELINE_04_OFFSET: Final[float] = -1000.0
+
+_COMMON = {v[2]: k for k, v in BANDS.items()}
+_COMMON.update({"nir": "B08", "rededge": "B05", "swir1": "B11", "swir2": "B12"})
+_BAND_RE = re.compile(r"^(?:BAND[ _]?)?B?0?(\d{1,2}A?)$")
+
+
+def normalize_band_name(name: str) -> str | None:
+    """Map a band label to its canonical Sentinel-2 name, or ``None`` if it is not one.
+
+    Accepts ``B02``, ``B2``, ``b02``, ``B8A``, ``blue``, ``nir`` and labels such as
+    ``"B04 (red)"`` or ``"B02_10m"``.
+    """
+    text = name.strip()
+    if not text:
+        return None
+    head = re.split(r"[\s(_:,-]", text, maxsplit=1)[0].upper()
+    match = _BAND_RE.match(head)
+    if match:
+        number = match.group(1)
+        candidate = "B8A" if number == "8A" else f"B{int(number.rstrip('A')):02d}"
+        if number.endswith("A") and number != "8A":
+            return None
+        return candidate if candidate in BANDS else None
+    return _COMMON.get(text.lower()) or _COMMON.get(head.lower())
+
+#: Rough reflectance mean and standard deviation of land scenes per band, used to
+#: normalise the input of an untrained model (training replaces them with dataset values).
+TYPICAL_MEAN: Final[dict[str, float]] = {
+    "B01": 0.10, "B02": 0.08, "B03": 0.09, "B04": 0.09, "B05": 0.13, "B06": 0.21,
+    "B07": 0.24, "B08": 0.26, "B8A": 0.27, "B09": 0.27, "B10": 0.01, "B11": 0.21, "B12": 0.14,
+}
+TYPICAL_STD: Final[dict[str, float]] = {
+    "B01": 0.04, "B02": 0.05, "B03": 0.05, "B04": 0.06, "B05": 0.06, "B06": 0.07,
+    "B07": 0.08, "B08": 0.09, "B8A": 0.09, "B09": 0.08, "B10": 0.01, "B11": 0.08, "B12": 0.07,
+}

@@ -1,0 +1,53 @@
+"""Error classes of s2sr.
+
+Every error a user can cause derives from :class:`S2SRError`; each subclass also inherits
+the closest standard exception so callers can catch either. ``exit_code`` is what the
+command line returns: 2 for usage errors (bad arguments, missing paths, refused
+overwrite) and 1 for data errors (the files exist but cannot be used).
+"""
+
+from __future__ import annotations
+
+
+class S2SRError(Exception):
+    """Root of all s2sr errors. Messages name the problem and the fix in one line."""
+
+    exit_code: int = 1
+
+
+class UsageError(S2SRError, ValueError):
+    """An argument or option is invalid."""
+
+    exit_code = 2
+
+
+class InputNotFoundError(S2SRError, FileNotFoundError):
+    """A named input path does not exist."""
+
+    exit_code = 2
+
+
+class OutputExistsError(S2SRError, FileExistsError):
+    """The output exists and ``overwrite`` was not given."""
+
+    exit_code = 2
+
+
+class RasterReadError(S2SRError, OSError):
+    """A raster could not be opened or read (unreadable, corrupt or truncated)."""
+
+
+class BandError(S2SRError, ValueError):
+    """Bands are missing, unnamed, or do not match what the model expects."""
+
+
+class DataError(S2SRError, ValueError):
+    """Pixel data cannot be used: unsupported dtype, NaN/inf, nothing valid."""
+
+
+class UnsafeArchiveError(S2SRError, ValueError):
+    """An archive holds entries that would escape its folder."""
+
+
+class WeightsError(S2SRError, ValueError):
+    """A weights file is corrupt, incomplete or not an s2sr weights file."""

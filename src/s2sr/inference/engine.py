@@ -1,0 +1,225 @@
+"""Streaming tiled super-resolution: read tiles, run the network in batches, blend, write.
+
+Reading of the next batch runs in a thread while the network works, and finished cores are
+converted and written in another thread. Memory is bounded by one batch of tiles, the cores
+being written, and ``ramp``-wide strips carried to the next tiles: it does not depend on
+the scene's size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+from torch import nn
+from tqdm import tqdm
+
+from s2sr.errors import DataError
+from s2sr.inference.tiling import TileLayout, crop_to_extent, tile_weights
+
+log = logging.getLogger(__name__)
+
+Reader = Callable[[Window], np.ndarray]
+Writer = Callable[[Window, np.ndarray], None]
+
+
+@dataclass(frozen=True)
+class Radiometry:
+    """DN <-> reflectance for every band: ``reflectance = DN * gain + offset``.
+
+    Attributes:
+        dtype: numpy dtype name of the DN (input and output).
+        gains: per band. offsets: per band.
+        nodata: the DN marking missing pixels, or ``None``.
+    """
+
+    dtype: str
+    gains: tuple[float, ...]
+    offsets: tuple[float, ...]
+    nodata: float | None
+
+    def valid_mask(self, dn: np.ndarray) -> np.ndarray:
+        """``(h, w)`` True where every band holds data. ``dn``: ``(C, h, w)``."""
+        if self.nodata is None:
+            return np.ones(dn.shape[1:], bool)
+        if np.isnan(self.nodata):
+            return ~np.isnan(dn).any(axis=0)
+        return ~(dn == self.nodata).any(axis=0)
+
+    def to_reflectance(self, dn: np.ndarray) -> np.ndarray:
+        """``(C, h, w)`` float32 reflectance."""
+        g = np.asarray(self.gains, np.float32)[:, None, None]
+        o = np.asarray(self.offsets, np.float32)[:, None, None]
+        return dn.astype(np.float32) * g + o
+
+    def to_dn(self, refl: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Reflectance ``(C, h, w)`` -> DN of ``dtype``; invalid pixels become nodata."""
+        g = np.asarray(self.gains, np.float32)[:, None, None]
+        o = np.asarray(self.offsets, np.float32)[:, None, None]
+        dn = (refl - o) / g
+        dtype = np.dtype(self.dtype)
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            out = np.clip(np.rint(dn), info.min, info.max).astype(dtype)
+            if self.nodata is not None:  # keep real data off the nodata value
+                nd = dtype.type(self.nodata)
+                bump = dtype.type(nd + 1 if nd < info.max else nd - 1)
+                out[out == nd] = bump
+        else:
+            out = dn.astype(dtype)
+        if self.nodata is not None:
+            out[:, ~valid] = self.nodata
+        return out
+
+
+def read_tile(reader: Reader, layout: TileLayout, i: int, j: int) -> np.ndarray:
+    """Read tile ``(i, j)``, padding by reflection where it leaves the scene.
+
+    Returns:
+        ``(C, tile, tile)`` DN.
+    """
+    oy, ox = layout.origin(i, j)
+    t = layout.tile
+    y0, x0 = max(oy, 0), max(ox, 0)
+    y1, x1 = min(oy + t, layout.height), min(ox + t, layout.width)
+    data = reader(Window(x0, y0, x1 - x0, y1 - y0))
+    pad = ((0, 0), (y0 - oy, oy + t - y1), (x0 - ox, ox + t - x1))
+    if any(p for axis in pad for p in axis):
+        mode = "reflect" if min(data.shape[1:]) > 1 else "edge"
+        data = np.pad(data, pad, mode=mode)
+    return data
+
+
+@dataclass
+class _Batch:
+    keys: list[tuple[int, int]]
+    refl: np.ndarray  # (B, C, t, t) float32
+    valid: list[np.ndarray]  # per tile (t, t)
+    active: list[bool]  # tile has any valid pixel
+
+
+class TiledSuperResolver:
+    """Runs a model over a scene tile by tile and streams the blended output.
+
+    Args:
+        model: reflectance -> reflectance network (``(B, C, h, w)`` ->
+            ``(B, C, h*scale, w*scale)``).
+        layout: the tiling.
+        radiometry: DN encoding of input and output.
+        fill: per-band reflectance put into nodata pixels before the network.
+        device: torch device.
+        batch_size: tiles per forward pass.
+        progress: show a progress bar.
+    """
+
+    def __init__(self, model: nn.Module, layout: TileLayout, radiometry: Radiometry,
+                 fill: np.ndarray, device: torch.device, batch_size: int = 1,
+                 progress: bool = False) -> None:
+        self.model = model
+        self.layout = layout
+        self.radiometry = radiometry
+        self.fill = fill.astype(np.float32)[:, None, None]
+        self.device = device
+        self.batch_size = max(1, batch_size)
+        self.progress = progress
+        self.valid_pixels = 0
+
+    def _batches(self) -> Iterator[list[tuple[int, int]]]:
+        keys = [(i, j) for i in range(self.layout.rows) for j in range(self.layout.cols)]
+        for k in range(0, len(keys), self.batch_size):
+            yield keys[k:k + self.batch_size]
+
+    def _load(self, reader: Reader, keys: list[tuple[int, int]]) -> _Batch:
+        refls, valids, active = [], [], []
+        for i, j in keys:
+            dn = read_tile(reader, self.layout, i, j)
+            valid = self.radiometry.valid_mask(dn)
+            if np.issubdtype(dn.dtype, np.floating):
+                bad = ~np.isfinite(dn).all(axis=0) & valid
+                if bad.any():
+                    y, x = np.argwhere(bad)[0]
+                    oy, ox = self.layout.origin(i, j)
+                    raise DataError(
+                        f"input holds NaN or infinite values (first near row {oy + y}, column "
+                        f"{ox + x}): mark them as nodata (e.g. gdal_translate -a_nodata nan) "
+                        "or fill them"
+                    )
+            refl = self.radiometry.to_reflectance(dn)
+            refl = np.where(valid[None], refl, self.fill)
+            refls.append(refl)
+            valids.append(valid)
+            active.append(bool(valid.any()))
+        return _Batch(keys, np.stack(refls), valids, active)
+
+    @torch.inference_mode()
+    def _forward(self, batch: _Batch) -> np.ndarray:
+        s = self.layout.scale
+        t = self.layout.tile
+        out = np.zeros((len(batch.keys), batch.refl.shape[1], t * s, t * s), np.float32)
+        idx = [k for k, a in enumerate(batch.active) if a]
+        if idx:
+            x = torch.from_numpy(batch.refl[idx]).to(self.device)
+            y = self.model(x).float().cpu().numpy()
+            out[idx] = y
+        return out
+
+    def run(self, reader: Reader, writer: Writer) -> int:
+        """Super-resolve the scene behind ``reader`` into ``writer``.
+
+        Args:
+            reader: returns ``(C, h, w)`` DN for an input window.
+            writer: receives an output window and ``(C, h, w)`` DN of the output dtype.
+
+        Returns:
+            The number of valid input pixels seen.
+        """
+        lay, s = self.layout, self.layout.scale
+        pending: dict[tuple[int, int], list[np.ndarray]] = {}
+        batches = list(self._batches())
+        bar = tqdm(total=lay.rows * lay.cols, unit="tile", disable=not self.progress,
+                   desc="s2sr predict")
+        with ThreadPoolExecutor(1) as read_pool, ThreadPoolExecutor(1) as write_pool:
+            writes: list[Future[None]] = []
+            nxt = read_pool.submit(self._load, reader, batches[0])
+            for b, keys in enumerate(batches):
+                batch = nxt.result()
+                if b + 1 < len(batches):
+                    nxt = read_pool.submit(self._load, reader, batches[b + 1])
+                preds = self._forward(batch)
+                for n, (i, j) in enumerate(keys):
+                    r0, r1, c0, c1 = lay.core(i, j)
+                    part = crop_to_extent(lay, i, j, preds[n]) * tile_weights(lay, i, j)
+                    ch, cw = (r1 - r0) * s, (c1 - c0) * s
+                    core = np.ascontiguousarray(part[:, :ch, :cw])
+                    for piece in pending.pop((i, j), []):
+                        core[:, :piece.shape[1], :piece.shape[2]] += piece
+                    if part.shape[2] > cw:
+                        pending.setdefault((i, j + 1), []).append(part[:, :ch, cw:].copy())
+                    if part.shape[1] > ch:
+                        pending.setdefault((i + 1, j), []).append(part[:, ch:, :cw].copy())
+                        if part.shape[2] > cw:
+                            pending.setdefault((i + 1, j + 1), []).append(
+                                part[:, ch:, cw:].copy())
+                    h = lay.halo
+                    valid = batch.valid[n][h:h + r1 - r0, h:h + c1 - c0]
+                    self.valid_pixels += int(valid.sum())
+                    window = Window(c0 * s, r0 * s, cw, ch)
+                    while len(writes) >= 2:
+                        writes.pop(0).result()
+                    writes.append(write_pool.submit(self._finish, writer, window, core, valid))
+                bar.update(len(keys))
+            for fut in writes:
+                fut.result()
+        bar.close()
+        return self.valid_pixels
+
+    def _finish(self, writer: Writer, window: Window, core: np.ndarray,
+                valid: np.ndarray) -> None:
+        s = self.layout.scale
+        valid_hr = np.repeat(np.repeat(valid, s, axis=0), s, axis=1)
+        writer(window, self.radiometry.to_dn(core, valid_hr))

@@ -1,0 +1,201 @@
+"""The one orchestrator: super-resolve a scene file (or an in-memory array) with a model."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.windows import Window
+from torch import nn
+
+from s2sr import __version__
+from s2sr.errors import DataError, UsageError
+from s2sr.inference.engine import Radiometry, TiledSuperResolver
+from s2sr.inference.tiling import TileLayout
+from s2sr.io.scene import SUPPORTED_DTYPES, open_scene
+from s2sr.io.writer import RasterWriter, block_size_for, check_output_path, output_meta
+from s2sr.models import file_sha256, get_spec, load_model
+
+log = logging.getLogger(__name__)
+
+#: Default network input tile per scale: its core (tile - overlap) times the scale is a
+#: multiple of 512, so every write fills whole GeoTIFF blocks.
+DEFAULT_TILE = {2: 544, 4: 288}
+DEFAULT_OVERLAP = 32
+#: GDAL's block cache: enough for reading ahead, small enough to keep memory flat.
+GDAL_CACHE_MB = 128
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; refuse CUDA when there is none."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked but no CUDA GPU is available: use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UsageError(f"unknown --device {device!r}: use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def _prepare(model: nn.Module, device: torch.device) -> nn.Module:
+    model = model.to(device).eval()
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _fill(model: nn.Module, n: int) -> np.ndarray:
+    mean = getattr(model, "mean", None)
+    if isinstance(mean, torch.Tensor) and mean.numel() == n:
+        return mean.detach().cpu().numpy().reshape(-1).astype(np.float32)
+    return np.zeros(n, np.float32)
+
+
+def _layout(height: int, width: int, scale: int, tile: int | None, overlap: int | None
+            ) -> TileLayout:
+    tile = DEFAULT_TILE.get(scale, 256) if tile is None else tile
+    overlap = DEFAULT_OVERLAP if overlap is None else overlap
+    if tile < 8:
+        raise UsageError(f"--tile must be at least 8 pixels, got {tile}")
+    return TileLayout.from_tile(height, width, tile, overlap, scale)
+
+
+def predict(
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    weights: str | os.PathLike[str],
+    *,
+    bands: Sequence[str] | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    cog: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Super-resolve a Sentinel-2 scene into a georeferenced GeoTIFF/COG.
+
+    The output has the input's CRS, bounds, dtype, DN encoding, nodata and band names,
+    with the pixel size divided by the model's scale.
+
+    Args:
+        input: multi-band GeoTIFF/COG, per-band folder, ``.SAFE`` folder or ``.zip``.
+        output: the GeoTIFF to write (refused if it exists, unless ``overwrite``).
+        weights: an s2sr ``.safetensors`` weights file.
+        bands: names of a multi-band file's bands by position, when it has no descriptions.
+        tile: network input size in pixels (default 544 at x2, 288 at x4).
+        overlap: overlap of neighbouring tiles in pixels (default 32).
+        batch_size: tiles per forward pass (default 1 on CPU, 8 on CUDA).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        cog: write a Cloud Optimised GeoTIFF.
+        overwrite: replace an existing output.
+        progress: show a progress bar.
+
+    Returns:
+        The output path.
+    """
+    out_path = Path(output)
+    check_output_path(out_path, overwrite)
+    dev = resolve_device(device)
+    model = load_model(weights)
+    spec = get_spec(model)
+    with open_scene(input, bands=spec.bands, band_names=bands) as scene:
+        meta = scene.meta
+        lay = _layout(meta.height, meta.width, spec.scale, tile, overlap)
+        radiometry = Radiometry(meta.dtype, meta.gains, meta.offsets, meta.nodata)
+        is_int = np.issubdtype(np.dtype(meta.dtype), np.integer)
+        default_gain = 1e-4 if is_int else 1.0
+        write_scales = any(g != default_gain for g in meta.gains) or any(meta.offsets)
+        tags = {
+            **{k: v for k, v in meta.tags.items() if k.isupper() or k.startswith("S2_")},
+            "S2SR_MODEL": spec.name,
+            "S2SR_MODEL_SHA256": file_sha256(weights),
+            "S2SR_MODEL_FILE": Path(weights).name,
+            "S2SR_SCALE": str(spec.scale),
+            "S2SR_SOURCE": str(Path(input).resolve()),
+            "S2SR_VERSION": __version__,
+            "S2SR_TILE": f"{lay.tile}/{lay.tile - lay.stride}",
+        }
+        runner = TiledSuperResolver(
+            _prepare(model, dev), lay, radiometry, _fill(model, len(spec.bands)), dev,
+            batch_size or (8 if dev.type == "cuda" else 1), progress,
+        )
+        out_meta = output_meta(meta, spec.scale)
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), RasterWriter(
+            out_path, out_meta, overwrite=overwrite, cog=cog, tags=tags,
+            blocksize=block_size_for(lay.stride * spec.scale), write_scales=write_scales,
+        ) as writer:
+            valid = runner.run(scene.read, writer.write)
+            if valid == 0:
+                raise DataError(
+                    f"{input} holds no valid pixels (all nodata): check the scene or its "
+                    "nodata value"
+                )
+            return writer.commit()
+
+
+def super_resolve(
+    array: np.ndarray,
+    model: nn.Module,
+    *,
+    nodata: float | None = None,
+    gain: float | None = None,
+    offset: float = 0.0,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 1,
+    device: str = "auto",
+) -> np.ndarray:
+    """Super-resolve an in-memory ``(C, H, W)`` array with the same tiling as :func:`predict`.
+
+    Args:
+        array: DN in the model's band order; integers are reflectance x 10000 (unless
+            ``gain`` says otherwise), floats are reflectance.
+        model: a model from ``build_model`` or ``load_model``.
+        nodata: value marking missing pixels (they stay missing).
+        gain: reflectance per DN (default 1e-4 for integers, 1 for floats).
+        offset: reflectance of DN 0.
+        tile: network input size. overlap: tile overlap. batch_size: tiles per pass.
+        device: ``auto``, ``cpu`` or ``cuda``.
+
+    Returns:
+        ``(C, H*scale, W*scale)`` array of the input dtype.
+    """
+    spec = get_spec(model)
+    if array.ndim != 3 or array.shape[0] != len(spec.bands):
+        raise UsageError(
+            f"array of shape {array.shape} does not match the model's {len(spec.bands)} bands "
+            f"({', '.join(spec.bands)}): pass (C, H, W) with C = {len(spec.bands)}"
+        )
+    if array.dtype.name not in SUPPORTED_DTYPES:
+        raise DataError(f"unsupported dtype {array.dtype}: use uint16/int16 DN or float32")
+    if array.shape[1] == 0 or array.shape[2] == 0:
+        raise DataError("the array is empty: pass at least one pixel")
+    is_int = np.issubdtype(array.dtype, np.integer)
+    g = gain if gain is not None else (1e-4 if is_int else 1.0)
+    n = len(spec.bands)
+    radiometry = Radiometry(array.dtype.name, (g,) * n, (offset,) * n, nodata)
+    lay = _layout(array.shape[1], array.shape[2], spec.scale, tile, overlap)
+    s = spec.scale
+    out = np.empty((n, array.shape[1] * s, array.shape[2] * s), array.dtype)
+
+    def read(window: Window) -> np.ndarray:
+        r, c = int(window.row_off), int(window.col_off)
+        return array[:, r:r + int(window.height), c:c + int(window.width)]
+
+    def write(window: Window, data: np.ndarray) -> None:
+        r, c = int(window.row_off), int(window.col_off)
+        out[:, r:r + data.shape[1], c:c + data.shape[2]] = data
+
+    dev = resolve_device(device)
+    runner = TiledSuperResolver(_prepare(model, dev), lay, radiometry, _fill(model, n), dev,
+                                batch_size)
+    if runner.run(read, write) == 0:
+        raise DataError("the array holds no valid pixels (all nodata)")
+    return out

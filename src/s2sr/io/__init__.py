@@ -1,0 +1,17 @@
+"""Reading Sentinel-2 scenes and writing georeferenced rasters."""
+
+from s2sr.io.safe import SafeMetadata, check_zip_entries, parse_safe_metadata
+from s2sr.io.scene import SUPPORTED_DTYPES, GeoMeta, Scene, open_scene
+from s2sr.io.writer import RasterWriter, output_meta
+
+__all__ = [
+    "SUPPORTED_DTYPES",
+    "GeoMeta",
+    "RasterWriter",
+    "SafeMetadata",
+    "Scene",
+    "check_zip_entries",
+    "open_scene",
+    "output_meta",
+    "parse_safe_metadata",
+]

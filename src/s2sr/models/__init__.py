@@ -1,0 +1,19 @@
+"""Networks, the model registry and the weights file format."""
+
+from s2sr.models.edsr import EDSR, icnr_
+from s2sr.models.registry import ModelSpec, build_model, get_spec, list_models, register_model
+from s2sr.models.weights import file_sha256, load_model, read_metadata, save_model
+
+__all__ = [
+    "EDSR",
+    "ModelSpec",
+    "build_model",
+    "file_sha256",
+    "get_spec",
+    "icnr_",
+    "list_models",
+    "load_model",
+    "read_metadata",
+    "register_model",
+    "save_model",
+]

@@ -1,0 +1,143 @@
+"""EDSR (Lim et al. 2017) as used by Galar et al. (2019) for Sentinel-2.
+
+The network maps reflectance to reflectance: inputs are normalised with per-band mean and
+standard deviation held as buffers (saved with the weights), the body runs in normalised
+space and the output is mapped back. Upsampling is PixelShuffle whose convolution is
+ICNR-initialised (Aitken et al. 2017), so an untrained model starts without checkerboard
+artefacts; an optional normalisation layer (the study's figure shows BatchNorm) can sit in
+the upsampler.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from s2sr.errors import UsageError
+
+
+def icnr_(weight: torch.Tensor, scale: int, init: str = "kaiming") -> torch.Tensor:
+    """Fill a sub-pixel convolution weight in place with ICNR.
+
+    Each group of ``scale**2`` output channels that PixelShuffle interleaves into one
+    output channel gets the same kernel, so the initial upsampling equals
+    nearest-neighbour upsampling of a normally initialised convolution.
+
+    Args:
+        weight: convolution weight of shape ``(C * scale**2, C_in, k, k)``.
+        scale: the PixelShuffle factor.
+        init: ``"kaiming"`` (normal, fan-in) is the only supported initialiser.
+
+    Returns:
+        ``weight``, modified in place.
+    """
+    out_channels, in_channels, kh, kw = weight.shape
+    if out_channels % (scale**2) != 0:
+        raise ValueError(f"ICNR needs out_channels divisible by {scale**2}, got {out_channels}")
+    if init != "kaiming":
+        raise ValueError(f"unknown ICNR initialiser {init!r}")
+    sub = torch.empty(out_channels // scale**2, in_channels, kh, kw)
+    nn.init.kaiming_normal_(sub)
+    with torch.no_grad():
+        weight.copy_(sub.repeat_interleave(scale**2, dim=0))
+    return weight
+
+
+class ResBlock(nn.Module):
+    """conv-ReLU-conv with a scaled identity skip; no batch norm (as in EDSR)."""
+
+    def __init__(self, n_feats: int, res_scale: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(n_feats, n_feats, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(n_feats, n_feats, 3, padding=1),
+        )
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) * self.res_scale
+
+
+class Upsampler(nn.Sequential):
+    """log2(scale) stages of conv (ICNR) -> [norm] -> PixelShuffle(2)."""
+
+    def __init__(self, scale: int, n_feats: int, norm: str | None) -> None:
+        layers: list[nn.Module] = []
+        for _ in range(int(math.log2(scale))):
+            conv = nn.Conv2d(n_feats, 4 * n_feats, 3, padding=1)
+            icnr_(conv.weight, 2)
+            nn.init.zeros_(conv.bias)
+            layers.append(conv)
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(4 * n_feats))
+            elif norm is not None:
+                raise UsageError(f"unknown upsampler norm {norm!r}: use 'batch' or none")
+            layers.append(nn.PixelShuffle(2))
+        super().__init__(*layers)
+
+
+class EDSR(nn.Module):
+    """Enhanced Deep Super-Resolution network for multispectral reflectance.
+
+    Args:
+        in_bands: number of input bands (default 4: B02, B03, B04, B08).
+        out_bands: number of output bands (default: ``in_bands``).
+        n_resblocks: residual blocks in the body (the study: 8).
+        n_feats: filters per convolution (the study: 64).
+        res_scale: scaling of each residual branch (Lim et al. use 0.1 for wide models).
+        scale: upscaling factor, 2 or 4.
+        upsampler_norm: ``None`` or ``"batch"`` (BatchNorm after each upsampling conv).
+        mean: per-band reflectance mean used to normalise the input.
+        std: per-band reflectance standard deviation used to normalise the input.
+
+    Shapes:
+        input ``(B, in_bands, H, W)`` reflectance; output ``(B, out_bands, H*scale, W*scale)``.
+    """
+
+    def __init__(
+        self,
+        in_bands: int = 4,
+        out_bands: int | None = None,
+        n_resblocks: int = 8,
+        n_feats: int = 64,
+        res_scale: float = 1.0,
+        scale: int = 2,
+        upsampler_norm: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if scale not in (2, 4):
+            raise UsageError(f"scale must be 2 or 4, got {scale}")
+        out_bands = in_bands if out_bands is None else out_bands
+        mean_t = torch.full((in_bands,), 0.1) if mean is None else torch.tensor(list(mean))
+        std_t = torch.full((in_bands,), 0.1) if std is None else torch.tensor(list(std))
+        if mean_t.numel() != in_bands or std_t.numel() != in_bands:
+            raise UsageError(f"mean and std need {in_bands} values, one per band")
+        if bool((std_t <= 0).any()):
+            raise UsageError("std values must be positive")
+        self.scale = scale
+        self.register_buffer("mean", mean_t.float().view(1, -1, 1, 1))
+        self.register_buffer("std", std_t.float().view(1, -1, 1, 1))
+        self.head = nn.Conv2d(in_bands, n_feats, 3, padding=1)
+        self.body = nn.Sequential(
+            *[ResBlock(n_feats, res_scale) for _ in range(n_resblocks)],
+            nn.Conv2d(n_feats, n_feats, 3, padding=1),
+        )
+        self.upsample = Upsampler(scale, n_feats, upsampler_norm)
+        self.tail = nn.Conv2d(n_feats, out_bands, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = self.mean.to(x.dtype)
+        std = self.std.to(x.dtype)
+        x = (x - mean) / std
+        feats = self.head(x)
+        feats = feats + self.body(feats)
+        out = self.tail(self.upsample(feats))
+        if out.shape[1] == mean.shape[1]:
+            out = out * std + mean
+        return out

@@ -1,0 +1,138 @@
+"""EDSR, the registry and the weights file format."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from s2sr.errors import UsageError, WeightsError
+from s2sr.models import (
+    EDSR,
+    build_model,
+    get_spec,
+    list_models,
+    load_model,
+    read_metadata,
+    save_model,
+)
+from s2sr.models.edsr import Upsampler
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("scale", [2, 4])
+def test_every_registered_model_upscales(name: str, scale: int) -> None:
+    model = build_model(name, scale=scale)
+    x = torch.rand(2, 4, 12, 10) * 0.3
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (2, 4, 12 * scale, 10 * scale)
+    assert torch.isfinite(y).all()
+    spec = get_spec(model)
+    assert spec.scale == scale and spec.bands == ("B02", "B03", "B04", "B08")
+
+
+def test_edsr_defaults_match_the_study() -> None:
+    model = build_model("edsr")
+    assert isinstance(model, EDSR)
+    blocks = [m for m in model.body if m.__class__.__name__ == "ResBlock"]
+    assert len(blocks) == 8
+    assert model.head.out_channels == 64
+    assert model.head.in_channels == 4 and model.tail.out_channels == 4
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_icnr_upsampler_starts_without_checkerboard(scale: int) -> None:
+    """ICNR: each PixelShuffle(2) stage starts as nearest-neighbour upsampling, so every
+    2 x 2 output block of the fresh upsampler is constant (no checkerboard)."""
+    torch.manual_seed(0)
+    up = Upsampler(scale, 8, norm=None)
+    with torch.no_grad():
+        y = up(torch.randn(1, 8, 6, 5))
+    half = scale // 2
+    blocks = y.reshape(1, 8, 6 * half, 2, 5 * half, 2)
+    spread = blocks.amax(dim=(3, 5)) - blocks.amin(dim=(3, 5))
+    assert float(spread.max()) < 1e-5
+    # and it is not trivially constant everywhere
+    assert float(y.std()) > 1e-3
+
+
+def test_upsampler_batchnorm_option() -> None:
+    model = build_model("edsr-tiny", scale=4, upsampler_norm="batch")
+    norms = [m for m in model.upsample if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 2
+
+
+def test_unknown_model_and_bad_options_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match="unknown model 'nope'"):
+        build_model("nope")
+    with pytest.raises(UsageError, match="scale must be 2 or 4"):
+        build_model("edsr", scale=3)
+    with pytest.raises(UsageError, match="unknown Sentinel-2 band"):
+        build_model("edsr", bands=("B02", "X9"))
+    with pytest.raises(UsageError, match="bad option"):
+        build_model("edsr", not_an_option=1)
+
+
+def test_save_load_roundtrip_is_exact(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = build_model("edsr-tiny", bands=("B02", "B03", "B04"), scale=4, res_scale=0.1,
+                        mean=[0.1, 0.2, 0.3], std=[0.05, 0.06, 0.07])
+    path = save_model(model, tmp_path / "m.safetensors")
+    meta = read_metadata(path)
+    assert meta["bands"] == ("B02", "B03", "B04") and meta["scale"] == 4
+    assert meta["options"]["mean"] == pytest.approx([0.1, 0.2, 0.3])
+    loaded = load_model(path)
+    x = torch.rand(1, 3, 9, 7)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert get_spec(loaded) == get_spec(model)
+
+
+def test_issue_one_liner_gives_usable_model(tmp_path: Path) -> None:
+    code = ("from s2sr.models import build_model, save_model; "
+            "save_model(build_model('edsr', scale=2), 'm.safetensors')")
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
+    model = load_model(tmp_path / "m.safetensors")
+    assert get_spec(model).scale == 2 and get_spec(model).name == "edsr"
+
+
+def test_corrupt_weights_file_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00\x01garbage" * 10)
+    with pytest.raises(WeightsError, match="corrupt or not a safetensors file"):
+        load_model(bad)
+
+
+def test_truncated_weights_file_is_refused(tmp_path: Path) -> None:
+    path = save_model(build_model("edsr-tiny"), tmp_path / "m.safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError):
+        load_model(path)
+
+
+class _Boom:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("UNPICKLED",))
+
+
+def test_pickle_is_never_unpickled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps(_Boom()))
+    with pytest.raises(WeightsError):
+        load_model(path)
+    assert "UNPICKLED" not in capsys.readouterr().out
+
+
+def test_plain_safetensors_without_header_is_refused(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(WeightsError, match="not an s2sr weights file"):
+        load_model(path)
