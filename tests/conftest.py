@@ -127,7 +127,7 @@ def make_safe(root: Path, data: np.ndarray, *, level: str = "L2A", baseline: str
         r20.mkdir()
         write_geotiff(r20 / "T33UUB_20230601T102031_B02_20m.jp2", data[:1, ::2, ::2],
                       descriptions=None, driver="JP2OpenJPEG",
-                      transform=UTM_TRANSFORM * Affine.scale(2))
+                      transform=UTM_TRANSFORM @ Affine.scale(2))
     if not as_zip:
         return safe
     archive = root / (safe.name[:-5] + ".zip")

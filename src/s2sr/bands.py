@@ -44,7 +44,7 @@ BASELINE_04_OFFSET: Final[float] = -1000.0
 
 _COMMON = {v[2]: k for k, v in BANDS.items()}
 _COMMON.update({"nir": "B08", "rededge": "B05", "swir1": "B11", "swir2": "B12"})
-_BAND_RE = re.compile(r"^(?:BAND[ _]?)?B?0?(\d{1,2}A?)$")
+_BAND_RE = re.compile(r"^B0?(\d{1,2}A?)$")
 
 
 def normalize_band_name(name: str) -> str | None:

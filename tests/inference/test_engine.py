@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import field
 from rasterio.windows import Window
 
+from conftest import field
 from s2sr import super_resolve
 from s2sr.errors import DataError, UsageError
 from s2sr.inference.engine import Radiometry, TiledSuperResolver, read_tile

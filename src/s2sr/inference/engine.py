@@ -90,8 +90,10 @@ def read_tile(reader: Reader, layout: TileLayout, i: int, j: int) -> np.ndarray:
     data = reader(Window(x0, y0, x1 - x0, y1 - y0))
     pad = ((0, 0), (y0 - oy, oy + t - y1), (x0 - ox, ox + t - x1))
     if any(p for axis in pad for p in axis):
-        mode = "reflect" if min(data.shape[1:]) > 1 else "edge"
-        data = np.pad(data, pad, mode=mode)
+        if min(data.shape[1:]) > 1:
+            data = np.pad(data, pad, mode="reflect")
+        else:
+            data = np.pad(data, pad, mode="edge")
     return data
 
 

@@ -45,7 +45,7 @@ def resolve_device(device: str) -> torch.device:
 def _prepare(model: nn.Module, device: torch.device) -> nn.Module:
     model = model.to(device).eval()
     if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
 

@@ -92,8 +92,8 @@ def _open_dataset(path: str) -> Any:
             return rasterio.open(path)
     except RasterioError as err:
         raise RasterReadError(
-            f"cannot open {path} as a raster ({_short(err)}): check that it is a complete "
-            "GeoTIFF/JP2 file, re-download or re-export it"
+            f"cannot open {path} as a raster ({_short(err)}): check that it is a complete, "
+            "not truncated GeoTIFF/JP2 file; re-download or re-export it"
         ) from None
 
 

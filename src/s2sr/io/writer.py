@@ -32,7 +32,7 @@ def output_meta(meta: GeoMeta, scale: int) -> GeoMeta:
     """The grid of a x``scale`` output: same CRS and bounds, pixel size divided by ``scale``."""
     return replace(
         meta,
-        transform=meta.transform * Affine.scale(1 / scale),
+        transform=meta.transform @ Affine.scale(1 / scale),
         width=meta.width * scale,
         height=meta.height * scale,
     )

@@ -70,7 +70,8 @@ class Upsampler(nn.Sequential):
         for _ in range(int(math.log2(scale))):
             conv = nn.Conv2d(n_feats, 4 * n_feats, 3, padding=1)
             icnr_(conv.weight, 2)
-            nn.init.zeros_(conv.bias)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
             layers.append(conv)
             if norm == "batch":
                 layers.append(nn.BatchNorm2d(4 * n_feats))
@@ -97,6 +98,9 @@ class EDSR(nn.Module):
     Shapes:
         input ``(B, in_bands, H, W)`` reflectance; output ``(B, out_bands, H*scale, W*scale)``.
     """
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(
         self,

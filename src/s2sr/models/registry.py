@@ -88,7 +88,9 @@ def build_model(
         model = _REGISTRY[name](bands=bands, scale=scale, **options)
     except TypeError as err:
         raise UsageError(f"bad option for model {name!r}: {err}") from None
-    model.spec = ModelSpec(name=name, bands=bands, scale=scale, options=options)
+    # nn.Module.__setattr__ is typed for tensors and modules; the spec is plain data.
+    object.__setattr__(model, "spec", ModelSpec(name=name, bands=bands, scale=scale,
+                                                options=options))
     return model.eval()
 
 

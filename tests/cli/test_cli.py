@@ -1,0 +1,188 @@
+"""The ``s2sr`` command line: success, and every bad input with its message and exit code."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from click.testing import CliRunner
+
+from conftest import field, make_safe, write_geotiff
+from s2sr.cli.main import cli
+from s2sr.models import build_model, save_model
+
+
+def run(*args: str | Path) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a traceback would have reached the user
+    return result.exit_code, result.output
+
+
+def _no_outputs(folder: Path) -> None:
+    left = [p.name for p in folder.iterdir() if p.name.startswith(".") or p.name == "out.tif"]
+    assert left == [], f"left behind: {left}"
+
+
+def test_predict_succeeds(tmp_path: Path, tiny_weights: Path) -> None:
+    src = write_geotiff(tmp_path / "in.tif", field((40, 30), 4))
+    code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
+                    "--tile", "64", "--overlap", "16", "--batch-size", "2", "--device", "cpu",
+                    "--quiet")
+    assert code == 0, out
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        assert (ds.width, ds.height) == (60, 80)
+
+
+def test_console_script_reports_one_line_without_traceback(tmp_path: Path,
+                                                           tiny_weights: Path) -> None:
+    exe = Path(sys.executable).with_name("s2sr")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "s2sr.cli.main"]
+    proc = subprocess.run([*cmd, "predict", str(tmp_path / "missing.tif"), "-o",
+                           str(tmp_path / "o.tif"), "--weights", str(tiny_weights)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not exist" in lines[0]
+
+
+def _corrupt(tmp_path: Path) -> Path:
+    p = tmp_path / "in.tif"
+    p.write_bytes(b"II*\x00" + b"\xff" * 200)
+    return p
+
+
+def _truncate(p: Path) -> Path:
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) * 2 // 3])
+    return p
+
+
+def _truncated_header(tmp_path: Path) -> Path:
+    """GTiff writes its directory last: cutting the file loses it."""
+    return _truncate(write_geotiff(tmp_path / "in.tif", field((600, 600), 4, seed=1),
+                                   tiled=True, compress="deflate"))
+
+
+def _truncated_data(tmp_path: Path) -> Path:
+    """A COG has its directory first: cutting the file loses pixel blocks, found mid-run."""
+    return _truncate(write_geotiff(tmp_path / "in.tif", field((600, 600), 4, seed=1),
+                                   driver="COG", compress="deflate", blocksize=256))
+
+
+def _nan(tmp_path: Path) -> Path:
+    arr = field((30, 30), 4, dtype="float32")
+    arr[0, 5, 5] = np.nan
+    return write_geotiff(tmp_path / "in.tif", arr)
+
+
+def _escaping_zip(tmp_path: Path) -> Path:
+    archive = tmp_path / "in.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("S2B.SAFE/MTD_MSIL1C.xml", "<x/>")
+        zf.writestr("S2B.SAFE/../../../evil.jp2", "x")
+    return archive
+
+
+BAD_INPUTS = {
+    "missing file": (lambda t: t / "nope.tif", 2, "does not exist"),
+    "corrupt raster": (_corrupt, 1, "cannot open"),
+    "truncated raster, directory lost": (_truncated_header, 1, "not truncated"),
+    "truncated raster, blocks lost": (_truncated_data, 1, "truncated or corrupt"),
+    "missing bands": (lambda t: write_geotiff(t / "in.tif", field((20, 20), 3),
+                                              descriptions=("B02", "B03", "B04")), 1,
+                      "lacks band(s) B08"),
+    "band count not matching": (lambda t: write_geotiff(t / "in.tif", field((20, 20), 3),
+                                                        descriptions=None), 1, "--bands"),
+    "unsupported dtype": (lambda t: write_geotiff(t / "in.tif", np.ones((4, 9, 9), np.uint8)),
+                          1, "unsupported dtype uint8"),
+    "all nodata": (lambda t: write_geotiff(t / "in.tif", np.zeros((4, 30, 30), np.uint16),
+                                           nodata=0), 1, "no valid pixels"),
+    "NaN in float input": (_nan, 1, "NaN or infinite"),
+    "zip escaping its folder": (_escaping_zip, 1, "escapes the archive"),
+    "not a zip": (lambda t: (t / "in.zip").write_bytes(b"nope") and t / "in.zip", 1,
+                  "not a readable zip"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input(case: str, tmp_path: Path, tiny_weights: Path) -> None:
+    make, exit_code, message = BAD_INPUTS[case]
+    src = make(tmp_path)
+    code, out = run("predict", src, "-o", tmp_path / "out.tif", "--weights", tiny_weights)
+    assert code == exit_code, out
+    assert message in out
+    assert out.startswith("s2sr: error: ") and out.count("\n") == 1
+    _no_outputs(tmp_path)
+
+
+def test_corrupt_weights(tmp_path: Path) -> None:
+    src = write_geotiff(tmp_path / "in.tif", field((20, 20), 4))
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    code, out = run("predict", src, "-o", tmp_path / "out.tif", "--weights", weights)
+    assert code == 1 and "corrupt" in out
+    _no_outputs(tmp_path)
+
+
+def test_weights_for_other_bands(tmp_path: Path) -> None:
+    src = write_geotiff(tmp_path / "in.tif", field((20, 20), 3),
+                        descriptions=("B02", "B03", "B04"))
+    torch.manual_seed(0)
+    weights = save_model(build_model("edsr-tiny", bands=("B05", "B06", "B07")),
+                         tmp_path / "w.safetensors")
+    code, out = run("predict", src, "-o", tmp_path / "out.tif", "--weights", weights)
+    assert code == 1 and "lacks band(s) B05, B06, B07" in out
+    _no_outputs(tmp_path)
+
+
+def test_usage_errors(tmp_path: Path, tiny_weights: Path) -> None:
+    src = write_geotiff(tmp_path / "in.tif", field((20, 20), 4))
+    existing = tmp_path / "out.tif"
+    existing.write_bytes(b"precious")
+    code, out = run("predict", src, "-o", existing, "--weights", tiny_weights)
+    assert code == 2 and "--overwrite" in out and existing.read_bytes() == b"precious"
+    existing.unlink()
+    code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
+                    "--overlap", "7")
+    assert code == 2 and "even" in out
+    code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
+                    "--tile", "20")
+    assert code == 2 and "too small" in out
+    code, out = run("predict", src, "-o", tmp_path / "nodir" / "o.tif", "--weights",
+                    tiny_weights)
+    assert code == 2 and "does not exist" in out
+    code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights",
+                    tmp_path / "none.safetensors")
+    assert code == 2 and "weights file" in out
+    code, _ = run("predict", src, "-o", tmp_path / "o.tif")
+    assert code == 2  # --weights is required
+    _no_outputs(tmp_path)
+
+
+def test_safe_folder_through_cli(tmp_path: Path, tiny_weights: Path) -> None:
+    product = make_safe(tmp_path, field((30, 30), 4) + 1000)
+    code, out = run("predict", product, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
+                    "-q")
+    assert code == 0, out
+    shutil.rmtree(product)
+
+
+def test_demo_command(tmp_path: Path) -> None:
+    pytest.importorskip("bigearthnet_common")
+    code, out = run("demo", "-o", tmp_path / "demo")
+    assert code == 0, out
+    assert "UNTRAINED" in out
+    tifs = list((tmp_path / "demo").glob("*_x2.tif"))
+    pngs = list((tmp_path / "demo").glob("*.png"))
+    assert len(tifs) == 1 and len(pngs) == 1
+    with rasterio.open(tifs[0]) as ds:
+        assert (ds.width, ds.height) == (240, 240) and ds.res == (5.0, 5.0)
