@@ -95,6 +95,7 @@ def _escaping_zip(tmp_path: Path) -> Path:
 BAD_INPUTS = {
     "missing file": (lambda t: t / "nope.tif", 2, "does not exist"),
     "corrupt raster": (_corrupt, 1, "cannot open"),
+    "empty file": (lambda t: (t / "in.tif").write_bytes(b"") or t / "in.tif", 1, "cannot open"),
     "truncated raster, directory lost": (_truncated_header, 1, "not truncated"),
     "truncated raster, blocks lost": (_truncated_data, 1, "truncated or corrupt"),
     "missing bands": (lambda t: write_geotiff(t / "in.tif", field((20, 20), 3),

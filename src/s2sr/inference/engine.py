@@ -166,6 +166,7 @@ class TiledSuperResolver:
         idx = [k for k, a in enumerate(batch.active) if a]
         if idx:
             x = torch.from_numpy(batch.refl[idx]).to(self.device)
+            x = x.contiguous(memory_format=torch.channels_last)
             y = self.model(x).float().cpu().numpy()
             out[idx] = y
         return out
