@@ -159,3 +159,18 @@ def rgb_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(2)
     path = tmp_path_factory.mktemp("weights") / "tiny_rgb_x2.safetensors"
     return save_model(build_model("edsr-tiny", bands=("B02", "B03", "B04"), scale=2), path)
+
+
+def texture(shape: tuple[int, int], bands: int = 4, seed: int = 0) -> np.ndarray:
+    """Landscape-like reflectance ``(bands, H, W)``: multi-scale filtered noise plus fields
+    with sharp edges, for registration and pair tests that must run without ../shared."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    base = sum(ndimage.gaussian_filter(rng.normal(size=(h, w)), s) * s for s in (1, 3, 8))
+    fields = ndimage.zoom(rng.uniform(0, 1, (h // 24 + 2, w // 24 + 2)), 24, order=0)[:h, :w]
+    out = np.empty((bands, h, w), np.float32)
+    for b in range(bands):
+        out[b] = 0.08 + 0.03 * b + 0.01 * base + 0.06 * fields * (1 + 0.2 * b)
+    return np.clip(out, 0.005, 0.6)

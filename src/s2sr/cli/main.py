@@ -6,57 +6,18 @@ no traceback for anything a user can cause.
 
 from __future__ import annotations
 
-import logging
+import os
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+
+# GDAL's block cache defaults to 5 % of RAM; a fixed 256 MB keeps long runs over large
+# scenes flat in memory (a user's own GDAL_CACHEMAX wins). Set before GDAL starts.
+os.environ.setdefault("GDAL_CACHEMAX", "256")
 
 import click
 
 from s2sr import __version__
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class _OneLine(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"s2sr: {record.levelname.lower()}: {record.getMessage()}"
-
-
-def _setup_logging(quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLine())
-    root = logging.getLogger("s2sr")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.ERROR if quiet else logging.WARNING)
-    root.propagate = False
-
-
-def handle_errors(func: F) -> F:
-    """Turn s2sr and raster errors into a one-line message and the right exit code."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from rasterio.errors import RasterioError
-
-        from s2sr.errors import S2SRError
-
-        try:
-            return func(*args, **kwargs)
-        except S2SRError as err:
-            click.echo(f"s2sr: error: {err}", err=True)
-            sys.exit(err.exit_code)
-        except RasterioError as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            click.echo(f"s2sr: error: raster I/O failed ({first}): check the files", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("s2sr: interrupted; nothing was written", err=True)
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
+from s2sr.cli.common import handle_errors, setup_logging
 
 
 def _band_list(_ctx: click.Context, _param: click.Parameter, value: str | None
@@ -104,7 +65,7 @@ def predict(input: Path, output: Path, weights: Path, bands: list[str] | None,
     INPUT is a multi-band GeoTIFF/COG, a folder of per-band files (*_B02.tif, *_B03.jp2,
     ...), a Sentinel-2 L1C/L2A .SAFE folder or its .zip.
     """
-    _setup_logging(quiet)
+    setup_logging(quiet)
     from s2sr.inference import predict as run_predict
 
     result = run_predict(
@@ -124,7 +85,7 @@ def predict(input: Path, output: Path, weights: Path, bands: list[str] | None,
 @handle_errors
 def demo(output_dir: Path, weights: Path | None) -> None:
     """Super-resolve a real Sentinel-2 sample (shipped on PyPI) and draw a comparison."""
-    _setup_logging(False)
+    setup_logging(False)
     from s2sr.demo import run_demo
 
     result = run_demo(output_dir, weights)
@@ -135,6 +96,15 @@ def demo(output_dir: Path, weights: Path | None) -> None:
     click.echo(f"model: {result.weights}")
     click.echo(f"5 m GeoTIFF: {result.output}")
     click.echo(f"side-by-side PNG: {result.figure}")
+
+
+def _register() -> None:
+    from s2sr.cli.pairs import pairs
+
+    cli.add_command(pairs)
+
+
+_register()
 
 
 def main() -> None:

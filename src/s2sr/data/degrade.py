@@ -6,7 +6,8 @@ Gaussian PSF of standard deviation ``sigma`` (fine pixels), ``MTF(f) = exp(-2 pi
 f^2)``; at the coarse Nyquist ``f = 1 / (2 r)`` cycles per fine pixel (``r`` = decimation
 factor) this gives ``sigma = r * sqrt(-2 ln MTF) / pi``. The blurred image is then averaged
 over ``r x r`` blocks (the detector's footprint), so coarse pixel ``(i, j)`` covers fine
-pixels ``[r i, r i + r) x [r j, r j + r)`` exactly, as on a geographic grid.
+pixels ``[r i, r i + r) x [r j, r j + r)`` exactly, as on a geographic grid; the Gaussian
+is narrowed so that blur and block mean together have the requested MTF.
 
 Default Nyquist MTF values are typical of the sensors' published figures: Sentinel-2 MSI
 about 0.3 for the 10 m bands (ESA S2 Data Quality Reports give 0.25-0.35), RapidEye about
@@ -67,8 +68,22 @@ def degrade(array: np.ndarray, factor: int, mtf: float = 0.3) -> np.ndarray:
         raise UsageError(f"degradation factor must be >= 1, got {factor}")
     if factor == 1:
         return array.astype(np.float32, copy=True)
-    # The block mean already blurs (its MTF at Nyquist is 2/pi); the Gaussian supplies the
-    # rest so that the total matches ``mtf``.
-    box = 2 / math.pi
-    residual = min(mtf / box, 0.999)
-    return block_mean(blur(array, gaussian_sigma(factor, residual)), factor)
+    return block_mean(blur(array, degradation_sigma(factor, mtf)), factor)
+
+
+def box_mtf(factor: int, frequency: float) -> float:
+    """MTF of a ``factor``-sample block mean at ``frequency`` (cycles per fine pixel)."""
+    if frequency == 0:
+        return 1.0
+    return abs(math.sin(math.pi * factor * frequency)
+               / (factor * math.sin(math.pi * frequency)))
+
+
+def degradation_sigma(factor: int, mtf: float) -> float:
+    """Gaussian sigma that, with the block mean, gives ``mtf`` at the coarse Nyquist.
+
+    The block mean already blurs (MTF ``1 / (r sin(pi / 2r))`` at Nyquist: 0.707 for
+    r = 2); the Gaussian supplies the rest.
+    """
+    residual = min(mtf / box_mtf(factor, 1 / (2 * factor)), 0.999)
+    return gaussian_sigma(factor, residual)

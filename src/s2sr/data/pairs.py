@@ -71,6 +71,10 @@ class BuildOptions:
     cloud_buffer: int = 2
     thresholds: Thresholds = field(default_factory=Thresholds)
     kind: str | None = None
+    #: degrade both sides by this factor after alignment (SE20>RE10-style pairs): the
+    #: Sentinel-2 patch with the Sentinel-2 MTF, the reference patch with ``hr_mtf``.
+    degrade_factor: int = 1
+    hr_mtf: float = SENSOR_MTF["rapideye"]
 
 
 def pair_id_for(lr: str | Path, hr: str | Path, kind: str, opts: BuildOptions) -> str:
@@ -95,7 +99,8 @@ def _find_scl(lr: Path) -> Path | None:
 
 
 def _sample_windows(width: int, height: int, size: int, n: int = 4) -> list[Window]:
-    size = min(size, width, height)
+    """Up to ``n x n`` windows spread over the overlap; at least 2 x 2 when it is small."""
+    size = max(min(size, width // 2, height // 2), min(48, width, height))
     cols = np.linspace(0, width - size, n).round().astype(int)
     rows = np.linspace(0, height - size, n).round().astype(int)
     return [Window(int(c), int(r), size, size) for r in sorted(set(rows))
@@ -277,11 +282,20 @@ def _patch_origins(length: int, patch: int, stride: int) -> list[int]:
     return list(range(0, length - patch + 1, stride))
 
 
-def _strips(pair: _Pair) -> Iterator[tuple[int, Window]]:
-    p = pair.opts.patch
-    stride = pair.opts.stride or p
+#: Patches per block read at once: bounds memory whatever the scene width.
+BLOCK_PATCHES = 16
+
+
+def _blocks(pair: _Pair) -> Iterator[tuple[int, list[int], Window]]:
+    """Row-major blocks of up to ``BLOCK_PATCHES`` patches: (row, patch columns, window)."""
+    k = pair.opts.degrade_factor
+    p = pair.opts.patch * k
+    stride = (pair.opts.stride or pair.opts.patch) * k
+    cols = _patch_origins(int(pair.window.width), p, stride)
     for r in _patch_origins(int(pair.window.height), p, stride):
-        yield r, Window(0, r, int(pair.window.width), p)
+        for b in range(0, len(cols), BLOCK_PATCHES):
+            group = cols[b:b + BLOCK_PATCHES]
+            yield r, group, Window(group[0], r, group[-1] + p - group[0], p)
 
 
 def build_pair(lr: str | os.PathLike[str], hr: str | os.PathLike[str],
@@ -295,6 +309,8 @@ def build_pair(lr: str | os.PathLike[str], hr: str | os.PathLike[str],
     opts = opts or BuildOptions()
     if opts.scale not in (2, 4):
         raise UsageError(f"--scale must be 2 or 4, got {opts.scale}")
+    if opts.degrade_factor < 1:
+        raise UsageError(f"degrade factor must be >= 1, got {opts.degrade_factor}")
     if opts.patch < 16:
         raise UsageError(f"--patch must be at least 16, got {opts.patch}")
     lr, hr = Path(lr), Path(hr)
@@ -303,7 +319,8 @@ def build_pair(lr: str | os.PathLike[str], hr: str | os.PathLike[str],
             from s2sr.errors import InputNotFoundError
 
             raise InputNotFoundError(f"input {p} does not exist: check the path")
-    kind = opts.kind or f"SE10>RE{10 / opts.scale:g}"
+    k = opts.degrade_factor
+    kind = opts.kind or f"SE{10 * k:g}>RE{10 * k / opts.scale:g}"
     pair = _Pair(lr, hr, opts)
     try:
         return _build(pair, lr, hr, Path(dataset), kind)
@@ -337,21 +354,23 @@ def _build(pair: _Pair, lr: Path, hr: Path, root: Path, kind: str) -> dict[str, 
                         "covered by clouds")
     pair.shift = est.shift
     gains, offsets, _ = fit_radiometry(pair)
-    s, p = opts.scale, opts.patch
-    stride = opts.stride or p
+    s, k_deg = opts.scale, opts.degrade_factor
+    p = opts.patch * k_deg  # patch size on the native Sentinel-2 grid
+    stride = (opts.stride or opts.patch) * k_deg
     n_rows = len(_patch_origins(int(pair.window.height), p, stride))
     cols = _patch_origins(int(pair.window.width), p, stride)
     n = n_rows * len(cols)
     store = PairStore(root, create=True)
     pid = pair_id_for(lr, hr, kind, opts)
-    lr_file, hr_file, lr_arr, hr_arr = store.new_arrays(pid, n, len(opts.bands), p, p * s)
+    lr_file, hr_file, lr_arr, hr_arr = store.new_arrays(pid, n, len(opts.bands), opts.patch,
+                                                        opts.patch * s)
     stats: dict[str, list[float]] = {k: [] for k in ("nodata", "cloud", "corr", "ssim",
                                                      "shift", "residual")}
     origins: list[tuple[int, int]] = []
     clear_px = cloud_px = 0
     try:
         k = 0
-        for r, strip in _strips(pair):
+        for r, block_cols, strip in _blocks(pair):
             lrefl, lvalid, lcloud = pair.read_lr(strip)
             href, hvalid, hmask = pair.read_hr(strip)
             href = href * gains[:, None, None] + offsets[:, None, None]
@@ -362,17 +381,21 @@ def _build(pair: _Pair, lr: Path, hr: Path, root: Path, kind: str) -> dict[str, 
             cloud = dilate(lcloud | hcloud, opts.cloud_buffer) & valid
             clear_px += int((valid & ~cloud).sum())
             cloud_px += int(cloud.sum())
-            for c in cols:
-                v, cl = valid[:, c:c + p], cloud[:, c:c + p]
-                lpatch = lrefl[:, :, c:c + p]
-                st = patch_stats(lpatch, deg[:, :, c:c + p], v & ~cl)
+            for c in block_cols:
+                x = c - int(strip.col_off)
+                v, cl = valid[:, x:x + p], cloud[:, x:x + p]
+                lpatch = lrefl[:, :, x:x + p]
+                st = patch_stats(lpatch, deg[:, :, x:x + p], v & ~cl)
                 stats["nodata"].append(float(1 - v.mean()))
                 stats["cloud"].append(float(cl.mean()))
                 for key, val in st.items():
                     stats[key].append(val)
+                hpatch = href[:, :, x * s:(x + p) * s]
+                if k_deg > 1:
+                    lpatch = degrade(lpatch, k_deg, opts.lr_mtf)
+                    hpatch = degrade(hpatch, k_deg, opts.hr_mtf)
                 lr_arr[k] = np.clip(np.rint(lpatch * DN_SCALE), -32768, 32767)
-                hr_arr[k] = np.clip(np.rint(href[:, :, c * s:(c + p) * s] * DN_SCALE),
-                                    -32768, 32767)
+                hr_arr[k] = np.clip(np.rint(hpatch * DN_SCALE), -32768, 32767)
                 origins.append((r, c))
                 k += 1
         lr_arr.flush()
@@ -391,7 +414,8 @@ def _build(pair: _Pair, lr: Path, hr: Path, root: Path, kind: str) -> dict[str, 
                 f"{opts.max_cloud:.0%}: choose a clearer pair or raise --max-cloud"
             )
     except BaseException:
-        del lr_arr, hr_arr
+        lr_arr.close()
+        hr_arr.close()
         lr_file.unlink(missing_ok=True)
         hr_file.unlink(missing_ok=True)
         raise
@@ -407,7 +431,8 @@ def _build(pair: _Pair, lr: Path, hr: Path, root: Path, kind: str) -> dict[str, 
             "patch_id": f"{pid}:{r}:{c}", "pair_id": pid, "index": k, "kind": kind,
             "site": opts.site, "split": opts.split, "lr_scene": str(lr), "hr_scene": str(hr),
             "lr_row": int(pair.window.row_off) + r, "lr_col": int(pair.window.col_off) + c,
-            "lr_size": p, "hr_row": r * s, "hr_col": c * s, "hr_size": p * s,
+            "lr_size": opts.patch, "hr_row": r * s, "hr_col": c * s,
+            "hr_size": opts.patch * s,
             "crs": crs, "lr_transform": list(lr_t)[:6], "hr_transform": list(hr_t)[:6],
             **{key: _num(arrays[key][k]) for key in arrays},
             "auto_status": "auto-rejected" if reason else "auto-accepted",
@@ -415,7 +440,8 @@ def _build(pair: _Pair, lr: Path, hr: Path, root: Path, kind: str) -> dict[str, 
         })
     info = {
         "kind": kind, "site": opts.site, "split": opts.split, "lr_scene": str(lr),
-        "hr_scene": str(hr), "scale": s, "patch": p, "stride": stride,
+        "hr_scene": str(hr), "scale": s, "patch": opts.patch, "stride": opts.stride or
+        opts.patch, "degrade_factor": k_deg,
         "bands": list(opts.bands), "shift_px": [est.shift[0], est.shift[1]],
         "shift_spread_px": est.spread, "gain": gains.tolist(), "offset": offsets.tolist(),
         "time_gap_days": gap, "cloud_fraction": cloud_frac, "crs": crs,

@@ -51,6 +51,40 @@ def effective_status(row: dict[str, Any], decisions: dict[str, dict[str, Any]]) 
     return row["auto_status"], row["auto_reason"]
 
 
+class NpyWriter:
+    """Writes an int16 ``.npy`` file of known shape item by item, in order.
+
+    Unlike a memory map, written data does not stay resident, so building a dataset
+    from whole scenes keeps a flat memory profile. ``writer[k] = patch`` requires
+    ``k`` to be the next index.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
+        self.path = path
+        self.shape = shape
+        self.next = 0
+        self._handle = open(path, "wb")  # noqa: SIM115 - closed in flush()/close()
+        np.lib.format.write_array_header_1_0(
+            self._handle, {"descr": np.dtype(np.int16).str, "fortran_order": False,
+                           "shape": shape})
+
+    def __setitem__(self, index: int, value: np.ndarray) -> None:
+        if index != self.next:
+            raise IndexError(f"items must be written in order: expected {self.next}")
+        self._handle.write(np.ascontiguousarray(value, dtype=np.int16).tobytes())
+        self.next += 1
+
+    def flush(self) -> None:
+        """Close the file; it must hold exactly ``shape[0]`` items."""
+        self._handle.close()
+        if self.next != self.shape[0]:
+            raise RuntimeError(f"{self.path}: wrote {self.next} of {self.shape[0]} items")
+
+    def close(self) -> None:
+        """Close without checking (on failure)."""
+        self._handle.close()
+
+
 class PairStore:
     """A dataset folder of paired patches.
 
@@ -106,14 +140,13 @@ class PairStore:
         return out
 
     def new_arrays(self, pair_id: str, n: int, bands: int, lr_size: int, hr_size: int
-                   ) -> tuple[Path, Path, np.memmap, np.memmap]:
-        """Fresh memory-mapped array files for a pair (not yet referenced)."""
+                   ) -> tuple[Path, Path, NpyWriter, NpyWriter]:
+        """Fresh array files for a pair (not yet referenced), written patch by patch."""
         token = secrets.token_hex(4)
         lr_path = self.root / "arrays" / f"{pair_id}-{token}_lr.npy"
         hr_path = self.root / "arrays" / f"{pair_id}-{token}_hr.npy"
-        lr = np.lib.format.open_memmap(lr_path, "w+", np.int16, (n, bands, lr_size, lr_size))
-        hr = np.lib.format.open_memmap(hr_path, "w+", np.int16, (n, bands, hr_size, hr_size))
-        return lr_path, hr_path, lr, hr
+        return (lr_path, hr_path, NpyWriter(lr_path, (n, bands, lr_size, lr_size)),
+                NpyWriter(hr_path, (n, bands, hr_size, hr_size)))
 
     def commit_pair(self, pair_id: str, info: dict[str, Any], rows: list[dict[str, Any]]
                     ) -> None:

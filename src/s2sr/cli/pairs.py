@@ -1,0 +1,191 @@
+"""``s2sr pairs``: build, degrade, inspect and decide paired datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from s2sr.cli.common import handle_errors, setup_logging
+
+
+def _thresholds(values: tuple[str, ...]) -> object:
+    from s2sr.data.validation import Thresholds
+
+    items = {}
+    for item in values:
+        key, sep, val = item.partition("=")
+        try:
+            items[key.strip()] = float(val) if sep else float("nan")
+        except ValueError:
+            raise click.BadParameter(f"{item!r} is not KEY=NUMBER", param_hint="--threshold"
+                                     ) from None
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=NUMBER", param_hint="--threshold")
+    return Thresholds.from_dict(items)
+
+
+def _bands(value: str) -> tuple[str, ...]:
+    from s2sr.bands import normalize_band_name
+    from s2sr.errors import UsageError
+
+    names = tuple(normalize_band_name(v) or "" for v in value.split(","))
+    if not all(names):
+        raise UsageError(f"--bands {value!r} holds a name that is not a Sentinel-2 band")
+    return names
+
+
+_common = [
+    click.option("-o", "--output", "dataset", required=True, type=click.Path(path_type=Path),
+                 help="Dataset folder (created if absent)."),
+    click.option("--patch", default=96, show_default=True, type=click.IntRange(min=16),
+                 help="Input patch size in pixels (the target is patch x scale)."),
+    click.option("--stride", default=None, type=click.IntRange(min=1),
+                 help="Patch step in input pixels [default: the patch size]."),
+    click.option("--site", default="default", show_default=True, help="Site name."),
+    click.option("--split", type=click.Choice(["train", "val", "test"]), default="train",
+                 show_default=True),
+    click.option("--bands", default="B02,B03,B04,B08", show_default=True,
+                 help="Sentinel-2 bands to pair."),
+    click.option("--threshold", multiple=True,
+                 help="Validation threshold KEY=VALUE (max_nodata, max_cloud, max_shift, "
+                      "min_corr, min_ssim, max_residual, mad_z); repeatable."),
+]
+
+
+def common(func):  # type: ignore[no-untyped-def]
+    """Apply the options shared by build and degrade."""
+    for option in reversed(_common):
+        func = option(func)
+    return func
+
+
+@click.group()
+def pairs() -> None:
+    """Build and inspect paired datasets (Sentinel-2 + reference, or degraded pairs)."""
+
+
+@pairs.command()
+@click.option("--lr", "lr", required=True, type=click.Path(path_type=Path),
+              help="Sentinel-2 scene (GeoTIFF, per-band folder, SAFE or .zip).")
+@click.option("--hr", "hr", required=True, type=click.Path(path_type=Path),
+              help="Reference scene (any CRS, resolution and dtype).")
+@common
+@click.option("--scale", type=click.Choice(["2", "4"]), default="2", show_default=True)
+@click.option("--band-map", default=None,
+              help="Reference bands: a preset (rapideye, planetscope4, planetscope8, spot, "
+                   "rgbn) or B02=1,B03=2,B04=3,B08=5 [default: from band descriptions].")
+@click.option("--lr-date", default=None, help="Sentinel-2 acquisition date (YYYY-MM-DD).")
+@click.option("--hr-date", default=None, help="Reference acquisition date (YYYY-MM-DD).")
+@click.option("--max-days", default=45.0, show_default=True, type=click.FloatRange(min=0),
+              help="Largest time gap accepted.")
+@click.option("--max-cloud", default=0.10, show_default=True,
+              type=click.FloatRange(0, 1), help="Largest cloud fraction over the overlap.")
+@click.option("--hr-mask", default=None, type=click.Path(exists=True, path_type=Path),
+              help="Cloud mask raster for the reference (non-zero = cloud).")
+@click.option("--kind", default=None, help="Pair kind label [default: SE10>RE<10/scale>].")
+@click.option("--degrade", "degrade_factor", default=1, show_default=True,
+              type=click.IntRange(1, 8),
+              help="Degrade both sides by this factor after alignment: 2 gives SE20>RE10 "
+                   "pairs from a Sentinel-2 / 5 m reference pair.")
+@handle_errors
+def build(lr: Path, hr: Path, dataset: Path, patch: int, stride: int | None, site: str,
+          split: str, bands: str, threshold: tuple[str, ...], scale: str,
+          band_map: str | None, lr_date: str | None, hr_date: str | None, max_days: float,
+          max_cloud: float, hr_mask: Path | None, kind: str | None,
+          degrade_factor: int) -> None:
+    """Add one Sentinel-2 / reference scene pair to DATASET."""
+    setup_logging(False)
+    from s2sr.data.pairs import BuildOptions, build_pair
+
+    opts = BuildOptions(
+        scale=int(scale), patch=patch, stride=stride, band_map=band_map, bands=_bands(bands),
+        site=site, split=split, lr_date=lr_date, hr_date=hr_date, max_days=max_days,
+        max_cloud=max_cloud, hr_mask=str(hr_mask) if hr_mask else None,
+        thresholds=_thresholds(threshold), kind=kind,  # type: ignore[arg-type]
+        degrade_factor=degrade_factor,
+    )
+    info = build_pair(lr, hr, dataset, opts)
+    _echo_pair(info)
+
+
+@pairs.command()
+@click.argument("scene", type=click.Path(path_type=Path))
+@common
+@click.option("--scale", type=click.Choice(["2", "4"]), default=None,
+              help="Input/target pixel ratio [default: 2, or from --levels].")
+@click.option("--levels", default=None,
+              help="INPUT,TARGET pixel sizes in metres, e.g. 20,10 [default: target = the "
+                   "scene's own].")
+@click.option("--resolution", type=float, default=None,
+              help="The scene's pixel size in metres [default: from its CRS].")
+@click.option("--sensor", default="SE", show_default=True,
+              help="Sensor code for the pair kind (SE = Sentinel-2, RE = reference).")
+@click.option("--mtf", default=0.3, show_default=True, type=click.FloatRange(0.01, 0.99),
+              help="Nyquist MTF of the simulated coarse sensor.")
+@click.option("--no-cloud-test", is_flag=True,
+              help="Skip the brightness cloud test (for imagery not in reflectance x 10000).")
+@handle_errors
+def degrade(scene: Path, dataset: Path, patch: int, stride: int | None, site: str, split: str,
+            bands: str, threshold: tuple[str, ...], scale: str | None, levels: str | None,
+            resolution: float | None, sensor: str, mtf: float, no_cloud_test: bool) -> None:
+    """Add degraded (Wald-protocol) pairs made from one SCENE to DATASET."""
+    setup_logging(False)
+    from s2sr.data.wald import DegradeOptions, degrade_scene
+    from s2sr.errors import UsageError
+
+    lv = None
+    if levels:
+        try:
+            a, b = (float(v) for v in levels.split(","))
+        except ValueError:
+            raise UsageError(f"--levels {levels!r} is not INPUT,TARGET in metres, e.g. 20,10"
+                             ) from None
+        lv = (a, b)
+    opts = DegradeOptions(
+        scale=int(scale) if scale else None, levels=lv, resolution=resolution, sensor=sensor,
+        mtf=mtf, patch=patch, stride=stride, site=site, split=split, bands=_bands(bands),
+        cloud_test=not no_cloud_test, thresholds=_thresholds(threshold),  # type: ignore[arg-type]
+    )
+    _echo_pair(degrade_scene(scene, dataset, opts))
+
+
+@pairs.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@handle_errors
+def info(dataset: Path, as_json: bool) -> None:
+    """Counts per site, split, kind, status and reason, and per scene pair."""
+    from s2sr.data.store import PairStore
+
+    summary = PairStore(dataset).summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+        return
+    click.echo(f"{summary['dataset']}: {summary['patches']} patches")
+    for key in ("by_site", "by_split", "by_kind", "by_status", "by_reason"):
+        values = ", ".join(f"{k}: {v}" for k, v in sorted(summary[key].items())) or "-"
+        click.echo(f"  {key[3:]:<7} {values}")
+    for pid, p in summary["pairs"].items():
+        click.echo(f"  pair {pid} ({p['kind']}, {p['site']}/{p['split']}): "
+                   f"{p['patches']} patches, shift {p['shift_px'][0]:+.2f},"
+                   f"{p['shift_px'][1]:+.2f} px, gap {p['time_gap_days']} d, "
+                   f"{', '.join(f'{k} {v}' for k, v in sorted(p['by_status'].items()))}")
+
+
+@pairs.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("patch_id")
+@click.argument("decision", type=click.Choice(["accepted", "rejected", "auto"]))
+@click.option("--note", default="", help="Why (kept with the decision).")
+@handle_errors
+def decide(dataset: Path, patch_id: str, decision: str, note: str) -> None:
+    """Record a person's DECISION on PATCH_ID (auto clears it); it survives rebuilding."""
+    from s2sr.data.store import PairStore
+
+    PairStore(dataset).decide(patch_id, decision, note)
+
+
+def _echo_pair(info: dict[str, object]) -> None:
+    click.echo(json.dumps(info))

@@ -1,0 +1,94 @@
+"""``PairDataset``: a PyTorch Dataset over a paired dataset folder.
+
+Items are dictionaries with ``lr`` ``(C, h, w)`` and ``hr`` ``(C, h*s, w*s)`` float32
+reflectance tensors plus ``patch_id``, ``pair_id``, ``kind``, ``site`` and ``split``.
+Arrays are memory-mapped, so opening a large dataset is instant.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from s2sr.data.store import DN_SCALE, PairStore
+from s2sr.errors import UsageError
+
+ACCEPTED = ("auto-accepted", "accepted")
+
+
+def _as_set(value: str | Sequence[str] | None) -> set[str] | None:
+    if value is None:
+        return None
+    return {value} if isinstance(value, str) else set(value)
+
+
+class PairDataset(Dataset[dict[str, Any]]):
+    """Paired patches, filtered, with random crops and dihedral augmentation.
+
+    Args:
+        root: dataset folder made by ``s2sr pairs``.
+        split: keep these splits (``"train"``, ``["val", "test"]``; ``None``: all).
+        status: keep these statuses (default: accepted and auto-accepted).
+        site: keep these sites. kind: keep these pair kinds (e.g. ``"SE20>SE10"``).
+        crop: random crop of the input to ``crop x crop`` pixels (the target is cropped
+            to match); ``None`` keeps whole patches (progressive resizing sets this).
+        augment: random flips and 90-degree rotations.
+        generator: random source for crops and augmentation (repeatable runs).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, split: str | Sequence[str] | None = None,
+                 status: str | Sequence[str] | None = ACCEPTED,
+                 site: str | Sequence[str] | None = None, kind: str | Sequence[str] | None = None,
+                 crop: int | None = None, augment: bool = False,
+                 generator: torch.Generator | None = None) -> None:
+        self.store = PairStore(root)
+        wanted = {"split": _as_set(split), "status": _as_set(status), "site": _as_set(site),
+                  "kind": _as_set(kind)}
+        self.rows = [r for r in self.store.rows()
+                     if all(v is None or r[k] in v for k, v in wanted.items())]
+        self.crop = crop
+        self.augment = augment
+        self.generator = generator
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for row in self.rows:
+            if crop is not None and crop > row["lr_size"]:
+                raise UsageError(f"crop {crop} is larger than the {row['lr_size']} px patches")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _pair(self, pair_id: str) -> tuple[np.ndarray, np.ndarray]:
+        if pair_id not in self._arrays:
+            self._arrays[pair_id] = self.store.arrays(pair_id)
+        return self._arrays[pair_id]
+
+    def _randint(self, high: int) -> int:
+        return int(torch.randint(high, (1,), generator=self.generator).item())
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.rows[index]
+        lr_all, hr_all = self._pair(row["pair_id"])
+        lr = np.asarray(lr_all[row["index"]], np.float32) / DN_SCALE
+        hr = np.asarray(hr_all[row["index"]], np.float32) / DN_SCALE
+        scale = hr.shape[-1] // lr.shape[-1]
+        if self.crop is not None and self.crop < lr.shape[-1]:
+            y = self._randint(lr.shape[-2] - self.crop + 1)
+            x = self._randint(lr.shape[-1] - self.crop + 1)
+            lr = lr[:, y:y + self.crop, x:x + self.crop]
+            hr = hr[:, y * scale:(y + self.crop) * scale, x * scale:(x + self.crop) * scale]
+        lr_t, hr_t = torch.from_numpy(np.ascontiguousarray(lr)), torch.from_numpy(
+            np.ascontiguousarray(hr))
+        if self.augment:
+            k = self._randint(4)
+            flip = self._randint(2)
+            lr_t, hr_t = torch.rot90(lr_t, k, (1, 2)), torch.rot90(hr_t, k, (1, 2))
+            if flip:
+                lr_t, hr_t = lr_t.flip(2), hr_t.flip(2)
+            lr_t, hr_t = lr_t.contiguous(), hr_t.contiguous()
+        return {"lr": lr_t, "hr": hr_t, "patch_id": row["patch_id"], "pair_id": row["pair_id"],
+                "kind": row["kind"], "site": row["site"], "split": row["split"]}

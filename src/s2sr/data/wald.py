@@ -1,0 +1,199 @@
+"""Degraded (Wald-protocol) pairs from one scene: ``s2sr pairs degrade``.
+
+The target is the scene at ``target`` metres (the scene itself, or degraded once, for
+20>10-style pairs from a 5 m reference); the input is the scene degraded to ``input``
+metres. Degradation is the documented sensor-like blur plus block averaging of
+:mod:`s2sr.data.degrade`. The scene is processed in strips of patches, so its size does
+not matter.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from s2sr.data.degrade import SENSOR_MTF, block_mean, degradation_sigma, degrade
+from s2sr.data.masks import brightness_mask, dilate
+from s2sr.data.store import DN_SCALE, PairStore
+from s2sr.data.validation import Thresholds, validate
+from s2sr.errors import DataError, InputNotFoundError, UsageError
+from s2sr.io.scene import open_scene
+
+
+@dataclass(frozen=True)
+class DegradeOptions:
+    """Options of ``s2sr pairs degrade``.
+
+    Attributes:
+        scale: input pixel / target pixel (2 or 4); implied by ``levels`` when given.
+        levels: ``(input_m, target_m)``, e.g. ``(20, 10)``; default: target = native.
+        resolution: native pixel size in metres (default: from a projected CRS).
+        sensor: short sensor code for the pair kind (``SE`` Sentinel-2, ``RE`` reference).
+        cloud_test: run the brightness cloud test (needs reflectance-scaled DN; turn it
+            off for raw-DN imagery such as the WorldView-2 crops).
+        mtf: Nyquist MTF of the simulated coarse sensor.
+        bands: bands to read (names, by description).
+    """
+
+    scale: int | None = None
+    levels: tuple[float, float] | None = None
+    resolution: float | None = None
+    sensor: str = "SE"
+    mtf: float = SENSOR_MTF["sentinel2"]
+    patch: int = 96
+    stride: int | None = None
+    site: str = "default"
+    split: str = "train"
+    bands: tuple[str, ...] = ("B02", "B03", "B04", "B08")
+    cloud_buffer: int = 2
+    cloud_test: bool = True
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+def nominal(metres: float) -> str:
+    """A pixel size as pair kinds write it: 9.99 -> "10", 2.5 -> "2.5"."""
+    return f"{round(metres):d}" if metres >= 2 else f"{metres:.2g}"
+
+
+def _factors(native: float, opts: DegradeOptions) -> tuple[int, int, float, float]:
+    if opts.levels is None:
+        scale = opts.scale or 2
+        target, inp = native, native * scale
+    else:
+        inp, target = opts.levels
+    ft, fi = target / native, inp / native
+    if abs(ft - round(ft)) > 1e-3 or abs(fi - round(fi)) > 1e-3 or round(ft) < 1:
+        raise UsageError(
+            f"--levels {inp:g},{target:g} are not whole multiples of the scene's {native:g} m "
+            "pixels: choose levels that are (e.g. 20,10 for a 10 m scene)"
+        )
+    ft_i, fi_i = round(ft), round(fi)
+    scale = fi_i // ft_i
+    if fi_i % ft_i or scale not in (2, 4):
+        raise UsageError(f"--levels {inp:g},{target:g} give a ratio of {fi / ft:g}: use 2 or 4")
+    if opts.scale is not None and opts.scale != scale:
+        raise UsageError(f"--scale {opts.scale} contradicts --levels {inp:g},{target:g} "
+                         f"(ratio {scale}): give one or make them agree")
+    return ft_i, fi_i, inp, target
+
+
+def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike[str],
+                  opts: DegradeOptions | None = None) -> dict[str, Any]:
+    """Add Wald pairs made from one scene to a dataset; returns the pair's summary."""
+    from s2sr.data.pairs import pair_id_for
+
+    opts = opts or DegradeOptions()
+    path = Path(scene_path)
+    if not path.exists():
+        raise InputNotFoundError(f"input {path} does not exist: check the path")
+    with open_scene(path, bands=opts.bands) as scene:
+        meta = scene.meta
+        native = opts.resolution
+        if native is None:
+            if meta.crs is None or not meta.crs.is_projected:
+                raise UsageError(f"{path} has no projected CRS, so its pixel size in metres "
+                                 "is unknown: pass --resolution (e.g. 10)")
+            native = meta.res[0]
+        ft, fi, inp_m, tgt_m = _factors(native, opts)
+        scale = fi // ft
+        kind = f"{opts.sensor}{nominal(inp_m)}>{opts.sensor}{nominal(tgt_m)}"
+        p = opts.patch
+        stride = opts.stride or p
+        span = p * fi  # native pixels per input patch
+        cols = list(range(0, meta.width - span + 1, stride * fi))
+        rows = list(range(0, meta.height - span + 1, stride * fi))
+        if not cols or not rows:
+            raise DataError(f"{path} ({meta.width}x{meta.height} px) is smaller than one "
+                            f"{p} px patch at {inp_m:g} m ({span} px): use a smaller --patch")
+        sigma = degradation_sigma(fi, opts.mtf)
+        margin = fi * math.ceil(3 * sigma / fi + 1)
+        store = PairStore(dataset, create=True)
+        from s2sr.data.pairs import BuildOptions
+
+        pid = pair_id_for(path, path, kind, BuildOptions(scale=scale, patch=p,
+                                                         stride=opts.stride, bands=opts.bands))
+        n = len(rows) * len(cols)
+        lr_file, hr_file, lr_arr, hr_arr = store.new_arrays(pid, n, len(opts.bands), p,
+                                                            p * scale)
+        stats: dict[str, list[float]] = {k: [] for k in ("nodata", "cloud", "corr", "ssim",
+                                                         "shift", "residual")}
+        origins = []
+        g = np.asarray(meta.gains, np.float32)[:, None, None]
+        o = np.asarray(meta.offsets, np.float32)[:, None, None]
+        try:
+            k = 0
+            width = meta.width  # full width: the blur sees real neighbours
+            for r in rows:
+                top, bottom = max(r - margin, 0), min(r + span + margin, meta.height)
+                dn = scene.read(Window(0, top, width, bottom - top))
+                refl = dn.astype(np.float32) * g + o
+                valid = np.ones(dn.shape[1:], bool) if meta.nodata is None else \
+                    ~(dn == meta.nodata).any(axis=0)
+                target = degrade(refl, ft, opts.mtf) if ft > 1 else refl
+                source = degrade(refl, fi, opts.mtf)
+                vin = block_mean(valid[None].astype(np.float32), fi)[0] > 0.999
+                if opts.cloud_test:
+                    cloud = dilate(brightness_mask(
+                        source, nir=3 if len(opts.bands) > 3 else None), opts.cloud_buffer)
+                else:
+                    cloud = np.zeros(source.shape[1:], bool)
+                ti, si = (r - top) // ft, (r - top) // fi
+                for c in cols:
+                    ci, cs = c // fi, c // ft
+                    v = vin[si:si + p, ci:ci + p]
+                    stats["nodata"].append(float(1 - v.mean()))
+                    stats["cloud"].append(float((cloud[si:si + p, ci:ci + p] & v).mean()))
+                    for key, val in (("corr", 1.0), ("ssim", 1.0), ("shift", 0.0),
+                                     ("residual", 0.0)):
+                        stats[key].append(val)  # one scene: agreement by construction
+                    lr_arr[k] = np.clip(np.rint(source[:, si:si + p, ci:ci + p] * DN_SCALE),
+                                        -32768, 32767)
+                    hr_arr[k] = np.clip(np.rint(
+                        target[:, ti:ti + p * scale, cs:cs + p * scale] * DN_SCALE),
+                        -32768, 32767)
+                    origins.append((r // fi, c // fi))
+                    k += 1
+            lr_arr.flush()
+            hr_arr.flush()
+            nodata = np.asarray(stats["nodata"])
+            if (nodata >= 1).all():
+                raise DataError(f"{path} holds no valid pixels: choose a scene with data")
+        except BaseException:
+            lr_arr.close()
+            hr_arr.close()
+            lr_file.unlink(missing_ok=True)
+            hr_file.unlink(missing_ok=True)
+            raise
+        arrays = {key: np.asarray(v, float) for key, v in stats.items()}
+        reasons = validate(arrays, opts.thresholds)
+        crs = meta.crs.to_string() if meta.crs else ""
+        rows_out = []
+        for k, ((r, c), reason) in enumerate(zip(origins, reasons, strict=True)):
+            rows_out.append({
+                "patch_id": f"{pid}:{r}:{c}", "pair_id": pid, "index": k, "kind": kind,
+                "site": opts.site, "split": opts.split, "lr_scene": str(path),
+                "hr_scene": str(path), "lr_row": r, "lr_col": c, "lr_size": p,
+                "hr_row": r * scale, "hr_col": c * scale, "hr_size": p * scale, "crs": crs,
+                "lr_transform": list(meta.transform)[:6], "hr_transform": list(meta.transform)[:6],
+                **{key: round(float(arrays[key][k]), 6) for key in arrays},
+                "auto_status": "auto-rejected" if reason else "auto-accepted",
+                "auto_reason": reason,
+            })
+        info = {
+            "kind": kind, "site": opts.site, "split": opts.split, "lr_scene": str(path),
+            "hr_scene": str(path), "scale": scale, "patch": p, "stride": stride,
+            "bands": list(opts.bands), "shift_px": [0.0, 0.0], "shift_spread_px": 0.0,
+            "gain": [1.0] * len(opts.bands), "offset": [0.0] * len(opts.bands),
+            "time_gap_days": 0.0, "cloud_fraction": float(np.mean(stats["cloud"])),
+            "crs": crs, "levels_m": [inp_m, tgt_m], "native_m": native, "mtf": opts.mtf,
+            "lr_array": lr_file.name, "hr_array": hr_file.name,
+            "thresholds": opts.thresholds.as_dict(),
+        }
+        store.commit_pair(pid, info, rows_out)
+        return store.summary()["pairs"][pid]
