@@ -174,3 +174,34 @@ def texture(shape: tuple[int, int], bands: int = 4, seed: int = 0) -> np.ndarray
     for b in range(bands):
         out[b] = 0.08 + 0.03 * b + 0.01 * base + 0.06 * fields * (1 + 0.2 * b)
     return np.clip(out, 0.005, 0.6)
+
+
+@pytest.fixture(scope="session")
+def wald_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SE20>SE10 pairs (patch 12 -> 24) from three synthetic scenes: 2 train, 1 val."""
+    root = tmp_path_factory.mktemp("wald")
+    for k, split in enumerate(("train", "train", "val")):
+        from s2sr.data import DegradeOptions, degrade_scene
+
+        dn = np.rint(texture((144, 144), seed=30 + k) * 10000).astype(np.uint16)
+        scene = write_geotiff(root / f"scene{k}.tif", dn)
+        degrade_scene(scene, root / "ds", DegradeOptions(patch=12, split=split,
+                                                        site=f"s{k}"))
+    return root / "ds"
+
+
+def write_config(path: Path, dataset: Path, **overrides: Any) -> Path:
+    """A tiny, fast experiment (edsr-tiny, pixel loss), with overrides."""
+    import yaml
+
+    cfg: dict[str, Any] = {
+        "name": "test", "seed": 0, "batch_size": 8,
+        "model": {"name": "edsr-tiny", "scale": 2},
+        "data": {"datasets": [str(dataset)], "kind": ["SE20>SE10"], "max_val_patches": 8},
+        "loss": {"pixel": 1.0},
+        "stages": [{"epochs": 2, "lr": 3e-3, "patch": 8}, {"epochs": 1, "lr": 1e-3}],
+    }
+    for key, value in overrides.items():
+        cfg[key] = value
+    path.write_text(yaml.safe_dump(cfg))
+    return path

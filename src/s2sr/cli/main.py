@@ -100,8 +100,10 @@ def demo(output_dir: Path, weights: Path | None) -> None:
 
 def _register() -> None:
     from s2sr.cli.pairs import pairs
+    from s2sr.cli.train import train
 
     cli.add_command(pairs)
+    cli.add_command(train)
 
 
 _register()

@@ -39,13 +39,17 @@ class PairDataset(Dataset[dict[str, Any]]):
             to match); ``None`` keeps whole patches (progressive resizing sets this).
         augment: random flips and 90-degree rotations.
         generator: random source for crops and augmentation (repeatable runs).
+        seed: when set, each item draws its crop and augmentation from a generator seeded
+            by ``(seed, epoch, index)`` instead: the same item gets the same crop whichever
+            process loads it (data-parallel training) and after a resume. Set ``epoch``
+            before each epoch.
     """
 
     def __init__(self, root: str | os.PathLike[str], *, split: str | Sequence[str] | None = None,
                  status: str | Sequence[str] | None = ACCEPTED,
                  site: str | Sequence[str] | None = None, kind: str | Sequence[str] | None = None,
                  crop: int | None = None, augment: bool = False,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, seed: int | None = None) -> None:
         self.store = PairStore(root)
         wanted = {"split": _as_set(split), "status": _as_set(status), "site": _as_set(site),
                   "kind": _as_set(kind)}
@@ -54,6 +58,8 @@ class PairDataset(Dataset[dict[str, Any]]):
         self.crop = crop
         self.augment = augment
         self.generator = generator
+        self.seed = seed
+        self.epoch = 0
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for row in self.rows:
             if crop is not None and crop > row["lr_size"]:
@@ -67,25 +73,29 @@ class PairDataset(Dataset[dict[str, Any]]):
             self._arrays[pair_id] = self.store.arrays(pair_id)
         return self._arrays[pair_id]
 
-    def _randint(self, high: int) -> int:
-        return int(torch.randint(high, (1,), generator=self.generator).item())
+    def _randint(self, high: int, gen: torch.Generator | None) -> int:
+        return int(torch.randint(high, (1,), generator=gen).item())
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = self.rows[index]
+        gen = self.generator
+        if self.seed is not None:
+            gen = torch.Generator().manual_seed(
+                (self.seed * 1_000_003 + self.epoch * 10_007 + index) % (2**63))
         lr_all, hr_all = self._pair(row["pair_id"])
         lr = np.asarray(lr_all[row["index"]], np.float32) / DN_SCALE
         hr = np.asarray(hr_all[row["index"]], np.float32) / DN_SCALE
         scale = hr.shape[-1] // lr.shape[-1]
         if self.crop is not None and self.crop < lr.shape[-1]:
-            y = self._randint(lr.shape[-2] - self.crop + 1)
-            x = self._randint(lr.shape[-1] - self.crop + 1)
+            y = self._randint(lr.shape[-2] - self.crop + 1, gen)
+            x = self._randint(lr.shape[-1] - self.crop + 1, gen)
             lr = lr[:, y:y + self.crop, x:x + self.crop]
             hr = hr[:, y * scale:(y + self.crop) * scale, x * scale:(x + self.crop) * scale]
         lr_t, hr_t = torch.from_numpy(np.ascontiguousarray(lr)), torch.from_numpy(
             np.ascontiguousarray(hr))
         if self.augment:
-            k = self._randint(4)
-            flip = self._randint(2)
+            k = self._randint(4, gen)
+            flip = self._randint(2, gen)
             lr_t, hr_t = torch.rot90(lr_t, k, (1, 2)), torch.rot90(hr_t, k, (1, 2))
             if flip:
                 lr_t, hr_t = lr_t.flip(2), hr_t.flip(2)

@@ -1,0 +1,43 @@
+"""``s2sr train``: run one experiment from a YAML file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from s2sr.cli.common import handle_errors, setup_logging
+
+
+@click.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "run_dir", required=True, type=click.Path(path_type=Path),
+              help="Run folder (new, or the one to resume).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
+@click.option("--epoch-scale", default=1.0, show_default=True, type=click.FloatRange(min=0,
+                                                                                    min_open=True),
+              help="Multiply every stage's epochs (0.01 for a quick run; at least 1 epoch).")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None,
+              help="Resolve relative dataset paths against this folder instead of the "
+                   "config's.")
+@click.option("--runs-root", type=click.Path(path_type=Path), default=None,
+              help="Resolve a relative init_from against this folder instead of the config's.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@handle_errors
+def train(config: Path, run_dir: Path, resume: bool, epoch_scale: float,
+          data_root: Path | None, runs_root: Path | None, quiet: bool) -> None:
+    """Train the experiment in CONFIG (YAML) into a run folder.
+
+    Data-parallel on several processes or GPUs: launch with
+    ``torchrun --nproc_per_node N -m s2sr.cli.main train CONFIG -o RUN``.
+    """
+    setup_logging(quiet)
+    from s2sr.training import load_config
+    from s2sr.training import train as run_train
+
+    cfg = load_config(config, data_root=data_root, runs_root=runs_root)
+    final = run_train(cfg, run_dir, resume=resume, epoch_scale=epoch_scale,
+                      progress=not quiet and sys.stderr.isatty())
+    if not quiet:
+        click.echo(f"wrote {final}", err=True)

@@ -1,0 +1,27 @@
+"""Losses for super-resolution training: pixel, VGG16 perceptual/style, and their sum.
+
+Only the RGB bands reach the VGG16 terms; NIR and other bands are only in the pixel loss
+(see :mod:`s2sr.losses.perceptual`).
+"""
+
+from __future__ import annotations
+
+from s2sr.losses.combined import SRLoss
+from s2sr.losses.perceptual import (
+    VGG16_URL,
+    PerceptualLoss,
+    VGG16Features,
+    load_vgg16_state,
+    reflectance_to_vgg,
+)
+from s2sr.losses.pixel import PixelLoss
+
+__all__ = [
+    "VGG16_URL",
+    "PerceptualLoss",
+    "PixelLoss",
+    "SRLoss",
+    "VGG16Features",
+    "load_vgg16_state",
+    "reflectance_to_vgg",
+]

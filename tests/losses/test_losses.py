@@ -1,0 +1,349 @@
+"""Tests of s2sr.losses: pixel, VGG16 perceptual/style terms, weight loading, SRLoss."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from s2sr.errors import InputNotFoundError, UsageError, WeightsError
+from s2sr.losses import (
+    VGG16_URL,
+    PerceptualLoss,
+    PixelLoss,
+    SRLoss,
+    VGG16Features,
+    load_vgg16_state,
+    reflectance_to_vgg,
+)
+from s2sr.losses.perceptual import gram
+
+REAL_VGG = Path(__file__).resolve().parents[3] / "shared" / "weights" / "vgg16_hed_features.pth"
+
+requires_real_vgg = pytest.mark.skipif(
+    not REAL_VGG.is_file(),
+    reason=f"real VGG16 weights not found at {REAL_VGG} (only on the dev machine, not in CI)",
+)
+
+FEATURES = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0}
+STYLE = {"relu1_2": 1.0, "relu2_2": 1.0}
+
+
+def images(seed: int = 0) -> torch.Tensor:
+    """A (2, 4, 32, 32) reflectance batch (bands B02, B03, B04, B08)."""
+    gen = torch.Generator().manual_seed(seed)
+    return 0.05 + 0.3 * torch.rand(2, 4, 32, 32, generator=gen)
+
+
+@pytest.fixture(scope="module")
+def random_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return VGG16Features().state_dict()
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory: pytest.TempPathFactory, random_state: dict) -> Path:
+    path = tmp_path_factory.mktemp("vgg") / "vgg16_random.pth"
+    torch.save(random_state, path)
+    return path
+
+
+@pytest.fixture(scope="module", params=["random", pytest.param("real", marks=requires_real_vgg)])
+def perceptual(request: pytest.FixtureRequest, random_weights: Path) -> PerceptualLoss:
+    source = random_weights if request.param == "random" else REAL_VGG
+    return PerceptualLoss(source, feature_layers=FEATURES, style_layers=STYLE, style_weight=10.0)
+
+
+# --- perceptual / style terms --------------------------------------------------------------
+
+
+def test_terms_zero_for_identical_positive_for_different(perceptual: PerceptualLoss) -> None:
+    x = images(0)
+    feature, style = perceptual(x, x.clone())
+    assert feature.item() == 0.0
+    assert style.item() == 0.0
+    feature, style = perceptual(images(1), x)
+    assert feature.item() > 0.0
+    assert style.item() > 0.0
+    assert feature.ndim == 0 and style.ndim == 0
+
+
+def test_gradients_reach_prediction_never_vgg(perceptual: PerceptualLoss) -> None:
+    net = nn.Conv2d(4, 4, 3, padding=1)
+    x = images(0).requires_grad_(True)
+    target = images(1).requires_grad_(True)
+    feature, style = perceptual(net(x), target)
+    (feature + style).backward()
+    assert net.weight.grad is not None and net.weight.grad.abs().sum() > 0
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert target.grad is None, "the target's features must be computed without gradients"
+    for param in perceptual.vgg.parameters():
+        assert not param.requires_grad
+        assert param.grad is None
+
+
+def test_nir_is_not_in_perceptual_terms(random_weights: Path) -> None:
+    loss = PerceptualLoss(random_weights, feature_layers=FEATURES, style_layers=STYLE)
+    x = images(0)
+    y = x.clone()
+    y[:, 3] += 0.2  # only NIR differs
+    feature, style = loss(y, x)
+    assert feature.item() == 0.0 and style.item() == 0.0
+
+
+def test_no_layers_gives_zero_terms_without_loading_weights(tmp_path: Path) -> None:
+    loss = PerceptualLoss(tmp_path / "not_needed.pth", feature_layers={}, style_layers={})
+    feature, style = loss(images(0), images(1))
+    assert feature.item() == 0.0 and style.item() == 0.0
+
+
+def test_vgg_frozen_eval_and_not_in_state_dict(random_weights: Path) -> None:
+    loss = PerceptualLoss(random_weights, feature_layers=FEATURES)
+    loss.train()
+    assert not loss.vgg.training
+    assert not any(p.requires_grad for p in loss.parameters())
+    assert not any(k.startswith("vgg.") for k in loss.state_dict())
+    combined = SRLoss(perceptual=loss)
+    assert not any("vgg" in k for k in combined.state_dict())
+    before = loss.vgg.features[0].weight.clone()
+    combined.load_state_dict(combined.state_dict(), strict=True)  # the VGG is kept
+    assert torch.equal(loss.vgg.features[0].weight, before)
+
+
+def test_vgg_layout_and_depth(random_state: dict) -> None:
+    vgg = VGG16Features()
+    assert len(vgg.features) == 31
+    assert set(vgg.state_dict()) == set(random_state)
+    assert "features.28.bias" in random_state and "features.30.weight" not in random_state
+    called: list[int] = []
+    for i, module in enumerate(vgg.features):
+        module.register_forward_hook(lambda *_, i=i: called.append(i))
+    x = torch.randn(2, 3, 32, 32)
+    out = vgg(x, ["relu2_2", "relu1_2"])
+    assert list(out) == ["relu2_2", "relu1_2"]
+    assert out["relu1_2"].shape == (2, 64, 32, 32)
+    assert out["relu2_2"].shape == (2, 128, 16, 16)
+    assert max(called) == 8, "the network must stop at the deepest requested layer"
+    assert vgg(x, ["relu3_3"])["relu3_3"].shape == (2, 256, 8, 8)
+    assert vgg(x, []) == {}
+    with pytest.raises(UsageError, match="relu9_9"):
+        vgg(x, ["relu9_9"])
+
+
+def test_unknown_layer_rejected(random_weights: Path) -> None:
+    with pytest.raises(UsageError, match="conv5_4"):
+        PerceptualLoss(random_weights, feature_layers={"conv5_4": 1.0})
+
+
+def test_gram_shape_and_normalisation() -> None:
+    f = torch.ones(2, 3, 4, 5)
+    g = gram(f)
+    assert g.shape == (2, 3, 3)
+    torch.testing.assert_close(g, torch.full((2, 3, 3), 20 / 60))
+
+
+# --- reflectance to VGG input ----------------------------------------------------------------
+
+
+def test_reflectance_to_vgg_maps_0_3_to_one() -> None:
+    refl = torch.full((2, 4, 8, 8), 0.3)
+    refl[:, 3] = 0.9  # NIR is ignored
+    out = reflectance_to_vgg(refl)
+    assert out.shape == (2, 3, 8, 8)
+    mean = torch.tensor([0.485, 0.456, 0.406])
+    std = torch.tensor([0.229, 0.224, 0.225])
+    expected = ((1 - mean) / std).view(1, 3, 1, 1).expand_as(out)
+    torch.testing.assert_close(out, expected)
+
+
+def test_reflectance_to_vgg_band_order() -> None:
+    refl = torch.zeros(1, 4, 2, 2)
+    refl[:, 2] = 0.3  # B04 = red -> first VGG channel
+    out = reflectance_to_vgg(refl)
+    assert out[0, 0, 0, 0] == pytest.approx((1 - 0.485) / 0.229)
+    assert out[0, 1, 0, 0] == pytest.approx(-0.456 / 0.224)
+
+
+# --- weight loading --------------------------------------------------------------------------
+
+
+@requires_real_vgg
+def test_real_weights_load_from_local_path() -> None:
+    state = load_vgg16_state(REAL_VGG)
+    raw = torch.load(REAL_VGG, map_location="cpu", weights_only=True)
+    assert list(state) == [k for k in raw if k.startswith("features.")]
+    vgg = VGG16Features()
+    vgg.load_state_dict(state, strict=True)
+    torch.testing.assert_close(vgg.features[28].bias, raw["features.28.bias"].float())
+
+
+@requires_real_vgg
+def test_real_weights_load_through_hub_from_file_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    if not Path(torch.hub.get_dir()).is_relative_to(tmp_path):
+        pytest.skip("torch.hub.set_dir() was called elsewhere; the hub cache cannot be redirected")
+    state = load_vgg16_state(REAL_VGG.as_uri())
+    assert (tmp_path / "hub" / "checkpoints" / REAL_VGG.name).is_file()  # cached by torch.hub
+    for key, value in load_vgg16_state(REAL_VGG).items():
+        assert torch.equal(state[key], value)
+
+
+def test_file_url_goes_through_hub_cache(
+    random_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    if not Path(torch.hub.get_dir()).is_relative_to(tmp_path):
+        pytest.skip("torch.hub.set_dir() was called elsewhere; the hub cache cannot be redirected")
+    state = load_vgg16_state(random_weights.as_uri())
+    assert (tmp_path / "hub" / "checkpoints" / random_weights.name).is_file()
+    assert len(state) == 26
+
+
+def test_https_url_routed_to_torch_hub(random_state: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def fake(url: str, **kwargs: Any) -> dict[str, torch.Tensor]:
+        calls.append((url, kwargs))
+        return dict(random_state)
+
+    def no_local_load(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a URL must not be read with torch.load directly")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake)
+    monkeypatch.setattr(torch, "load", no_local_load)
+    state = load_vgg16_state(VGG16_URL)
+    assert calls == [(VGG16_URL, {"map_location": "cpu", "weights_only": True, "progress": False})]
+    assert set(state) == set(random_state)
+    loss = PerceptualLoss("http://example.invalid/vgg16.pth", feature_layers={"relu1_1": 1.0})
+    assert calls[-1][0] == "http://example.invalid/vgg16.pth"
+    assert torch.equal(loss.vgg.features[0].weight, random_state["features.0.weight"])
+
+
+def test_download_failure_is_weights_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(url: str, **kwargs: Any) -> None:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fail)
+    with pytest.raises(WeightsError, match="network unreachable"):
+        load_vgg16_state(VGG16_URL)
+
+
+def test_full_torchvision_dict_loads_features_only(random_state: dict, tmp_path: Path) -> None:
+    full = dict(random_state)
+    full["classifier.0.weight"] = torch.zeros(4096, 8)
+    full["classifier.0.bias"] = torch.zeros(4096)
+    path = tmp_path / "vgg16_full.pth"
+    torch.save(full, path)
+    state = load_vgg16_state(path)
+    assert set(state) == set(random_state)
+    VGG16Features().load_state_dict(state, strict=True)
+
+
+def test_dict_without_prefix_loads(random_state: dict, tmp_path: Path) -> None:
+    bare = {k.removeprefix("features."): v for k, v in random_state.items()}
+    assert "0.weight" in bare
+    path = tmp_path / "vgg16_bare.pth"
+    torch.save(bare, path)
+    state = load_vgg16_state(path)
+    assert set(state) == set(random_state)
+    assert torch.equal(state["features.0.weight"], random_state["features.0.weight"])
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(InputNotFoundError, match=r"nope\.pth"):
+        load_vgg16_state(missing)
+    with pytest.raises(InputNotFoundError, match=r"nope\.pth"):
+        load_vgg16_state(missing.as_uri())
+    with pytest.raises(InputNotFoundError):
+        PerceptualLoss(missing)
+
+
+def test_garbage_file(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.pth"
+    path.write_bytes(b"this is not a checkpoint" * 10)
+    with pytest.raises(WeightsError, match=r"garbage\.pth"):
+        load_vgg16_state(path)
+    with pytest.raises(WeightsError, match="not a file"):
+        load_vgg16_state(tmp_path)
+
+
+class Evil:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (print, ("unpickled!",))
+
+
+def test_arbitrary_objects_are_not_unpickled(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pth"
+    with path.open("wb") as fh:
+        pickle.dump({"features.0.weight": Evil()}, fh, protocol=2)
+    with pytest.raises(WeightsError):
+        load_vgg16_state(path)
+
+
+def test_wrong_shape_and_wrong_content(random_state: dict, tmp_path: Path) -> None:
+    bad = dict(random_state)
+    bad["features.0.weight"] = torch.zeros(64, 4, 3, 3)
+    path = tmp_path / "wrong_shape.pth"
+    torch.save(bad, path)
+    with pytest.raises(WeightsError, match=r"features\.0\.weight.*\(64, 3, 3, 3\)"):
+        load_vgg16_state(path)
+    partial = {k: v for k, v in random_state.items() if not k.startswith("features.28")}
+    torch.save(partial, path)
+    with pytest.raises(WeightsError, match=r"missing features\.28"):
+        load_vgg16_state(path)
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(WeightsError, match="not a dict"):
+        load_vgg16_state(path)
+
+
+# --- pixel loss and SRLoss -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["l1", "mse", "charbonnier"])
+def test_pixel_loss_kinds(kind: str) -> None:
+    pred, target = images(0), images(1)
+    loss = PixelLoss(loss_weight=2.0, kind=kind)(pred, target)
+    diff = pred - target
+    raw = {"l1": diff.abs(), "mse": diff**2, "charbonnier": (diff**2 + 1e-12).sqrt()}[kind]
+    torch.testing.assert_close(loss, 2.0 * raw.mean())
+    assert PixelLoss(kind=kind)(pred, pred).item() == pytest.approx(0.0, abs=1e-5)
+    summed = PixelLoss(reduction="sum", kind=kind)(pred, target)
+    torch.testing.assert_close(summed, raw.sum())
+
+
+def test_pixel_loss_rejects_unknown_options() -> None:
+    with pytest.raises(UsageError, match="huber"):
+        PixelLoss(kind="huber")
+    with pytest.raises(UsageError, match="median"):
+        PixelLoss(reduction="median")
+
+
+def test_srloss_total_is_weighted_sum(random_weights: Path) -> None:
+    perceptual = PerceptualLoss(
+        random_weights, feature_layers=FEATURES, style_layers=STYLE, style_weight=5.0
+    )
+    loss = SRLoss(pixel_weight=3.0, pixel_kind="l1", perceptual=perceptual)
+    pred = images(0).requires_grad_(True)
+    total, terms = loss(pred, images(1))
+    assert set(terms) == {"pixel", "feature", "style"}
+    expected = 3.0 * float(terms["pixel"]) + float(terms["feature"]) + float(terms["style"])
+    assert float(total.detach()) == pytest.approx(expected, rel=1e-6)
+    assert float(terms["feature"]) > 0 and float(terms["style"]) > 0
+    total.backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+
+
+def test_srloss_pixel_only() -> None:
+    loss = SRLoss(pixel_weight=0.5, pixel_kind="mse")
+    pred, target = images(0), images(1)
+    total, terms = loss(pred, target)
+    assert set(terms) == {"pixel", "feature", "style"}
+    assert float(terms["feature"]) == 0.0 and float(terms["style"]) == 0.0
+    torch.testing.assert_close(total, 0.5 * ((pred - target) ** 2).mean())

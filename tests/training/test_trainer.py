@@ -1,0 +1,157 @@
+"""The training loop: schedule, transfer, freezing, resume, outputs, data parallelism."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import write_config
+from s2sr.errors import OutputExistsError
+from s2sr.training import Trainer, load_config, train
+from s2sr.training.schedule import one_cycle
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_one_cycle_shape() -> None:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=1.0)
+    sched = one_cycle(opt, 0.01, 100, pct_start=0.3)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = max(range(100), key=lambda i: lrs[i])
+    assert 25 <= peak <= 35 and lrs[peak] == pytest.approx(0.01, rel=0.01)
+    assert lrs[0] == pytest.approx(0.01 / 25, rel=0.01)
+    assert all(a <= b for a, b in itertools.pairwise(lrs[:peak + 1]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[peak:]))
+    assert lrs[-1] < 0.01 / 1000
+
+
+def test_run_outputs_and_lr_follows_one_cycle_per_stage(wald_dataset: Path,
+                                                        tmp_path: Path) -> None:
+    cfg = load_config(write_config(tmp_path / "c.yaml", wald_dataset))
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    final = trainer.run()
+    run = tmp_path / "run"
+    for name in ("model.safetensors", "best.safetensors", "checkpoint.pt", "metrics.csv",
+                 "curves.png", "config.yaml"):
+        assert (run / name).exists(), name
+    assert final == run / "model.safetensors"
+    rows = _rows(run)
+    assert [int(r["stage"]) for r in rows] == [0, 0, 1]
+    assert all(float(r["val_psnr"]) > 10 for r in rows)
+    for stage, max_lr in ((0, 3e-3), (1, 1e-3)):
+        lrs = [lr for s, lr in trainer.lr_history if s == stage]
+        peak = max(range(len(lrs)), key=lambda i: lrs[i])
+        assert lrs[peak] == pytest.approx(max_lr, rel=0.05)
+        assert lrs[0] < max_lr / 5 and lrs[-1] < max_lr / 5
+        assert 0 < peak < len(lrs) - 1
+    with pytest.raises(OutputExistsError, match="not empty"):
+        Trainer(cfg, run, progress=False).run()
+
+
+def test_seed_makes_runs_repeatable_and_resume_continues(wald_dataset: Path,
+                                                         tmp_path: Path) -> None:
+    cfg_path = write_config(tmp_path / "c.yaml", wald_dataset)
+    cfg = load_config(cfg_path)
+    train(cfg, tmp_path / "a", progress=False)
+    train(cfg, tmp_path / "b", progress=False)
+    a = load_file(tmp_path / "a" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # interrupt after the first stage's first epoch, then resume
+    short = cfg.scaled(1.0)
+    short.stages = short.stages[:1]
+    short.stages[0].epochs = 1
+    trainer = Trainer(cfg, tmp_path / "c", progress=False)
+    original = trainer._run_stage
+    calls = {"n": 0}
+
+    def interrupted(model, net, loss_fn, val_set, pos, ckpt):  # type: ignore[no-untyped-def]
+        original_epoch = trainer._epoch
+
+        def epoch(*args):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+            return original_epoch(*args)
+
+        trainer._epoch = epoch  # type: ignore[method-assign]
+        return original(model, net, loss_fn, val_set, pos, ckpt)
+
+    trainer._run_stage = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert len(_rows(tmp_path / "c")) == 1
+    train(cfg, tmp_path / "c", resume=True, progress=False)
+    c = load_file(tmp_path / "c" / "model.safetensors")
+    assert all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
+    assert [r["epoch"] for r in _rows(tmp_path / "c")] == ["1", "2", "3"]
+
+
+def test_init_from_and_frozen_parts(wald_dataset: Path, tmp_path: Path) -> None:
+    parent_cfg = load_config(write_config(tmp_path / "p.yaml", wald_dataset))
+    train(parent_cfg.scaled(0.5), tmp_path / "parent", progress=False)
+    parent = load_file(tmp_path / "parent" / "model.safetensors")
+    child_path = write_config(tmp_path / "child.yaml", wald_dataset, init_from="parent",
+                              stages=[{"epochs": 1, "lr": 1e-2, "freeze": ["head", "body"]}])
+    train(load_config(child_path), tmp_path / "child", progress=False)
+    child = load_file(tmp_path / "child" / "model.safetensors")
+    for key in parent:
+        same = torch.equal(parent[key], child[key])
+        if key.startswith(("head.", "body.", "mean", "std")):
+            assert same, f"{key} changed although frozen"
+        elif key.endswith("weight"):
+            assert not same, f"{key} did not train"
+
+
+def test_cli_train_and_predict_with_result(wald_dataset: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from conftest import texture, write_geotiff
+    from s2sr.cli.main import cli
+
+    cfg = write_config(tmp_path / "c.yaml", wald_dataset)
+    res = CliRunner().invoke(cli, ["train", str(cfg), "-o", str(tmp_path / "run"), "-q",
+                                   "--epoch-scale", "0.5"])
+    assert res.exit_code == 0, res.output
+    assert len(_rows(tmp_path / "run")) == 2  # 2 * 0.5 -> 1, 1 * 0.5 -> 1
+    scene = write_geotiff(tmp_path / "s.tif", (texture((40, 40)) * 10000).astype("uint16"))
+    res = CliRunner().invoke(cli, ["predict", str(scene), "-o", str(tmp_path / "o.tif"),
+                                   "--weights", str(tmp_path / "run" / "model.safetensors"),
+                                   "-q"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["train", str(tmp_path / "missing.yaml"), "-o",
+                                   str(tmp_path / "r2")])
+    assert res.exit_code == 2 and "does not exist" in res.output
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(wald_dataset: Path, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes (gloo) gives the single-process result."""
+    cfg = write_config(tmp_path / "c.yaml", wald_dataset,
+                       stages=[{"epochs": 1, "lr": 3e-3, "patch": 8}])
+    train(load_config(cfg), tmp_path / "one", progress=False)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29533", "-m", "s2sr.cli.main", "train", str(cfg), "-o",
+           str(tmp_path / "two"), "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one = load_file(tmp_path / "one" / "model.safetensors")
+    two = load_file(tmp_path / "two" / "model.safetensors")
+    for key in one:
+        assert torch.allclose(one[key], two[key], atol=2e-4, rtol=1e-3), key
