@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -145,8 +146,12 @@ def test_two_processes_match_one(wald_dataset: Path, tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "c.yaml", wald_dataset,
                        stages=[{"epochs": 1, "lr": 3e-3, "patch": 8}])
     train(load_config(cfg), tmp_path / "one", progress=False)
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "29533", "-m", "s2sr.cli.main", "train", str(cfg), "-o",
+           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "s2sr.cli.main",
+           "train", str(cfg), "-o",
            str(tmp_path / "two"), "-q"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})

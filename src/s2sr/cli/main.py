@@ -55,11 +55,14 @@ def cli() -> None:
               show_default=True)
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimised GeoTIFF.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--consistency", is_flag=True,
+              help="Correct the output so that, degraded back, it reproduces the input "
+                   "(iterative back-projection).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or warnings.")
 @handle_errors
 def predict(input: Path, output: Path, weights: Path, bands: list[str] | None,
             tile: int | None, overlap: int | None, batch_size: int | None, device: str,
-            cog: bool, overwrite: bool, quiet: bool) -> None:
+            cog: bool, overwrite: bool, consistency: bool, quiet: bool) -> None:
     """Super-resolve a Sentinel-2 scene INPUT into a georeferenced GeoTIFF.
 
     INPUT is a multi-band GeoTIFF/COG, a folder of per-band files (*_B02.tif, *_B03.jp2,
@@ -71,7 +74,7 @@ def predict(input: Path, output: Path, weights: Path, bands: list[str] | None,
     result = run_predict(
         input, output, weights, bands=bands, tile=tile, overlap=overlap,
         batch_size=batch_size, device=device, cog=cog, overwrite=overwrite,
-        progress=not quiet and sys.stderr.isatty(),
+        progress=not quiet and sys.stderr.isatty(), consistency=consistency,
     )
     if not quiet:
         click.echo(f"wrote {result}", err=True)
@@ -99,11 +102,14 @@ def demo(output_dir: Path, weights: Path | None) -> None:
 
 
 def _register() -> None:
+    from s2sr.cli.evaluate import evaluate
     from s2sr.cli.pairs import pairs
-    from s2sr.cli.train import train
+    from s2sr.cli.train import table1, train
 
+    cli.add_command(evaluate)
     cli.add_command(pairs)
     cli.add_command(train)
+    cli.add_command(table1)
 
 
 _register()

@@ -126,10 +126,13 @@ def build(lr: Path, hr: Path, dataset: Path, patch: int, stride: int | None, sit
               help="Nyquist MTF of the simulated coarse sensor.")
 @click.option("--no-cloud-test", is_flag=True,
               help="Skip the brightness cloud test (for imagery not in reflectance x 10000).")
+@click.option("--gain", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Reflectance per DN, overriding the scene's (for imagery in raw DN).")
 @handle_errors
 def degrade(scene: Path, dataset: Path, patch: int, stride: int | None, site: str, split: str,
             bands: str, threshold: tuple[str, ...], scale: str | None, levels: str | None,
-            resolution: float | None, sensor: str, mtf: float, no_cloud_test: bool) -> None:
+            resolution: float | None, sensor: str, mtf: float, no_cloud_test: bool,
+            gain: float | None) -> None:
     """Add degraded (Wald-protocol) pairs made from one SCENE to DATASET."""
     setup_logging(False)
     from s2sr.data.wald import DegradeOptions, degrade_scene
@@ -146,7 +149,8 @@ def degrade(scene: Path, dataset: Path, patch: int, stride: int | None, site: st
     opts = DegradeOptions(
         scale=int(scale) if scale else None, levels=lv, resolution=resolution, sensor=sensor,
         mtf=mtf, patch=patch, stride=stride, site=site, split=split, bands=_bands(bands),
-        cloud_test=not no_cloud_test, thresholds=_thresholds(threshold),  # type: ignore[arg-type]
+        cloud_test=not no_cloud_test, gain=gain,
+        thresholds=_thresholds(threshold),  # type: ignore[arg-type]
     )
     _echo_pair(degrade_scene(scene, dataset, opts))
 

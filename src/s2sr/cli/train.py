@@ -41,3 +41,33 @@ def train(config: Path, run_dir: Path, resume: bool, epoch_scale: float,
                       progress=not quiet and sys.stderr.isatty())
     if not quiet:
         click.echo(f"wrote {final}", err=True)
+
+
+@click.command()
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
+              help="Folder for the data, the nine runs and the report.")
+@click.option("--epoch-scale", default=1.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Multiply every stage's epochs (0.01: the whole table in minutes).")
+@click.option("--shared", type=click.Path(path_type=Path), default=Path("../shared/data"),
+              show_default=True, help="The real imagery the stand-in datasets are built from.")
+@click.option("--configs", type=click.Path(path_type=Path), default=None,
+              help="Folder of the nine YAML files [default: configs/table1].")
+@click.option("--only", default=None, help="Comma-separated experiments to run (e.g. 1.1,1.2).")
+@click.option("--prepare-only", is_flag=True, help="Only build the stand-in datasets.")
+@click.option("-q", "--quiet", is_flag=True)
+@handle_errors
+def table1(out: Path, epoch_scale: float, shared: Path, configs: Path | None,
+           only: str | None, prepare_only: bool, quiet: bool) -> None:
+    """Run the study's Table 1 experiments in dependency order and write the Table 2 report."""
+    setup_logging(quiet)
+    from s2sr.training.table1 import run_table1, vgg_default
+
+    vgg_default(shared)
+    report = run_table1(out, shared=shared, configs=configs, epoch_scale=epoch_scale,
+                        only=only.split(",") if only else None, prepare_only=prepare_only,
+                        progress=not quiet and sys.stderr.isatty())
+    if report is not None:
+        click.echo(f"report: {report}")
+    else:
+        click.echo(f"stand-in datasets: {out / 'data'}")

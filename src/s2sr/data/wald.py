@@ -37,6 +37,7 @@ class DegradeOptions:
         sensor: short sensor code for the pair kind (``SE`` Sentinel-2, ``RE`` reference).
         cloud_test: run the brightness cloud test (needs reflectance-scaled DN; turn it
             off for raw-DN imagery such as the WorldView-2 crops).
+        gain: reflectance per DN, overriding the scene's (for imagery in raw DN).
         mtf: Nyquist MTF of the simulated coarse sensor.
         bands: bands to read (names, by description).
     """
@@ -53,6 +54,7 @@ class DegradeOptions:
     bands: tuple[str, ...] = ("B02", "B03", "B04", "B08")
     cloud_buffer: int = 2
     cloud_test: bool = True
+    gain: float | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 
@@ -124,8 +126,10 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
         stats: dict[str, list[float]] = {k: [] for k in ("nodata", "cloud", "corr", "ssim",
                                                          "shift", "residual")}
         origins = []
-        g = np.asarray(meta.gains, np.float32)[:, None, None]
-        o = np.asarray(meta.offsets, np.float32)[:, None, None]
+        g = np.asarray(meta.gains if opts.gain is None else [opts.gain] * len(meta.gains),
+                       np.float32)[:, None, None]
+        o = np.asarray(meta.offsets if opts.gain is None else [0.0] * len(meta.offsets),
+                       np.float32)[:, None, None]
         try:
             k = 0
             width = meta.width  # full width: the blur sees real neighbours

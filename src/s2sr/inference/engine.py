@@ -117,11 +117,12 @@ class TiledSuperResolver:
         device: torch device.
         batch_size: tiles per forward pass.
         progress: show a progress bar.
+        consistency: iterations of back-projection onto the input per tile (0: off).
     """
 
     def __init__(self, model: nn.Module, layout: TileLayout, radiometry: Radiometry,
                  fill: np.ndarray, device: torch.device, batch_size: int = 1,
-                 progress: bool = False) -> None:
+                 progress: bool = False, consistency: int = 0) -> None:
         self.model = model
         self.layout = layout
         self.radiometry = radiometry
@@ -130,6 +131,7 @@ class TiledSuperResolver:
         self.batch_size = max(1, batch_size)
         self.progress = progress
         self.valid_pixels = 0
+        self.consistency = consistency
 
     def _batches(self) -> Iterator[list[tuple[int, int]]]:
         keys = [(i, j) for i in range(self.layout.rows) for j in range(self.layout.cols)]
@@ -167,7 +169,12 @@ class TiledSuperResolver:
         if idx:
             x = torch.from_numpy(batch.refl[idx]).to(self.device)
             x = x.contiguous(memory_format=torch.channels_last)
-            y = self.model(x).float().cpu().numpy()
+            y_t = self.model(x).float()
+            if self.consistency:
+                from s2sr.evaluation.consistency import back_project
+
+                y_t = back_project(y_t, x.float(), self.layout.scale, self.consistency)
+            y = y_t.cpu().numpy()
             out[idx] = y
         return out
 

@@ -78,6 +78,7 @@ def predict(
     cog: bool = False,
     overwrite: bool = False,
     progress: bool = False,
+    consistency: bool = False,
 ) -> Path:
     """Super-resolve a Sentinel-2 scene into a georeferenced GeoTIFF/COG.
 
@@ -96,6 +97,9 @@ def predict(
         cog: write a Cloud Optimised GeoTIFF.
         overwrite: replace an existing output.
         progress: show a progress bar.
+        consistency: correct the output's low frequencies so that, degraded back, it
+            reproduces the input (iterative back-projection, see
+            :mod:`s2sr.evaluation.consistency`).
 
     Returns:
         The output path.
@@ -121,10 +125,12 @@ def predict(
             "S2SR_SOURCE": str(Path(input).resolve()),
             "S2SR_VERSION": __version__,
             "S2SR_TILE": f"{lay.tile}/{lay.tile - lay.stride}",
+            "S2SR_CONSISTENCY": "back-projection x3" if consistency else "off",
         }
         runner = TiledSuperResolver(
             _prepare(model, dev), lay, radiometry, _fill(model, len(spec.bands)), dev,
             batch_size or (8 if dev.type == "cuda" else 1), progress,
+            consistency=3 if consistency else 0,
         )
         out_meta = output_meta(meta, spec.scale)
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), RasterWriter(

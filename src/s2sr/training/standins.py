@@ -6,7 +6,8 @@ imagery in ``../shared/data`` (no RapidEye imagery exists here).
 - ``re_wald``: the reference role is played by the real WorldView-2 multispectral crops
   (about 1 m), treated as if their pixels were RapidEye's 5 m, i.e. degraded by the
   study's factors relative to their own resolution: RE20>RE10 (x4 and x2 of native) and
-  RE10>RE5 (x2 of native).
+  RE10>RE5 (x2 of native). Their raw DN are rescaled to reflectance-like values
+  (``WV2_GAIN``).
 - ``se_re``: SE10>RE5 and SE20>RE10 from *simulated* Sentinel-2 / reference pairs
   (:mod:`s2sr.data.simulate`): a real Sentinel-2 crop plays the 5 m truth; Sentinel-2 is it
   degraded x2; the reference is it shifted, re-gained and re-blurred.
@@ -22,6 +23,7 @@ import rasterio
 
 from s2sr.data.pairs import BuildOptions, build_pair
 from s2sr.data.simulate import Perturbation, make_pair
+from s2sr.data.validation import Thresholds
 from s2sr.data.wald import DegradeOptions, degrade_scene
 from s2sr.errors import InputNotFoundError
 
@@ -42,6 +44,9 @@ BIGEARTHNET_SPLITS = ("train", "train", "train", "train", "val", "test")
 WV2: list[tuple[str, str]] = [("worldview2_rotterdam_ms1.tif", "train"),
                               ("worldview2_rotterdam_ms3.tif", "val"),
                               ("worldview2_rotterdam_ms2.tif", "test")]
+#: The WorldView-2 crops carry raw DN (about 100-500); this brings them to Sentinel-2-like
+#: reflectance (about 0.06-0.3) so that models move between the stand-in sensors.
+WV2_GAIN = 6e-4
 #: Simulated cross-sensor pairs: (truth crop, split).
 SIM: list[tuple[str, str]] = [("dsen2_T33UUB_20170527_L1C.tif", "train"),
                               ("boadella_20200128_L2A.tif", "val"),
@@ -75,9 +80,8 @@ def prepare(out: Path, shared: Path, patch: int = 16) -> dict[str, Path]:
             for levels in ((20.0, 10.0), (10.0, 5.0)):
                 degrade_scene(ref / name, paths["re_wald"], DegradeOptions(
                     levels=levels, resolution=5.0, sensor="RE", patch=patch, site=_site(name),
-                    split=split, cloud_test=False,
-                    thresholds=__import__("s2sr.data.validation", fromlist=["Thresholds"]
-                                          ).Thresholds(max_nodata=0.05)))
+                    split=split, cloud_test=False, gain=WV2_GAIN,
+                    thresholds=Thresholds(max_nodata=0.05)))
     if not (paths["se_re"] / "manifest.json").exists():
         sim_dir = out / "simulated_scenes"
         sim_dir.mkdir(exist_ok=True)
@@ -88,8 +92,8 @@ def prepare(out: Path, shared: Path, patch: int = 16) -> dict[str, Path]:
                 truth = ds.read(idx).astype(np.float32) / 10000
             h, w = (truth.shape[1] // 2) * 2, (truth.shape[2] // 2) * 2
             truth = truth[:, :h, :w]
-            lr_path = sim_dir / f"{_site(name)}_s2_20200601.tif"
-            hr_path = sim_dir / f"{_site(name)}_ref_20200610.tif"
+            lr_path = sim_dir / f"sim{k}_s2_20200601.tif"
+            hr_path = sim_dir / f"sim{k}_ref_20200610.tif"
             pert = Perturbation(shift=(0.25 * (k + 1), -0.2), gain=(1.05, 0.95, 1.0, 0.9),
                                 offset=(0.005, 0.0, -0.005, 0.01), blur_sigma=0.5, seed=k)
             make_pair(truth, 2, pert, lr_path, hr_path, hr_border=4)

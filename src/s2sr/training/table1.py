@@ -56,7 +56,8 @@ def run_table1(out: Path, *, shared: Path, configs: Path | None = None,
     from s2sr.evaluation.report import evaluate_models
 
     return evaluate_models(
-        weights, [data["re_wald"], data["se_re"]], out / "report", kinds=list(TEST_KINDS),
+        dict(sorted(weights.items())), [data["re_wald"], data["se_re"]], out / "report",
+        kinds=list(TEST_KINDS),
         split="test",
         note=("Stand-in data, not the study's: no RapidEye imagery exists here. RE10>RE5 is "
               "real WorldView-2 imagery degraded as if its pixels were 5 m; SE10>RE5 pairs "
