@@ -40,8 +40,11 @@ def cli() -> None:
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="GeoTIFF to write.")
-@click.option("--weights", required=True, type=click.Path(path_type=Path),
-              help="s2sr weights file (.safetensors); its scale sets the output pixel size.")
+@click.option("--weights", default=None, type=click.Path(path_type=Path),
+              help="s2sr weights file (.safetensors); its scale sets the output pixel size "
+                   "[default: the shipped model, RGB-only when the scene has no B08].")
+@click.option("--scale", type=click.Choice(["2", "4"]), default=None,
+              help="Shipped model to use: x2 (5 m, default) or x4 (2.5 m).")
 @click.option("--bands", callback=_band_list, default=None,
               help="Names of a multi-band file's bands by position, e.g. B02,B03,B04,B08 "
                    "(only needed when the file has no band descriptions).")
@@ -60,7 +63,8 @@ def cli() -> None:
                    "(iterative back-projection).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or warnings.")
 @handle_errors
-def predict(input: Path, output: Path, weights: Path, bands: list[str] | None,
+def predict(input: Path, output: Path, weights: Path | None, scale: str | None,
+            bands: list[str] | None,
             tile: int | None, overlap: int | None, batch_size: int | None, device: str,
             cog: bool, overwrite: bool, consistency: bool, quiet: bool) -> None:
     """Super-resolve a Sentinel-2 scene INPUT into a georeferenced GeoTIFF.
@@ -72,7 +76,8 @@ def predict(input: Path, output: Path, weights: Path, bands: list[str] | None,
     from s2sr.inference import predict as run_predict
 
     result = run_predict(
-        input, output, weights, bands=bands, tile=tile, overlap=overlap,
+        input, output, weights, scale=int(scale) if scale else None, bands=bands, tile=tile,
+        overlap=overlap,
         batch_size=batch_size, device=device, cog=cog, overwrite=overwrite,
         progress=not quiet and sys.stderr.isatty(), consistency=consistency,
     )

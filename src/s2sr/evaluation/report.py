@@ -203,8 +203,17 @@ def evaluate_models(
     report = _Report(out_dir, conv or Conventions(), bands, note)
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for ds in sets:
+        pairs = ds.store.pairs
         for i in range(len(ds)):
             item = ds[i]
+            have = list(pairs[item["pair_id"]].get("bands", bands))
+            if models:  # evaluate on the models' bands, picked from the pair's
+                missing = [b for b in bands if b not in have]
+                if missing:
+                    raise BandError(f"dataset {ds.store.root} lacks {', '.join(missing)} "
+                                    f"needed by the models ({', '.join(bands)})")
+                idx = [have.index(b) for b in bands]
+                item = {**item, "lr": item["lr"][idx], "hr": item["hr"][idx]}
             by_kind.setdefault(item["kind"], []).append(item)
     for kind, items in sorted(by_kind.items()):
         scale = items[0]["hr"].shape[-1] // items[0]["lr"].shape[-1]
@@ -220,8 +229,8 @@ def evaluate_models(
                 preds.setdefault(method, []).append(pred)
             for name, model in models.items():
                 spec = get_spec(model)
-                if spec.scale != scale or len(spec.bands) != lr.shape[0]:
-                    continue
+                if spec.scale != scale or list(spec.bands) != bands:
+                    continue  # another scale or band set: not comparable on these rows
                 variants = [(name, False)] + ([(f"{name} +consistency", True)]
                                               if with_consistency else [])
                 for label, consistent in variants:

@@ -19,7 +19,7 @@ from s2sr.inference.engine import Radiometry, TiledSuperResolver
 from s2sr.inference.tiling import TileLayout
 from s2sr.io.scene import SUPPORTED_DTYPES, open_scene
 from s2sr.io.writer import RasterWriter, block_size_for, check_output_path, output_meta
-from s2sr.models import file_sha256, get_spec, load_model
+from s2sr.models import file_sha256, get_spec, load_model, pretrained_path
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,32 @@ def _layout(height: int, width: int, scale: int, tile: int | None, overlap: int 
     return TileLayout.from_tile(height, width, tile, overlap, scale)
 
 
+def choose_weights(input: str | os.PathLike[str], scale: int | None,
+                   band_names: Sequence[str] | None) -> Path:
+    """The shipped model for a scene: x2 unless ``scale`` says 4; the RGB variant when the
+    scene has no B08 (bands found by description, in any order)."""
+    from s2sr.bands import DEFAULT_BANDS, RGB_BANDS
+    from s2sr.errors import BandError
+
+    try:
+        open_scene(input, bands=DEFAULT_BANDS, band_names=band_names).close()
+        rgb = False
+    except BandError as first:
+        try:
+            open_scene(input, bands=RGB_BANDS, band_names=band_names).close()
+        except BandError:
+            raise first from None
+        rgb = True
+        log.info("%s has no B08: using the RGB model", input)
+    return pretrained_path(scale or 2, rgb=rgb)
+
+
 def predict(
     input: str | os.PathLike[str],
     output: str | os.PathLike[str],
-    weights: str | os.PathLike[str],
+    weights: str | os.PathLike[str] | None = None,
     *,
+    scale: int | None = None,
     bands: Sequence[str] | None = None,
     tile: int | None = None,
     overlap: int | None = None,
@@ -88,7 +109,9 @@ def predict(
     Args:
         input: multi-band GeoTIFF/COG, per-band folder, ``.SAFE`` folder or ``.zip``.
         output: the GeoTIFF to write (refused if it exists, unless ``overwrite``).
-        weights: an s2sr ``.safetensors`` weights file.
+        weights: an s2sr ``.safetensors`` weights file; ``None``: the shipped model (x2,
+            or x4 with ``scale=4``; its RGB variant when the scene has no B08).
+        scale: with ``weights=None``, which shipped model (2 or 4); with weights, a check.
         bands: names of a multi-band file's bands by position, when it has no descriptions.
         tile: network input size in pixels (default 544 at x2, 288 at x4).
         overlap: overlap of neighbouring tiles in pixels (default 32).
@@ -107,8 +130,17 @@ def predict(
     out_path = Path(output)
     check_output_path(out_path, overwrite)
     dev = resolve_device(device)
+    if weights is None:
+        if not Path(input).exists():
+            from s2sr.errors import InputNotFoundError
+
+            raise InputNotFoundError(f"input {input} does not exist: check the path")
+        weights = choose_weights(input, scale, bands)
     model = load_model(weights)
     spec = get_spec(model)
+    if scale is not None and scale != spec.scale:
+        raise UsageError(f"--scale {scale} but {weights} is a x{spec.scale} model: drop "
+                         "--scale or use matching weights")
     with open_scene(input, bands=spec.bands, band_names=bands) as scene:
         meta = scene.meta
         lay = _layout(meta.height, meta.width, spec.scale, tile, overlap)

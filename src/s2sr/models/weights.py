@@ -23,12 +23,14 @@ FORMAT = "s2sr-weights"
 FORMAT_VERSION = "1"
 
 
-def save_model(model: nn.Module, path: str | os.PathLike[str]) -> Path:
+def save_model(model: nn.Module, path: str | os.PathLike[str], *, half: bool = False) -> Path:
     """Write ``model`` and its spec to a ``.safetensors`` file, atomically.
 
     Args:
         model: a model from :func:`build_model` or :func:`load_model`.
         path: destination file.
+        half: store floating-point tensors as float16 (half the size; loading converts
+            them back to float32). The normalisation buffers stay float32.
 
     Returns:
         The path written.
@@ -47,6 +49,9 @@ def save_model(model: nn.Module, path: str | os.PathLike[str]) -> Path:
         ),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() and k not in ("mean", "std") else v
+                   for k, v in tensors.items()}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -103,6 +108,8 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
     try:
         with safe_open(str(path), framework="pt") as handle:
             state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        reference = model.state_dict()
+        state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
         model.load_state_dict(state, strict=True)
     except Exception as err:
         raise WeightsError(
