@@ -21,6 +21,7 @@ from s2sr.inference.baselines import upsample
 from s2sr.inference.predict import predict
 from s2sr.io.scene import open_scene
 from s2sr.models import build_model, save_model
+from s2sr.models.pretrained import WEIGHTS_DIR
 from s2sr.visualize import side_by_side
 
 SAMPLE_ARCHIVE = "bigearthnet_common/BigEarthNet-S2-Example.tar.bz2"
@@ -73,10 +74,15 @@ def run_demo(out_dir: Path, weights: Path | None = None, overwrite: bool = True)
     """Super-resolve the sample x2 and write the GeoTIFF and a side-by-side PNG."""
     out_dir.mkdir(parents=True, exist_ok=True)
     sample = extract_sample(out_dir / "sample")
-    trained = weights is not None
+    trained = True
     if weights is None:
-        weights = out_dir / "untrained_edsr_x2.safetensors"
-        save_model(build_model("edsr", bands=DEFAULT_BANDS, scale=2), weights)
+        shipped = WEIGHTS_DIR / "s2sr_x2.safetensors"
+        if shipped.exists():
+            weights = shipped
+        else:  # a source tree without the shipped model: show the pipeline, say so
+            trained = False
+            weights = out_dir / "untrained_edsr_x2.safetensors"
+            save_model(build_model("edsr", bands=DEFAULT_BANDS, scale=2), weights)
     output = out_dir / f"{sample.name}_x2.tif"
     predict(sample, output, weights, overwrite=overwrite)
     with open_scene(sample, bands=DEFAULT_BANDS) as lr_scene:

@@ -164,8 +164,9 @@ def test_usage_errors(tmp_path: Path, tiny_weights: Path) -> None:
     code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights",
                     tmp_path / "none.safetensors")
     assert code == 2 and "weights file" in out
-    code, _ = run("predict", src, "-o", tmp_path / "o.tif")
-    assert code == 2  # --weights is required
+    code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
+                    "--scale", "4")
+    assert code == 2 and "x2 model" in out
     _no_outputs(tmp_path)
 
 
@@ -181,7 +182,7 @@ def test_demo_command(tmp_path: Path) -> None:
     pytest.importorskip("bigearthnet_common")
     code, out = run("demo", "-o", tmp_path / "demo")
     assert code == 0, out
-    assert "UNTRAINED" in out
+    assert "UNTRAINED" not in out and "s2sr_x2.safetensors" in out
     tifs = list((tmp_path / "demo").glob("*_x2.tif"))
     pngs = list((tmp_path / "demo").glob("*.png"))
     assert len(tifs) == 1 and len(pngs) == 1

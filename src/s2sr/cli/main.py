@@ -95,13 +95,18 @@ def demo(output_dir: Path, weights: Path | None) -> None:
     """Super-resolve a real Sentinel-2 sample (shipped on PyPI) and draw a comparison."""
     setup_logging(False)
     from s2sr.demo import run_demo
+    from s2sr.models import file_sha256, get_spec, load_model
 
     result = run_demo(output_dir, weights)
     if not result.trained:
-        click.echo("NOTE: no trained s2sr model ships yet; this demo uses an UNTRAINED EDSR "
-                   "network, so its output shows the pipeline, not real super-resolution.")
+        click.echo("NOTE: the shipped model is missing from this installation; this demo uses "
+                   "an UNTRAINED EDSR network, so its output shows the pipeline, not real "
+                   "super-resolution.")
+    spec = get_spec(load_model(result.weights))
     click.echo(f"sample (BigEarthNet L2A, 10 m): {result.sample}")
-    click.echo(f"model: {result.weights}")
+    click.echo(f"model: {result.weights.name} ({spec.name}, x{spec.scale}, bands "
+               f"{', '.join(spec.bands)}, sha256 {file_sha256(result.weights)[:12]}; "
+               "see MODEL_CARD.md)")
     click.echo(f"5 m GeoTIFF: {result.output}")
     click.echo(f"side-by-side PNG: {result.figure}")
 

@@ -39,6 +39,8 @@ class PairDataset(Dataset[dict[str, Any]]):
             to match); ``None`` keeps whole patches (progressive resizing sets this).
         augment: random flips and 90-degree rotations.
         generator: random source for crops and augmentation (repeatable runs).
+        bands: return only these bands, in this order, picked by name from each pair's
+            bands (e.g. ``("B02", "B03", "B04")`` for an RGB model); ``None``: all.
         seed: when set, each item draws its crop and augmentation from a generator seeded
             by ``(seed, epoch, index)`` instead: the same item gets the same crop whichever
             process loads it (data-parallel training) and after a resume. Set ``epoch``
@@ -49,7 +51,8 @@ class PairDataset(Dataset[dict[str, Any]]):
                  status: str | Sequence[str] | None = ACCEPTED,
                  site: str | Sequence[str] | None = None, kind: str | Sequence[str] | None = None,
                  crop: int | None = None, augment: bool = False,
-                 generator: torch.Generator | None = None, seed: int | None = None) -> None:
+                 generator: torch.Generator | None = None, seed: int | None = None,
+                 bands: Sequence[str] | None = None) -> None:
         self.store = PairStore(root)
         wanted = {"split": _as_set(split), "status": _as_set(status), "site": _as_set(site),
                   "kind": _as_set(kind)}
@@ -60,6 +63,16 @@ class PairDataset(Dataset[dict[str, Any]]):
         self.generator = generator
         self.seed = seed
         self.epoch = 0
+        self._band_index: dict[str, list[int] | None] = {}
+        for pid, info in self.store.pairs.items():
+            have = list(info.get("bands", []))
+            if bands is None:
+                self._band_index[pid] = None
+                continue
+            missing = [b for b in bands if b not in have]
+            if missing and any(r["pair_id"] == pid for r in self.rows):
+                raise UsageError(f"pair {pid} in {root} lacks band(s) {', '.join(missing)}")
+            self._band_index[pid] = [have.index(b) for b in bands if b in have]
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for row in self.rows:
             if crop is not None and crop > row["lr_size"]:
@@ -85,6 +98,9 @@ class PairDataset(Dataset[dict[str, Any]]):
         lr_all, hr_all = self._pair(row["pair_id"])
         lr = np.asarray(lr_all[row["index"]], np.float32) / DN_SCALE
         hr = np.asarray(hr_all[row["index"]], np.float32) / DN_SCALE
+        pick = self._band_index.get(row["pair_id"])
+        if pick is not None:
+            lr, hr = lr[pick], hr[pick]
         scale = hr.shape[-1] // lr.shape[-1]
         if self.crop is not None and self.crop < lr.shape[-1]:
             y = self._randint(lr.shape[-2] - self.crop + 1, gen)

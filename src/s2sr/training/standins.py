@@ -72,9 +72,10 @@ def prepare(out: Path, shared: Path, patch: int = 16) -> dict[str, Path]:
         scenes += list(zip(big, BIGEARTHNET_SPLITS, strict=False))
         for scene, split in scenes:
             for scale in (2, 4):
+                # x4 inputs are 3/4 of the x2 patch (12 px at 40 m -> 48 px targets)
                 degrade_scene(scene, paths["se_wald"], DegradeOptions(
-                    scale=scale, patch=patch if scale == 2 else patch // 2, site=_site(
-                        scene.name), split=split, resolution=10.0))
+                    scale=scale, patch=patch if scale == 2 else patch * 3 // 4,
+                    site=_site(scene.name), split=split, resolution=10.0))
     if not (paths["re_wald"] / "manifest.json").exists():
         for name, split in WV2:
             for levels in ((20.0, 10.0), (10.0, 5.0)):

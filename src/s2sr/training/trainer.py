@@ -61,7 +61,7 @@ def _datasets(cfg: TrainConfig, split: str, crop: int | None, augment: bool,
     parts = []
     for root in cfg.data.datasets:
         ds = PairDataset(root, split=split, kind=cfg.data.kind, site=cfg.data.site, crop=crop,
-                         augment=augment, seed=seed)
+                         augment=augment, seed=seed, bands=cfg.model.bands)
         if len(ds):
             parts.append(ds)
     if not parts:

@@ -1,0 +1,72 @@
+"""The shipped models: present, documented, chosen by predict, better than bicubic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from conftest import SENTINEL2, field, requires_shared, write_geotiff
+from s2sr import predict, super_resolve
+from s2sr.data.degrade import degrade
+from s2sr.evaluation.metrics import Conventions, psnr, ssim
+from s2sr.inference.baselines import upsample
+from s2sr.models import get_spec, list_pretrained, load_model, pretrained_path
+
+SHIPPED = {"s2sr_x2": (("B02", "B03", "B04", "B08"), 2),
+           "s2sr_x4": (("B02", "B03", "B04", "B08"), 4),
+           "s2sr_rgb_x2": (("B02", "B03", "B04"), 2),
+           "s2sr_rgb_x4": (("B02", "B03", "B04"), 4)}
+
+
+def test_all_shipped_models_load_with_documented_bands_and_scale() -> None:
+    assert sorted(list_pretrained()) == sorted(SHIPPED)
+    for name, (bands, scale) in SHIPPED.items():
+        path = pretrained_path(scale, rgb=name.startswith("s2sr_rgb"))
+        assert path.stem == name
+        assert path.stat().st_size < 3_000_000  # float16, small enough for the package
+        spec = get_spec(load_model(path))
+        assert spec.bands == bands and spec.scale == scale and spec.name == "edsr"
+
+
+def _tags(path: Path) -> dict[str, str]:
+    with rasterio.open(path) as ds:
+        return ds.tags()
+
+
+def test_predict_picks_the_shipped_model(tmp_path: Path) -> None:
+    four = write_geotiff(tmp_path / "four.tif", field((40, 40), 4))
+    assert _tags(predict(four, tmp_path / "a.tif"))["S2SR_MODEL_FILE"] == "s2sr_x2.safetensors"
+    out = predict(four, tmp_path / "b.tif", scale=4)
+    assert _tags(out)["S2SR_MODEL_FILE"] == "s2sr_x4.safetensors"
+    with rasterio.open(out) as ds:
+        assert ds.res == pytest.approx((2.5, 2.5))
+    # an RGB file, bands in another order, found by description
+    rgb = field((40, 40), 3)
+    src = write_geotiff(tmp_path / "rgb.tif", rgb, descriptions=("B04", "B02", "B03"))
+    out = predict(src, tmp_path / "c.tif")
+    assert _tags(out)["S2SR_MODEL_FILE"] == "s2sr_rgb_x2.safetensors"
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == ("B02", "B03", "B04")
+
+
+@requires_shared
+@pytest.mark.parametrize(("name", "scale"), [("s2sr_x2", 2), ("s2sr_x4", 4),
+                                             ("s2sr_rgb_x2", 2), ("s2sr_rgb_x4", 4)])
+def test_shipped_models_beat_bicubic_on_a_held_out_crop(name: str, scale: int) -> None:
+    """boston_roads was held out of training: Wald test at the model's scale."""
+    model = load_model(pretrained_path(scale, rgb="rgb" in name))
+    bands = get_spec(model).bands
+    with rasterio.open(SENTINEL2 / "boston_roads_L2A.tif") as ds:
+        names = list(ds.descriptions)
+        hr = ds.read([names.index(b) + 1 for b in bands]).astype(np.float32) / 10000
+    h, w = (hr.shape[1] // scale) * scale, (hr.shape[2] // scale) * scale
+    hr = hr[:, :h, :w]
+    lr = degrade(hr, scale)
+    conv = Conventions(crop=scale)
+    sr = super_resolve(lr, model)
+    bic = upsample(lr, scale)
+    assert psnr(sr, hr, conv) > psnr(bic, hr, conv)
+    assert ssim(sr, hr, conv) > ssim(bic, hr, conv)
