@@ -414,10 +414,8 @@ def _build(pair: _Pair, lr: Path, hr: Path, root: Path, kind: str) -> dict[str, 
                 f"{opts.max_cloud:.0%}: choose a clearer pair or raise --max-cloud"
             )
     except BaseException:
-        lr_arr.close()
-        hr_arr.close()
-        lr_file.unlink(missing_ok=True)
-        hr_file.unlink(missing_ok=True)
+        lr_arr.discard()
+        hr_arr.discard()
         raise
     arrays = {key: np.asarray(v, dtype=float) for key, v in stats.items()}
     reasons = validate(arrays, opts.thresholds)

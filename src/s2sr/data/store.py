@@ -80,9 +80,10 @@ class NpyWriter:
         if self.next != self.shape[0]:
             raise RuntimeError(f"{self.path}: wrote {self.next} of {self.shape[0]} items")
 
-    def close(self) -> None:
-        """Close without checking (on failure)."""
+    def discard(self) -> None:
+        """Close and delete the file (on failure)."""
         self._handle.close()
+        self.path.unlink(missing_ok=True)
 
 
 class PairStore:

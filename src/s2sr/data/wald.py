@@ -169,10 +169,8 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
             if (nodata >= 1).all():
                 raise DataError(f"{path} holds no valid pixels: choose a scene with data")
         except BaseException:
-            lr_arr.close()
-            hr_arr.close()
-            lr_file.unlink(missing_ok=True)
-            hr_file.unlink(missing_ok=True)
+            lr_arr.discard()
+            hr_arr.discard()
             raise
         arrays = {key: np.asarray(v, float) for key, v in stats.items()}
         reasons = validate(arrays, opts.thresholds)

@@ -72,6 +72,9 @@ def choose_weights(input: str | os.PathLike[str], scale: int | None,
     from s2sr.bands import DEFAULT_BANDS, RGB_BANDS
     from s2sr.errors import BandError
 
+    scene_log = logging.getLogger("s2sr.io.scene")
+    was = scene_log.disabled
+    scene_log.disabled = True  # the real open, right after, gives the warnings once
     try:
         open_scene(input, bands=DEFAULT_BANDS, band_names=band_names).close()
         rgb = False
@@ -82,6 +85,8 @@ def choose_weights(input: str | os.PathLike[str], scale: int | None,
             raise first from None
         rgb = True
         log.info("%s has no B08: using the RGB model", input)
+    finally:
+        scene_log.disabled = was
     return pretrained_path(scale or 2, rgb=rgb)
 
 
