@@ -90,6 +90,9 @@ class OptimizerConfig:
     name: str = "adam"
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    #: clip the gradient norm to this value (``None``: no clipping); keeps the study's
+    #: high one-cycle learning rates (5e-3) stable with the feature and style terms
+    clip_grad_norm: float | None = None
 
 
 @dataclass

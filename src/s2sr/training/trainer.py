@@ -353,6 +353,8 @@ class Trainer:
                 total, terms = loss_fn(pred.float(), hr_b)
             opt.zero_grad(set_to_none=True)
             total.backward()
+            if self.cfg.optimizer.clip_grad_norm:
+                nn.utils.clip_grad_norm_(net.parameters(), self.cfg.optimizer.clip_grad_norm)
             opt.step()
             self.lr_history.append((stage, opt.param_groups[0]["lr"]))
             sched.step()
