@@ -160,3 +160,24 @@ def test_two_processes_match_one(wald_dataset: Path, tmp_path: Path) -> None:
     two = load_file(tmp_path / "two" / "model.safetensors")
     for key in one:
         assert torch.allclose(one[key], two[key], atol=2e-4, rtol=1e-3), key
+
+
+def test_gradient_clipping_is_applied_when_configured(wald_dataset: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[float] = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(float(max_norm))
+        return real(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    stages = [{"epochs": 1, "lr": 1e-3}]
+    clipped = write_config(tmp_path / "a.yaml", wald_dataset, stages=stages,
+                           optimizer={"name": "adam", "clip_grad_norm": 0.25})
+    train(load_config(clipped), tmp_path / "a", progress=False)
+    assert calls and set(calls) == {0.25}
+    calls.clear()
+    plain = write_config(tmp_path / "b.yaml", wald_dataset, stages=stages)
+    train(load_config(plain), tmp_path / "b", progress=False)
+    assert calls == []
