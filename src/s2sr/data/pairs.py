@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from s2sr.data.registration import ShiftEstimate, global_shift
 from s2sr.data.stats import patch_stats
 from s2sr.data.store import DN_SCALE, PairStore
 from s2sr.data.validation import Thresholds, validate
-from s2sr.errors import BandError, DataError, UsageError
+from s2sr.errors import DataError, UsageError
 from s2sr.io.scene import Scene, _open_dataset, open_scene
 
 log = logging.getLogger(__name__)
@@ -455,9 +455,3 @@ def _build(pair: _Pair, lr: Path, hr: Path, root: Path, kind: str) -> dict[str, 
 def _num(value: float) -> float | None:
     return None if not np.isfinite(value) else round(float(value), 6)
 
-
-def check_bands(bands: Sequence[str]) -> tuple[str, ...]:
-    """Validate a band list for pairs."""
-    if not bands:
-        raise BandError("at least one band is needed")
-    return tuple(bands)

@@ -311,15 +311,11 @@ def evaluate_scene(weights: str | os.PathLike[str], lr: str | os.PathLike[str],
         t = torch.from_numpy
         cons = back_project(t(sr)[None], t(lr_refl)[None], s, CONSISTENCY_ITERATIONS)[0].numpy()
         report.add(f"{name} +consistency", kind, "scene", _scores(cons, hr_refl, lr_refl, s, c))
-    item = {"lr": t_(lr_refl), "hr": t_(hr_refl), "patch_id": "scene", "kind": kind}
+    item = {"lr": torch.from_numpy(lr_refl), "hr": torch.from_numpy(hr_refl),
+            "patch_id": "scene", "kind": kind}
     _figures(report, kind, [item], {k: [v] for k, v in preds.items()}, [name],
              list(spec.bands))
     return report.write()
-
-
-def t_(array: np.ndarray) -> torch.Tensor:
-    """numpy -> torch without copying."""
-    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def evaluate_consistency(output: str | os.PathLike[str], lr: str | os.PathLike[str],

@@ -13,7 +13,7 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -380,7 +380,3 @@ def open_scene(
         return open_band_files(files, bands, str(p))
     return open_geotiff(str(p), bands, band_names)
 
-
-def with_bands(meta: GeoMeta, bands: Sequence[str]) -> GeoMeta:
-    """A copy of ``meta`` naming other bands (same grid)."""
-    return replace(meta, bands=tuple(bands))
