@@ -165,6 +165,8 @@ class Trainer:
 
     # -- files ---------------------------------------------------------------------------
     def _prepare_dir(self) -> None:
+        if not self.dist.main:  # only the main process checks and writes the run folder
+            return
         ckpt = self.run_dir / "checkpoint.pt"
         if self.resume:
             if not ckpt.exists():
@@ -174,12 +176,11 @@ class Trainer:
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise OutputExistsError(f"run folder {self.run_dir} is not empty: choose a new "
                                     "one or pass --resume")
-        if self.dist.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.as_dict(),
-                                                                     sort_keys=False))
-            with open(self.run_dir / "metrics.csv", "w", newline="") as handle:
-                csv.writer(handle).writerow(METRIC_FIELDS)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.as_dict(),
+                                                                 sort_keys=False))
+        with open(self.run_dir / "metrics.csv", "w", newline="") as handle:
+            csv.writer(handle).writerow(METRIC_FIELDS)
 
     def _write_row(self, row: dict[str, Any]) -> None:
         with open(self.run_dir / "metrics.csv", "a", newline="") as handle:
