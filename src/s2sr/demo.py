@@ -12,9 +12,6 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from rasterio.windows import Window
-
 from s2sr.bands import DEFAULT_BANDS
 from s2sr.errors import UsageError
 from s2sr.inference.baselines import upsample
@@ -86,11 +83,9 @@ def run_demo(out_dir: Path, weights: Path | None = None, overwrite: bool = True)
     output = out_dir / f"{sample.name}_x2.tif"
     predict(sample, output, weights, overwrite=overwrite)
     with open_scene(sample, bands=DEFAULT_BANDS) as lr_scene:
-        lr = lr_scene.read(Window(0, 0, lr_scene.meta.width, lr_scene.meta.height))
-        lr_refl = lr.astype(np.float32) * np.asarray(lr_scene.meta.gains)[:, None, None]
+        lr_refl = lr_scene.read_all()
     with open_scene(output, bands=DEFAULT_BANDS) as sr_scene:
-        sr = sr_scene.read(Window(0, 0, sr_scene.meta.width, sr_scene.meta.height))
-        sr_refl = sr.astype(np.float32) * np.asarray(sr_scene.meta.gains)[:, None, None]
+        sr_refl = sr_scene.read_all()
     rgb = [2, 1, 0]
     figure = out_dir / f"{sample.name}_x2_side_by_side.png"
     side_by_side(

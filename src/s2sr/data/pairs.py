@@ -189,9 +189,7 @@ class _Pair:
                        w.width, w.height)
         dn = self.scene.read(abs_w)
         meta = self.scene.meta
-        g = np.asarray(meta.gains, np.float32)[:, None, None]
-        o = np.asarray(meta.offsets, np.float32)[:, None, None]
-        refl = dn.astype(np.float32) * g + o
+        refl = self.scene.reflectance(dn)
         valid = np.ones(dn.shape[1:], bool) if meta.nodata is None else \
             ~(dn == meta.nodata).any(axis=0)
         if self.scl_ds is not None:

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rasterio.windows import Window
 from torch import nn
 
 from s2sr.data.dataset import PairDataset
@@ -273,11 +272,7 @@ def _figures(report: _Report, kind: str, items: list[dict[str, Any]],
 
 def _read_all(path: str | os.PathLike[str], bands: Sequence[str]) -> tuple[np.ndarray, Any]:
     with open_scene(path, bands=bands) as scene:
-        m = scene.meta
-        dn = scene.read(Window(0, 0, m.width, m.height))
-        refl = dn.astype(np.float32) * np.asarray(m.gains, np.float32)[:, None, None] + \
-            np.asarray(m.offsets, np.float32)[:, None, None]
-        return refl, m
+        return scene.read_all(), scene.meta
 
 
 def evaluate_scene(weights: str | os.PathLike[str], lr: str | os.PathLike[str],

@@ -142,6 +142,16 @@ class Scene:
                 out[pos] = plane
         return out
 
+    def reflectance(self, dn: np.ndarray) -> np.ndarray:
+        """DN ``(C, h, w)`` read from this scene -> float32 reflectance (gain and offset)."""
+        g = np.asarray(self.meta.gains, np.float32)[:, None, None]
+        o = np.asarray(self.meta.offsets, np.float32)[:, None, None]
+        return dn.astype(np.float32) * g + o
+
+    def read_all(self) -> np.ndarray:
+        """The whole scene as reflectance ``(C, H, W)`` (for small scenes and crops)."""
+        return self.reflectance(self.read(Window(0, 0, self.meta.width, self.meta.height)))
+
     def close(self) -> None:
         """Close every file the scene opened."""
         for dataset in self._owned:
