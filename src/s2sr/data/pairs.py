@@ -43,8 +43,8 @@ from s2sr.data.masks import brightness_mask, dilate, scl_mask
 from s2sr.data.radiometry import huber_fit
 from s2sr.data.registration import ShiftEstimate, global_shift
 from s2sr.data.stats import patch_stats
-from s2sr.data.store import DN_SCALE, PairStore
-from s2sr.data.validation import Thresholds, validate
+from s2sr.data.store import DN_SCALE, PairStore, patch_rows
+from s2sr.data.validation import Thresholds
 from s2sr.errors import DataError, UsageError
 from s2sr.io.scene import Scene, _open_dataset, open_scene
 
@@ -415,25 +415,15 @@ def _build(pair: _Pair, lr: Path, hr: Path, root: Path, kind: str) -> dict[str, 
         lr_arr.discard()
         hr_arr.discard()
         raise
-    arrays = {key: np.asarray(v, dtype=float) for key, v in stats.items()}
-    reasons = validate(arrays, opts.thresholds)
     meta = pair.scene.meta
     crs = meta.crs.to_string() if meta.crs else ""
-    lr_t = pair.lr_transform
-    hr_t = pair.hr_transform()
-    rows = []
-    for k, ((r, c), reason) in enumerate(zip(origins, reasons, strict=True)):
-        rows.append({
-            "patch_id": f"{pid}:{r}:{c}", "pair_id": pid, "index": k, "kind": kind,
-            "site": opts.site, "split": opts.split, "lr_scene": str(lr), "hr_scene": str(hr),
-            "lr_row": int(pair.window.row_off) + r, "lr_col": int(pair.window.col_off) + c,
-            "lr_size": opts.patch, "hr_row": r * s, "hr_col": c * s,
-            "hr_size": opts.patch * s,
-            "crs": crs, "lr_transform": list(lr_t)[:6], "hr_transform": list(hr_t)[:6],
-            **{key: _num(arrays[key][k]) for key in arrays},
-            "auto_status": "auto-rejected" if reason else "auto-accepted",
-            "auto_reason": reason,
-        })
+    rows = patch_rows(
+        pid, origins, stats, opts.thresholds, patch=opts.patch, scale=s,
+        lr_offset=(int(pair.window.row_off), int(pair.window.col_off)),
+        common={"kind": kind, "site": opts.site, "split": opts.split, "lr_scene": str(lr),
+                "hr_scene": str(hr), "crs": crs,
+                "lr_transform": list(pair.lr_transform)[:6],
+                "hr_transform": list(pair.hr_transform())[:6]})
     info = {
         "kind": kind, "site": opts.site, "split": opts.split, "lr_scene": str(lr),
         "hr_scene": str(hr), "scale": s, "patch": opts.patch, "stride": opts.stride or
@@ -448,8 +438,4 @@ def _build(pair: _Pair, lr: Path, hr: Path, root: Path, kind: str) -> dict[str, 
     }
     store.commit_pair(pid, info, rows)
     return store.summary()["pairs"][pid]
-
-
-def _num(value: float) -> float | None:
-    return None if not np.isfinite(value) else round(float(value), 6)
 

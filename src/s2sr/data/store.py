@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from s2sr.data.validation import Thresholds, validate
 from s2sr.errors import DataError, InputNotFoundError, UsageError
 
 FORMAT = "s2sr-pairs"
@@ -49,6 +50,39 @@ def effective_status(row: dict[str, Any], decisions: dict[str, dict[str, Any]]) 
     if decision:
         return decision["status"], decision.get("note", "") or "manual"
     return row["auto_status"], row["auto_reason"]
+
+
+def patch_rows(pair_id: str, origins: list[tuple[int, int]], stats: dict[str, list[float]],
+               thresholds: Thresholds, *, common: dict[str, Any], patch: int, scale: int,
+               lr_offset: tuple[int, int] = (0, 0)) -> list[dict[str, Any]]:
+    """Validate a pair's patches and make their manifest rows.
+
+    Args:
+        pair_id: the pair's id (patch ids are ``pair_id:row:col``).
+        origins: ``(row, col)`` of each patch on the input grid of the pair's window.
+        stats: per-patch statistics (see :func:`s2sr.data.validation.validate`).
+        thresholds: validation thresholds.
+        common: fields shared by every row (kind, site, split, scenes, CRS, transforms).
+        patch: input patch size. scale: target pixels per input pixel.
+        lr_offset: ``(row, col)`` of the window in the input scene.
+    """
+    arrays = {key: np.asarray(v, dtype=float) for key, v in stats.items()}
+    reasons = validate(arrays, thresholds)
+    rows = []
+    for k, ((r, c), reason) in enumerate(zip(origins, reasons, strict=True)):
+        rows.append({
+            "patch_id": f"{pair_id}:{r}:{c}", "pair_id": pair_id, "index": k, **common,
+            "lr_row": lr_offset[0] + r, "lr_col": lr_offset[1] + c, "lr_size": patch,
+            "hr_row": r * scale, "hr_col": c * scale, "hr_size": patch * scale,
+            **{key: _num(arrays[key][k]) for key in arrays},
+            "auto_status": "auto-rejected" if reason else "auto-accepted",
+            "auto_reason": reason,
+        })
+    return rows
+
+
+def _num(value: float) -> float | None:
+    return None if not np.isfinite(value) else round(float(value), 6)
 
 
 class NpyWriter:

@@ -20,8 +20,8 @@ from rasterio.windows import Window
 
 from s2sr.data.degrade import SENSOR_MTF, block_mean, degradation_sigma, degrade
 from s2sr.data.masks import brightness_mask, dilate
-from s2sr.data.store import DN_SCALE, PairStore
-from s2sr.data.validation import Thresholds, validate
+from s2sr.data.store import DN_SCALE, PairStore, patch_rows
+from s2sr.data.validation import Thresholds
 from s2sr.errors import DataError, InputNotFoundError, UsageError
 from s2sr.io.scene import open_scene
 
@@ -172,21 +172,13 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
             lr_arr.discard()
             hr_arr.discard()
             raise
-        arrays = {key: np.asarray(v, float) for key, v in stats.items()}
-        reasons = validate(arrays, opts.thresholds)
         crs = meta.crs.to_string() if meta.crs else ""
-        rows_out = []
-        for k, ((r, c), reason) in enumerate(zip(origins, reasons, strict=True)):
-            rows_out.append({
-                "patch_id": f"{pid}:{r}:{c}", "pair_id": pid, "index": k, "kind": kind,
-                "site": opts.site, "split": opts.split, "lr_scene": str(path),
-                "hr_scene": str(path), "lr_row": r, "lr_col": c, "lr_size": p,
-                "hr_row": r * scale, "hr_col": c * scale, "hr_size": p * scale, "crs": crs,
-                "lr_transform": list(meta.transform)[:6], "hr_transform": list(meta.transform)[:6],
-                **{key: round(float(arrays[key][k]), 6) for key in arrays},
-                "auto_status": "auto-rejected" if reason else "auto-accepted",
-                "auto_reason": reason,
-            })
+        rows_out = patch_rows(
+            pid, origins, stats, opts.thresholds, patch=p, scale=scale,
+            common={"kind": kind, "site": opts.site, "split": opts.split,
+                    "lr_scene": str(path), "hr_scene": str(path), "crs": crs,
+                    "lr_transform": list(meta.transform)[:6],
+                    "hr_transform": list(meta.transform)[:6]})
         info = {
             "kind": kind, "site": opts.site, "split": opts.split, "lr_scene": str(path),
             "hr_scene": str(path), "scale": scale, "patch": p, "stride": stride,
