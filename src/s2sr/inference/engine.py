@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from s2sr.errors import DataError
 from s2sr.inference.tiling import TileLayout, crop_to_extent, tile_weights
+from s2sr.io.nodata import valid_mask
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,7 @@ class Radiometry:
 
     def valid_mask(self, dn: np.ndarray) -> np.ndarray:
         """``(h, w)`` True where every band holds data. ``dn``: ``(C, h, w)``."""
-        if self.nodata is None:
-            return np.ones(dn.shape[1:], bool)
-        if np.isnan(self.nodata):
-            return ~np.isnan(dn).any(axis=0)
-        return ~(dn == self.nodata).any(axis=0)
+        return valid_mask(dn, self.nodata)
 
     def to_reflectance(self, dn: np.ndarray) -> np.ndarray:
         """``(C, h, w)`` float32 reflectance."""

@@ -1,0 +1,266 @@
+"""One policy for everything s2sr writes: refusal rules, temporary names, clean-up on signals.
+
+Every command that writes (predict, evaluate, train, demo, pairs, export...) uses these:
+
+* :func:`check_output_file` / :func:`check_output_dir`: an existing output is refused
+  without ``overwrite``; a file where a folder is wanted (and the reverse), a missing
+  parent folder, or an output that is one of the inputs are refused with or without it.
+* :func:`temp_path`: a hidden temporary name beside the final one, unique per call (process
+  id *and* a random token), so two writers in one process never share it; the final name
+  appears only by ``os.replace`` once complete.
+* :func:`sweep_stale_temps`: removes the temporaries of processes that no longer run
+  (left by ``kill -9`` or a power cut), so they never pile up.
+* :func:`exclusive_output`: an advisory lock file next to an output, so two concurrent runs
+  writing the same output (without ``--overwrite``) cannot both succeed.
+* :func:`terminate_raises`: turns SIGTERM (``timeout``, job schedulers) into the same
+  clean-up path as Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import FrameType
+
+from s2sr.errors import OutputExistsError, S2SRError, UsageError
+
+#: Marker in every temporary name s2sr makes: ``.{name}.s2sr-{pid}-{token}.tmp{suffix}``.
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.s2sr-(?P<pid>\d+)-(?P<token>[0-9a-f]{8})\.tmp")
+
+
+class OutputBusyError(S2SRError, FileExistsError):
+    """Another s2sr run is writing the same output right now."""
+
+    exit_code = 2
+
+
+class DiskFullError(S2SRError, OSError):
+    """The disk (or quota) ran out while writing an output."""
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _check_not_input(path: Path, inputs: Iterable[str | os.PathLike[str] | None]) -> None:
+    for source in inputs:
+        if source is None:
+            continue
+        src = Path(source)
+        if _same_file(path, src):
+            raise UsageError(
+                f"output {path} is the input {src}: writing it would destroy the input; "
+                "choose another output name"
+            )
+        # an output written inside an input folder (per-band folder, SAFE product)
+        with contextlib.suppress(OSError):
+            if src.is_dir() and path.resolve().is_relative_to(src.resolve()):
+                raise UsageError(
+                    f"output {path} lies inside the input folder {src}: choose an output "
+                    "outside it"
+                )
+
+
+def check_output_file(
+    path: str | os.PathLike[str], overwrite: bool,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+) -> Path:
+    """Refuse an output *file* that cannot or may not be written.
+
+    Args:
+        path: the file to write.
+        overwrite: allow replacing an existing file.
+        inputs: the command's inputs; the output may be none of them (or inside one).
+
+    Returns:
+        ``path`` as a :class:`Path`.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"output {p} is a folder: give a file name such as out.tif")
+    _check_not_input(p, inputs)
+    if (p.exists() or p.is_symlink()) and not overwrite:
+        raise OutputExistsError(f"output {p} exists: pass --overwrite to replace it")
+    parent = p.parent
+    if not parent.exists():
+        raise UsageError(f"output folder {parent} does not exist: create it first")
+    if not parent.is_dir():
+        raise UsageError(f"output folder {parent} is a file, not a folder: choose another "
+                         "output path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"output folder {parent} is not writable: choose another output path")
+    return p
+
+
+def check_output_dir(
+    path: str | os.PathLike[str], overwrite: bool,
+    inputs: Iterable[str | os.PathLike[str] | None] = (), *, allow_existing_empty: bool = True,
+) -> Path:
+    """Refuse an output *folder* (a report, a run) that cannot or may not be written.
+
+    A non-empty existing folder needs ``overwrite``; an existing file of that name is
+    refused either way. The parent folder is created by the caller when the work begins.
+
+    Returns:
+        ``path`` as a :class:`Path`.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"output {p} is a file, not a folder: give a folder name, or "
+                         "remove the file")
+    _check_not_input(p, inputs)
+    if p.is_dir() and not overwrite and (not allow_existing_empty or any(p.iterdir())):
+        raise OutputExistsError(f"output folder {p} exists and is not empty: pass --overwrite "
+                                "to replace what it holds, or choose a new folder")
+    parent = p.parent
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"output folder {parent} is a file, not a folder: choose another "
+                         "output path")
+    return p
+
+
+def temp_path(path: str | os.PathLike[str], suffix: str = "") -> Path:
+    """A hidden temporary name beside ``path``, unique to this call.
+
+    Args:
+        path: the final path.
+        suffix: appended after ``.tmp`` (e.g. ``".tif"`` so GDAL picks the driver).
+    """
+    p = Path(path)
+    return p.with_name(f".{p.name}.s2sr-{os.getpid()}-{secrets.token_hex(4)}.tmp{suffix}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_temps(folder: str | os.PathLike[str], name: str | None = None) -> list[Path]:
+    """Delete s2sr temporaries in ``folder`` whose process is gone.
+
+    Args:
+        folder: where to look (not recursive).
+        name: only temporaries of this final file name; ``None`` for all.
+
+    Returns:
+        The paths removed.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_RE.match(entry.name)
+        if not match or (name is not None and match["name"] != name):
+            continue
+        if int(match["pid"]) == os.getpid() or _pid_alive(int(match["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir() and not entry.is_symlink():
+                import shutil
+
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def exclusive_output(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an advisory lock on ``path`` for the time of a write.
+
+    A second run (in this or another process) asking for the same output while the first
+    still writes gets :class:`OutputBusyError` instead of racing it.
+    """
+    import fcntl
+
+    p = Path(path)
+    lock = p.with_name(f".{p.name}.s2sr.lock")
+    with _LOCAL_LOCK:
+        key = str(p.resolve())
+        if key in _HELD:
+            raise OutputBusyError(f"output {p} is being written by another s2sr call: wait "
+                                  "for it, or choose another output name")
+        _HELD.add(key)
+    fd = -1
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise OutputBusyError(f"output {p} is being written by another s2sr run: "
+                                      "wait for it, or choose another output name") from None
+            raise
+        yield
+    finally:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            os.close(fd)
+        with _LOCAL_LOCK:
+            _HELD.discard(key)
+
+
+_LOCAL_LOCK = threading.Lock()
+_HELD: set[str] = set()
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (an ``OSError`` or a GDAL/rasterio error) means no space is left."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err).lower()
+    return any(key in text for key in ("no space left", "disk full", "quota exceeded",
+                                       "free disk space available is"))
+
+
+def disk_full_error(path: str | os.PathLike[str]) -> DiskFullError:
+    """The one message for a full disk while writing ``path``."""
+    folder = Path(path).parent
+    return DiskFullError(f"the disk holding {folder} is full while writing {Path(path).name}: "
+                         "free some space or write to another disk; nothing was left behind")
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when SIGTERM arrives inside :func:`terminate_raises`."""
+
+
+@contextlib.contextmanager
+def terminate_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``).
+
+    So ``timeout`` or a job scheduler stopping s2sr runs the same clean-up as Ctrl-C:
+    temporaries removed, checkpoints saved. Outside the main thread this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, _frame: FrameType | None) -> None:
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
