@@ -51,3 +51,11 @@ class UnsafeArchiveError(S2SRError, ValueError):
 
 class WeightsError(S2SRError, ValueError):
     """A weights file is corrupt, incomplete or not an s2sr weights file."""
+
+
+class CheckpointError(S2SRError, ValueError):
+    """A training checkpoint is truncated, corrupt, hostile or from another experiment."""
+
+
+class TrainingDivergedError(S2SRError, FloatingPointError):
+    """Training produced a NaN or infinite loss or weights (learning rate, precision...)."""
