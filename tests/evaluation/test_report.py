@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from affine import Affine
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import texture, write_geotiff
+from conftest import UTM_TRANSFORM, texture, write_geotiff
 from s2sr.cli.main import cli
 from s2sr.data.degrade import degrade
 from s2sr.evaluation.consistency import back_project, consistency, degrade_torch
@@ -105,7 +106,9 @@ def test_report_aggregates_equal_patch_means_and_figures(wald_dataset: Path,
 def test_scene_form_and_bad_input(tmp_path: Path) -> None:
     hr = texture((64, 64), seed=3)
     lr = degrade(hr, 2)
-    write_geotiff(tmp_path / "lr.tif", np.rint(lr * 10000).astype(np.uint16))
+    # the input on a 20 m grid over the same area as the 10 m reference
+    write_geotiff(tmp_path / "lr.tif", np.rint(lr * 10000).astype(np.uint16),
+                  transform=UTM_TRANSFORM * Affine.scale(2))
     write_geotiff(tmp_path / "hr.tif", np.rint(hr * 10000).astype(np.uint16))
     write_geotiff(tmp_path / "hr3.tif", np.rint(hr[:3] * 10000).astype(np.uint16),
                   descriptions=("B02", "B03", "B04"))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 
 from s2sr.cli.common import handle_errors, setup_logging
+
+#: The splits ``s2sr pairs`` writes.
+SPLITS = ("train", "val", "test")
 
 
 @click.command()
@@ -14,7 +18,8 @@ from s2sr.cli.common import handle_errors, setup_logging
               help="Model weights (repeatable; NAME=FILE sets the row name).")
 @click.option("--dataset", "datasets", multiple=True, type=click.Path(path_type=Path),
               help="Dataset folder made by s2sr pairs (repeatable).")
-@click.option("--split", default="test", show_default=True)
+@click.option("--split", default="test", show_default=True,
+              help="Which split of the datasets: train, val or test.")
 @click.option("--kinds", default=None, help="Pair kinds, comma-separated (e.g. SE10>RE5,RE10>RE5).")
 @click.option("--lr", "lr", type=click.Path(path_type=Path), default=None,
               help="Scene form: the low-resolution scene (or, with --consistency, the input "
@@ -23,18 +28,19 @@ from s2sr.cli.common import handle_errors, setup_logging
               help="Scene form: the co-registered reference, --scale times larger.")
 @click.option("--consistency", "consistency_of", type=click.Path(path_type=Path), default=None,
               help="Check a predict OUTPUT against its input (--lr); no reference needed.")
-@click.option("--data-range", type=click.FloatRange(min=0, min_open=True), default=1.0,
-              show_default=True, help="PSNR/SSIM data range, in reflectance.")
-@click.option("--crop", type=click.IntRange(min=0), default=None,
-              help="Border crop in output pixels [default: the scale].")
-@click.option("--no-figures", is_flag=True)
+@click.option("--data-range", type=float, default=1.0, show_default=True,
+              help="PSNR/SSIM data range, in reflectance (a positive number).")
+@click.option("--crop", type=int, default=None,
+              help="Border crop in output pixels, >= 0 [default: the scale].")
+@click.option("--no-figures", is_flag=True, help="Write no comparison figures.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing, non-empty report folder.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
               help="Report folder.")
 @handle_errors
 def evaluate(weights: tuple[Path, ...], datasets: tuple[Path, ...], split: str,
              kinds: str | None, lr: Path | None, hr: Path | None,
              consistency_of: Path | None, data_range: float, crop: int | None,
-             no_figures: bool, out: Path) -> None:
+             no_figures: bool, overwrite: bool, out: Path) -> None:
     """PSNR/SSIM of models against bicubic and Lanczos (the study's Table 2 layout).
 
     \b
@@ -46,41 +52,83 @@ def evaluate(weights: tuple[Path, ...], datasets: tuple[Path, ...], split: str,
     from s2sr.errors import InputNotFoundError, UsageError
     from s2sr.evaluation.metrics import Conventions
     from s2sr.evaluation.report import evaluate_consistency, evaluate_models, evaluate_scene
+    from s2sr.io.outputs import check_output_dir
 
+    # Options first, then inputs, then the output: all before any model or data is loaded.
+    if not (math.isfinite(data_range) and data_range > 0):
+        raise UsageError(f"--data-range must be a positive number, got {data_range:g}: use "
+                         "1.0 for reflectance")
+    if crop is not None and crop < 0:
+        raise UsageError(f"--crop must be 0 or more output pixels, got {crop}: leave it out "
+                         "to crop the scale")
+    if split not in SPLITS:
+        raise UsageError(f"--split {split!r} is not a split: use one of {', '.join(SPLITS)}")
+    kind_list = _kinds(kinds)
     for path in [*datasets, *(p for p in (lr, hr, consistency_of) if p)]:
         if not Path(path).exists():
             raise InputNotFoundError(f"{path} does not exist: check the path")
+    names, files = _named(weights)
+    check_output_dir(out, overwrite, [*datasets, lr, hr, consistency_of, *files])
     conv = Conventions(data_range=data_range, crop=crop)
     if consistency_of is not None:
         if lr is None:
             raise UsageError("--consistency needs --lr, the input the output was made from")
-        report = evaluate_consistency(consistency_of, lr, out)
+        if hr is not None or weights or datasets:
+            raise UsageError("--consistency takes only --lr (the input) and -o: drop "
+                             "--hr, --weights and --dataset")
+        report = evaluate_consistency(consistency_of, lr, out, overwrite=overwrite)
     elif lr is not None or hr is not None:
         if lr is None or hr is None or len(weights) != 1:
             raise UsageError("the scene form needs --lr, --hr and exactly one --weights")
-        report = evaluate_scene(_named(weights)[1][0], lr, hr, out, conv=conv)
+        if datasets:
+            raise UsageError("give either --dataset or --lr/--hr, not both")
+        report = evaluate_scene(files[0], lr, hr, out, conv=conv, name=names[0],
+                                figures=not no_figures, overwrite=overwrite)
     else:
         if not weights or not datasets:
             raise UsageError("give --weights and --dataset (or --lr/--hr, or --consistency)")
-        names, files = _named(weights)
         report = evaluate_models(dict(zip(names, files, strict=True)), datasets, out,
-                                 kinds=kinds.split(",") if kinds else None, split=split,
-                                 conv=conv, figures=not no_figures)
+                                 kinds=kind_list, split=split, conv=conv,
+                                 figures=not no_figures, overwrite=overwrite)
     click.echo(f"report: {report}")
 
 
+def _kinds(kinds: str | None) -> list[str] | None:
+    from s2sr.errors import UsageError
+
+    if kinds is None:
+        return None
+    names = [k.strip() for k in kinds.split(",")]
+    if not all(names):
+        raise UsageError(f"--kinds {kinds!r} has an empty entry: give pair kinds separated by "
+                         "commas, e.g. SE20>SE10,RE10>RE5")
+    return list(dict.fromkeys(names))
+
+
 def _named(weights: tuple[Path, ...]) -> tuple[list[str], list[Path]]:
-    names, files = [], []
+    from s2sr.errors import InputNotFoundError, UsageError
+
+    names: list[str] = []
+    files: list[Path] = []
     for w in weights:
         text = str(w)
         if "=" in text and not Path(text).exists():
             name, _, file = text.partition("=")
+            name = name.strip()
+            if not name:
+                raise UsageError(f"--weights {text!r} has an empty name: write NAME=FILE, "
+                                 "e.g. edsr=model.safetensors")
+            if not file:
+                raise UsageError(f"--weights {text!r} has no file: write NAME=FILE")
         else:
             name, file = Path(text).stem, text
         if not Path(file).exists():
-            from s2sr.errors import InputNotFoundError
-
             raise InputNotFoundError(f"weights file {file} does not exist: check the path")
+        if Path(file).is_dir():
+            raise UsageError(f"weights {file} is a folder: give a .safetensors file")
+        if name in names:
+            raise UsageError(f"two --weights are named {name!r}: name them apart with "
+                             "NAME=FILE, e.g. a={file}")
         names.append(name)
         files.append(Path(file))
     return names, files
