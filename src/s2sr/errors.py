@@ -59,3 +59,12 @@ class CheckpointError(S2SRError, ValueError):
 
 class TrainingDivergedError(S2SRError, FloatingPointError):
     """Training produced a NaN or infinite loss or weights (learning rate, precision...)."""
+
+
+class GridMismatchError(BandError):
+    """A band exists but lies on another grid (size, transform or CRS) than the others."""
+
+
+class UnsafeInputError(S2SRError, ValueError):
+    """An input file is not what its name says, or would make GDAL read other files or the
+    network (e.g. a VRT disguised as a ``.jp2`` band)."""
