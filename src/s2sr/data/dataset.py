@@ -1,8 +1,13 @@
 """``PairDataset``: a PyTorch Dataset over a paired dataset folder.
 
 Items are dictionaries with ``lr`` ``(C, h, w)`` and ``hr`` ``(C, h*s, w*s)`` float32
-reflectance tensors plus ``patch_id``, ``pair_id``, ``kind``, ``site`` and ``split``.
-Arrays are memory-mapped, so opening a large dataset is instant.
+reflectance tensors plus ``patch_id``, ``pair_id``, ``kind``, ``site`` and ``split``, and,
+as torchgeo samples, their georeferencing: ``crs`` (``"EPSG:n"`` or WKT) and
+``lr_transform`` / ``hr_transform``, six floats ``(a, b, c, d, e, f)`` (``affine.Affine``
+order) of the returned ``lr`` / ``hr`` pixel (0, 0), random crops included (a random
+rotation or flip is not: the transforms are those of the un-augmented crop). All of it
+batches with the default ``collate``. Arrays are memory-mapped, so opening a large dataset
+is instant; their headers are checked against the manifest when the dataset is opened.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from affine import Affine
 from torch.utils.data import Dataset
 
 from s2sr.data.store import DN_SCALE, PairStore
@@ -77,6 +83,10 @@ class PairDataset(Dataset[dict[str, Any]]):
         for row in self.rows:
             if crop is not None and crop > row["lr_size"]:
                 raise UsageError(f"crop {crop} is larger than the {row['lr_size']} px patches")
+        # check every used pair's array files now (shape, dtype), not in a loader worker;
+        # the maps are opened again lazily in each process
+        for pid in sorted({r["pair_id"] for r in self.rows}):
+            self.store.arrays(pid)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -102,6 +112,7 @@ class PairDataset(Dataset[dict[str, Any]]):
         if pick is not None:
             lr, hr = lr[pick], hr[pick]
         scale = hr.shape[-1] // lr.shape[-1]
+        y = x = 0
         if self.crop is not None and self.crop < lr.shape[-1]:
             y = self._randint(lr.shape[-2] - self.crop + 1, gen)
             x = self._randint(lr.shape[-1] - self.crop + 1, gen)
@@ -116,5 +127,9 @@ class PairDataset(Dataset[dict[str, Any]]):
             if flip:
                 lr_t, hr_t = lr_t.flip(2), hr_t.flip(2)
             lr_t, hr_t = lr_t.contiguous(), hr_t.contiguous()
+        lr_tf = Affine(*row["lr_transform"]) * Affine.translation(x, y)
+        hr_tf = Affine(*row["hr_transform"]) * Affine.translation(x * scale, y * scale)
         return {"lr": lr_t, "hr": hr_t, "patch_id": row["patch_id"], "pair_id": row["pair_id"],
-                "kind": row["kind"], "site": row["site"], "split": row["split"]}
+                "kind": row["kind"], "site": row["site"], "split": row["split"],
+                "crs": row["crs"], "lr_transform": tuple(lr_tf)[:6],
+                "hr_transform": tuple(hr_tf)[:6]}

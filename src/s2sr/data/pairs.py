@@ -46,6 +46,8 @@ from s2sr.data.stats import patch_stats
 from s2sr.data.store import DN_SCALE, PairStore, patch_rows
 from s2sr.data.validation import Thresholds
 from s2sr.errors import DataError, UsageError
+from s2sr.io.nodata import valid_mask
+from s2sr.io.outputs import check_output_dir
 from s2sr.io.scene import Scene, _open_dataset, open_scene
 
 log = logging.getLogger(__name__)
@@ -150,8 +152,11 @@ class _Pair:
         if right <= left or top <= bottom:
             raise DataError(f"{lr} and {hr} do not overlap: pair scenes of the same place")
         win = from_bounds(left, bottom, right, top, transform=meta.transform)
-        c0 = max(math.ceil(win.col_off - 1e-6) + 1, 0)
-        r0_ = max(math.ceil(win.row_off - 1e-6) + 1, 0)
+        # the window starts on a multiple of the degrade factor, so the coarser grid of
+        # SE20>RE10-style pairs is the Sentinel-2 grid coarsened from the scene's corner
+        k = opts.degrade_factor
+        c0 = -(-max(math.ceil(win.col_off - 1e-6) + 1, 0) // k) * k
+        r0_ = -(-max(math.ceil(win.row_off - 1e-6) + 1, 0) // k) * k
         c1 = min(math.floor(win.col_off + win.width + 1e-6) - 1, meta.width)
         r1 = min(math.floor(win.row_off + win.height + 1e-6) - 1, meta.height)
         if c1 - c0 < opts.patch or r1 - r0_ < opts.patch:
@@ -188,10 +193,9 @@ class _Pair:
         abs_w = Window(self.window.col_off + w.col_off, self.window.row_off + w.row_off,
                        w.width, w.height)
         dn = self.scene.read(abs_w)
-        meta = self.scene.meta
         refl = self.scene.reflectance(dn)
-        valid = np.ones(dn.shape[1:], bool) if meta.nodata is None else \
-            ~(dn == meta.nodata).any(axis=0)
+        valid = valid_mask(dn, self.scene.meta.nodata) & np.isfinite(refl).all(axis=0)
+        refl = np.where(valid[None], refl, np.float32(0))
         if self.scl_ds is not None:
             with self._warp(self.scl_ds, self.lr_transform, int(self.window.width),
                             int(self.window.height), Resampling.nearest) as vrt:
@@ -209,8 +213,8 @@ class _Pair:
         with self._warp(self.ref, self.hr_transform(), *size, self.resampling) as vrt:
             data = vrt.read(self.ref_indexes, window=hw, out_dtype="float32")
             valid = vrt.dataset_mask(window=hw) > 0
-        if self.ref.nodata is not None:
-            valid &= ~(data == self.ref.nodata).any(axis=0)
+        valid &= valid_mask(data, self.ref.nodata) & np.isfinite(data).all(axis=0)
+        data = np.where(valid[None], data, np.float32(0))
         mask = None
         if self.mask_ds is not None:
             with self._warp(self.mask_ds, self.hr_transform(), *size,
@@ -276,6 +280,12 @@ def fit_radiometry(pair: _Pair) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.array([f.residual for f in fits]))
 
 
+def _to_dn(refl: np.ndarray) -> np.ndarray:
+    """Reflectance -> int16 DN x 10000 (anything not finite, i.e. missing, becomes 0)."""
+    return np.clip(np.rint(np.nan_to_num(refl * DN_SCALE, nan=0.0, posinf=0.0,
+                                         neginf=0.0)), -32768, 32767).astype(np.int16)
+
+
 def _patch_origins(length: int, patch: int, stride: int) -> list[int]:
     return list(range(0, length - patch + 1, stride))
 
@@ -296,6 +306,42 @@ def _blocks(pair: _Pair) -> Iterator[tuple[int, list[int], Window]]:
             yield r, group, Window(group[0], r, group[-1] + p - group[0], p)
 
 
+def _check_number(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False,
+                  allow_inf: bool = False) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) \
+        and not math.isnan(value) and (allow_inf or math.isfinite(value)) \
+        and (value > lo if lo_open else value >= lo) and value <= hi
+    if not ok:
+        bound = f"({lo:g}" if lo_open else f"[{lo:g}"
+        raise UsageError(f"{name} {value!r} is out of range: give a number in {bound}, {hi:g}]")
+
+
+#: Largest input patch side (pixels): a larger one would need gigabytes per block.
+MAX_PATCH = 1024
+
+
+def check_build_options(opts: BuildOptions) -> None:
+    """Refuse out-of-range options before any work (shared by the CLI and the API)."""
+    if opts.scale not in (2, 4) or isinstance(opts.scale, bool):
+        raise UsageError(f"--scale must be 2 or 4, got {opts.scale!r}")
+    if not isinstance(opts.degrade_factor, int) or not 1 <= opts.degrade_factor <= 8:
+        raise UsageError(f"--degrade must be a whole number from 1 to 8, got "
+                         f"{opts.degrade_factor!r}")
+    if not isinstance(opts.patch, int) or not 16 <= opts.patch <= MAX_PATCH:
+        raise UsageError(f"--patch must be a whole number from 16 to {MAX_PATCH}, got "
+                         f"{opts.patch!r}")
+    if opts.stride is not None and (not isinstance(opts.stride, int)
+                                    or not 1 <= opts.stride <= 100 * MAX_PATCH):
+        raise UsageError(f"--stride must be a whole number from 1 to {100 * MAX_PATCH}, got "
+                         f"{opts.stride!r}")
+    _check_number("--max-days", opts.max_days, 0, math.inf, allow_inf=True)
+    _check_number("--max-cloud", opts.max_cloud, 0, 1)
+    _check_number("Sentinel-2 MTF", opts.lr_mtf, 0, 1, lo_open=True)
+    _check_number("reference MTF", opts.hr_mtf, 0, 1, lo_open=True)
+    if not isinstance(opts.cloud_buffer, int) or not 0 <= opts.cloud_buffer <= 64:
+        raise UsageError(f"cloud buffer must be 0-64 pixels, got {opts.cloud_buffer!r}")
+
+
 def build_pair(lr: str | os.PathLike[str], hr: str | os.PathLike[str],
                dataset: str | os.PathLike[str], opts: BuildOptions | None = None
                ) -> dict[str, Any]:
@@ -305,18 +351,16 @@ def build_pair(lr: str | os.PathLike[str], hr: str | os.PathLike[str],
         The pair's summary as in ``s2sr pairs info --json``.
     """
     opts = opts or BuildOptions()
-    if opts.scale not in (2, 4):
-        raise UsageError(f"--scale must be 2 or 4, got {opts.scale}")
-    if opts.degrade_factor < 1:
-        raise UsageError(f"degrade factor must be >= 1, got {opts.degrade_factor}")
-    if opts.patch < 16:
-        raise UsageError(f"--patch must be at least 16, got {opts.patch}")
+    check_build_options(opts)
     lr, hr = Path(lr), Path(hr)
     for p in (lr, hr):
         if not p.exists():
             from s2sr.errors import InputNotFoundError
 
             raise InputNotFoundError(f"input {p} does not exist: check the path")
+    # building into an existing dataset is a feature; a file, or a folder inside an
+    # input, is not
+    check_output_dir(dataset, overwrite=True, inputs=[lr, hr, opts.hr_mask])
     k = opts.degrade_factor
     kind = opts.kind or f"SE{10 * k:g}>RE{10 * k / opts.scale:g}"
     pair = _Pair(lr, hr, opts)
@@ -392,8 +436,8 @@ def _build(pair: _Pair, lr: Path, hr: Path, root: Path, kind: str) -> dict[str, 
                 if k_deg > 1:
                     lpatch = degrade(lpatch, k_deg, opts.lr_mtf)
                     hpatch = degrade(hpatch, k_deg, opts.hr_mtf)
-                lr_arr[k] = np.clip(np.rint(lpatch * DN_SCALE), -32768, 32767)
-                hr_arr[k] = np.clip(np.rint(hpatch * DN_SCALE), -32768, 32767)
+                lr_arr[k] = _to_dn(lpatch)
+                hr_arr[k] = _to_dn(hpatch)
                 origins.append((r, c))
                 k += 1
         lr_arr.flush()
@@ -417,13 +461,19 @@ def _build(pair: _Pair, lr: Path, hr: Path, root: Path, kind: str) -> dict[str, 
         raise
     meta = pair.scene.meta
     crs = meta.crs.to_string() if meta.crs else ""
+    # grids of the stored arrays, anchored at the Sentinel-2 scene's top-left corner: the
+    # input grid is the Sentinel-2 grid (coarsened k times), the target grid the same
+    # divided by the scale and moved by the estimated shift (what read_hr warps onto)
+    dy, dx = pair.shift
+    lr_grid = meta.transform * Affine.scale(k_deg)
+    hr_grid = meta.transform * Affine.scale(1 / s) * Affine.translation(dx * s, dy * s) \
+        * Affine.scale(k_deg)
     rows = patch_rows(
-        pid, origins, stats, opts.thresholds, patch=opts.patch, scale=s,
-        lr_offset=(int(pair.window.row_off), int(pair.window.col_off)),
+        pid, [(r // k_deg, c // k_deg) for r, c in origins], stats, opts.thresholds,
+        patch=opts.patch, scale=s, lr_grid=lr_grid, hr_grid=hr_grid,
+        lr_offset=(int(pair.window.row_off) // k_deg, int(pair.window.col_off) // k_deg),
         common={"kind": kind, "site": opts.site, "split": opts.split, "lr_scene": str(lr),
-                "hr_scene": str(hr), "crs": crs,
-                "lr_transform": list(pair.lr_transform)[:6],
-                "hr_transform": list(pair.hr_transform())[:6]})
+                "hr_scene": str(hr), "crs": crs})
     info = {
         "kind": kind, "site": opts.site, "split": opts.split, "lr_scene": str(lr),
         "hr_scene": str(hr), "scale": s, "patch": opts.patch, "stride": opts.stride or
@@ -436,6 +486,11 @@ def _build(pair: _Pair, lr: Path, hr: Path, root: Path, kind: str) -> dict[str, 
         "lr_array": lr_file.name, "hr_array": hr_file.name,
         "thresholds": opts.thresholds.as_dict(),
     }
-    store.commit_pair(pid, info, rows)
+    try:
+        store.commit_pair(pid, info, rows, (lr_arr, hr_arr))
+    except BaseException:
+        lr_arr.discard()
+        hr_arr.discard()
+        raise
     return store.summary()["pairs"][pid]
 

@@ -7,40 +7,81 @@ Layout of a dataset folder::
     decisions.json   manual decisions: patch id -> {status, note, time}; never rebuilt
     arrays/          <pair>-<token>_lr.npy / _hr.npy: int16 reflectance x 10000,
                      (N, C, p, p) and (N, C, p*s, p*s), memory-mappable
+    .s2sr-pairs.lock the lock file that serialises updates between processes
 
-Every update writes new array files under a fresh token, then replaces ``manifest.json``
-atomically, then deletes arrays no longer referenced: an interrupted run leaves the
-previous, valid dataset. Re-adding a scene pair replaces its rows (no duplicates). A
-person's decision overrides the automatic status and survives rebuilding because patch ids
-are deterministic (pair id + window offsets).
+Every update writes new array files under hidden temporary names (``temp_path``: process
+id and token in the name) while the pair is built; then, holding an exclusive ``flock`` on
+the lock file, renames them to their final names, re-reads and replaces ``manifest.json``
+atomically, and deletes final-named arrays that no pair references. Temporaries of live
+processes (a concurrent build) are never touched; those of dead processes (``kill -9``)
+are swept by the next update. An interrupted run leaves the previous, valid dataset.
+Re-adding a scene pair replaces its rows (no duplicates). A person's decision overrides
+the automatic status and survives rebuilding because patch ids are deterministic (pair id
++ window offsets).
+
+Georeferencing (format version 2): every patch row carries ``crs`` (``"EPSG:n"`` or WKT)
+and ``lr_transform`` / ``hr_transform``, the six affine coefficients ``(a, b, c, d, e, f)``
+(as ``affine.Affine`` and rasterio order them: ``x = a*col + b*row + c``,
+``y = d*col + e*row + f``) of *that patch's own* stored input / target array: pixel (0, 0)
+of the array is the patch's top-left pixel. ``lr_row``/``lr_col`` give the same corner in
+pixels of the input grid and ``hr_row``/``hr_col`` in pixels of the target grid, both
+counted from the scene's top-left corner (scene-absolute).
+
+Everything read from the folder is validated on open (types, keys, statuses, array file
+names, then array headers against the manifest before use); a damaged file is one
+:class:`~s2sr.errors.DataError` naming it and the fix.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
+import logging
+import math
 import os
+import re
 import secrets
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from affine import Affine
 
 from s2sr.data.validation import Thresholds, validate
 from s2sr.errors import DataError, InputNotFoundError, UsageError
+from s2sr.io.outputs import sweep_stale_temps, temp_path
+
+log = logging.getLogger(__name__)
 
 FORMAT = "s2sr-pairs"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 STATUSES = ("auto-accepted", "auto-rejected", "accepted", "rejected")
 DN_SCALE = 10000.0
+LOCK_NAME = ".s2sr-pairs.lock"
+#: Largest patch side (input pixels) a manifest may declare.
+MAX_PATCH = 4096
+_ARRAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.npy$")
+_NAN_TRANSFORM = (math.nan,) * 6
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = temp_path(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def transform_tuple(transform: Affine) -> list[float]:
+    """The six coefficients ``(a, b, c, d, e, f)`` of an affine transform."""
+    return [float(v) for v in tuple(transform)[:6]]
 
 
 def effective_status(row: dict[str, Any], decisions: dict[str, dict[str, Any]]) -> tuple[
@@ -54,26 +95,33 @@ def effective_status(row: dict[str, Any], decisions: dict[str, dict[str, Any]]) 
 
 def patch_rows(pair_id: str, origins: list[tuple[int, int]], stats: dict[str, list[float]],
                thresholds: Thresholds, *, common: dict[str, Any], patch: int, scale: int,
-               lr_offset: tuple[int, int] = (0, 0)) -> list[dict[str, Any]]:
+               lr_grid: Affine, hr_grid: Affine, lr_offset: tuple[int, int] = (0, 0)
+               ) -> list[dict[str, Any]]:
     """Validate a pair's patches and make their manifest rows.
 
     Args:
         pair_id: the pair's id (patch ids are ``pair_id:row:col``).
-        origins: ``(row, col)`` of each patch on the input grid of the pair's window.
+        origins: ``(row, col)`` of each patch on the input (lr) grid, from ``lr_offset``.
         stats: per-patch statistics (see :func:`s2sr.data.validation.validate`).
         thresholds: validation thresholds.
-        common: fields shared by every row (kind, site, split, scenes, CRS, transforms).
+        common: fields shared by every row (kind, site, split, scenes, CRS).
         patch: input patch size. scale: target pixels per input pixel.
-        lr_offset: ``(row, col)`` of the window in the input scene.
+        lr_grid: transform of the input grid, pixel (0, 0) at the scene's top-left corner.
+        hr_grid: transform of the target grid, same corner (``scale`` times finer).
+        lr_offset: ``(row, col)`` on the input grid where ``origins`` count from.
     """
     arrays = {key: np.asarray(v, dtype=float) for key, v in stats.items()}
     reasons = validate(arrays, thresholds)
     rows = []
     for k, ((r, c), reason) in enumerate(zip(origins, reasons, strict=True)):
+        lr_r, lr_c = lr_offset[0] + r, lr_offset[1] + c
         rows.append({
             "patch_id": f"{pair_id}:{r}:{c}", "pair_id": pair_id, "index": k, **common,
-            "lr_row": lr_offset[0] + r, "lr_col": lr_offset[1] + c, "lr_size": patch,
-            "hr_row": r * scale, "hr_col": c * scale, "hr_size": patch * scale,
+            "lr_row": lr_r, "lr_col": lr_c, "lr_size": patch,
+            "hr_row": lr_r * scale, "hr_col": lr_c * scale, "hr_size": patch * scale,
+            "lr_transform": transform_tuple(lr_grid * Affine.translation(lr_c, lr_r)),
+            "hr_transform": transform_tuple(
+                hr_grid * Affine.translation(lr_c * scale, lr_r * scale)),
             **{key: _num(arrays[key][k]) for key in arrays},
             "auto_status": "auto-rejected" if reason else "auto-accepted",
             "auto_reason": reason,
@@ -85,19 +133,159 @@ def _num(value: float) -> float | None:
     return None if not np.isfinite(value) else round(float(value), 6)
 
 
+# --- validation of what is read from a dataset folder (untrusted) -------------------------
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_transform(v: Any) -> bool:
+    return isinstance(v, list) and len(v) == 6 and all(_is_num(x) and math.isfinite(x)
+                                                      for x in v)
+
+
+_PAIR_FIELDS: dict[str, Any] = {
+    "kind": _is_str, "site": _is_str, "split": _is_str,
+    "scale": lambda v: v in (2, 4) and _is_int(v),
+    "patch": lambda v: _is_int(v) and 1 <= v <= MAX_PATCH,
+    "bands": lambda v: isinstance(v, list) and 0 < len(v) <= 64 and all(map(_is_str, v)),
+    "lr_array": lambda v: _is_str(v) and bool(_ARRAY_NAME.match(v)),
+    "hr_array": lambda v: _is_str(v) and bool(_ARRAY_NAME.match(v)),
+    "shift_px": lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_num, v)),
+    "time_gap_days": lambda v: v is None or _is_num(v),
+}
+_ROW_FIELDS: dict[str, Any] = {
+    "patch_id": _is_str, "pair_id": _is_str, "kind": _is_str, "site": _is_str,
+    "split": _is_str, "auto_reason": _is_str,
+    "index": lambda v: _is_int(v) and v >= 0,
+    "lr_size": lambda v: _is_int(v) and 1 <= v <= MAX_PATCH,
+    "hr_size": lambda v: _is_int(v) and 1 <= v <= 4 * MAX_PATCH,
+    "lr_row": _is_int, "lr_col": _is_int,
+    "auto_status": lambda v: v in ("auto-accepted", "auto-rejected"),
+}
+_ROW_FIELDS_V2: dict[str, Any] = {"crs": _is_str, "lr_transform": _is_transform,
+                                  "hr_transform": _is_transform}
+_ROW_STATS = ("nodata", "cloud", "corr", "ssim", "shift", "residual")
+
+
+def _check_fields(where: str, item: Any, checks: dict[str, Any], path: Path) -> None:
+    if not isinstance(item, dict):
+        raise DataError(f"{path} is damaged: {where} is a {type(item).__name__}, not an "
+                        "object; rebuild the dataset (or restore the file)")
+    for key, ok in checks.items():
+        if key not in item:
+            raise DataError(f"{path} is damaged: {where} lacks {key!r}; rebuild the dataset "
+                            "(or restore the file)")
+        if not ok(item[key]):
+            raise DataError(f"{path} is damaged: {where} has a bad {key!r} "
+                            f"({str(item[key])[:60]!r}); rebuild the dataset (or restore "
+                            "the file)")
+
+
+def validate_manifest(data: Any, path: Path) -> dict[str, Any]:
+    """Check a parsed manifest's structure; returns it (version-1 rows get NaN transforms).
+
+    Raises:
+        DataError: naming the file, the bad entry and the fix.
+    """
+    if not isinstance(data, dict):
+        raise DataError(f"{path} is not an s2sr pairs manifest (a {type(data).__name__}, not "
+                        "an object): rebuild the dataset")
+    if data.get("format") != FORMAT:
+        raise DataError(f"{path} is not an s2sr pairs manifest (format "
+                        f"{str(data.get('format'))[:40]!r}): rebuild the dataset")
+    version = data.get("format_version")
+    if version not in (1, FORMAT_VERSION) or not _is_int(version):
+        raise DataError(f"{path} has format version {str(version)[:20]!r}, not one this s2sr "
+                        f"reads (1-{FORMAT_VERSION}): rebuild the dataset or upgrade s2sr")
+    pairs, patches = data.get("pairs"), data.get("patches")
+    if not isinstance(pairs, dict):
+        raise DataError(f"{path} is damaged: 'pairs' is missing or not an object; rebuild "
+                        "the dataset")
+    if not isinstance(patches, list):
+        raise DataError(f"{path} is damaged: 'patches' is missing or not a list; rebuild "
+                        "the dataset")
+    for pid, info in pairs.items():
+        _check_fields(f"pair {pid[:60]!r}", info, _PAIR_FIELDS, path)
+    seen: set[str] = set()
+    checks = {**_ROW_FIELDS, **(_ROW_FIELDS_V2 if version >= 2 else {})}
+    for k, row in enumerate(patches):
+        _check_fields(f"patch row {k}", row, checks, path)
+        info = pairs.get(row["pair_id"])
+        if info is None:
+            raise DataError(f"{path} is damaged: patch row {k} names pair "
+                            f"{row['pair_id'][:60]!r}, which is not in 'pairs'; rebuild the "
+                            "dataset")
+        if row["lr_size"] != info["patch"] or row["hr_size"] != info["patch"] * info["scale"]:
+            raise DataError(f"{path} is damaged: patch row {k} has size {row['lr_size']}/"
+                            f"{row['hr_size']}, its pair says {info['patch']} x "
+                            f"{info['scale']}; rebuild the dataset")
+        if row["patch_id"] in seen:
+            raise DataError(f"{path} is damaged: patch {row['patch_id'][:80]!r} appears twice; "
+                            "rebuild the dataset")
+        seen.add(row["patch_id"])
+        for key in _ROW_STATS:
+            if key in row and row[key] is not None and not _is_num(row[key]):
+                raise DataError(f"{path} is damaged: patch row {k} has a bad {key!r}; rebuild "
+                                "the dataset")
+        if version < 2:  # old manifests: patch georeferencing was wrong, do not pass it on
+            row.update(crs=str(row.get("crs", "")), lr_transform=list(_NAN_TRANSFORM),
+                       hr_transform=list(_NAN_TRANSFORM))
+    if version < 2:
+        log.warning("%s was made by an older s2sr whose patch georeferencing was wrong: "
+                    "map positions are not available; rebuild it for them", path)
+    return data
+
+
+def validate_decisions(data: Any, path: Path) -> dict[str, dict[str, Any]]:
+    """Check a parsed ``decisions.json``: patch id -> {status, note?, time?}."""
+    fix = "fix it or delete it (the manual decisions in it are then lost)"
+    if not isinstance(data, dict):
+        raise DataError(f"{path} is damaged (a {type(data).__name__}, not an object of patch "
+                        f"decisions): {fix}")
+    for pid, d in data.items():
+        if not isinstance(d, dict) or d.get("status") not in ("accepted", "rejected") \
+                or not isinstance(d.get("note", ""), str) \
+                or not isinstance(d.get("time", ""), str):
+            raise DataError(f"{path} is damaged: the decision on {pid[:80]!r} is not "
+                            f"{{status: accepted|rejected, note: text}}: {fix}")
+    return data
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        first = str(err).splitlines()[0][:80]
+        raise DataError(f"{path} is corrupt ({first}): {what}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, not a file: {what}") from None
+
+
 class NpyWriter:
     """Writes an int16 ``.npy`` file of known shape item by item, in order.
 
-    Unlike a memory map, written data does not stay resident, so building a dataset
-    from whole scenes keeps a flat memory profile. ``writer[k] = patch`` requires
-    ``k`` to be the next index.
+    The data goes to a hidden temporary beside ``path`` (see
+    :func:`s2sr.io.outputs.temp_path`); :meth:`PairStore.commit_pair` renames it to
+    ``path`` under the dataset lock. Unlike a memory map, written data does not stay
+    resident, so building a dataset from whole scenes keeps a flat memory profile.
+    ``writer[k] = patch`` requires ``k`` to be the next index.
     """
 
     def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
         self.path = path
+        self.tmp = temp_path(path)
         self.shape = shape
         self.next = 0
-        self._handle = open(path, "wb")  # noqa: SIM115 - closed in flush()/close()
+        self._handle = open(self.tmp, "wb")  # noqa: SIM115 - closed in flush()/discard()
         np.lib.format.write_array_header_1_0(
             self._handle, {"descr": np.dtype(np.int16).str, "fortran_order": False,
                            "shape": shape})
@@ -114,10 +302,14 @@ class NpyWriter:
         if self.next != self.shape[0]:
             raise RuntimeError(f"{self.path}: wrote {self.next} of {self.shape[0]} items")
 
+    def publish(self) -> None:
+        """Give the complete file its final name (call under the dataset lock)."""
+        os.replace(self.tmp, self.path)
+
     def discard(self) -> None:
-        """Close and delete the file (on failure)."""
+        """Close and delete the temporary (on failure)."""
         self._handle.close()
-        self.path.unlink(missing_ok=True)
+        self.tmp.unlink(missing_ok=True)
 
 
 class PairStore:
@@ -125,38 +317,74 @@ class PairStore:
 
     Args:
         root: the dataset folder.
-        create: create it when absent (otherwise a missing dataset is an error).
+        create: create it when absent (otherwise a missing dataset is an error); an
+            existing dataset is opened for adding pairs, and stale temporaries of dead
+            processes in it are removed.
     """
 
     def __init__(self, root: str | os.PathLike[str], create: bool = False) -> None:
         self.root = Path(root)
         self.manifest_path = self.root / "manifest.json"
         self.decisions_path = self.root / "decisions.json"
-        if not self.manifest_path.exists():
-            if not create:
-                raise InputNotFoundError(
-                    f"{self.root} is not an s2sr pairs dataset (no manifest.json): build one "
-                    "with s2sr pairs build or s2sr pairs degrade"
-                )
-            if self.root.exists() and any(self.root.iterdir()):
-                raise UsageError(f"{self.root} exists and is not an s2sr dataset: choose an "
-                                 "empty or new folder")
-            (self.root / "arrays").mkdir(parents=True, exist_ok=True)
-            self._write({"format": FORMAT, "format_version": FORMAT_VERSION, "pairs": {},
-                         "patches": []})
+        if self.root.exists() and not self.root.is_dir():
+            raise UsageError(f"dataset {self.root} is a file, not a folder: give a folder "
+                             "name (new or an s2sr pairs dataset)")
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with self.locked():
+                if not self.manifest_path.exists():
+                    self._create()
+                sweep_stale_temps(self.root)
+                sweep_stale_temps(self.root / "arrays")
+        elif not self.manifest_path.exists():
+            raise InputNotFoundError(
+                f"{self.root} is not an s2sr pairs dataset (no manifest.json): build one "
+                "with s2sr pairs build or s2sr pairs degrade"
+            )
         self.data = self._read()
-        self.decisions: dict[str, dict[str, Any]] = (
-            json.loads(self.decisions_path.read_text()) if self.decisions_path.exists() else {})
+        if create and self.data["format_version"] < FORMAT_VERSION:
+            raise UsageError(f"{self.root} was made by an older s2sr (format version "
+                             f"{self.data['format_version']}): build into a new folder")
+        self.decisions = self._read_decisions()
+
+    def _create(self) -> None:
+        others = [p.name for p in self.root.iterdir() if p.name not in (LOCK_NAME, "arrays")
+                  and not p.name.startswith(".manifest.json.s2sr-")]
+        if others or any(not p.name.startswith(".") for p in self._array_dir_entries()):
+            raise UsageError(f"{self.root} exists and is not an s2sr dataset: choose an "
+                             "empty or new folder")
+        (self.root / "arrays").mkdir(exist_ok=True)
+        self._write({"format": FORMAT, "format_version": FORMAT_VERSION, "pairs": {},
+                     "patches": []})
+
+    def _array_dir_entries(self) -> list[Path]:
+        folder = self.root / "arrays"
+        return list(folder.iterdir()) if folder.is_dir() else []
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the dataset's exclusive lock (between processes) for a read-modify-write."""
+        try:
+            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise UsageError(f"cannot lock dataset {self.root} ({err.strerror}): check that "
+                             "the folder is writable") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.manifest_path.read_text())
-        except ValueError as err:
-            raise DataError(f"{self.manifest_path} is corrupt ({err}): rebuild the dataset"
-                            ) from None
-        if data.get("format") != FORMAT:
-            raise DataError(f"{self.manifest_path} is not an s2sr pairs manifest")
-        return dict(data)
+        data = _read_json(self.manifest_path, "rebuild the dataset (or restore the file)")
+        return validate_manifest(data, self.manifest_path)
+
+    def _read_decisions(self) -> dict[str, dict[str, Any]]:
+        if not self.decisions_path.exists():
+            return {}
+        data = _read_json(self.decisions_path, "fix it or delete it (the manual decisions "
+                          "in it are then lost)")
+        return validate_decisions(data, self.decisions_path)
 
     def _write(self, data: dict[str, Any]) -> None:
         _atomic_write(self.manifest_path, json.dumps(data, indent=1, default=float))
@@ -176,55 +404,93 @@ class PairStore:
 
     def new_arrays(self, pair_id: str, n: int, bands: int, lr_size: int, hr_size: int
                    ) -> tuple[Path, Path, NpyWriter, NpyWriter]:
-        """Fresh array files for a pair (not yet referenced), written patch by patch."""
+        """Fresh array files for a pair (temporaries until :meth:`commit_pair`)."""
         token = secrets.token_hex(4)
         lr_path = self.root / "arrays" / f"{pair_id}-{token}_lr.npy"
         hr_path = self.root / "arrays" / f"{pair_id}-{token}_hr.npy"
-        return (lr_path, hr_path, NpyWriter(lr_path, (n, bands, lr_size, lr_size)),
-                NpyWriter(hr_path, (n, bands, hr_size, hr_size)))
+        lr_w = NpyWriter(lr_path, (n, bands, lr_size, lr_size))
+        try:
+            hr_w = NpyWriter(hr_path, (n, bands, hr_size, hr_size))
+        except BaseException:
+            lr_w.discard()
+            raise
+        return lr_path, hr_path, lr_w, hr_w
 
-    def commit_pair(self, pair_id: str, info: dict[str, Any], rows: list[dict[str, Any]]
-                    ) -> None:
-        """Replace pair ``pair_id`` (info and rows) atomically; drop unreferenced arrays."""
-        data = self._read()
-        data["pairs"][pair_id] = info
-        data["patches"] = [r for r in data["patches"] if r["pair_id"] != pair_id] + rows
-        self._write(data)
-        self.data = data
-        self._export_csv()
-        self.cleanup()
+    def commit_pair(self, pair_id: str, info: dict[str, Any], rows: list[dict[str, Any]],
+                    writers: Sequence[NpyWriter] = ()) -> None:
+        """Replace pair ``pair_id`` (info and rows) atomically; drop unreferenced arrays.
+
+        Under the dataset lock: publish ``writers``' files, re-read the manifest (another
+        process may have added pairs since), write it back with this pair, clean up.
+        """
+        with self.locked():
+            try:
+                for w in writers:
+                    w.publish()
+                data = self._read()
+                data["pairs"][pair_id] = info
+                data["patches"] = [r for r in data["patches"] if r["pair_id"] != pair_id
+                                   ] + rows
+                self._write(data)
+            except BaseException:
+                for w in writers:
+                    w.discard()
+                    if w.path.name not in {i.get(k) for i in self.data["pairs"].values()
+                                           for k in ("lr_array", "hr_array")}:
+                        w.path.unlink(missing_ok=True)
+                raise
+            self.data = data
+            self.decisions = self._read_decisions()
+            self._export_csv()
+            self.cleanup()
 
     def cleanup(self) -> None:
-        """Delete array files no pair references (left by interrupted runs)."""
+        """Delete arrays no pair references and temporaries of dead processes.
+
+        Only final-named arrays are candidates: a build in progress (this or another
+        process) writes temporaries, which are renamed under the lock together with the
+        manifest update. Call with the lock held (``commit_pair`` does).
+        """
         used = {info[k] for info in self.data["pairs"].values() for k in ("lr_array",
                                                                            "hr_array")}
         for path in (self.root / "arrays").glob("*.npy"):
-            if path.name not in used:
+            if not path.name.startswith(".") and path.name not in used:
                 path.unlink(missing_ok=True)
+        sweep_stale_temps(self.root)
+        sweep_stale_temps(self.root / "arrays")
 
     def _export_csv(self) -> None:
         rows = self.rows()
-        tmp = self.root / f".manifest.csv.{os.getpid()}.tmp"
-        with open(tmp, "w", newline="") as handle:
-            if rows:
-                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-        os.replace(tmp, self.root / "manifest.csv")
+        tmp = temp_path(self.root / "manifest.csv")
+        try:
+            with open(tmp, "w", newline="") as handle:
+                if rows:
+                    writer = csv.DictWriter(handle, fieldnames=list(rows[0]),
+                                            extrasaction="ignore")
+                    writer.writeheader()
+                    writer.writerows(rows)
+            os.replace(tmp, self.root / "manifest.csv")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def decide(self, patch_id: str, status: str, note: str = "") -> None:
         """Record a person's decision (``accepted``/``rejected``; ``auto`` clears it)."""
-        if not any(r["patch_id"] == patch_id for r in self.data["patches"]):
-            raise UsageError(f"no patch {patch_id!r} in {self.root}")
-        if status == "auto":
-            self.decisions.pop(patch_id, None)
-        elif status in ("accepted", "rejected"):
-            self.decisions[patch_id] = {"status": status, "note": note,
-                                        "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        else:
+        if status not in ("accepted", "rejected", "auto"):
             raise UsageError(f"decision must be accepted, rejected or auto, got {status!r}")
-        _atomic_write(self.decisions_path, json.dumps(self.decisions, indent=1))
-        self._export_csv()
+        with self.locked():
+            self.data = self._read()
+            self.decisions = self._read_decisions()
+            if not any(r["patch_id"] == patch_id for r in self.data["patches"]):
+                raise UsageError(f"no patch {patch_id!r} in {self.root}: list them in "
+                                 f"{self.root / 'manifest.csv'} (column patch_id)")
+            if status == "auto":
+                self.decisions.pop(patch_id, None)
+            else:
+                self.decisions[patch_id] = {"status": status, "note": note,
+                                            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            _atomic_write(self.decisions_path, json.dumps(self.decisions, indent=1))
+            self._export_csv()
 
     def summary(self) -> dict[str, Any]:
         """Counts per site, split, kind, status and reason, and per pair details."""
@@ -250,7 +516,37 @@ class PairStore:
         }
 
     def arrays(self, pair_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """Memory-mapped ``(lr, hr)`` int16 arrays of a pair."""
+        """Memory-mapped ``(lr, hr)`` int16 arrays of a pair, checked against the manifest.
+
+        Raises:
+            DataError: a file is missing, not a plain ``.npy`` or not of the shape and
+                dtype the manifest gives.
+        """
         info = self.data["pairs"][pair_id]
-        return (np.load(self.root / "arrays" / info["lr_array"], mmap_mode="r"),
-                np.load(self.root / "arrays" / info["hr_array"], mmap_mode="r"))
+        indexes = sorted(r["index"] for r in self.data["patches"] if r["pair_id"] == pair_id)
+        n = len(indexes)
+        if indexes != list(range(n)):
+            raise DataError(f"{self.manifest_path} is damaged: the patch indexes of pair "
+                            f"{pair_id} are not 0..{n - 1}; rebuild that pair")
+        c, p, s = len(info["bands"]), info["patch"], info["scale"]
+        out = []
+        for key, side in (("lr_array", p), ("hr_array", p * s)):
+            path = self.root / "arrays" / info[key]
+            try:
+                arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            except FileNotFoundError:
+                raise DataError(f"array {path} of pair {pair_id} is missing: rebuild that "
+                                "pair (s2sr pairs build/degrade again)") from None
+            except (OSError, ValueError, EOFError) as err:
+                first = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
+                raise DataError(f"array {path} of pair {pair_id} is corrupt ({first}): "
+                                "rebuild that pair") from None
+            if not isinstance(arr, np.ndarray) or arr.dtype != np.int16 or arr.ndim != 4 \
+                    or arr.shape != (n, c, side, side):
+                shape = getattr(arr, "shape", "?")
+                raise DataError(
+                    f"array {path} of pair {pair_id} is {getattr(arr, 'dtype', '?')} "
+                    f"{shape}, but the manifest says int16 ({n}, {c}, {side}, {side}): "
+                    "rebuild that pair")
+            out.append(arr)
+        return out[0], out[1]

@@ -11,6 +11,7 @@ deviation, with a floor per statistic) worse than the scene pair's median.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -29,6 +30,20 @@ class Thresholds:
     max_residual: float = 0.03  # median |S2 - degraded reference|, reflectance
     mad_z: float = 4.0
 
+    def __post_init__(self) -> None:
+        from s2sr.errors import UsageError
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            lo, hi, lo_open = _RANGES[f.name]
+            ok = isinstance(value, int | float) and not isinstance(value, bool) \
+                and math.isfinite(value) and (value > lo if lo_open else value >= lo) \
+                and value <= hi
+            if not ok:
+                bound = f"({lo:g}" if lo_open else f"[{lo:g}"
+                raise UsageError(f"threshold {f.name}={value!r} is out of range: use a number "
+                                 f"in {bound}, {hi:g}]")
+
     def as_dict(self) -> dict[str, float]:
         """Plain dict (for manifests)."""
         return asdict(self)
@@ -42,7 +57,22 @@ class Thresholds:
             from s2sr.errors import UsageError
 
             raise UsageError(f"unknown threshold(s) {unknown}: use {sorted(known)}")
-        return cls(**{k: float(v) for k, v in values.items()})
+        out = {}
+        for k, v in values.items():
+            try:
+                out[k] = float(v)
+            except (TypeError, ValueError):
+                from s2sr.errors import UsageError
+
+                raise UsageError(f"threshold {k}={v!r} is not a number") from None
+        return cls(**out)
+
+
+#: Allowed range of each threshold: (low, high, low bound excluded).
+_RANGES = {"max_nodata": (0.0, 1.0, False), "max_cloud": (0.0, 1.0, False),
+           "max_shift": (0.0, 1e3, False), "min_corr": (-1.0, 1.0, False),
+           "min_ssim": (-1.0, 1.0, False), "max_residual": (0.0, 1e3, False),
+           "mad_z": (0.0, 1e6, True)}
 
 
 #: Smallest robust scale per statistic, so that a scene of near-perfect patches does not

@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from affine import Affine
 from rasterio.windows import Window
 
 from s2sr.data.degrade import SENSOR_MTF, block_mean, degradation_sigma, degrade
 from s2sr.data.masks import brightness_mask, dilate
-from s2sr.data.store import DN_SCALE, PairStore, patch_rows
+from s2sr.data.pairs import MAX_PATCH, _check_number, _to_dn
+from s2sr.data.store import PairStore, patch_rows
 from s2sr.data.validation import Thresholds
 from s2sr.errors import DataError, InputNotFoundError, UsageError
+from s2sr.io.nodata import valid_mask
+from s2sr.io.outputs import check_output_dir
 from s2sr.io.scene import open_scene
 
 
@@ -63,6 +67,38 @@ def nominal(metres: float) -> str:
     return f"{round(metres):d}" if metres >= 2 else f"{metres:.2g}"
 
 
+def check_degrade_options(opts: DegradeOptions) -> None:
+    """Refuse out-of-range options before any work (shared by the CLI and the API)."""
+    if opts.scale is not None and (opts.scale not in (2, 4) or isinstance(opts.scale, bool)):
+        raise UsageError(f"--scale must be 2 or 4, got {opts.scale!r}")
+    if opts.resolution is not None:
+        _check_number("--resolution (metres)", opts.resolution, 0, 1e6, lo_open=True)
+    if opts.levels is not None:
+        if len(opts.levels) != 2:
+            raise UsageError(f"--levels {opts.levels!r} is not INPUT,TARGET in metres, e.g. "
+                             "20,10")
+        for v in opts.levels:
+            _check_number("--levels value (metres)", v, 0, 1e6, lo_open=True)
+        inp, target = opts.levels
+        if inp <= target:
+            raise UsageError(f"--levels {inp:g},{target:g}: the input pixel size (first) must "
+                             "be larger than the target's (second), e.g. 20,10")
+    _check_number("--mtf", opts.mtf, 0, 1, lo_open=True)
+    if opts.mtf >= 1:
+        raise UsageError(f"--mtf {opts.mtf!r} is out of range: give a number in (0, 1)")
+    if opts.gain is not None:
+        _check_number("--gain", opts.gain, 0, 1e6, lo_open=True)
+    if not isinstance(opts.patch, int) or not 4 <= opts.patch <= MAX_PATCH:
+        raise UsageError(f"--patch must be a whole number from 4 to {MAX_PATCH}, got "
+                         f"{opts.patch!r}")
+    if opts.stride is not None and (not isinstance(opts.stride, int)
+                                    or not 1 <= opts.stride <= 100 * MAX_PATCH):
+        raise UsageError(f"--stride must be a whole number from 1 to {100 * MAX_PATCH}, got "
+                         f"{opts.stride!r}")
+    if not isinstance(opts.cloud_buffer, int) or not 0 <= opts.cloud_buffer <= 64:
+        raise UsageError(f"cloud buffer must be 0-64 pixels, got {opts.cloud_buffer!r}")
+
+
 def _factors(native: float, opts: DegradeOptions) -> tuple[int, int, float, float]:
     if opts.levels is None:
         scale = opts.scale or 2
@@ -91,9 +127,13 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
     from s2sr.data.pairs import pair_id_for
 
     opts = opts or DegradeOptions()
+    check_degrade_options(opts)
     path = Path(scene_path)
     if not path.exists():
         raise InputNotFoundError(f"input {path} does not exist: check the path")
+    # adding to an existing dataset is a feature; a file, or a folder inside the input,
+    # is not
+    check_output_dir(dataset, overwrite=True, inputs=[path])
     with open_scene(path, bands=opts.bands) as scene:
         meta = scene.meta
         native = opts.resolution
@@ -102,6 +142,9 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
                 raise UsageError(f"{path} has no projected CRS, so its pixel size in metres "
                                  "is unknown: pass --resolution (e.g. 10)")
             native = meta.res[0]
+            if not (math.isfinite(native) and native > 0):
+                raise DataError(f"{path} has a bad pixel size ({native!r}): fix its "
+                                "georeferencing or pass --resolution")
         ft, fi, inp_m, tgt_m = _factors(native, opts)
         scale = fi // ft
         kind = f"{opts.sensor}{nominal(inp_m)}>{opts.sensor}{nominal(tgt_m)}"
@@ -137,8 +180,8 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
                 top, bottom = max(r - margin, 0), min(r + span + margin, meta.height)
                 dn = scene.read(Window(0, top, width, bottom - top))
                 refl = dn.astype(np.float32) * g + o
-                valid = np.ones(dn.shape[1:], bool) if meta.nodata is None else \
-                    ~(dn == meta.nodata).any(axis=0)
+                valid = valid_mask(dn, meta.nodata) & np.isfinite(refl).all(axis=0)
+                refl = np.where(valid[None], refl, np.float32(0))
                 target = degrade(refl, ft, opts.mtf) if ft > 1 else refl
                 source = degrade(refl, fi, opts.mtf)
                 vin = block_mean(valid[None].astype(np.float32), fi)[0] > 0.999
@@ -156,11 +199,8 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
                     for key, val in (("corr", 1.0), ("ssim", 1.0), ("shift", 0.0),
                                      ("residual", 0.0)):
                         stats[key].append(val)  # one scene: agreement by construction
-                    lr_arr[k] = np.clip(np.rint(source[:, si:si + p, ci:ci + p] * DN_SCALE),
-                                        -32768, 32767)
-                    hr_arr[k] = np.clip(np.rint(
-                        target[:, ti:ti + p * scale, cs:cs + p * scale] * DN_SCALE),
-                        -32768, 32767)
+                    lr_arr[k] = _to_dn(source[:, si:si + p, ci:ci + p])
+                    hr_arr[k] = _to_dn(target[:, ti:ti + p * scale, cs:cs + p * scale])
                     origins.append((r // fi, c // fi))
                     k += 1
             lr_arr.flush()
@@ -173,12 +213,13 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
             hr_arr.discard()
             raise
         crs = meta.crs.to_string() if meta.crs else ""
+        # input grid: the scene's pixels coarsened fi times; target grid: ft times; both
+        # anchored at the scene's top-left corner (patch origins are multiples of fi)
         rows_out = patch_rows(
             pid, origins, stats, opts.thresholds, patch=p, scale=scale,
+            lr_grid=meta.transform * Affine.scale(fi), hr_grid=meta.transform * Affine.scale(ft),
             common={"kind": kind, "site": opts.site, "split": opts.split,
-                    "lr_scene": str(path), "hr_scene": str(path), "crs": crs,
-                    "lr_transform": list(meta.transform)[:6],
-                    "hr_transform": list(meta.transform)[:6]})
+                    "lr_scene": str(path), "hr_scene": str(path), "crs": crs})
         info = {
             "kind": kind, "site": opts.site, "split": opts.split, "lr_scene": str(path),
             "hr_scene": str(path), "scale": scale, "patch": p, "stride": stride,
@@ -189,5 +230,10 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
             "lr_array": lr_file.name, "hr_array": hr_file.name,
             "thresholds": opts.thresholds.as_dict(),
         }
-        store.commit_pair(pid, info, rows_out)
+        try:
+            store.commit_pair(pid, info, rows_out, (lr_arr, hr_arr))
+        except BaseException:
+            lr_arr.discard()
+            hr_arr.discard()
+            raise
         return store.summary()["pairs"][pid]
