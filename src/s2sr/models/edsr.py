@@ -18,6 +18,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2sr.errors import UsageError
+from s2sr.models.bounds import (
+    MAX_ABS_MEAN,
+    MAX_BANDS,
+    MAX_FEATS,
+    MAX_RES_SCALE,
+    MAX_RESBLOCKS,
+    STD_RANGE,
+    UPSAMPLER_NORMS,
+    check_bool,
+    check_choice,
+    check_float,
+    check_floats,
+    check_int,
+    check_scale,
+)
 
 
 def icnr_(weight: torch.Tensor, scale: int, init: str = "kaiming") -> torch.Tensor:
@@ -87,12 +102,16 @@ class EDSR(nn.Module):
 
     Args:
         in_bands: number of input bands (default 4: B02, B03, B04, B08).
-        out_bands: number of output bands (default: ``in_bands``).
+        out_bands: must be ``None`` or ``in_bands``: the output is mapped back to
+            reflectance with the input bands' mean and std, so other values are refused.
         n_resblocks: residual blocks in the body (the study: 8).
         n_feats: filters per convolution (the study: 64).
         res_scale: scaling of each residual branch (Lim et al. use 0.1 for wide models).
         scale: upscaling factor, 2 or 4.
         upsampler_norm: ``None`` or ``"batch"`` (BatchNorm after each upsampling conv).
+
+    All sizes are bounded (:mod:`s2sr.models.bounds`): 1-64 blocks, 1-512 filters; values
+    outside raise :class:`~s2sr.models.bounds.SpecError` (a ``UsageError``).
         global_residual: add the bicubic upsampling of the input to the output, so the
             network learns only the missing detail (not in Lim et al. or the study; it
             makes training start at bicubic quality and converge much faster).
@@ -100,7 +119,7 @@ class EDSR(nn.Module):
         std: per-band reflectance standard deviation used to normalise the input.
 
     Shapes:
-        input ``(B, in_bands, H, W)`` reflectance; output ``(B, out_bands, H*scale, W*scale)``.
+        input ``(B, in_bands, H, W)`` reflectance; output ``(B, in_bands, H*scale, W*scale)``.
     """
 
     mean: torch.Tensor
@@ -120,15 +139,26 @@ class EDSR(nn.Module):
         global_residual: bool = False,
     ) -> None:
         super().__init__()
-        if scale not in (2, 4):
-            raise UsageError(f"scale must be 2 or 4, got {scale}")
-        out_bands = in_bands if out_bands is None else out_bands
-        mean_t = torch.full((in_bands,), 0.1) if mean is None else torch.tensor(list(mean))
-        std_t = torch.full((in_bands,), 0.1) if std is None else torch.tensor(list(std))
-        if mean_t.numel() != in_bands or std_t.numel() != in_bands:
-            raise UsageError(f"mean and std need {in_bands} values, one per band")
-        if bool((std_t <= 0).any()):
-            raise UsageError("std values must be positive")
+        # Every size is bounded before anything is allocated (see s2sr.models.bounds).
+        scale = check_scale(scale)
+        in_bands = check_int("in_bands", in_bands, 1, MAX_BANDS)
+        if out_bands is not None and out_bands != in_bands:
+            # The output is mapped back with the input's per-band mean and std, which is only
+            # meaningful when the output bands are the input bands.
+            raise UsageError(
+                f"EDSR maps each input band to the same band at a finer resolution: out_bands "
+                f"must equal in_bands ({in_bands}), got {out_bands}; drop out_bands")
+        n_resblocks = check_int("n_resblocks", n_resblocks, 1, MAX_RESBLOCKS)
+        n_feats = check_int("n_feats", n_feats, 1, MAX_FEATS)
+        res_scale = check_float("res_scale", res_scale, 0.0, MAX_RES_SCALE, low_open=True)
+        check_choice("upsampler_norm", upsampler_norm, UPSAMPLER_NORMS)
+        check_bool("global_residual", global_residual)
+        mean_v = [0.1] * in_bands if mean is None else check_floats(
+            "mean", mean, in_bands, -MAX_ABS_MEAN, MAX_ABS_MEAN)
+        std_v = [0.1] * in_bands if std is None else check_floats(
+            "std", std, in_bands, *STD_RANGE)
+        mean_t = torch.tensor(mean_v)
+        std_t = torch.tensor(std_v)
         self.scale = scale
         self.global_residual = global_residual
         self.register_buffer("mean", mean_t.float().view(1, -1, 1, 1))
@@ -139,7 +169,7 @@ class EDSR(nn.Module):
             nn.Conv2d(n_feats, n_feats, 3, padding=1),
         )
         self.upsample = Upsampler(scale, n_feats, upsampler_norm)
-        self.tail = nn.Conv2d(n_feats, out_bands, 3, padding=1)
+        self.tail = nn.Conv2d(n_feats, in_bands, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = self.mean.to(x.dtype)
@@ -151,6 +181,4 @@ class EDSR(nn.Module):
         if self.global_residual:
             out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic",
                                       align_corners=False)
-        if out.shape[1] == mean.shape[1]:
-            out = out * std + mean
-        return out
+        return out * std + mean

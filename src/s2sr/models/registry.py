@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
-from s2sr.bands import BANDS, DEFAULT_BANDS, TYPICAL_MEAN, TYPICAL_STD
+from s2sr.bands import DEFAULT_BANDS, TYPICAL_MEAN, TYPICAL_STD
 from s2sr.errors import UsageError
+from s2sr.models.bounds import (
+    MAX_ABS_MEAN,
+    STD_RANGE,
+    SpecError,
+    check_bands,
+    check_floats,
+    check_scale,
+    show,
+)
 from s2sr.models.edsr import EDSR
 
 Builder = Callable[..., nn.Module]
 _REGISTRY: dict[str, Builder] = {}
+_OPTIONS: dict[str, frozenset[str] | None] = {}
 
 
 @dataclass(frozen=True)
@@ -33,13 +44,25 @@ class ModelSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def register_model(name: str) -> Callable[[Builder], Builder]:
-    """Register ``builder`` under ``name`` (decorator)."""
+def register_model(
+    name: str, *, options: Collection[str] | None = None
+) -> Callable[[Builder], Builder]:
+    """Register ``builder`` under ``name`` (decorator).
+
+    Args:
+        name: the architecture name used in configs and weights files.
+        options: the option names the builder accepts; any other option is refused
+            before the builder runs (``None``: the builder checks its own options).
+            The builder must bound every size it allocates from: :func:`build_model` and
+            ``load_model`` build it on torch's ``"meta"`` device first to learn the
+            tensor shapes, so an out-of-bounds option must raise before allocating.
+    """
 
     def decorator(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = builder
+        _OPTIONS[name] = None if options is None else frozenset(options)
         return builder
 
     return decorator
@@ -58,6 +81,66 @@ def get_spec(model: nn.Module) -> ModelSpec:
     return spec
 
 
+def check_spec(name: Any, bands: Any, scale: Any, options: Any) -> ModelSpec:
+    """Check a model's name, bands, scale and option names; fill the default mean/std.
+
+    Option values are checked by the builder itself (EDSR: :mod:`s2sr.models.bounds`) when
+    :func:`build_model` or :func:`expected_state` runs it.
+
+    Raises:
+        SpecError: (a ``UsageError``) naming the field that is wrong and what is allowed.
+    """
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise SpecError("name", f"{show(name)} is unknown: choose one of "
+                                f"{', '.join(list_models())}")
+    bands = check_bands(bands)
+    scale = check_scale(scale)
+    if not isinstance(options, Mapping):
+        raise SpecError("options", f"must be a mapping of option names to values, "
+                                   f"got {show(options)}")
+    allowed = _OPTIONS[name]
+    for key in options:
+        if not isinstance(key, str) or (allowed is not None and key not in allowed):
+            choices = ", ".join(sorted(allowed or ()))
+            raise SpecError(str(key)[:40], f"is not an option of model {name!r}: use "
+                                           f"{choices}")
+    options = dict(options)
+    if options.get("mean") is None:
+        options["mean"] = [TYPICAL_MEAN[b] for b in bands]
+    if options.get("std") is None:
+        options["std"] = [TYPICAL_STD[b] for b in bands]
+    options["mean"] = check_floats("mean", options["mean"], len(bands), -MAX_ABS_MEAN,
+                                   MAX_ABS_MEAN)
+    options["std"] = check_floats("std", options["std"], len(bands), *STD_RANGE)
+    return ModelSpec(name=name, bands=bands, scale=scale, options=options)
+
+
+def _construct(spec: ModelSpec) -> nn.Module:
+    try:
+        return _REGISTRY[spec.name](bands=spec.bands, scale=spec.scale, **spec.options)
+    except TypeError as err:
+        raise UsageError(f"bad option for model {spec.name!r}: {err}") from None
+
+
+def expected_state(spec: ModelSpec) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Shape and dtype of every tensor in the state dict of the model ``spec`` describes.
+
+    The model is built on torch's ``"meta"`` device: nothing is allocated, whatever the
+    sizes, so this is safe on untrusted specs once :func:`check_spec` has passed.
+    """
+    with torch.device("meta"):
+        model = _construct(spec)
+    return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+
+
+def build_spec(spec: ModelSpec) -> nn.Module:
+    """Build the model a checked :class:`ModelSpec` describes, with ``model.spec`` set."""
+    model = _construct(spec)
+    # nn.Module.__setattr__ is typed for tensors and modules; the spec is plain data.
+    object.__setattr__(model, "spec", spec)
+    return model.eval()
+
+
 def build_model(
     name: str, *, bands: Sequence[str] = DEFAULT_BANDS, scale: int = 2, **options: Any
 ) -> nn.Module:
@@ -65,36 +148,28 @@ def build_model(
 
     Args:
         name: a name from :func:`list_models`, e.g. ``"edsr"``.
-        bands: Sentinel-2 band names the model takes and returns, in order.
+        bands: Sentinel-2 band names the model takes and returns, in order (1 to 13,
+            distinct).
         scale: 2 (10 m -> 5 m) or 4 (10 m -> 2.5 m).
-        **options: builder options (for EDSR: ``n_resblocks``, ``n_feats``, ``res_scale``,
-            ``upsampler_norm``, ``mean``, ``std``).
+        **options: builder options (for EDSR: ``n_resblocks`` 1-64, ``n_feats`` 1-512,
+            ``res_scale``, ``upsampler_norm``, ``global_residual``, ``mean``, ``std``; see
+            :mod:`s2sr.models.bounds`).
 
     Returns:
         The model in eval mode.
+
+    Raises:
+        UsageError: an unknown name, band or option, or a value out of bounds (checked
+            before anything is allocated).
     """
-    if name not in _REGISTRY:
-        raise UsageError(f"unknown model {name!r}: choose one of {', '.join(list_models())}")
-    bands = tuple(bands)
-    unknown = [b for b in bands if b not in BANDS]
-    if unknown:
-        raise UsageError(f"unknown Sentinel-2 band(s) {unknown}: use names such as B02, B8A")
-    options = dict(options)
-    options.setdefault("mean", [TYPICAL_MEAN[b] for b in bands])
-    options.setdefault("std", [TYPICAL_STD[b] for b in bands])
-    options["mean"] = [float(v) for v in options["mean"]]
-    options["std"] = [float(v) for v in options["std"]]
-    try:
-        model = _REGISTRY[name](bands=bands, scale=scale, **options)
-    except TypeError as err:
-        raise UsageError(f"bad option for model {name!r}: {err}") from None
-    # nn.Module.__setattr__ is typed for tensors and modules; the spec is plain data.
-    object.__setattr__(model, "spec", ModelSpec(name=name, bands=bands, scale=scale,
-                                                options=options))
-    return model.eval()
+    return build_spec(check_spec(name, bands, scale, options))
 
 
-@register_model("edsr")
+_EDSR_OPTIONS = ("n_resblocks", "n_feats", "res_scale", "upsampler_norm", "global_residual",
+                 "mean", "std")
+
+
+@register_model("edsr", options=_EDSR_OPTIONS)
 def edsr(*, bands: Sequence[str], scale: int, **options: Any) -> nn.Module:
     """EDSR with the study's defaults: 8 residual blocks, 64 filters."""
     options.setdefault("n_resblocks", 8)
@@ -102,7 +177,7 @@ def edsr(*, bands: Sequence[str], scale: int, **options: Any) -> nn.Module:
     return EDSR(in_bands=len(bands), scale=scale, **options)
 
 
-@register_model("edsr-tiny")
+@register_model("edsr-tiny", options=_EDSR_OPTIONS)
 def edsr_tiny(*, bands: Sequence[str], scale: int, **options: Any) -> nn.Module:
     """A tiny EDSR (1 block, 8 filters) so that tests run in seconds."""
     options.setdefault("n_resblocks", 1)

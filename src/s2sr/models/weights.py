@@ -1,6 +1,8 @@
 """Self-describing weights files (safetensors): tensors plus the model's :class:`ModelSpec`.
 
 Loading never unpickles: safetensors holds raw tensors and a string-to-string header.
+Files are untrusted: the header is bounded and checked (architecture options, then each
+tensor's name, shape and dtype) before any module is built or tensor read.
 """
 
 from __future__ import annotations
@@ -16,11 +18,22 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from s2sr.errors import InputNotFoundError, WeightsError
-from s2sr.models.registry import build_model, get_spec
+from s2sr.errors import InputNotFoundError, UsageError, WeightsError
+from s2sr.io.outputs import temp_path
+from s2sr.models.bounds import SpecError, show
+from s2sr.models.registry import ModelSpec, build_spec, check_spec, expected_state, get_spec
 
 FORMAT = "s2sr-weights"
 FORMAT_VERSION = "1"
+
+#: Largest weights file read: a model at the bounds of :mod:`s2sr.models.bounds` (64 blocks
+#: of 512 filters, x4) is about 1.3 GB in float32.
+MAX_FILE_BYTES = 2 << 30
+#: Largest safetensors header read: a 64-block model's header is about 30 kB.
+MAX_HEADER_BYTES = 1 << 20
+#: safetensors dtypes accepted for floating-point tensors (converted to float32 on load).
+_FLOAT_DTYPES = ("F16", "BF16", "F32")
+_INT_DTYPES = {torch.int64: ("I64",)}
 
 
 def save_model(model: nn.Module, path: str | os.PathLike[str], *, half: bool = False) -> Path:
@@ -52,7 +65,13 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], *, half: bool = F
     if half:
         tensors = {k: v.half() if v.is_floating_point() and k not in ("mean", "std") else v
                    for k, v in tensors.items()}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise WeightsError(
+            f"cannot save to {path}: tensor {bad[0]} holds NaN or infinite values"
+            f"{' once stored as float16' if half else ''}; the model is broken (did training "
+            "diverge?)" + ("" if not half else " or too large for float16: save without half"))
+    tmp = temp_path(path)
     try:
         save_file(tensors, str(tmp), metadata=metadata)
         os.replace(tmp, path)
@@ -61,17 +80,80 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], *, half: bool = F
     return path
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate the header of an s2sr weights file (no tensors loaded)."""
-    path = Path(path)
+_FIX = ("the file is damaged or was not written by s2sr: re-download it or write it with "
+        "s2sr.models.save_model")
+
+
+def _weights_error(path: Path, err: SpecError | UsageError) -> WeightsError:
+    """A header value out of bounds, reported with the header key it came from."""
+    if isinstance(err, SpecError):
+        key = err.key if err.key in ("name", "bands", "scale", "options") else f"options.{err.key}"
+        return WeightsError(f"weights file {path}: header {key} {err.detail}; {_FIX}")
+    return WeightsError(f"weights file {path}: header options: {err}; {_FIX}")
+
+
+def _check_file(path: Path) -> None:
+    """Refuse what is not a plausible safetensors file before any parser sees it."""
     if not path.exists():
         raise InputNotFoundError(f"weights file {path} does not exist: check the path")
+    if path.is_dir():
+        raise UsageError(f"weights path {path} is a folder: pass the .safetensors file itself")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise WeightsError(
+            f"weights file {path} is {size / 2**30:.1f} GiB, more than the {MAX_FILE_BYTES >> 30} "
+            f"GiB any model within s2sr's bounds needs: {_FIX}")
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        kind = "a zip (torch.save)" if head.startswith(b"PK") else "a pickle"
+        if len(head) < 9 or head[8:9] != b"{":
+            raise WeightsError(
+                f"weights file {path} is {kind} file, which s2sr never loads because loading "
+                "it can run code: convert it to safetensors with s2sr.models.save_model")
+    header_len = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    if header_len < 2 or head[8:9] != b"{" or 8 + header_len > size:
+        raise WeightsError(f"weights file {path} is corrupt, truncated or not a safetensors "
+                           f"file (no valid header): {_FIX}")
+    if header_len > MAX_HEADER_BYTES:
+        raise WeightsError(
+            f"weights file {path} has a {header_len}-byte header, more than the "
+            f"{MAX_HEADER_BYTES} bytes an s2sr model needs: {_FIX}")
+
+
+def _parse_json(path: Path, meta: dict[str, str], key: str) -> Any:
+    if key not in meta:
+        raise WeightsError(f"weights file {path}: header has no {key!r} key; {_FIX}")
+    try:
+        return json.loads(meta[key])
+    except (ValueError, RecursionError):
+        raise WeightsError(f"weights file {path}: header {key} is not valid JSON "
+                           f"({show(meta[key])}); {_FIX}") from None
+
+
+def _parse_scale(text: str) -> Any:
+    """``"2"`` -> 2; anything else stays as it is for the bounds check to report."""
+    stripped = text.strip()
+    return int(stripped) if stripped in ("2", "4") else text
+
+
+_Found = dict[str, tuple[tuple[int, ...], str]]
+_Expected = dict[str, tuple[tuple[int, ...], torch.dtype]]
+
+
+def _read_header(path: Path) -> tuple[ModelSpec, _Found, _Expected]:
+    """The checked spec, each tensor's (shape, safetensors dtype) in the file and each
+    tensor's (shape, dtype) the architecture needs; no tensor data read, nothing built."""
+    _check_file(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
+            tensors = {key: (tuple(handle.get_slice(key).get_shape()),
+                             str(handle.get_slice(key).get_dtype()))
+                       for key in handle.keys()}  # noqa: SIM118
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise WeightsError(
-            f"weights file {path} is corrupt or not a safetensors file ({err}): "
+            f"weights file {path} is corrupt or not a safetensors file ({show(str(err), 120)}): "
             "re-download it or write it with s2sr.models.save_model"
         ) from None
     if meta.get("format") != FORMAT:
@@ -79,22 +161,75 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path} is a safetensors file but not an s2sr weights file (no '{FORMAT}' header): "
             "write it with s2sr.models.save_model"
         )
-    try:
-        return {
-            "name": meta["name"],
-            "bands": tuple(json.loads(meta["bands"])),
-            "scale": int(meta["scale"]),
-            "options": json.loads(meta["options"]),
-        }
-    except (KeyError, ValueError) as err:
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
         raise WeightsError(
-            f"weights file {path} has an incomplete s2sr header ({err}): write it again "
-            "with s2sr.models.save_model"
-        ) from None
+            f"weights file {path}: header format_version {show(version)} is not one this s2sr "
+            f"reads ({FORMAT_VERSION}): upgrade s2sr or write the file again with "
+            "s2sr.models.save_model")
+    if "name" not in meta:
+        raise WeightsError(f"weights file {path}: header has no 'name' key; {_FIX}")
+    if "scale" not in meta:
+        raise WeightsError(f"weights file {path}: header has no 'scale' key; {_FIX}")
+    bands = _parse_json(path, meta, "bands")
+    options = _parse_json(path, meta, "options")
+    try:
+        spec = check_spec(meta["name"], bands, _parse_scale(meta["scale"]), options)
+        # built on the "meta" device: runs the builder's own bounds, allocates nothing
+        expected = expected_state(spec)
+    except UsageError as err:
+        raise _weights_error(path, err) from None
+    return spec, tensors, expected
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate the header of an s2sr weights file (no tensors loaded).
+
+    Returns:
+        ``name``, ``bands`` (tuple), ``scale`` and ``options`` (mean and std filled in),
+        each checked against :mod:`s2sr.models.bounds`.
+
+    Raises:
+        InputNotFoundError: the file does not exist.
+        WeightsError: the file is not an s2sr weights file, or a header value is missing,
+            not JSON or out of bounds (the message names the header key).
+    """
+    spec, _, _ = _read_header(Path(path))
+    return {"name": spec.name, "bands": spec.bands, "scale": spec.scale,
+            "options": spec.options}
+
+
+def _check_tensor_table(path: Path, spec: ModelSpec, found: _Found, expected: _Expected
+                        ) -> None:
+    """Every tensor the architecture needs, with its shape and a compatible dtype, and no
+    other; checked on the header alone, before any tensor is read or module allocated."""
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"lacks tensor(s) {show(missing, 100)}")
+        if extra:
+            parts.append(f"has unexpected tensor(s) {show(extra, 100)}")
+        raise WeightsError(f"weights file {path} {' and '.join(parts)} for a {spec.name} "
+                           f"x{spec.scale} on {len(spec.bands)} bands as its header says; {_FIX}")
+    for key, (shape, dtype) in expected.items():
+        got_shape, got_dtype = found[key]
+        if got_shape != shape:
+            raise WeightsError(f"weights file {path}: tensor {key} has shape {list(got_shape)}, "
+                               f"the header's architecture needs {list(shape)}; {_FIX}")
+        allowed = _FLOAT_DTYPES if dtype.is_floating_point else _INT_DTYPES.get(dtype, ())
+        if got_dtype not in allowed:
+            raise WeightsError(f"weights file {path}: tensor {key} is {got_dtype}, expected one "
+                               f"of {', '.join(allowed)}; {_FIX}")
 
 
 def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model from an s2sr weights file.
+
+    Nothing is unpickled and nothing is allocated before the header has been checked: the
+    architecture options against :mod:`s2sr.models.bounds`, then every tensor's name,
+    shape and dtype against the architecture. Tensors holding NaN or infinity are refused.
 
     Args:
         path: a file written by :func:`save_model`.
@@ -102,20 +237,40 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
 
     Returns:
         The model in eval mode with ``model.spec`` set.
+
+    Raises:
+        InputNotFoundError: the file does not exist.
+        WeightsError: anything wrong with the file, naming the header key or tensor.
     """
-    meta = read_metadata(path)
-    model = build_model(meta["name"], bands=meta["bands"], scale=meta["scale"], **meta["options"])
+    path = Path(path)
+    spec, found, expected = _read_header(path)
+    _check_tensor_table(path, spec, found, expected)
+    model = build_spec(spec)
+    reference = model.state_dict()
+    state: dict[str, torch.Tensor] = {}
     try:
         with safe_open(str(path), framework="pt") as handle:
-            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-        reference = model.state_dict()
-        state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
-        model.load_state_dict(state, strict=True)
-    except Exception as err:
-        raise WeightsError(
-            f"weights file {path} does not match its own header ({err}): the file is damaged, "
-            "re-download it"
-        ) from None
+            for key in reference:
+                state[key] = handle.get_tensor(key).to(reference[key].dtype)
+    except Exception as err:  # the file changed or is damaged past its header
+        raise WeightsError(f"weights file {path} cannot be read past its header "
+                           f"({show(str(err), 120)}): {_FIX}") from None
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(
+                f"weights file {path}: tensor {key} holds NaN or infinite values, so every "
+                "output would be invalid: the model is broken (did training diverge?); "
+                "retrain it or re-download it")
+        if key.endswith("running_var") and bool((tensor < 0).any()):
+            raise WeightsError(f"weights file {path}: tensor {key} has negative variances; "
+                               f"{_FIX}")
+    for key in ("mean", "std"):
+        if key in state and key in spec.options:
+            header = torch.tensor(spec.options[key], dtype=torch.float32)
+            if not torch.allclose(state[key].flatten(), header, rtol=1e-5, atol=0.0):
+                raise WeightsError(f"weights file {path}: tensor {key} differs from header "
+                                   f"options.{key}; {_FIX}")
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval()
 
 
