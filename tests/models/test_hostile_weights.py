@@ -487,6 +487,19 @@ def test_shipped_models_pass_every_check() -> None:
         assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+def test_every_shipped_config_is_within_bounds() -> None:
+    import yaml
+
+    configs = sorted((WEIGHTS_DIR.parent / "configs").rglob("*.yaml"))
+    configs += sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+    assert len(configs) >= 9
+    for path in configs:
+        model = yaml.safe_load(path.read_text())["model"]
+        built = build_model(model["name"], bands=model["bands"], scale=model["scale"],
+                            **model["options"])
+        assert get_spec(built).options["global_residual"] is True
+
+
 @pytest.mark.parametrize("half", [False, True])
 def test_save_model_round_trips_with_batchnorm(tmp_path: Path, half: bool) -> None:
     torch.manual_seed(1)

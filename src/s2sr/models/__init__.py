@@ -1,14 +1,24 @@
 """Networks, the model registry and the weights file format."""
 
+from s2sr.models.bounds import SpecError
 from s2sr.models.edsr import EDSR, icnr_
 from s2sr.models.pretrained import list_pretrained, pretrained_path
-from s2sr.models.registry import ModelSpec, build_model, get_spec, list_models, register_model
+from s2sr.models.registry import (
+    ModelSpec,
+    build_model,
+    check_spec,
+    get_spec,
+    list_models,
+    register_model,
+)
 from s2sr.models.weights import file_sha256, load_model, read_metadata, save_model
 
 __all__ = [
     "EDSR",
     "ModelSpec",
+    "SpecError",
     "build_model",
+    "check_spec",
     "file_sha256",
     "get_spec",
     "icnr_",
