@@ -64,6 +64,9 @@ def normalize_band_name(name: str) -> str | None:
         if number.endswith("A") and number != "8A":
             return None
         return candidate if candidate in BANDS else None
+    rest = text[len(head):].lstrip()
+    if rest and not rest.startswith(("(", "_")):
+        return _COMMON.get(text.lower())  # "red edge" is not "red"
     return _COMMON.get(text.lower()) or _COMMON.get(head.lower())
 
 #: Rough reflectance mean and standard deviation of land scenes per band, used to

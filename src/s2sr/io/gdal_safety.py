@@ -22,6 +22,7 @@ import os
 import re
 import warnings
 import xml.etree.ElementTree as ET
+import zipfile
 from pathlib import Path
 from typing import Any, Final
 
@@ -64,12 +65,17 @@ def safe_env() -> Any:
 
 def sniff(path: str) -> str:
     """A short description of what a local file's first bytes look like ('' if unknown)."""
-    if path.startswith("/vsi"):
-        return ""
     try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError:
+        if path.startswith("/vsizip/") and ".zip/" in path:
+            archive, member = path[len("/vsizip/"):].split(".zip/", 1)
+            with zipfile.ZipFile(archive + ".zip") as zf, zf.open(member) as f:
+                head = f.read(512)
+        elif path.startswith("/vsi"):
+            return ""
+        else:
+            with open(path, "rb") as f:
+                head = f.read(512)
+    except (OSError, KeyError, zipfile.BadZipFile, NotImplementedError, EOFError):
         return ""
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text.startswith(b"<"):

@@ -276,18 +276,6 @@ def _select(
     return [available[b] for b in wanted]
 
 
-def _usable_nodata(nodata: float | None, dtype: str, source: str) -> float | None:
-    """The file's nodata, or ``None`` when it cannot mark a pixel of ``dtype`` (warned)."""
-    if nodata is None or not _is_integer(dtype):
-        return nodata
-    info = np.iinfo(np.dtype(dtype))
-    if not math.isfinite(nodata) or not info.min <= nodata <= info.max or nodata != int(nodata):
-        log.warning("%s: ignoring nodata %s, which no %s pixel can hold (fix it with "
-                    "gdal_edit.py -a_nodata 0)", source, nodata, dtype)
-        return None
-    return nodata
-
-
 def _build(
     refs: list[_BandRef], bands: Sequence[str], source: str, owned: list[Any],
     gains: Sequence[float], offsets: Sequence[float], nodata: float | None,
@@ -316,7 +304,7 @@ def _build(
         log.warning("%s has no CRS: the output will have none either", source)
     meta = GeoMeta(
         crs=crs, transform=first.transform, width=first.width, height=first.height,
-        dtype=dtype, nodata=_usable_nodata(nodata, dtype, source), bands=tuple(bands),
+        dtype=dtype, nodata=nodata, bands=tuple(bands),
         gains=tuple(gains), offsets=tuple(offsets), source=source, tags=dict(tags or {}),
     )
     return Scene(meta, refs, owned)
