@@ -37,8 +37,17 @@ def train(config: Path, run_dir: Path, resume: bool, epoch_scale: float,
     from s2sr.training import train as run_train
 
     cfg = load_config(config, data_root=data_root, runs_root=runs_root)
-    final = run_train(cfg, run_dir, resume=resume, epoch_scale=epoch_scale,
-                      progress=not quiet and sys.stderr.isatty())
+    try:
+        final = run_train(cfg, run_dir, resume=resume, epoch_scale=epoch_scale,
+                          progress=not quiet and sys.stderr.isatty())
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (timeout, job schedulers)
+        if (run_dir / "checkpoint.pt").is_file():
+            click.echo(f"s2sr: interrupted; continue from the last checkpoint with: s2sr train "
+                       f"{config} -o {run_dir} --resume", err=True)
+        else:
+            click.echo("s2sr: interrupted before the first checkpoint; nothing was kept",
+                       err=True)
+        sys.exit(130)
     if not quiet:
         click.echo(f"wrote {final}", err=True)
 

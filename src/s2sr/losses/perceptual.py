@@ -326,17 +326,22 @@ def reflectance_to_vgg(
 
 
 def gram(features: Tensor) -> Tensor:
-    """Gram matrix of feature maps, normalised by ``C * H * W``.
+    """Gram matrix of feature maps, normalised by ``C * H * W``, always in float32.
+
+    The sums of products over ``H * W`` overflow float16 (max 65504) for ordinary VGG16
+    activations, so the matrix is computed in float32 with autocast off, whatever the
+    input's dtype or the surrounding autocast.
 
     Args:
         features: ``(B, C, H, W)``.
 
     Returns:
-        ``(B, C, C)``.
+        ``(B, C, C)`` float32.
     """
     b, c, h, w = features.shape
-    flat = features.reshape(b, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        flat = features.reshape(b, c, h * w).float()
+        return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 
 
 def _check_layers(layers: Mapping[str, float], what: str) -> dict[str, float]:

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -193,27 +194,159 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+#: Bounds of the config's numbers: generous for real experiments, small enough that no
+#: value can ask for absurd memory or time. (lower, upper, lower open, upper open)
+_MAX_BATCH = 4096
+_MAX_PATCH = 1024
+_MAX_EPOCHS = 100_000
+_MAX_STAGES = 100
+_MAX_WORKERS = 64
+_MAX_WEIGHT = 1e6
+#: Architecture sizes checked here for type and sign (``build_model`` bounds them further).
+_INT_OPTIONS = ("n_resblocks", "n_feats")
+_MAX_OPTION = 4096
+#: Input patches of a batch, in pixels (batch x patch^2): above this one step would need
+#: tens of GiB.
+_MAX_BATCH_PIXELS = 64 * 1024 * 1024
+OPTIMIZERS = ("adam", "adamw")
+
+
+def _number(value: Any, where: str, low: float, high: float, *, low_open: bool = False,
+            high_open: bool = False, integer: bool = False) -> None:
+    """Refuse ``value`` outside ``[low, high]`` (open ends when asked), NaN and inf."""
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    kind = "an integer" if integer else "a number"
+    bounds = (f"{int(low)}, {int(high)}" if integer else f"{low:g}, {high:g}")
+    allowed = f"{kind} in {left}{bounds}{right}"
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            integer and not isinstance(value, int)):
+        raise UsageError(f"{where} must be {allowed}, got {value!r}")
+    if not math.isfinite(value) or value < low or value > high or (
+            low_open and value == low) or (high_open and value == high):
+        raise UsageError(f"{where} must be {allowed}, got {value!r}: fix it in the config")
+
+
+def _check_options(options: dict[str, Any], n_bands: int) -> None:
+    for key, value in options.items():
+        where = f"model.options.{key}"
+        if key in _INT_OPTIONS:
+            _number(value, where, 1, _MAX_OPTION, integer=True)
+        elif key == "res_scale":
+            _number(value, where, 0, 100, low_open=True)
+        elif key in ("mean", "std"):
+            if not isinstance(value, list) or len(value) != n_bands:
+                raise UsageError(f"{where} must list one number per band of model.bands "
+                                 f"({n_bands}), got {value!r}")
+            for i, v in enumerate(value):
+                if key == "std":
+                    _number(v, f"{where}[{i}]", 0, 1e6, low_open=True)
+                else:
+                    _number(v, f"{where}[{i}]", -1e6, 1e6)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{where} must be a finite number, got {value!r}")
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
-    """Check values that types alone do not catch."""
+    """Check values that types alone do not catch: every number against its range."""
     if cfg.precision not in ("fp32", "bf16", "fp16"):
         raise UsageError(f"precision must be fp32, bf16 or fp16, got {cfg.precision!r}")
+    _number(cfg.seed, "seed", 0, 2**32 - 1, integer=True)
+    _number(cfg.batch_size, "batch_size", 1, _MAX_BATCH, integer=True)
     if cfg.model.scale not in (2, 4):
         raise UsageError(f"model.scale must be 2 or 4, got {cfg.model.scale}")
+    if not cfg.model.bands:
+        raise UsageError("model.bands must list at least one band")
+    _check_options(cfg.model.options, len(cfg.model.bands))
+    _number(cfg.data.workers, "data.workers", 0, _MAX_WORKERS, integer=True)
+    if cfg.data.max_val_patches is not None:
+        _number(cfg.data.max_val_patches, "data.max_val_patches", 1, 1_000_000, integer=True)
+    loss = cfg.loss
+    _number(loss.pixel, "loss.pixel", 0, _MAX_WEIGHT)
+    _number(loss.style_weight, "loss.style_weight", 0, _MAX_WEIGHT)
+    for part in ("feature", "style"):
+        for layer, weight in getattr(loss, part).items():
+            _number(weight, f"loss.{part}.{layer}", 0, _MAX_WEIGHT)
+    _number(loss.rgb_scale, "loss.rgb_scale", 0, 100, low_open=True)
+    if len(loss.rgb_bands) != 3:
+        raise UsageError(f"loss.rgb_bands must name 3 bands (red, green, blue), got "
+                         f"{loss.rgb_bands}")
+    opt = cfg.optimizer
+    if opt.name not in OPTIMIZERS:
+        raise UsageError(f"optimizer.name must be adam or adamw, got {opt.name!r}")
+    _number(opt.weight_decay, "optimizer.weight_decay", 0, 1)
+    if len(opt.betas) != 2:
+        raise UsageError(f"optimizer.betas must hold 2 numbers, got {opt.betas}")
+    for i, beta in enumerate(opt.betas):
+        _number(beta, f"optimizer.betas[{i}]", 0, 1, high_open=True)
+    if opt.clip_grad_norm is not None:
+        _number(opt.clip_grad_norm, "optimizer.clip_grad_norm", 0, 1e6, low_open=True)
     if not cfg.stages:
         raise UsageError("stages must list at least one stage")
+    if len(cfg.stages) > _MAX_STAGES:
+        raise UsageError(f"stages lists {len(cfg.stages)} stages: at most {_MAX_STAGES}")
     for k, stage in enumerate(cfg.stages):
+        where = f"stages[{k}]"
         bad = [p for p in stage.freeze if p not in PARTS]
         if bad:
-            raise UsageError(f"stages[{k}].freeze has {bad}: parts are {', '.join(PARTS)}")
-        if stage.epochs < 1 or stage.lr <= 0:
-            raise UsageError(f"stages[{k}] needs epochs >= 1 and lr > 0")
+            raise UsageError(f"{where}.freeze has {bad}: parts are {', '.join(PARTS)}")
+        _number(stage.epochs, f"{where}.epochs", 1, _MAX_EPOCHS, integer=True)
+        _number(stage.lr, f"{where}.lr", 0, 10, low_open=True)
+        _number(stage.pct_start, f"{where}.pct_start", 0, 1, low_open=True, high_open=True)
+        if stage.patch is not None:
+            _number(stage.patch, f"{where}.patch", 2, _MAX_PATCH, integer=True)
+        if stage.batch_size is not None:
+            _number(stage.batch_size, f"{where}.batch_size", 1, _MAX_BATCH, integer=True)
+        batch = stage.batch_size or cfg.batch_size
+        if stage.patch is not None and batch * stage.patch ** 2 > _MAX_BATCH_PIXELS:
+            raise UsageError(
+                f"{where}: batch {batch} x patch {stage.patch}^2 = "
+                f"{batch * stage.patch ** 2} input pixels per step, more than "
+                f"{_MAX_BATCH_PIXELS}: lower {where}.patch or the batch size")
         if set(stage.freeze) == set(PARTS):
-            raise UsageError(f"stages[{k}] freezes every part: nothing would train")
-    if cfg.batch_size < 1:
-        raise UsageError("batch_size must be >= 1")
+            raise UsageError(f"{where} freezes every part: nothing would train")
     if not cfg.data.datasets:
         raise UsageError("data.datasets must name at least one dataset folder")
     return cfg
+
+
+#: A config file is a few kilobytes; anything this large is not one.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML document of ``path`` (safe loader only: no ``!!python`` objects)."""
+    if path.is_dir():
+        raise UsageError(f"config {path} is a folder: give the YAML file, e.g. "
+                         "configs/smoke.yaml")
+    if not path.is_file():
+        raise UsageError(f"config {path} is not a regular file: give a YAML file")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise UsageError(f"config {path} is {size} bytes, more than {MAX_CONFIG_BYTES}: "
+                         "it is not an experiment file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UsageError(f"config {path} is not UTF-8 text (byte {err.start}): save it as "
+                         "UTF-8 YAML") from None
+    except OSError as err:
+        raise UsageError(f"config {path} cannot be read ({err.strerror}): check its "
+                         "permissions") from None
+    if not text.strip():
+        raise UsageError(f"config {path} is empty: it needs at least data.datasets")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UsageError(f"{path} is not valid YAML ({first}): fix the file (python "
+                         "objects and tags are refused)") from None
+    except RecursionError:
+        raise UsageError(f"{path} nests too deeply to be an experiment file") from None
+    if data is None:
+        raise UsageError(f"config {path} is empty (only comments): it needs at least "
+                         "data.datasets")
+    return data
 
 
 def load_config(path: str | os.PathLike[str], *, data_root: str | os.PathLike[str] | None = None,
@@ -230,12 +363,10 @@ def load_config(path: str | os.PathLike[str], *, data_root: str | os.PathLike[st
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"config {path} does not exist: check the path")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UsageError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    data = _read_yaml(path)
     if not isinstance(data, dict):
-        raise UsageError(f"{path} must hold a mapping of keys")
+        raise UsageError(f"config {path} must hold a mapping of keys (name: ..., data: ..., "
+                         f"stages: ...), got a {type(data).__name__}")
     cfg = _from_dict(TrainConfig, data, "")
     base = path.resolve().parent
     droot = Path(data_root).resolve() if data_root else base

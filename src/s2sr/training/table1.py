@@ -10,10 +10,13 @@ finished runs and resuming interrupted ones, then writes the Table 2 report with
 from __future__ import annotations
 
 import logging
+import math
 import os
+from importlib import resources
 from pathlib import Path
 
-from s2sr.errors import InputNotFoundError
+from s2sr.errors import InputNotFoundError, UsageError
+from s2sr.io.outputs import check_output_dir
 from s2sr.training.config import load_config
 from s2sr.training.standins import prepare
 from s2sr.training.trainer import train
@@ -27,17 +30,52 @@ TEST_KINDS = ("RE10>RE5", "SE10>RE5")
 
 
 def default_configs() -> Path:
-    """``configs/table1`` of the source tree (next to ``src/``)."""
-    return Path(__file__).resolve().parents[3] / "configs" / "table1"
+    """The nine Table 1 configs shipped inside the package (``s2sr/configs/table1``; the
+    source tree's ``configs/table1`` links there)."""
+    return Path(str(resources.files("s2sr").joinpath("configs", "table1")))
+
+
+def check_only(only: list[str] | None) -> list[str] | None:
+    """Refuse unknown or empty experiment ids (``--only``)."""
+    if only is None:
+        return None
+    names = [name.strip() for name in only]
+    unknown = [name for name in names if name not in ORDER]
+    if unknown or not names:
+        raise UsageError(f"--only: unknown experiment {', '.join(map(repr, unknown or ['']))}: "
+                         f"the known ones are {', '.join(sorted(ORDER))}")
+    return names
+
+
+def check_configs(configs: Path, names: list[str] | None = None) -> Path:
+    """Refuse a ``--configs`` folder that is missing, a file, or lacks an experiment."""
+    if not configs.exists():
+        raise InputNotFoundError(f"configs folder {configs} does not exist: pass --configs "
+                                 "with the folder of the Table 1 YAML files (1.1.yaml ...), "
+                                 "or leave it out to use the shipped ones")
+    if not configs.is_dir():
+        raise UsageError(f"--configs {configs} is a file, not a folder: pass the folder "
+                         "holding 1.1.yaml ... 4.1.yaml")
+    missing = [n for n in (names or ORDER) if not (configs / f"{n}.yaml").is_file()]
+    if missing:
+        raise InputNotFoundError(f"configs folder {configs} lacks "
+                                 f"{', '.join(m + '.yaml' for m in missing)}: pass the folder "
+                                 "of the Table 1 configs, or leave --configs out")
+    return configs
 
 
 def run_table1(out: Path, *, shared: Path, configs: Path | None = None,
                epoch_scale: float = 1.0, only: list[str] | None = None,
                prepare_only: bool = False, progress: bool = False) -> Path | None:
     """Prepare data, train the experiments in order and write the report."""
-    configs = configs or default_configs()
-    if not configs.is_dir():
-        raise InputNotFoundError(f"{configs} not found: pass --configs configs/table1")
+    only = check_only(only)
+    if not epoch_scale > 0 or not math.isfinite(epoch_scale):
+        raise UsageError(f"--epoch-scale must be a finite number > 0, got {epoch_scale}")
+    check_output_dir(out, overwrite=True)
+    configs = check_configs(configs or default_configs(), only)
+    # every config is read and checked before hours of data preparation and training
+    for name in only or ORDER:
+        load_config(configs / f"{name}.yaml", data_root=out / "data", runs_root=out)
     data = prepare(out / "data", shared)
     if prepare_only:
         return None

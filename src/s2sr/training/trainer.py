@@ -9,6 +9,7 @@ epoch), ``checkpoint.pt`` (resumable: weights, optimiser, schedule, position, be
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -29,10 +30,25 @@ from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
 from s2sr.data.dataset import PairDataset
-from s2sr.errors import DataError, OutputExistsError, UsageError, WeightsError
+from s2sr.errors import (
+    CheckpointError,
+    DataError,
+    InputNotFoundError,
+    OutputExistsError,
+    TrainingDivergedError,
+    UsageError,
+    WeightsError,
+)
 from s2sr.evaluation.metrics import Conventions, psnr, ssim
 from s2sr.inference.baselines import upsample
 from s2sr.inference.predict import resolve_device
+from s2sr.io.outputs import (
+    check_output_dir,
+    exclusive_output,
+    sweep_stale_temps,
+    temp_path,
+    terminate_raises,
+)
 from s2sr.losses import VGG16_URL, PerceptualLoss, SRLoss
 from s2sr.models import build_model, get_spec, load_model, save_model
 from s2sr.training import distributed as D
@@ -138,6 +154,100 @@ def set_frozen(model: nn.Module, parts: list[str]) -> None:
             param.requires_grad_(name not in parts)
 
 
+#: Files a run writes before its first checkpoint; a folder holding only these (and
+#: stale temporaries) is what a run killed before its first checkpoint leaves.
+_EARLY_FILES = frozenset({"config.yaml", "metrics.csv", "best.safetensors"})
+#: The parts of the experiment a checkpoint must agree with to be resumed.
+_RESUME_KEYS = ("seed", "precision", "batch_size", "model", "optimizer", "stages")
+
+
+def _fingerprint(cfg: TrainConfig) -> dict[str, Any]:
+    """What a checkpoint records of its experiment (compared on resume)."""
+    plain = cfg.as_dict()
+    return {k: plain[k] for k in _RESUME_KEYS}
+
+
+def _first_line(err: BaseException, limit: int = 160) -> str:
+    text = str(err).strip().splitlines()
+    line = text[0] if text else type(err).__name__
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
+def check_datasets(cfg: TrainConfig) -> None:
+    """Refuse dataset folders that are not s2sr pairs datasets, naming the fix."""
+    for root in cfg.data.datasets:
+        if not (Path(root) / "manifest.json").is_file():
+            raise InputNotFoundError(
+                f"data.datasets entry {root} is not an s2sr pairs dataset (no manifest.json): "
+                "build the stand-in datasets with `s2sr table1 --prepare-only -o DIR` and "
+                "train with `--data-root DIR/data`, or point data.datasets at a folder made "
+                "by s2sr pairs build / s2sr pairs degrade")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read ``checkpoint.pt`` safely (no objects unpickled, tensors on the CPU) and check
+    its structure.
+
+    Raises:
+        CheckpointError: unreadable, truncated, hostile or not an s2sr checkpoint.
+    """
+    fix = "start a new run in another folder (or without --resume after removing it)"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError (zip), EOFError, ...
+        raise CheckpointError(f"checkpoint {path} is truncated, corrupt or not an s2sr "
+                              f"checkpoint ({type(err).__name__}: {_first_line(err)}): "
+                              f"{fix}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not an s2sr "
+                              f"checkpoint: {fix}")
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "model": dict, "optimizer": dict, "scheduler": dict, "stage": int, "epoch": int,
+        "global_epoch": int, "best": (float, int), "rng": torch.Tensor}
+    for key, kind in kinds.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"checkpoint {path} has no valid {key!r} entry (got "
+                                  f"{type(value).__name__}): it is not an s2sr checkpoint; "
+                                  f"{fix}")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+               for k, v in state["model"].items()):
+        raise CheckpointError(f"checkpoint {path}: 'model' is not a state dict of tensors: "
+                              f"{fix}")
+    for key in ("stage", "epoch", "global_epoch", "rows"):
+        value = state.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 10**9:
+            raise CheckpointError(f"checkpoint {path}: {key} {value!r} is out of range: {fix}")
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Restore the CPU random state (from a CPU ByteTensor, whatever device the checkpoint
+    was mapped to) and the CUDA states when the checkpoint has them and CUDA is here."""
+    cpu = state.get("rng")
+    if not isinstance(cpu, torch.Tensor) or cpu.dtype != torch.uint8 or cpu.ndim != 1:
+        raise CheckpointError("checkpoint's random state is not a byte tensor: it is not an "
+                              "s2sr checkpoint; start a new run")
+    try:
+        torch.set_rng_state(cpu.detach().to("cpu").contiguous())
+    except (RuntimeError, NotImplementedError) as err:
+        raise CheckpointError(f"checkpoint's random state cannot be restored "
+                              f"({_first_line(err)}): start a new run") from None
+    cuda = state.get("cuda_rng")
+    if cuda is None or not torch.cuda.is_available():
+        return
+    if not isinstance(cuda, list) or not all(isinstance(t, torch.Tensor) and
+                                             t.dtype == torch.uint8 for t in cuda):
+        raise CheckpointError("checkpoint's CUDA random states are not byte tensors: start "
+                              "a new run")
+    if len(cuda) != torch.cuda.device_count():
+        log.warning("checkpoint has %d CUDA random states, this machine %d GPUs: the resumed "
+                    "run will not repeat the original one exactly", len(cuda),
+                    torch.cuda.device_count())
+        return
+    torch.cuda.set_rng_state_all([t.detach().to("cpu").contiguous() for t in cuda])
+
+
 class Trainer:
     """Runs an experiment into a run folder.
 
@@ -162,40 +272,190 @@ class Trainer:
         self.conv = Conventions(crop=cfg.model.scale)
         #: (stage, learning rate) of every optimisation step of this process
         self.lr_history: list[tuple[int, float]] = []
+        #: whether this run has written a checkpoint (the folder is then resumable)
+        self.checkpointed = False
+        #: metric rows in metrics.csv (kept equal to the checkpoint's on resume)
+        self.rows = 0
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=cfg.precision == "fp16")
 
     # -- files ---------------------------------------------------------------------------
-    def _prepare_dir(self) -> None:
-        if not self.dist.main:  # only the main process checks and writes the run folder
-            return
+    def _make_parents(self) -> list[Path]:
+        """Create the run folder's missing parents; returns them (deepest last)."""
+        missing: list[Path] = []
+        parent = self.run_dir.absolute().parent
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        missing.reverse()
+        for folder in missing:
+            folder.mkdir()
+        return missing
+
+    def _leftovers_only(self) -> bool:
+        """Whether the run folder holds only what a run stopped before its first checkpoint
+        leaves (config.yaml, metrics.csv, best.safetensors)."""
+        names = {p.name for p in self.run_dir.iterdir()}
+        return bool(names) and names <= _EARLY_FILES
+
+    def _prepare_dir(self, created: list[Path]) -> None:
+        """Check the run folder and start it; appends what it creates to ``created``."""
+        check_output_dir(self.run_dir, overwrite=True,
+                         inputs=[*self.cfg.data.datasets, self.cfg.init_from])
+        if self.run_dir.is_dir():
+            for stale in sweep_stale_temps(self.run_dir):
+                log.warning("removed %s, left by an earlier run that was killed", stale.name)
         ckpt = self.run_dir / "checkpoint.pt"
-        if self.resume:
-            if not ckpt.exists():
-                raise UsageError(f"--resume given but {ckpt} does not exist: start without "
-                                 "--resume")
+        if self.resume and ckpt.is_file():
             return
+        if self.run_dir.is_dir() and self._leftovers_only():
+            log.warning("run folder %s holds only files of a run stopped before its first "
+                        "checkpoint: starting it again", self.run_dir)
+            for name in _EARLY_FILES:
+                (self.run_dir / name).unlink(missing_ok=True)
+        elif self.resume:
+            raise UsageError(f"--resume given but {ckpt} does not exist: start without "
+                             "--resume")
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise OutputExistsError(f"run folder {self.run_dir} is not empty: choose a new "
                                     "one or pass --resume")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.as_dict(),
-                                                                 sort_keys=False))
-        with open(self.run_dir / "metrics.csv", "w", newline="") as handle:
-            csv.writer(handle).writerow(METRIC_FIELDS)
+        if not self.run_dir.exists():
+            created.append(self.run_dir)
+            self.run_dir.mkdir()
+        config = self.run_dir / "config.yaml"
+        created.append(config)
+        config.write_text(yaml.safe_dump(self.cfg.as_dict(), sort_keys=False))
+        created.append(self.run_dir / "metrics.csv")
+        self._rewrite_metrics([])
+        created.append(self.run_dir / "best.safetensors")
+
+    def _rewrite_metrics(self, rows: list[list[str]]) -> None:
+        """Write metrics.csv with its header and ``rows`` (atomically)."""
+        final = self.run_dir / "metrics.csv"
+        tmp = temp_path(final)
+        try:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(METRIC_FIELDS)
+                writer.writerows(rows)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.rows = len(rows)
+
+    def _truncate_metrics(self, rows: int) -> None:
+        """Keep the first ``rows`` metric rows: those the checkpoint covers (a crash
+        between writing a row and the checkpoint must not duplicate it on resume)."""
+        path = self.run_dir / "metrics.csv"
+        kept: list[list[str]] = []
+        if path.is_file():
+            with open(path, newline="", errors="replace") as handle:
+                lines = list(csv.reader(handle))
+            kept = [r for r in lines[1:] if len(r) == len(METRIC_FIELDS)][:rows]
+        if len(kept) < rows:
+            log.warning("metrics.csv has %d complete rows, the checkpoint covers %d: the "
+                        "missing epochs' rows are lost", len(kept), rows)
+        self._rewrite_metrics(kept)
 
     def _write_row(self, row: dict[str, Any]) -> None:
         with open(self.run_dir / "metrics.csv", "a", newline="") as handle:
             csv.DictWriter(handle, METRIC_FIELDS).writerow(
                 {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self.rows += 1
 
     def _save_checkpoint(self, model: nn.Module, opt: torch.optim.Optimizer,
                          sched: Any, pos: Position) -> None:
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
                  "scheduler": sched.state_dict(), "stage": pos.stage, "epoch": pos.epoch,
                  "global_epoch": pos.global_epoch, "best": pos.best,
-                 "rng": torch.get_rng_state()}
-        tmp = self.run_dir / f".checkpoint.pt.{os.getpid()}"
-        torch.save(state, tmp)
-        os.replace(tmp, self.run_dir / "checkpoint.pt")
+                 "rng": torch.get_rng_state(), "rows": self.rows,
+                 "config": _fingerprint(self.cfg), "scaler": self.scaler.state_dict()}
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        final = self.run_dir / "checkpoint.pt"
+        tmp = temp_path(final)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.checkpointed = True
+
+    def _undo(self, created: list[Path]) -> None:
+        """Remove what a run that failed before its first checkpoint created."""
+        for path in reversed(created):
+            with contextlib.suppress(OSError):
+                if path.is_dir() and not path.is_symlink():
+                    for stale in sweep_stale_temps(path):
+                        log.debug("removed %s", stale)
+                    for entry in path.iterdir():  # this process's own temporaries
+                        if entry.name.startswith(".") and f".s2sr-{os.getpid()}-" in \
+                                entry.name:
+                            entry.unlink()
+                    path.rmdir()
+                else:
+                    path.unlink(missing_ok=True)
+
+    def _resume_state(self, model: nn.Module, pos: Position) -> dict[str, Any]:
+        """Load and check the checkpoint, restore the model and the metrics rows."""
+        path = self.run_dir / "checkpoint.pt"
+        ckpt = load_checkpoint(path)
+        recorded = ckpt.get("config")
+        if isinstance(recorded, dict):
+            now = _fingerprint(self.cfg)
+            differ = [k for k in _RESUME_KEYS if recorded.get(k) != now[k]]
+            if differ:
+                raise CheckpointError(
+                    f"checkpoint {path} was made with another experiment ({', '.join(differ)} "
+                    "differ): resume with the config (and --epoch-scale) that started the "
+                    "run, or start a new run in another folder")
+        if not (ckpt["stage"] < len(self.cfg.stages) or (
+                ckpt["stage"] == len(self.cfg.stages) and ckpt["epoch"] == 0)):
+            raise CheckpointError(f"checkpoint {path} is at stage {ckpt['stage']}, the config "
+                                  f"has {len(self.cfg.stages)}: resume with the config that "
+                                  "started the run")
+        try:
+            model.load_state_dict(ckpt["model"])
+        except (RuntimeError, KeyError, TypeError) as err:
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this experiment's model "
+                f"({self.cfg.model.name} x{self.cfg.model.scale}; {_first_line(err, 120)}): resume "
+                f"with the config "
+                "that started the run, or start a new run in another folder") from None
+        pos.stage, pos.epoch = ckpt["stage"], ckpt["epoch"]
+        pos.global_epoch, pos.best = ckpt["global_epoch"], float(ckpt["best"])
+        if self.dist.main:
+            self._truncate_metrics(int(ckpt.get("rows", ckpt["global_epoch"])))
+        self.checkpointed = True
+        return ckpt
+
+    def _restore_optim(self, ckpt: dict[str, Any], opt: torch.optim.Optimizer,
+                       sched: Any) -> None:
+        path = self.run_dir / "checkpoint.pt"
+        reference = sched.state_dict()
+        saved = ckpt["scheduler"]
+        if set(saved) != set(reference) or any(
+                type(saved[k]) is not type(reference[k]) and not (
+                    isinstance(saved[k], int | float) and isinstance(reference[k], int | float))
+                for k in reference) or saved.get("total_steps") != reference.get("total_steps"):
+            raise CheckpointError(f"checkpoint {path} holds another schedule (other stages, "
+                                  "epochs or data): resume with the config and --epoch-scale "
+                                  "that started the run")
+        try:
+            opt.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as err:
+            raise CheckpointError(f"checkpoint {path} holds an optimiser state that does not "
+                                  f"fit this model ({_first_line(err, 120)}): resume with the "
+                                  "config that started the run") from None
+        sched.load_state_dict(saved)
+        scaler = ckpt.get("scaler")
+        if self.scaler.is_enabled() and isinstance(scaler, dict) and scaler:
+            try:
+                self.scaler.load_state_dict(scaler)
+            except (RuntimeError, KeyError, TypeError) as err:
+                raise CheckpointError(f"checkpoint {path}: bad gradient scaler state "
+                                      f"({_first_line(err, 120)}): start a new run") from None
+        restore_rng(ckpt)
 
     # -- loop ----------------------------------------------------------------------------
     def _batches(self, n: int, batch: int, stage: int, epoch: int) -> Iterator[list[int]]:
@@ -241,9 +501,31 @@ class Trainer:
         return {k: float(np.mean(v)) for k, v in scores.items()}
 
     def run(self) -> Path:
-        """Train every stage; returns the path of ``model.safetensors``."""
+        """Train every stage; returns the path of ``model.safetensors``.
+
+        A run that fails or is interrupted (Ctrl-C, SIGTERM) before its first checkpoint
+        leaves the run folder as it found it; after that, the folder resumes with
+        ``resume=True``.
+        """
+        with terminate_raises():
+            if not self.dist.main:
+                return self._train()
+            check_datasets(self.cfg)
+            created: list[Path] = []
+            done = False
+            try:
+                created += self._make_parents()
+                with exclusive_output(self.run_dir.absolute()):
+                    self._prepare_dir(created)
+                    final = self._train()
+                done = True
+                return final
+            finally:
+                if not done and not self.checkpointed:
+                    self._undo(created)
+
+    def _train(self) -> Path:
         cfg = self.cfg
-        self._prepare_dir()
         D.barrier(self.dist)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -260,11 +542,8 @@ class Trainer:
         loss_fn = build_loss(cfg).to(self.device)
         pos = Position()
         ckpt: dict[str, Any] | None = None
-        if self.resume:
-            ckpt = torch.load(self.run_dir / "checkpoint.pt", map_location=self.device,
-                              weights_only=True)
-            model.load_state_dict(ckpt["model"])
-            pos = Position(ckpt["stage"], ckpt["epoch"], ckpt["global_epoch"], ckpt["best"])
+        if self.resume and (self.run_dir / "checkpoint.pt").is_file():
+            ckpt = self._resume_state(model, pos)
         net: nn.Module = model
         if self.dist.world > 1:
             net = nn.parallel.DistributedDataParallel(
@@ -308,16 +587,15 @@ class Trainer:
         elif cfg.optimizer.name == "adam":
             opt = torch.optim.Adam(params, lr=stage.lr, betas=betas,
                                    weight_decay=cfg.optimizer.weight_decay)
-        else:
+        else:  # load_config refuses other names
             raise UsageError(f"optimizer.name must be adam or adamw, got {cfg.optimizer.name!r}")
         steps = len(train_set) // batch
         sched = one_cycle(opt, stage.lr, steps * stage.epochs, stage.pct_start)
         if ckpt is not None:
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            torch.set_rng_state(ckpt["rng"])
+            self._restore_optim(ckpt, opt, sched)
         for epoch in range(pos.epoch, stage.epochs):
             row = self._epoch(net, loss_fn, opt, sched, train_set, k, epoch, batch)
+            self._check_weights(model, k, epoch)
             pos.global_epoch += 1
             scores = self.validate(model, val_set) if self.dist.main else {}
             row.update({"stage": k, "epoch": pos.global_epoch, "stage_epoch": epoch + 1,
@@ -330,6 +608,34 @@ class Trainer:
                     save_model(model, self.run_dir / "best.safetensors")
                 self._save_checkpoint(model, opt, sched, pos)
             D.barrier(self.dist)
+
+    def _diverged(self, stage: int, epoch: int, step: int | None, lr: float,
+                  lr_b: torch.Tensor | None, hr_b: torch.Tensor | None, what: str) -> None:
+        """Raise the divergence error, saying what is known about it."""
+        data = ""
+        if lr_b is not None and hr_b is not None:
+            if not (bool(torch.isfinite(lr_b).all()) and bool(torch.isfinite(hr_b).all())):
+                raise DataError(
+                    f"stage {stage} epoch {epoch + 1}: the training patches hold NaN or "
+                    "infinite values: rebuild the dataset with s2sr pairs (it drops them)")
+            data = " although this batch's input and target patches are finite"
+        precision = (f"; precision {self.cfg.precision} can overflow: try precision: fp32"
+                     if self.cfg.precision != "fp32" else "")
+        clip = ("" if self.cfg.optimizer.clip_grad_norm else
+                ", or set optimizer.clip_grad_norm (e.g. 1.0)")
+        raise TrainingDivergedError(
+            f"training diverged: {what} became NaN/inf at stage {stage} epoch {epoch + 1} "
+            f"({'' if step is None else f'batch {step + 1}, '}learning rate {lr:.3g}; "
+            f"stages[{stage}].lr is {self.cfg.stages[stage].lr:g}){data}: "
+            f"lower stages[{stage}].lr"
+            f"{clip}{precision}")
+
+    def _check_weights(self, model: nn.Module, stage: int, epoch: int) -> None:
+        """Refuse to go on (and to validate or checkpoint) with non-finite weights."""
+        for param in model.parameters():
+            if not bool(torch.isfinite(param).all()):
+                lr = self.lr_history[-1][1] if self.lr_history else float("nan")
+                self._diverged(stage, epoch, None, lr, None, None, "the weights")
 
     def _epoch(self, net: nn.Module, loss_fn: SRLoss, opt: torch.optim.Optimizer,
                sched: Any, train_set: ConcatDataset[dict[str, Any]], stage: int, epoch: int,
@@ -345,23 +651,29 @@ class Trainer:
         bar = tqdm(total=len(sampler), disable=not self.progress, leave=False,
                    desc=f"stage {stage} epoch {epoch + 1}")
         t_data = time.perf_counter()
-        for items in loader:
+        for step, items in enumerate(loader):
             data_time += time.perf_counter() - t_data
             lr_b = items["lr"].to(self.device, non_blocking=True)
             hr_b = items["hr"].to(self.device, non_blocking=True)
             with self._autocast():
                 pred = net(lr_b)
                 total, terms = loss_fn(pred.float(), hr_b)
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            if self.cfg.optimizer.clip_grad_norm:
-                nn.utils.clip_grad_norm_(net.parameters(), self.cfg.optimizer.clip_grad_norm)
-            opt.step()
-            self.lr_history.append((stage, opt.param_groups[0]["lr"]))
-            sched.step()
-            values = torch.stack([total.detach(), *(terms[n].detach().float() for n in
-                                                    ("pixel", "feature", "style"))])
+            values = torch.stack([total.detach().float(), *(terms[n].detach().float()
+                                                            for n in ("pixel", "feature",
+                                                                      "style"))])
             values = D.all_mean(values, self.dist)
+            step_lr = opt.param_groups[0]["lr"]
+            if not bool(torch.isfinite(values[0])):
+                self._diverged(stage, epoch, step, step_lr, lr_b, hr_b, "the loss")
+            opt.zero_grad(set_to_none=True)
+            self.scaler.scale(total).backward()
+            if self.cfg.optimizer.clip_grad_norm:
+                self.scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(net.parameters(), self.cfg.optimizer.clip_grad_norm)
+            self.scaler.step(opt)
+            self.scaler.update()
+            self.lr_history.append((stage, step_lr))
+            sched.step()
             for name, v in zip(sums, values.tolist(), strict=True):
                 sums[name] += v
             seen += lr_b.shape[0] * self.dist.world
