@@ -39,9 +39,9 @@ def _bands(value: str) -> tuple[str, ...]:
 _common = [
     click.option("-o", "--output", "dataset", required=True, type=click.Path(path_type=Path),
                  help="Dataset folder (created if absent)."),
-    click.option("--patch", default=96, show_default=True, type=click.IntRange(min=16),
+    click.option("--patch", default=96, show_default=True, type=click.IntRange(16, 1024),
                  help="Input patch size in pixels (the target is patch x scale)."),
-    click.option("--stride", default=None, type=click.IntRange(min=1),
+    click.option("--stride", default=None, type=click.IntRange(1, 102400),
                  help="Patch step in input pixels [default: the patch size]."),
     click.option("--site", default="default", show_default=True, help="Site name."),
     click.option("--split", type=click.Choice(["train", "val", "test"]), default="train",
@@ -106,7 +106,10 @@ def build(lr: Path, hr: Path, dataset: Path, patch: int, stride: int | None, sit
         thresholds=_thresholds(threshold), kind=kind,  # type: ignore[arg-type]
         degrade_factor=degrade_factor,
     )
-    info = build_pair(lr, hr, dataset, opts)
+    from s2sr.io.outputs import terminate_raises
+
+    with terminate_raises():  # SIGTERM cleans up like Ctrl-C: no temporaries left
+        info = build_pair(lr, hr, dataset, opts)
     _echo_pair(info)
 
 
@@ -137,9 +140,10 @@ def degrade(scene: Path, dataset: Path, patch: int, stride: int | None, site: st
     setup_logging(False)
     from s2sr.data.wald import DegradeOptions, degrade_scene
     from s2sr.errors import UsageError
+    from s2sr.io.outputs import terminate_raises
 
     lv = None
-    if levels:
+    if levels is not None:
         try:
             a, b = (float(v) for v in levels.split(","))
         except ValueError:
@@ -152,7 +156,9 @@ def degrade(scene: Path, dataset: Path, patch: int, stride: int | None, site: st
         cloud_test=not no_cloud_test, gain=gain,
         thresholds=_thresholds(threshold),  # type: ignore[arg-type]
     )
-    _echo_pair(degrade_scene(scene, dataset, opts))
+    with terminate_raises():  # SIGTERM cleans up like Ctrl-C: no temporaries left
+        info = degrade_scene(scene, dataset, opts)
+    _echo_pair(info)
 
 
 @pairs.command()

@@ -463,11 +463,12 @@ def _build(pair: _Pair, lr: Path, hr: Path, root: Path, kind: str) -> dict[str, 
     crs = meta.crs.to_string() if meta.crs else ""
     # grids of the stored arrays, anchored at the Sentinel-2 scene's top-left corner: the
     # input grid is the Sentinel-2 grid (coarsened k times), the target grid the same
-    # divided by the scale and moved by the estimated shift (what read_hr warps onto)
-    dy, dx = pair.shift
+    # divided by the scale. The reference was read shifted by ``shift_px`` so that its
+    # content is registered to Sentinel-2: in Sentinel-2's georeferencing, which the
+    # manifest uses, a target patch covers exactly the ground of its input patch (in the
+    # reference file's own georeferencing it lies ``shift_px`` Sentinel-2 pixels away).
     lr_grid = meta.transform * Affine.scale(k_deg)
-    hr_grid = meta.transform * Affine.scale(1 / s) * Affine.translation(dx * s, dy * s) \
-        * Affine.scale(k_deg)
+    hr_grid = meta.transform * Affine.scale(k_deg / s)
     rows = patch_rows(
         pid, [(r // k_deg, c // k_deg) for r, c in origins], stats, opts.thresholds,
         patch=opts.patch, scale=s, lr_grid=lr_grid, hr_grid=hr_grid,

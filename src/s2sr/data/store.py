@@ -239,6 +239,13 @@ def validate_manifest(data: Any, path: Path) -> dict[str, Any]:
         if version < 2:  # old manifests: patch georeferencing was wrong, do not pass it on
             row.update(crs=str(row.get("crs", "")), lr_transform=list(_NAN_TRANSFORM),
                        hr_transform=list(_NAN_TRANSFORM))
+    indexes: dict[str, list[int]] = {pid: [] for pid in pairs}
+    for row in patches:
+        indexes[row["pair_id"]].append(row["index"])
+    for pid, idx in indexes.items():
+        if sorted(idx) != list(range(len(idx))):
+            raise DataError(f"{path} is damaged: the patch indexes of pair {pid[:60]!r} are "
+                            f"not 0..{len(idx) - 1}; rebuild the dataset")
     if version < 2:
         log.warning("%s was made by an older s2sr whose patch georeferencing was wrong: "
                     "map positions are not available; rebuild it for them", path)
@@ -330,6 +337,8 @@ class PairStore:
             raise UsageError(f"dataset {self.root} is a file, not a folder: give a folder "
                              "name (new or an s2sr pairs dataset)")
         if create:
+            if self.root.is_dir() and not self.manifest_path.exists():
+                self._refuse_foreign()  # before the lock file is made in someone's folder
             self.root.mkdir(parents=True, exist_ok=True)
             with self.locked():
                 if not self.manifest_path.exists():
@@ -347,12 +356,16 @@ class PairStore:
                              f"{self.data['format_version']}): build into a new folder")
         self.decisions = self._read_decisions()
 
-    def _create(self) -> None:
+    def _refuse_foreign(self) -> None:
+        """Refuse a folder holding anything but a dataset being created (lock, arrays)."""
         others = [p.name for p in self.root.iterdir() if p.name not in (LOCK_NAME, "arrays")
                   and not p.name.startswith(".manifest.json.s2sr-")]
         if others or any(not p.name.startswith(".") for p in self._array_dir_entries()):
             raise UsageError(f"{self.root} exists and is not an s2sr dataset: choose an "
                              "empty or new folder")
+
+    def _create(self) -> None:
+        self._refuse_foreign()
         (self.root / "arrays").mkdir(exist_ok=True)
         self._write({"format": FORMAT, "format_version": FORMAT_VERSION, "pairs": {},
                      "patches": []})
@@ -523,11 +536,7 @@ class PairStore:
                 dtype the manifest gives.
         """
         info = self.data["pairs"][pair_id]
-        indexes = sorted(r["index"] for r in self.data["patches"] if r["pair_id"] == pair_id)
-        n = len(indexes)
-        if indexes != list(range(n)):
-            raise DataError(f"{self.manifest_path} is damaged: the patch indexes of pair "
-                            f"{pair_id} are not 0..{n - 1}; rebuild that pair")
+        n = sum(1 for r in self.data["patches"] if r["pair_id"] == pair_id)
         c, p, s = len(info["bands"]), info["patch"], info["scale"]
         out = []
         for key, side in (("lr_array", p), ("hr_array", p * s)):

@@ -83,8 +83,7 @@ def check_degrade_options(opts: DegradeOptions) -> None:
         if inp <= target:
             raise UsageError(f"--levels {inp:g},{target:g}: the input pixel size (first) must "
                              "be larger than the target's (second), e.g. 20,10")
-    _check_number("--mtf", opts.mtf, 0, 1, lo_open=True)
-    if opts.mtf >= 1:
+    if not isinstance(opts.mtf, int | float) or not 0 < opts.mtf < 1:  # NaN fails too
         raise UsageError(f"--mtf {opts.mtf!r} is out of range: give a number in (0, 1)")
     if opts.gain is not None:
         _check_number("--gain", opts.gain, 0, 1e6, lo_open=True)
