@@ -69,7 +69,13 @@ def extract_sample(dest: Path, patch: str = SAMPLE_PATCH) -> Path:
 
 def run_demo(out_dir: Path, weights: Path | None = None, overwrite: bool = True) -> DemoResult:
     """Super-resolve the sample x2 and write the GeoTIFF and a side-by-side PNG."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from s2sr.io.outputs import check_output_dir
+
+    check_output_dir(out_dir, overwrite=True)  # the demo refreshes its own folder
+    if not out_dir.parent.exists():
+        raise UsageError(f"folder {out_dir.parent} does not exist: create it first or choose "
+                         "another -o")
+    out_dir.mkdir(exist_ok=True)
     sample = extract_sample(out_dir / "sample")
     trained = True
     if weights is None:

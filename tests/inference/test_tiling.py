@@ -46,8 +46,17 @@ def test_tile_fits_layout() -> None:
 def test_bad_tile_overlap_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="too small"):
         TileLayout.from_tile(100, 100, 40, 32, 2)
-    with pytest.raises(UsageError, match="even"):
-        TileLayout.from_tile(100, 100, 64, 31, 2)
+    for overlap in (31, 2, 6, 30, -4):
+        with pytest.raises(UsageError, match="multiple of 4"):
+            TileLayout.from_tile(100, 100, 64, overlap, 2)
+
+
+@pytest.mark.parametrize("overlap", [0, 4, 8, 12, 32, 36])
+def test_tile_size_is_what_was_asked_and_overlap_gives_context(overlap: int) -> None:
+    lay = TileLayout.from_tile(500, 500, 96, overlap, 2)
+    assert lay.tile == 96
+    assert lay.ramp + 2 * lay.halo == overlap
+    assert lay.halo > 0 or overlap == 0
 
 
 def test_blending_is_independent_of_tile_order() -> None:

@@ -25,30 +25,56 @@ def setup_logging(quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.ERROR if quiet else logging.WARNING)
     root.propagate = False
+    # rasterio logs GDAL's raw messages (e.g. "_tiffWriteProc: No space left on device")
+    # that Python would print as stray lines; s2sr turns every failure into one line.
+    gdal = logging.getLogger("rasterio")
+    gdal.handlers[:] = [logging.NullHandler()]
+    gdal.propagate = False
 
 
 def handle_errors(func: F) -> F:
-    """Turn s2sr and raster errors into a one-line message and the right exit code."""
+    """Turn s2sr and raster errors into a one-line message and the right exit code.
+
+    SIGTERM (``timeout``, job schedulers) is turned into the same clean-up path as Ctrl-C
+    while the command runs: temporaries are removed, exit code 143 (130 for Ctrl-C).
+    """
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rasterio._err import CPLE_BaseError
         from rasterio.errors import RasterioError
 
         from s2sr.errors import S2SRError
+        from s2sr.io.outputs import Terminated, is_disk_full, terminate_raises
 
         try:
-            return func(*args, **kwargs)
+            with terminate_raises():
+                return func(*args, **kwargs)
         except S2SRError as err:
             click.echo(f"s2sr: error: {err}", err=True)
             sys.exit(err.exit_code)
-        except RasterioError as err:
+        except (RasterioError, CPLE_BaseError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            click.echo(f"s2sr: error: raster I/O failed ({first}): check the files", err=True)
+            if is_disk_full(err):
+                click.echo(f"s2sr: error: the disk is full ({first}): free some space or "
+                           "write to another disk", err=True)
+            else:
+                click.echo(f"s2sr: error: raster I/O failed ({first}): check the files",
+                           err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("s2sr: interrupted; nothing was written", err=True)
-            sys.exit(130)
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            click.echo(f"s2sr: error: the disk is full ({err.strerror}): free some space or "
+                       "write to another disk", err=True)
+            sys.exit(1)
+        except MemoryError:
+            click.echo("s2sr: error: out of memory: use a smaller --tile / --batch-size or a "
+                       "machine with more memory", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt as err:
+            what = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
+            click.echo(f"s2sr: stopped by {what}; no partial output was left", err=True)
+            sys.exit(143 if isinstance(err, Terminated) else 130)
 
     return wrapper  # type: ignore[return-value]
-
-

@@ -13,6 +13,9 @@ from pathlib import Path
 # GDAL's block cache defaults to 5 % of RAM; a fixed 256 MB keeps long runs over large
 # scenes flat in memory (a user's own GDAL_CACHEMAX wins). Set before GDAL starts.
 os.environ.setdefault("GDAL_CACHEMAX", "256")
+# GDAL's default error handler (active in worker threads, where rasterio's is not) prints
+# raw messages ("ERROR 1: ...") to stderr; s2sr reports every failure in one line itself.
+os.environ.setdefault("CPL_LOG", os.devnull)
 
 import click
 
@@ -49,9 +52,10 @@ def cli() -> None:
               help="Names of a multi-band file's bands by position, e.g. B02,B03,B04,B08 "
                    "(only needed when the file has no band descriptions).")
 @click.option("--tile", type=click.IntRange(min=8), default=None,
-              help="Network input tile in pixels [default: 544 at x2, 288 at x4].")
+              help="Network input tile in pixels, at most 8192 and what memory allows "
+                   "[default: 544 at x2, 288 at x4].")
 @click.option("--overlap", type=click.IntRange(min=0), default=None,
-              help="Overlap of neighbouring tiles in pixels, even [default: 32].")
+              help="Overlap of neighbouring tiles in pixels, a multiple of 4 [default: 32].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Tiles per forward pass [default: 1 on CPU, 8 on CUDA].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
@@ -61,12 +65,17 @@ def cli() -> None:
 @click.option("--consistency", is_flag=True,
               help="Correct the output so that, degraded back, it reproduces the input "
                    "(iterative back-projection).")
+@click.option("--offset", "dn_offset", type=float, default=None,
+              help="Additive DN offset of the input: -1000 for Sentinel-2 processing baseline "
+                   ">= 04.00 (from 25 Jan 2022), 0 before [default: read from the product's "
+                   "metadata, name or tags; a warning when it cannot be known].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or warnings.")
 @handle_errors
 def predict(input: Path, output: Path, weights: Path | None, scale: str | None,
             bands: list[str] | None,
             tile: int | None, overlap: int | None, batch_size: int | None, device: str,
-            cog: bool, overwrite: bool, consistency: bool, quiet: bool) -> None:
+            cog: bool, overwrite: bool, consistency: bool, dn_offset: float | None,
+            quiet: bool) -> None:
     """Super-resolve a Sentinel-2 scene INPUT into a georeferenced GeoTIFF.
 
     INPUT is a multi-band GeoTIFF/COG, a folder of per-band files (*_B02.tif, *_B03.jp2,
@@ -80,6 +89,7 @@ def predict(input: Path, output: Path, weights: Path | None, scale: str | None,
         overlap=overlap,
         batch_size=batch_size, device=device, cog=cog, overwrite=overwrite,
         progress=not quiet and sys.stderr.isatty(), consistency=consistency,
+        dn_offset=dn_offset,
     )
     if not quiet:
         click.echo(f"wrote {result}", err=True)

@@ -19,7 +19,7 @@ from rasterio.windows import Window
 from torch import nn
 from tqdm import tqdm
 
-from s2sr.errors import DataError
+from s2sr.errors import DataError, WeightsError
 from s2sr.inference.tiling import TileLayout, crop_to_extent, tile_weights
 from s2sr.io.nodata import valid_mask
 
@@ -54,21 +54,48 @@ class Radiometry:
         o = np.asarray(self.offsets, np.float32)[:, None, None]
         return dn.astype(np.float32) * g + o
 
+    def dn_floor(self) -> np.ndarray:
+        """Per band, the lowest DN an output may take: the DN of zero reflectance.
+
+        For integer DN it is rounded up and kept off the nodata value (and off DN 0, the
+        Sentinel-2 no-data convention, when the scene declares no nodata), so that a dark
+        prediction is never written as missing data.
+        """
+        g = np.asarray(self.gains, np.float64)
+        o = np.asarray(self.offsets, np.float64)
+        floor = -o / g
+        dtype = np.dtype(self.dtype)
+        if not np.issubdtype(dtype, np.integer):
+            return floor.astype(np.float32)
+        info = np.iinfo(dtype)
+        floor = np.clip(np.ceil(floor - 1e-6), info.min, info.max)
+        reserved = {self.nodata} if self.nodata is not None else {0}
+        for k, value in enumerate(floor):
+            while value in reserved and value < info.max:
+                value += 1
+            floor[k] = value
+        return floor
+
     def to_dn(self, refl: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """Reflectance ``(C, h, w)`` -> DN of ``dtype``; invalid pixels become nodata."""
+        """Reflectance ``(C, h, w)`` -> DN of ``dtype``; invalid pixels become nodata.
+
+        Negative reflectance (a network can undershoot next to dark pixels) is clamped at
+        :meth:`dn_floor`: the output stays in the range the input's encoding allows.
+        """
         g = np.asarray(self.gains, np.float32)[:, None, None]
         o = np.asarray(self.offsets, np.float32)[:, None, None]
         dn = (refl - o) / g
+        floor = self.dn_floor()[:, None, None]
         dtype = np.dtype(self.dtype)
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
-            out = np.clip(np.rint(dn), info.min, info.max).astype(dtype)
+            out = np.clip(np.rint(dn), floor, info.max).astype(dtype)
             if self.nodata is not None:  # keep real data off the nodata value
                 nd = dtype.type(self.nodata)
                 bump = dtype.type(nd + 1 if nd < info.max else nd - 1)
                 out[out == nd] = bump
         else:
-            out = dn.astype(dtype)
+            out = np.maximum(dn, floor).astype(dtype)
         if self.nodata is not None:
             out[:, ~valid] = self.nodata
         return out
@@ -143,11 +170,10 @@ class TiledSuperResolver:
             if np.issubdtype(dn.dtype, np.floating):
                 bad = ~np.isfinite(dn).all(axis=0) & valid
                 if bad.any():
-                    y, x = np.argwhere(bad)[0]
-                    oy, ox = self.layout.origin(i, j)
+                    y, x = self._scene_position(bad, i, j)
                     raise DataError(
-                        f"input holds NaN or infinite values (first near row {oy + y}, column "
-                        f"{ox + x}): mark them as nodata (e.g. gdal_translate -a_nodata nan) "
+                        f"input holds NaN or infinite values (first at row {y}, column "
+                        f"{x}): mark them as nodata (e.g. gdal_translate -a_nodata nan) "
                         "or fill them"
                     )
             refl = self.radiometry.to_reflectance(dn)
@@ -156,6 +182,18 @@ class TiledSuperResolver:
             valids.append(valid)
             active.append(bool(valid.any()))
         return _Batch(keys, np.stack(refls), valids, active)
+
+    def _scene_position(self, mask: np.ndarray, i: int, j: int) -> tuple[int, int]:
+        """First (row, column) of the scene where ``mask`` (a tile, padded by reflection)
+        is set, ignoring the mirrored padding."""
+        oy, ox = self.layout.origin(i, j)
+        for y, x in np.argwhere(mask):
+            r, c = oy + int(y), ox + int(x)
+            if 0 <= r < self.layout.height and 0 <= c < self.layout.width:
+                return r, c
+        y, x = np.argwhere(mask)[0]
+        return min(max(oy + int(y), 0), self.layout.height - 1), \
+            min(max(ox + int(x), 0), self.layout.width - 1)
 
     @torch.inference_mode()
     def _forward(self, batch: _Batch) -> np.ndarray:
@@ -172,6 +210,12 @@ class TiledSuperResolver:
 
                 y_t = back_project(y_t, x.float(), self.layout.scale, self.consistency)
             y = y_t.cpu().numpy()
+            if not np.isfinite(y).all():
+                raise WeightsError(
+                    "the model produced NaN or infinite values from finite input: its weights "
+                    "are damaged or it diverged in training; use other weights (e.g. the "
+                    "shipped model, without --weights)"
+                )
             out[idx] = y
         return out
 

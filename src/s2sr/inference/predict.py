@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import torch
 from rasterio.windows import Window
 from torch import nn
@@ -17,6 +16,7 @@ from s2sr import __version__
 from s2sr.errors import DataError, UsageError
 from s2sr.inference.engine import Radiometry, TiledSuperResolver
 from s2sr.inference.tiling import TileLayout
+from s2sr.io.outputs import exclusive_output
 from s2sr.io.scene import SUPPORTED_DTYPES, open_scene
 from s2sr.io.writer import RasterWriter, block_size_for, check_output_path, output_meta
 from s2sr.models import file_sha256, get_spec, load_model, pretrained_path
@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 #: multiple of 512, so every write fills whole GeoTIFF blocks.
 DEFAULT_TILE = {2: 544, 4: 288}
 DEFAULT_OVERLAP = 32
-#: GDAL's block cache: enough for reading ahead, small enough to keep memory flat.
-GDAL_CACHE_MB = 128
+#: Largest accepted ``--tile`` (input pixels a side); memory is checked as well.
+MAX_TILE = 8192
+#: Share of the memory that one batch of tiles may take in the network.
+MEMORY_SHARE = 0.5
 
 
 def resolve_device(device: str) -> torch.device:
@@ -56,17 +58,66 @@ def _fill(model: nn.Module, n: int) -> np.ndarray:
     return np.zeros(n, np.float32)
 
 
+def _memory_bytes(device: torch.device) -> int:
+    """Memory a batch may use: free GPU memory on CUDA, physical memory on the CPU."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def network_bytes(model: nn.Module, tile: int, batch: int) -> int:
+    """Rough peak memory of one forward pass over ``batch`` tiles of ``tile`` px (bytes).
+
+    The largest activations are the last upsampling stage's: ``n_feats`` channels at the
+    output resolution, float32, with input and output of a layer alive at once (x3).
+    """
+    spec = get_spec(model)
+    feats = int(spec.options.get("n_feats", 64))
+    return 3 * 4 * batch * max(feats, len(spec.bands)) * (tile * spec.scale) ** 2
+
+
 def _layout(height: int, width: int, scale: int, tile: int | None, overlap: int | None
             ) -> TileLayout:
-    tile = DEFAULT_TILE.get(scale, 256) if tile is None else tile
-    overlap = DEFAULT_OVERLAP if overlap is None else overlap
+    tile = DEFAULT_TILE.get(scale, 256) if tile is None else int(tile)
+    overlap = DEFAULT_OVERLAP if overlap is None else int(overlap)
     if tile < 8:
         raise UsageError(f"--tile must be at least 8 pixels, got {tile}")
+    if tile > MAX_TILE:
+        raise UsageError(f"--tile {tile} is larger than {MAX_TILE} pixels: use a tile of "
+                         f"{DEFAULT_TILE.get(scale, 256)} to 2048 (memory grows with its square)")
+    # A tile larger than the scene only adds padding: shrink it to what covers the scene.
+    needed = max(height, width, overlap // 2, 8) + overlap
+    needed += -needed % 8
+    tile = min(tile, needed)
     return TileLayout.from_tile(height, width, tile, overlap, scale)
 
 
+def _check_memory(model: nn.Module, lay: TileLayout, batch: int, dev: torch.device) -> None:
+    need = network_bytes(model, lay.tile, batch)
+    have = _memory_bytes(dev)
+    if need > MEMORY_SHARE * have:
+        where = "free GPU memory" if dev.type == "cuda" else "memory"
+        raise UsageError(
+            f"--tile {lay.tile} with --batch-size {batch} needs about {need / 2**30:.1f} GiB "
+            f"but this machine has {have / 2**30:.1f} GiB of {where}: use a smaller --tile "
+            f"(default {DEFAULT_TILE.get(lay.scale, 256)}) or --batch-size"
+        )
+
+
+def _is_missing_band(err: Exception) -> bool:
+    """A :class:`BandError` that means "the band is not there" (not "it is unusable")."""
+    from s2sr import errors
+
+    grid_error = getattr(errors, "GridMismatchError", None)
+    return not (grid_error is not None and isinstance(err, grid_error))
+
+
 def choose_weights(input: str | os.PathLike[str], scale: int | None,
-                   band_names: Sequence[str] | None) -> Path:
+                   band_names: Sequence[str] | None, dn_offset: float | None = None) -> Path:
     """The shipped model for a scene: x2 unless ``scale`` says 4; the RGB variant when the
     scene has no B08 (bands found by description, in any order)."""
     from s2sr.bands import DEFAULT_BANDS, RGB_BANDS
@@ -76,17 +127,23 @@ def choose_weights(input: str | os.PathLike[str], scale: int | None,
     was = scene_log.disabled
     scene_log.disabled = True  # the real open, right after, gives the warnings once
     try:
-        open_scene(input, bands=DEFAULT_BANDS, band_names=band_names).close()
+        open_scene(input, bands=DEFAULT_BANDS, band_names=band_names,
+                   dn_offset=dn_offset).close()
         rgb = False
     except BandError as first:
+        if not _is_missing_band(first):
+            raise  # e.g. B08 on another grid: not a reason to drop it silently
         try:
-            open_scene(input, bands=RGB_BANDS, band_names=band_names).close()
+            open_scene(input, bands=RGB_BANDS, band_names=band_names,
+                       dn_offset=dn_offset).close()
         except BandError:
             raise first from None
         rgb = True
-        log.info("%s has no B08: using the RGB model", input)
     finally:
         scene_log.disabled = was
+    if rgb:
+        log.warning("%s has no B08: using the RGB model (B02, B03, B04); pass --weights to "
+                    "choose another", input)
     return pretrained_path(scale or 2, rgb=rgb)
 
 
@@ -105,6 +162,7 @@ def predict(
     overwrite: bool = False,
     progress: bool = False,
     consistency: bool = False,
+    dn_offset: float | None = None,
 ) -> Path:
     """Super-resolve a Sentinel-2 scene into a georeferenced GeoTIFF/COG.
 
@@ -128,27 +186,35 @@ def predict(
         consistency: correct the output's low frequencies so that, degraded back, it
             reproduces the input (iterative back-projection, see
             :mod:`s2sr.evaluation.consistency`).
+        dn_offset: the additive DN offset of the input (-1000 for Sentinel-2 processing
+            baseline >= 04.00, 0 before), overriding what the product says; ``None``:
+            detected from the product's metadata, name or tags.
 
     Returns:
         The output path.
     """
     out_path = Path(output)
-    check_output_path(out_path, overwrite)
+    check_output_path(out_path, overwrite, (input, weights))
     dev = resolve_device(device)
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    _layout(1, 1, scale or 2, tile, overlap)  # option checks before any file is read
     if weights is None:
         if not Path(input).exists():
             from s2sr.errors import InputNotFoundError
 
             raise InputNotFoundError(f"input {input} does not exist: check the path")
-        weights = choose_weights(input, scale, bands)
+        weights = choose_weights(input, scale, bands, dn_offset)
     model = load_model(weights)
     spec = get_spec(model)
     if scale is not None and scale != spec.scale:
         raise UsageError(f"--scale {scale} but {weights} is a x{spec.scale} model: drop "
                          "--scale or use matching weights")
-    with open_scene(input, bands=spec.bands, band_names=bands) as scene:
+    batch = batch_size or (8 if dev.type == "cuda" else 1)
+    with open_scene(input, bands=spec.bands, band_names=bands, dn_offset=dn_offset) as scene:
         meta = scene.meta
         lay = _layout(meta.height, meta.width, spec.scale, tile, overlap)
+        _check_memory(model, lay, batch, dev)
         radiometry = Radiometry(meta.dtype, meta.gains, meta.offsets, meta.nodata)
         is_int = np.issubdtype(np.dtype(meta.dtype), np.integer)
         default_gain = 1e-4 if is_int else 1.0
@@ -166,11 +232,10 @@ def predict(
         }
         runner = TiledSuperResolver(
             _prepare(model, dev), lay, radiometry, _fill(model, len(spec.bands)), dev,
-            batch_size or (8 if dev.type == "cuda" else 1), progress,
-            consistency=3 if consistency else 0,
+            batch, progress, consistency=3 if consistency else 0,
         )
         out_meta = output_meta(meta, spec.scale)
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), RasterWriter(
+        with exclusive_output(out_path), RasterWriter(
             out_path, out_meta, overwrite=overwrite, cog=cog, tags=tags,
             blocksize=block_size_for(lay.stride * spec.scale), write_scales=write_scales,
         ) as writer:
@@ -225,6 +290,10 @@ def super_resolve(
     n = len(spec.bands)
     radiometry = Radiometry(array.dtype.name, (g,) * n, (offset,) * n, nodata)
     lay = _layout(array.shape[1], array.shape[2], spec.scale, tile, overlap)
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+    dev = resolve_device(device)
+    _check_memory(model, lay, batch_size, dev)
     s = spec.scale
     out = np.empty((n, array.shape[1] * s, array.shape[2] * s), array.dtype)
 
@@ -236,7 +305,6 @@ def super_resolve(
         r, c = int(window.row_off), int(window.col_off)
         out[:, r:r + data.shape[1], c:c + data.shape[2]] = data
 
-    dev = resolve_device(device)
     runner = TiledSuperResolver(_prepare(model, dev), lay, radiometry, _fill(model, n), dev,
                                 batch_size)
     if runner.run(read, write) == 0:

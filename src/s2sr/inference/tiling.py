@@ -48,10 +48,16 @@ class TileLayout:
         ``overlap`` is how far neighbouring tiles overlap: half of it is cross-faded, a
         quarter on each side is context only.
         """
-        if overlap < 0 or overlap % 2:
-            raise UsageError(f"--overlap must be an even number >= 0, got {overlap}")
+        if overlap < 0 or overlap % 4:
+            # half of the overlap is cross-faded, a quarter on each side is context: only a
+            # multiple of 4 splits whole, keeps the tile size asked for, and gives context.
+            near = max(4, 4 * round(overlap / 4))
+            raise UsageError(
+                f"--overlap must be a multiple of 4 (0, 4, 8, ... 32), got {overlap}: use "
+                f"--overlap {near}"
+            )
         ramp = overlap // 2
-        halo = (overlap - ramp) // 2
+        halo = overlap // 4
         stride = tile - overlap
         if stride < max(ramp, 1):
             raise UsageError(

@@ -225,13 +225,31 @@ _LOCAL_LOCK = threading.Lock()
 _HELD: set[str] = set()
 
 
-def is_disk_full(err: BaseException) -> bool:
-    """Whether ``err`` (an ``OSError`` or a GDAL/rasterio error) means no space is left."""
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(err).lower()
-    return any(key in text for key in ("no space left", "disk full", "quota exceeded",
-                                       "free disk space available is"))
+def is_disk_full(err: BaseException, folder: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``err`` (an ``OSError`` or a GDAL/rasterio error) means no space is left.
+
+    GDAL often reports a full disk as a generic "write failed" whose cause is an earlier
+    error, so the exception's chain is searched, and, given ``folder``, a write error with
+    (almost) no free space left on that folder's file system counts as well.
+    """
+    seen: set[int] = set()
+    item: BaseException | None = err
+    while item is not None and id(item) not in seen:
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(item).lower()
+        if any(key in text for key in ("no space left", "disk full", "quota exceeded",
+                                       "free disk space available is")):
+            return True
+        item = item.__cause__ or item.__context__
+    if folder is not None:
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < (1 << 20)
+    return False
 
 
 def disk_full_error(path: str | os.PathLike[str]) -> DiskFullError:

@@ -1,9 +1,12 @@
 """Writing georeferenced GeoTIFF/COG atomically, window by window.
 
-The raster is written under a hidden temporary name next to the output and renamed only
-when complete, so no half-written file ever carries the final name. ``--cog`` output is
-made by GDAL's COG driver from the finished temporary GeoTIFF (the COG driver can only
-copy a complete dataset).
+The raster is written under a hidden temporary name next to the output (unique to the
+call, see :mod:`s2sr.io.outputs`) and renamed only when complete, so no half-written file
+ever carries the final name. Without ``overwrite`` the final name is created with a hard
+link, which fails if another run created it meanwhile: two concurrent runs cannot both
+"succeed" in writing one output. ``--cog`` output is made by GDAL's COG driver from the
+finished temporary GeoTIFF (the COG driver can only copy a complete dataset). A full disk
+is reported as such, and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -19,10 +22,18 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from s2sr.errors import OutputExistsError, UsageError
+from s2sr.errors import OutputExistsError, RasterReadError, S2SRError
+from s2sr.io.outputs import (
+    check_output_file,
+    disk_full_error,
+    is_disk_full,
+    sweep_stale_temps,
+    temp_path,
+)
 from s2sr.io.scene import GeoMeta
 
 log = logging.getLogger(__name__)
@@ -38,14 +49,22 @@ def output_meta(meta: GeoMeta, scale: int) -> GeoMeta:
     )
 
 
-def check_output_path(path: Path, overwrite: bool) -> None:
-    """Refuse an existing output without ``overwrite`` and a missing parent folder."""
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"output {path} exists: pass --overwrite to replace it")
-    if path.is_dir():
-        raise UsageError(f"output {path} is a folder: give a file name such as out.tif")
-    if not path.parent.exists():
-        raise UsageError(f"output folder {path.parent} does not exist: create it first")
+def check_output_path(path: Path, overwrite: bool, inputs: tuple[object, ...] = ()) -> None:
+    """Refuse an output that may not be written (see :func:`s2sr.io.outputs.check_output_file`)."""
+    check_output_file(path, overwrite, [i for i in inputs if isinstance(i, str | os.PathLike)])
+
+
+#: Exception types GDAL raises through rasterio (``CPLE_*`` are not ``RasterioError``).
+GDAL_ERRORS: tuple[type[Exception], ...] = (RasterioError, CPLE_BaseError, OSError)
+
+
+def write_failure(err: BaseException, path: Path) -> Exception:
+    """The one-line error for a failed write of ``path`` (disk full named as such)."""
+    if is_disk_full(err, Path(path).parent):
+        return disk_full_error(path)
+    text = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    return RasterReadError(f"writing {path} failed ({text}): check the disk and the output "
+                           "folder; nothing was left behind")
 
 
 def block_size_for(stride: int) -> int:
@@ -54,6 +73,27 @@ def block_size_for(stride: int) -> int:
         if stride % size == 0:
             return size
     return 256
+
+
+def _publish(src: Path, dest: Path, overwrite: bool) -> None:
+    """Move the finished ``src`` to ``dest``; without ``overwrite`` never replace a file."""
+    if overwrite:
+        os.replace(src, dest)
+        return
+    try:  # create-if-absent: fails when the name appeared meanwhile
+        os.link(src, dest)
+    except FileExistsError:
+        raise OutputExistsError(
+            f"output {dest} was created by another run while this one worked: pass "
+            "--overwrite to replace it") from None
+    except OSError:  # a file system without hard links: check, then rename
+        if dest.exists():
+            raise OutputExistsError(
+                f"output {dest} was created by another run while this one worked: pass "
+                "--overwrite to replace it") from None
+        os.replace(src, dest)
+        return
+    src.unlink()
 
 
 class RasterWriter:
@@ -76,9 +116,12 @@ class RasterWriter:
     ) -> None:
         self.path = Path(path)
         check_output_path(self.path, overwrite)
+        sweep_stale_temps(self.path.parent, self.path.name)
         self.meta = meta
         self.cog = cog
-        self.tmp = self.path.with_name(f".{self.path.name}.s2sr-{os.getpid()}.tmp.tif")
+        self.overwrite = overwrite
+        self.tmp = temp_path(self.path, ".tif")
+        self._cog_tmp = temp_path(self.path, ".cog.tif")
         is_float = np.issubdtype(np.dtype(meta.dtype), np.floating)
         self._compress = {"compress": "deflate", "predictor": 3 if is_float else 2}
         profile: dict[str, Any] = {
@@ -92,45 +135,69 @@ class RasterWriter:
             profile.update(compress="none", predictor=1)
         if meta.crs is None:
             profile.pop("crs")
-        self._dataset: Any = rasterio.open(self.tmp, "w", **profile)
-        self._dataset.descriptions = tuple(meta.bands)
-        if tags:
-            self._dataset.update_tags(**tags)
-        if write_scales:
-            self._dataset.scales = meta.gains
-            self._dataset.offsets = meta.offsets
+        self._dataset: Any = None
+        try:
+            self._dataset = rasterio.open(self.tmp, "w", **profile)
+            self._dataset.descriptions = tuple(meta.bands)
+            if tags:
+                self._dataset.update_tags(**tags)
+            if write_scales:
+                self._dataset.scales = meta.gains
+                self._dataset.offsets = meta.offsets
+        except GDAL_ERRORS as err:
+            failure = write_failure(err, self.path)
+            self.abort()
+            raise failure from None
 
     def write(self, window: Window, data: np.ndarray) -> None:
         """Write ``(C, h, w)`` data of the output dtype into ``window``."""
-        self._dataset.write(data, window=window)
+        try:
+            self._dataset.write(data, window=window)
+        except GDAL_ERRORS as err:
+            raise write_failure(err, self.path) from None
 
     def commit(self) -> Path:
-        """Close, convert to COG if asked, and rename to the final path."""
-        self._dataset.close()
-        src = self.tmp
-        if self.cog:
-            cog_tmp = self.tmp.with_suffix(".cog.tif")
-            try:
+        """Close, convert to COG if asked, and move to the final path.
+
+        Raises:
+            DiskFullError: the disk ran out (nothing is left behind).
+            OutputExistsError: without ``overwrite``, another run created the output
+                meanwhile (it is kept; this run's file is discarded).
+        """
+        try:
+            self._dataset.close()
+            src = self.tmp
+            if self.cog:
                 rasterio.shutil.copy(
-                    str(self.tmp), str(cog_tmp), driver="COG", BLOCKSIZE=512,
+                    str(self.tmp), str(self._cog_tmp), driver="COG", BLOCKSIZE=512,
                     BIGTIFF="IF_SAFER", OVERVIEWS="AUTO", RESAMPLING="AVERAGE",
                     COMPRESS="DEFLATE", PREDICTOR="YES",
                 )
-            except RasterioError:
-                cog_tmp.unlink(missing_ok=True)
-                raise
-            self.tmp.unlink(missing_ok=True)
-            src = cog_tmp
-        os.replace(src, self.path)
+                self.tmp.unlink(missing_ok=True)
+                src = self._cog_tmp
+            _publish(src, self.path, self.overwrite)
+        except S2SRError:
+            self.abort()
+            raise
+        except GDAL_ERRORS as err:
+            failure = write_failure(err, self.path)
+            self.abort()
+            raise failure from None
+        except BaseException:
+            self.abort()
+            raise
         return self.path
 
     def abort(self) -> None:
         """Close and delete everything written so far."""
         try:
-            self._dataset.close()
+            if self._dataset is not None and not self._dataset.closed:
+                self._dataset.close()
+        except Exception:
+            pass
         finally:
             self.tmp.unlink(missing_ok=True)
-            self.tmp.with_suffix(".cog.tif").unlink(missing_ok=True)
+            self._cog_tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> RasterWriter:
         return self
