@@ -87,8 +87,9 @@ def run_demo(out_dir: Path, weights: Path | None = None, overwrite: bool = True)
             weights = out_dir / "untrained_edsr_x2.safetensors"
             save_model(build_model("edsr", bands=DEFAULT_BANDS, scale=2), weights)
     output = out_dir / f"{sample.name}_x2.tif"
-    predict(sample, output, weights, overwrite=overwrite)
-    with open_scene(sample, bands=DEFAULT_BANDS) as lr_scene:
+    # 2017 product: processing baseline before 04.00, so no DN offset (said, not guessed)
+    predict(sample, output, weights, overwrite=overwrite, dn_offset=0)
+    with open_scene(sample, bands=DEFAULT_BANDS, dn_offset=0) as lr_scene:
         lr_refl = lr_scene.read_all()
     with open_scene(output, bands=DEFAULT_BANDS) as sr_scene:
         sr_refl = sr_scene.read_all()
