@@ -347,3 +347,36 @@ def test_srloss_pixel_only() -> None:
     assert set(terms) == {"pixel", "feature", "style"}
     assert float(terms["feature"]) == 0.0 and float(terms["style"]) == 0.0
     torch.testing.assert_close(total, 0.5 * ((pred - target) ** 2).mean())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gram_of_large_half_precision_activations_is_float32_and_finite(
+        dtype: torch.dtype) -> None:
+    """VGG activations of a few hundred overflow a float16 sum of products over H x W: the
+    Gram matrix is computed in float32 (also under autocast) and equals the float32 one."""
+    feats = torch.rand(2, 8, 64, 64, generator=torch.Generator().manual_seed(0)) * 300
+    low = feats.to(dtype)
+    flat = low.float().reshape(2, 8, -1)
+    expected = torch.bmm(flat, flat.transpose(1, 2)) / (8 * 64 * 64)
+    half = low.reshape(2, 8, -1)
+    assert not torch.isfinite(torch.bmm(half, half.transpose(1, 2))).all() or \
+        dtype == torch.bfloat16  # float16 itself overflows
+    got = gram(low)
+    assert got.dtype == torch.float32 and bool(torch.isfinite(got).all())
+    assert torch.equal(got, expected)
+    with torch.autocast("cpu", dtype=dtype):
+        under = gram(feats)
+    assert under.dtype == torch.float32
+    flat32 = feats.reshape(2, 8, -1)
+    torch.testing.assert_close(under, torch.bmm(flat32, flat32.transpose(1, 2)) / (8 * 64 * 64))
+
+
+def test_style_loss_under_fp16_autocast_is_finite(random_weights: Path) -> None:
+    loss = PerceptualLoss(random_weights, feature_layers={}, style_layers={"relu2_2": 1.0})
+    pred = torch.rand(1, 4, 32, 32) * 3
+    target = torch.rand(1, 4, 32, 32) * 3
+    reference = loss(pred, target)[1]
+    with torch.autocast("cpu", dtype=torch.float16):
+        _, style = loss(pred, target)
+    assert bool(torch.isfinite(style))
+    torch.testing.assert_close(style.float(), reference, rtol=0.05, atol=1e-6)
