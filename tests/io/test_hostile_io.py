@@ -587,6 +587,11 @@ class TestBaselineOffset:
             assert scene.meta.offsets == (0.0,) * 4
         assert "cannot tell the processing baseline" in caplog.text
         assert "--offset -1000" in caplog.text
+        caplog.clear()
+        tif = write_geotiff(tmp_path / "export.tif", field((8, 8), 4))  # a plain export: no noise
+        with caplog.at_level(logging.WARNING, logger="s2sr"), open_scene(tif, bands=DEFAULT_BANDS):
+            pass
+        assert "processing baseline" not in caplog.text
 
 
 def test_prediction_output_is_not_offset_twice(tmp_path: Path, tiny_weights: Path) -> None:

@@ -232,9 +232,14 @@ def _check_dn_offset(dn_offset: float | None) -> None:
 
 def _apply_offsets(
     bands: Sequence[str], gains: list[float], offsets: list[float], explicit_scale: bool,
-    dtype: str, dn_offset: float | None, where: str, tags: dict[str, str],
+    dtype: str, dn_offset: float | None, where: str, tags: dict[str, str], s2_files: bool,
 ) -> tuple[list[float], list[float]]:
-    """Reflectance offsets from an explicit DN offset, or from the detected baseline."""
+    """Reflectance offsets from an explicit DN offset, or from the detected baseline.
+
+    ``s2_files``: the files are recognisably Sentinel-2 product files (named as in products,
+    JPEG 2000, or tagged as Sentinel-2), so an unknown baseline is worth a warning; plain
+    GeoTIFF exports are DN = reflectance x 10000 as documented.
+    """
     if dn_offset is not None:
         if not _is_integer(dtype):
             raise UsageError(f"a DN offset applies to integer DN, but {where} holds {dtype} "
@@ -245,6 +250,8 @@ def _apply_offsets(
         return gains, offsets
     found = detect_offsets(where, tags)
     if found is None:
+        if not s2_files:
+            return gains, offsets
         log.warning(
             "%s: cannot tell the processing baseline of these Sentinel-2 DN (no product name, "
             "MTD_MSIL*.xml/MTD_TL.xml or baseline tag): assuming no DN offset; for products "
@@ -414,8 +421,11 @@ def open_geotiff(
         refs = _select(available, bands, path, "")
         gains, offsets, explicit = _default_gains(dataset, [r.index for r in refs], path)
         tags = dict(dataset.tags())
+        s2_files = path.lower().endswith(".jp2") or any(
+            "SENTINEL" in f"{k} {v}".upper() for k, v in tags.items())
         gains, offsets = _apply_offsets(bands, gains, offsets, explicit,
-                                        dataset.dtypes[refs[0].index - 1], dn_offset, path, tags)
+                                        dataset.dtypes[refs[0].index - 1], dn_offset, path, tags,
+                                        s2_files)
         nodata = dataset.nodatavals[refs[0].index - 1]
         return _build(refs, bands, path, [dataset], gains, offsets, nodata, tags)
     except Exception:
@@ -488,8 +498,10 @@ def open_band_files(
                 g.append(gg[0])
                 o.append(oo[0])
                 explicit = explicit or ex
+            s2_files = all(is_s2_product_band(r.path) or r.path.lower().endswith(".jp2")
+                           for r in refs)
             g, o = _apply_offsets(wanted, g, o, explicit, refs[0].dataset.dtypes[0], dn_offset,
-                                  source, tags)
+                                  source, tags, s2_files)
         else:
             offsets = offsets or {}
             g = [gains[b] for b in wanted]
