@@ -537,6 +537,16 @@ def test_table1_bad_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arg
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("scale", ["nan", "inf", "1e9"])
+def test_epoch_scale_out_of_range(tmp_path: Path, scale: str) -> None:
+    cfg = _write(tmp_path, "data: {datasets: [ds]}\n")
+    line = _one_line_error(_invoke("train", cfg, "-o", tmp_path / "run", "--epoch-scale",
+                                   scale), 2)
+    assert "--epoch-scale must be a number in (0, 10000]" in line
+    line = _one_line_error(_invoke("table1", "-o", tmp_path / "t", "--epoch-scale", scale), 2)
+    assert "--epoch-scale must be a number in (0, 10000]" in line
+
+
 def test_table1_output_that_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "out").write_text("x")
     line = _one_line_error(_invoke("table1", "-o", tmp_path / "out", "--only", "1.1"), 2)

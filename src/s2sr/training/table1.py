@@ -69,9 +69,9 @@ def run_table1(out: Path, *, shared: Path, configs: Path | None = None,
                prepare_only: bool = False, progress: bool = False) -> Path | None:
     """Prepare data, train the experiments in order and write the report."""
     only = check_only(only)
-    if not epoch_scale > 0 or not math.isfinite(epoch_scale):
-        raise UsageError(f"--epoch-scale must be a finite number > 0, got {epoch_scale}")
-    check_output_dir(out, overwrite=True)
+    if not (epoch_scale > 0 and math.isfinite(epoch_scale)) or epoch_scale > 1e4:
+        raise UsageError(f"--epoch-scale must be a number in (0, 10000], got {epoch_scale}")
+    check_output_dir(out, overwrite=True, inputs=[shared])
     configs = check_configs(configs or default_configs(), only)
     # every config is read and checked before hours of data preparation and training
     for name in only or ORDER:

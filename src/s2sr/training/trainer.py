@@ -52,7 +52,7 @@ from s2sr.io.outputs import (
 from s2sr.losses import VGG16_URL, PerceptualLoss, SRLoss
 from s2sr.models import build_model, get_spec, load_model, save_model
 from s2sr.training import distributed as D
-from s2sr.training.config import PARTS, TrainConfig
+from s2sr.training.config import PARTS, TrainConfig, validate
 from s2sr.training.schedule import one_cycle
 
 log = logging.getLogger(__name__)
@@ -691,8 +691,8 @@ class Trainer:
 def train(cfg: TrainConfig, run_dir: str | os.PathLike[str], *, resume: bool = False,
           epoch_scale: float = 1.0, progress: bool | None = None) -> Path:
     """Run an experiment (see :class:`Trainer`); ``epoch_scale`` shrinks every stage."""
-    if epoch_scale <= 0:
-        raise UsageError(f"--epoch-scale must be > 0, got {epoch_scale}")
+    if not (epoch_scale > 0 and math.isfinite(epoch_scale)) or epoch_scale > 1e4:
+        raise UsageError(f"--epoch-scale must be a number in (0, 10000], got {epoch_scale}")
     if epoch_scale != 1.0:
-        cfg = cfg.scaled(epoch_scale)
+        cfg = validate(cfg.scaled(epoch_scale))
     return Trainer(cfg, run_dir, resume=resume, progress=progress).run()
