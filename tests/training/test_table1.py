@@ -31,3 +31,9 @@ def test_table1_runs_in_order_and_reports(tmp_path: Path) -> None:
     assert {s["kind"] for s in data["summary"]} == {"RE10>RE5", "SE10>RE5"}
     assert "Stand-in data" in report.read_text()
     assert ORDER.index("1.1") < ORDER.index("1.2") and ORDER.index("2.1") < ORDER.index("2.2")
+    # a second call (runs complete) refreshes the report instead of refusing its folder
+    again = run_table1(tmp_path, shared=SHARED, epoch_scale=0.01, only=["1.1"])
+    assert again is not None and again.exists()
+    methods = {s["method"] for s in json.loads(again.with_suffix(".json").read_text()
+                                               )["summary"]}
+    assert "1.1" in methods and "1.2" not in methods

@@ -40,14 +40,17 @@ def train(config: Path, run_dir: Path, resume: bool, epoch_scale: float,
     try:
         final = run_train(cfg, run_dir, resume=resume, epoch_scale=epoch_scale,
                           progress=not quiet and sys.stderr.isatty())
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (timeout, job schedulers)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (timeout, job schedulers)
+        from s2sr.io.outputs import Terminated
+
+        what = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
         if (run_dir / "checkpoint.pt").is_file():
-            click.echo(f"s2sr: interrupted; continue from the last checkpoint with: s2sr train "
-                       f"{config} -o {run_dir} --resume", err=True)
+            click.echo(f"s2sr: interrupted by {what}; continue from the last checkpoint with: "
+                       f"s2sr train {config} -o {run_dir} --resume", err=True)
         else:
-            click.echo("s2sr: interrupted before the first checkpoint; nothing was kept",
-                       err=True)
-        sys.exit(130)
+            click.echo(f"s2sr: interrupted by {what} before the first checkpoint; nothing "
+                       "was kept", err=True)
+        sys.exit(143 if isinstance(err, Terminated) else 130)
     if not quiet:
         click.echo(f"wrote {final}", err=True)
 

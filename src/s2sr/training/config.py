@@ -34,6 +34,7 @@ import yaml
 
 from s2sr.bands import DEFAULT_BANDS
 from s2sr.errors import InputNotFoundError, UsageError
+from s2sr.models.bounds import MAX_FEATS, MAX_RESBLOCKS
 
 PARTS = ("head", "body", "upsample", "tail")
 
@@ -202,9 +203,9 @@ _MAX_EPOCHS = 100_000
 _MAX_STAGES = 100
 _MAX_WORKERS = 64
 _MAX_WEIGHT = 1e6
-#: Architecture sizes checked here for type and sign (``build_model`` bounds them further).
+#: Architecture sizes: the one set of bounds is the models' (:mod:`s2sr.models.bounds`).
 _INT_OPTIONS = ("n_resblocks", "n_feats")
-_MAX_OPTION = 4096
+_MAX_OPTION = max(MAX_FEATS, MAX_RESBLOCKS)
 #: Input patches of a batch, in pixels (batch x patch^2): above this one step would need
 #: tens of GiB.
 _MAX_BATCH_PIXELS = 64 * 1024 * 1024
@@ -247,6 +248,20 @@ def _check_options(options: dict[str, Any], n_bands: int) -> None:
             raise UsageError(f"{where} must be a finite number, got {value!r}")
 
 
+def _check_model(model: ModelConfig) -> None:
+    """The architecture against the models' own bounds, without building it (meta device):
+    the config is refused at load, not after the datasets are read."""
+    from s2sr.models import SpecError, check_spec
+    from s2sr.models.registry import expected_state
+
+    try:
+        expected_state(check_spec(model.name, model.bands, model.scale, model.options))
+    except SpecError as err:
+        where = f"model.{err.key}" if err.key in ("name", "bands", "scale") else \
+            f"model.options.{err.key}"
+        raise UsageError(f"{where} {err.detail}: fix it in the config") from None
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check values that types alone do not catch: every number against its range."""
     if cfg.precision not in ("fp32", "bf16", "fp16"):
@@ -258,6 +273,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if not cfg.model.bands:
         raise UsageError("model.bands must list at least one band")
     _check_options(cfg.model.options, len(cfg.model.bands))
+    _check_model(cfg.model)
     _number(cfg.data.workers, "data.workers", 0, _MAX_WORKERS, integer=True)
     if cfg.data.max_val_patches is not None:
         _number(cfg.data.max_val_patches, "data.max_val_patches", 1, 1_000_000, integer=True)

@@ -97,6 +97,7 @@ def run_table1(out: Path, *, shared: Path, configs: Path | None = None,
         dict(sorted(weights.items())), [data["re_wald"], data["se_re"]], out / "report",
         kinds=list(TEST_KINDS),
         split="test",
+        overwrite=True,  # the report is rebuilt from the runs on every call
         note=("Stand-in data, not the study's: no RapidEye imagery exists here. RE10>RE5 is "
               "real WorldView-2 imagery degraded as if its pixels were 5 m; SE10>RE5 pairs "
               "are simulated from real Sentinel-2 crops (shifted, re-gained, re-blurred "
