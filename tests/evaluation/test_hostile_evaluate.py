@@ -374,6 +374,12 @@ class TestFigures:
                    "--no-figures", "-o", tmp_path / "rep")
         assert res.exit_code == 0, res.output
         assert not (tmp_path / "rep" / "figures").exists()
-        methods = [s["method"] for s in json.loads(
-            (tmp_path / "rep" / "report.json").read_text())["summary"]]
-        assert methods == ["bicubic", "lanczos", "mine", "mine +consistency"]
+        data_ = json.loads((tmp_path / "rep" / "report.json").read_text())
+        methods = [s["method"] for s in data_["summary"]]
+        assert methods == ["bicubic", "lanczos", "unsharp", "mine", "mine +consistency"]
+        # the artefact score of every output: one number per method, in md, csv and json
+        assert set(data_["artefacts"]) == {"bicubic", "lanczos", "unsharp", "mine"}
+        assert all(v >= 0 for v in data_["artefacts"].values())
+        text = (tmp_path / "rep" / "report.md").read_text()
+        assert "## Artefact score" in text and "| mine | " in text
+        assert "artefact" in (tmp_path / "rep" / "report.csv").read_text().splitlines()[0]

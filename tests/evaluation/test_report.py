@@ -80,7 +80,8 @@ def test_report_aggregates_equal_patch_means_and_figures(wald_dataset: Path,
     assert data["conventions"]["crop"] == 2 and "data range 1.0" in data["conventions"][
         "description"]
     methods = [s["method"] for s in data["summary"]]
-    assert methods == ["bicubic", "lanczos", "A", "A +consistency", "B", "B +consistency"]
+    assert methods == ["bicubic", "lanczos", "unsharp", "A", "A +consistency", "B",
+                       "B +consistency"]
     for s in data["summary"]:
         rows = [r for r in data["patches"] if r["method"] == s["method"]
                 and r["kind"] == s["kind"]]

@@ -21,19 +21,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from s2sr.data.degrade import degradation_sigma, degrade
+from s2sr.data.degrade import block_mean, degradation_sigma, degrade
 from s2sr.evaluation.metrics import spectral_angle
 
 
-def consistency(sr: np.ndarray, lr: np.ndarray, scale: int, mtf: float = 0.3
+def consistency(sr: np.ndarray, lr: np.ndarray, scale: int, mtf: float | None = 0.3
                 ) -> dict[str, object]:
     """Compare an output ``(C, H*s, W*s)`` degraded back with its input ``(C, H, W)``.
+
+    ``mtf`` is the Nyquist MTF of the degradation back (Gaussian + block mean, as the input
+    was made); ``None`` degrades back by the block mean alone.
 
     Returns:
         ``mae`` and ``bias`` (per band, reflectance), their means ``mae_mean`` and
         ``bias_mean``, and ``sam`` (mean spectral angle, degrees).
     """
-    back = degrade(sr.astype(np.float32), scale, mtf)
+    back = (block_mean(sr.astype(np.float32), scale) if mtf is None
+            else degrade(sr.astype(np.float32), scale, mtf))
     lr = lr.astype(np.float32)[:, :back.shape[1], :back.shape[2]]
     diff = back - lr
     mae = np.abs(diff).mean(axis=(1, 2))

@@ -1,9 +1,13 @@
-"""``s2sr evaluate``: PSNR/SSIM of models against bicubic and Lanczos, in the layout of the
-study's Table 2, with comparison figures and consistency checks.
+"""``s2sr evaluate``: PSNR/SSIM of models against bicubic, Lanczos and an unsharp mask, in
+the layout of the study's Table 2, with comparison figures, consistency checks and artefact
+scores (the robustness panel is :mod:`s2sr.evaluation.panel`).
 
 A report folder receives ``report.md`` (rows: methods, i.e. the baselines, each model and
 each model with ``--consistency`` back-projection; columns: pair kinds, PSNR and SSIM),
-``report.csv`` (one row per method and kind, with per-band values and consistency),
+``report.csv`` (one row per method and kind, with per-band values, consistency and the
+method's artefact score), the artefact score (:mod:`s2sr.evaluation.artefacts`) of each
+method's outputs as one number per method (the mean over outputs of at least
+``MIN_SIDE`` px) against :data:`~s2sr.evaluation.artefacts.ARTEFACT_THRESHOLD`,
 ``report.json`` (the same, plus one row per patch and the conventions) and
 ``figures/*.png`` (Figure-5 layout: best, median and worst patch by gain over bicubic).
 """
@@ -26,6 +30,7 @@ from torch import nn
 
 from s2sr.data.dataset import PairDataset
 from s2sr.errors import BandError, DataError, UsageError
+from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, MIN_SIDE, artefact_score
 from s2sr.evaluation.consistency import back_project, consistency
 from s2sr.evaluation.figures import comparison_figure
 from s2sr.evaluation.metrics import Conventions, psnr_bands, ssim_bands
@@ -43,7 +48,7 @@ from s2sr.models import get_spec, load_model
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("bicubic", "lanczos")
+BASELINES = ("bicubic", "lanczos", "unsharp")
 CONSISTENCY_ITERATIONS = 3
 #: Largest scene the scene and consistency forms read whole (output pixels per band).
 MAX_SCENE_PIXELS = 10_000 * 10_000
@@ -109,6 +114,16 @@ class _Report:
         self.rows: list[dict[str, Any]] = []
         self.figures: list[str] = []
         self.methods: list[str] = []  # in the order first seen: baselines, then models
+        self.artefacts: dict[str, list[float]] = {}  # method -> score of each output
+
+    def add_artefact(self, method: str, output: np.ndarray) -> None:
+        """Score one output for periodic artefacts (outputs under MIN_SIDE px are skipped)."""
+        if min(output.shape[-2:]) >= MIN_SIDE:
+            self.artefacts.setdefault(method, []).append(artefact_score(output))
+
+    def artefact_means(self) -> dict[str, float]:
+        """One artefact score per method: the mean over its scored outputs."""
+        return {m: float(np.mean(v)) for m, v in self.artefacts.items()}
 
     def add(self, method: str, kind: str, patch_id: str, scores: dict[str, Any]) -> None:
         if method not in self.methods:
@@ -137,19 +152,22 @@ class _Report:
         kinds = sorted({s["kind"] for s in summary})
         methods = list(dict.fromkeys(s["method"] for s in summary))
         table = {(s["method"], s["kind"]): s for s in summary}
+        arts = self.artefact_means()
         (self.out / "report.json").write_text(json.dumps({
             "conventions": {**self.conv.as_dict(), "description": self.conv.describe()},
             "note": self.note, "bands": self.bands, "summary": summary,
+            "artefacts": arts, "artefact_threshold": ARTEFACT_THRESHOLD,
             "patches": self.rows, "figures": self.figures}, indent=1))
         with open(self.out / "report.csv", "w", newline="") as handle:
             fields = ["method", "kind", "patches", "psnr", "ssim",
                       *[f"psnr_{b}" for b in self.bands], *[f"ssim_{b}" for b in self.bands],
-                      "cons_mae", "cons_bias", "cons_sam"]
+                      "cons_mae", "cons_bias", "cons_sam", "artefact"]
             writer = csv.DictWriter(handle, fields)
             writer.writeheader()
             for s in summary:
                 row = {k: s[k] for k in ("method", "kind", "patches", "psnr", "ssim",
                                          "cons_mae", "cons_bias", "cons_sam")}
+                row["artefact"] = arts.get(s["method"], "")
                 row.update({f"psnr_{b}": v for b, v in zip(self.bands, s["psnr_bands"],
                                                            strict=True)})
                 row.update({f"ssim_{b}": v for b, v in zip(self.bands, s["ssim_bands"],
@@ -200,6 +218,15 @@ class _Report:
             lines.append(f"| {s['method']} | {s['kind']} | " + " | ".join(
                 f"{v:.2f}" for v in s["psnr_bands"]) + " | " + " | ".join(
                 f"{v:.4f}" for v in s["ssim_bands"]) + " |")
+        if arts:
+            lines += ["", "## Artefact score", "",
+                      "Power near the output's Nyquist frequency over the band just below, "
+                      "mean over the outputs (`s2sr.evaluation.artefacts`); real imagery "
+                      f"stays below the threshold {ARTEFACT_THRESHOLD:.2f}.", "",
+                      "| method | artefact score | |", "|---|---:|---|"]
+            for m, v in arts.items():
+                verdict = "**over the threshold**" if v > ARTEFACT_THRESHOLD else "below"
+                lines.append(f"| {m} | {v:.3f} | {verdict} |")
         if self.figures:
             lines += ["", "## Figures", ""] + [f"- ![{f}]({f})" for f in self.figures]
         path = self.out / "report.md"
@@ -364,6 +391,7 @@ def evaluate_models(
                 for method in BASELINES:
                     pred = upsample(lr, scale, method)
                     report.add(method, kind, item["patch_id"], _scores(pred, hr, lr, scale, c))
+                    report.add_artefact(method, pred)
                     preds.setdefault(method, []).append(pred)
                 for name, model in mine.items():
                     variants = [(name, False)] + ([(f"{name} +consistency", True)]
@@ -374,6 +402,7 @@ def evaluate_models(
                                    _scores(pred, hr, lr, scale, c))
                         if not consistent:
                             preds.setdefault(label, []).append(pred)
+                            report.add_artefact(label, pred)
             if figures:
                 _figures(report, kind, items, preds, list(mine), bands)
         report.write()
@@ -409,7 +438,8 @@ def _figures(report: _Report, kind: str, items: list[dict[str, Any]],
 
 
 def _read_checked(path: str | os.PathLike[str], bands: Sequence[str] | None,
-                  role: str) -> tuple[np.ndarray, GeoMeta]:
+                  role: str, dn_offset: float | None = None,
+                  max_pixels: int = MAX_SCENE_PIXELS) -> tuple[np.ndarray, GeoMeta]:
     """A whole scene as reflectance, refusing what would give wrong or NaN scores.
 
     Refused (one-line :class:`DataError`): a scene too large to hold in memory, NaN or inf
@@ -418,11 +448,11 @@ def _read_checked(path: str | os.PathLike[str], bands: Sequence[str] | None,
     """
     from rasterio.windows import Window
 
-    with open_scene(path, bands=bands) as scene:
+    with open_scene(path, bands=bands, dn_offset=dn_offset) as scene:
         meta = scene.meta
-        if meta.width * meta.height > MAX_SCENE_PIXELS:
+        if meta.width * meta.height > max_pixels:
             raise DataError(f"{role} {path} is {meta.width}x{meta.height} px, more than the "
-                            f"{MAX_SCENE_PIXELS:,} px evaluate reads whole: crop it (e.g. "
+                            f"{max_pixels:,} px evaluate reads whole: crop it (e.g. "
                             "gdal_translate -srcwin) to the area to score")
         dn = scene.read(Window(0, 0, meta.width, meta.height))
         refl = scene.reflectance(dn)
@@ -503,9 +533,11 @@ def evaluate_scene(weights: str | os.PathLike[str], lr: str | os.PathLike[str],
         for method in BASELINES:
             preds[method] = upsample(lr_refl, s, method)
             report.add(method, kind, "scene", _scores(preds[method], hr_refl, lr_refl, s, c))
+            report.add_artefact(method, preds[method])
         sr = super_resolve(lr_refl, model)
         preds[name] = sr
         report.add(name, kind, "scene", _scores(sr, hr_refl, lr_refl, s, c))
+        report.add_artefact(name, sr)
         if with_consistency:
             t = torch.from_numpy
             cons = back_project(t(sr)[None], t(lr_refl)[None], s,

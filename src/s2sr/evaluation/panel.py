@@ -1,0 +1,386 @@
+"""``s2sr evaluate --panel``: a robustness panel of degradations on held-out real scenes.
+
+Each real 10 m scene plays the truth (HR = the scene itself, reflectance). For each scale
+of the models (x2, x4) the panel makes the low-resolution input from it in five ways
+(:data:`PANEL_MTFS`): the block mean alone (:func:`s2sr.data.degrade.block_mean`), and a
+Gaussian + block mean with MTF 0.2, 0.3, 0.45 and 0.6 at the coarse Nyquist frequency
+(:func:`s2sr.data.degrade.degrade`; MTF 0.6 is below the block mean's own 0.707 at x2 and
+0.653 at x4). Methods: bicubic, Lanczos, the unsharp mask (see
+:func:`s2sr.inference.baselines.upsample`) and every model of that scale, run as a user
+runs it (:func:`s2sr.super_resolve`). Scored: PSNR/SSIM per case and scene (and their
+means over scenes) with :class:`~s2sr.evaluation.metrics.Conventions` (data range 1,
+border crop = scale), the gain over bicubic, and the consistency of each output with its
+input (the output degraded back the same way as the input was made, against the input:
+:func:`s2sr.evaluation.consistency.consistency`).
+
+Separately the artefact score (:mod:`s2sr.evaluation.artefacts`) of each model's output
+on the *undegraded* 10 m scene (what users feed it), next to bicubic's at the same scale
+and the threshold.
+
+The report folder (written atomically, like every ``s2sr evaluate`` report) receives
+``report.md`` (summary table laid out for the model card: rows = cases, columns = methods,
+``PSNR (gain over bicubic) / SSIM``, then the artefact table, consistency and per-scene
+tables), ``report.csv`` (one row per case, scene or ``mean``, and method),
+``artefacts.csv`` and ``report.json`` (everything, with the conventions).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from s2sr.data.degrade import block_mean, degrade
+from s2sr.errors import InputNotFoundError, UsageError
+from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, artefact_score
+from s2sr.evaluation.consistency import consistency
+from s2sr.evaluation.metrics import Conventions, psnr_bands, ssim_bands
+from s2sr.inference.baselines import upsample
+
+__all__ = ["BASELINES", "PANEL_MTFS", "Case", "artefact_rows", "default_scenes",
+           "evaluate_panel", "panel_cases", "panel_rows"]
+
+#: Baselines of the panel, in column order (display names in :data:`LABELS`).
+BASELINES = ("bicubic", "lanczos", "unsharp")
+LABELS = {"bicubic": "bicubic", "lanczos": "Lanczos", "unsharp": "unsharp mask"}
+#: The panel's degradations: ``None`` = block mean alone, else the Nyquist MTF.
+PANEL_MTFS: tuple[float | None, ...] = (None, 0.2, 0.3, 0.45, 0.6)
+#: Held-out real Sentinel-2 test scenes under ``<shared>/sentinel2`` (plus the last
+#: BigEarthNet patch folder in sorted order).
+DEFAULT_SCENES = ("boadella_20200113_L2A.tif", "boston_roads_L2A.tif")
+#: Largest scene the panel reads (pixels per band; every case runs every model on it).
+MAX_PANEL_PIXELS = 2048 * 2048
+#: Smallest scene side (px): x4 leaves 8 input pixels, and the crop and SSIM window fit.
+MIN_PANEL_SIDE = 32
+
+
+@dataclass(frozen=True)
+class Case:
+    """One degradation of the panel: ``mtf`` None is the block mean alone."""
+
+    scale: int
+    mtf: float | None
+
+    @property
+    def label(self) -> str:
+        """``x2 block mean`` or ``x2 MTF 0.30``."""
+        return f"x{self.scale} " + ("block mean" if self.mtf is None else f"MTF {self.mtf:.2f}")
+
+    def make_input(self, hr: np.ndarray) -> np.ndarray:
+        """The low-resolution input ``(C, H / scale, W / scale)`` made from the truth."""
+        if self.mtf is None:
+            return block_mean(hr, self.scale)
+        return degrade(hr, self.scale, self.mtf)
+
+
+def panel_cases(scales: Sequence[int]) -> list[Case]:
+    """The cases for ``scales``, in report order (by scale, block mean first)."""
+    return [Case(s, m) for s in sorted(set(scales)) for m in PANEL_MTFS]
+
+
+def default_scenes(shared: str | os.PathLike[str]) -> list[Path]:
+    """The held-out real Sentinel-2 test scenes under ``shared`` (``../shared/data``).
+
+    Raises:
+        InputNotFoundError: when they are not there (one line, naming ``--shared``).
+    """
+    root = Path(shared) / "sentinel2"
+    scenes = [root / name for name in DEFAULT_SCENES]
+    patches = sorted(p for p in (root / "bigearthnet").glob("*") if p.is_dir()) \
+        if (root / "bigearthnet").is_dir() else []
+    missing = [str(p) for p in scenes if not p.is_file()] + ([] if patches else
+                                                              [str(root / "bigearthnet")])
+    if missing:
+        raise InputNotFoundError(f"the default panel scenes are not under {shared} (missing "
+                                 f"{missing[0]}): pass --shared DIR or give --scene files")
+    return [*scenes, patches[-1]]
+
+
+def _conv(conv: Conventions | None, scale: int) -> Conventions:
+    c = conv or Conventions()
+    return c.resolve(scale) if c.crop is None else c
+
+
+def _run(model: nn.Module, lr: np.ndarray, device: str) -> np.ndarray:
+    from s2sr.inference.predict import super_resolve
+
+    return np.asarray(super_resolve(np.ascontiguousarray(lr, dtype=np.float32), model,
+                                    device=device), dtype=np.float32)
+
+
+def _scales(models: Mapping[str, nn.Module], scales: Sequence[int] | None) -> list[int]:
+    from s2sr.models import get_spec
+
+    have = sorted({get_spec(m).scale for m in models.values()})
+    if scales is None:
+        return have
+    chosen = sorted(set(scales))
+    if not chosen:
+        raise UsageError("scales is empty: give 2, 4 or both, or None for the models' scales")
+    bad = [s for s in chosen if s not in (2, 4)]
+    if bad:
+        raise UsageError(f"panel scale {bad[0]} is not 2 or 4: use scales 2 and/or 4")
+    return chosen
+
+
+def panel_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.ndarray], *,
+               scales: Sequence[int] | None = None, conv: Conventions | None = None,
+               device: str = "auto") -> list[dict[str, Any]]:
+    """The panel's numbers: one row per case, scene and method, then the means over scenes.
+
+    Args:
+        models: display name -> model (from :func:`s2sr.models.load_model`); each runs on
+            the cases of its scale.
+        hr_scenes: scene name -> truth ``(C, H, W)`` reflectance in the models' bands.
+        scales: the scales to evaluate (default: the models' scales).
+        conv: metric conventions (default: data range 1, border crop = scale).
+        device: where the models run (``auto``, ``cpu``, ``cuda``).
+
+    Returns:
+        Dicts with ``case``, ``scale``, ``mtf`` (None: block mean), ``scene`` (``mean`` for
+        the means), ``method``, ``psnr``, ``ssim``, ``psnr_bands``, ``ssim_bands``,
+        ``gain_psnr``, ``gain_ssim`` (over bicubic, same case and scene), ``cons_mae``,
+        ``cons_bias`` and ``cons_sam`` (the output degraded back as the input was made).
+    """
+    from s2sr.models import get_spec
+
+    if not hr_scenes:
+        raise UsageError("give at least one scene to the panel")
+    rows: list[dict[str, Any]] = []
+    for case in panel_cases(_scales(models, scales)):
+        c = _conv(conv, case.scale)
+        mine = {n: m for n, m in models.items() if get_spec(m).scale == case.scale}
+        case_rows: list[dict[str, Any]] = []
+        for scene, hr_full in hr_scenes.items():
+            s = case.scale
+            hr = hr_full[:, :hr_full.shape[1] // s * s, :hr_full.shape[2] // s * s]
+            lr = case.make_input(hr)
+            preds = {m: upsample(lr, s, m) for m in BASELINES}
+            preds.update({n: _run(m, lr, device) for n, m in mine.items()})
+            base: dict[str, float] = {}
+            for method, pred in preds.items():
+                pb, sb = psnr_bands(pred, hr, c), ssim_bands(pred, hr, c)
+                cons = consistency(pred, lr, s, case.mtf)
+                row: dict[str, Any] = {"case": case.label, "scale": s, "mtf": case.mtf,
+                                       "scene": scene,
+                                       "method": method, "psnr": float(np.mean(pb)),
+                                       "ssim": float(np.mean(sb)),
+                                       "psnr_bands": [float(v) for v in pb],
+                                       "ssim_bands": [float(v) for v in sb],
+                                       "cons_mae": cons["mae_mean"],
+                                       "cons_bias": cons["bias_mean"], "cons_sam": cons["sam"]}
+                if method == "bicubic":
+                    base = {"psnr": row["psnr"], "ssim": row["ssim"]}
+                row["gain_psnr"] = row["psnr"] - base["psnr"]
+                row["gain_ssim"] = row["ssim"] - base["ssim"]
+                case_rows.append(row)
+        rows += case_rows
+        for method in dict.fromkeys(r["method"] for r in case_rows):
+            mrows = [r for r in case_rows if r["method"] == method]
+            mean: dict[str, Any] = {"case": case.label, "scale": case.scale, "mtf": case.mtf,
+                                    "scene": "mean", "method": method}
+            for key in ("psnr", "ssim", "gain_psnr", "gain_ssim", "cons_mae", "cons_bias",
+                        "cons_sam"):
+                mean[key] = float(np.mean([r[key] for r in mrows]))
+            for key in ("psnr_bands", "ssim_bands"):
+                mean[key] = np.mean([r[key] for r in mrows], axis=0).tolist()
+            rows.append(mean)
+    return rows
+
+
+def artefact_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.ndarray], *,
+                  device: str = "auto") -> list[dict[str, Any]]:
+    """The artefact score of each model's output on each undegraded scene, with bicubic's.
+
+    Returns:
+        Dicts with ``scene`` (``max`` for the highest over scenes), ``method`` (a model's
+        name, or ``bicubic x2`` / ``bicubic x4`` for the scales of the models), ``scale``,
+        ``score`` and ``over`` (score above :data:`ARTEFACT_THRESHOLD`).
+    """
+    from s2sr.models import get_spec
+
+    rows: list[dict[str, Any]] = []
+    scales = sorted({get_spec(m).scale for m in models.values()})
+    for scene, hr in hr_scenes.items():
+        for s in scales:
+            score = artefact_score(upsample(hr, s, "bicubic"))
+            rows.append({"scene": scene, "method": f"bicubic x{s}", "scale": s,
+                         "score": score, "over": score > ARTEFACT_THRESHOLD})
+        for name, model in models.items():
+            score = artefact_score(_run(model, hr, device))
+            rows.append({"scene": scene, "method": name, "scale": get_spec(model).scale,
+                         "score": score, "over": score > ARTEFACT_THRESHOLD})
+    for method in list(dict.fromkeys(r["method"] for r in rows)):
+        mrows = [r for r in rows if r["method"] == method]
+        score = max(r["score"] for r in mrows)
+        rows.append({"scene": "max", "method": method, "scale": mrows[0]["scale"],
+                     "score": score, "over": score > ARTEFACT_THRESHOLD})
+    return rows
+
+
+def _read_scenes(paths: Sequence[str | os.PathLike[str]], bands: Sequence[str],
+                 dn_offset: float | None) -> dict[str, np.ndarray]:
+    from s2sr.errors import DataError
+    from s2sr.evaluation.report import _read_checked
+
+    scenes: dict[str, np.ndarray] = {}
+    for path in paths:
+        refl, meta = _read_checked(path, bands, "scene", dn_offset=dn_offset,
+                                   max_pixels=MAX_PANEL_PIXELS)
+        if min(meta.width, meta.height) < MIN_PANEL_SIDE:
+            raise DataError(f"scene {path} is {meta.width}x{meta.height} px, too small for "
+                            f"the panel (at least {MIN_PANEL_SIDE} px a side): choose a "
+                            "larger scene")
+        name = Path(path).name
+        k = 2
+        while name in scenes:
+            name = f"{Path(path).name} ({k})"
+            k += 1
+        scenes[name] = refl.astype(np.float32)
+    return scenes
+
+
+def evaluate_panel(weights: Mapping[str, str | os.PathLike[str]],
+                   scenes: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
+                   scales: Sequence[int] | None = None, overwrite: bool = False,
+                   conv: Conventions | None = None, dn_offset: float | None = None,
+                   device: str = "auto") -> Path:
+    """Run the robustness panel and write its report folder (atomically).
+
+    Args:
+        weights: display name -> weights file; the models must take the same bands.
+        scenes: real scenes playing the truth (read in the models' bands as reflectance;
+            no nodata or NaN allowed, at most :data:`MAX_PANEL_PIXELS`).
+        out: report folder.
+        scales: scales to evaluate (default: the models' scales).
+        overwrite: replace an existing, non-empty report folder.
+        conv: metric conventions (default: data range 1, border crop = scale).
+        dn_offset: DN offset of the scenes (None: detected; 0 for the shared test crops).
+        device: where the models run.
+
+    Returns:
+        The path of ``report.md``.
+    """
+    from s2sr.evaluation.report import staged_report
+    from s2sr.io.outputs import check_output_dir
+    from s2sr.models import get_spec, load_model
+
+    if not weights:
+        raise UsageError("give at least one model (--weights) to the panel")
+    if not scenes:
+        raise UsageError("give at least one scene (--scene) to the panel")
+    inputs = [*weights.values(), *scenes]
+    check_output_dir(out, overwrite, inputs)
+    models = {name: load_model(path) for name, path in weights.items()}
+    specs = {name: get_spec(m) for name, m in models.items()}
+    if len({s.bands for s in specs.values()}) > 1:
+        raise UsageError("the models take different bands (" + "; ".join(
+            f"{n}: {','.join(s.bands)}" for n, s in specs.items()) + "): run the panel for "
+            "models with the same bands together, the others in another report")
+    chosen = _scales(models, scales)
+    missing = sorted({s.scale for s in specs.values()} - set(chosen))
+    if missing:
+        raise UsageError(f"a model is x{missing[0]} but the panel scales are "
+                         f"{', '.join(f'x{s}' for s in chosen)}: add x{missing[0]} or leave "
+                         "that model out")
+    bands = list(next(iter(specs.values())).bands)
+    hr_scenes = _read_scenes(scenes, bands, dn_offset)
+    rows = panel_rows(models, hr_scenes, scales=chosen, conv=conv, device=device)
+    arts = artefact_rows(models, hr_scenes, device=device)
+    final = Path(out)
+    with staged_report(final, overwrite, inputs) as tmp:
+        _write(tmp, rows, arts, list(models), bands, conv, hr_scenes, scenes)
+    return final / "report.md"
+
+
+def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
+           models: list[str], bands: list[str], conv: Conventions | None,
+           hr_scenes: Mapping[str, np.ndarray], paths: Sequence[str | os.PathLike[str]]
+           ) -> None:
+    c = conv or Conventions()
+    methods = [*BASELINES, *models]
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    means = {(r["case"], r["method"]): r for r in rows if r["scene"] == "mean"}
+    (out / "report.json").write_text(json.dumps({
+        "conventions": {**c.as_dict(), "description": c.describe()},
+        "bands": bands, "scenes": [str(p) for p in paths], "cases": cases,
+        "methods": methods, "artefact_threshold": ARTEFACT_THRESHOLD,
+        "rows": rows, "artefacts": arts}, indent=1))
+    fields = ["case", "scale", "mtf", "scene", "method", "psnr", "ssim", "gain_psnr",
+              "gain_ssim", "cons_mae", "cons_bias", "cons_sam",
+              *[f"psnr_{b}" for b in bands], *[f"ssim_{b}" for b in bands]]
+    with open(out / "report.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fields)
+        writer.writeheader()
+        for r in rows:
+            row = {k: r[k] for k in fields[:12]}
+            row["mtf"] = "block" if r["mtf"] is None else r["mtf"]
+            row.update({f"psnr_{b}": v for b, v in zip(bands, r["psnr_bands"], strict=True)})
+            row.update({f"ssim_{b}": v for b, v in zip(bands, r["ssim_bands"], strict=True)})
+            writer.writerow(row)
+    with open(out / "artefacts.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["scene", "method", "scale", "score", "over"])
+        writer.writeheader()
+        writer.writerows(arts)
+    shapes = ", ".join(f"{n} ({h.shape[2]}x{h.shape[1]} px)" for n, h in hr_scenes.items())
+    label = {m: LABELS.get(m, m) for m in methods}
+    lines = ["# s2sr robustness panel", "",
+             f"Truth: the real 10 m scenes {shapes}, bands {', '.join(bands)}, reflectance. "
+             "Inputs made from them per case: `block mean` = block mean alone; `MTF m` = "
+             "Gaussian + block mean with MTF m at the coarse Nyquist frequency.", "",
+             f"Conventions: {c.describe()}.", "",
+             "## Summary: PSNR dB (gain over bicubic) / SSIM, mean over scenes", "",
+             "| case | " + " | ".join(label[m] for m in methods) + " |",
+             "|---|" + "---:|" * len(methods)]
+    for case in cases:
+        cells = []
+        for m in methods:
+            cell = means.get((case, m))
+            cells.append("—" if cell is None else f"{cell['psnr']:.2f} "
+                         f"({cell['gain_psnr']:+.2f}) / {cell['ssim']:.4f}")
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    lines += ["", f"## Artefact score on the undegraded scenes (threshold "
+              f"{ARTEFACT_THRESHOLD:.2f})", "",
+              "Power near the output's Nyquist frequency over the band just below "
+              "(`s2sr.evaluation.artefacts`); real imagery stays below the threshold.", ""]
+    art_methods = list(dict.fromkeys(r["method"] for r in arts))
+    art_scenes = list(dict.fromkeys(r["scene"] for r in arts))
+    table = {(r["scene"], r["method"]): r for r in arts}
+    lines += ["| scene | " + " | ".join(art_methods) + " |",
+              "|---|" + "---:|" * len(art_methods)]
+    for scene in art_scenes:
+        cells = []
+        for m in art_methods:
+            art = table[(scene, m)]
+            cells.append(f"{art['score']:.3f}" + (" **over**" if art["over"] else ""))
+        lines.append(f"| {scene} | " + " | ".join(cells) + " |")
+    lines += ["", "## Consistency with the input (mean over scenes)", "",
+              "Output degraded back as the input was made, against the input: mean absolute "
+              "error and bias (reflectance), spectral angle (degrees).", "",
+              "| case | method | MAE | bias | SAM (deg) |", "|---|---|---:|---:|---:|"]
+    for case in cases:
+        for m in methods:
+            mean = means.get((case, m))
+            if mean is not None:
+                lines.append(f"| {case} | {label[m]} | {mean['cons_mae']:.5f} | "
+                             f"{mean['cons_bias']:+.5f} | {mean['cons_sam']:.3f} |")
+    lines += ["", "## Per scene: PSNR dB (gain over bicubic) / SSIM", "",
+              "| case | scene | " + " | ".join(label[m] for m in methods) + " |",
+              "|---|---|" + "---:|" * len(methods)]
+    per = {(r["case"], r["scene"], r["method"]): r for r in rows if r["scene"] != "mean"}
+    for case in cases:
+        for scene in hr_scenes:
+            cells = []
+            for m in methods:
+                one = per.get((case, scene, m))
+                cells.append("—" if one is None else f"{one['psnr']:.2f} "
+                             f"({one['gain_psnr']:+.2f}) / {one['ssim']:.4f}")
+            lines.append(f"| {case} | {scene} | " + " | ".join(cells) + " |")
+    (out / "report.md").write_text("\n".join(lines) + "\n")
