@@ -50,6 +50,56 @@ class ModelConfig:
 
 
 @dataclass
+class SourceConfig:
+    """A real high-resolution image that synthetic pairs are cut from.
+
+    ``path`` is a raster (bands found by description, or picked by ``bands``: 1-based
+    indexes in the model's band order) or a folder of per-band files; ``files`` lists one
+    single-band file per model band instead. ``gain``/``offset`` map DN to reflectance
+    (``None``: what the file says, DN x 1e-4 for integers); ``match`` rescales each band
+    to the typical Sentinel-2 reflectance mean and spread of that band (for other sensors
+    and stretched images); ``weight`` scales how often it is drawn (per pixel).
+    """
+
+    path: str = ""
+    files: list[str] | None = None
+    bands: list[int] | None = None
+    gain: float | None = None
+    offset: float = 0.0
+    nodata: float | None = None
+    match: bool = False
+    weight: float = 1.0
+
+
+@dataclass
+class DegradationConfig:
+    """Range of the per-patch degradation (see :mod:`s2sr.data.synthetic`)."""
+
+    mtf: list[float] = field(default_factory=lambda: [0.15, 0.6])
+    block_only: float = 0.2
+    shift: float = 0.25
+    noise: list[float] = field(default_factory=lambda: [0.0, 0.002])
+    quantize: float = 1e-4
+
+
+@dataclass
+class SyntheticConfig:
+    """Training pairs made on the fly from real images (instead of ``datasets``).
+
+    Validation cycles through the robustness panel's fixed degradations (block mean; MTF
+    0.2, 0.3, 0.45, 0.6) on the ``val`` images, so a model is never selected on the
+    degradation it was trained with.
+    """
+
+    root: str = "."
+    train: list[SourceConfig] = field(default_factory=list)
+    val: list[SourceConfig] = field(default_factory=list)
+    samples_per_epoch: int = 2048
+    val_samples: int = 250
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+
+
+@dataclass
 class DataConfig:
     """Datasets made by ``s2sr pairs`` and which of their patches to use.
 
@@ -58,6 +108,7 @@ class DataConfig:
     """
 
     datasets: list[str] = field(default_factory=list)
+    synthetic: SyntheticConfig | None = None
     kind: list[str] | None = None
     train_split: str = "train"
     val_split: str = "val"
@@ -321,8 +372,40 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                 f"{_MAX_BATCH_PIXELS}: lower {where}.patch or the batch size")
         if set(stage.freeze) == set(PARTS):
             raise UsageError(f"{where} freezes every part: nothing would train")
-    if not cfg.data.datasets:
-        raise UsageError("data.datasets must name at least one dataset folder")
+    syn = cfg.data.synthetic
+    if syn is None and not cfg.data.datasets:
+        raise UsageError("data.datasets must name at least one dataset folder (or use "
+                         "data.synthetic)")
+    if syn is not None:
+        if cfg.data.datasets:
+            raise UsageError("give data.datasets or data.synthetic, not both")
+        if not syn.train:
+            raise UsageError("data.synthetic.train must list at least one image")
+        _number(syn.samples_per_epoch, "data.synthetic.samples_per_epoch", 1, 10_000_000,
+                integer=True)
+        _number(syn.val_samples, "data.synthetic.val_samples", 0, 100_000, integer=True)
+        for part in ("train", "val"):
+            for k, src in enumerate(getattr(syn, part)):
+                where = f"data.synthetic.{part}[{k}]"
+                if not src.path and not src.files:
+                    raise UsageError(f"{where} needs a path or files")
+                if src.files is not None and len(src.files) != len(cfg.model.bands):
+                    raise UsageError(f"{where}.files must list one file per model band "
+                                     f"({len(cfg.model.bands)})")
+                if src.bands is not None and len(src.bands) != len(cfg.model.bands):
+                    raise UsageError(f"{where}.bands must give one index per model band "
+                                     f"({len(cfg.model.bands)})")
+                if src.gain is not None:
+                    _number(src.gain, f"{where}.gain", 0, 10, low_open=True)
+                _number(src.offset, f"{where}.offset", -10, 10)
+                _number(src.weight, f"{where}.weight", 0, 1000, low_open=True)
+        d = syn.degradation
+        from s2sr.data.synthetic import DegradationRange
+
+        if len(d.mtf) != 2 or len(d.noise) != 2:
+            raise UsageError("data.synthetic.degradation.mtf and .noise are [low, high] pairs")
+        DegradationRange((d.mtf[0], d.mtf[1]), d.block_only, d.shift,
+                         (d.noise[0], d.noise[1]), d.quantize)
     return cfg
 
 
@@ -389,6 +472,10 @@ def load_config(path: str | os.PathLike[str], *, data_root: str | os.PathLike[st
     rroot = Path(runs_root).resolve() if runs_root else base
     cfg.data.datasets = [str((droot / d).resolve()) if not Path(d).is_absolute() else d
                          for d in cfg.data.datasets]
+    if cfg.data.synthetic is not None:
+        syn = cfg.data.synthetic
+        sroot = droot if data_root else (base / syn.root).resolve()
+        syn.root = str(sroot)
     if cfg.init_from and not Path(cfg.init_from).is_absolute():
         cfg.init_from = str((rroot / cfg.init_from).resolve())
     if cfg.loss.vgg_weights and "://" not in cfg.loss.vgg_weights and not Path(
