@@ -110,6 +110,7 @@ def test_panel_end_to_end_report_and_independent_numbers(
     x2_row = next(line for line in text.splitlines() if line.startswith("| x2 MTF 0.30 |"))
     assert x2_row.endswith("| — |")  # the x4 model has no x2 cell
     assert f"threshold {ARTEFACT_THRESHOLD:.2f}" in text
+    assert "border crop = the case's scale" in text
     with open(tmp_path / "rep" / "report.csv") as handle:
         csv_rows = list(csv.DictReader(handle))
     assert len(csv_rows) == len(rows)

@@ -335,7 +335,8 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
              f"Truth: the real 10 m scenes {shapes}, bands {', '.join(bands)}, reflectance. "
              "Inputs made from them per case: `block mean` = block mean alone; `MTF m` = "
              "Gaussian + block mean with MTF m at the coarse Nyquist frequency.", "",
-             f"Conventions: {c.describe()}.", "",
+             "Conventions: " + c.describe().replace("border crop = scale (unresolved)",
+                                                    "border crop = the case's scale") + ".", "",
              "## Summary: PSNR dB (gain over bicubic) / SSIM, mean over scenes", "",
              "| case | " + " | ".join(label[m] for m in methods) + " |",
              "|---|" + "---:|" * len(methods)]
