@@ -44,17 +44,17 @@ SHARED ?= ../shared
 MODELS = x2 x4 rgb_x2 rgb_x4
 TRAIN = OMP_WAIT_POLICY=PASSIVE S2SR_VGG16_WEIGHTS=$(SHARED)/weights/vgg16_hed_features.pth \
 	$(BIN)/s2sr train
-# s2sr_x2 is the x2 run fine-tuned 6 more epochs with L1 (the ablation's L1 arm, whose
-# selection is on the worst panel case); the others are released from their own runs.
+# s2sr_x2 is the x2 run fine-tuned 6 more epochs with L1, half of the patches block means
+# (configs/robust/s2sr_x2_finetune.yaml); the others are released from their own runs.
 models: $(STAMP)
 	for m in $(MODELS); do \
 	  test -f runs/robust/$$m/model.safetensors || $(TRAIN) configs/robust/s2sr_$$m.yaml \
 	    -o runs/robust/$$m --data-root $(SHARED)/data -q || exit 1; \
 	done
-	test -f runs/robust/ablation_x2_l1/model.safetensors || $(TRAIN) \
-	  configs/robust/ablation_x2_l1.yaml -o runs/robust/ablation_x2_l1 \
+	test -f runs/robust/x2_finetune/model.safetensors || $(TRAIN) \
+	  configs/robust/s2sr_x2_finetune.yaml -o runs/robust/x2_finetune \
 	  --data-root $(SHARED)/data --runs-root runs/robust -q
-	$(BIN)/python -m s2sr.training.release runs/robust/ablation_x2_l1 \
+	$(BIN)/python -m s2sr.training.release runs/robust/x2_finetune \
 	  src/s2sr/weights/s2sr_x2.safetensors
 	for m in x4 rgb_x2 rgb_x4; do \
 	  $(BIN)/python -m s2sr.training.release runs/robust/$$m \

@@ -4,7 +4,12 @@ There is no truth at 5 m or 2.5 m: these pictures are for eyes (checkerboards, h
 ringing, invented texture), not for scores. Each panel: the 10 m input (nearest, so its
 pixels show), bicubic, the unsharp mask, s2sr. Output pixels are shown 1:1 (100 %).
 
+With ``--previous DIR`` (a folder holding earlier ``s2sr_x2/x4.safetensors``, e.g. from
+``git show 9085bc8:src/s2sr/weights/s2sr_x2.safetensors``), their output is added as a
+fifth panel.
+
 Usage: python docs/make_model_card_figures.py [--shared ../shared/data] [-o docs/img]
+       [--previous DIR]
 """
 
 from __future__ import annotations
@@ -34,11 +39,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
     parser.add_argument("-o", "--out", type=Path, default=Path("docs/img"))
+    parser.add_argument("--previous", type=Path, default=None)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rgb = [2, 1, 0]  # B04, B03, B02 of B02, B03, B04(, B08)
     for scale in (2, 4):
         model = load_model(WEIGHTS_DIR / f"s2sr_x{scale}.safetensors")
+        previous = (load_model(args.previous / f"s2sr_x{scale}.safetensors")
+                    if args.previous else None)
         for name, r, c, size in CROPS:
             n = size if scale == 2 else size // 2
             with open_scene(args.shared / "sentinel2" / name, bands=model.spec.bands,
@@ -53,10 +61,15 @@ def main() -> None:
                                                    c * scale:(c + n) * scale]
             stem = Path(name).name.split(".")[0].split("_L2A")[0]
             path = args.out / f"{stem}_x{scale}.png"
-            side_by_side([("10 m input", upsample(lr, scale, "nearest")[rgb]),
-                          (f"bicubic x{scale}", bic[rgb]),
-                          (f"unsharp mask x{scale}", usm[rgb]),
-                          (f"s2sr x{scale}", np.asarray(sr)[rgb])], path)
+            panels = [("10 m input", upsample(lr, scale, "nearest")[rgb]),
+                      (f"bicubic x{scale}", bic[rgb]),
+                      (f"unsharp mask x{scale}", usm[rgb])]
+            if previous is not None:
+                old = super_resolve(full, previous, device="cpu")
+                panels.append((f"previous s2sr x{scale}", np.asarray(old)[
+                    :, r * scale:(r + n) * scale, c * scale:(c + n) * scale][rgb]))
+            panels.append((f"s2sr x{scale}", np.asarray(sr)[rgb]))
+            side_by_side(panels, path)
             print(path)
 
 

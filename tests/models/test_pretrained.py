@@ -78,26 +78,26 @@ def test_shipped_models_beat_bicubic_on_a_held_out_crop(name: str, scale: int) -
                                              ("s2sr_rgb_x2", 2), ("s2sr_rgb_x4", 4)])
 def test_shipped_models_beat_the_unsharp_mask_under_every_panel_degradation(
         name: str, scale: int) -> None:
-    """No shipped model loses to bicubic + unsharp mask on any plausible input: the
-    robustness panel's cases (block mean alone; Gaussian + block mean with MTF 0.2, 0.3,
-    0.45, 0.6) on held-out real scenes."""
-    from s2sr.data.synthetic import apply_degradation, panel_degradations
+    """No shipped model loses to bicubic or to bicubic + unsharp mask on any plausible input:
+    the robustness panel's cases (block mean alone; Gaussian + block mean with MTF 0.2,
+    0.3, 0.45, 0.6), PSNR averaged over the held-out real test scenes (as in the panel)."""
+    from s2sr.evaluation.panel import default_scenes, panel_rows
     from s2sr.io.scene import open_scene
 
     model = load_model(pretrained_path(scale, rgb="rgb" in name))
     bands = get_spec(model).bands
-    conv = Conventions(crop=scale)
-    for scene in ("boston_roads_L2A.tif", "boadella_20200113_L2A.tif"):
-        with open_scene(SENTINEL2 / scene, bands=bands, dn_offset=0) as sc:
-            hr = sc.read_all()
-        h, w = (hr.shape[1] // scale) * scale, (hr.shape[2] // scale) * scale
-        hr = hr[:, :h, :w]
-        for deg in panel_degradations():
-            lr = apply_degradation(hr, scale, deg)
-            sr = super_resolve(lr, model, device="cpu")
-            bic = psnr(upsample(lr, scale), hr, conv)
-            usm = psnr(upsample(lr, scale, "unsharp"), hr, conv)
-            got = psnr(sr, hr, conv)
-            assert got > bic and got > usm, (
-                f"{name} on {scene} ({deg.label}): {got:.2f} dB, bicubic {bic:.2f}, "
-                f"unsharp mask {usm:.2f}")
+    scenes = {}
+    for path in default_scenes(SENTINEL2.parent):
+        with open_scene(path, bands=bands, dn_offset=0) as sc:
+            scenes[path.name] = sc.read_all()
+    rows = [r for r in panel_rows({name: model}, scenes, device="cpu")
+            if r["scene"] == "mean"]
+    assert len(rows) == 5 * 4  # five cases x (bicubic, Lanczos, unsharp mask, the model)
+    by_case: dict[str, dict[str, float]] = {}
+    for r in rows:
+        by_case.setdefault(r["case"], {})[r["method"]] = r["psnr"]
+    for case, psnrs in by_case.items():
+        got = psnrs[name]
+        assert got > psnrs["bicubic"] and got > psnrs["unsharp"], (
+            f"{name} ({case}): {got:.2f} dB, bicubic {psnrs['bicubic']:.2f}, unsharp mask "
+            f"{psnrs['unsharp mask']:.2f}")
