@@ -613,7 +613,7 @@ class Trainer:
             log.warning("no '%s' patches: validation PSNR/SSIM will be empty",
                         cfg.data.val_split)
         # channels-last: oneDNN's fast convolution path (with bf16 autocast on CPUs that
-        # have AVX512-BF16/AMX, about 20x faster than fp32 NCHW; see benchmarks/README.md)
+        # have AVX512-BF16/AMX, about 3.5x faster than fp32; see benchmarks/README.md)
         model = build_network(cfg, probe).to(self.device).to(
             memory_format=torch.channels_last)  # type: ignore[call-overload]
         loss_fn = build_loss(cfg).to(self.device)
