@@ -53,20 +53,18 @@ def handle_errors(func: F) -> F:
         except S2SRError as err:
             click.echo(f"s2sr: error: {err}", err=True)
             sys.exit(err.exit_code)
-        except (RasterioError, CPLE_BaseError) as err:
+        except (RasterioError, CPLE_BaseError, OSError) as err:
+            if isinstance(err, OSError) and not is_disk_full(err):
+                raise
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if isinstance(err, OSError) and err.strerror:
+                first = err.strerror
             if is_disk_full(err):
                 click.echo(f"s2sr: error: the disk is full ({first}): free some space or "
                            "write to another disk", err=True)
             else:
                 click.echo(f"s2sr: error: raster I/O failed ({first}): check the files",
                            err=True)
-            sys.exit(1)
-        except OSError as err:
-            if not is_disk_full(err):
-                raise
-            click.echo(f"s2sr: error: the disk is full ({err.strerror}): free some space or "
-                       "write to another disk", err=True)
             sys.exit(1)
         except MemoryError:
             click.echo("s2sr: error: out of memory: use a smaller --tile / --batch-size or a "

@@ -320,6 +320,19 @@ def _check_number(name: str, value: Any, lo: float, hi: float, *, lo_open: bool 
 MAX_PATCH = 1024
 
 
+def check_patch_options(patch: Any, stride: Any, cloud_buffer: Any, *, min_patch: int) -> None:
+    """Refuse a patch size, stride or cloud buffer out of range (pairs build and degrade)."""
+    if not isinstance(patch, int) or not min_patch <= patch <= MAX_PATCH:
+        raise UsageError(f"--patch must be a whole number from {min_patch} to {MAX_PATCH}, "
+                         f"got {patch!r}")
+    if stride is not None and (not isinstance(stride, int)
+                               or not 1 <= stride <= 100 * MAX_PATCH):
+        raise UsageError(f"--stride must be a whole number from 1 to {100 * MAX_PATCH}, got "
+                         f"{stride!r}")
+    if not isinstance(cloud_buffer, int) or not 0 <= cloud_buffer <= 64:
+        raise UsageError(f"cloud buffer must be 0-64 pixels, got {cloud_buffer!r}")
+
+
 def check_build_options(opts: BuildOptions) -> None:
     """Refuse out-of-range options before any work (shared by the CLI and the API)."""
     if opts.scale not in (2, 4) or isinstance(opts.scale, bool):
@@ -327,19 +340,11 @@ def check_build_options(opts: BuildOptions) -> None:
     if not isinstance(opts.degrade_factor, int) or not 1 <= opts.degrade_factor <= 8:
         raise UsageError(f"--degrade must be a whole number from 1 to 8, got "
                          f"{opts.degrade_factor!r}")
-    if not isinstance(opts.patch, int) or not 16 <= opts.patch <= MAX_PATCH:
-        raise UsageError(f"--patch must be a whole number from 16 to {MAX_PATCH}, got "
-                         f"{opts.patch!r}")
-    if opts.stride is not None and (not isinstance(opts.stride, int)
-                                    or not 1 <= opts.stride <= 100 * MAX_PATCH):
-        raise UsageError(f"--stride must be a whole number from 1 to {100 * MAX_PATCH}, got "
-                         f"{opts.stride!r}")
+    check_patch_options(opts.patch, opts.stride, opts.cloud_buffer, min_patch=16)
     _check_number("--max-days", opts.max_days, 0, math.inf, allow_inf=True)
     _check_number("--max-cloud", opts.max_cloud, 0, 1)
     _check_number("Sentinel-2 MTF", opts.lr_mtf, 0, 1, lo_open=True)
     _check_number("reference MTF", opts.hr_mtf, 0, 1, lo_open=True)
-    if not isinstance(opts.cloud_buffer, int) or not 0 <= opts.cloud_buffer <= 64:
-        raise UsageError(f"cloud buffer must be 0-64 pixels, got {opts.cloud_buffer!r}")
 
 
 def build_pair(lr: str | os.PathLike[str], hr: str | os.PathLike[str],

@@ -21,7 +21,7 @@ from rasterio.windows import Window
 
 from s2sr.data.degrade import SENSOR_MTF, block_mean, degradation_sigma, degrade
 from s2sr.data.masks import brightness_mask, dilate
-from s2sr.data.pairs import MAX_PATCH, _check_number, _to_dn
+from s2sr.data.pairs import _check_number, _to_dn, check_patch_options
 from s2sr.data.store import PairStore, patch_rows
 from s2sr.data.validation import Thresholds
 from s2sr.errors import DataError, InputNotFoundError, UsageError
@@ -87,15 +87,7 @@ def check_degrade_options(opts: DegradeOptions) -> None:
         raise UsageError(f"--mtf {opts.mtf!r} is out of range: give a number in (0, 1)")
     if opts.gain is not None:
         _check_number("--gain", opts.gain, 0, 1e6, lo_open=True)
-    if not isinstance(opts.patch, int) or not 4 <= opts.patch <= MAX_PATCH:
-        raise UsageError(f"--patch must be a whole number from 4 to {MAX_PATCH}, got "
-                         f"{opts.patch!r}")
-    if opts.stride is not None and (not isinstance(opts.stride, int)
-                                    or not 1 <= opts.stride <= 100 * MAX_PATCH):
-        raise UsageError(f"--stride must be a whole number from 1 to {100 * MAX_PATCH}, got "
-                         f"{opts.stride!r}")
-    if not isinstance(opts.cloud_buffer, int) or not 0 <= opts.cloud_buffer <= 64:
-        raise UsageError(f"cloud buffer must be 0-64 pixels, got {opts.cloud_buffer!r}")
+    check_patch_options(opts.patch, opts.stride, opts.cloud_buffer, min_patch=4)
 
 
 def _factors(native: float, opts: DegradeOptions) -> tuple[int, int, float, float]:

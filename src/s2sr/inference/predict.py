@@ -16,9 +16,9 @@ from s2sr import __version__
 from s2sr.errors import DataError, UsageError
 from s2sr.inference.engine import Radiometry, TiledSuperResolver
 from s2sr.inference.tiling import TileLayout
-from s2sr.io.outputs import exclusive_output
+from s2sr.io.outputs import check_output_file, exclusive_output
 from s2sr.io.scene import SUPPORTED_DTYPES, open_scene
-from s2sr.io.writer import RasterWriter, block_size_for, check_output_path, output_meta
+from s2sr.io.writer import RasterWriter, block_size_for, output_meta
 from s2sr.models import file_sha256, get_spec, load_model, pretrained_path
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ def predict(
         The output path.
     """
     out_path = Path(output)
-    check_output_path(out_path, overwrite, (input, weights))
+    check_output_file(out_path, overwrite, (input, weights))
     dev = resolve_device(device)
     if batch_size is not None and batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")

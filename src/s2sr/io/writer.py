@@ -49,11 +49,6 @@ def output_meta(meta: GeoMeta, scale: int) -> GeoMeta:
     )
 
 
-def check_output_path(path: Path, overwrite: bool, inputs: tuple[object, ...] = ()) -> None:
-    """Refuse an output that may not be written (see :func:`s2sr.io.outputs.check_output_file`)."""
-    check_output_file(path, overwrite, [i for i in inputs if isinstance(i, str | os.PathLike)])
-
-
 #: Exception types GDAL raises through rasterio (``CPLE_*`` are not ``RasterioError``).
 GDAL_ERRORS: tuple[type[Exception], ...] = (RasterioError, CPLE_BaseError, OSError)
 
@@ -115,7 +110,7 @@ class RasterWriter:
         write_scales: bool = False,
     ) -> None:
         self.path = Path(path)
-        check_output_path(self.path, overwrite)
+        check_output_file(self.path, overwrite)
         sweep_stale_temps(self.path.parent, self.path.name)
         self.meta = meta
         self.cog = cog

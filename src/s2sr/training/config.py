@@ -81,6 +81,15 @@ class DegradationConfig:
     noise: list[float] = field(default_factory=lambda: [0.0, 0.002])
     quantize: float = 1e-4
 
+    def as_range(self) -> Any:
+        """The :class:`s2sr.data.synthetic.DegradationRange` (which checks every value)."""
+        from s2sr.data.synthetic import DegradationRange
+
+        if len(self.mtf) != 2 or len(self.noise) != 2:
+            raise UsageError("data.synthetic.degradation.mtf and .noise are [low, high] pairs")
+        return DegradationRange((self.mtf[0], self.mtf[1]), self.block_only, self.shift,
+                                (self.noise[0], self.noise[1]), self.quantize)
+
 
 @dataclass
 class SyntheticConfig:
@@ -399,13 +408,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                     _number(src.gain, f"{where}.gain", 0, 10, low_open=True)
                 _number(src.offset, f"{where}.offset", -10, 10)
                 _number(src.weight, f"{where}.weight", 0, 1000, low_open=True)
-        d = syn.degradation
-        from s2sr.data.synthetic import DegradationRange
-
-        if len(d.mtf) != 2 or len(d.noise) != 2:
-            raise UsageError("data.synthetic.degradation.mtf and .noise are [low, high] pairs")
-        DegradationRange((d.mtf[0], d.mtf[1]), d.block_only, d.shift,
-                         (d.noise[0], d.noise[1]), d.quantize)
+        syn.degradation.as_range()
     return cfg
 
 

@@ -102,27 +102,24 @@ def _synthetic_sources(cfg: TrainConfig, split: str) -> list[Any]:
 
 def _synthetic(cfg: TrainConfig, split: str, crop: int | None, augment: bool,
                seed: int | None) -> ConcatDataset[dict[str, Any]]:
-    from s2sr.data.synthetic import DegradationRange, SyntheticPairs, panel_degradations
+    from s2sr.data.synthetic import SyntheticPairs, panel_degradations
 
     syn = cfg.data.synthetic
     assert syn is not None
-    d = syn.degradation
-    rng_range = DegradationRange((d.mtf[0], d.mtf[1]), d.block_only, d.shift,
-                                 (d.noise[0], d.noise[1]), d.quantize)
     train = split == cfg.data.train_split
+    if not train and syn.val_samples == 0:
+        return ConcatDataset([_Empty()])
     sources = _synthetic_sources(cfg, split)
     if not sources:
         return ConcatDataset([_Empty()])
     if train:
         ds = SyntheticPairs(sources, cfg.model.scale, crop or SYNTHETIC_TARGET // cfg.model.scale,
-                            syn.samples_per_epoch, degradations=rng_range, augment=augment,
-                            seed=cfg.seed if seed is None else seed)
+                            syn.samples_per_epoch, degradations=syn.degradation.as_range(),
+                            augment=augment, seed=cfg.seed if seed is None else seed)
     else:
         ds = SyntheticPairs(sources, cfg.model.scale, SYNTHETIC_TARGET // cfg.model.scale,
-                            max(syn.val_samples, 1),
-                            fixed=panel_degradations(), augment=False, seed=12345)
-        if syn.val_samples == 0:
-            return ConcatDataset([_Empty()])
+                            syn.val_samples, fixed=panel_degradations(), augment=False,
+                            seed=12345)
     return ConcatDataset([ds])
 
 
