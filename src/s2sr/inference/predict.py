@@ -13,6 +13,7 @@ from rasterio.windows import Window
 from torch import nn
 
 from s2sr import __version__
+from s2sr.device import resolve_device
 from s2sr.errors import DataError, UsageError
 from s2sr.inference.engine import Radiometry, TiledSuperResolver
 from s2sr.inference.tiling import TileLayout
@@ -31,17 +32,6 @@ DEFAULT_OVERLAP = 32
 MAX_TILE = 8192
 #: Share of the memory that one batch of tiles may take in the network.
 MEMORY_SHARE = 0.5
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; refuse CUDA when there is none."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda asked but no CUDA GPU is available: use --device cpu")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise UsageError(f"unknown --device {device!r}: use auto, cpu or cuda")
-    return torch.device(device)
 
 
 def _prepare(model: nn.Module, device: torch.device) -> nn.Module:

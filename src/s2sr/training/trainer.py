@@ -30,6 +30,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
 from s2sr.data.dataset import PairDataset
+from s2sr.device import resolve_device
 from s2sr.errors import (
     CheckpointError,
     DataError,
@@ -41,7 +42,6 @@ from s2sr.errors import (
 )
 from s2sr.evaluation.metrics import Conventions, psnr, ssim
 from s2sr.inference.baselines import upsample
-from s2sr.inference.predict import resolve_device
 from s2sr.io.outputs import (
     check_output_dir,
     exclusive_output,
