@@ -15,13 +15,28 @@ from affine import Affine
 
 from s2sr.models import build_model, save_model
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: ``../shared`` beside the checkout: the real imagery and weights (CI has it, a plain
+#: clone does not).
+SHARED_ROOT = Path(__file__).resolve().parents[2] / "shared"
+SHARED = SHARED_ROOT / "data"
 SENTINEL2 = SHARED / "sentinel2"
 
-requires_shared = pytest.mark.skipif(
-    not SENTINEL2.is_dir(),
-    reason="real Sentinel-2 crops not found at ../shared/data/sentinel2 (only on the dev machine)",
-)
+
+def needs_shared(path: Path, what: str = "the real imagery") -> pytest.MarkDecorator:
+    """Skip unless ``path`` (under ``../shared``) exists, with a reason that says the truth.
+
+    Args:
+        path: the file or folder the test reads.
+        what: what it is, in a few words.
+    """
+    shown = f"../shared/{path.relative_to(SHARED_ROOT).as_posix()}"
+    return pytest.mark.skipif(
+        not path.exists(),
+        reason=f"needs {shown} ({what}; CI has ../shared, a plain clone does not)",
+    )
+
+
+requires_shared = needs_shared(SENTINEL2, "the real Sentinel-2 imagery")
 
 UTM_TRANSFORM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from conftest import SENTINEL2, needs_shared
 from s2sr.errors import DataError, UsageError
 from s2sr.evaluation import (
     Conventions,
@@ -21,10 +20,7 @@ from s2sr.evaluation import (
     ssim_bands,
 )
 
-REAL_S2 = (
-    Path(__file__).resolve().parents[3]
-    / "shared" / "data" / "sentinel2" / "dsen2_T33UUB_20170527_L1C.tif"
-)
+REAL_S2 = SENTINEL2 / "dsen2_T33UUB_20170527_L1C.tif"
 
 
 @pytest.fixture
@@ -59,7 +55,7 @@ def test_psnr_matches_skimage(pair: tuple[np.ndarray, np.ndarray], crop: int) ->
     assert psnr(pred, target, conv) == pytest.approx(float(np.mean(got)))
 
 
-@pytest.mark.skipif(not REAL_S2.is_file(), reason=f"real Sentinel-2 crop not found at {REAL_S2}")
+@needs_shared(REAL_S2, "a real Sentinel-2 crop")
 def test_psnr_ssim_match_skimage_on_real_sentinel2() -> None:
     rasterio = pytest.importorskip("rasterio")
     from scipy.ndimage import gaussian_filter

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import SHARED_ROOT, needs_shared
 from s2sr.errors import InputNotFoundError, UsageError, WeightsError
 from s2sr.losses import (
     VGG16_URL,
@@ -22,12 +23,9 @@ from s2sr.losses import (
 )
 from s2sr.losses.perceptual import gram
 
-REAL_VGG = Path(__file__).resolve().parents[3] / "shared" / "weights" / "vgg16_hed_features.pth"
+REAL_VGG = SHARED_ROOT / "weights" / "vgg16_hed_features.pth"
 
-requires_real_vgg = pytest.mark.skipif(
-    not REAL_VGG.is_file(),
-    reason=f"real VGG16 weights not found at {REAL_VGG} (only on the dev machine, not in CI)",
-)
+requires_real_vgg = needs_shared(REAL_VGG, "the real VGG16 feature weights")
 
 FEATURES = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0}
 STYLE = {"relu1_2": 1.0, "relu2_2": 1.0}
