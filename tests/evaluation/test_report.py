@@ -17,7 +17,8 @@ from PIL import Image
 from conftest import UTM_TRANSFORM, texture, write_geotiff
 from s2sr.cli.main import cli
 from s2sr.data.degrade import degrade
-from s2sr.evaluation.consistency import back_project, consistency, degrade_torch
+from s2sr.data.degrade_torch import back_project, degrade_torch
+from s2sr.evaluation.consistency import consistency
 from s2sr.evaluation.metrics import Conventions
 from s2sr.evaluation.report import evaluate_consistency, evaluate_models, evaluate_scene
 from s2sr.inference.baselines import upsample
@@ -56,11 +57,20 @@ def test_consistency_zero_for_exact_inverse_and_positive_otherwise() -> None:
     exact = consistency(hr, lr, 2)
     assert exact["mae_mean"] == pytest.approx(0, abs=1e-7) and exact["sam"] == pytest.approx(
         0, abs=1e-3)
+    # the degradation is linear: 1.1 x the truth comes back 10 % too bright, per band, with
+    # the same spectral shape (no angle); a change of one band turns the spectra
     off = consistency(hr * 1.1, lr, 2)
-    assert off["mae_mean"] > 1e-3 and off["bias_mean"] > 0
-    # the torch degradation matches the numpy one away from the edges
+    np.testing.assert_allclose(off["bias"], 0.1 * lr.mean(axis=(1, 2)), rtol=1e-4)
+    np.testing.assert_allclose(off["mae"], 0.1 * np.abs(lr).mean(axis=(1, 2)), rtol=1e-4)
+    assert off["sam"] == pytest.approx(0, abs=1e-2)
+    turned = hr.copy()
+    turned[0] += 0.05
+    bent = consistency(turned, lr, 2)
+    np.testing.assert_allclose(bent["bias"], [0.05] + [0.0] * (hr.shape[0] - 1), atol=1e-6)
+    assert bent["sam"] > 1.0
+    # the torch degradation matches the numpy one, edges included
     t = degrade_torch(torch.from_numpy(hr)[None], 2)[0].numpy()
-    np.testing.assert_allclose(t[:, 4:-4, 4:-4], lr[:, 4:-4, 4:-4], atol=1e-5)
+    np.testing.assert_allclose(t, lr, atol=1e-6)
     # back-projection makes any output consistent
     bad = torch.from_numpy(upsample(lr, 2) * 0.9 + 0.01)[None]
     fixed = back_project(bad, torch.from_numpy(lr)[None], 2, 5)[0].numpy()

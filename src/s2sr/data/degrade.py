@@ -12,6 +12,10 @@ is narrowed so that blur and block mean together have the requested MTF.
 Default Nyquist MTF values are typical of the sensors' published figures: Sentinel-2 MSI
 about 0.3 for the 10 m bands (ESA S2 Data Quality Reports give 0.25-0.35), RapidEye about
 0.3, a generic value of 0.3 otherwise.
+
+One kernel serves every path: :func:`gaussian_kernel1d` (cut at :data:`TRUNCATE` standard
+deviations, scipy's rule) is applied here to arrays and by :mod:`s2sr.data.degrade_torch`
+to tensors, both with mirrored edges, so the two degradations agree.
 """
 
 from __future__ import annotations
@@ -35,14 +39,42 @@ def gaussian_sigma(factor: int, mtf: float) -> float:
     return factor * math.sqrt(-2.0 * math.log(mtf)) / math.pi
 
 
+#: Gaussian kernels are cut at this many standard deviations (scipy's ``gaussian_filter``
+#: default, so :func:`blur` equals it).
+TRUNCATE = 4.0
+
+
+def kernel_radius(sigma: float) -> int:
+    """Half-width (fine pixels) of the Gaussian kernel of ``sigma``: ``round(4 sigma)``."""
+    return int(TRUNCATE * sigma + 0.5)
+
+
+def gaussian_kernel1d(sigma: float) -> np.ndarray:
+    """The normalised 1-D Gaussian ``(2 r + 1,)`` float64, ``r`` = :func:`kernel_radius`.
+
+    The one kernel of the degradation: the numpy (:func:`blur`) and torch
+    (:func:`s2sr.data.degrade_torch.blur_torch`) paths both apply it separably.
+    """
+    if not sigma > 0:
+        raise UsageError(f"Gaussian sigma must be positive, got {sigma}")
+    r = kernel_radius(sigma)
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 / (sigma * sigma) * x**2)
+    return k / k.sum()
+
+
 def blur(array: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of ``(C, H, W)`` per band (edges mirrored)."""
+    """Gaussian blur of ``(C, H, W)`` (or ``(H, W)``) per band, edges mirrored; float32.
+
+    Equal to ``scipy.ndimage.gaussian_filter(band, sigma, mode="mirror")`` on each band;
+    ``sigma <= 0`` returns a float32 copy.
+    """
     if sigma <= 0:
         return array.astype(np.float32, copy=True)
-    out = np.empty(array.shape, np.float32)
-    for b in range(array.shape[0]):
-        out[b] = ndimage.gaussian_filter(array[b].astype(np.float32), sigma, mode="mirror")
-    return out
+    k = gaussian_kernel1d(sigma)
+    rows = ndimage.correlate1d(array.astype(np.float32, copy=False), k, axis=-2,
+                               mode="mirror")
+    return ndimage.correlate1d(rows, k, axis=-1, mode="mirror")
 
 
 def block_mean(array: np.ndarray, factor: int) -> np.ndarray:

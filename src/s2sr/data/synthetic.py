@@ -32,7 +32,7 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
-from s2sr.data.degrade import block_mean, degradation_sigma
+from s2sr.data.degrade import block_mean, blur, degradation_sigma, kernel_radius
 from s2sr.errors import UsageError
 
 #: Reflectance quantisation of Sentinel-2 products (DN = reflectance x 10000).
@@ -106,9 +106,12 @@ def panel_degradations() -> list[Degradation]:
 
 
 def psf_margin(scale: int) -> int:
-    """Fine pixels of context a degradation needs on each side (multiple of ``scale``)."""
-    sigma = degradation_sigma(scale, 0.1)  # softer than any drawn PSF
-    m = math.ceil(4 * sigma + 2)
+    """Fine pixels of context a degradation needs on each side (multiple of ``scale``).
+
+    The reach of the widest kernel (MTF 0.1, softer than any drawn PSF) plus 2 pixels
+    for the sub-pixel shift.
+    """
+    m = kernel_radius(degradation_sigma(scale, 0.1)) + 2
     return m + (-m % scale)
 
 
@@ -119,16 +122,11 @@ def apply_degradation(hr: np.ndarray, scale: int, deg: Degradation,
     ``H`` and ``W`` must be multiples of ``scale``; edges are mirrored. Returns
     ``(C, H // scale, W // scale)`` float32.
     """
-    x = hr.astype(np.float32, copy=False)
     sigma = 0.0 if deg.mtf is None else degradation_sigma(scale, deg.mtf)
-    out = np.empty_like(x)
-    for b in range(x.shape[0]):
-        band = x[b]
-        if sigma > 0:
-            band = ndimage.gaussian_filter(band, sigma, mode="mirror")
-        if deg.shift != (0.0, 0.0):
-            band = ndimage.shift(band, deg.shift, order=3, mode="mirror")
-        out[b] = band
+    out = blur(hr, sigma)
+    if deg.shift != (0.0, 0.0):
+        for b in range(out.shape[0]):
+            out[b] = ndimage.shift(out[b], deg.shift, order=3, mode="mirror")
     lr = block_mean(out, scale)
     if deg.noise > 0:
         gen = rng if rng is not None else np.random.default_rng(0)

@@ -38,11 +38,15 @@ import numpy as np
 from torch import nn
 
 from s2sr.data.degrade import block_mean, degrade
-from s2sr.errors import InputNotFoundError, UsageError
+from s2sr.errors import DataError, InputNotFoundError, UsageError
 from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, artefact_score
 from s2sr.evaluation.consistency import consistency
 from s2sr.evaluation.metrics import Conventions, psnr_bands, ssim_bands
+from s2sr.evaluation.report import _read_checked, staged_report
 from s2sr.inference.baselines import upsample
+from s2sr.inference.predict import super_resolve
+from s2sr.io.outputs import check_output_dir
+from s2sr.models import get_spec, load_model
 
 __all__ = ["BASELINES", "PANEL_MTFS", "Case", "artefact_rows", "default_scenes",
            "evaluate_panel", "panel_cases", "panel_rows"]
@@ -109,15 +113,11 @@ def _conv(conv: Conventions | None, scale: int) -> Conventions:
 
 
 def _run(model: nn.Module, lr: np.ndarray, device: str) -> np.ndarray:
-    from s2sr.inference.predict import super_resolve
-
     return np.asarray(super_resolve(np.ascontiguousarray(lr, dtype=np.float32), model,
                                     device=device), dtype=np.float32)
 
 
 def _scales(models: Mapping[str, nn.Module], scales: Sequence[int] | None) -> list[int]:
-    from s2sr.models import get_spec
-
     have = sorted({get_spec(m).scale for m in models.values()})
     if scales is None:
         return have
@@ -149,8 +149,6 @@ def panel_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.ndarr
         ``gain_psnr``, ``gain_ssim`` (over bicubic, same case and scene), ``cons_mae``,
         ``cons_bias`` and ``cons_sam`` (the output degraded back as the input was made).
     """
-    from s2sr.models import get_spec
-
     if not hr_scenes:
         raise UsageError("give at least one scene to the panel")
     rows: list[dict[str, Any]] = []
@@ -204,8 +202,6 @@ def artefact_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.nd
         name, or ``bicubic x2`` / ``bicubic x4`` for the scales of the models), ``scale``,
         ``score`` and ``over`` (score above :data:`ARTEFACT_THRESHOLD`).
     """
-    from s2sr.models import get_spec
-
     rows: list[dict[str, Any]] = []
     scales = sorted({get_spec(m).scale for m in models.values()})
     for scene, hr in hr_scenes.items():
@@ -227,9 +223,6 @@ def artefact_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.nd
 
 def _read_scenes(paths: Sequence[str | os.PathLike[str]], bands: Sequence[str],
                  dn_offset: float | None) -> dict[str, np.ndarray]:
-    from s2sr.errors import DataError
-    from s2sr.evaluation.report import _read_checked
-
     scenes: dict[str, np.ndarray] = {}
     for path in paths:
         refl, meta = _read_checked(path, bands, "scene", dn_offset=dn_offset,
@@ -268,10 +261,6 @@ def evaluate_panel(weights: Mapping[str, str | os.PathLike[str]],
     Returns:
         The path of ``report.md``.
     """
-    from s2sr.evaluation.report import staged_report
-    from s2sr.io.outputs import check_output_dir
-    from s2sr.models import get_spec, load_model
-
     if not weights:
         raise UsageError("give at least one model (--weights) to the panel")
     if not scenes:

@@ -19,6 +19,7 @@ from rasterio.windows import Window
 from torch import nn
 from tqdm import tqdm
 
+from s2sr.data.degrade_torch import back_project
 from s2sr.errors import DataError, WeightsError
 from s2sr.inference.tiling import TileLayout, crop_to_extent, tile_weights
 from s2sr.io.nodata import valid_mask
@@ -206,8 +207,6 @@ class TiledSuperResolver:
             x = x.contiguous(memory_format=torch.channels_last)
             y_t = self.model(x).float()
             if self.consistency:
-                from s2sr.evaluation.consistency import back_project
-
                 y_t = back_project(y_t, x.float(), self.layout.scale, self.consistency)
             y = y_t.cpu().numpy()
             if not np.isfinite(y).all():
