@@ -22,6 +22,7 @@ from s2sr.losses import (
     reflectance_to_vgg,
 )
 from s2sr.losses.perceptual import gram
+from s2sr.losses.vgg import VGG16_LAYERS
 
 REAL_VGG = SHARED_ROOT / "weights" / "vgg16_hed_features.pth"
 
@@ -378,3 +379,33 @@ def test_style_loss_under_fp16_autocast_is_finite(random_weights: Path) -> None:
         _, style = loss(pred, target)
     assert bool(torch.isfinite(style))
     torch.testing.assert_close(style.float(), reference, rtol=0.05, atol=1e-6)
+
+
+def test_style_term_under_bf16_autocast_keeps_float32_grams(random_weights: Path) -> None:
+    """Under bf16 autocast the VGG16 runs in bfloat16 but the Gram matrices, and so the
+    style term, stay float32 (and match the float32 loss)."""
+    loss = PerceptualLoss(random_weights, feature_layers={}, style_layers={"relu2_2": 1.0})
+    seen: list[torch.dtype] = []
+    handle = loss.vgg.features[VGG16_LAYERS["relu2_2"]].register_forward_hook(
+        lambda _m, _i, out: seen.append(out.dtype))
+    pred, target = images(0) * 3, images(1) * 3
+    reference = loss(pred, target)[1]
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, style = loss(pred, target)
+        feats = loss.vgg(reflectance_to_vgg(pred), ["relu2_2"])["relu2_2"]
+        g = gram(feats)
+    handle.remove()
+    assert seen and set(seen) == {torch.bfloat16}  # autocast did reach the VGG16
+    assert feats.dtype == torch.bfloat16 and g.dtype == torch.float32
+    assert style.dtype == torch.float32
+    torch.testing.assert_close(style, reference, rtol=0.05, atol=1e-6)
+
+
+def test_vgg_trunk_and_loss_modules_share_one_definition() -> None:
+    """The trunk lives in s2sr.losses.vgg; the old import paths name the same objects."""
+    from s2sr.losses import perceptual, vgg
+
+    assert perceptual.VGG16Features is vgg.VGG16Features is VGG16Features
+    assert perceptual.load_vgg16_state is vgg.load_vgg16_state is load_vgg16_state
+    assert perceptual.VGG16_URL == vgg.VGG16_URL == VGG16_URL

@@ -1,20 +1,15 @@
 """Losses for super-resolution training: pixel, VGG16 perceptual/style, and their sum.
 
 Only the RGB bands reach the VGG16 terms; NIR and other bands are only in the pixel loss
-(see :mod:`s2sr.losses.perceptual`).
+(see :mod:`s2sr.losses.perceptual`; the VGG16 trunk and its weights: :mod:`s2sr.losses.vgg`).
 """
 
 from __future__ import annotations
 
 from s2sr.losses.combined import SRLoss
-from s2sr.losses.perceptual import (
-    VGG16_URL,
-    PerceptualLoss,
-    VGG16Features,
-    load_vgg16_state,
-    reflectance_to_vgg,
-)
+from s2sr.losses.perceptual import PerceptualLoss
 from s2sr.losses.pixel import PixelLoss
+from s2sr.losses.vgg import VGG16_URL, VGG16Features, load_vgg16_state, reflectance_to_vgg
 
 __all__ = [
     "VGG16_URL",
