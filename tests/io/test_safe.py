@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -56,14 +58,28 @@ def test_safe_ignores_20m_files_and_finds_bands(tmp_path: Path) -> None:
         assert scene.meta.width == 20
 
 
-def test_zip_with_escaping_entry_is_refused(tmp_path: Path) -> None:
-    evil = tmp_path / "evil.zip"
+@pytest.mark.parametrize("style", ["climbing", "absolute"])
+def test_zip_with_escaping_entry_is_refused_and_nothing_lands(tmp_path: Path,
+                                                              style: str) -> None:
+    """The entry is aimed at a known file: had the archive been extracted anywhere (beside
+    itself, in the working directory, in a temporary folder), that file would exist."""
+    target = tmp_path / "landing" / "owned.jp2"
+    target.parent.mkdir()
+    # 64 ``..`` climb to / from any folder less deep, then come down to the target
+    entry = ("../" * 64 + target.as_posix().lstrip("/") if style == "climbing"
+             else target.as_posix())
+    evil = tmp_path / "archive" / "evil.zip"
+    evil.parent.mkdir()
+    for folder in (evil.parent, Path.cwd(), Path(tempfile.gettempdir()) / "x"):
+        assert os.path.realpath(folder / entry) == os.path.realpath(target)
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("S2A.SAFE/MTD_MSIL2A.xml", "<x/>")
-        zf.writestr("../../etc/owned.jp2", "x")
-    with pytest.raises(UnsafeArchiveError, match="escapes"):
+        zf.writestr(entry, "x")
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(UnsafeArchiveError, match="escapes the archive's folder"):
         open_scene(evil)
-    assert not (tmp_path.parent.parent / "etc" / "owned.jp2").exists()
+    assert not target.exists()
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_metadata_parser_reads_offsets_per_band() -> None:
