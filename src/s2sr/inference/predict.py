@@ -13,7 +13,7 @@ from rasterio.windows import Window
 from torch import nn
 
 from s2sr import __version__
-from s2sr.device import resolve_device
+from s2sr.device import InferencePlan, cuda_device_count, inference_plan
 from s2sr.errors import DataError, UsageError
 from s2sr.inference.engine import Radiometry, TiledSuperResolver
 from s2sr.inference.tiling import TileLayout
@@ -34,9 +34,9 @@ MAX_TILE = 8192
 MEMORY_SHARE = 0.5
 
 
-def _prepare(model: nn.Module, device: torch.device) -> nn.Module:
-    model = model.to(device).eval()
-    if device.type == "cpu":
+def _prepare(model: nn.Module, plan: InferencePlan) -> nn.Module:
+    model = model.to(device=plan.device, dtype=plan.dtype).eval()
+    if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
@@ -185,9 +185,7 @@ def predict(
     """
     out_path = Path(output)
     check_output_file(out_path, overwrite, (input, weights))
-    dev = resolve_device(device)
-    if batch_size is not None and batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    plan = inference_plan(device, batch_size, cuda_device_count())
     _layout(1, 1, scale or 2, tile, overlap)  # option checks before any file is read
     if weights is None:
         if not Path(input).exists():
@@ -200,11 +198,10 @@ def predict(
     if scale is not None and scale != spec.scale:
         raise UsageError(f"--scale {scale} but {weights} is a x{spec.scale} model: drop "
                          "--scale or use matching weights")
-    batch = batch_size or (8 if dev.type == "cuda" else 1)
     with open_scene(input, bands=spec.bands, band_names=bands, dn_offset=dn_offset) as scene:
         meta = scene.meta
         lay = _layout(meta.height, meta.width, spec.scale, tile, overlap)
-        _check_memory(model, lay, batch, dev)
+        _check_memory(model, lay, plan.batch_size, plan.device)
         radiometry = Radiometry(meta.dtype, meta.gains, meta.offsets, meta.nodata)
         is_int = np.issubdtype(np.dtype(meta.dtype), np.integer)
         default_gain = 1e-4 if is_int else 1.0
@@ -221,8 +218,8 @@ def predict(
             "S2SR_CONSISTENCY": "back-projection x3" if consistency else "off",
         }
         runner = TiledSuperResolver(
-            _prepare(model, dev), lay, radiometry, _fill(model, len(spec.bands)), dev,
-            batch, progress, consistency=3 if consistency else 0,
+            _prepare(model, plan), lay, radiometry, _fill(model, len(spec.bands)), plan.device,
+            plan.batch_size, progress, consistency=3 if consistency else 0,
         )
         out_meta = output_meta(meta, spec.scale)
         with exclusive_output(out_path), RasterWriter(
@@ -282,8 +279,8 @@ def super_resolve(
     lay = _layout(array.shape[1], array.shape[2], spec.scale, tile, overlap)
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
-    dev = resolve_device(device)
-    _check_memory(model, lay, batch_size, dev)
+    plan = inference_plan(device, batch_size, cuda_device_count())
+    _check_memory(model, lay, plan.batch_size, plan.device)
     s = spec.scale
     out = np.empty((n, array.shape[1] * s, array.shape[2] * s), array.dtype)
 
@@ -295,8 +292,8 @@ def super_resolve(
         r, c = int(window.row_off), int(window.col_off)
         out[:, r:r + data.shape[1], c:c + data.shape[2]] = data
 
-    runner = TiledSuperResolver(_prepare(model, dev), lay, radiometry, _fill(model, n), dev,
-                                batch_size)
+    runner = TiledSuperResolver(_prepare(model, plan), lay, radiometry, _fill(model, n),
+                                plan.device, plan.batch_size)
     if runner.run(read, write) == 0:
         raise DataError("the array holds no valid pixels (all nodata)")
     return out
