@@ -45,13 +45,83 @@ def test_streaming_equals_reference_blend(shape: tuple[int, int], tile: int, sca
     np.testing.assert_allclose(out, blend(lay, preds), atol=1e-5)
 
 
-def test_tiling_invariance_full_edsr_within_one_dn() -> None:
+#: Dilation of the wide model's first convolution: its receptive field reaches
+#: ``WIDE_DILATION`` + 3 (two convolutions of the block, the body's last one, the upsampler)
+#: input pixels, plus half a pixel for the tail on the output grid.
+WIDE_DILATION = 12
+WIDE_REACH = WIDE_DILATION + 4
+
+
+def _wide_model() -> torch.nn.Module:
+    """edsr-tiny with a dilated first convolution: every output depends strongly (through
+    one random kernel tap, not a long chain of small ones) on inputs 12 px away, so a tile
+    whose context is cut short shows at once."""
     torch.manual_seed(0)
-    model = build_model("edsr", scale=2)
+    model = build_model("edsr-tiny", scale=2)
+    model.head.dilation = (WIDE_DILATION, WIDE_DILATION)
+    model.head.padding = (WIDE_DILATION, WIDE_DILATION)
+    return model
+
+
+def _full_context(model: torch.nn.Module, data: np.ndarray) -> np.ndarray:
+    """One forward pass over the whole scene (uint16 DN -> DN, float)."""
+    with torch.no_grad():
+        x = torch.from_numpy(data.astype(np.float32) / 10000)[None]
+        return model(x)[0].numpy().astype(np.float64) * 10000
+
+
+def test_wide_model_reaches_as_far_as_stated() -> None:
+    model = _wide_model()
+    data = field((80, 80), 4, seed=1).astype(np.float32) / 10000
+    x = torch.from_numpy(data)[None]
+    poked = x.clone()
+    poked[0, :, 40, 40] += 0.05
+    with torch.no_grad():
+        change = (model(poked) - model(x))[0].abs().amax(dim=0).numpy() * 10000
+    rows = np.nonzero(change.max(axis=1) > 1e-3)[0] / 2 - 40  # input px from the poke
+    assert rows.max() == pytest.approx(WIDE_REACH + 0.5, abs=0.5)
+    assert change[80 + 2 * WIDE_DILATION].max() > 10  # 12 px away: more than 10 DN
+
+
+@pytest.mark.parametrize(("tile", "overlap"), [(128, 80), (160, 72)])
+def test_tiling_invariance_where_the_halo_covers_the_receptive_field(tile: int,
+                                                                     overlap: int) -> None:
+    """Halo (overlap / 4) of 20 or 18 px >= the model's reach: the tiles equal one forward
+    pass over the whole scene, seams included."""
+    assert overlap // 4 >= WIDE_REACH + 1
+    model = _wide_model()
     data = field((200, 180), 4, seed=2)
-    small = super_resolve(data, model, tile=64)
-    large = super_resolve(data, model, tile=256)
-    assert np.abs(small.astype(np.int32) - large.astype(np.int32)).max() <= 1
+    tiled = super_resolve(data, model, tile=tile, overlap=overlap).astype(np.float64)
+    one = super_resolve(data, model, tile=300, overlap=overlap).astype(np.float64)
+    assert np.abs(tiled - one).max() <= 1
+    # away from the scene border (padded by reflection), also equal to a plain forward pass
+    m = 2 * (WIDE_REACH + 2)
+    assert np.abs(tiled - _full_context(model, data))[:, m:-m, m:-m].max() <= 1
+
+
+def _far_from_tile_edges(lay: TileLayout, n: int, reach: float) -> np.ndarray:
+    """Output pixels along one axis (``n`` input px) farther than ``reach`` input px from
+    the input edge of every tile and from the scene's edges."""
+    starts = np.arange(0, n + lay.stride, lay.stride) - lay.halo
+    edges = np.concatenate([starts, starts + lay.tile, [0, n]])
+    centres = (np.arange(n * lay.scale) + 0.5) / lay.scale
+    return np.abs(centres[:, None] - edges[None]).min(axis=1) > reach
+
+
+@pytest.mark.parametrize("overlap", [16, 32])
+def test_a_halo_smaller_than_the_receptive_field_shows_at_the_seams(overlap: int) -> None:
+    """The check above can fail: with a halo of 4 or 8 px the same model's tiles differ
+    from the whole-scene pass, and only near tile edges."""
+    model = _wide_model()
+    data = field((200, 180), 4, seed=2)
+    tiled = super_resolve(data, model, tile=96, overlap=overlap).astype(np.float64)
+    diff = np.abs(tiled - _full_context(model, data)).max(axis=0)
+    m = 2 * (WIDE_REACH + 2)
+    assert diff[m:-m, m:-m].max() > 20
+    lay = TileLayout.from_tile(200, 180, 96, overlap, 2)
+    far = np.ix_(_far_from_tile_edges(lay, 200, WIDE_REACH + 1),
+                 _far_from_tile_edges(lay, 180, WIDE_REACH + 1))
+    assert diff[far].size > 1000 and diff[far].max() <= 1
 
 
 def test_batch_size_does_not_change_the_result() -> None:
