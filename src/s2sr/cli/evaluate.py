@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from s2sr.cli.common import handle_errors, setup_logging
+from s2sr.cli.options import output_opt, overwrite_opt
 
 #: The splits ``s2sr pairs`` writes.
 SPLITS = ("train", "val", "test")
@@ -42,9 +43,8 @@ SPLITS = ("train", "val", "test")
 @click.option("--crop", type=int, default=None,
               help="Border crop in output pixels, >= 0 [default: the scale].")
 @click.option("--no-figures", is_flag=True, help="Write no comparison figures.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing, non-empty report folder.")
-@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
-              help="Report folder.")
+@overwrite_opt("Replace an existing, non-empty report folder.")
+@output_opt("Report folder.", "out")
 @handle_errors
 def evaluate(weights: tuple[Path, ...], datasets: tuple[Path, ...], split: str,
              kinds: str | None, lr: Path | None, hr: Path | None,

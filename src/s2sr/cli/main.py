@@ -21,6 +21,7 @@ import click
 
 from s2sr import __version__
 from s2sr.cli.common import handle_errors, setup_logging
+from s2sr.cli.options import device_opt, output_opt, overwrite_opt, quiet_opt
 
 
 def _band_list(_ctx: click.Context, _param: click.Parameter, value: str | None
@@ -41,8 +42,7 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("input", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="GeoTIFF to write.")
+@output_opt("GeoTIFF to write.")
 @click.option("--weights", default=None, type=click.Path(path_type=Path),
               help="s2sr weights file (.safetensors); its scale sets the output pixel size "
                    "[default: the shipped model, RGB-only when the scene has no B08].")
@@ -58,10 +58,9 @@ def cli() -> None:
               help="Overlap of neighbouring tiles in pixels, a multiple of 4 [default: 32].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Tiles per forward pass [default: 1 on CPU, 8 on CUDA].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True)
+@device_opt()
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimised GeoTIFF.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@overwrite_opt()
 @click.option("--consistency", is_flag=True,
               help="Correct the output so that, degraded back, it reproduces the input "
                    "(iterative back-projection).")
@@ -69,7 +68,7 @@ def cli() -> None:
               help="Additive DN offset of the input: -1000 for Sentinel-2 processing baseline "
                    ">= 04.00 (from 25 Jan 2022), 0 before [default: read from the product's "
                    "metadata, name or tags; a warning when it cannot be known].")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or warnings.")
+@quiet_opt()
 @handle_errors
 def predict(input: Path, output: Path, weights: Path | None, scale: str | None,
             bands: list[str] | None,

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from s2sr.cli.common import handle_errors, setup_logging
+from s2sr.cli.options import F, output_opt
 
 
 def _thresholds(values: tuple[str, ...]) -> object:
@@ -37,8 +38,7 @@ def _bands(value: str) -> tuple[str, ...]:
 
 
 _common = [
-    click.option("-o", "--output", "dataset", required=True, type=click.Path(path_type=Path),
-                 help="Dataset folder (created if absent)."),
+    output_opt("Dataset folder (created if absent).", "dataset"),
     click.option("--patch", default=96, show_default=True, type=click.IntRange(16, 1024),
                  help="Input patch size in pixels (the target is patch x scale)."),
     click.option("--stride", default=None, type=click.IntRange(1, 102400),
@@ -54,7 +54,7 @@ _common = [
 ]
 
 
-def common(func):  # type: ignore[no-untyped-def]
+def common(func: F) -> F:
     """Apply the options shared by build and degrade."""
     for option in reversed(_common):
         func = option(func)

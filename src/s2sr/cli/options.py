@@ -1,0 +1,46 @@
+"""Options shared by the ``s2sr`` commands (as rasterio's ``rio/options.py``).
+
+Each command takes ``-o/--output``, ``--overwrite``, ``-q/--quiet`` and ``--device`` from
+here, so they are spelled, typed and defaulted the same everywhere; only the help text
+(what the output *is*) and the parameter name differ per command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``--device`` values; ``cuda`` is refused with a message on a machine without a GPU.
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def output_opt(help: str, dest: str = "output") -> Callable[[F], F]:
+    """``-o/--output PATH``, required, passed to the command as ``dest``.
+
+    Args:
+        help: what the output is, e.g. ``"GeoTIFF to write."``.
+        dest: the command's parameter name.
+    """
+    return click.option("-o", "--output", dest, required=True,
+                        type=click.Path(path_type=Path), help=help)
+
+
+def overwrite_opt(help: str = "Replace an existing output.") -> Callable[[F], F]:
+    """``--overwrite`` flag (without it an existing output is refused)."""
+    return click.option("--overwrite", is_flag=True, help=help)
+
+
+def quiet_opt(help: str | None = "No progress bar or warnings.") -> Callable[[F], F]:
+    """``-q/--quiet`` flag."""
+    return click.option("-q", "--quiet", is_flag=True, help=help)
+
+
+def device_opt() -> Callable[[F], F]:
+    """``--device auto|cpu|cuda`` (default ``auto``: CUDA when there is a GPU)."""
+    return click.option("--device", type=click.Choice(DEVICES), default="auto",
+                        show_default=True)
