@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from s2sr.cli.common import handle_errors, setup_logging
+from s2sr.cli.options import quiet_opt
 
 
 @click.command()
@@ -23,7 +24,7 @@ from s2sr.cli.common import handle_errors, setup_logging
                    "config's.")
 @click.option("--runs-root", type=click.Path(path_type=Path), default=None,
               help="Resolve a relative init_from against this folder instead of the config's.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@quiet_opt("No progress bars.")
 @handle_errors
 def train(config: Path, run_dir: Path, resume: bool, epoch_scale: float,
           data_root: Path | None, runs_root: Path | None, quiet: bool) -> None:
@@ -67,7 +68,7 @@ def train(config: Path, run_dir: Path, resume: bool, epoch_scale: float,
               help="Folder of the nine YAML files [default: configs/table1].")
 @click.option("--only", default=None, help="Comma-separated experiments to run (e.g. 1.1,1.2).")
 @click.option("--prepare-only", is_flag=True, help="Only build the stand-in datasets.")
-@click.option("-q", "--quiet", is_flag=True)
+@quiet_opt(None)
 @handle_errors
 def table1(out: Path, epoch_scale: float, shared: Path, configs: Path | None,
            only: str | None, prepare_only: bool, quiet: bool) -> None:
