@@ -35,6 +35,7 @@ import yaml
 from s2sr.bands import DEFAULT_BANDS
 from s2sr.errors import InputNotFoundError, UsageError
 from s2sr.models.bounds import MAX_FEATS, MAX_RESBLOCKS
+from s2sr.training.schedule import MOMENTUM_DIP
 
 PARTS = ("head", "body", "upsample", "tail")
 
@@ -151,7 +152,9 @@ class OptimizerConfig:
 
     name: str = "adam"
     weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    #: ``betas[0]`` is the top of the one-cycle's momentum range (it cycles betas[0] ->
+    #: betas[0] - 0.1 -> betas[0]); ``betas[1]`` Adam's second-moment decay
+    betas: list[float] = field(default_factory=lambda: [0.95, 0.99])
     #: clip the gradient norm to this value (``None``: no clipping); keeps the study's
     #: high one-cycle learning rates (5e-3) stable with the feature and style terms
     clip_grad_norm: float | None = None
@@ -181,7 +184,12 @@ class TrainConfig:
     name: str = "experiment"
     seed: int = 0
     device: str = "auto"
+    #: fp32 | bf16 | fp16 (or Lightning's names 32-true | bf16-mixed | 16-mixed)
     precision: str = "fp32"
+    #: data-parallel processes per node (one per GPU, or CPU processes with gloo) and nodes;
+    #: under torchrun its own layout is used
+    devices: int = 1
+    num_nodes: int = 1
     batch_size: int = 16
     init_from: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -262,6 +270,10 @@ _MAX_PATCH = 1024
 _MAX_EPOCHS = 100_000
 _MAX_STAGES = 100
 _MAX_WORKERS = 64
+_MAX_DEVICES = 4096
+#: Lightning's precision for each ``precision`` value of the YAML (both spellings).
+PRECISIONS = {"fp32": "32-true", "32-true": "32-true", "bf16": "bf16-mixed",
+              "bf16-mixed": "bf16-mixed", "fp16": "16-mixed", "16-mixed": "16-mixed"}
 _MAX_WEIGHT = 1e6
 #: Architecture sizes: the one set of bounds is the models' (:mod:`s2sr.models.bounds`).
 _INT_OPTIONS = ("n_resblocks", "n_feats")
@@ -324,8 +336,11 @@ def _check_model(model: ModelConfig) -> None:
 
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check values that types alone do not catch: every number against its range."""
-    if cfg.precision not in ("fp32", "bf16", "fp16"):
-        raise UsageError(f"precision must be fp32, bf16 or fp16, got {cfg.precision!r}")
+    if cfg.precision not in PRECISIONS:
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got "
+                         f"{cfg.precision!r}")
+    _number(cfg.devices, "devices", 1, _MAX_DEVICES, integer=True)
+    _number(cfg.num_nodes, "num_nodes", 1, _MAX_DEVICES, integer=True)
     _number(cfg.seed, "seed", 0, 2**32 - 1, integer=True)
     _number(cfg.batch_size, "batch_size", 1, _MAX_BATCH, integer=True)
     if cfg.model.scale not in (2, 4):
@@ -353,8 +368,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _number(opt.weight_decay, "optimizer.weight_decay", 0, 1)
     if len(opt.betas) != 2:
         raise UsageError(f"optimizer.betas must hold 2 numbers, got {opt.betas}")
-    for i, beta in enumerate(opt.betas):
-        _number(beta, f"optimizer.betas[{i}]", 0, 1, high_open=True)
+    # betas[0] drives the one-cycle's momentum range (betas[0] - 0.1 at its lowest)
+    _number(opt.betas[0], "optimizer.betas[0]", MOMENTUM_DIP, 1, high_open=True)
+    _number(opt.betas[1], "optimizer.betas[1]", 0, 1, high_open=True)
     if opt.clip_grad_norm is not None:
         _number(opt.clip_grad_norm, "optimizer.clip_grad_norm", 0, 1e6, low_open=True)
     if not cfg.stages:

@@ -1,10 +1,15 @@
-"""The training loop: stages of one-cycle training with progressive resizing, transfer
-(``init_from``), frozen parts, validation PSNR/SSIM, checkpoints and resume.
+"""Runs an experiment into a run folder, on PyTorch Lightning.
 
 A run folder receives ``config.yaml`` (the resolved experiment), ``metrics.csv`` (a row per
-epoch), ``checkpoint.pt`` (resumable: weights, optimiser, schedule, position, best score),
-``best.safetensors`` (best validation PSNR), ``model.safetensors`` (final weights, usable by
-``s2sr predict``) and ``curves.png``.
+epoch), ``checkpoint.pt`` (Lightning's resumable state: weights, optimiser, schedule, loop and
+data position, best score, random states), ``best.safetensors`` (best validation score),
+``model.safetensors`` (final weights, usable by ``s2sr predict``) and ``curves.png``.
+
+Underneath: :class:`~s2sr.training.module.SRModule` (network, loss, one-cycle stages) and
+:class:`~s2sr.training.data.SRDataModule` (the stage's patches per epoch), one
+``lightning.Trainer`` over all stages with mixed precision, gradient clipping, DDP (gloo on
+CPU, NCCL on GPU; ``devices`` or ``torchrun``) and a progress bar. A stop (Ctrl-C, SIGTERM)
+finishes the current batch, saves a checkpoint and exits; ``resume=True`` continues there.
 """
 
 from __future__ import annotations
@@ -14,46 +19,40 @@ import csv
 import logging
 import math
 import os
+import signal
 import sys
-import time
+import warnings
 from collections.abc import Iterator
-from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 import yaml
-from torch import nn
-from torch.utils.data import ConcatDataset, DataLoader
-from tqdm import tqdm
+from lightning.pytorch.plugins import MixedPrecision
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from s2sr.data.dataset import PairDataset
 from s2sr.device import resolve_device
 from s2sr.errors import (
     CheckpointError,
     DataError,
-    InputNotFoundError,
     OutputExistsError,
-    TrainingDivergedError,
     UsageError,
-    WeightsError,
 )
-from s2sr.evaluation.metrics import Conventions, psnr, ssim
-from s2sr.inference.baselines import upsample
 from s2sr.io.outputs import (
+    Terminated,
     check_output_dir,
     exclusive_output,
     sweep_stale_temps,
     temp_path,
     terminate_raises,
 )
-from s2sr.losses import VGG16_URL, PerceptualLoss, SRLoss
-from s2sr.models import build_model, get_spec, load_model, save_model
-from s2sr.training import distributed as D
-from s2sr.training.config import PARTS, TrainConfig, validate
-from s2sr.training.schedule import one_cycle
+from s2sr.models import save_model
+from s2sr.training.config import PRECISIONS, TrainConfig, validate
+from s2sr.training.data import SRDataModule, check_datasets, datasets
+from s2sr.training.module import SRModule, build_loss, build_network, stage_of
 
 log = logging.getLogger(__name__)
 
@@ -61,160 +60,28 @@ METRIC_FIELDS = ["stage", "epoch", "stage_epoch", "lr", "train_loss", "pixel", "
                  "style", "val_psnr", "val_ssim", "val_psnr_bicubic", "val_ssim_bicubic",
                  "val_gain_min", "seconds", "data_seconds", "patches_per_s"]
 
+def lightning_precision(precision: str, device_type: str) -> tuple[str | None, list[Any]]:
+    """Lightning's ``precision`` argument and plugins for a configured precision.
 
-@dataclass
-class Position:
-    """Where training stands: the next stage and epoch within it."""
-
-    stage: int = 0
-    epoch: int = 0
-    global_epoch: int = 0
-    best: float = -math.inf
-
-
-#: Target patch of synthetic pairs when a stage names none, and for validation (input
-#: 32 px at x2, 16 px at x4).
-SYNTHETIC_TARGET = 64
-_SOURCES: dict[str, list[Any]] = {}
+    fp16 keeps its loss scaling on every device: on the CPU (where Lightning would switch
+    to bf16 on its own) through an explicit :class:`MixedPrecision` plugin with a
+    gradient scaler; bf16 needs no scaler; fp32 runs without autocast.
+    """
+    name = PRECISIONS.get(precision)
+    if name is None:
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if name == "16-mixed":
+        return None, [MixedPrecision("16-mixed", device_type)]
+    return name, []
 
 
-def _synthetic_sources(cfg: TrainConfig, split: str) -> list[Any]:
-    """The training or validation images (read once per process and experiment)."""
-    from s2sr.training.sources import load_source
-
-    syn = cfg.data.synthetic
-    assert syn is not None
-    specs = syn.train if split == cfg.data.train_split else syn.val
-    key = repr((syn.root, cfg.model.bands, split, specs))
-    if key not in _SOURCES:
-        if len(_SOURCES) >= 2:  # one experiment at a time: keep memory to its images
-            _SOURCES.clear()
-        scene_log = logging.getLogger("s2sr.io.scene")
-        level = scene_log.level
-        scene_log.setLevel(logging.ERROR)  # "no CRS" says nothing about training texture
-        try:
-            _SOURCES[key] = [load_source(s, Path(syn.root), list(cfg.model.bands))
-                             for s in specs]
-        finally:
-            scene_log.setLevel(level)
-    return _SOURCES[key]
-
-
-def _synthetic(cfg: TrainConfig, split: str, crop: int | None, augment: bool,
-               seed: int | None) -> ConcatDataset[dict[str, Any]]:
-    from s2sr.data.synthetic import SyntheticPairs, panel_degradations
-
-    syn = cfg.data.synthetic
-    assert syn is not None
-    train = split == cfg.data.train_split
-    if not train and syn.val_samples == 0:
-        return ConcatDataset([_Empty()])
-    sources = _synthetic_sources(cfg, split)
-    if not sources:
-        return ConcatDataset([_Empty()])
-    if train:
-        ds = SyntheticPairs(sources, cfg.model.scale, crop or SYNTHETIC_TARGET // cfg.model.scale,
-                            syn.samples_per_epoch, degradations=syn.degradation.as_range(),
-                            augment=augment, seed=cfg.seed if seed is None else seed)
-    else:
-        ds = SyntheticPairs(sources, cfg.model.scale, SYNTHETIC_TARGET // cfg.model.scale,
-                            syn.val_samples, fixed=panel_degradations(), augment=False,
-                            seed=12345)
-    return ConcatDataset([ds])
-
-
-class _Empty(torch.utils.data.Dataset[dict[str, Any]]):
-    epoch = 0
-
-    def __len__(self) -> int:
-        return 0
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        raise IndexError(index)
-
-
-def _datasets(cfg: TrainConfig, split: str, crop: int | None, augment: bool,
-              seed: int | None) -> ConcatDataset[dict[str, Any]]:
-    if cfg.data.synthetic is not None:
-        return _synthetic(cfg, split, crop, augment, seed)
-    parts = []
-    for root in cfg.data.datasets:
-        ds = PairDataset(root, split=split, kind=cfg.data.kind, site=cfg.data.site, crop=crop,
-                         augment=augment, seed=seed, bands=cfg.model.bands)
-        if len(ds):
-            parts.append(ds)
-    if not parts:
-        return ConcatDataset([PairDataset(cfg.data.datasets[0], split="__none__")])
-    return ConcatDataset(parts)
-
-
-def _set_epoch(ds: ConcatDataset[dict[str, Any]], epoch: int) -> None:
-    for part in ds.datasets:
-        part.epoch = epoch  # type: ignore[attr-defined]
-
-
-def _rgb_index(cfg: TrainConfig) -> tuple[int, ...]:
-    bands = list(cfg.model.bands)
-    missing = [b for b in cfg.loss.rgb_bands if b not in bands]
-    if missing:
-        raise UsageError(f"loss.rgb_bands {missing} are not among model.bands {bands}")
-    return tuple(bands.index(b) for b in cfg.loss.rgb_bands)
-
-
-def build_loss(cfg: TrainConfig) -> SRLoss:
-    """The configured loss (the VGG16 is loaded only when a feature/style term is on)."""
-    perceptual = None
-    if any(cfg.loss.feature.values()) or (cfg.loss.style_weight and any(
-            cfg.loss.style.values())):
-        perceptual = PerceptualLoss(
-            weights_source=(cfg.loss.vgg_weights or os.environ.get("S2SR_VGG16_WEIGHTS")
-                            or VGG16_URL),
-            feature_layers=cfg.loss.feature, style_layers=cfg.loss.style,
-            style_weight=cfg.loss.style_weight, rgb_index=_rgb_index(cfg),
-            rgb_scale=cfg.loss.rgb_scale)
-    return SRLoss(pixel_weight=cfg.loss.pixel, pixel_kind=cfg.loss.pixel_kind,
-                  perceptual=perceptual)
-
-
-def _init_weights_path(source: str) -> Path:
-    path = Path(source)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    if not path.exists():
-        raise UsageError(f"init_from {source} has no weights ({path} missing): train the "
-                         "parent experiment first")
-    return path
-
-
-def build_network(cfg: TrainConfig, train_set: ConcatDataset[dict[str, Any]]) -> nn.Module:
-    """The model: fresh (normalised on the data when asked) or from ``init_from``."""
-    options = dict(cfg.model.options)
-    if cfg.init_from is None and cfg.data.norm_from_data and len(train_set):
-        idx = np.linspace(0, len(train_set) - 1, min(len(train_set), 256)).astype(int)
-        stack = torch.stack([train_set[int(i)]["lr"] for i in idx])
-        options.setdefault("mean", stack.mean(dim=(0, 2, 3)).tolist())
-        options.setdefault("std", stack.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
-    model = build_model(cfg.model.name, bands=cfg.model.bands, scale=cfg.model.scale, **options)
-    if cfg.init_from:
-        parent = load_model(_init_weights_path(cfg.init_from))
-        pspec, spec = get_spec(parent), get_spec(model)
-        if (pspec.name, pspec.bands, pspec.scale) != (spec.name, spec.bands, spec.scale):
-            raise WeightsError(
-                f"init_from {cfg.init_from} is a {pspec.name} x{pspec.scale} on "
-                f"{','.join(pspec.bands)}, this experiment a {spec.name} x{spec.scale} on "
-                f"{','.join(spec.bands)}: they must match")
-        model = parent
-    return model
-
-
-def set_frozen(model: nn.Module, parts: list[str]) -> None:
-    """Freeze the named parts (head, body, upsample, tail); unfreeze the others."""
-    for name in PARTS:
-        module = getattr(model, name, None)
-        if module is None:
-            continue
-        for param in module.parameters():
-            param.requires_grad_(name not in parts)
+def distributed_layout(devices: int, num_nodes: int) -> tuple[int, int]:
+    """(devices per node, nodes): the config's, or torchrun's when it launched us."""
+    world = int(os.environ.get("WORLD_SIZE", "0") or 0)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
+    if world > 1 and local >= 1 and world % local == 0:
+        return local, world // local
+    return devices, num_nodes
 
 
 #: Files a run writes before its first checkpoint; a folder holding only these (and
@@ -230,21 +97,30 @@ def _fingerprint(cfg: TrainConfig) -> dict[str, Any]:
     return {k: plain[k] for k in _RESUME_KEYS}
 
 
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O with s2sr's rules: written to a temporary and moved into
+    place (a crash while saving leaves the previous checkpoint), read without unpickling
+    objects (``weights_only``), onto the CPU first, and checked before use."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
+                        storage_options: Any | None = None) -> None:
+        final = Path(path)
+        tmp = temp_path(final)
+        try:
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path: Any, map_location: Any | None = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        return load_checkpoint(Path(path))
+
+
 def _first_line(err: BaseException, limit: int = 160) -> str:
     text = str(err).strip().splitlines()
     line = text[0] if text else type(err).__name__
     return line if len(line) <= limit else line[:limit] + "..."
-
-
-def check_datasets(cfg: TrainConfig) -> None:
-    """Refuse dataset folders that are not s2sr pairs datasets, naming the fix."""
-    for root in cfg.data.datasets:
-        if not (Path(root) / "manifest.json").is_file():
-            raise InputNotFoundError(
-                f"data.datasets entry {root} is not an s2sr pairs dataset (no manifest.json): "
-                "build the stand-in datasets with `s2sr table1 --prepare-only -o DIR` and "
-                "train with `--data-root DIR/data`, or point data.datasets at a folder made "
-                "by s2sr pairs build / s2sr pairs degrade")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -265,8 +141,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not an s2sr "
                               f"checkpoint: {fix}")
     kinds: dict[str, type | tuple[type, ...]] = {
-        "model": dict, "optimizer": dict, "scheduler": dict, "stage": int, "epoch": int,
-        "global_epoch": int, "best": (float, int), "rng": torch.Tensor}
+        "state_dict": dict, "optimizer_states": list, "lr_schedulers": list, "loops": dict,
+        "epoch": int, "global_step": int, "s2sr": dict, "s2sr_epoch": dict}
     for key, kind in kinds.items():
         value = state.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
@@ -274,13 +150,25 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
                                   f"{type(value).__name__}): it is not an s2sr checkpoint; "
                                   f"{fix}")
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-               for k, v in state["model"].items()):
-        raise CheckpointError(f"checkpoint {path}: 'model' is not a state dict of tensors: "
-                              f"{fix}")
-    for key in ("stage", "epoch", "global_epoch", "rows"):
-        value = state.get(key, 0)
+               for k, v in state["state_dict"].items()):
+        raise CheckpointError(f"checkpoint {path}: 'state_dict' is not a state dict of "
+                              f"tensors: {fix}")
+    info, part = state["s2sr"], state["s2sr_epoch"]
+    ints = {"epoch": state["epoch"], "global_step": state["global_step"],
+            "rows": info.get("rows"), "stage": part.get("stage"),
+            "batches": part.get("batches"), "patches": part.get("patches")}
+    for key, value in ints.items():
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 10**9:
             raise CheckpointError(f"checkpoint {path}: {key} {value!r} is out of range: {fix}")
+    floats = {"best": info.get("best"), "seconds": part.get("seconds"),
+              "data_seconds": part.get("data_seconds")}
+    sums = part.get("sums")
+    if not (isinstance(sums, list) and len(sums) == 4):
+        raise CheckpointError(f"checkpoint {path}: the epoch's loss sums are missing: {fix}")
+    floats.update({f"sums[{i}]": v for i, v in enumerate(sums)})
+    for key, value in floats.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+            raise CheckpointError(f"checkpoint {path}: {key} {value!r} is not a number: {fix}")
     return state
 
 
@@ -318,7 +206,7 @@ class Trainer:
         cfg: the validated experiment.
         run_dir: output folder.
         resume: continue from ``run_dir/checkpoint.pt``.
-        progress: progress bars (default: when stderr is a terminal).
+        progress: progress bar (default: when stderr is a terminal).
     """
 
     def __init__(self, cfg: TrainConfig, run_dir: str | os.PathLike[str], *,
@@ -327,20 +215,25 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.device = resolve_device(cfg.device)
-        self.dist = D.init(self.device.type)
-        if self.device.type == "cuda" and self.dist.world > 1:
-            self.device = torch.device("cuda", self.dist.local_rank)
-        self.progress = (sys.stderr.isatty() if progress is None else progress) and \
-            self.dist.main
-        self.conv = Conventions(crop=cfg.model.scale)
-        #: (stage, learning rate) of every optimisation step of this process
-        self.lr_history: list[tuple[int, float]] = []
+        self.devices, self.num_nodes = distributed_layout(cfg.devices, cfg.num_nodes)
+        self.world = self.devices * self.num_nodes
+        rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
+        self.main = rank == 0
+        self.progress = (sys.stderr.isatty() if progress is None else progress) and self.main
         #: whether this run has written a checkpoint (the folder is then resumable)
         self.checkpointed = False
         #: metric rows in metrics.csv (kept equal to the checkpoint's on resume)
         self.rows = 0
-        self.scaler = torch.amp.GradScaler(self.device.type,
-                                           enabled=cfg.precision == "fp16")
+        self.best = -math.inf
+        #: the Lightning module of the last run (its ``lr_history``, ``model``...)
+        self.module: SRModule | None = None
+        #: the signal that stopped the run (SIGINT or SIGTERM), if any
+        self.stopped_by: int | None = None
+
+    @property
+    def lr_history(self) -> list[tuple[int, float]]:
+        """(stage, learning rate) of every optimisation step of this process."""
+        return self.module.lr_history if self.module is not None else []
 
     # -- files ---------------------------------------------------------------------------
     def _make_parents(self) -> list[Path]:
@@ -426,24 +319,6 @@ class Trainer:
                 {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
         self.rows += 1
 
-    def _save_checkpoint(self, model: nn.Module, opt: torch.optim.Optimizer,
-                         sched: Any, pos: Position) -> None:
-        state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict(), "stage": pos.stage, "epoch": pos.epoch,
-                 "global_epoch": pos.global_epoch, "best": pos.best,
-                 "rng": torch.get_rng_state(), "rows": self.rows,
-                 "config": _fingerprint(self.cfg), "scaler": self.scaler.state_dict()}
-        if torch.cuda.is_available() and self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        final = self.run_dir / "checkpoint.pt"
-        tmp = temp_path(final)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        self.checkpointed = True
-
     def _undo(self, created: list[Path]) -> None:
         """Remove what a run that failed before its first checkpoint created."""
         for path in reversed(created):
@@ -459,11 +334,12 @@ class Trainer:
                 else:
                     path.unlink(missing_ok=True)
 
-    def _resume_state(self, model: nn.Module, pos: Position) -> dict[str, Any]:
-        """Load and check the checkpoint, restore the model and the metrics rows."""
+    # -- resume -------------------------------------------------------------------------
+    def _resume_state(self) -> dict[str, Any]:
+        """Load and check the checkpoint; restore the best score and the metrics rows."""
         path = self.run_dir / "checkpoint.pt"
         ckpt = load_checkpoint(path)
-        recorded = ckpt.get("config")
+        recorded = ckpt["s2sr"].get("config")
         if isinstance(recorded, dict):
             now = _fingerprint(self.cfg)
             differ = [k for k in _RESUME_KEYS if recorded.get(k) != now[k]]
@@ -472,105 +348,19 @@ class Trainer:
                     f"checkpoint {path} was made with another experiment ({', '.join(differ)} "
                     "differ): resume with the config (and --epoch-scale) that started the "
                     "run, or start a new run in another folder")
-        if not (ckpt["stage"] < len(self.cfg.stages) or (
-                ckpt["stage"] == len(self.cfg.stages) and ckpt["epoch"] == 0)):
-            raise CheckpointError(f"checkpoint {path} is at stage {ckpt['stage']}, the config "
-                                  f"has {len(self.cfg.stages)}: resume with the config that "
-                                  "started the run")
-        try:
-            model.load_state_dict(ckpt["model"])
-        except (RuntimeError, KeyError, TypeError) as err:
-            raise CheckpointError(
-                f"checkpoint {path} does not fit this experiment's model "
-                f"({self.cfg.model.name} x{self.cfg.model.scale}; {_first_line(err, 120)}): resume "
-                f"with the config "
-                "that started the run, or start a new run in another folder") from None
-        pos.stage, pos.epoch = ckpt["stage"], ckpt["epoch"]
-        pos.global_epoch, pos.best = ckpt["global_epoch"], float(ckpt["best"])
-        if self.dist.main:
-            self._truncate_metrics(int(ckpt.get("rows", ckpt["global_epoch"])))
+        total = sum(s.epochs for s in self.cfg.stages)
+        if ckpt["epoch"] > total or ckpt["s2sr_epoch"]["stage"] >= len(self.cfg.stages):
+            raise CheckpointError(f"checkpoint {path} is at epoch {ckpt['epoch']} of stage "
+                                  f"{ckpt['s2sr_epoch']['stage']}, the config has {total} "
+                                  f"epochs in {len(self.cfg.stages)} stages: resume with the "
+                                  "config that started the run")
+        self.best = float(ckpt["s2sr"]["best"])
+        if self.main:
+            self._truncate_metrics(int(ckpt["s2sr"]["rows"]))
         self.checkpointed = True
         return ckpt
 
-    def _restore_optim(self, ckpt: dict[str, Any], opt: torch.optim.Optimizer,
-                       sched: Any) -> None:
-        path = self.run_dir / "checkpoint.pt"
-        reference = sched.state_dict()
-        saved = ckpt["scheduler"]
-        if set(saved) != set(reference) or any(
-                type(saved[k]) is not type(reference[k]) and not (
-                    isinstance(saved[k], int | float) and isinstance(reference[k], int | float))
-                for k in reference) or saved.get("total_steps") != reference.get("total_steps"):
-            raise CheckpointError(f"checkpoint {path} holds another schedule (other stages, "
-                                  "epochs or data): resume with the config and --epoch-scale "
-                                  "that started the run")
-        try:
-            opt.load_state_dict(ckpt["optimizer"])
-        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as err:
-            raise CheckpointError(f"checkpoint {path} holds an optimiser state that does not "
-                                  f"fit this model ({_first_line(err, 120)}): resume with the "
-                                  "config that started the run") from None
-        sched.load_state_dict(saved)
-        scaler = ckpt.get("scaler")
-        if self.scaler.is_enabled() and isinstance(scaler, dict) and scaler:
-            try:
-                self.scaler.load_state_dict(scaler)
-            except (RuntimeError, KeyError, TypeError) as err:
-                raise CheckpointError(f"checkpoint {path}: bad gradient scaler state "
-                                      f"({_first_line(err, 120)}): start a new run") from None
-        restore_rng(ckpt)
-
-    # -- loop ----------------------------------------------------------------------------
-    def _batches(self, n: int, batch: int, stage: int, epoch: int) -> Iterator[list[int]]:
-        gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + stage * 131 + epoch)
-        order = torch.randperm(n, generator=gen).tolist()
-        per_rank = batch // self.dist.world
-        for start in range(0, n - batch + 1, batch):  # drop the last partial batch
-            chunk = order[start:start + batch]
-            yield chunk[self.dist.rank * per_rank:(self.dist.rank + 1) * per_rank]
-
-    def _autocast(self) -> Any:
-        if self.cfg.precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
-
-    @torch.no_grad()
-    def validate(self, model: nn.Module, val_set: ConcatDataset[dict[str, Any]]
-                 ) -> dict[str, float]:
-        """Mean PSNR/SSIM (reflectance, data range 1, border crop = scale) of the model and
-        of bicubic interpolation on the validation patches."""
-        n = len(val_set)
-        if n == 0:
-            nan = float("nan")
-            return {"val_psnr": nan, "val_ssim": nan, "val_psnr_bicubic": nan,
-                    "val_ssim_bicubic": nan, "val_gain_min": nan}
-        limit = self.cfg.data.max_val_patches
-        idx = range(n) if limit is None or n <= limit else np.linspace(0, n - 1, limit
-                                                                       ).astype(int)
-        model.eval()
-        gains: dict[str, list[float]] = {}
-        scores: dict[str, list[float]] = {"val_psnr": [], "val_ssim": [],
-                                          "val_psnr_bicubic": [], "val_ssim_bicubic": []}
-        for i in idx:
-            item = val_set[int(i)]
-            lr, hr = item["lr"], item["hr"].numpy()
-            with self._autocast():
-                pred = model(lr[None].to(self.device)).float()[0].cpu().numpy()
-            bic = upsample(lr.numpy(), self.cfg.model.scale)
-            scores["val_psnr"].append(psnr(pred, hr, self.conv))
-            label = str(item.get("degradation", "all"))
-            gains.setdefault(label, []).append(scores["val_psnr"][-1])
-            scores["val_ssim"].append(ssim(pred, hr, self.conv))
-            scores["val_psnr_bicubic"].append(psnr(bic, hr, self.conv))
-            scores["val_ssim_bicubic"].append(ssim(bic, hr, self.conv))
-            gains[label][-1] -= scores["val_psnr_bicubic"][-1]
-        out = {k: float(np.mean(v)) for k, v in scores.items()}
-        # the worst degradation's mean gain over bicubic (synthetic validation cycles
-        # through the panel's cases): a model must help on every plausible input
-        out["val_gain_min"] = float(min(np.mean(v) for v in gains.values()))
-        return out
-
+    # -- run ----------------------------------------------------------------------------
     def run(self) -> Path:
         """Train every stage; returns the path of ``model.safetensors``.
 
@@ -579,7 +369,7 @@ class Trainer:
         ``resume=True``.
         """
         with terminate_raises():
-            if not self.dist.main:
+            if not self.main:
                 return self._train()
             check_datasets(self.cfg)
             created: list[Path] = []
@@ -595,176 +385,158 @@ class Trainer:
                 if not done and not self.checkpointed:
                     self._undo(created)
 
+    def _steps(self, data: SRDataModule) -> Any:
+        def steps(stage: int) -> int:
+            return len(data.train_set(stage)) // data.batch_size(stage)
+        return steps
+
+    def _check_stages(self, data: SRDataModule) -> None:
+        for k, _stage in enumerate(self.cfg.stages):
+            batch = data.batch_size(k)
+            if batch % self.world:
+                raise UsageError(f"batch size {batch} does not split over {self.world} "
+                                 "processes: use a multiple")
+        n, batch = len(data.train_set(0)), data.batch_size(0)
+        if n < batch:
+            raise DataError(f"stage 0: {n} training patches, fewer than one batch of {batch}: "
+                            "lower batch_size or add data")
+
     def _train(self) -> Path:
         cfg = self.cfg
-        D.barrier(self.dist)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
-        probe = _datasets(cfg, cfg.data.train_split, None, False, None)
+        probe = datasets(cfg, cfg.data.train_split, None, False, None)
         if len(probe) == 0:
             raise DataError(f"no accepted '{cfg.data.train_split}' patches in "
                             f"{', '.join(cfg.data.datasets)} (kind {cfg.data.kind}): build "
                             "them with s2sr pairs or fix data.kind/data.train_split")
-        val_set = _datasets(cfg, cfg.data.val_split, None, False, None)
-        if len(val_set) == 0:
+        data = SRDataModule(cfg, lambda epoch: stage_of(cfg, epoch))
+        if len(data.val_set) == 0:
             log.warning("no '%s' patches: validation PSNR/SSIM will be empty",
                         cfg.data.val_split)
+        self._check_stages(data)
         # channels-last: oneDNN's fast convolution path (with bf16 autocast on CPUs that
         # have AVX512-BF16/AMX, about 3.5x faster than fp32; see benchmarks/README.md)
-        model = build_network(cfg, probe).to(self.device).to(
+        model = build_network(cfg, probe).to(
             memory_format=torch.channels_last)  # type: ignore[call-overload]
-        loss_fn = build_loss(cfg).to(self.device)
-        pos = Position()
-        ckpt: dict[str, Any] | None = None
+        module = SRModule(cfg, model, build_loss(cfg), self._steps(data))
+        self.module = module
+        ckpt_path: Path | None = None
         if self.resume and (self.run_dir / "checkpoint.pt").is_file():
-            ckpt = self._resume_state(model, pos)
-        net: nn.Module = model
-        if self.dist.world > 1:
-            net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)
-        while pos.stage < len(cfg.stages):
-            self._run_stage(model, net, loss_fn, val_set, pos, ckpt)
-            ckpt = None
-            pos.stage, pos.epoch = pos.stage + 1, 0
+            ckpt = self._resume_state()
+            if self.main or self.world == 1:
+                restore_rng(ckpt["s2sr"])
+            ckpt_path = self.run_dir / "checkpoint.pt"
+        trainer = self._lightning(data)
+        module.train()
+        with self._graceful(trainer), contextlib.suppress(SIGTERMException):
+            trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        if self.stopped_by is not None and not trainer.fit_loop.done:
+            raise Terminated() if self.stopped_by == signal.SIGTERM else KeyboardInterrupt()
         final = self.run_dir / "model.safetensors"
-        if self.dist.main:
-            save_model(model, final)
+        if trainer.is_global_zero:
+            save_model(module.model, final)
             from s2sr.training.curves import plot_curves
 
             plot_curves(self.run_dir / "metrics.csv", self.run_dir / "curves.png")
-        D.barrier(self.dist)
-        D.shutdown(self.dist)
         return final
 
-    def _run_stage(self, model: nn.Module, net: nn.Module, loss_fn: SRLoss,
-                   val_set: ConcatDataset[dict[str, Any]], pos: Position,
-                   ckpt: dict[str, Any] | None) -> None:
-        cfg, k = self.cfg, pos.stage
-        stage = cfg.stages[k]
-        batch = stage.batch_size or cfg.batch_size
-        if batch % self.dist.world:
-            raise UsageError(f"batch size {batch} does not split over {self.dist.world} "
-                             "processes: use a multiple")
-        train_set = _datasets(cfg, cfg.data.train_split, stage.patch, cfg.data.augment,
-                              cfg.seed)
-        if len(train_set) < batch:
-            raise DataError(f"stage {k}: {len(train_set)} training patches, fewer than one "
-                            f"batch of {batch}: lower batch_size or add data")
-        set_frozen(model, stage.freeze)
-        params = [p for p in model.parameters() if p.requires_grad]
-        betas = (cfg.optimizer.betas[0], cfg.optimizer.betas[1])
-        opt: torch.optim.Optimizer
-        if cfg.optimizer.name == "adamw":
-            opt = torch.optim.AdamW(params, lr=stage.lr, betas=betas,
-                                    weight_decay=cfg.optimizer.weight_decay)
-        elif cfg.optimizer.name == "adam":
-            opt = torch.optim.Adam(params, lr=stage.lr, betas=betas,
-                                   weight_decay=cfg.optimizer.weight_decay)
-        else:  # load_config refuses other names
-            raise UsageError(f"optimizer.name must be adam or adamw, got {cfg.optimizer.name!r}")
-        steps = len(train_set) // batch
-        sched = one_cycle(opt, stage.lr, steps * stage.epochs, stage.pct_start)
-        if ckpt is not None:
-            self._restore_optim(ckpt, opt, sched)
-        for epoch in range(pos.epoch, stage.epochs):
-            row = self._epoch(net, loss_fn, opt, sched, train_set, k, epoch, batch)
-            self._check_weights(model, k, epoch)
-            pos.global_epoch += 1
-            scores = self.validate(model, val_set) if self.dist.main else {}
-            row.update({"stage": k, "epoch": pos.global_epoch, "stage_epoch": epoch + 1,
-                        **scores})
-            pos.epoch = epoch + 1
-            if self.dist.main:
-                self._write_row(row)
-                # best weights: by validation PSNR, or, on synthetic pairs, by the worst
-                # panel case's gain over bicubic (never selected on one degradation)
-                key = "val_gain_min" if cfg.data.synthetic is not None else "val_psnr"
-                score = scores.get(key, -math.inf)
-                if not math.isnan(score) and score > pos.best:
-                    pos.best = score
-                    save_model(model, self.run_dir / "best.safetensors")
-                self._save_checkpoint(model, opt, sched, pos)
-            D.barrier(self.dist)
+    def _lightning(self, data: SRDataModule) -> pl.Trainer:
+        cfg = self.cfg
+        precision, plugins = lightning_precision(cfg.precision, self.device.type)
+        strategy: Any = "auto"
+        if self.world > 1:
+            from lightning.pytorch.strategies import DDPStrategy
 
-    def _diverged(self, stage: int, epoch: int, step: int | None, lr: float,
-                  lr_b: torch.Tensor | None, hr_b: torch.Tensor | None, what: str) -> None:
-        """Raise the divergence error, saying what is known about it."""
-        data = ""
-        if lr_b is not None and hr_b is not None:
-            if not (bool(torch.isfinite(lr_b).all()) and bool(torch.isfinite(hr_b).all())):
-                raise DataError(
-                    f"stage {stage} epoch {epoch + 1}: the training patches hold NaN or "
-                    "infinite values: rebuild the dataset with s2sr pairs (it drops them)")
-            data = " although this batch's input and target patches are finite"
-        precision = (f"; precision {self.cfg.precision} can overflow: try precision: fp32"
-                     if self.cfg.precision != "fp32" else "")
-        clip = ("" if self.cfg.optimizer.clip_grad_norm else
-                ", or set optimizer.clip_grad_norm (e.g. 1.0)")
-        raise TrainingDivergedError(
-            f"training diverged: {what} became NaN/inf at stage {stage} epoch {epoch + 1} "
-            f"({'' if step is None else f'batch {step + 1}, '}learning rate {lr:.3g}; "
-            f"stages[{stage}].lr is {self.cfg.stages[stage].lr:g}){data}: "
-            f"lower stages[{stage}].lr"
-            f"{clip}{precision}")
+            strategy = DDPStrategy(process_group_backend="nccl" if self.device.type == "cuda"
+                                   else "gloo")
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        kwargs: dict[str, Any] = {"precision": precision} if precision else {}
+        return pl.Trainer(
+            accelerator="gpu" if self.device.type == "cuda" else "cpu",
+            devices=self.devices, num_nodes=self.num_nodes, strategy=strategy,
+            plugins=[SafeCheckpointIO(), *plugins], **kwargs,
+            max_epochs=sum(s.epochs for s in cfg.stages),
+            gradient_clip_val=cfg.optimizer.clip_grad_norm,
+            gradient_clip_algorithm="norm" if cfg.optimizer.clip_grad_norm else None,
+            callbacks=[_RunFolder(self)], logger=False, enable_checkpointing=False,
+            enable_progress_bar=self.progress, enable_model_summary=False,
+            num_sanity_val_steps=0, reload_dataloaders_every_n_epochs=1,
+            use_distributed_sampler=False, deterministic=False,
+            limit_val_batches=1.0 if len(data.val_set) else 0,
+            default_root_dir=str(self.run_dir))
 
-    def _check_weights(self, model: nn.Module, stage: int, epoch: int) -> None:
-        """Refuse to go on (and to validate or checkpoint) with non-finite weights."""
-        for param in model.parameters():
-            if not bool(torch.isfinite(param).all()):
-                lr = self.lr_history[-1][1] if self.lr_history else float("nan")
-                self._diverged(stage, epoch, None, lr, None, None, "the weights")
+    @contextlib.contextmanager
+    def _graceful(self, trainer: pl.Trainer) -> Iterator[None]:
+        """Ctrl-C and SIGTERM stop after the current batch (a checkpoint is saved there,
+        see :class:`_RunFolder`); a second one stops at once."""
+        def stop(signum: int, frame: Any) -> None:
+            if self.stopped_by is not None:
+                raise KeyboardInterrupt
+            self.stopped_by = signum
+            trainer._signal_connector.received_sigterm = True  # Lightning's stop flag
 
-    def _epoch(self, net: nn.Module, loss_fn: SRLoss, opt: torch.optim.Optimizer,
-               sched: Any, train_set: ConcatDataset[dict[str, Any]], stage: int, epoch: int,
-               batch: int) -> dict[str, Any]:
-        net.train()
-        _set_epoch(train_set, epoch + 1000 * stage)
-        sampler = list(self._batches(len(train_set), batch, stage, epoch))
-        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=self.cfg.data.workers)
-        sums = {"train_loss": 0.0, "pixel": 0.0, "feature": 0.0, "style": 0.0}
-        t0 = time.perf_counter()
-        data_time = 0.0
-        seen = 0
-        bar = tqdm(total=len(sampler), disable=not self.progress, leave=False,
-                   desc=f"stage {stage} epoch {epoch + 1}")
-        t_data = time.perf_counter()
-        for step, items in enumerate(loader):
-            data_time += time.perf_counter() - t_data
-            lr_b = items["lr"].to(self.device, non_blocking=True).contiguous(
-                memory_format=torch.channels_last)
-            hr_b = items["hr"].to(self.device, non_blocking=True)
-            with self._autocast():
-                pred = net(lr_b)
-                total, terms = loss_fn(pred.float(), hr_b)
-            values = torch.stack([total.detach().float(), *(terms[n].detach().float()
-                                                            for n in ("pixel", "feature",
-                                                                      "style"))])
-            values = D.all_mean(values, self.dist)
-            step_lr = opt.param_groups[0]["lr"]
-            if not bool(torch.isfinite(values[0])):
-                self._diverged(stage, epoch, step, step_lr, lr_b, hr_b, "the loss")
-            opt.zero_grad(set_to_none=True)
-            self.scaler.scale(total).backward()
-            if self.cfg.optimizer.clip_grad_norm:
-                self.scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(net.parameters(), self.cfg.optimizer.clip_grad_norm)
-            self.scaler.step(opt)
-            self.scaler.update()
-            self.lr_history.append((stage, step_lr))
-            sched.step()
-            for name, v in zip(sums, values.tolist(), strict=True):
-                sums[name] += v
-            seen += lr_b.shape[0] * self.dist.world
-            bar.update(1)
-            bar.set_postfix(loss=f"{values[0].item():.4f}")
-            t_data = time.perf_counter()
-        bar.close()
-        seconds = time.perf_counter() - t0
-        n = max(len(sampler), 1)
-        return {**{k: v / n for k, v in sums.items()}, "lr": opt.param_groups[0]["lr"],
-                "seconds": seconds, "data_seconds": data_time,
-                "patches_per_s": seen / max(seconds, 1e-9)}
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for s in previous:
+                signal.signal(s, stop)
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def save_checkpoint(self, trainer: pl.Trainer) -> None:
+        """Save ``checkpoint.pt`` (every rank takes part; rank 0 writes)."""
+        trainer.save_checkpoint(self.run_dir / "checkpoint.pt")
+        self.checkpointed = True
+
+
+class _RunFolder(pl.Callback):
+    """Writes the run folder: a metrics row, the best weights and the checkpoint at the end
+    of every epoch; a checkpoint when a stop interrupts an epoch."""
+
+    def __init__(self, owner: Trainer) -> None:
+        self.owner = owner
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        assert isinstance(module, SRModule)
+        owner, cfg = self.owner, self.owner.cfg
+        module.check_weights()
+        stage, stage_epoch = stage_of(cfg, trainer.current_epoch)
+        row = {"stage": stage, "epoch": trainer.current_epoch + 1,
+               "stage_epoch": stage_epoch + 1, **module.epoch_row()}
+        # best weights: by validation PSNR, or, on synthetic pairs, by the worst panel
+        # case's gain over bicubic (never selected on one degradation)
+        key = "val_gain_min" if cfg.data.synthetic is not None else "val_psnr"
+        score = float(row.get(key, math.nan))
+        improved = not math.isnan(score) and score > owner.best
+        if improved:
+            owner.best = score
+        if trainer.is_global_zero:
+            owner._write_row(row)
+            if improved:
+                save_model(module.model, owner.run_dir / "best.safetensors")
+        module.sums = dict.fromkeys(module.sums, 0.0)
+        module.batches = module.patches = 0
+        module.seconds = module.data_seconds = 0.0
+        owner.save_checkpoint(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule,
+                     exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and self.owner.stopped_by is not None:
+            self.owner.save_checkpoint(trainer)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        owner = self.owner
+        checkpoint["s2sr"] = {"best": owner.best, "rows": owner.rows,
+                              "config": _fingerprint(owner.cfg),
+                              "rng": torch.get_rng_state()}
+        if torch.cuda.is_available() and owner.device.type == "cuda":
+            checkpoint["s2sr"]["cuda_rng"] = torch.cuda.get_rng_state_all()
 
 
 def train(cfg: TrainConfig, run_dir: str | os.PathLike[str], *, resume: bool = False,
