@@ -1,4 +1,4 @@
-"""Sentinel-2 MSI band constants (no logic beyond name normalisation).
+"""Sentinel-2 MSI band constants (no logic beyond name normalisation and look-up).
 
 Values from the Sentinel-2 MSI product specification (S2-PDGS-TAS-DI-PSD) and the
 processing-baseline 04.00 note: from 25 January 2022 L1C and L2A digital numbers carry an
@@ -9,6 +9,7 @@ additive offset of -1000 (``RADIO_ADD_OFFSET`` / ``BOA_ADD_OFFSET``), so that
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Final
 
 #: Band name -> (native resolution in metres, central wavelength in nm, common name).
@@ -31,6 +32,8 @@ BANDS: Final[dict[str, tuple[int, float, str]]] = {
 #: The 10 m bands s2sr super-resolves by default, in the order models expect them.
 DEFAULT_BANDS: Final[tuple[str, ...]] = ("B02", "B03", "B04", "B08")
 RGB_BANDS: Final[tuple[str, ...]] = ("B02", "B03", "B04")
+#: The near-infrared bands the cloud-shadow test uses, by preference (10 m, then narrow).
+NIR_BANDS: Final[tuple[str, ...]] = ("B08", "B8A")
 
 #: ``band_id`` order used in the SAFE product metadata (MTD_MSIL1C.xml / MTD_MSIL2A.xml).
 SAFE_BAND_IDS: Final[tuple[str, ...]] = (
@@ -68,6 +71,36 @@ def normalize_band_name(name: str) -> str | None:
     if rest and not rest.startswith(("(", "_")):
         return _COMMON.get(text.lower())  # "red edge" is not "red"
     return _COMMON.get(text.lower()) or _COMMON.get(head.lower())
+
+
+def band_index(bands: Sequence[str], band: str) -> int | None:
+    """Position of ``band`` in ``bands`` (names compared after :func:`normalize_band_name`,
+    so ``"nir"`` and ``"B8"`` find ``B08``), or ``None`` when it is not there."""
+    wanted = normalize_band_name(band)
+    for i, name in enumerate(bands):
+        if normalize_band_name(name) == wanted:
+            return i
+    return None
+
+
+def nir_index(bands: Sequence[str]) -> int | None:
+    """Position of the NIR band in ``bands`` (``B08``/``nir``, else ``B8A``), or ``None``."""
+    for band in NIR_BANDS:
+        found = band_index(bands, band)
+        if found is not None:
+            return found
+    return None
+
+
+def visible_indices(bands: Sequence[str]) -> tuple[int, ...]:
+    """Positions of the visible bands in ``bands``: B02, B03, B04 where all three are there,
+    otherwise the first three bands that are not the NIR."""
+    found = [band_index(bands, b) for b in RGB_BANDS]
+    if all(i is not None for i in found):
+        return tuple(i for i in found if i is not None)
+    nir = nir_index(bands)
+    return tuple(i for i in range(len(bands)) if i != nir)[:3]
+
 
 #: Rough reflectance mean and standard deviation of land scenes per band, used to
 #: normalise the input of an untrained model (training replaces them with dataset values).

@@ -22,8 +22,12 @@ catch the thin, partly covered pixels at cloud edges.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
+
+from s2sr.bands import nir_index, visible_indices
 
 SCL_MASKED = (3, 8, 9, 10)
 
@@ -53,6 +57,14 @@ def brightness_mask(refl: np.ndarray, visible: tuple[int, ...] = (0, 1, 2),
         cloud |= (refl[nir] < dark_nir) & (mean < dark_vis)
     # isolated bright or dark pixels are roofs, greenhouses or water, not clouds
     return ndimage.binary_opening(cloud, np.ones((3, 3), bool)) if despeckle else cloud
+
+
+def band_cloud_mask(refl: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+    """:func:`brightness_mask` of reflectance ``(C, H, W)`` whose bands are named ``bands``:
+    the visible and NIR bands are found by name (B02-B04, B08/``nir``), in any order."""
+    if len(bands) != refl.shape[0]:
+        raise ValueError(f"{len(bands)} band names for {refl.shape[0]} bands")
+    return brightness_mask(refl, visible_indices(bands), nir_index(bands))
 
 
 def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
