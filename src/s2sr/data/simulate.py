@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from affine import Affine
 
+from s2sr.bands import DEFAULT_BANDS
 from s2sr.data.degrade import blur, degrade
 from s2sr.data.registration import apply_shift
+from s2sr.io.dn import to_uint16_dn
+from s2sr.io.raster import write_geotiff
 
-BANDS = ("B02", "B03", "B04", "B08")
+BANDS = DEFAULT_BANDS
 
 
 @dataclass
@@ -85,10 +87,6 @@ def make_pair(truth: np.ndarray, scale: int, pert: Perturbation, lr_path: Path,
 
 def _write(path: Path, refl: np.ndarray, transform: Affine, crs: str,
            names: tuple[str, ...]) -> None:
-    dn = np.clip(np.rint(refl * 10000), 1, 65535).astype(np.uint16)
-    with rasterio.open(path, "w", driver="GTiff", width=dn.shape[2], height=dn.shape[1],
-                       count=dn.shape[0], dtype="uint16", crs=crs, transform=transform,
-                       nodata=0, tiled=True, blockxsize=256, blockysize=256,
-                       compress="deflate") as dst:
-        dst.write(dn)
-        dst.descriptions = names
+    # DN from 1: 0 is nodata
+    write_geotiff(path, to_uint16_dn(refl, min_dn=1), transform=transform, crs=crs,
+                  descriptions=names, nodata=0)

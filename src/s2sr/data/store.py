@@ -54,6 +54,7 @@ from affine import Affine
 
 from s2sr.data.validation import Thresholds, validate
 from s2sr.errors import DataError, InputNotFoundError, UsageError
+from s2sr.io.dn import DN_SCALE as DN_SCALE  # re-exported; defined once in s2sr.io.dn
 from s2sr.io.outputs import sweep_stale_temps, temp_path
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,6 @@ log = logging.getLogger(__name__)
 FORMAT = "s2sr-pairs"
 FORMAT_VERSION = 2
 STATUSES = ("auto-accepted", "auto-rejected", "accepted", "rejected")
-DN_SCALE = 10000.0
 LOCK_NAME = ".s2sr-pairs.lock"
 #: Largest patch side (input pixels) a manifest may declare.
 MAX_PATCH = 4096

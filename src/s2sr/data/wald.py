@@ -19,12 +19,14 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
+from s2sr.bands import DEFAULT_BANDS
 from s2sr.data.degrade import SENSOR_MTF, block_mean, degradation_sigma, degrade
-from s2sr.data.masks import brightness_mask, dilate
-from s2sr.data.pairs import _check_number, _to_dn, check_patch_options
+from s2sr.data.masks import band_cloud_mask, dilate
+from s2sr.data.options import BuildOptions, check_number, check_patch_options, pair_id_for
 from s2sr.data.store import PairStore, patch_rows
 from s2sr.data.validation import Thresholds
 from s2sr.errors import DataError, InputNotFoundError, UsageError
+from s2sr.io.dn import to_int16_dn, to_reflectance
 from s2sr.io.nodata import valid_mask
 from s2sr.io.outputs import check_output_dir
 from s2sr.io.scene import open_scene
@@ -55,7 +57,7 @@ class DegradeOptions:
     stride: int | None = None
     site: str = "default"
     split: str = "train"
-    bands: tuple[str, ...] = ("B02", "B03", "B04", "B08")
+    bands: tuple[str, ...] = DEFAULT_BANDS
     cloud_buffer: int = 2
     cloud_test: bool = True
     gain: float | None = None
@@ -72,13 +74,13 @@ def check_degrade_options(opts: DegradeOptions) -> None:
     if opts.scale is not None and (opts.scale not in (2, 4) or isinstance(opts.scale, bool)):
         raise UsageError(f"--scale must be 2 or 4, got {opts.scale!r}")
     if opts.resolution is not None:
-        _check_number("--resolution (metres)", opts.resolution, 0, 1e6, lo_open=True)
+        check_number("--resolution (metres)", opts.resolution, 0, 1e6, lo_open=True)
     if opts.levels is not None:
         if len(opts.levels) != 2:
             raise UsageError(f"--levels {opts.levels!r} is not INPUT,TARGET in metres, e.g. "
                              "20,10")
         for v in opts.levels:
-            _check_number("--levels value (metres)", v, 0, 1e6, lo_open=True)
+            check_number("--levels value (metres)", v, 0, 1e6, lo_open=True)
         inp, target = opts.levels
         if inp <= target:
             raise UsageError(f"--levels {inp:g},{target:g}: the input pixel size (first) must "
@@ -86,7 +88,7 @@ def check_degrade_options(opts: DegradeOptions) -> None:
     if not isinstance(opts.mtf, int | float) or not 0 < opts.mtf < 1:  # NaN fails too
         raise UsageError(f"--mtf {opts.mtf!r} is out of range: give a number in (0, 1)")
     if opts.gain is not None:
-        _check_number("--gain", opts.gain, 0, 1e6, lo_open=True)
+        check_number("--gain", opts.gain, 0, 1e6, lo_open=True)
     check_patch_options(opts.patch, opts.stride, opts.cloud_buffer, min_patch=4)
 
 
@@ -115,8 +117,6 @@ def _factors(native: float, opts: DegradeOptions) -> tuple[int, int, float, floa
 def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike[str],
                   opts: DegradeOptions | None = None) -> dict[str, Any]:
     """Add Wald pairs made from one scene to a dataset; returns the pair's summary."""
-    from s2sr.data.pairs import pair_id_for
-
     opts = opts or DegradeOptions()
     check_degrade_options(opts)
     path = Path(scene_path)
@@ -150,8 +150,6 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
         sigma = degradation_sigma(fi, opts.mtf)
         margin = fi * math.ceil(3 * sigma / fi + 1)
         store = PairStore(dataset, create=True)
-        from s2sr.data.pairs import BuildOptions
-
         pid = pair_id_for(path, path, kind, BuildOptions(scale=scale, patch=p,
                                                          stride=opts.stride, bands=opts.bands))
         n = len(rows) * len(cols)
@@ -160,25 +158,22 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
         stats: dict[str, list[float]] = {k: [] for k in ("nodata", "cloud", "corr", "ssim",
                                                          "shift", "residual")}
         origins = []
-        g = np.asarray(meta.gains if opts.gain is None else [opts.gain] * len(meta.gains),
-                       np.float32)[:, None, None]
-        o = np.asarray(meta.offsets if opts.gain is None else [0.0] * len(meta.offsets),
-                       np.float32)[:, None, None]
+        gains = meta.gains if opts.gain is None else (opts.gain,) * len(meta.gains)
+        offsets = meta.offsets if opts.gain is None else (0.0,) * len(meta.offsets)
         try:
             k = 0
             width = meta.width  # full width: the blur sees real neighbours
             for r in rows:
                 top, bottom = max(r - margin, 0), min(r + span + margin, meta.height)
                 dn = scene.read(Window(0, top, width, bottom - top))
-                refl = dn.astype(np.float32) * g + o
+                refl = to_reflectance(dn, gains, offsets)
                 valid = valid_mask(dn, meta.nodata) & np.isfinite(refl).all(axis=0)
                 refl = np.where(valid[None], refl, np.float32(0))
                 target = degrade(refl, ft, opts.mtf) if ft > 1 else refl
                 source = degrade(refl, fi, opts.mtf)
                 vin = block_mean(valid[None].astype(np.float32), fi)[0] > 0.999
                 if opts.cloud_test:
-                    cloud = dilate(brightness_mask(
-                        source, nir=3 if len(opts.bands) > 3 else None), opts.cloud_buffer)
+                    cloud = dilate(band_cloud_mask(source, opts.bands), opts.cloud_buffer)
                 else:
                     cloud = np.zeros(source.shape[1:], bool)
                 ti, si = (r - top) // ft, (r - top) // fi
@@ -190,8 +185,8 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
                     for key, val in (("corr", 1.0), ("ssim", 1.0), ("shift", 0.0),
                                      ("residual", 0.0)):
                         stats[key].append(val)  # one scene: agreement by construction
-                    lr_arr[k] = _to_dn(source[:, si:si + p, ci:ci + p])
-                    hr_arr[k] = _to_dn(target[:, ti:ti + p * scale, cs:cs + p * scale])
+                    lr_arr[k] = to_int16_dn(source[:, si:si + p, ci:ci + p])
+                    hr_arr[k] = to_int16_dn(target[:, ti:ti + p * scale, cs:cs + p * scale])
                     origins.append((r // fi, c // fi))
                     k += 1
             lr_arr.flush()

@@ -7,18 +7,29 @@ looked for, in this order, in: the raster's own tags (``S2_DN_OFFSET`` written b
 ``PROCESSING_BASELINE``/``S2_PROCESSING_BASELINE``), an ``MTD_MSIL*.xml`` in the folder or a
 parent folder (a granule inside its product), an ``MTD_TL.xml`` (its tile id ends in
 ``_N05.09``), and the product name in the path (``S2B_MSIL2A_20230615T..._N0509_...``).
+:func:`apply_offsets` turns what is found (or a user's ``--offset``) into the reflectance
+offsets of a scene's bands.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from s2sr.bands import BASELINE_04_OFFSET, SAFE_BAND_IDS, normalize_band_name
+from s2sr.errors import UsageError
+from s2sr.io.base import SCENE_LOGGER
+from s2sr.io.dn import is_integer
+from s2sr.io.safe_metadata import parse_safe_metadata
 
 log = logging.getLogger(__name__)
+scene_log = logging.getLogger(SCENE_LOGGER)
+#: Largest DN offset accepted (the baseline 04.00 offset is -1000).
+MAX_DN_OFFSET = 10000.0
 
 _PRODUCT_RE = re.compile(r"S2[A-D]_MSIL(?:1C|2A)_\d{8}T\d{6}_N(\d{2})(\d{2})_", re.IGNORECASE)
 _TILE_ID_RE = re.compile(r"_N(\d{2})\.(\d{2})\b")
@@ -74,8 +85,6 @@ def _from_tags(tags: dict[str, str], source: str) -> BaselineOffsets | None:
 
 
 def _from_folders(path: Path) -> BaselineOffsets | None:
-    from s2sr.io.safe import parse_safe_metadata  # local: safe imports scene, scene this
-
     start = path if path.is_dir() else path.parent
     folders = [start, *list(start.parents)[:_PARENTS]]
     for folder in folders:
@@ -105,3 +114,49 @@ def detect_offsets(path: str | Path, tags: dict[str, str] | None = None) -> Base
     if found is not None:
         log.info("%s: processing baseline %s (from %s)", path, found.baseline, found.found_in)
     return found
+
+
+def check_dn_offset(dn_offset: float | None) -> None:
+    """Refuse a user's DN offset (``--offset``) that is not finite or beyond +-10000."""
+    if dn_offset is not None and not (
+            math.isfinite(dn_offset) and abs(dn_offset) <= MAX_DN_OFFSET):
+        raise UsageError(
+            f"DN offset {dn_offset} is out of range: give a finite number within "
+            f"+-{MAX_DN_OFFSET:g} (-1000 for processing baseline 04.00 and later, 0 before)"
+        )
+
+
+def apply_offsets(
+    bands: Sequence[str], gains: list[float], offsets: list[float], explicit_scale: bool,
+    dtype: str, dn_offset: float | None, where: str, tags: dict[str, str], s2_files: bool,
+) -> tuple[list[float], list[float]]:
+    """Reflectance offsets from an explicit DN offset, or from the detected baseline.
+
+    ``s2_files``: the files are recognisably Sentinel-2 product files (named as in products,
+    JPEG 2000, or tagged as Sentinel-2), so an unknown baseline is worth a warning; plain
+    GeoTIFF exports are DN = reflectance x 10000 as documented.
+    """
+    if dn_offset is not None:
+        if not is_integer(dtype):
+            raise UsageError(f"a DN offset applies to integer DN, but {where} holds {dtype} "
+                             "reflectance: drop the offset")
+        tags["S2_DN_OFFSET"] = ",".join(f"{b}:{dn_offset:g}" for b in bands)
+        return gains, [dn_offset * g for g in gains]
+    if explicit_scale or not is_integer(dtype):
+        return gains, offsets
+    found = detect_offsets(where, tags)
+    if found is None:
+        if not s2_files:
+            return gains, offsets
+        scene_log.warning(
+            "%s: cannot tell the processing baseline of these Sentinel-2 DN (no product name, "
+            "MTD_MSIL*.xml/MTD_TL.xml or baseline tag): assuming no DN offset; for products "
+            "of baseline 04.00 or later (acquired from 25 January 2022) pass --offset -1000 "
+            "(dn_offset=-1000), or --offset 0 to silence this", where)
+        return gains, offsets
+    if found.quantification is not None:
+        gains = [1.0 / found.quantification for _ in bands]
+    new = [found.offsets.get(b, 0.0) * g for b, g in zip(bands, gains, strict=True)]
+    tags["S2_PROCESSING_BASELINE"] = found.baseline
+    tags["S2_DN_OFFSET"] = ",".join(f"{b}:{found.offsets.get(b, 0.0):g}" for b in bands)
+    return gains, new

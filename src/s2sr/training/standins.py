@@ -18,14 +18,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-import rasterio
-
+from s2sr.bands import DEFAULT_BANDS
 from s2sr.data.pairs import BuildOptions, build_pair
 from s2sr.data.simulate import Perturbation, make_pair
 from s2sr.data.validation import Thresholds
 from s2sr.data.wald import DegradeOptions, degrade_scene
 from s2sr.errors import InputNotFoundError
+from s2sr.io.dn import from_scaled
+from s2sr.io.raster import read_bands
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,7 @@ def prepare(out: Path, shared: Path, patch: int = 16) -> dict[str, Path]:
         sim_dir = out / "simulated_scenes"
         sim_dir.mkdir(exist_ok=True)
         for k, (name, split) in enumerate(SIM):
-            with rasterio.open(s2 / name) as ds:
-                names = list(ds.descriptions)
-                idx = [names.index(b) + 1 for b in ("B02", "B03", "B04", "B08")]
-                truth = ds.read(idx).astype(np.float32) / 10000
+            truth = from_scaled(read_bands(s2 / name, DEFAULT_BANDS))
             h, w = (truth.shape[1] // 2) * 2, (truth.shape[2] // 2) * 2
             truth = truth[:, :h, :w]
             lr_path = sim_dir / f"sim{k}_s2_20200601.tif"

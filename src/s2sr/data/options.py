@@ -1,0 +1,95 @@
+"""Options of pair building shared by ``s2sr pairs build`` (:mod:`s2sr.data.pairs`) and
+``s2sr pairs degrade`` (:mod:`s2sr.data.wald`): the build options, their range checks, and
+the deterministic id of a scene pair.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from s2sr.bands import DEFAULT_BANDS
+from s2sr.data.degrade import SENSOR_MTF
+from s2sr.data.validation import Thresholds
+from s2sr.errors import UsageError
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Options of ``s2sr pairs build`` (defaults follow the study)."""
+
+    scale: int = 2
+    patch: int = 96
+    stride: int | None = None
+    band_map: str | None = None
+    bands: tuple[str, ...] = DEFAULT_BANDS
+    site: str = "default"
+    split: str = "train"
+    lr_date: str | None = None
+    hr_date: str | None = None
+    max_days: float = 45.0
+    max_cloud: float = 0.10
+    hr_mask: str | None = None
+    lr_mtf: float = SENSOR_MTF["sentinel2"]
+    cloud_buffer: int = 2
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    kind: str | None = None
+    #: degrade both sides by this factor after alignment (SE20>RE10-style pairs): the
+    #: Sentinel-2 patch with the Sentinel-2 MTF, the reference patch with ``hr_mtf``.
+    degrade_factor: int = 1
+    hr_mtf: float = SENSOR_MTF["rapideye"]
+
+
+def pair_id_for(lr: str | Path, hr: str | Path, kind: str, opts: BuildOptions) -> str:
+    """Deterministic id of a scene pair (re-adding it replaces it)."""
+    stem = lambda p: re.sub(r"[^A-Za-z0-9]+", "-", Path(p).name.split(".")[0])[:40]  # noqa: E731
+    key = f"{Path(lr).resolve()}|{Path(hr).resolve()}|{kind}|{opts.scale}|{opts.patch}|" \
+          f"{opts.stride}|{opts.bands}"
+    return f"{stem(lr)}__{stem(hr)}__{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def check_number(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False,
+                 allow_inf: bool = False) -> None:
+    """Refuse ``value`` unless it is a real number (not bool, not NaN) in the range
+    ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``; infinite only with ``allow_inf``)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) \
+        and not math.isnan(value) and (allow_inf or math.isfinite(value)) \
+        and (value > lo if lo_open else value >= lo) and value <= hi
+    if not ok:
+        bound = f"({lo:g}" if lo_open else f"[{lo:g}"
+        raise UsageError(f"{name} {value!r} is out of range: give a number in {bound}, {hi:g}]")
+
+
+#: Largest input patch side (pixels): a larger one would need gigabytes per block.
+MAX_PATCH = 1024
+
+
+def check_patch_options(patch: Any, stride: Any, cloud_buffer: Any, *, min_patch: int) -> None:
+    """Refuse a patch size, stride or cloud buffer out of range (pairs build and degrade)."""
+    if not isinstance(patch, int) or not min_patch <= patch <= MAX_PATCH:
+        raise UsageError(f"--patch must be a whole number from {min_patch} to {MAX_PATCH}, "
+                         f"got {patch!r}")
+    if stride is not None and (not isinstance(stride, int)
+                               or not 1 <= stride <= 100 * MAX_PATCH):
+        raise UsageError(f"--stride must be a whole number from 1 to {100 * MAX_PATCH}, got "
+                         f"{stride!r}")
+    if not isinstance(cloud_buffer, int) or not 0 <= cloud_buffer <= 64:
+        raise UsageError(f"cloud buffer must be 0-64 pixels, got {cloud_buffer!r}")
+
+
+def check_build_options(opts: BuildOptions) -> None:
+    """Refuse out-of-range options before any work (shared by the CLI and the API)."""
+    if opts.scale not in (2, 4) or isinstance(opts.scale, bool):
+        raise UsageError(f"--scale must be 2 or 4, got {opts.scale!r}")
+    if not isinstance(opts.degrade_factor, int) or not 1 <= opts.degrade_factor <= 8:
+        raise UsageError(f"--degrade must be a whole number from 1 to 8, got "
+                         f"{opts.degrade_factor!r}")
+    check_patch_options(opts.patch, opts.stride, opts.cloud_buffer, min_patch=16)
+    check_number("--max-days", opts.max_days, 0, math.inf, allow_inf=True)
+    check_number("--max-cloud", opts.max_cloud, 0, 1)
+    check_number("Sentinel-2 MTF", opts.lr_mtf, 0, 1, lo_open=True)
+    check_number("reference MTF", opts.hr_mtf, 0, 1, lo_open=True)

@@ -1,0 +1,119 @@
+"""Folders of single-band files (``*_B02.tif``, ``*_B03_10m.jp2``...) as a :class:`Scene`:
+a per-band folder, a granule folder or its ``IMG_DATA``, and the bands of a SAFE product.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from s2sr.bands import normalize_band_name
+from s2sr.errors import BandError, DataError
+from s2sr.io.base import BandRef, Scene, build_scene
+from s2sr.io.baseline import apply_offsets
+from s2sr.io.dn import gdal_gains
+from s2sr.io.gdal_safety import open_raster
+
+_BAND_FILE_RE = re.compile(r"(?:^|_)(B\d{2}|B8A)(?:_10m)?\.(?:tif|tiff|jp2)$", re.IGNORECASE)
+#: Band files named as in Sentinel-2 products (``T33UUB_20230601T102031_B02_10m.jp2``, or the
+#: older ``S2A_OPER_MSI_L1C_TL_..._B02.jp2``).
+_S2_PRODUCT_FILE_RE = re.compile(
+    r"^(?:T\d{2}[A-Z]{3}_\d{8}T\d{6}_|S2[A-D]_OPER_MSI_L1C_TL_\w+_)(?:B\d{2}|B8A)(?:_\d{2}m)?\.jp2$",
+    re.IGNORECASE)
+
+
+def band_files(names: Sequence[str]) -> dict[str, str]:
+    """Map band name -> file name for names like ``*_B02.tif`` or ``*_B02_10m.jp2``."""
+    found: dict[str, str] = {}
+    for name in sorted(names):
+        match = _BAND_FILE_RE.search(os.path.basename(name))
+        if match:
+            band = normalize_band_name(match.group(1))
+            if band is not None and band not in found:
+                found[band] = name
+    return found
+
+
+def is_s2_product_band(path: str) -> bool:
+    """Whether a file is recognisably a band file of a Sentinel-2 product (named as in the
+    product, or inside a granule's ``IMG_DATA`` folder), where DN 0 marks missing pixels."""
+    parts = path.replace("\\", "/").split("/")
+    return bool(_S2_PRODUCT_FILE_RE.match(parts[-1])) or "IMG_DATA" in parts[:-1]
+
+
+def open_band_files(
+    files: dict[str, str], bands: Sequence[str] | None, source: str,
+    gains: dict[str, float] | None = None, offsets: dict[str, float] | None = None,
+    nodata: float | None = None, tags: dict[str, str] | None = None,
+    dn_offset: float | None = None,
+) -> Scene:
+    """Open one single-band file per band (a per-band folder or a SAFE product).
+
+    ``gains``/``offsets`` (reflectance per DN, reflectance of DN 0) come from a product's
+    metadata; without them they come from the files' GDAL scale/offset or the detected
+    processing baseline (``dn_offset`` overrides it). Files that are recognisably Sentinel-2
+    product bands get nodata 0 when they declare none (JPEG 2000 never does).
+    """
+    if not files:
+        raise BandError(
+            f"{source} holds no per-band files (*_B02.tif, *_B03.jp2, ...): point s2sr at a "
+            "multi-band GeoTIFF, a folder of per-band files or a SAFE product"
+        )
+    wanted = list(bands) if bands is not None else sorted(files)
+    available_paths = {b: files[b] for b in wanted if b in files}
+    owned: list[Any] = []
+    tags = dict(tags or {})
+    try:
+        available = {}
+        for band, path in available_paths.items():
+            dataset = open_raster(path, product=source)
+            owned.append(dataset)
+            if dataset.count != 1:
+                raise DataError(f"{path} in {source} has {dataset.count} bands: a per-band file "
+                                "holds one band; pass a multi-band file as the scene itself")
+            available[band] = BandRef(path, 1, dataset)
+        missing = [b for b in wanted if b not in files]
+        if missing:
+            raise BandError(
+                f"{source} lacks band(s) {', '.join(missing)} (it has {', '.join(sorted(files))}): "
+                f"supply a scene with {', '.join(wanted)}"
+            )
+        refs = [available[b] for b in wanted]
+        if gains is None:
+            g, o = [], []
+            explicit = False
+            for ref in refs:
+                gg, oo, ex = gdal_gains(ref.dataset, [1], ref.path)
+                g.append(gg[0])
+                o.append(oo[0])
+                explicit = explicit or ex
+            s2_files = all(is_s2_product_band(r.path) or r.path.lower().endswith(".jp2")
+                           for r in refs)
+            g, o = apply_offsets(wanted, g, o, explicit, refs[0].dataset.dtypes[0], dn_offset,
+                                  source, tags, s2_files)
+        else:
+            offsets = offsets or {}
+            g = [gains[b] for b in wanted]
+            o = [offsets.get(b, 0.0) for b in wanted]
+        if nodata is None:
+            nodata = refs[0].dataset.nodata
+        if nodata is None and all(is_s2_product_band(r.path) for r in refs):
+            nodata = 0  # DN 0 marks missing data in every Sentinel-2 product
+        return build_scene(refs, wanted, source, owned, g, o, nodata, tags)
+    except Exception:
+        for dataset in owned:
+            dataset.close()
+        raise
+
+
+def band_folder_files(folder: Path) -> list[str]:
+    """Files of a per-band folder; for a granule folder (``GRANULE/L2A_T.../``) or its
+    ``IMG_DATA`` the bands in ``IMG_DATA/`` and ``IMG_DATA/R10m/`` (L2A) are found too."""
+    found: list[str] = []
+    for sub in (folder, folder / "IMG_DATA", folder / "IMG_DATA" / "R10m", folder / "R10m"):
+        if sub.is_dir():
+            found += [str(f) for f in sub.iterdir() if f.is_file()]
+    return found

@@ -1,0 +1,123 @@
+"""Digital numbers (DN) <-> reflectance, and the dtypes s2sr reads: the one place for both.
+
+Sentinel-2 products store reflectance x 10000 (``QUANTIFICATION_VALUE``) as integers, from
+processing baseline 04.00 on with an additive offset (see :mod:`s2sr.io.baseline`); a
+file may instead say how through GDAL's band scale/offset, or hold float reflectance. Inside
+s2sr a scene's bands carry ``reflectance = DN * gain + offset`` (:class:`GeoMeta`'s
+``gains``/``offsets``). Pair datasets store reflectance x 10000 as int16.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from s2sr.bands import QUANTIFICATION_VALUE
+from s2sr.errors import DataError
+
+#: DN per unit of reflectance for integer data that says nothing else (and pair datasets).
+DN_SCALE = QUANTIFICATION_VALUE
+#: Dtypes s2sr reads: integer DN (reflectance x 10000) or float reflectance.
+SUPPORTED_DTYPES = ("uint16", "int16", "uint32", "int32", "float32", "float64")
+#: Dtypes of reference (high-resolution) scenes in pairs: also 8-bit imagery (0-255).
+REFERENCE_DTYPES = ("uint8", *SUPPORTED_DTYPES)
+
+
+def is_integer(dtype: str) -> bool:
+    """Whether ``dtype`` (a numpy dtype name) is an integer type."""
+    return bool(np.issubdtype(np.dtype(dtype), np.integer))
+
+
+def check_dtype(dtype: str, path: str) -> None:
+    """Refuse a scene dtype outside :data:`SUPPORTED_DTYPES`.
+
+    Raises:
+        DataError: naming the dtype and the conversion that fixes it.
+    """
+    if dtype not in SUPPORTED_DTYPES:
+        raise DataError(
+            f"{path} has unsupported dtype {dtype}: s2sr reads reflectance as uint16/int16 "
+            "(x 10000) or float32 (0-1); convert it, e.g. gdal_translate -ot UInt16"
+        )
+
+
+def check_reference_dtype(dtype: str, path: str) -> None:
+    """Refuse a reference scene dtype outside :data:`REFERENCE_DTYPES`."""
+    if dtype not in REFERENCE_DTYPES:
+        raise DataError(f"reference {path} has unsupported dtype {dtype}")
+
+
+def default_gain(dtype: str) -> float:
+    """Reflectance per DN of a band that says nothing: 1 / 10000 for integers, 1 for floats."""
+    return 1.0 / DN_SCALE if is_integer(dtype) else 1.0
+
+
+def reference_gain(dtype: str) -> float:
+    """Approximate reflectance per DN of a reference scene: 8-bit data spans 0-255, other
+    integers are reflectance x 10000, floats reflectance (pairs fit the exact gain later)."""
+    return 1.0 / 255.0 if dtype == "uint8" else default_gain(dtype)
+
+
+def gdal_gains(
+    dataset: Any, indexes: Sequence[int], path: str
+) -> tuple[list[float], list[float], bool]:
+    """DN -> reflectance of an open dataset's bands: GDAL scale/offset when set, else
+    :func:`default_gain`.
+
+    Args:
+        dataset: an open rasterio dataset.
+        indexes: 1-based band indexes.
+        path: the file, for messages.
+
+    Returns:
+        Gains, offsets (reflectance units) and whether the file set them (GDAL scale/offset).
+
+    Raises:
+        DataError: a scale of 0, negative, NaN or infinite, or a NaN/infinite offset.
+    """
+    gains, offsets, explicit = [], [], False
+    for idx in indexes:
+        scale, offset = dataset.scales[idx - 1], dataset.offsets[idx - 1]
+        if not (math.isfinite(scale) and math.isfinite(offset)) or scale <= 0:
+            raise DataError(
+                f"{path} band {idx} has GDAL scale {scale} and offset {offset}: the scale must be "
+                "a positive finite number and the offset finite; fix them, e.g. gdal_edit.py "
+                "-scale 0.0001 -offset 0 (or -unsetstats), or re-export the file"
+            )
+        if (scale, offset) != (1.0, 0.0):
+            gains.append(float(scale))
+            offsets.append(float(offset))
+            explicit = True
+        else:
+            gains.append(default_gain(dataset.dtypes[idx - 1]))
+            offsets.append(0.0)
+    return gains, offsets, explicit
+
+
+def to_reflectance(dn: np.ndarray, gains: Sequence[float], offsets: Sequence[float]
+                   ) -> np.ndarray:
+    """DN ``(C, h, w)`` -> float32 reflectance ``DN * gain + offset`` (per band)."""
+    g = np.asarray(gains, np.float32)[:, None, None]
+    o = np.asarray(offsets, np.float32)[:, None, None]
+    return dn.astype(np.float32) * g + o
+
+
+def from_scaled(dn: np.ndarray) -> np.ndarray:
+    """Reflectance x 10000 (plain Sentinel-2 DN, pair arrays) -> float32 reflectance."""
+    return dn.astype(np.float32) / np.float32(DN_SCALE)
+
+
+def to_int16_dn(refl: np.ndarray) -> np.ndarray:
+    """Reflectance -> int16 DN x 10000 as pair datasets store it (anything not finite, i.e.
+    missing, becomes 0; values beyond int16 are clipped)."""
+    return np.clip(np.rint(np.nan_to_num(refl * DN_SCALE, nan=0.0, posinf=0.0,
+                                         neginf=0.0)), -32768, 32767).astype(np.int16)
+
+
+def to_uint16_dn(refl: np.ndarray, min_dn: int = 0) -> np.ndarray:
+    """Reflectance -> uint16 DN x 10000 as Sentinel-2 products store it, clipped to
+    ``[min_dn, 65535]`` (``min_dn=1`` keeps every pixel off nodata 0)."""
+    return np.clip(np.rint(refl * DN_SCALE), min_dn, 65535).astype(np.uint16)
