@@ -34,6 +34,7 @@ from rasterio.windows import Window
 from s2sr.data.alignment import estimate_alignment, fit_radiometry, to_lr
 from s2sr.data.dates import scene_date
 from s2sr.data.degrade import degrade
+from s2sr.data.manifest import patch_rows
 from s2sr.data.masks import band_cloud_mask, dilate
 from s2sr.data.options import (
     MAX_PATCH,
@@ -45,7 +46,7 @@ from s2sr.data.options import (
 )
 from s2sr.data.overlap import ScenePair
 from s2sr.data.stats import patch_stats
-from s2sr.data.store import PairStore, patch_rows
+from s2sr.data.store import PairStore
 from s2sr.errors import DataError, InputNotFoundError
 from s2sr.io.dn import to_int16_dn
 from s2sr.io.outputs import check_output_dir

@@ -19,17 +19,10 @@ Re-adding a scene pair replaces its rows (no duplicates). A person's decision ov
 the automatic status and survives rebuilding because patch ids are deterministic (pair id
 + window offsets).
 
-Georeferencing (format version 2): every patch row carries ``crs`` (``"EPSG:n"`` or WKT)
-and ``lr_transform`` / ``hr_transform``, the six affine coefficients ``(a, b, c, d, e, f)``
-(as ``affine.Affine`` and rasterio order them: ``x = a*col + b*row + c``,
-``y = d*col + e*row + f``) of *that patch's own* stored input / target array: pixel (0, 0)
-of the array is the patch's top-left pixel. ``lr_row``/``lr_col`` give the same corner in
-pixels of the input grid and ``hr_row``/``hr_col`` in pixels of the target grid, both
-counted from the scene's top-left corner (scene-absolute).
-
-Everything read from the folder is validated on open (types, keys, statuses, array file
-names, then array headers against the manifest before use); a damaged file is one
-:class:`~s2sr.errors.DataError` naming it and the fix.
+The manifest's format, its georeferencing and its validation are :mod:`s2sr.data.manifest`
+(its names are importable from here as before). Everything read from the folder is
+validated on open, then array headers against the manifest before use; a damaged file is
+one :class:`~s2sr.errors.DataError` naming it and the fix.
 """
 
 from __future__ import annotations
@@ -38,10 +31,7 @@ import contextlib
 import csv
 import fcntl
 import json
-import logging
-import math
 import os
-import re
 import secrets
 import time
 from collections import Counter
@@ -50,23 +40,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from affine import Affine
 
-from s2sr.data.validation import Thresholds, validate
+from s2sr.data.manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    MAX_PATCH,
+    STATUSES,
+    effective_status,
+    patch_rows,
+    read_json,
+    transform_tuple,
+    validate_decisions,
+    validate_manifest,
+)
 from s2sr.errors import DataError, InputNotFoundError, UsageError
-from s2sr.io.dn import DN_SCALE as DN_SCALE  # re-exported; defined once in s2sr.io.dn
+from s2sr.io.dn import DN_SCALE
 from s2sr.io.outputs import sweep_stale_temps, temp_path
 
-log = logging.getLogger(__name__)
+__all__ = [  # the manifest's names are defined in s2sr.data.manifest, DN_SCALE in s2sr.io.dn
+    "DN_SCALE", "FORMAT", "FORMAT_VERSION", "LOCK_NAME", "MAX_PATCH", "STATUSES", "NpyWriter",
+    "PairStore", "effective_status", "patch_rows", "transform_tuple", "validate_decisions",
+    "validate_manifest",
+]
 
-FORMAT = "s2sr-pairs"
-FORMAT_VERSION = 2
-STATUSES = ("auto-accepted", "auto-rejected", "accepted", "rejected")
 LOCK_NAME = ".s2sr-pairs.lock"
-#: Largest patch side (input pixels) a manifest may declare.
-MAX_PATCH = 4096
-_ARRAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.npy$")
-_NAN_TRANSFORM = (math.nan,) * 6
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -77,204 +74,6 @@ def _atomic_write(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def transform_tuple(transform: Affine) -> list[float]:
-    """The six coefficients ``(a, b, c, d, e, f)`` of an affine transform."""
-    return [float(v) for v in tuple(transform)[:6]]
-
-
-def effective_status(row: dict[str, Any], decisions: dict[str, dict[str, Any]]) -> tuple[
-        str, str]:
-    """(status, reason) of a patch: a person's decision wins over the automatic one."""
-    decision = decisions.get(row["patch_id"])
-    if decision:
-        return decision["status"], decision.get("note", "") or "manual"
-    return row["auto_status"], row["auto_reason"]
-
-
-def patch_rows(pair_id: str, origins: list[tuple[int, int]], stats: dict[str, list[float]],
-               thresholds: Thresholds, *, common: dict[str, Any], patch: int, scale: int,
-               lr_grid: Affine, hr_grid: Affine, lr_offset: tuple[int, int] = (0, 0)
-               ) -> list[dict[str, Any]]:
-    """Validate a pair's patches and make their manifest rows.
-
-    Args:
-        pair_id: the pair's id (patch ids are ``pair_id:row:col``).
-        origins: ``(row, col)`` of each patch on the input (lr) grid, from ``lr_offset``.
-        stats: per-patch statistics (see :func:`s2sr.data.validation.validate`).
-        thresholds: validation thresholds.
-        common: fields shared by every row (kind, site, split, scenes, CRS).
-        patch: input patch size. scale: target pixels per input pixel.
-        lr_grid: transform of the input grid, pixel (0, 0) at the scene's top-left corner.
-        hr_grid: transform of the target grid, same corner (``scale`` times finer).
-        lr_offset: ``(row, col)`` on the input grid where ``origins`` count from.
-    """
-    arrays = {key: np.asarray(v, dtype=float) for key, v in stats.items()}
-    reasons = validate(arrays, thresholds)
-    rows = []
-    for k, ((r, c), reason) in enumerate(zip(origins, reasons, strict=True)):
-        lr_r, lr_c = lr_offset[0] + r, lr_offset[1] + c
-        rows.append({
-            "patch_id": f"{pair_id}:{r}:{c}", "pair_id": pair_id, "index": k, **common,
-            "lr_row": lr_r, "lr_col": lr_c, "lr_size": patch,
-            "hr_row": lr_r * scale, "hr_col": lr_c * scale, "hr_size": patch * scale,
-            "lr_transform": transform_tuple(lr_grid * Affine.translation(lr_c, lr_r)),
-            "hr_transform": transform_tuple(
-                hr_grid * Affine.translation(lr_c * scale, lr_r * scale)),
-            **{key: _num(arrays[key][k]) for key in arrays},
-            "auto_status": "auto-rejected" if reason else "auto-accepted",
-            "auto_reason": reason,
-        })
-    return rows
-
-
-def _num(value: float) -> float | None:
-    return None if not np.isfinite(value) else round(float(value), 6)
-
-
-# --- validation of what is read from a dataset folder (untrusted) -------------------------
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _is_str(v: Any) -> bool:
-    return isinstance(v, str)
-
-
-def _is_transform(v: Any) -> bool:
-    return isinstance(v, list) and len(v) == 6 and all(_is_num(x) and math.isfinite(x)
-                                                      for x in v)
-
-
-_PAIR_FIELDS: dict[str, Any] = {
-    "kind": _is_str, "site": _is_str, "split": _is_str,
-    "scale": lambda v: v in (2, 4) and _is_int(v),
-    "patch": lambda v: _is_int(v) and 1 <= v <= MAX_PATCH,
-    "bands": lambda v: isinstance(v, list) and 0 < len(v) <= 64 and all(map(_is_str, v)),
-    "lr_array": lambda v: _is_str(v) and bool(_ARRAY_NAME.match(v)),
-    "hr_array": lambda v: _is_str(v) and bool(_ARRAY_NAME.match(v)),
-    "shift_px": lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_num, v)),
-    "time_gap_days": lambda v: v is None or _is_num(v),
-}
-_ROW_FIELDS: dict[str, Any] = {
-    "patch_id": _is_str, "pair_id": _is_str, "kind": _is_str, "site": _is_str,
-    "split": _is_str, "auto_reason": _is_str,
-    "index": lambda v: _is_int(v) and v >= 0,
-    "lr_size": lambda v: _is_int(v) and 1 <= v <= MAX_PATCH,
-    "hr_size": lambda v: _is_int(v) and 1 <= v <= 4 * MAX_PATCH,
-    "lr_row": _is_int, "lr_col": _is_int,
-    "auto_status": lambda v: v in ("auto-accepted", "auto-rejected"),
-}
-_ROW_FIELDS_V2: dict[str, Any] = {"crs": _is_str, "lr_transform": _is_transform,
-                                  "hr_transform": _is_transform}
-_ROW_STATS = ("nodata", "cloud", "corr", "ssim", "shift", "residual")
-
-
-def _check_fields(where: str, item: Any, checks: dict[str, Any], path: Path) -> None:
-    if not isinstance(item, dict):
-        raise DataError(f"{path} is damaged: {where} is a {type(item).__name__}, not an "
-                        "object; rebuild the dataset (or restore the file)")
-    for key, ok in checks.items():
-        if key not in item:
-            raise DataError(f"{path} is damaged: {where} lacks {key!r}; rebuild the dataset "
-                            "(or restore the file)")
-        if not ok(item[key]):
-            raise DataError(f"{path} is damaged: {where} has a bad {key!r} "
-                            f"({str(item[key])[:60]!r}); rebuild the dataset (or restore "
-                            "the file)")
-
-
-def validate_manifest(data: Any, path: Path) -> dict[str, Any]:
-    """Check a parsed manifest's structure; returns it (version-1 rows get NaN transforms).
-
-    Raises:
-        DataError: naming the file, the bad entry and the fix.
-    """
-    if not isinstance(data, dict):
-        raise DataError(f"{path} is not an s2sr pairs manifest (a {type(data).__name__}, not "
-                        "an object): rebuild the dataset")
-    if data.get("format") != FORMAT:
-        raise DataError(f"{path} is not an s2sr pairs manifest (format "
-                        f"{str(data.get('format'))[:40]!r}): rebuild the dataset")
-    version = data.get("format_version")
-    if version not in (1, FORMAT_VERSION) or not _is_int(version):
-        raise DataError(f"{path} has format version {str(version)[:20]!r}, not one this s2sr "
-                        f"reads (1-{FORMAT_VERSION}): rebuild the dataset or upgrade s2sr")
-    pairs, patches = data.get("pairs"), data.get("patches")
-    if not isinstance(pairs, dict):
-        raise DataError(f"{path} is damaged: 'pairs' is missing or not an object; rebuild "
-                        "the dataset")
-    if not isinstance(patches, list):
-        raise DataError(f"{path} is damaged: 'patches' is missing or not a list; rebuild "
-                        "the dataset")
-    for pid, info in pairs.items():
-        _check_fields(f"pair {pid[:60]!r}", info, _PAIR_FIELDS, path)
-    seen: set[str] = set()
-    checks = {**_ROW_FIELDS, **(_ROW_FIELDS_V2 if version >= 2 else {})}
-    for k, row in enumerate(patches):
-        _check_fields(f"patch row {k}", row, checks, path)
-        info = pairs.get(row["pair_id"])
-        if info is None:
-            raise DataError(f"{path} is damaged: patch row {k} names pair "
-                            f"{row['pair_id'][:60]!r}, which is not in 'pairs'; rebuild the "
-                            "dataset")
-        if row["lr_size"] != info["patch"] or row["hr_size"] != info["patch"] * info["scale"]:
-            raise DataError(f"{path} is damaged: patch row {k} has size {row['lr_size']}/"
-                            f"{row['hr_size']}, its pair says {info['patch']} x "
-                            f"{info['scale']}; rebuild the dataset")
-        if row["patch_id"] in seen:
-            raise DataError(f"{path} is damaged: patch {row['patch_id'][:80]!r} appears twice; "
-                            "rebuild the dataset")
-        seen.add(row["patch_id"])
-        for key in _ROW_STATS:
-            if key in row and row[key] is not None and not _is_num(row[key]):
-                raise DataError(f"{path} is damaged: patch row {k} has a bad {key!r}; rebuild "
-                                "the dataset")
-        if version < 2:  # old manifests: patch georeferencing was wrong, do not pass it on
-            row.update(crs=str(row.get("crs", "")), lr_transform=list(_NAN_TRANSFORM),
-                       hr_transform=list(_NAN_TRANSFORM))
-    indexes: dict[str, list[int]] = {pid: [] for pid in pairs}
-    for row in patches:
-        indexes[row["pair_id"]].append(row["index"])
-    for pid, idx in indexes.items():
-        if sorted(idx) != list(range(len(idx))):
-            raise DataError(f"{path} is damaged: the patch indexes of pair {pid[:60]!r} are "
-                            f"not 0..{len(idx) - 1}; rebuild the dataset")
-    if version < 2:
-        log.warning("%s was made by an older s2sr whose patch georeferencing was wrong: "
-                    "map positions are not available; rebuild it for them", path)
-    return data
-
-
-def validate_decisions(data: Any, path: Path) -> dict[str, dict[str, Any]]:
-    """Check a parsed ``decisions.json``: patch id -> {status, note?, time?}."""
-    fix = "fix it or delete it (the manual decisions in it are then lost)"
-    if not isinstance(data, dict):
-        raise DataError(f"{path} is damaged (a {type(data).__name__}, not an object of patch "
-                        f"decisions): {fix}")
-    for pid, d in data.items():
-        if not isinstance(d, dict) or d.get("status") not in ("accepted", "rejected") \
-                or not isinstance(d.get("note", ""), str) \
-                or not isinstance(d.get("time", ""), str):
-            raise DataError(f"{path} is damaged: the decision on {pid[:80]!r} is not "
-                            f"{{status: accepted|rejected, note: text}}: {fix}")
-    return data
-
-
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        first = str(err).splitlines()[0][:80]
-        raise DataError(f"{path} is corrupt ({first}): {what}") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a folder, not a file: {what}") from None
 
 
 class NpyWriter:
@@ -389,13 +188,13 @@ class PairStore:
             os.close(fd)  # releases the lock
 
     def _read(self) -> dict[str, Any]:
-        data = _read_json(self.manifest_path, "rebuild the dataset (or restore the file)")
+        data = read_json(self.manifest_path, "rebuild the dataset (or restore the file)")
         return validate_manifest(data, self.manifest_path)
 
     def _read_decisions(self) -> dict[str, dict[str, Any]]:
         if not self.decisions_path.exists():
             return {}
-        data = _read_json(self.decisions_path, "fix it or delete it (the manual decisions "
+        data = read_json(self.decisions_path, "fix it or delete it (the manual decisions "
                           "in it are then lost)")
         return validate_decisions(data, self.decisions_path)
 
