@@ -340,10 +340,40 @@ def test_cloudy_pair_is_refused_for_its_cloud(tmp_path: Path) -> None:
     assert len(PairStore(ds).rows()) == _expected_patches(lr, hr, 32)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug, reported: a pair refused for its cloud "
-                   "after registration leaves an empty dataset folder (manifest, lock, arrays/)")
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (relative path -> content), folders as empty strings."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else b""
+            for p in sorted(root.rglob("*"))}
+
+
 def test_cloudy_pair_refused_writes_nothing(tmp_path: Path) -> None:
     lr, hr = _cloudy_pair(tmp_path)
     with pytest.raises(DataError, match="cloud or shadow"):
         _build(lr, hr, tmp_path / "ds")
     assert not (tmp_path / "ds").exists()
+    # the folders it made on the way go too, and the CLI does the same
+    with pytest.raises(DataError, match="cloud or shadow"):
+        _build(lr, hr, tmp_path / "new" / "deeper" / "ds")
+    assert not (tmp_path / "new").exists()
+    res = CliRunner().invoke(cli, ["pairs", "build", "--lr", str(lr), "--hr", str(hr), "-o",
+                                   str(tmp_path / "cli"), "--patch", "32", "--max-cloud", "0.3",
+                                   "--lr-date", DATES["lr_date"], "--hr-date", DATES["hr_date"]])
+    assert res.exit_code == 1 and "cloud or shadow" in res.output, res.output
+    assert not (tmp_path / "cli").exists()
+
+
+def test_cloudy_pair_refused_leaves_what_existed(tmp_path: Path) -> None:
+    lr, hr = _cloudy_pair(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="cloud or shadow"):
+        _build(lr, hr, empty)
+    assert empty.is_dir() and not list(empty.iterdir())  # the folder was the user's: kept
+    ds = tmp_path / "ds"
+    _build(lr, hr, ds, max_cloud=0.6)
+    before = _tree(ds)
+    assert "manifest.json" in before and any(k.endswith(".npy") for k in before)
+    for kw in ({}, {"kind": "other"}):  # the same pair again, and as a new pair id
+        with pytest.raises(DataError, match="cloud or shadow"):
+            _build(lr, hr, ds, **kw)
+        assert _tree(ds) == before  # a dataset that existed is never touched

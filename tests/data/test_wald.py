@@ -71,6 +71,13 @@ def test_clouds_and_nodata_are_rejected(tmp_path: Path) -> None:
     assert reasons[(0, 48)] == ""
 
 
+def test_scene_without_data_writes_nothing(tmp_path: Path) -> None:
+    path = write_geotiff(tmp_path / "s.tif", np.zeros((4, 64, 64), np.uint16), nodata=0)
+    with pytest.raises(DataError, match="holds no valid pixels"):
+        degrade_scene(path, tmp_path / "ds", DegradeOptions(patch=16))
+    assert not (tmp_path / "ds").exists()
+
+
 def test_bad_options(scene: tuple[Path, np.ndarray], tmp_path: Path) -> None:
     path, dn = scene
     with pytest.raises(UsageError, match="whole multiples"):

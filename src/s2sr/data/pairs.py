@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
@@ -45,6 +46,7 @@ from s2sr.data.options import (
     pair_id_for,
 )
 from s2sr.data.overlap import ScenePair
+from s2sr.data.registration import ShiftEstimate
 from s2sr.data.stats import patch_stats
 from s2sr.data.store import PairStore
 from s2sr.errors import DataError, InputNotFoundError
@@ -132,13 +134,27 @@ def _build(pair: ScenePair, lr: Path, hr: Path, root: Path, kind: str) -> dict[s
                         "covered by clouds")
     pair.shift = est.shift
     gains, offsets, _ = fit_radiometry(pair)
-    s, k_deg = opts.scale, opts.degrade_factor
+    k_deg = opts.degrade_factor
     p = opts.patch * k_deg  # patch size on the native Sentinel-2 grid
     stride = (opts.stride or opts.patch) * k_deg
     n_rows = len(_patch_origins(int(pair.window.height), p, stride))
     cols = _patch_origins(int(pair.window.width), p, stride)
     n = n_rows * len(cols)
     store = PairStore(root, create=True)
+    try:
+        return _cut(pair, store, n, kind, gap, est, gains, offsets)
+    except BaseException:
+        store.abandon()  # a refused pair leaves no empty dataset behind
+        raise
+
+
+def _cut(pair: ScenePair, store: PairStore, n: int, kind: str, gap: float | None,
+         est: ShiftEstimate, gains: np.ndarray, offsets: np.ndarray) -> dict[str, Any]:
+    """Cut the pair's ``n`` patches into ``store``, check its cloud, commit it."""
+    opts = pair.opts
+    lr, hr = pair.lr_path, pair.hr_path
+    s, k_deg = opts.scale, opts.degrade_factor
+    p = opts.patch * k_deg  # patch size on the native Sentinel-2 grid
     pid = pair_id_for(lr, hr, kind, opts)
     lr_file, hr_file, lr_arr, hr_arr = store.new_arrays(pid, n, len(opts.bands), opts.patch,
                                                         opts.patch * s)

@@ -31,6 +31,7 @@ import contextlib
 import csv
 import fcntl
 import json
+import logging
 import os
 import secrets
 import time
@@ -41,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from s2sr.data.arrays import NpyWriter, load_patch_array
 from s2sr.data.manifest import (
     FORMAT,
     FORMAT_VERSION,
@@ -63,6 +65,8 @@ __all__ = [  # the manifest's names are defined in s2sr.data.manifest, DN_SCALE 
     "validate_manifest",
 ]
 
+log = logging.getLogger(__name__)
+
 LOCK_NAME = ".s2sr-pairs.lock"
 
 
@@ -74,48 +78,6 @@ def _atomic_write(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-class NpyWriter:
-    """Writes an int16 ``.npy`` file of known shape item by item, in order.
-
-    The data goes to a hidden temporary beside ``path`` (see
-    :func:`s2sr.io.outputs.temp_path`); :meth:`PairStore.commit_pair` renames it to
-    ``path`` under the dataset lock. Unlike a memory map, written data does not stay
-    resident, so building a dataset from whole scenes keeps a flat memory profile.
-    ``writer[k] = patch`` requires ``k`` to be the next index.
-    """
-
-    def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
-        self.path = path
-        self.tmp = temp_path(path)
-        self.shape = shape
-        self.next = 0
-        self._handle = open(self.tmp, "wb")  # noqa: SIM115 - closed in flush()/discard()
-        np.lib.format.write_array_header_1_0(
-            self._handle, {"descr": np.dtype(np.int16).str, "fortran_order": False,
-                           "shape": shape})
-
-    def __setitem__(self, index: int, value: np.ndarray) -> None:
-        if index != self.next:
-            raise IndexError(f"items must be written in order: expected {self.next}")
-        self._handle.write(np.ascontiguousarray(value, dtype=np.int16).tobytes())
-        self.next += 1
-
-    def flush(self) -> None:
-        """Close the file; it must hold exactly ``shape[0]`` items."""
-        self._handle.close()
-        if self.next != self.shape[0]:
-            raise RuntimeError(f"{self.path}: wrote {self.next} of {self.shape[0]} items")
-
-    def publish(self) -> None:
-        """Give the complete file its final name (call under the dataset lock)."""
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        """Close and delete the temporary (on failure)."""
-        self._handle.close()
-        self.tmp.unlink(missing_ok=True)
 
 
 class PairStore:
@@ -132,16 +94,20 @@ class PairStore:
         self.root = Path(root)
         self.manifest_path = self.root / "manifest.json"
         self.decisions_path = self.root / "decisions.json"
+        #: this store made the dataset (its manifest); :meth:`abandon` may then remove it
+        self.created = False
+        #: folders this store made for it (the root and missing parents), outermost first
+        self._made_dirs: list[Path] = []
         if self.root.exists() and not self.root.is_dir():
             raise UsageError(f"dataset {self.root} is a file, not a folder: give a folder "
                              "name (new or an s2sr pairs dataset)")
         if create:
             if self.root.is_dir() and not self.manifest_path.exists():
                 self._refuse_foreign()  # before the lock file is made in someone's folder
-            self.root.mkdir(parents=True, exist_ok=True)
-            with self.locked():
+            with self._locked(make_root=True):
                 if not self.manifest_path.exists():
                     self._create()
+                    self.created = True
                 sweep_stale_temps(self.root)
                 sweep_stale_temps(self.root / "arrays")
         elif not self.manifest_path.exists():
@@ -173,19 +139,97 @@ class PairStore:
         folder = self.root / "arrays"
         return list(folder.iterdir()) if folder.is_dir() else []
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def _make_root(self) -> None:
+        """Create the folder (and missing parents), remembering which ones this store made."""
+        missing = [d for d in (self.root, *self.root.parents) if not d.exists()]
+        self.root.mkdir(parents=True, exist_ok=True)
+        for folder in reversed(missing):  # outermost first
+            if folder not in self._made_dirs:
+                self._made_dirs.append(folder)
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
         """Hold the dataset's exclusive lock (between processes) for a read-modify-write."""
+        return self._locked()
+
+    @contextlib.contextmanager
+    def _locked(self, make_root: bool = False) -> Iterator[None]:
+        """The lock; ``make_root``: (re)create the folder when it is missing.
+
+        A build that abandons the dataset it created deletes the lock file while holding
+        it: a process that was waiting then holds a lock on a deleted file, so it checks
+        that the file it locked is still the lock file and otherwise starts again.
+        """
+        lock = self.root / LOCK_NAME
+        while True:
+            if make_root:
+                self._make_root()
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                if make_root:
+                    continue  # the folder was abandoned by its creator just now
+                raise UsageError(f"cannot lock dataset {self.root}: the folder is gone "
+                                 "(build the dataset again)") from None
+            except OSError as err:
+                raise UsageError(f"cannot lock dataset {self.root} ({err.strerror}): check "
+                                 "that the folder is writable") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                held = os.fstat(fd)
+                try:
+                    now = os.stat(lock)
+                    current = (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+                except FileNotFoundError:
+                    current = False
+                if current:
+                    yield
+                    return
+            finally:
+                os.close(fd)  # releases the lock
+
+    def abandon(self) -> bool:
+        """Remove the dataset this store created if nothing was added to it.
+
+        Called when a build fails: it must not leave an empty dataset (manifest, lock,
+        ``arrays/``) behind. Nothing happens unless this store created the dataset and,
+        under the lock, it still holds no pair, no decision and no other process's
+        temporaries; folders are removed only if this store made them and they are empty.
+        A pre-existing dataset is never touched. Never raises (it runs while another error
+        propagates): a failure to remove is logged.
+
+        Returns:
+            Whether the dataset was removed.
+        """
+        if not self.created:
+            return False
         try:
-            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise UsageError(f"cannot lock dataset {self.root} ({err.strerror}): check that "
-                             "the folder is writable") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+            with self._locked():
+                data = read_json(self.manifest_path, "") if self.manifest_path.exists() \
+                    else {}
+                if not isinstance(data, dict) or data.get("pairs"):
+                    return False  # another process added a pair: the dataset is theirs too
+                sweep_stale_temps(self.root)
+                sweep_stale_temps(self.root / "arrays")
+                ours = {"manifest.json", "manifest.csv", LOCK_NAME, "arrays"}
+                if any(p.name not in ours for p in self.root.iterdir()) or \
+                        self._array_dir_entries():
+                    return False  # a concurrent build is writing into it
+                self.manifest_path.unlink(missing_ok=True)
+                (self.root / "manifest.csv").unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    (self.root / "arrays").rmdir()
+                (self.root / LOCK_NAME).unlink()  # still held: waiters start again
+        except (OSError, DataError) as err:
+            log.warning("could not remove the unused dataset %s (%s): delete it by hand",
+                        self.root, err)
+            return False
+        self.created = False
+        for folder in reversed(self._made_dirs):
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (someone else's files) or already gone
+        return True
 
     def _read(self) -> dict[str, Any]:
         data = read_json(self.manifest_path, "rebuild the dataset (or restore the file)")
@@ -217,6 +261,9 @@ class PairStore:
     def new_arrays(self, pair_id: str, n: int, bands: int, lr_size: int, hr_size: int
                    ) -> tuple[Path, Path, NpyWriter, NpyWriter]:
         """Fresh array files for a pair (temporaries until :meth:`commit_pair`)."""
+        if not (self.root / "arrays").is_dir():  # abandoned by its creator meanwhile
+            self._make_root()
+            (self.root / "arrays").mkdir(exist_ok=True)
         token = secrets.token_hex(4)
         lr_path = self.root / "arrays" / f"{pair_id}-{token}_lr.npy"
         hr_path = self.root / "arrays" / f"{pair_id}-{token}_hr.npy"
@@ -235,8 +282,11 @@ class PairStore:
         Under the dataset lock: publish ``writers``' files, re-read the manifest (another
         process may have added pairs since), write it back with this pair, clean up.
         """
-        with self.locked():
+        with self._locked(make_root=True):
             try:
+                if not self.manifest_path.exists():  # abandoned by its creator meanwhile
+                    self._create()
+                    self.created = True
                 for w in writers:
                     w.publish()
                 data = self._read()
@@ -337,24 +387,6 @@ class PairStore:
         info = self.data["pairs"][pair_id]
         n = sum(1 for r in self.data["patches"] if r["pair_id"] == pair_id)
         c, p, s = len(info["bands"]), info["patch"], info["scale"]
-        out = []
-        for key, side in (("lr_array", p), ("hr_array", p * s)):
-            path = self.root / "arrays" / info[key]
-            try:
-                arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            except FileNotFoundError:
-                raise DataError(f"array {path} of pair {pair_id} is missing: rebuild that "
-                                "pair (s2sr pairs build/degrade again)") from None
-            except (OSError, ValueError, EOFError) as err:
-                first = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
-                raise DataError(f"array {path} of pair {pair_id} is corrupt ({first}): "
-                                "rebuild that pair") from None
-            if not isinstance(arr, np.ndarray) or arr.dtype != np.int16 or arr.ndim != 4 \
-                    or arr.shape != (n, c, side, side):
-                shape = getattr(arr, "shape", "?")
-                raise DataError(
-                    f"array {path} of pair {pair_id} is {getattr(arr, 'dtype', '?')} "
-                    f"{shape}, but the manifest says int16 ({n}, {c}, {side}, {side}): "
-                    "rebuild that pair")
-            out.append(arr)
-        return out[0], out[1]
+        folder = self.root / "arrays"
+        return (load_patch_array(folder / info["lr_array"], (n, c, p, p), pair_id),
+                load_patch_array(folder / info["hr_array"], (n, c, p * s, p * s), pair_id))

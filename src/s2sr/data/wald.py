@@ -197,6 +197,7 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
         except BaseException:
             lr_arr.discard()
             hr_arr.discard()
+            store.abandon()  # a refused scene leaves no empty dataset behind
             raise
         crs = meta.crs.to_string() if meta.crs else ""
         # input grid: the scene's pixels coarsened fi times; target grid: ft times; both
@@ -221,5 +222,6 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
         except BaseException:
             lr_arr.discard()
             hr_arr.discard()
+            store.abandon()
             raise
         return store.summary()["pairs"][pid]
