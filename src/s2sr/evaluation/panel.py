@@ -42,7 +42,8 @@ from s2sr.errors import DataError, InputNotFoundError, UsageError
 from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, artefact_score
 from s2sr.evaluation.consistency import consistency
 from s2sr.evaluation.metrics import Conventions, psnr_bands, ssim_bands
-from s2sr.evaluation.report import _read_checked, staged_report
+from s2sr.evaluation.scenes import read_checked
+from s2sr.evaluation.writer import staged_report
 from s2sr.inference.baselines import upsample
 from s2sr.inference.predict import super_resolve
 from s2sr.io.outputs import check_output_dir
@@ -225,8 +226,8 @@ def _read_scenes(paths: Sequence[str | os.PathLike[str]], bands: Sequence[str],
                  dn_offset: float | None) -> dict[str, np.ndarray]:
     scenes: dict[str, np.ndarray] = {}
     for path in paths:
-        refl, meta = _read_checked(path, bands, "scene", dn_offset=dn_offset,
-                                   max_pixels=MAX_PANEL_PIXELS)
+        refl, meta = read_checked(path, bands, "scene", dn_offset=dn_offset,
+                                  max_pixels=MAX_PANEL_PIXELS)
         if min(meta.width, meta.height) < MIN_PANEL_SIDE:
             raise DataError(f"scene {path} is {meta.width}x{meta.height} px, too small for "
                             f"the panel (at least {MIN_PANEL_SIDE} px a side): choose a "
