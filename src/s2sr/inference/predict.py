@@ -13,10 +13,12 @@ from rasterio.windows import Window
 from torch import nn
 
 from s2sr import __version__
+from s2sr.bands import DEFAULT_BANDS, RGB_BANDS
 from s2sr.device import InferencePlan, cuda_device_count, inference_plan
-from s2sr.errors import DataError, UsageError
+from s2sr.errors import BandError, DataError, GridMismatchError, InputNotFoundError, UsageError
 from s2sr.inference.engine import Radiometry, TiledSuperResolver
 from s2sr.inference.tiling import TileLayout
+from s2sr.io.base import SCENE_LOGGER
 from s2sr.io.outputs import check_output_file, exclusive_output
 from s2sr.io.scene import SUPPORTED_DTYPES, open_scene
 from s2sr.io.writer import RasterWriter, block_size_for, output_meta
@@ -100,20 +102,14 @@ def _check_memory(model: nn.Module, lay: TileLayout, batch: int, dev: torch.devi
 
 def _is_missing_band(err: Exception) -> bool:
     """A :class:`BandError` that means "the band is not there" (not "it is unusable")."""
-    from s2sr import errors
-
-    grid_error = getattr(errors, "GridMismatchError", None)
-    return not (grid_error is not None and isinstance(err, grid_error))
+    return not isinstance(err, GridMismatchError)
 
 
 def choose_weights(input: str | os.PathLike[str], scale: int | None,
                    band_names: Sequence[str] | None, dn_offset: float | None = None) -> Path:
     """The shipped model for a scene: x2 unless ``scale`` says 4; the RGB variant when the
     scene has no B08 (bands found by description, in any order)."""
-    from s2sr.bands import DEFAULT_BANDS, RGB_BANDS
-    from s2sr.errors import BandError
-
-    scene_log = logging.getLogger("s2sr.io.scene")
+    scene_log = logging.getLogger(SCENE_LOGGER)
     was = scene_log.disabled
     scene_log.disabled = True  # the real open, right after, gives the warnings once
     try:
@@ -189,8 +185,6 @@ def predict(
     _layout(1, 1, scale or 2, tile, overlap)  # option checks before any file is read
     if weights is None:
         if not Path(input).exists():
-            from s2sr.errors import InputNotFoundError
-
             raise InputNotFoundError(f"input {input} does not exist: check the path")
         weights = choose_weights(input, scale, bands, dn_offset)
     model = load_model(weights)

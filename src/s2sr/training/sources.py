@@ -11,10 +11,10 @@ from rasterio.windows import Window
 from s2sr.bands import TYPICAL_MEAN, TYPICAL_STD
 from s2sr.data.synthetic import Source
 from s2sr.errors import InputNotFoundError, UsageError
-from s2sr.io.gdal_safety import open_raster
 from s2sr.io.nodata import valid_mask
+from s2sr.io.raster import open_reference
 from s2sr.io.scene import open_scene
-from s2sr.training.config import SourceConfig
+from s2sr.training.schema import SourceConfig
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ MAX_SAMPLES = 400_000_000
 def _read_bands(paths: list[tuple[str, int]]) -> tuple[np.ndarray, list[float | None]]:
     planes, nodatas = [], []
     for path, index in paths:
-        with open_raster(path) as ds:
+        with open_reference(path) as ds:
             if not 1 <= index <= ds.count:
                 raise UsageError(f"{path} has {ds.count} band(s), no band {index}: fix the "
                                  "training image's bands")
