@@ -16,6 +16,7 @@ from s2sr.bands import DEFAULT_BANDS
 from s2sr.errors import UsageError
 from s2sr.inference.baselines import upsample
 from s2sr.inference.predict import predict
+from s2sr.io.outputs import check_output_dir
 from s2sr.io.scene import open_scene
 from s2sr.models import build_model, save_model
 from s2sr.models.pretrained import WEIGHTS_DIR
@@ -69,8 +70,6 @@ def extract_sample(dest: Path, patch: str = SAMPLE_PATCH) -> Path:
 
 def run_demo(out_dir: Path, weights: Path | None = None, overwrite: bool = True) -> DemoResult:
     """Super-resolve the sample x2 and write the GeoTIFF and a side-by-side PNG."""
-    from s2sr.io.outputs import check_output_dir
-
     check_output_dir(out_dir, overwrite=True)  # the demo refreshes its own folder
     if not out_dir.parent.exists():
         raise UsageError(f"folder {out_dir.parent} does not exist: create it first or choose "

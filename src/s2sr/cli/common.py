@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
+from s2sr.errors import S2SRError
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -41,10 +43,11 @@ def handle_errors(func: F) -> F:
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # here, not at the top: rasterio (and s2sr.io, whose package imports it) would
+        # slow down ``s2sr --help``
         from rasterio._err import CPLE_BaseError
         from rasterio.errors import RasterioError
 
-        from s2sr.errors import S2SRError
         from s2sr.io.outputs import Terminated, is_disk_full, terminate_raises
 
         try:

@@ -9,6 +9,10 @@ import click
 
 from s2sr.cli.common import handle_errors, setup_logging
 from s2sr.cli.options import output_opt, overwrite_opt
+from s2sr.errors import InputNotFoundError, UsageError
+
+# Library modules are imported inside the commands: they pull in torch, rasterio and numpy
+# (seconds), which ``s2sr --help`` and shell completion should not wait for.
 
 #: The splits ``s2sr pairs`` writes.
 SPLITS = ("train", "val", "test")
@@ -60,7 +64,6 @@ def evaluate(weights: tuple[Path, ...], datasets: tuple[Path, ...], split: str,
     s2sr evaluate --panel --weights A.safetensors [--weights B ...] [--scene S.tif ...] -o REPORT
     """
     setup_logging(False)
-    from s2sr.errors import InputNotFoundError, UsageError
     from s2sr.evaluation.metrics import Conventions
     from s2sr.evaluation.report import evaluate_consistency, evaluate_models, evaluate_scene
     from s2sr.io.outputs import check_output_dir
@@ -126,8 +129,6 @@ def evaluate(weights: tuple[Path, ...], datasets: tuple[Path, ...], split: str,
 
 
 def _kinds(kinds: str | None) -> list[str] | None:
-    from s2sr.errors import UsageError
-
     if kinds is None:
         return None
     names = [k.strip() for k in kinds.split(",")]
@@ -138,8 +139,6 @@ def _kinds(kinds: str | None) -> list[str] | None:
 
 
 def _named(weights: tuple[Path, ...]) -> tuple[list[str], list[Path]]:
-    from s2sr.errors import InputNotFoundError, UsageError
-
     names: list[str] = []
     files: list[Path] = []
     for w in weights:

@@ -21,7 +21,13 @@ import click
 
 from s2sr import __version__
 from s2sr.cli.common import handle_errors, setup_logging
+from s2sr.cli.evaluate import evaluate
 from s2sr.cli.options import device_opt, output_opt, overwrite_opt, quiet_opt
+from s2sr.cli.pairs import pairs
+from s2sr.cli.train import table1, train
+
+# Library modules are imported inside the commands: they pull in torch, rasterio and numpy
+# (seconds), which ``s2sr --help`` and shell completion should not wait for.
 
 
 def _band_list(_ctx: click.Context, _param: click.Parameter, value: str | None
@@ -120,18 +126,10 @@ def demo(output_dir: Path, weights: Path | None) -> None:
     click.echo(f"side-by-side PNG: {result.figure}")
 
 
-def _register() -> None:
-    from s2sr.cli.evaluate import evaluate
-    from s2sr.cli.pairs import pairs
-    from s2sr.cli.train import table1, train
-
-    cli.add_command(evaluate)
-    cli.add_command(pairs)
-    cli.add_command(train)
-    cli.add_command(table1)
-
-
-_register()
+cli.add_command(evaluate)
+cli.add_command(pairs)
+cli.add_command(train)
+cli.add_command(table1)
 
 
 def main() -> None:

@@ -7,8 +7,13 @@ from pathlib import Path
 
 import click
 
+from s2sr.bands import normalize_band_name
 from s2sr.cli.common import handle_errors, setup_logging
 from s2sr.cli.options import F, output_opt
+from s2sr.errors import UsageError
+
+# Library modules are imported inside the commands: they pull in torch, rasterio and numpy
+# (seconds), which ``s2sr --help`` and shell completion should not wait for.
 
 
 def _thresholds(values: tuple[str, ...]) -> object:
@@ -28,9 +33,6 @@ def _thresholds(values: tuple[str, ...]) -> object:
 
 
 def _bands(value: str) -> tuple[str, ...]:
-    from s2sr.bands import normalize_band_name
-    from s2sr.errors import UsageError
-
     names = tuple(normalize_band_name(v) or "" for v in value.split(","))
     if not all(names):
         raise UsageError(f"--bands {value!r} holds a name that is not a Sentinel-2 band")
@@ -139,7 +141,6 @@ def degrade(scene: Path, dataset: Path, patch: int, stride: int | None, site: st
     """Add degraded (Wald-protocol) pairs made from one SCENE to DATASET."""
     setup_logging(False)
     from s2sr.data.wald import DegradeOptions, degrade_scene
-    from s2sr.errors import UsageError
     from s2sr.io.outputs import terminate_raises
 
     lv = None

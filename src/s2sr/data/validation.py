@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from s2sr.errors import UsageError
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -31,8 +33,6 @@ class Thresholds:
     mad_z: float = 4.0
 
     def __post_init__(self) -> None:
-        from s2sr.errors import UsageError
-
         for f in fields(self):
             value = getattr(self, f.name)
             lo, hi, lo_open = _RANGES[f.name]
@@ -54,16 +54,12 @@ class Thresholds:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            from s2sr.errors import UsageError
-
             raise UsageError(f"unknown threshold(s) {unknown}: use {sorted(known)}")
         out = {}
         for k, v in values.items():
             try:
                 out[k] = float(v)
             except (TypeError, ValueError):
-                from s2sr.errors import UsageError
-
                 raise UsageError(f"threshold {k}={v!r} is not a number") from None
         return cls(**out)
 

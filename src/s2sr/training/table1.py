@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from s2sr.errors import InputNotFoundError, UsageError
+from s2sr.evaluation.report import evaluate_models
 from s2sr.io.outputs import check_output_dir
 from s2sr.training.config import load_config
 from s2sr.training.standins import prepare
@@ -91,8 +92,6 @@ def run_table1(out: Path, *, shared: Path, configs: Path | None = None,
             log.warning("training %s%s", name, " (resuming)" if resume else "")
             train(cfg, run_dir, resume=resume, epoch_scale=epoch_scale, progress=progress)
         weights[name] = final
-    from s2sr.evaluation.report import evaluate_models
-
     return evaluate_models(
         dict(sorted(weights.items())), [data["re_wald"], data["se_re"]], out / "report",
         kinds=list(TEST_KINDS),
