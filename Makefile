@@ -41,6 +41,8 @@ bench: $(STAMP)
 # robustness panel on the held-out scenes quoted in MODEL_CARD.md.
 # OMP_WAIT_POLICY=PASSIVE keeps OpenMP from spinning when other work shares the cores.
 SHARED ?= ../shared
+# run folders (make models RUNS=runs/again retrains everything beside the earlier runs)
+RUNS ?= runs/robust
 MODELS = x2 x4 rgb_x2 rgb_x4
 TRAIN = OMP_WAIT_POLICY=PASSIVE S2SR_VGG16_WEIGHTS=$(SHARED)/weights/vgg16_hed_features.pth \
 	$(BIN)/s2sr train
@@ -48,22 +50,22 @@ TRAIN = OMP_WAIT_POLICY=PASSIVE S2SR_VGG16_WEIGHTS=$(SHARED)/weights/vgg16_hed_f
 # (configs/robust/s2sr_x2_finetune.yaml); the others are released from their own runs.
 models: $(STAMP)
 	for m in $(MODELS); do \
-	  test -f runs/robust/$$m/model.safetensors || $(TRAIN) configs/robust/s2sr_$$m.yaml \
-	    -o runs/robust/$$m --data-root $(SHARED)/data -q || exit 1; \
+	  test -f $(RUNS)/$$m/model.safetensors || $(TRAIN) configs/robust/s2sr_$$m.yaml \
+	    -o $(RUNS)/$$m --data-root $(SHARED)/data -q || exit 1; \
 	done
-	test -f runs/robust/x2_finetune/model.safetensors || $(TRAIN) \
-	  configs/robust/s2sr_x2_finetune.yaml -o runs/robust/x2_finetune \
-	  --data-root $(SHARED)/data --runs-root runs/robust -q
-	$(BIN)/python -m s2sr.training.release runs/robust/x2_finetune \
+	test -f $(RUNS)/x2_finetune/model.safetensors || $(TRAIN) \
+	  configs/robust/s2sr_x2_finetune.yaml -o $(RUNS)/x2_finetune \
+	  --data-root $(SHARED)/data --runs-root $(RUNS) -q
+	$(BIN)/python -m s2sr.training.release $(RUNS)/x2_finetune \
 	  src/s2sr/weights/s2sr_x2.safetensors
 	for m in x4 rgb_x2 rgb_x4; do \
-	  $(BIN)/python -m s2sr.training.release runs/robust/$$m \
+	  $(BIN)/python -m s2sr.training.release $(RUNS)/$$m \
 	    src/s2sr/weights/s2sr_$$m.safetensors || exit 1; \
 	done
-	$(BIN)/s2sr evaluate --panel --shared $(SHARED)/data --overwrite -o runs/robust/panel \
+	$(BIN)/s2sr evaluate --panel --shared $(SHARED)/data --overwrite -o $(RUNS)/panel \
 	  --weights s2sr_x2=src/s2sr/weights/s2sr_x2.safetensors \
 	  --weights s2sr_x4=src/s2sr/weights/s2sr_x4.safetensors
-	$(BIN)/s2sr evaluate --panel --shared $(SHARED)/data --overwrite -o runs/robust/panel_rgb \
+	$(BIN)/s2sr evaluate --panel --shared $(SHARED)/data --overwrite -o $(RUNS)/panel_rgb \
 	  --weights s2sr_rgb_x2=src/s2sr/weights/s2sr_rgb_x2.safetensors \
 	  --weights s2sr_rgb_x4=src/s2sr/weights/s2sr_rgb_x4.safetensors
 
@@ -71,17 +73,17 @@ models: $(STAMP)
 # alone, L1 + VGG16 feature, and L1 + feature + style (6 epochs each), scored on the panel.
 ABLATION = l1 feature style
 ablation: $(STAMP)
-	test -f runs/robust/x2/model.safetensors || $(TRAIN) configs/robust/s2sr_x2.yaml \
-	  -o runs/robust/x2 --data-root $(SHARED)/data -q
+	test -f $(RUNS)/x2/model.safetensors || $(TRAIN) configs/robust/s2sr_x2.yaml \
+	  -o $(RUNS)/x2 --data-root $(SHARED)/data -q
 	for v in $(ABLATION); do \
-	  test -f runs/robust/ablation_x2_$$v/model.safetensors || $(TRAIN) \
-	    configs/robust/ablation_x2_$$v.yaml -o runs/robust/ablation_x2_$$v \
-	    --data-root $(SHARED)/data --runs-root runs/robust -q || exit 1; \
+	  test -f $(RUNS)/ablation_x2_$$v/model.safetensors || $(TRAIN) \
+	    configs/robust/ablation_x2_$$v.yaml -o $(RUNS)/ablation_x2_$$v \
+	    --data-root $(SHARED)/data --runs-root $(RUNS) -q || exit 1; \
 	done
-	$(BIN)/s2sr evaluate --panel --shared $(SHARED)/data --overwrite -o runs/robust/ablation \
-	  --weights L1=runs/robust/ablation_x2_l1/best.safetensors \
-	  --weights L1+feature=runs/robust/ablation_x2_feature/best.safetensors \
-	  --weights L1+feature+style=runs/robust/ablation_x2_style/best.safetensors
+	$(BIN)/s2sr evaluate --panel --shared $(SHARED)/data --overwrite -o $(RUNS)/ablation \
+	  --weights L1=$(RUNS)/ablation_x2_l1/best.safetensors \
+	  --weights L1+feature=$(RUNS)/ablation_x2_feature/best.safetensors \
+	  --weights L1+feature+style=$(RUNS)/ablation_x2_style/best.safetensors
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache

@@ -24,20 +24,29 @@ from s2sr.cli.options import quiet_opt
                    "config's.")
 @click.option("--runs-root", type=click.Path(path_type=Path), default=None,
               help="Resolve a relative init_from against this folder instead of the config's.")
+@click.option("--devices", type=click.IntRange(1, 4096), default=None,
+              help="Data-parallel processes (one per GPU, or CPU processes) instead of the "
+                   "config's devices.")
 @quiet_opt("No progress bars.")
 @handle_errors
 def train(config: Path, run_dir: Path, resume: bool, epoch_scale: float,
-          data_root: Path | None, runs_root: Path | None, quiet: bool) -> None:
+          data_root: Path | None, runs_root: Path | None, devices: int | None,
+          quiet: bool) -> None:
     """Train the experiment in CONFIG (YAML) into a run folder.
 
-    Data-parallel on several processes or GPUs: launch with
-    ``torchrun --nproc_per_node N -m s2sr.cli.main train CONFIG -o RUN``.
+    Data-parallel (Lightning's DDP: NCCL on GPUs, gloo on CPUs) with ``--devices N`` or
+    ``devices: N`` in the config, or launched by
+    ``torchrun --nproc_per_node N -m s2sr.cli.main train CONFIG -o RUN`` (several nodes:
+    ``--nnodes``). Ctrl-C or SIGTERM stops after the current batch with a checkpoint;
+    ``--resume`` continues from it.
     """
     setup_logging(quiet)
     from s2sr.training import load_config
     from s2sr.training import train as run_train
 
     cfg = load_config(config, data_root=data_root, runs_root=runs_root)
+    if devices is not None:
+        cfg.devices = devices
     try:
         final = run_train(cfg, run_dir, resume=resume, epoch_scale=epoch_scale,
                           progress=not quiet and sys.stderr.isatty())

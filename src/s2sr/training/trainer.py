@@ -15,7 +15,6 @@ finishes the current batch, saves a checkpoint and exits; ``resume=True`` contin
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
 import os
@@ -31,7 +30,6 @@ import numpy as np
 import torch
 import yaml
 from lightning.pytorch.plugins import MixedPrecision
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from s2sr.device import resolve_device
@@ -46,19 +44,22 @@ from s2sr.io.outputs import (
     check_output_dir,
     exclusive_output,
     sweep_stale_temps,
-    temp_path,
     terminate_raises,
 )
 from s2sr.models import save_model
+from s2sr.training.checkpoint import (
+    RESUME_KEYS,
+    SafeCheckpointIO,
+    fingerprint,
+    load_checkpoint,
+    restore_rng,
+)
 from s2sr.training.config import PRECISIONS, TrainConfig, validate
 from s2sr.training.data import SRDataModule, check_datasets, datasets
+from s2sr.training.metrics_file import MetricsFile
 from s2sr.training.module import SRModule, build_loss, build_network, stage_of
 
 log = logging.getLogger(__name__)
-
-METRIC_FIELDS = ["stage", "epoch", "stage_epoch", "lr", "train_loss", "pixel", "feature",
-                 "style", "val_psnr", "val_ssim", "val_psnr_bicubic", "val_ssim_bicubic",
-                 "val_gain_min", "seconds", "data_seconds", "patches_per_s"]
 
 def lightning_precision(precision: str, device_type: str) -> tuple[str | None, list[Any]]:
     """Lightning's ``precision`` argument and plugins for a configured precision.
@@ -87,118 +88,6 @@ def distributed_layout(devices: int, num_nodes: int) -> tuple[int, int]:
 #: Files a run writes before its first checkpoint; a folder holding only these (and
 #: stale temporaries) is what a run killed before its first checkpoint leaves.
 _EARLY_FILES = frozenset({"config.yaml", "metrics.csv", "best.safetensors"})
-#: The parts of the experiment a checkpoint must agree with to be resumed.
-_RESUME_KEYS = ("seed", "precision", "batch_size", "model", "optimizer", "stages")
-
-
-def _fingerprint(cfg: TrainConfig) -> dict[str, Any]:
-    """What a checkpoint records of its experiment (compared on resume)."""
-    plain = cfg.as_dict()
-    return {k: plain[k] for k in _RESUME_KEYS}
-
-
-class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O with s2sr's rules: written to a temporary and moved into
-    place (a crash while saving leaves the previous checkpoint), read without unpickling
-    objects (``weights_only``), onto the CPU first, and checked before use."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
-                        storage_options: Any | None = None) -> None:
-        final = Path(path)
-        tmp = temp_path(final)
-        try:
-            torch.save(checkpoint, tmp)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def load_checkpoint(self, path: Any, map_location: Any | None = None,
-                        weights_only: bool | None = None) -> dict[str, Any]:
-        return load_checkpoint(Path(path))
-
-
-def _first_line(err: BaseException, limit: int = 160) -> str:
-    text = str(err).strip().splitlines()
-    line = text[0] if text else type(err).__name__
-    return line if len(line) <= limit else line[:limit] + "..."
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read ``checkpoint.pt`` safely (no objects unpickled, tensors on the CPU) and check
-    its structure.
-
-    Raises:
-        CheckpointError: unreadable, truncated, hostile or not an s2sr checkpoint.
-    """
-    fix = "start a new run in another folder (or without --resume after removing it)"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError, RuntimeError (zip), EOFError, ...
-        raise CheckpointError(f"checkpoint {path} is truncated, corrupt or not an s2sr "
-                              f"checkpoint ({type(err).__name__}: {_first_line(err)}): "
-                              f"{fix}") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not an s2sr "
-                              f"checkpoint: {fix}")
-    kinds: dict[str, type | tuple[type, ...]] = {
-        "state_dict": dict, "optimizer_states": list, "lr_schedulers": list, "loops": dict,
-        "epoch": int, "global_step": int, "s2sr": dict, "s2sr_epoch": dict}
-    for key, kind in kinds.items():
-        value = state.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise CheckpointError(f"checkpoint {path} has no valid {key!r} entry (got "
-                                  f"{type(value).__name__}): it is not an s2sr checkpoint; "
-                                  f"{fix}")
-    if not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-               for k, v in state["state_dict"].items()):
-        raise CheckpointError(f"checkpoint {path}: 'state_dict' is not a state dict of "
-                              f"tensors: {fix}")
-    info, part = state["s2sr"], state["s2sr_epoch"]
-    ints = {"epoch": state["epoch"], "global_step": state["global_step"],
-            "rows": info.get("rows"), "stage": part.get("stage"),
-            "batches": part.get("batches"), "patches": part.get("patches")}
-    for key, value in ints.items():
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 10**9:
-            raise CheckpointError(f"checkpoint {path}: {key} {value!r} is out of range: {fix}")
-    floats = {"best": info.get("best"), "seconds": part.get("seconds"),
-              "data_seconds": part.get("data_seconds")}
-    sums = part.get("sums")
-    if not (isinstance(sums, list) and len(sums) == 4):
-        raise CheckpointError(f"checkpoint {path}: the epoch's loss sums are missing: {fix}")
-    floats.update({f"sums[{i}]": v for i, v in enumerate(sums)})
-    for key, value in floats.items():
-        if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
-            raise CheckpointError(f"checkpoint {path}: {key} {value!r} is not a number: {fix}")
-    return state
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    """Restore the CPU random state (from a CPU ByteTensor, whatever device the checkpoint
-    was mapped to) and the CUDA states when the checkpoint has them and CUDA is here."""
-    cpu = state.get("rng")
-    if not isinstance(cpu, torch.Tensor) or cpu.dtype != torch.uint8 or cpu.ndim != 1:
-        raise CheckpointError("checkpoint's random state is not a byte tensor: it is not an "
-                              "s2sr checkpoint; start a new run")
-    try:
-        torch.set_rng_state(cpu.detach().to("cpu").contiguous())
-    except (RuntimeError, NotImplementedError) as err:
-        raise CheckpointError(f"checkpoint's random state cannot be restored "
-                              f"({_first_line(err)}): start a new run") from None
-    cuda = state.get("cuda_rng")
-    if cuda is None or not torch.cuda.is_available():
-        return
-    if not isinstance(cuda, list) or not all(isinstance(t, torch.Tensor) and
-                                             t.dtype == torch.uint8 for t in cuda):
-        raise CheckpointError("checkpoint's CUDA random states are not byte tensors: start "
-                              "a new run")
-    if len(cuda) != torch.cuda.device_count():
-        log.warning("checkpoint has %d CUDA random states, this machine %d GPUs: the resumed "
-                    "run will not repeat the original one exactly", len(cuda),
-                    torch.cuda.device_count())
-        return
-    torch.cuda.set_rng_state_all([t.detach().to("cpu").contiguous() for t in cuda])
-
-
 class Trainer:
     """Runs an experiment into a run folder.
 
@@ -223,7 +112,7 @@ class Trainer:
         #: whether this run has written a checkpoint (the folder is then resumable)
         self.checkpointed = False
         #: metric rows in metrics.csv (kept equal to the checkpoint's on resume)
-        self.rows = 0
+        self.metrics = MetricsFile(self.run_dir / "metrics.csv")
         self.best = -math.inf
         #: the Lightning module of the last run (its ``lr_history``, ``model``...)
         self.module: SRModule | None = None
@@ -282,42 +171,8 @@ class Trainer:
         created.append(config)
         config.write_text(yaml.safe_dump(self.cfg.as_dict(), sort_keys=False))
         created.append(self.run_dir / "metrics.csv")
-        self._rewrite_metrics([])
+        self.metrics.rewrite([])
         created.append(self.run_dir / "best.safetensors")
-
-    def _rewrite_metrics(self, rows: list[list[str]]) -> None:
-        """Write metrics.csv with its header and ``rows`` (atomically)."""
-        final = self.run_dir / "metrics.csv"
-        tmp = temp_path(final)
-        try:
-            with open(tmp, "w", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(METRIC_FIELDS)
-                writer.writerows(rows)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        self.rows = len(rows)
-
-    def _truncate_metrics(self, rows: int) -> None:
-        """Keep the first ``rows`` metric rows: those the checkpoint covers (a crash
-        between writing a row and the checkpoint must not duplicate it on resume)."""
-        path = self.run_dir / "metrics.csv"
-        kept: list[list[str]] = []
-        if path.is_file():
-            with open(path, newline="", errors="replace") as handle:
-                lines = list(csv.reader(handle))
-            kept = [r for r in lines[1:] if len(r) == len(METRIC_FIELDS)][:rows]
-        if len(kept) < rows:
-            log.warning("metrics.csv has %d complete rows, the checkpoint covers %d: the "
-                        "missing epochs' rows are lost", len(kept), rows)
-        self._rewrite_metrics(kept)
-
-    def _write_row(self, row: dict[str, Any]) -> None:
-        with open(self.run_dir / "metrics.csv", "a", newline="") as handle:
-            csv.DictWriter(handle, METRIC_FIELDS).writerow(
-                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        self.rows += 1
 
     def _undo(self, created: list[Path]) -> None:
         """Remove what a run that failed before its first checkpoint created."""
@@ -335,14 +190,23 @@ class Trainer:
                     path.unlink(missing_ok=True)
 
     # -- resume -------------------------------------------------------------------------
-    def _resume_state(self) -> dict[str, Any]:
+    def _resume_state(self, module: SRModule) -> dict[str, Any]:
         """Load and check the checkpoint; restore the best score and the metrics rows."""
         path = self.run_dir / "checkpoint.pt"
         ckpt = load_checkpoint(path)
+        own = module.state_dict()
+        saved = ckpt["state_dict"]
+        wrong = sorted(set(own) ^ set(saved)) or [k for k in own
+                                                  if own[k].shape != saved[k].shape]
+        if wrong:
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this experiment's model "
+                f"({self.cfg.model.name} x{self.cfg.model.scale}; {wrong[0]} differs): resume "
+                "with the config that started the run, or start a new run in another folder")
         recorded = ckpt["s2sr"].get("config")
         if isinstance(recorded, dict):
-            now = _fingerprint(self.cfg)
-            differ = [k for k in _RESUME_KEYS if recorded.get(k) != now[k]]
+            now = fingerprint(self.cfg)
+            differ = [k for k in RESUME_KEYS if recorded.get(k) != now[k]]
             if differ:
                 raise CheckpointError(
                     f"checkpoint {path} was made with another experiment ({', '.join(differ)} "
@@ -356,7 +220,7 @@ class Trainer:
                                   "config that started the run")
         self.best = float(ckpt["s2sr"]["best"])
         if self.main:
-            self._truncate_metrics(int(ckpt["s2sr"]["rows"]))
+            self.metrics.truncate(int(ckpt["s2sr"]["rows"]))
         self.checkpointed = True
         return ckpt
 
@@ -423,14 +287,22 @@ class Trainer:
         self.module = module
         ckpt_path: Path | None = None
         if self.resume and (self.run_dir / "checkpoint.pt").is_file():
-            ckpt = self._resume_state()
+            ckpt = self._resume_state(module)
             if self.main or self.world == 1:
                 restore_rng(ckpt["s2sr"])
             ckpt_path = self.run_dir / "checkpoint.pt"
         trainer = self._lightning(data)
         module.train()
         with self._graceful(trainer), contextlib.suppress(SIGTERMException):
-            trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+            try:  # a stop raises SIGTERMException once its checkpoint is saved
+                trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+            except SystemExit as err:
+                # Lightning turns a KeyboardInterrupt that escaped (a second Ctrl-C) into
+                # exit(1): give it back to the CLI, which names the checkpoint to resume
+                if isinstance(err, SIGTERMException) or not isinstance(err.__context__,
+                                                                      KeyboardInterrupt):
+                    raise
+                raise KeyboardInterrupt from None
         if self.stopped_by is not None and not trainer.fit_loop.done:
             raise Terminated() if self.stopped_by == signal.SIGTERM else KeyboardInterrupt()
         final = self.run_dir / "model.safetensors"
@@ -516,7 +388,7 @@ class _RunFolder(pl.Callback):
         if improved:
             owner.best = score
         if trainer.is_global_zero:
-            owner._write_row(row)
+            owner.metrics.append(row)
             if improved:
                 save_model(module.model, owner.run_dir / "best.safetensors")
         module.sums = dict.fromkeys(module.sums, 0.0)
@@ -532,8 +404,8 @@ class _RunFolder(pl.Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
         owner = self.owner
-        checkpoint["s2sr"] = {"best": owner.best, "rows": owner.rows,
-                              "config": _fingerprint(owner.cfg),
+        checkpoint["s2sr"] = {"best": owner.best, "rows": owner.metrics.rows,
+                              "config": fingerprint(owner.cfg),
                               "rng": torch.get_rng_state()}
         if torch.cuda.is_available() and owner.device.type == "cuda":
             checkpoint["s2sr"]["cuda_rng"] = torch.cuda.get_rng_state_all()
