@@ -8,7 +8,6 @@ tensor's name, shape and dtype) before any module is built or tensor read.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,9 @@ from torch import nn
 
 from s2sr.errors import InputNotFoundError, UsageError, WeightsError
 from s2sr.io.outputs import temp_path
-from s2sr.models.bounds import SpecError, show
-from s2sr.models.registry import ModelSpec, build_spec, check_spec, expected_state, get_spec
+from s2sr.models.bounds import show
+from s2sr.models.header import parse_spec, spec_error, spec_header
+from s2sr.models.registry import ModelSpec, build_spec, expected_state, get_spec
 
 FORMAT = "s2sr-weights"
 FORMAT_VERSION = "1"
@@ -50,17 +50,7 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], *, half: bool = F
     """
     spec = get_spec(model)
     path = Path(path)
-    metadata = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "name": spec.name,
-        "bands": json.dumps(list(spec.bands)),
-        "scale": str(spec.scale),
-        "options": json.dumps(spec.options),
-        "normalization": json.dumps(
-            {"mean": spec.options.get("mean"), "std": spec.options.get("std")}
-        ),
-    }
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, **spec_header(spec)}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if half:
         tensors = {k: v.half() if v.is_floating_point() and k not in ("mean", "std") else v
@@ -82,14 +72,6 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], *, half: bool = F
 
 _FIX = ("the file is damaged or was not written by s2sr: re-download it or write it with "
         "s2sr.models.save_model")
-
-
-def _weights_error(path: Path, err: SpecError | UsageError) -> WeightsError:
-    """A header value out of bounds, reported with the header key it came from."""
-    if isinstance(err, SpecError):
-        key = err.key if err.key in ("name", "bands", "scale", "options") else f"options.{err.key}"
-        return WeightsError(f"weights file {path}: header {key} {err.detail}; {_FIX}")
-    return WeightsError(f"weights file {path}: header options: {err}; {_FIX}")
 
 
 def _check_file(path: Path) -> None:
@@ -119,22 +101,6 @@ def _check_file(path: Path) -> None:
         raise WeightsError(
             f"weights file {path} has a {header_len}-byte header, more than the "
             f"{MAX_HEADER_BYTES} bytes an s2sr model needs: {_FIX}")
-
-
-def _parse_json(path: Path, meta: dict[str, str], key: str) -> Any:
-    if key not in meta:
-        raise WeightsError(f"weights file {path}: header has no {key!r} key; {_FIX}")
-    try:
-        return json.loads(meta[key])
-    except (ValueError, RecursionError):
-        raise WeightsError(f"weights file {path}: header {key} is not valid JSON "
-                           f"({show(meta[key])}); {_FIX}") from None
-
-
-def _parse_scale(text: str) -> Any:
-    """``"2"`` -> 2; anything else stays as it is for the bounds check to report."""
-    stripped = text.strip()
-    return int(stripped) if stripped in ("2", "4") else text
 
 
 _Found = dict[str, tuple[tuple[int, ...], str]]
@@ -167,18 +133,13 @@ def _read_header(path: Path) -> tuple[ModelSpec, _Found, _Expected]:
             f"weights file {path}: header format_version {show(version)} is not one this s2sr "
             f"reads ({FORMAT_VERSION}): upgrade s2sr or write the file again with "
             "s2sr.models.save_model")
-    if "name" not in meta:
-        raise WeightsError(f"weights file {path}: header has no 'name' key; {_FIX}")
-    if "scale" not in meta:
-        raise WeightsError(f"weights file {path}: header has no 'scale' key; {_FIX}")
-    bands = _parse_json(path, meta, "bands")
-    options = _parse_json(path, meta, "options")
+    label = f"weights file {path}"
+    spec = parse_spec(label, meta, _FIX)
     try:
-        spec = check_spec(meta["name"], bands, _parse_scale(meta["scale"]), options)
         # built on the "meta" device: runs the builder's own bounds, allocates nothing
         expected = expected_state(spec)
     except UsageError as err:
-        raise _weights_error(path, err) from None
+        raise spec_error(label, err, _FIX) from None
     return spec, tensors, expected
 
 
