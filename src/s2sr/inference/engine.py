@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from s2sr.data.degrade_torch import back_project
 from s2sr.errors import DataError, WeightsError
+from s2sr.inference.backends import Backend, TorchBackend
 from s2sr.inference.tiling import TileLayout, crop_to_extent, tile_weights
 from s2sr.io.nodata import valid_mask
 
@@ -135,20 +136,23 @@ class TiledSuperResolver:
 
     Args:
         model: reflectance -> reflectance network (``(B, C, h, w)`` ->
-            ``(B, C, h*scale, w*scale)``).
+            ``(B, C, h*scale, w*scale)``): a PyTorch model (run by a
+            :class:`~s2sr.inference.backends.TorchBackend` on ``device``, channels-last)
+            or any :class:`~s2sr.inference.backends.Backend`.
         layout: the tiling.
         radiometry: DN encoding of input and output.
         fill: per-band reflectance put into nodata pixels before the network.
-        device: torch device.
+        device: torch device of a PyTorch model.
         batch_size: tiles per forward pass.
         progress: show a progress bar.
         consistency: iterations of back-projection onto the input per tile (0: off).
     """
 
-    def __init__(self, model: nn.Module, layout: TileLayout, radiometry: Radiometry,
+    def __init__(self, model: nn.Module | Backend, layout: TileLayout, radiometry: Radiometry,
                  fill: np.ndarray, device: torch.device, batch_size: int = 1,
                  progress: bool = False, consistency: int = 0) -> None:
-        self.model = model
+        self.backend: Backend = TorchBackend(model, device) if isinstance(model, nn.Module) \
+            else model
         self.layout = layout
         self.radiometry = radiometry
         self.fill = fill.astype(np.float32)[:, None, None]
@@ -203,11 +207,10 @@ class TiledSuperResolver:
         out = np.zeros((len(batch.keys), batch.refl.shape[1], t * s, t * s), np.float32)
         idx = [k for k, a in enumerate(batch.active) if a]
         if idx:
-            x = torch.from_numpy(batch.refl[idx]).to(self.device)
-            x = x.contiguous(memory_format=torch.channels_last)
-            y_t = self.model(x).float()
+            x = torch.from_numpy(np.ascontiguousarray(batch.refl[idx]))
+            y_t = self.backend(x)
             if self.consistency:
-                y_t = back_project(y_t, x.float(), self.layout.scale, self.consistency)
+                y_t = back_project(y_t, x.to(y_t.device), self.layout.scale, self.consistency)
             y = y_t.cpu().numpy()
             if not np.isfinite(y).all():
                 raise WeightsError(
