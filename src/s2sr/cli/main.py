@@ -22,7 +22,15 @@ import click
 from s2sr import __version__
 from s2sr.cli.common import handle_errors, setup_logging
 from s2sr.cli.evaluate import evaluate
-from s2sr.cli.options import device_opt, output_opt, overwrite_opt, quiet_opt
+from s2sr.cli.export import export
+from s2sr.cli.options import (
+    backend_opt,
+    device_opt,
+    output_opt,
+    overwrite_opt,
+    quiet_opt,
+    threads_opt,
+)
 from s2sr.cli.pairs import pairs
 from s2sr.cli.train import table1, train
 
@@ -50,8 +58,9 @@ def cli() -> None:
 @click.argument("input", type=click.Path(path_type=Path))
 @output_opt("GeoTIFF to write.")
 @click.option("--weights", default=None, type=click.Path(path_type=Path),
-              help="s2sr weights file (.safetensors); its scale sets the output pixel size "
-                   "[default: the shipped model, RGB-only when the scene has no B08].")
+              help="s2sr weights file (.safetensors, or a model from s2sr export); its "
+                   "scale sets the output pixel size [default: the shipped model, RGB-only "
+                   "when the scene has no B08].")
 @click.option("--scale", type=click.Choice(["2", "4"]), default=None,
               help="Shipped model to use: x2 (5 m, default) or x4 (2.5 m).")
 @click.option("--bands", callback=_band_list, default=None,
@@ -65,6 +74,8 @@ def cli() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Tiles per forward pass [default: 1 on CPU, 8 on CUDA].")
 @device_opt()
+@backend_opt()
+@threads_opt()
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimised GeoTIFF.")
 @overwrite_opt()
 @click.option("--consistency", is_flag=True,
@@ -79,8 +90,8 @@ def cli() -> None:
 def predict(input: Path, output: Path, weights: Path | None, scale: str | None,
             bands: list[str] | None,
             tile: int | None, overlap: int | None, batch_size: int | None, device: str,
-            cog: bool, overwrite: bool, consistency: bool, dn_offset: float | None,
-            quiet: bool) -> None:
+            backend: str, threads: int | None, cog: bool, overwrite: bool, consistency: bool,
+            dn_offset: float | None, quiet: bool) -> None:
     """Super-resolve a Sentinel-2 scene INPUT into a georeferenced GeoTIFF.
 
     INPUT is a multi-band GeoTIFF/COG, a folder of per-band files (*_B02.tif, *_B03.jp2,
@@ -94,7 +105,7 @@ def predict(input: Path, output: Path, weights: Path | None, scale: str | None,
         overlap=overlap,
         batch_size=batch_size, device=device, cog=cog, overwrite=overwrite,
         progress=not quiet and sys.stderr.isatty(), consistency=consistency,
-        dn_offset=dn_offset,
+        dn_offset=dn_offset, backend=backend, threads=threads,
     )
     if not quiet:
         click.echo(f"wrote {result}", err=True)
@@ -127,6 +138,7 @@ def demo(output_dir: Path, weights: Path | None) -> None:
 
 
 cli.add_command(evaluate)
+cli.add_command(export)
 cli.add_command(pairs)
 cli.add_command(train)
 cli.add_command(table1)

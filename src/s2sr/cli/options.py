@@ -44,3 +44,23 @@ def device_opt() -> Callable[[F], F]:
     """``--device auto|cpu|cuda`` (default ``auto``: CUDA when there is a GPU)."""
     return click.option("--device", type=click.Choice(DEVICES), default="auto",
                         show_default=True)
+
+
+#: ``--backend`` values (see :func:`s2sr.inference.backends.choose_backend`).
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def backend_opt() -> Callable[[F], F]:
+    """``--backend auto|torch|onnxruntime`` (default ``auto``)."""
+    return click.option(
+        "--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+        help="What runs the network. auto: ONNX Runtime when installed (pip install "
+             "'s2sr[onnx]') and on the CPU (on CUDA only with onnxruntime-gpu), else PyTorch.")
+
+
+def threads_opt() -> Callable[[F], F]:
+    """``--threads N``: intra-op threads of the network."""
+    return click.option(
+        "--threads", type=click.IntRange(1, 1024), default=None,
+        help="Threads of the network [default: OMP_NUM_THREADS when set, else one per "
+             "physical core].")

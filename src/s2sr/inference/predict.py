@@ -16,13 +16,28 @@ from s2sr import __version__
 from s2sr.bands import DEFAULT_BANDS, RGB_BANDS
 from s2sr.device import InferencePlan, cuda_device_count, inference_plan
 from s2sr.errors import BandError, DataError, GridMismatchError, InputNotFoundError, UsageError
+from s2sr.inference.backends import (
+    BACKENDS,
+    Backend,
+    BackendChoice,
+    OnnxRuntimeBackend,
+    TorchBackend,
+    check_threads,
+    choose_backend,
+    default_threads,
+    execution_providers,
+    ort_providers,
+    torch_threads,
+)
 from s2sr.inference.engine import Radiometry, TiledSuperResolver
+from s2sr.inference.export import onnx_backend
 from s2sr.inference.tiling import TileLayout
 from s2sr.io.base import SCENE_LOGGER
 from s2sr.io.outputs import check_output_file, exclusive_output
 from s2sr.io.scene import SUPPORTED_DTYPES, open_scene
 from s2sr.io.writer import RasterWriter, block_size_for, output_meta
-from s2sr.models import file_sha256, get_spec, load_model, pretrained_path
+from s2sr.models import ModelSpec, file_sha256, get_spec, load_model, pretrained_path
+from s2sr.models.exported import OnnxModel, load_torchscript, read_onnx, sniff
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +58,13 @@ def _prepare(model: nn.Module, plan: InferencePlan) -> nn.Module:
     return model
 
 
-def _fill(model: nn.Module, n: int) -> np.ndarray:
+def _fill(model: nn.Module | ModelSpec, n: int) -> np.ndarray:
+    """Per band, the reflectance put into nodata pixels: the model's mean."""
+    if isinstance(model, ModelSpec):
+        mean = model.options.get("mean")
+        if isinstance(mean, list) and len(mean) == n:
+            return np.asarray(mean, np.float32)
+        return np.zeros(n, np.float32)
     mean = getattr(model, "mean", None)
     if isinstance(mean, torch.Tensor) and mean.numel() == n:
         return mean.detach().cpu().numpy().reshape(-1).astype(np.float32)
@@ -61,13 +82,13 @@ def _memory_bytes(device: torch.device) -> int:
         return 8 << 30
 
 
-def network_bytes(model: nn.Module, tile: int, batch: int) -> int:
+def network_bytes(model: nn.Module | ModelSpec, tile: int, batch: int) -> int:
     """Rough peak memory of one forward pass over ``batch`` tiles of ``tile`` px (bytes).
 
     The largest activations are the last upsampling stage's: ``n_feats`` channels at the
     output resolution, float32, with input and output of a layer alive at once (x3).
     """
-    spec = get_spec(model)
+    spec = model if isinstance(model, ModelSpec) else get_spec(model)
     feats = int(spec.options.get("n_feats", 64))
     return 3 * 4 * batch * max(feats, len(spec.bands)) * (tile * spec.scale) ** 2
 
@@ -88,7 +109,8 @@ def _layout(height: int, width: int, scale: int, tile: int | None, overlap: int 
     return TileLayout.from_tile(height, width, tile, overlap, scale)
 
 
-def _check_memory(model: nn.Module, lay: TileLayout, batch: int, dev: torch.device) -> None:
+def _check_memory(model: nn.Module | ModelSpec, lay: TileLayout, batch: int,
+                  dev: torch.device) -> None:
     need = network_bytes(model, lay.tile, batch)
     have = _memory_bytes(dev)
     if need > MEMORY_SHARE * have:
@@ -133,6 +155,27 @@ def choose_weights(input: str | os.PathLike[str], scale: int | None,
     return pretrained_path(scale or 2, rgb=rgb)
 
 
+def _load(weights: str | os.PathLike[str]) -> nn.Module | OnnxModel:
+    """The model behind ``--weights``: a weights file or a TorchScript export (a PyTorch
+    model), or an ONNX export (its checked graph)."""
+    kind = sniff(weights)
+    if kind == "onnx":
+        return read_onnx(weights)
+    return load_torchscript(weights) if kind == "torchscript" else load_model(weights)
+
+
+def _backend(choice: BackendChoice, plan: InferencePlan, model: nn.Module | OnnxModel,
+             threads: int | None) -> Backend:
+    """The backend :func:`choose_backend` named, ready to run."""
+    if isinstance(model, OnnxModel):  # choose_backend gives ONNX Runtime for these only
+        spec = model.spec
+        return OnnxRuntimeBackend(model.data, len(spec.bands), spec.scale,
+                                  threads or default_threads(), execution_providers(plan.device))
+    if choice.backend == "torch":
+        return TorchBackend(_prepare(model, plan), plan.device)
+    return onnx_backend(model, threads or default_threads(), execution_providers(plan.device))
+
+
 def predict(
     input: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -149,6 +192,8 @@ def predict(
     progress: bool = False,
     consistency: bool = False,
     dn_offset: float | None = None,
+    backend: str = "auto",
+    threads: int | None = None,
 ) -> Path:
     """Super-resolve a Sentinel-2 scene into a georeferenced GeoTIFF/COG.
 
@@ -158,7 +203,8 @@ def predict(
     Args:
         input: multi-band GeoTIFF/COG, per-band folder, ``.SAFE`` folder or ``.zip``.
         output: the GeoTIFF to write (refused if it exists, unless ``overwrite``).
-        weights: an s2sr ``.safetensors`` weights file; ``None``: the shipped model (x2,
+        weights: an s2sr ``.safetensors`` weights file, or a model exported from one by
+            ``s2sr export`` (ONNX or TorchScript); ``None``: the shipped model (x2,
             or x4 with ``scale=4``; its RGB variant when the scene has no B08).
         scale: with ``weights=None``, which shipped model (2 or 4); with weights, a check.
         bands: names of a multi-band file's bands by position, when it has no descriptions.
@@ -175,27 +221,42 @@ def predict(
         dn_offset: the additive DN offset of the input (-1000 for Sentinel-2 processing
             baseline >= 04.00, 0 before), overriding what the product says; ``None``:
             detected from the product's metadata, name or tags.
+        backend: ``auto`` (ONNX Runtime when installed and on the CPU, or on CUDA with its
+            CUDA provider; else PyTorch), ``torch`` or ``onnxruntime``; see
+            :func:`s2sr.inference.backends.choose_backend`. A weights file runs on ONNX
+            Runtime through an in-memory export, checked against PyTorch on a tile.
+        threads: intra-op threads of the network; ``None``: ``OMP_NUM_THREADS`` when set,
+            else one per physical core (ONNX Runtime), PyTorch's own default (torch).
 
     Returns:
         The output path.
     """
     out_path = Path(output)
     check_output_file(out_path, overwrite, (input, weights))
-    plan = inference_plan(device, batch_size, cuda_device_count())
-    _layout(1, 1, scale or 2, tile, overlap)  # option checks before any file is read
+    cuda_count = cuda_device_count()
+    inference_plan(device, batch_size, cuda_count)  # option checks before any file is read
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown --backend {backend!r}: use {', '.join(BACKENDS)}")
+    check_threads(threads)
+    _layout(1, 1, scale or 2, tile, overlap)
     if weights is None:
         if not Path(input).exists():
             raise InputNotFoundError(f"input {input} does not exist: check the path")
         weights = choose_weights(input, scale, bands, dn_offset)
-    model = load_model(weights)
-    spec = get_spec(model)
+    model = _load(weights)
+    exported = model if isinstance(model, OnnxModel) else None
+    spec = model.spec if isinstance(model, OnnxModel) else get_spec(model)
     if scale is not None and scale != spec.scale:
         raise UsageError(f"--scale {scale} but {weights} is a x{spec.scale} model: drop "
                          "--scale or use matching weights")
-    with open_scene(input, bands=spec.bands, band_names=bands, dn_offset=dn_offset) as scene:
+    choice = choose_backend(backend, device, cuda_count, ort_providers(),
+                            onnx_file=exported is not None)
+    plan = inference_plan(str(choice.device), batch_size, cuda_count)
+    with open_scene(input, bands=spec.bands, band_names=bands, dn_offset=dn_offset) as scene, \
+            torch_threads(threads if choice.backend == "torch" else None):
         meta = scene.meta
         lay = _layout(meta.height, meta.width, spec.scale, tile, overlap)
-        _check_memory(model, lay, plan.batch_size, plan.device)
+        _check_memory(spec, lay, plan.batch_size, plan.device)
         radiometry = Radiometry(meta.dtype, meta.gains, meta.offsets, meta.nodata)
         is_int = np.issubdtype(np.dtype(meta.dtype), np.integer)
         default_gain = 1e-4 if is_int else 1.0
@@ -210,10 +271,14 @@ def predict(
             "S2SR_VERSION": __version__,
             "S2SR_TILE": f"{lay.tile}/{lay.tile - lay.stride}",
             "S2SR_CONSISTENCY": "back-projection x3" if consistency else "off",
+            "S2SR_BACKEND": choice.backend,
         }
+        if exported is not None:
+            tags["S2SR_MODEL_SOURCE_SHA256"] = exported.source_sha256
         runner = TiledSuperResolver(
-            _prepare(model, plan), lay, radiometry, _fill(model, len(spec.bands)), plan.device,
-            plan.batch_size, progress, consistency=3 if consistency else 0,
+            _backend(choice, plan, model, threads), lay, radiometry,
+            _fill(spec, len(spec.bands)), plan.device, plan.batch_size, progress,
+            consistency=3 if consistency else 0,
         )
         out_meta = output_meta(meta, spec.scale)
         with exclusive_output(out_path), RasterWriter(

@@ -1,0 +1,46 @@
+"""``s2sr export``: a weights file as an ONNX model or a TorchScript program."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from s2sr.cli.common import handle_errors, setup_logging
+from s2sr.cli.options import output_opt, overwrite_opt, quiet_opt
+
+#: ``--format`` values (s2sr.models.export.FORMATS, repeated so that ``--help`` needs no
+#: torch; a test keeps them equal).
+FORMATS = ("onnx", "torchscript")
+
+
+@click.command()
+@click.option("--weights", required=True, type=click.Path(path_type=Path),
+              help="s2sr weights file (.safetensors) to export.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
+              help="onnx (for ONNX Runtime: s2sr predict --backend onnxruntime) or "
+                   "torchscript (for libtorch).")
+@output_opt("Model file to write (e.g. model.onnx or model.pt).")
+@click.option("--opset", type=click.IntRange(min=1), default=None,
+              help="ONNX opset, 13 to 20 [default: 17].")
+@overwrite_opt()
+@quiet_opt("Print nothing on success.")
+@handle_errors
+def export(weights: Path, fmt: str, output: Path, opset: int | None, overwrite: bool,
+           quiet: bool) -> None:
+    """Export a model with its s2sr header (bands, scale, normalisation, source SHA-256),
+    dynamic in batch and tile size, checked against PyTorch before it is written.
+
+    The file works as --weights of s2sr predict.
+    """
+    setup_logging(quiet)
+    from s2sr.inference.export import TOLERANCE, export_model
+
+    result = export_model(weights, output, fmt, opset=opset, overwrite=overwrite)
+    if quiet:
+        return
+    for check in result.checks:
+        click.echo(f"checked against PyTorch on {check.shape}: max abs difference "
+                   f"{check.max_abs_diff:.2e} reflectance (limit {TOLERANCE:g})")
+    click.echo(f"wrote {result.path} ({result.format}, from weights sha256 "
+               f"{result.source_sha256[:12]})")
