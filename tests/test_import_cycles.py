@@ -35,8 +35,6 @@ ALLOWED_LOCAL = {
     ("s2sr", "s2sr.inference"): "``import s2sr`` must not import torch (lazy predict)",
     ("s2sr.training.trainer", "s2sr.training.curves"): "matplotlib only when a run ends",
     # no cycle needs these two; their module's owner moves them to the top
-    ("s2sr.training.data", "s2sr.training.sources"): "pending: move to module level",
-    ("s2sr.training.data", "s2sr.data.synthetic"): "pending: move to module level",
 }
 
 # Runs in a fresh interpreter: preloads the third-party modules the package imports (so

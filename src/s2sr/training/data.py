@@ -14,8 +14,11 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
 from s2sr.data.dataset import PairDataset
+from s2sr.data.synthetic import SyntheticPairs, panel_degradations
 from s2sr.errors import InputNotFoundError
+from s2sr.io.base import SCENE_LOGGER
 from s2sr.training.config import TrainConfig
+from s2sr.training.sources import load_source
 
 #: Target patch of synthetic pairs when a stage names none, and for validation (input
 #: 32 px at x2, 16 px at x4).
@@ -25,8 +28,6 @@ _SOURCES: dict[str, list[Any]] = {}
 
 def _synthetic_sources(cfg: TrainConfig, split: str) -> list[Any]:
     """The training or validation images (read once per process and experiment)."""
-    from s2sr.training.sources import load_source
-
     syn = cfg.data.synthetic
     assert syn is not None
     specs = syn.train if split == cfg.data.train_split else syn.val
@@ -34,7 +35,7 @@ def _synthetic_sources(cfg: TrainConfig, split: str) -> list[Any]:
     if key not in _SOURCES:
         if len(_SOURCES) >= 2:  # one experiment at a time: keep memory to its images
             _SOURCES.clear()
-        scene_log = logging.getLogger("s2sr.io.scene")
+        scene_log = logging.getLogger(SCENE_LOGGER)
         level = scene_log.level
         scene_log.setLevel(logging.ERROR)  # "no CRS" says nothing about training texture
         try:
@@ -47,8 +48,6 @@ def _synthetic_sources(cfg: TrainConfig, split: str) -> list[Any]:
 
 def _synthetic(cfg: TrainConfig, split: str, crop: int | None, augment: bool,
                seed: int | None) -> ConcatDataset[dict[str, Any]]:
-    from s2sr.data.synthetic import SyntheticPairs, panel_degradations
-
     syn = cfg.data.synthetic
     assert syn is not None
     train = split == cfg.data.train_split
