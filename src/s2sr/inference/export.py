@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,7 @@ def compare(model: nn.Module, runner: Runner,
     for b, h, w in shapes:
         x = torch.rand(b, bands, h, w, generator=gen) * 0.6
         want = reference(x)
-        got = runner(x).cpu().float()
+        got = runner(x).detach().cpu().float()
         if tuple(got.shape) != tuple(want.shape) or not bool(torch.isfinite(got).all()):
             raise WeightsError(f"the exported model turns a {(b, bands, h, w)} tile into "
                                f"{tuple(got.shape)} (PyTorch: {tuple(want.shape)})"
@@ -121,7 +122,9 @@ def onnx_backend(model: nn.Module, threads: int,
 
 def _torchscript_runner(data: bytes) -> Runner:
     """The TorchScript program just made (trusted: this process wrote it), for the check."""
-    program = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated
+        program = torch.jit.load(io.BytesIO(data), map_location="cpu")
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

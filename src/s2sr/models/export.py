@@ -116,10 +116,12 @@ def torchscript_bytes(model: nn.Module, header: dict[str, str], weights: bytes) 
     """Serialise ``model`` (float32, CPU) as a traced TorchScript archive holding ``header``
     and the source ``weights`` file (safetensors bytes) as extra files."""
     model = model.float().cpu().eval()
-    with _EXPORT_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TracerWarnings about shapes: they stay dynamic
-        traced = torch.jit.trace(model, _example(model), check_trace=False)
     buf = io.BytesIO()
-    torch.jit.save(traced, buf, _extra_files={HEADER_ENTRY: json.dumps(header),
-                                              WEIGHTS_ENTRY: weights})
+    with _EXPORT_LOCK, warnings.catch_warnings():
+        # TracerWarnings about shapes (they stay dynamic); torch.jit's deprecation (it is
+        # what libtorch loads)
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, _example(model), check_trace=False)
+        torch.jit.save(traced, buf, _extra_files={HEADER_ENTRY: json.dumps(header),
+                                                  WEIGHTS_ENTRY: weights})
     return buf.getvalue()

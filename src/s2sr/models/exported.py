@@ -36,8 +36,8 @@ from s2sr.models.export import (
     OPSETS,
     WEIGHTS_ENTRY,
 )
-from s2sr.models.header import MAX_KEYS, check_mapping, parse_sha256, parse_spec
-from s2sr.models.registry import ModelSpec, get_spec
+from s2sr.models.header import MAX_KEYS, check_mapping, parse_sha256, parse_spec, spec_error
+from s2sr.models.registry import ModelSpec, expected_state, get_spec
 from s2sr.models.weights import MAX_FILE_BYTES, MAX_HEADER_BYTES, load_model
 
 KINDS: Final[tuple[str, ...]] = ("safetensors", "onnx", "torchscript")
@@ -110,9 +110,21 @@ def sniff(path: str | os.PathLike[str]) -> str:
     return "onnx" if head[:1] == b"\x08" else "safetensors"
 
 
+def _spec(label: str, meta: dict[str, str]) -> ModelSpec:
+    """The header's spec, with the architecture's own bounds run (on the "meta" device:
+    nothing allocated) although nothing is built from it."""
+    spec = parse_spec(label, meta, _FIX)
+    try:
+        expected_state(spec)
+    except UsageError as err:
+        raise spec_error(label, err, _FIX) from None
+    return spec
+
+
 def _check_format(label: str, meta: dict[str, str], kind: str) -> None:
     if meta.get("format") != EXPORT_FORMAT:
-        raise WeightsError(f"{label} is a {kind} model but not one exported by s2sr (no "
+        article = "an" if kind[0] in "AEIOU" else "a"
+        raise WeightsError(f"{label} is {article} {kind} model but not one exported by s2sr (no "
                            f"'{EXPORT_FORMAT}' header): {_FIX} --format {kind.lower()}")
     version = meta.get("format_version")
     if version != EXPORT_VERSION:
@@ -201,7 +213,7 @@ def read_onnx(path: str | os.PathLike[str]) -> OnnxModel:
         raise WeightsError(f"{label}: the s2sr header names a key twice; {_FIX}")
     meta = check_mapping({p.key: p.value for p in props}, label, _FIX)
     _check_format(label, meta, "ONNX")
-    spec = parse_spec(label, meta, _FIX)
+    spec = _spec(label, meta)
     sha = parse_sha256(label, meta, "source_sha256", _FIX)
     _check_graph(label, proto, spec)
     return OnnxModel(path=path, spec=spec, data=data, header=meta, source_sha256=sha)
@@ -249,7 +261,7 @@ def read_torchscript_header(path: str | os.PathLike[str]) -> tuple[ModelSpec, di
     label = f"TorchScript model {path}"
     meta, _ = _read_archive(path)
     _check_format(label, meta, "TorchScript")
-    spec = parse_spec(label, meta, _FIX)
+    spec = _spec(label, meta)
     parse_sha256(label, meta, "source_sha256", _FIX)
     return spec, meta
 
@@ -266,7 +278,7 @@ def load_torchscript(path: str | os.PathLike[str]) -> nn.Module:
     label = f"TorchScript model {path}"
     meta, weights = _read_archive(path)
     _check_format(label, meta, "TorchScript")
-    spec = parse_spec(label, meta, _FIX)
+    spec = _spec(label, meta)
     sha = parse_sha256(label, meta, "source_sha256", _FIX)
     if hashlib.sha256(weights).hexdigest() != sha:
         raise WeightsError(f"{label}: its embedded weights are not the file its header's "
