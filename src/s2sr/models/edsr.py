@@ -55,6 +55,8 @@ def icnr_(weight: torch.Tensor, scale: int, init: str = "kaiming") -> torch.Tens
         raise ValueError(f"ICNR needs out_channels divisible by {scale**2}, got {out_channels}")
     if init != "kaiming":
         raise ValueError(f"unknown ICNR initialiser {init!r}")
+    if weight.is_meta:  # a shape-only build (checking a weights file): nothing to fill, and
+        return weight   # random fills on "meta" tensors cost ~1 s of torch imports
     sub = torch.empty(out_channels // scale**2, in_channels, kh, kw)
     nn.init.kaiming_normal_(sub)
     with torch.no_grad():
