@@ -1,4 +1,5 @@
-"""Training: configuration, schedule, the loop and data-parallel helpers."""
+"""Training on PyTorch Lightning: configuration, the Lightning module and data module, the run
+folder (checkpoints, metrics) and the study's Table 1."""
 
 from s2sr.training.config import TrainConfig, load_config
 from s2sr.training.trainer import Trainer, train
