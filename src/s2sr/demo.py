@@ -2,13 +2,11 @@
 
 The sample is a BigEarthNet patch (120 x 120 px of 10 m bands, CDLA-Permissive-1.0) from
 the example archive inside the ``bigearthnet-common`` package, so it reaches any machine
-through the package registry.
+through the package registry (:mod:`s2sr.io.sample`).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +15,16 @@ from s2sr.errors import UsageError
 from s2sr.inference.baselines import upsample
 from s2sr.inference.predict import predict
 from s2sr.io.outputs import check_output_dir
+from s2sr.io.sample import SAMPLE_ARCHIVE, SAMPLE_PATCH, extract_sample, sample_archive
 from s2sr.io.scene import open_scene
 from s2sr.models import build_model, save_model
 from s2sr.models.pretrained import WEIGHTS_DIR
 from s2sr.visualize import side_by_side
 
-SAMPLE_ARCHIVE = "bigearthnet_common/BigEarthNet-S2-Example.tar.bz2"
-SAMPLE_PATCH = "S2A_MSIL2A_20170613T101031_87_48"
+#: The sample's helpers live in s2sr.io.sample (int8 calibration reads it too); their
+#: names stay importable from here.
+__all__ = ["SAMPLE_ARCHIVE", "SAMPLE_PATCH", "DemoResult", "extract_sample", "run_demo",
+           "sample_archive"]
 
 
 @dataclass(frozen=True)
@@ -35,37 +36,6 @@ class DemoResult:
     figure: Path
     weights: Path
     trained: bool
-
-
-def sample_archive() -> Path:
-    """Path of the BigEarthNet example archive inside the installed ``bigearthnet-common``."""
-    try:
-        dist = importlib.metadata.distribution("bigearthnet-common")
-    except importlib.metadata.PackageNotFoundError:
-        raise UsageError(
-            "the demo sample comes with the package bigearthnet-common: "
-            "pip install 's2sr[demo]' (or make demo)"
-        ) from None
-    path = Path(str(dist.locate_file(SAMPLE_ARCHIVE)))
-    if not path.exists():
-        raise UsageError(f"{path} is missing from bigearthnet-common: reinstall it")
-    return path
-
-
-def extract_sample(dest: Path, patch: str = SAMPLE_PATCH) -> Path:
-    """Extract one patch's per-band GeoTIFFs into ``dest``; returns the patch folder."""
-    folder = dest / patch
-    if folder.is_dir() and any(folder.glob("*_B02.tif")):
-        return folder
-    with tarfile.open(sample_archive()) as tar:
-        members = [m for m in tar.getmembers() if f"/{patch}/" in m.name and m.isfile()]
-        if not members:
-            raise UsageError(f"patch {patch} is not in the BigEarthNet example archive")
-        folder.mkdir(parents=True, exist_ok=True)
-        for member in members:
-            member.name = Path(member.name).name
-            tar.extract(member, folder, filter="data")
-    return folder
 
 
 def run_demo(out_dir: Path, weights: Path | None = None, overwrite: bool = True) -> DemoResult:
