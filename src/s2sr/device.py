@@ -1,14 +1,17 @@
 """Device and precision selection shared by prediction and training (no heavy imports).
 
 The choices are pure functions of what is asked and what the machine has
-(:func:`select_device`, :func:`inference_plan`), so they are tested on any machine, CPU
-included; :func:`resolve_device` and :func:`cuda_device_count` ask torch what is there.
+(:func:`select_device`, :func:`choose_precision`, :func:`auto_batch`,
+:func:`inference_plan`), so they are tested on any machine, CPU included;
+:func:`resolve_device`, :func:`cuda_device_count`, :func:`cuda_bf16_supported` and
+:func:`cpu_bf16_supported` ask torch what is there.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 import torch
 
@@ -18,6 +21,20 @@ from s2sr.errors import UsageError
 DEFAULT_BATCH = {"cpu": 1, "cuda": 8}
 
 _CUDA = re.compile(r"cuda(?::(\d+))?")
+
+#: ``--precision`` values. ``auto``: fp32 on the CPU; on CUDA bf16 where the GPU supports
+#: it, else fp16 (fp32 with ONNX Runtime, which runs s2sr's graphs in fp32 or int8 only).
+PRECISIONS: Final[tuple[str, ...]] = ("auto", "fp32", "bf16", "fp16", "int8")
+#: The dtype PyTorch's autocast computes in, per reduced precision (weights stay float32).
+AUTOCAST: Final[dict[str, torch.dtype]] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: Bytes per activation element, for the memory estimate of a forward pass. int8 counts
+#: 4: ONNX Runtime dequantises around the convolutions it leaves in float.
+BYTES_PER_ELEMENT: Final[dict[str, int]] = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 4}
+#: Most tiles per forward pass chosen from free GPU memory (more gains nothing measurable
+#: and makes the last, partial batch long).
+MAX_AUTO_BATCH: Final[int] = 32
+_ORT_ONLY = "ONNX Runtime runs s2sr's models in fp32 or int8 only (ONNX's Conv has no " \
+    "bfloat16, and no fp16 graph is exported)"
 
 
 def cuda_device_count() -> int:
@@ -63,6 +80,82 @@ def resolve_device(device: str) -> torch.device:
     return select_device(device, cuda_device_count())
 
 
+def cuda_bf16_supported() -> bool:
+    """Whether the current CUDA GPU computes in bfloat16 (Ampere and newer); False
+    without CUDA."""
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU has native bfloat16 arithmetic (AVX512_BF16 or AMX); without it
+    PyTorch emulates bf16, slower than fp32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def choose_precision(precision: str, device: torch.device, backend: str, *,
+                     cuda_bf16: bool, file_precision: str | None = None) -> str:
+    """The precision prediction runs at, from ``--precision`` and what runs it.
+
+    Args:
+        precision: one of :data:`PRECISIONS`.
+        device: the device chosen by :func:`select_device`.
+        backend: ``--backend`` as asked (``auto``, ``torch`` or ``onnxruntime``).
+        cuda_bf16: the GPU supports bfloat16 (:func:`cuda_bf16_supported`).
+        file_precision: for an exported ONNX file, the precision it was exported at
+            (``fp32`` or ``int8``); ``None`` for a PyTorch model.
+
+    Returns:
+        ``fp32``, ``bf16``, ``fp16`` or ``int8``. bf16 and fp16 run on PyTorch (autocast),
+        int8 on ONNX Runtime's CPU provider (see
+        :func:`s2sr.inference.backends.choose_backend`).
+
+    Raises:
+        UsageError: an unknown value, or a combination that cannot run; each message
+            names the fix.
+    """
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown --precision {precision!r}: use {', '.join(PRECISIONS)}")
+    if file_precision is not None:
+        if precision in ("auto", file_precision):
+            return file_precision
+        raise UsageError(f"--precision {precision} with an exported {file_precision} ONNX "
+                         "model: pass the .safetensors weights (or leave --precision out)")
+    if precision == "auto":
+        if device.type != "cuda" or backend == "onnxruntime":
+            return "fp32"
+        return "bf16" if cuda_bf16 else "fp16"
+    if precision in AUTOCAST and backend == "onnxruntime":
+        raise UsageError(f"--precision {precision} with --backend onnxruntime: {_ORT_ONLY}; "
+                         f"use --backend torch (or auto) for {precision}")
+    if precision == "fp16" and device.type != "cuda":
+        raise UsageError("--precision fp16 runs on CUDA only: on the CPU use bf16 (or fp32)")
+    if precision == "bf16" and device.type == "cuda" and not cuda_bf16:
+        raise UsageError("--precision bf16 asked but this GPU has no bfloat16 support: use "
+                         "--precision fp16 (or fp32)")
+    if precision == "int8":
+        if device.type == "cuda":
+            raise UsageError("--precision int8 runs on ONNX Runtime's CPU provider: add "
+                             "--device cpu")
+        if backend == "torch":
+            raise UsageError("--precision int8 runs on ONNX Runtime (static quantisation): "
+                             "use --backend onnxruntime (or auto)")
+    return precision
+
+
+def auto_batch(per_tile_bytes: int, free_bytes: int, share: float = 0.5,
+               cap: int = MAX_AUTO_BATCH) -> int:
+    """Tiles per forward pass that fit ``share`` of ``free_bytes``, from 1 to ``cap``.
+
+    Args:
+        per_tile_bytes: peak memory of a forward pass over one tile (bytes).
+        free_bytes: free memory of the device (``torch.cuda.mem_get_info``).
+        share: the share of it a batch may take.
+        cap: the largest batch.
+    """
+    return max(1, min(cap, int(share * free_bytes) // max(1, per_tile_bytes)))
+
+
 @dataclass(frozen=True)
 class InferencePlan:
     """How ``s2sr predict`` runs the network.
@@ -70,27 +163,38 @@ class InferencePlan:
     Attributes:
         device: where the network runs.
         batch_size: tiles per forward pass.
-        dtype: the network's compute dtype. Always float32: prediction uses no autocast,
-            so an output does not depend on the card it was made on beyond float32
-            rounding.
-        channels_last: run the CPU network in channels-last memory format (oneDNN's fast
-            convolution path); CUDA keeps the default format.
+        dtype: the dtype of the network's weights: always float32 (reduced precision is
+            autocast around the forward, see ``precision``).
+        channels_last: run the network in channels-last memory format: on the CPU
+            (oneDNN's fast convolution path) and on CUDA at bf16/fp16 (the tensor cores'
+            layout); CUDA at fp32 keeps the default format.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``int8`` (see :func:`choose_precision`).
     """
 
     device: torch.device
     batch_size: int
     dtype: torch.dtype
     channels_last: bool
+    precision: str = "fp32"
+
+    @property
+    def autocast(self) -> torch.dtype | None:
+        """The dtype autocast computes in, ``None`` at fp32 (and int8, run by ONNX
+        Runtime)."""
+        return AUTOCAST.get(self.precision)
 
 
-def inference_plan(device: str, batch_size: int | None, cuda_count: int) -> InferencePlan:
-    """Choose the device, batch size and precision of prediction.
+def inference_plan(device: str, batch_size: int | None, cuda_count: int,
+                   precision: str = "fp32") -> InferencePlan:
+    """Choose the device, batch size and memory format of prediction.
 
     Args:
         device: ``--device`` (see :func:`select_device`).
         batch_size: ``--batch-size``; ``None`` for the device's default
-            (:data:`DEFAULT_BATCH`: 1 on CPU, 8 on CUDA).
+            (:data:`DEFAULT_BATCH`: 1 on CPU, 8 on CUDA; ``predict`` sizes a CUDA batch
+            from free memory instead, see :func:`auto_batch`).
         cuda_count: CUDA GPUs available.
+        precision: the precision chosen by :func:`choose_precision`.
 
     Raises:
         UsageError: see :func:`select_device`; a batch size below 1.
@@ -99,4 +203,6 @@ def inference_plan(device: str, batch_size: int | None, cuda_count: int) -> Infe
     if batch_size is not None and batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     return InferencePlan(device=dev, batch_size=batch_size or DEFAULT_BATCH[dev.type],
-                         dtype=torch.float32, channels_last=dev.type == "cpu")
+                         dtype=torch.float32,
+                         channels_last=dev.type == "cpu" or precision in AUTOCAST,
+                         precision=precision)

@@ -28,6 +28,7 @@ from s2sr.cli.options import (
     device_opt,
     output_opt,
     overwrite_opt,
+    precision_opt,
     quiet_opt,
     threads_opt,
 )
@@ -76,6 +77,7 @@ def cli() -> None:
 @device_opt()
 @backend_opt()
 @threads_opt()
+@precision_opt()
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimised GeoTIFF.")
 @overwrite_opt()
 @click.option("--consistency", is_flag=True,
@@ -90,8 +92,8 @@ def cli() -> None:
 def predict(input: Path, output: Path, weights: Path | None, scale: str | None,
             bands: list[str] | None,
             tile: int | None, overlap: int | None, batch_size: int | None, device: str,
-            backend: str, threads: int | None, cog: bool, overwrite: bool, consistency: bool,
-            dn_offset: float | None, quiet: bool) -> None:
+            backend: str, threads: int | None, precision: str, cog: bool, overwrite: bool,
+            consistency: bool, dn_offset: float | None, quiet: bool) -> None:
     """Super-resolve a Sentinel-2 scene INPUT into a georeferenced GeoTIFF.
 
     INPUT is a multi-band GeoTIFF/COG, a folder of per-band files (*_B02.tif, *_B03.jp2,
@@ -105,7 +107,7 @@ def predict(input: Path, output: Path, weights: Path | None, scale: str | None,
         overlap=overlap,
         batch_size=batch_size, device=device, cog=cog, overwrite=overwrite,
         progress=not quiet and sys.stderr.isatty(), consistency=consistency,
-        dn_offset=dn_offset, backend=backend, threads=threads,
+        dn_offset=dn_offset, backend=backend, threads=threads, precision=precision,
     )
     if not quiet:
         click.echo(f"wrote {result}", err=True)

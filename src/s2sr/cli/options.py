@@ -64,3 +64,18 @@ def threads_opt() -> Callable[[F], F]:
         "--threads", type=click.IntRange(1, 1024), default=None,
         help="Threads of the network [default: OMP_NUM_THREADS when set, else one per "
              "physical core].")
+
+
+#: ``--precision`` values (s2sr.device.PRECISIONS, repeated so that ``--help`` needs no
+#: torch; a test keeps them equal).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+
+
+def precision_opt() -> Callable[[F], F]:
+    """``--precision auto|fp32|bf16|fp16|int8`` (default ``auto``)."""
+    return click.option(
+        "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+        help="Arithmetic of the network. auto: fp32 on the CPU; on CUDA bf16 where the GPU "
+             "supports it, else fp16. bf16: PyTorch autocast (CPU or CUDA); fp16: CUDA; "
+             "int8: ONNX Runtime static quantisation on the CPU (calibrated on the packaged "
+             "sample, cached in ~/.cache/s2sr).")

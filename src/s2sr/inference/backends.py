@@ -44,29 +44,78 @@ class Backend(Protocol):
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
+@dataclass
+class Staged:
+    """A batch on its way to the backend's device.
+
+    Attributes:
+        host: the CPU batch (in pinned memory on CUDA).
+        device: its copy on the GPU, issued on the backend's copy stream (``None`` on the
+            CPU).
+        ready: the CUDA event recorded after that copy (``None`` on the CPU).
+    """
+
+    host: torch.Tensor
+    device: torch.Tensor | None = None
+    ready: Any = None
+
+
 class TorchBackend:
-    """A PyTorch model on ``device`` (channels-last on the CPU, oneDNN's fast path).
+    """A PyTorch model on ``device``, optionally under autocast.
+
+    On CUDA the engine stages the next batch (:meth:`stage`, from its reading thread)
+    while the current one runs: the batch is copied to pinned host memory and sent to the
+    GPU with a non-blocking copy on a separate CUDA stream, which the compute stream waits
+    for only when it needs the batch.
 
     Args:
-        model: the network, already on ``device`` in its compute dtype.
+        model: the network, already on ``device`` in float32.
         device: where the batch is sent.
         channels_last: convert the batch to channels-last memory format.
+        autocast: the dtype of autocast around the forward (``torch.bfloat16`` or
+            ``torch.float16``), ``None`` for none; the output is float32 either way.
     """
 
     name = "torch"
 
-    def __init__(self, model: nn.Module, device: torch.device, channels_last: bool = True
-                 ) -> None:
+    def __init__(self, model: nn.Module, device: torch.device, channels_last: bool = True,
+                 autocast: torch.dtype | None = None) -> None:
         self.model = model
         self.device = device
         self.channels_last = channels_last
+        self.autocast = autocast
+        self._copy_stream: Any = None
+
+    def stage(self, x: torch.Tensor) -> Staged:
+        """Start sending ``x`` (a CPU batch) to the device; a no-op on the CPU."""
+        if self.device.type != "cuda":
+            return Staged(x)
+        if self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream(self.device)
+        host = x.pin_memory()
+        with torch.cuda.stream(self._copy_stream):
+            on_gpu = host.to(self.device, non_blocking=True)
+            ready = torch.cuda.Event()
+            ready.record(self._copy_stream)
+        return Staged(host, on_gpu, ready)
 
     @torch.inference_mode()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor | Staged) -> torch.Tensor:
+        if isinstance(x, Staged):
+            if x.device is not None:
+                compute = torch.cuda.current_stream(self.device)
+                compute.wait_event(x.ready)
+                x.device.record_stream(compute)  # the allocator keeps it until used there
+                x = x.device
+            else:
+                x = x.host
         x = x.to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x).float()
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32,
+                            enabled=self.autocast is not None):
+            y = self.model(x)
+        return y.float()
 
 
 class OnnxRuntimeBackend:
@@ -149,13 +198,16 @@ class BackendChoice:
 
 
 def choose_backend(backend: str, device: str, cuda_count: int,
-                   providers: Sequence[str] | None, onnx_file: bool = False) -> BackendChoice:
+                   providers: Sequence[str] | None, onnx_file: bool = False,
+                   precision: str = "fp32") -> BackendChoice:
     """Choose the backend and device of prediction.
 
     ``auto`` picks ONNX Runtime where it is installed and the device is the CPU, or the
     device is CUDA and ONNX Runtime has its ``CUDAExecutionProvider`` (the
     ``onnxruntime-gpu`` build); PyTorch otherwise. An exported ONNX file runs on ONNX
-    Runtime only.
+    Runtime only. bf16 and fp16 run on PyTorch (autocast), int8 on ONNX Runtime's CPU
+    provider (the precision comes from :func:`s2sr.device.choose_precision`, which refuses
+    the combinations that cannot run).
 
     Args:
         backend: ``--backend``: ``auto``, ``torch`` or ``onnxruntime``.
@@ -164,6 +216,7 @@ def choose_backend(backend: str, device: str, cuda_count: int,
         providers: ONNX Runtime's execution providers (:func:`ort_providers`), ``None``
             when it is not installed.
         onnx_file: the model is an exported ONNX file (no PyTorch model to run).
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``int8``.
 
     Raises:
         UsageError: an unknown backend; ONNX Runtime asked (or needed) but missing, or
@@ -177,15 +230,28 @@ def choose_backend(backend: str, device: str, cuda_count: int,
         if onnx_file:
             raise UsageError("--backend torch cannot run an ONNX model: use --backend "
                              "onnxruntime (or auto), or pass the .safetensors weights")
+        if precision == "int8":
+            raise UsageError("--precision int8 runs on ONNX Runtime: use --backend "
+                             "onnxruntime (or auto)")
         return BackendChoice("torch", dev)
-    if backend == "auto" and not onnx_file:
+    if precision in ("bf16", "fp16"):
+        if backend == "onnxruntime" or onnx_file:
+            raise UsageError(f"--precision {precision} runs on PyTorch, ONNX Runtime "
+                             "only at fp32 or int8: use --backend torch with the "
+                             ".safetensors weights")
+        return BackendChoice("torch", dev)
+    if backend == "auto" and not onnx_file and precision != "int8":
         if providers is None or (dev.type == "cuda" and not ort_cuda):
             return BackendChoice("torch", dev)
         return BackendChoice("onnxruntime", dev)
     if providers is None:
         what = "an ONNX model runs on ONNX Runtime" if onnx_file else \
+            "--precision int8 needs ONNX Runtime" if precision == "int8" else \
             "--backend onnxruntime needs ONNX Runtime"
         raise UsageError(f"{what}: {_INSTALL}")
+    if precision == "int8" and dev.type == "cuda":
+        raise UsageError("--precision int8 runs on ONNX Runtime's CPU provider: add "
+                         "--device cpu")
     if dev.type == "cuda" and not ort_cuda:
         if device == "auto":  # a GPU is there but this ONNX Runtime cannot use it
             return BackendChoice("onnxruntime", torch.device("cpu"))

@@ -1,9 +1,10 @@
 """Streaming tiled super-resolution: read tiles, run the network in batches, blend, write.
 
-Reading of the next batch runs in a thread while the network works, and finished cores are
-converted and written in another thread. Memory is bounded by one batch of tiles, the cores
-being written, and ``ramp``-wide strips carried to the next tiles: it does not depend on
-the scene's size.
+Reading of the next batch runs in a thread while the network works (on CUDA that thread
+also starts the batch's copy to the GPU, see :meth:`TorchBackend.stage`), and finished
+cores are converted and written in another thread. Memory is bounded by one batch of
+tiles, the cores being written, and ``ramp``-wide strips carried to the next tiles: it
+does not depend on the scene's size.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from s2sr.data.degrade_torch import back_project
 from s2sr.errors import DataError, WeightsError
-from s2sr.inference.backends import Backend, TorchBackend
+from s2sr.inference.backends import Backend, Staged, TorchBackend
 from s2sr.inference.tiling import TileLayout, crop_to_extent, tile_weights
 from s2sr.io.nodata import valid_mask
 
@@ -129,6 +130,7 @@ class _Batch:
     refl: np.ndarray  # (B, C, t, t) float32
     valid: list[np.ndarray]  # per tile (t, t)
     active: list[bool]  # tile has any valid pixel
+    staged: Staged | None = None  # the active tiles, on their way to a PyTorch backend
 
 
 class TiledSuperResolver:
@@ -186,7 +188,12 @@ class TiledSuperResolver:
             refls.append(refl)
             valids.append(valid)
             active.append(bool(valid.any()))
-        return _Batch(keys, np.stack(refls), valids, active)
+        batch = _Batch(keys, np.stack(refls), valids, active)
+        idx = [k for k, a in enumerate(active) if a]
+        if idx and isinstance(self.backend, TorchBackend):
+            batch.staged = self.backend.stage(torch.from_numpy(
+                np.ascontiguousarray(batch.refl[idx])))
+        return batch
 
     def _scene_position(self, mask: np.ndarray, i: int, j: int) -> tuple[int, int]:
         """First (row, column) of the scene where ``mask`` (a tile, padded by reflection)
@@ -208,7 +215,10 @@ class TiledSuperResolver:
         idx = [k for k, a in enumerate(batch.active) if a]
         if idx:
             x = torch.from_numpy(np.ascontiguousarray(batch.refl[idx]))
-            y_t = self.backend(x)
+            if batch.staged is not None and isinstance(self.backend, TorchBackend):
+                y_t = self.backend(batch.staged)
+            else:
+                y_t = self.backend(x)
             if self.consistency:
                 y_t = back_project(y_t, x.to(y_t.device), self.layout.scale, self.consistency)
             y = y_t.cpu().numpy()

@@ -4,6 +4,8 @@ atomically.
 The exported model is checked against the PyTorch model before anything is written: both
 run on random reflectance tiles of a few sizes and batch sizes (:data:`VERIFY_SHAPES`), and
 a largest absolute difference above :data:`TOLERANCE` (reflectance) refuses the export.
+An int8 export (``--int8``, :mod:`s2sr.inference.quantize`) is checked on the packaged
+real sample instead, within the quantisation's own bounds.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 
 from s2sr.errors import UsageError, WeightsError
 from s2sr.inference.backends import OnnxRuntimeBackend, TorchBackend
+from s2sr.inference.quantize import INT8_MAX, INT8_P99, int8_onnx
 from s2sr.io.outputs import (
     check_output_file,
     disk_full_error,
@@ -52,10 +55,13 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class Check:
     """One verification: input ``shape`` ``(B, C, H, W)`` and the largest absolute
-    difference of the exported model's output to PyTorch's (reflectance)."""
+    difference of the exported model's output to PyTorch's (reflectance); for an int8
+    model also its 99th percentile and the limits."""
 
     shape: tuple[int, ...]
     max_abs_diff: float
+    p99_abs_diff: float | None = None
+    limits: tuple[float, ...] = (TOLERANCE,)
 
 
 @dataclass(frozen=True)
@@ -154,8 +160,8 @@ def _write(out: Path, data: bytes, overwrite: bool) -> None:
 
 
 def export_model(weights: str | os.PathLike[str], output: str | os.PathLike[str],
-                 format: str, *, opset: int | None = None, overwrite: bool = False
-                 ) -> ExportResult:
+                 format: str, *, opset: int | None = None, overwrite: bool = False,
+                 int8: bool = False) -> ExportResult:
     """Export a weights file as an ONNX model or a TorchScript archive.
 
     Args:
@@ -164,6 +170,10 @@ def export_model(weights: str | os.PathLike[str], output: str | os.PathLike[str]
         format: ``onnx`` or ``torchscript``.
         opset: the ONNX opset (default :data:`s2sr.models.export.DEFAULT_OPSET`).
         overwrite: replace an existing output.
+        int8: write the int8 model (ONNX only, the default opset): ONNX Runtime static
+            quantisation calibrated on the packaged sample (see
+            :func:`s2sr.inference.quantize.int8_onnx`; cached as for ``predict
+            --precision int8``).
 
     Returns:
         The path, format, verification checks and the source weights' SHA-256.
@@ -178,6 +188,10 @@ def export_model(weights: str | os.PathLike[str], output: str | os.PathLike[str]
         raise UsageError(f"unknown --format {format!r}: use {' or '.join(FORMATS)}")
     if format == "torchscript" and opset is not None:
         raise UsageError("--opset applies to --format onnx only: drop it")
+    if int8 and format != "onnx":
+        raise UsageError("--int8 applies to --format onnx only (ONNX Runtime runs it)")
+    if int8 and opset is not None:
+        raise UsageError("--int8 writes the default opset: drop --opset")
     opset = check_opset(opset) if format == "onnx" else None
     out = check_output_file(output, overwrite, (weights,))
     kind = sniff(weights)
@@ -189,6 +203,12 @@ def export_model(weights: str | os.PathLike[str], output: str | os.PathLike[str]
     sha = hashlib.sha256(source).hexdigest()
     spec = get_spec(model)
     runner: Runner
+    if int8:
+        q = int8_onnx(model, sha)
+        checks: tuple[Check, ...] = (Check(q.shape, q.max_abs_diff, q.p99_abs_diff,
+                                           (INT8_MAX, INT8_P99)),)
+        _write(out, q.data, overwrite)
+        return ExportResult(path=out, format="onnx int8", checks=checks, source_sha256=sha)
     if format == "onnx":
         try:
             data = onnx_bytes(model, opset, export_header(model, sha, f"onnx opset {opset}"))

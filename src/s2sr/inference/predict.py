@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,26 @@ from torch import nn
 
 from s2sr import __version__
 from s2sr.bands import DEFAULT_BANDS, RGB_BANDS
-from s2sr.device import InferencePlan, cuda_device_count, inference_plan
-from s2sr.errors import BandError, DataError, GridMismatchError, InputNotFoundError, UsageError
+from s2sr.device import (
+    BYTES_PER_ELEMENT,
+    PRECISIONS,
+    InferencePlan,
+    auto_batch,
+    choose_precision,
+    cpu_bf16_supported,
+    cuda_bf16_supported,
+    cuda_device_count,
+    inference_plan,
+    select_device,
+)
+from s2sr.errors import (
+    BandError,
+    DataError,
+    GridMismatchError,
+    InputNotFoundError,
+    UsageError,
+    WeightsError,
+)
 from s2sr.inference.backends import (
     BACKENDS,
     Backend,
@@ -31,6 +50,7 @@ from s2sr.inference.backends import (
 )
 from s2sr.inference.engine import Radiometry, TiledSuperResolver
 from s2sr.inference.export import onnx_backend
+from s2sr.inference.quantize import int8_onnx
 from s2sr.inference.tiling import TileLayout
 from s2sr.io.base import SCENE_LOGGER
 from s2sr.io.outputs import check_output_file, exclusive_output
@@ -82,15 +102,18 @@ def _memory_bytes(device: torch.device) -> int:
         return 8 << 30
 
 
-def network_bytes(model: nn.Module | ModelSpec, tile: int, batch: int) -> int:
+def network_bytes(model: nn.Module | ModelSpec, tile: int, batch: int,
+                  bytes_per_element: int = 4) -> int:
     """Rough peak memory of one forward pass over ``batch`` tiles of ``tile`` px (bytes).
 
     The largest activations are the last upsampling stage's: ``n_feats`` channels at the
-    output resolution, float32, with input and output of a layer alive at once (x3).
+    output resolution, ``bytes_per_element`` each (4 at fp32, 2 under bf16/fp16
+    autocast), with input and output of a layer alive at once (x3).
     """
     spec = model if isinstance(model, ModelSpec) else get_spec(model)
     feats = int(spec.options.get("n_feats", 64))
-    return 3 * 4 * batch * max(feats, len(spec.bands)) * (tile * spec.scale) ** 2
+    return 3 * bytes_per_element * batch * max(feats, len(spec.bands)) * (
+        tile * spec.scale) ** 2
 
 
 def _layout(height: int, width: int, scale: int, tile: int | None, overlap: int | None
@@ -109,9 +132,10 @@ def _layout(height: int, width: int, scale: int, tile: int | None, overlap: int 
     return TileLayout.from_tile(height, width, tile, overlap, scale)
 
 
-def _check_memory(model: nn.Module | ModelSpec, lay: TileLayout, batch: int,
-                  dev: torch.device) -> None:
-    need = network_bytes(model, lay.tile, batch)
+def _check_memory(model: nn.Module | ModelSpec, lay: TileLayout, plan: InferencePlan
+                  ) -> None:
+    batch, dev = plan.batch_size, plan.device
+    need = network_bytes(model, lay.tile, batch, BYTES_PER_ELEMENT[plan.precision])
     have = _memory_bytes(dev)
     if need > MEMORY_SHARE * have:
         where = "free GPU memory" if dev.type == "cuda" else "memory"
@@ -120,6 +144,42 @@ def _check_memory(model: nn.Module | ModelSpec, lay: TileLayout, batch: int,
             f"but this machine has {have / 2**30:.1f} GiB of {where}: use a smaller --tile "
             f"(default {DEFAULT_TILE.get(lay.scale, 256)}) or --batch-size"
         )
+
+
+def _sized(plan: InferencePlan, spec: ModelSpec, lay: TileLayout, asked: int | None
+           ) -> InferencePlan:
+    """On CUDA without ``--batch-size``: the batch that fits :data:`MEMORY_SHARE` of the
+    free GPU memory (:func:`s2sr.device.auto_batch`) at the plan's precision."""
+    if plan.device.type != "cuda" or asked is not None:
+        return plan
+    per_tile = network_bytes(spec, lay.tile, 1, BYTES_PER_ELEMENT[plan.precision])
+    return replace(plan, batch_size=auto_batch(per_tile, _memory_bytes(plan.device),
+                                                MEMORY_SHARE))
+
+
+def _check_precision_name(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown --precision {precision!r}: use {', '.join(PRECISIONS)}")
+
+
+def _device_for(precision: str, device: str) -> str:
+    """int8 runs on ONNX Runtime's CPU provider: ``--device auto`` means the CPU then."""
+    return "cpu" if precision == "int8" and device == "auto" else device
+
+
+def _warn_emulated(plan: InferencePlan) -> None:
+    if plan.precision == "bf16" and plan.device.type == "cpu" and not cpu_bf16_supported():
+        log.warning("this CPU has no native bfloat16 (AVX512_BF16 or AMX): --precision bf16 "
+                    "runs emulated, slower than fp32")
+
+
+def _file_precision(model: OnnxModel) -> str:
+    """The precision an exported ONNX model was made at (its header's ``precision``)."""
+    value = model.header.get("precision", "fp32")
+    if value not in ("fp32", "int8"):
+        raise WeightsError(f"ONNX model {model.path}: header precision {value[:20]!r} is not "
+                           "fp32 or int8: export it again with s2sr export")
+    return value
 
 
 def _is_missing_band(err: Exception) -> bool:
@@ -165,15 +225,22 @@ def _load(weights: str | os.PathLike[str]) -> nn.Module | OnnxModel:
 
 
 def _backend(choice: BackendChoice, plan: InferencePlan, model: nn.Module | OnnxModel,
-             threads: int | None) -> Backend:
-    """The backend :func:`choose_backend` named, ready to run."""
+             threads: int | None, source_sha256: str = "0" * 64) -> Backend:
+    """The backend :func:`choose_backend` named, ready to run at the plan's precision."""
     if isinstance(model, OnnxModel):  # choose_backend gives ONNX Runtime for these only
         spec = model.spec
         return OnnxRuntimeBackend(model.data, len(spec.bands), spec.scale,
                                   threads or default_threads(), execution_providers(plan.device))
     if choice.backend == "torch":
-        return TorchBackend(_prepare(model, plan), plan.device)
-    return onnx_backend(model, threads or default_threads(), execution_providers(plan.device))
+        return TorchBackend(_prepare(model, plan), plan.device, plan.channels_last,
+                            plan.autocast)
+    n = threads or default_threads()
+    if plan.precision == "int8":
+        spec = get_spec(model)
+        data = int8_onnx(model, source_sha256, threads=n).data
+        return OnnxRuntimeBackend(data, len(spec.bands), spec.scale, n,
+                                  execution_providers(plan.device))
+    return onnx_backend(model, n, execution_providers(plan.device))
 
 
 def predict(
@@ -194,6 +261,7 @@ def predict(
     dn_offset: float | None = None,
     backend: str = "auto",
     threads: int | None = None,
+    precision: str = "auto",
 ) -> Path:
     """Super-resolve a Sentinel-2 scene into a georeferenced GeoTIFF/COG.
 
@@ -227,6 +295,11 @@ def predict(
             Runtime through an in-memory export, checked against PyTorch on a tile.
         threads: intra-op threads of the network; ``None``: ``OMP_NUM_THREADS`` when set,
             else one per physical core (ONNX Runtime), PyTorch's own default (torch).
+        precision: ``auto`` (fp32 on the CPU; on CUDA bf16 where the GPU supports it,
+            else fp16), ``fp32``, ``bf16`` (PyTorch autocast; on the CPU with
+            channels-last), ``fp16`` (CUDA) or ``int8`` (ONNX Runtime static
+            quantisation on the CPU, see :mod:`s2sr.inference.quantize`); see
+            :func:`s2sr.device.choose_precision`. Recorded in the tag ``S2SR_PRECISION``.
 
     Returns:
         The output path.
@@ -234,6 +307,8 @@ def predict(
     out_path = Path(output)
     check_output_file(out_path, overwrite, (input, weights))
     cuda_count = cuda_device_count()
+    _check_precision_name(precision)
+    device = _device_for(precision, device)
     inference_plan(device, batch_size, cuda_count)  # option checks before any file is read
     if backend not in BACKENDS:
         raise UsageError(f"unknown --backend {backend!r}: use {', '.join(BACKENDS)}")
@@ -249,14 +324,20 @@ def predict(
     if scale is not None and scale != spec.scale:
         raise UsageError(f"--scale {scale} but {weights} is a x{spec.scale} model: drop "
                          "--scale or use matching weights")
+    prec = choose_precision(
+        precision, select_device(device, cuda_count), backend, cuda_bf16=cuda_bf16_supported(),
+        file_precision=None if exported is None else _file_precision(exported))
     choice = choose_backend(backend, device, cuda_count, ort_providers(),
-                            onnx_file=exported is not None)
-    plan = inference_plan(str(choice.device), batch_size, cuda_count)
+                            onnx_file=exported is not None, precision=prec)
+    plan = inference_plan(str(choice.device), batch_size, cuda_count, prec)
+    _warn_emulated(plan)
+    sha = file_sha256(weights)
     with open_scene(input, bands=spec.bands, band_names=bands, dn_offset=dn_offset) as scene, \
             torch_threads(threads if choice.backend == "torch" else None):
         meta = scene.meta
         lay = _layout(meta.height, meta.width, spec.scale, tile, overlap)
-        _check_memory(spec, lay, plan.batch_size, plan.device)
+        plan = _sized(plan, spec, lay, batch_size)
+        _check_memory(spec, lay, plan)
         radiometry = Radiometry(meta.dtype, meta.gains, meta.offsets, meta.nodata)
         is_int = np.issubdtype(np.dtype(meta.dtype), np.integer)
         default_gain = 1e-4 if is_int else 1.0
@@ -264,7 +345,7 @@ def predict(
         tags = {
             **{k: v for k, v in meta.tags.items() if k.isupper() or k.startswith("S2_")},
             "S2SR_MODEL": spec.name,
-            "S2SR_MODEL_SHA256": file_sha256(weights),
+            "S2SR_MODEL_SHA256": sha,
             "S2SR_MODEL_FILE": Path(weights).name,
             "S2SR_SCALE": str(spec.scale),
             "S2SR_SOURCE": str(Path(input).resolve()),
@@ -272,11 +353,12 @@ def predict(
             "S2SR_TILE": f"{lay.tile}/{lay.tile - lay.stride}",
             "S2SR_CONSISTENCY": "back-projection x3" if consistency else "off",
             "S2SR_BACKEND": choice.backend,
+            "S2SR_PRECISION": prec,
         }
         if exported is not None:
             tags["S2SR_MODEL_SOURCE_SHA256"] = exported.source_sha256
         runner = TiledSuperResolver(
-            _backend(choice, plan, model, threads), lay, radiometry,
+            _backend(choice, plan, model, threads, sha), lay, radiometry,
             _fill(spec, len(spec.bands)), plan.device, plan.batch_size, progress,
             consistency=3 if consistency else 0,
         )
@@ -305,6 +387,9 @@ def super_resolve(
     overlap: int | None = None,
     batch_size: int = 1,
     device: str = "auto",
+    precision: str = "auto",
+    backend: str = "torch",
+    threads: int | None = None,
 ) -> np.ndarray:
     """Super-resolve an in-memory ``(C, H, W)`` array with the same tiling as :func:`predict`.
 
@@ -317,6 +402,10 @@ def super_resolve(
         offset: reflectance of DN 0.
         tile: network input size. overlap: tile overlap. batch_size: tiles per pass.
         device: ``auto``, ``cpu`` or ``cuda``.
+        precision: as :func:`predict`'s (``auto``: fp32 on the CPU, bf16 or fp16 on
+            CUDA; ``int8`` needs ``backend`` ``onnxruntime`` or ``auto``).
+        backend: ``torch`` (default), ``onnxruntime`` or ``auto``, as :func:`predict`'s.
+        threads: intra-op threads, as :func:`predict`'s.
 
     Returns:
         ``(C, H*scale, W*scale)`` array of the input dtype.
@@ -338,8 +427,16 @@ def super_resolve(
     lay = _layout(array.shape[1], array.shape[2], spec.scale, tile, overlap)
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
-    plan = inference_plan(device, batch_size, cuda_device_count())
-    _check_memory(model, lay, plan.batch_size, plan.device)
+    check_threads(threads)
+    _check_precision_name(precision)
+    device = _device_for(precision, device)
+    cuda_count = cuda_device_count()
+    prec = choose_precision(precision, select_device(device, cuda_count), backend,
+                            cuda_bf16=cuda_bf16_supported())
+    choice = choose_backend(backend, device, cuda_count, ort_providers(), precision=prec)
+    plan = inference_plan(str(choice.device), batch_size, cuda_count, prec)
+    _warn_emulated(plan)
+    _check_memory(model, lay, plan)
     s = spec.scale
     out = np.empty((n, array.shape[1] * s, array.shape[2] * s), array.dtype)
 
@@ -351,8 +448,9 @@ def super_resolve(
         r, c = int(window.row_off), int(window.col_off)
         out[:, r:r + data.shape[1], c:c + data.shape[2]] = data
 
-    runner = TiledSuperResolver(_prepare(model, plan), lay, radiometry, _fill(model, n),
-                                plan.device, plan.batch_size)
-    if runner.run(read, write) == 0:
-        raise DataError("the array holds no valid pixels (all nodata)")
+    with torch_threads(threads if choice.backend == "torch" else None):
+        runner = TiledSuperResolver(_backend(choice, plan, model, threads), lay, radiometry,
+                                    _fill(model, n), plan.device, plan.batch_size)
+        if runner.run(read, write) == 0:
+            raise DataError("the array holds no valid pixels (all nodata)")
     return out
