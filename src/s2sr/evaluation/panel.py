@@ -113,9 +113,11 @@ def _conv(conv: Conventions | None, scale: int) -> Conventions:
     return c.resolve(scale) if c.crop is None else c
 
 
-def _run(model: nn.Module, lr: np.ndarray, device: str) -> np.ndarray:
+def _run(model: nn.Module, lr: np.ndarray, device: str, precision: str = "fp32",
+         backend: str = "torch") -> np.ndarray:
     return np.asarray(super_resolve(np.ascontiguousarray(lr, dtype=np.float32), model,
-                                    device=device), dtype=np.float32)
+                                    device=device, precision=precision, backend=backend),
+                      dtype=np.float32)
 
 
 def _scales(models: Mapping[str, nn.Module], scales: Sequence[int] | None) -> list[int]:
@@ -133,7 +135,8 @@ def _scales(models: Mapping[str, nn.Module], scales: Sequence[int] | None) -> li
 
 def panel_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.ndarray], *,
                scales: Sequence[int] | None = None, conv: Conventions | None = None,
-               device: str = "auto") -> list[dict[str, Any]]:
+               device: str = "auto", precision: str = "fp32", backend: str = "torch"
+               ) -> list[dict[str, Any]]:
     """The panel's numbers: one row per case, scene and method, then the means over scenes.
 
     Args:
@@ -143,6 +146,9 @@ def panel_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.ndarr
         scales: the scales to evaluate (default: the models' scales).
         conv: metric conventions (default: data range 1, border crop = scale).
         device: where the models run (``auto``, ``cpu``, ``cuda``).
+        precision: their arithmetic (``fp32`` by default on every device; ``bf16``,
+            ``fp16`` or ``int8`` to measure reduced precision, see
+            :func:`s2sr.super_resolve`). backend: what runs them (``torch`` by default).
 
     Returns:
         Dicts with ``case``, ``scale``, ``mtf`` (None: block mean), ``scene`` (``mean`` for
@@ -162,7 +168,8 @@ def panel_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.ndarr
             hr = hr_full[:, :hr_full.shape[1] // s * s, :hr_full.shape[2] // s * s]
             lr = case.make_input(hr)
             preds = {m: upsample(lr, s, m) for m in BASELINES}
-            preds.update({n: _run(m, lr, device) for n, m in mine.items()})
+            preds.update({n: _run(m, lr, device, precision, backend)
+                          for n, m in mine.items()})
             base: dict[str, float] = {}
             for method, pred in preds.items():
                 pb, sb = psnr_bands(pred, hr, c), ssim_bands(pred, hr, c)
@@ -195,8 +202,10 @@ def panel_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.ndarr
 
 
 def artefact_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.ndarray], *,
-                  device: str = "auto") -> list[dict[str, Any]]:
-    """The artefact score of each model's output on each undegraded scene, with bicubic's.
+                  device: str = "auto", precision: str = "fp32", backend: str = "torch"
+                  ) -> list[dict[str, Any]]:
+    """The artefact score of each model's output on each undegraded scene, with bicubic's
+    (the models run at ``precision`` on ``backend``, as in :func:`panel_rows`).
 
     Returns:
         Dicts with ``scene`` (``max`` for the highest over scenes), ``method`` (a model's
@@ -211,7 +220,7 @@ def artefact_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.nd
             rows.append({"scene": scene, "method": f"bicubic x{s}", "scale": s,
                          "score": score, "over": score > ARTEFACT_THRESHOLD})
         for name, model in models.items():
-            score = artefact_score(_run(model, hr, device))
+            score = artefact_score(_run(model, hr, device, precision, backend))
             rows.append({"scene": scene, "method": name, "scale": get_spec(model).scale,
                          "score": score, "over": score > ARTEFACT_THRESHOLD})
     for method in list(dict.fromkeys(r["method"] for r in rows)):
