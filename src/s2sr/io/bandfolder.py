@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ def open_band_files(
     files: dict[str, str], bands: Sequence[str] | None, source: str,
     gains: dict[str, float] | None = None, offsets: dict[str, float] | None = None,
     nodata: float | None = None, tags: dict[str, str] | None = None,
-    dn_offset: float | None = None,
+    dn_offset: float | None = None, opener: Callable[[str, str], Any] | None = None,
 ) -> Scene:
     """Open one single-band file per band (a per-band folder or a SAFE product).
 
@@ -56,6 +56,8 @@ def open_band_files(
     metadata; without them they come from the files' GDAL scale/offset or the detected
     processing baseline (``dn_offset`` overrides it). Files that are recognisably Sentinel-2
     product bands get nodata 0 when they declare none (JPEG 2000 never does).
+    ``opener(path, source)`` opens one file (default: :func:`open_raster`, local files only;
+    :mod:`s2sr.io.stac` passes its own for the remote assets of a STAC item).
     """
     if not files:
         raise BandError(
@@ -69,7 +71,7 @@ def open_band_files(
     try:
         available = {}
         for band, path in available_paths.items():
-            dataset = open_raster(path, product=source)
+            dataset = opener(path, source) if opener else open_raster(path, product=source)
             owned.append(dataset)
             if dataset.count != 1:
                 raise DataError(f"{path} in {source} has {dataset.count} bands: a per-band file "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -100,6 +100,9 @@ class Scene:
         self.meta = meta
         self._refs = list(refs)
         self._owned = list(owned)
+        #: the GDAL environment every read runs in (remote STAC assets widen it for their
+        #: own hrefs, :mod:`s2sr.io.stac`)
+        self.env: Callable[[], Any] = safe_env
 
     def read(self, window: Window) -> np.ndarray:
         """Read DN of every band in ``window``.
@@ -119,7 +122,7 @@ class Scene:
         for key, members in groups.items():
             ref = datasets[key]
             try:
-                with safe_env():
+                with self.env():
                     data = ref.dataset.read([m[1] for m in members], window=window)
             except RasterioError as err:
                 raise RasterReadError(

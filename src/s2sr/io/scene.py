@@ -21,6 +21,7 @@ from s2sr.io.baseline import MAX_DN_OFFSET, check_dn_offset
 from s2sr.io.dn import SUPPORTED_DTYPES
 from s2sr.io.geotiff import open_geotiff
 from s2sr.io.safe import is_safe_folder, open_safe
+from s2sr.io.stac import open_stac_item
 
 __all__ = [
     "MAX_DN_OFFSET", "SUPPORTED_DTYPES", "BandRef", "GeoMeta", "Scene", "band_files",
@@ -38,7 +39,8 @@ def open_scene(
 
     Args:
         path: a multi-band GeoTIFF/COG, a folder of per-band files (also a granule folder or
-            its ``IMG_DATA``), a ``.SAFE`` folder or its ``.zip``.
+            its ``IMG_DATA``), a ``.SAFE`` folder or its ``.zip``, or a STAC Item ``.json``
+            (:mod:`s2sr.io.stac`).
         bands: bands to read, in order (e.g. a model's bands); ``None`` for all.
         band_names: for a multi-band file, ``--bands``: selects among the file's band
             descriptions, or names its bands by position when it has none.
@@ -52,8 +54,10 @@ def open_scene(
     p = Path(path)
     if not p.exists():
         raise InputNotFoundError(f"input {p} does not exist: check the path")
-    if band_names is not None and (p.is_dir() or p.suffix.lower() == ".zip"):
+    if band_names is not None and (p.is_dir() or p.suffix.lower() in (".zip", ".json")):
         raise UsageError("--bands applies to multi-band files only; per-band files are named")
+    if p.suffix.lower() == ".json":
+        return open_stac_item(p, bands, dn_offset=dn_offset)
     if p.suffix.lower() == ".zip" or is_safe_folder(p):
         return open_safe(p, bands, dn_offset=dn_offset)
     if p.is_dir():
