@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ from s2sr.inference.quantize import int8_onnx
 from s2sr.inference.tiling import TileLayout
 from s2sr.io.base import SCENE_LOGGER
 from s2sr.io.outputs import check_output_file, exclusive_output
-from s2sr.io.scene import SUPPORTED_DTYPES, open_scene
+from s2sr.io.scene import SUPPORTED_DTYPES, GeoMeta, Scene, open_scene
 from s2sr.io.writer import RasterWriter, block_size_for, output_meta
 from s2sr.models import ModelSpec, file_sha256, get_spec, load_model, pretrained_path
 from s2sr.models.exported import OnnxModel, load_torchscript, read_onnx, sniff
@@ -306,6 +307,57 @@ def predict(
     """
     out_path = Path(output)
     check_output_file(out_path, overwrite, (input, weights))
+    with prepare_run(
+        input, weights, scale=scale, bands=bands, tile=tile, overlap=overlap,
+        batch_size=batch_size, device=device, progress=progress, consistency=consistency,
+        dn_offset=dn_offset, backend=backend, threads=threads, precision=precision,
+    ) as run, exclusive_output(out_path), RasterWriter(
+        out_path, run.out_meta, overwrite=overwrite, cog=cog, tags=run.tags,
+        blocksize=run.blocksize, write_scales=run.write_scales,
+    ) as writer:
+        valid = run.runner.run(run.scene.read, writer.write)
+        if valid == 0:
+            raise DataError(
+                f"{input} holds no valid pixels (all nodata): check the scene or its "
+                "nodata value"
+            )
+        return writer.commit()
+
+
+@dataclass
+class PreparedRun:
+    """Everything :func:`predict` writes a scene with (see :func:`prepare_run`).
+
+    Attributes:
+        scene: the open input. runner: the tiled engine, its backend ready.
+        weights: the weights file used (the shipped one chosen when none was given).
+        spec: the model's spec. tags: the output's dataset tags.
+        out_meta: the output grid. write_scales: record gains/offsets in the output.
+        blocksize: the output's GeoTIFF block size.
+    """
+
+    scene: Scene
+    runner: TiledSuperResolver
+    weights: Path
+    spec: ModelSpec
+    tags: dict[str, str]
+    out_meta: GeoMeta
+    write_scales: bool
+    blocksize: int
+
+
+@contextmanager
+def prepare_run(
+    input: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None, *,
+    scale: int | None = None, bands: Sequence[str] | None = None, tile: int | None = None,
+    overlap: int | None = None, batch_size: int | None = None, device: str = "auto",
+    progress: bool = False, consistency: bool = False, dn_offset: float | None = None,
+    backend: str = "auto", threads: int | None = None, precision: str = "auto",
+) -> Iterator[PreparedRun]:
+    """Check the options, load the model, open the scene and set up the tiled engine, as
+    :func:`predict` does before it writes (arguments as :func:`predict`'s); the scene is
+    closed and the thread setting restored on exit. Also used to compute row-bands of a
+    scene on several workers (:mod:`s2sr.batch.blocks`)."""
     cuda_count = cuda_device_count()
     _check_precision_name(precision)
     device = _device_for(precision, device)
@@ -362,18 +414,9 @@ def predict(
             _fill(spec, len(spec.bands)), plan.device, plan.batch_size, progress,
             consistency=3 if consistency else 0,
         )
-        out_meta = output_meta(meta, spec.scale)
-        with exclusive_output(out_path), RasterWriter(
-            out_path, out_meta, overwrite=overwrite, cog=cog, tags=tags,
-            blocksize=block_size_for(lay.stride * spec.scale), write_scales=write_scales,
-        ) as writer:
-            valid = runner.run(scene.read, writer.write)
-            if valid == 0:
-                raise DataError(
-                    f"{input} holds no valid pixels (all nodata): check the scene or its "
-                    "nodata value"
-                )
-            return writer.commit()
+        yield PreparedRun(
+            scene, runner, Path(weights), spec, tags, output_meta(meta, spec.scale),
+            write_scales, block_size_for(lay.stride * spec.scale))
 
 
 def super_resolve(
