@@ -33,6 +33,7 @@ PACKAGE = "s2sr"
 #: inside its commands: see test_command_line_starts_without_heavy_modules.
 ALLOWED_LOCAL = {
     ("s2sr", "s2sr.inference"): "``import s2sr`` must not import torch (lazy predict)",
+    ("s2sr", "s2sr.batch"): "``import s2sr`` must not import torch (lazy predict_many)",
     ("s2sr.training.trainer", "s2sr.training.curves"): "matplotlib only when a run ends",
     # no cycle needs these two; their module's owner moves them to the top
 }

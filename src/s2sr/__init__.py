@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "predict", "super_resolve"]
+__all__ = ["__version__", "predict", "predict_many", "super_resolve", "super_resolve_xarray"]
 
 
 def __getattr__(name: str) -> Any:
@@ -14,4 +14,8 @@ def __getattr__(name: str) -> Any:
         from s2sr import inference
 
         return getattr(inference, name)
+    if name in ("predict_many", "super_resolve_xarray"):
+        from s2sr import batch
+
+        return getattr(batch, name)
     raise AttributeError(f"module 's2sr' has no attribute {name!r}")

@@ -1,0 +1,127 @@
+"""One large scene on several workers: row-bands of tiles computed apart, one writer.
+
+The scene keeps the tiling of a single-process run (:class:`~s2sr.inference.tiling.
+TileLayout`). Band ``[i0, i1)`` is the output cores of tile rows ``i0`` to ``i1 - 1``; a
+core is final once the tiles to its left, above and above-left are blended in, so a worker
+runs the engine over tile rows ``i0 - 1`` to ``i1 - 1`` (one row of context, recomputed)
+in the same order as a single process and keeps the cores of its own rows. Every core is
+thus summed from the same tile predictions in the same order: the output equals the
+single-process one (bit for bit with the same backend and batch size). Workers return the
+finished cores (output DN); the client alone writes the file, atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from s2sr.errors import DataError
+from s2sr.inference.engine import TiledSuperResolver
+from s2sr.inference.predict import prepare_run
+from s2sr.io.outputs import check_output_file, exclusive_output
+from s2sr.io.writer import RasterWriter
+
+log = logging.getLogger(__name__)
+
+#: Options of :func:`s2sr.inference.predict` that :func:`prepare_run` takes.
+RUN_OPTIONS = ("scale", "bands", "tile", "overlap", "batch_size", "device", "consistency",
+               "dn_offset", "backend", "threads", "precision")
+
+
+class _BandRunner(TiledSuperResolver):
+    """The engine over tile rows ``first`` to ``stop - 1`` only (row-major as ever)."""
+
+    first = 0
+    stop = 0
+
+    def _batches(self) -> Iterator[list[tuple[int, int]]]:
+        keys = [(i, j) for i in range(self.first, self.stop) for j in range(self.layout.cols)]
+        for k in range(0, len(keys), self.batch_size):
+            yield keys[k:k + self.batch_size]
+
+
+def compute_band(source: str, weights: str, options: dict[str, Any], i0: int, i1: int
+                 ) -> tuple[list[tuple[tuple[int, int, int, int], np.ndarray]], int]:
+    """Output cores of tile rows ``[i0, i1)`` of a scene (runs on a worker).
+
+    Returns:
+        ``([((col_off, row_off, width, height), (C, h, w) DN), ...], valid pixels seen)``.
+    """
+    run_options = {k: v for k, v in options.items() if k in RUN_OPTIONS}
+    with prepare_run(source, weights, **run_options) as run:
+        engine = run.runner
+        band = _BandRunner(engine.backend, engine.layout, engine.radiometry,
+                           engine.fill[:, 0, 0], engine.device, engine.batch_size,
+                           consistency=engine.consistency)
+        band.first, band.stop = max(i0 - 1, 0), i1
+        top = i0 * engine.layout.stride * engine.layout.scale
+        out: list[tuple[tuple[int, int, int, int], np.ndarray]] = []
+
+        def keep(window: Window, data: np.ndarray) -> None:
+            if int(window.row_off) >= top:
+                out.append(((int(window.col_off), int(window.row_off), int(window.width),
+                             int(window.height)), data))
+
+        valid = band.run(run.scene.read, keep)
+    return out, valid
+
+
+def row_bands(rows: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` (at most ``rows``) contiguous ranges of tile rows covering ``[0, rows)``."""
+    parts = max(1, min(parts, rows))
+    size = math.ceil(rows / parts)
+    return [(i, min(i + size, rows)) for i in range(0, rows, size)]
+
+
+def predict_blocks(input: str | os.PathLike[str], output: str | os.PathLike[str],
+                   weights: str | os.PathLike[str] | None = None, *, client: Any,
+                   parts: int | None = None, overwrite: bool = False, cog: bool = False,
+                   progress: bool = False, **options: Any) -> Path:
+    """:func:`s2sr.inference.predict` of one scene, its row-bands computed on a Dask
+    cluster and written here into one file.
+
+    Args:
+        input, output, weights, overwrite, cog, options: as :func:`predict`'s.
+        client: a ``distributed.Client``.
+        parts: row-bands to cut the scene into (default: twice the cluster's workers).
+        progress: a bar over the bands.
+
+    Returns:
+        The output path.
+    """
+    from distributed import as_completed  # optional dependency (s2sr[dask])
+    from tqdm import tqdm
+
+    out_path = Path(output)
+    check_output_file(out_path, overwrite, (input, weights))
+    run_options = {k: v for k, v in options.items() if k in RUN_OPTIONS}
+    with prepare_run(input, weights, **run_options) as run, exclusive_output(out_path), \
+            RasterWriter(out_path, run.out_meta, overwrite=overwrite, cog=cog, tags=run.tags,
+                         blocksize=run.blocksize, write_scales=run.write_scales) as writer:
+        lay = run.runner.layout
+        n = parts or 2 * max(1, len(client.scheduler_info().get("workers", {})))
+        bands = row_bands(lay.rows, n)
+        futures = [client.submit(compute_band, str(input), str(run.weights), run_options,
+                                 i0, i1, pure=False) for i0, i1 in bands]
+        valid = 0
+        with tqdm(total=len(bands), unit="band", disable=not progress,
+                  desc=f"{Path(input).name} bands") as bar:
+            for future in as_completed(futures):
+                cores, seen = future.result()
+                future.release()
+                valid += seen
+                for (c, r, w, h), data in cores:
+                    writer.write(Window(c, r, w, h), data)
+                bar.update(1)
+        if valid == 0:
+            raise DataError(f"{input} holds no valid pixels (all nodata): check the scene "
+                            "or its nodata value")
+        return writer.commit()
+

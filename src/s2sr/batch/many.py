@@ -1,0 +1,453 @@
+"""Many scenes in one run: one output per scene, resumable, optionally on a Dask cluster.
+
+:func:`predict_many` expands the inputs (:func:`s2sr.io.inputs.expand_inputs`), names
+one output per scene in a folder, and runs :func:`s2sr.inference.predict` for each one,
+in this process or as one task per scene on a Dask ``distributed`` cluster (a local one of
+``workers`` processes, or an existing one at ``scheduler``). Each output is written
+atomically and then given its completion record (:mod:`s2sr.batch.record`), so a re-run
+skips exactly the complete outputs; a scene that fails is reported and the others go on.
+A scene above ``split_mpx`` megapixels is cut into row-bands computed on the workers and
+written by this process (:mod:`s2sr.batch.blocks`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import string
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Final
+
+import rasterio
+from tqdm import tqdm
+
+from s2sr import __version__
+from s2sr.batch.blocks import predict_blocks
+from s2sr.batch.cluster import dask_client
+from s2sr.batch.record import check_record, make_request, read_record, record_path, write_record
+from s2sr.errors import OutputExistsError, S2SRError, UsageError
+from s2sr.inference.predict import _load, choose_weights, predict
+from s2sr.io.base import short_error
+from s2sr.io.gdal_safety import open_raster
+from s2sr.io.inputs import SceneInput, expand_inputs
+from s2sr.io.outputs import temp_path
+from s2sr.io.scene import open_scene
+from s2sr.models import file_sha256, get_spec
+from s2sr.models.exported import OnnxModel
+
+log = logging.getLogger(__name__)
+
+#: Default output name: ``T33UUB_20230601_x2.tif``.
+DEFAULT_NAME: Final[str] = "{stem}_x{scale}.tif"
+#: Fields a naming pattern may use.
+NAME_FIELDS: Final[tuple[str, ...]] = ("stem", "scale", "index")
+#: Default name of the run report inside the output folder.
+REPORT_NAME: Final[str] = "s2sr_run.json"
+#: Folder (inside the output folder) where the items of STAC collections and URLs are
+#: written as one Item file each.
+STAC_FOLDER: Final[str] = ".s2sr-stac"
+#: The options of predict that shape the output: a change makes a completion record stale.
+RECORDED_OPTIONS: Final[tuple[str, ...]] = (
+    "scale", "bands", "tile", "overlap", "device", "cog", "consistency", "dn_offset",
+    "backend", "precision")
+#: Options :func:`predict_many` passes on to :func:`s2sr.inference.predict`.
+PREDICT_OPTIONS: Final[tuple[str, ...]] = (*RECORDED_OPTIONS, "batch_size", "threads")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One scene to super-resolve (picklable: sent to a worker)."""
+
+    index: int
+    source: str
+    label: str
+    output: str
+    weights: str | None
+    options: dict[str, Any]
+    overwrite: bool = False
+    progress: bool = False
+
+
+@dataclass
+class SceneResult:
+    """What became of one scene.
+
+    Attributes:
+        input: the scene as the user gave it. output: the output path.
+        status: ``done``, ``skipped`` (complete from an earlier run) or ``failed``.
+        reason: why it was skipped or failed (one line); for ``done``, why it was redone.
+        seconds: time spent on it. megapixels: input pixels (width x height / 1e6).
+        worker: the process that did it.
+    """
+
+    input: str
+    output: str
+    status: str
+    reason: str = ""
+    seconds: float = 0.0
+    megapixels: float = 0.0
+    worker: str = ""
+
+
+@dataclass
+class RunReport:
+    """The outcome of :func:`predict_many` (also written as JSON)."""
+
+    scenes: list[SceneResult] = field(default_factory=list)
+    seconds: float = 0.0
+    workers: int = 0
+    scheduler: str = ""
+    dashboard: str = ""
+    report: str = ""
+
+    def count(self, status: str) -> int:
+        """Scenes with ``status``."""
+        return sum(1 for s in self.scenes if s.status == status)
+
+    @property
+    def failed(self) -> list[SceneResult]:
+        """The scenes that failed."""
+        return [s for s in self.scenes if s.status == "failed"]
+
+    @property
+    def megapixels_per_second(self) -> float:
+        """Input megapixels of the scenes done, per second of the run's wall time."""
+        done = sum(s.megapixels for s in self.scenes if s.status == "done")
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON run report."""
+        return {
+            "format": "s2sr-run-report", "s2sr_version": __version__,
+            "scenes_total": len(self.scenes), "done": self.count("done"),
+            "skipped": self.count("skipped"), "failed": self.count("failed"),
+            "seconds": round(self.seconds, 3),
+            "megapixels_per_second": round(self.megapixels_per_second, 4),
+            "workers": self.workers, "scheduler": self.scheduler, "dashboard": self.dashboard,
+            "scenes": [asdict(s) for s in self.scenes],
+        }
+
+    def summary(self) -> str:
+        """Lines for a person: counts, throughput, each failure with its reason."""
+        lines = [f"{len(self.scenes)} scene(s): {self.count('done')} done, "
+                 f"{self.count('skipped')} skipped (complete), {self.count('failed')} failed "
+                 f"in {self.seconds:.1f} s ({self.megapixels_per_second:.2f} input "
+                 "megapixels/s)"]
+        lines += [f"  failed: {s.input}: {s.reason}" for s in self.failed]
+        if self.report:
+            lines.append(f"run report: {self.report}")
+        return "\n".join(lines)
+
+
+def check_name_pattern(pattern: str) -> None:
+    """Refuse a naming pattern with unknown fields, folders or a non-GeoTIFF suffix."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
+    except ValueError as err:
+        raise UsageError(f"--name {pattern!r} is not a valid pattern ({err}): use e.g. "
+                         f"{DEFAULT_NAME!r}") from None
+    unknown = [f for f in fields if f not in NAME_FIELDS]
+    if unknown:
+        raise UsageError(f"--name {pattern!r} uses unknown field(s) {', '.join(unknown)}: "
+                         f"use {', '.join('{' + f + '}' for f in NAME_FIELDS)}")
+    if "/" in pattern or "\\" in pattern or pattern.startswith("."):
+        raise UsageError(f"--name {pattern!r} must be a plain file name (no folders, not "
+                         "hidden)")
+    if not pattern.lower().endswith((".tif", ".tiff")):
+        raise UsageError(f"--name {pattern!r} must end in .tif or .tiff")
+    if "stem" not in fields and "index" not in fields:
+        raise UsageError(f"--name {pattern!r} gives every scene the same name: include "
+                         "{stem} or {index}")
+
+
+def output_names(scenes: Sequence[SceneInput], pattern: str, scale: int) -> list[str]:
+    """One output file name per scene.
+
+    Raises:
+        UsageError: two scenes would get the same name.
+    """
+    check_name_pattern(pattern)
+    names: dict[str, str] = {}
+    out = []
+    for k, scene in enumerate(scenes):
+        name = pattern.format(stem=scene.stem, scale=scale, index=k)
+        if name in names:
+            raise UsageError(f"{names[name]} and {scene.source} both give the output name "
+                             f"{name}: use --name with {{index}}, e.g. "
+                             "'{index:04d}_{stem}_x{scale}.tif'")
+        names[name] = scene.source
+        out.append(name)
+    return out
+
+
+def model_scale(weights: str | os.PathLike[str] | None, scale: int | None) -> int:
+    """The scale of a run: the model's (checked against ``scale``), or ``scale`` or 2 for
+    the shipped models."""
+    if weights is None:
+        return scale or 2
+    model = _load(weights)
+    spec = model.spec if isinstance(model, OnnxModel) else get_spec(model)
+    if scale is not None and scale != spec.scale:
+        raise UsageError(f"--scale {scale} but {weights} is a x{spec.scale} model: drop "
+                         "--scale or use matching weights")
+    return spec.scale
+
+
+def _write_item(item: dict[str, Any], folder: Path, stem: str) -> str:
+    """Write a STAC item as its own file (only when it changed: the input fingerprint of
+    the completion record then stays the same across re-runs)."""
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{stem}.json"
+    text = json.dumps(item, sort_keys=True, indent=1)
+    if not path.is_file() or path.read_text(errors="replace") != text:
+        tmp = temp_path(path)
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return str(path)
+
+
+def _is_ours(output: Path) -> bool:
+    """Whether an existing output was written by s2sr (a record, or s2sr's tags)."""
+    if read_record(output) is not None:
+        return True
+    try:
+        with open_raster(str(output)) as dataset:
+            return "S2SR_MODEL_SHA256" in dataset.tags()
+    except Exception:
+        return False
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def _weights_sha(path: str | os.PathLike[str]) -> str:
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = file_sha256(path)
+    return _SHA_CACHE[key]
+
+
+def _megapixels(output: Path, scale: int) -> float:
+    try:
+        with rasterio.open(output) as dataset:
+            return dataset.width * dataset.height / scale**2 / 1e6
+    except Exception:
+        return 0.0
+
+
+Runner = Callable[..., Path]
+
+
+def run_job(job: Job, runner: Runner | None = None) -> SceneResult:
+    """Make one scene's output unless it is complete (runs on a worker, or here).
+
+    Never raises for a scene's own failure: it is returned as ``failed`` with its reason.
+    """
+    start = time.perf_counter()
+    out = Path(job.output)
+    result = SceneResult(job.label, job.output, "failed", worker=f"pid {os.getpid()}")
+    try:
+        opts = job.options
+        weights = job.weights or str(choose_weights(job.source, opts.get("scale"),
+                                                    opts.get("bands"), opts.get("dn_offset")))
+        recorded = {k: opts.get(k) for k in RECORDED_OPTIONS}
+        request = make_request(job.source, _weights_sha(weights), recorded)
+        replace = job.overwrite
+        if out.exists() and not job.overwrite:
+            complete, why = check_record(out, request)
+            if complete:
+                record = read_record(out) or {}
+                result.status, result.reason = "skipped", "complete"
+                result.megapixels = float(record.get("input_megapixels", 0.0))
+                return result
+            if not _is_ours(out):
+                raise OutputExistsError(f"output {out} exists and was not written by s2sr: "
+                                        "pass --overwrite to replace it, or move it")
+            result.reason = f"redone: {why}"
+            replace = True
+        record_path(out).unlink(missing_ok=True)  # no record may outlive its output
+        run = runner or predict
+        run(job.source, out, weights, overwrite=replace, progress=job.progress,
+            **{k: v for k, v in opts.items() if k in PREDICT_OPTIONS})
+        scale = int(opts.get("scale") or 0) or _scale_of(out)
+        result.megapixels = _megapixels(out, scale)
+        write_record(out, request, {"input_megapixels": result.megapixels,
+                                    "weights": str(weights)})
+        result.status = "done"
+    except S2SRError as err:
+        result.reason = short_error(err)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:  # a bug or an environment failure: keep the others going
+        log.debug("scene %s failed:\n%s", job.label, traceback.format_exc())
+        result.reason = f"{type(err).__name__}: {short_error(err)}"
+    finally:
+        result.seconds = round(time.perf_counter() - start, 3)
+    return result
+
+
+def _scale_of(output: Path) -> int:
+    with rasterio.open(output) as dataset:
+        return int(dataset.tags().get("S2SR_SCALE", "1"))
+
+
+def _scene_megapixels(source: str, options: dict[str, Any]) -> float:
+    with open_scene(source, bands=options.get("bands") or ("B02", "B03", "B04"),
+                    dn_offset=options.get("dn_offset")) as scene:
+        return scene.meta.width * scene.meta.height / 1e6
+
+
+def predict_many(
+    inputs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    weights: str | os.PathLike[str] | None = None,
+    *,
+    name: str = DEFAULT_NAME,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    report: str | os.PathLike[str] | None = None,
+    split_mpx: float | None = None,
+    split_parts: int | None = None,
+    on_result: Callable[[SceneResult], None] | None = None,
+    **options: Any,
+) -> RunReport:
+    """Super-resolve many scenes into ``out_dir``, one output per scene.
+
+    Args:
+        inputs: scene files, folders, globs, ``@list.txt``/``.txt`` files, STAC Item or
+            ItemCollection files or URLs (see :func:`s2sr.io.inputs.expand_inputs`).
+        out_dir: the output folder (created if absent).
+        weights: as :func:`s2sr.inference.predict`'s (``None``: the shipped model).
+        name: output name pattern with ``{stem}``, ``{scale}``, ``{index}``.
+        workers: run on a local Dask cluster of this many worker processes (1 thread
+            each); ``None`` with no ``scheduler``/``client``: in this process.
+        scheduler: address of an existing Dask scheduler (``tcp://host:8786``).
+        client: an existing ``distributed.Client`` (overrides workers/scheduler).
+        overwrite: make every output again, even complete ones.
+        progress: a progress bar over scenes (and, in this process, their tiles).
+        report: where to write the JSON run report (default ``out_dir/s2sr_run.json``).
+        split_mpx: on a cluster, scenes of more input megapixels than this are cut into
+            row-bands computed on several workers (``None``: never).
+        split_parts: row-bands per split scene (default: twice the workers).
+        on_result: called with each scene's result as it finishes (in this process).
+        options: :func:`s2sr.inference.predict`'s options (scale, bands, tile, overlap,
+            batch_size, device, cog, consistency, dn_offset, backend, threads, precision).
+
+    Returns:
+        The run's :class:`RunReport`; failed scenes are in it (nothing is raised for them).
+    """
+    unknown = sorted(set(options) - set(PREDICT_OPTIONS))
+    if unknown:
+        raise UsageError(f"unknown option(s) {', '.join(unknown)} for predict_many")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}")
+    start = time.perf_counter()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output {out} is a file: with several inputs -o is a folder")
+    scenes = expand_inputs([str(i) for i in inputs])
+    scale = model_scale(weights, options.get("scale"))
+    names = output_names(scenes, name, scale)
+    out.mkdir(parents=True, exist_ok=True)
+    report_path = Path(report) if report is not None else out / REPORT_NAME
+    jobs = []
+    for k, (scene, out_name) in enumerate(zip(scenes, names, strict=True)):
+        source = scene.source if scene.item is None else \
+            _write_item(scene.item, out / STAC_FOLDER, scene.stem)
+        target = out / out_name
+        if Path(source).resolve() == target.resolve():
+            raise UsageError(f"output {target} is the input {source}: choose another folder "
+                             "or --name")
+        jobs.append(Job(k, source, scene.source if scene.item is not None else source,
+                        str(target), None if weights is None else str(weights),
+                        dict(options), overwrite, False))
+    result = RunReport(report=str(report_path))
+    results: dict[int, SceneResult] = {}
+    with dask_client(workers, scheduler, client) as dask:
+        bar = tqdm(total=len(jobs), unit="scene", disable=not progress, desc="s2sr scenes")
+
+        def finished(job: Job, res: SceneResult) -> None:
+            results[job.index] = res
+            bar.update(1)
+            if res.status == "failed":
+                log.warning("%s failed: %s", job.label, res.reason)
+            if on_result is not None:
+                on_result(res)
+
+        try:
+            if dask is None:
+                for job in jobs:
+                    job = Job(**{**asdict(job), "progress": progress and len(jobs) == 1})
+                    finished(job, run_job(job))
+            else:
+                result.workers = len(dask.scheduler_info().get("workers", {}))
+                result.scheduler = str(dask.scheduler.address)
+                result.dashboard = str(getattr(dask, "dashboard_link", "") or "")
+                _run_on_cluster(dask, jobs, finished, split_mpx, split_parts, workers)
+        finally:
+            bar.close()
+    result.scenes = [results[j.index] for j in jobs if j.index in results]
+    result.seconds = time.perf_counter() - start
+    _write_report(report_path, result)
+    return result
+
+
+def _run_on_cluster(client: Any, jobs: list[Job], finished: Callable[[Job, SceneResult], None],
+                    split_mpx: float | None, split_parts: int | None,
+                    workers: int | None) -> None:
+    from distributed import as_completed  # optional dependency (s2sr[dask])
+
+    split: list[Job] = []
+    whole: list[Job] = []
+    for job in jobs:
+        if split_mpx is not None:
+            try:
+                big = _scene_megapixels(job.source, job.options) > split_mpx
+            except S2SRError:
+                big = False  # the task reports the scene's error
+            (split if big else whole).append(job)
+        else:
+            whole.append(job)
+    by_key = {}
+    futures = []
+    for job in whole:
+        if workers is not None and job.options.get("threads") is None:
+            threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+            job = Job(**{**asdict(job), "options": {**job.options, "threads": threads}})
+        future = client.submit(run_job, job, pure=False, key=f"s2sr-scene-{job.index}-"
+                               f"{os.getpid()}-{time.monotonic_ns()}")
+        by_key[future.key] = job
+        futures.append(future)
+    for job in split:  # row-bands on the workers, written here, while the others run
+        runner = partial(predict_blocks, client=client, parts=split_parts)
+        finished(job, run_job(job, runner))
+    for future in as_completed(futures):
+        job = by_key[future.key]
+        try:
+            res = future.result()
+        except Exception as err:  # e.g. KilledWorker: its worker died too often
+            res = SceneResult(job.label, job.output, "failed",
+                              f"{type(err).__name__}: {short_error(err)}")
+        future.release()
+        finished(job, res)
+
+
+def _write_report(path: Path, report: RunReport) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(path)
+        tmp.write_text(json.dumps(report.to_dict(), indent=1))
+        os.replace(tmp, path)
+    except OSError as err:
+        log.warning("could not write the run report %s (%s)", path, err.strerror)
+        report.report = ""
