@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 # GDAL's block cache defaults to 5 % of RAM; a fixed 256 MB keeps long runs over large
 # scenes flat in memory (a user's own GDAL_CACHEMAX wins). Set before GDAL starts.
@@ -26,6 +27,7 @@ from s2sr.cli.export import export
 from s2sr.cli.options import (
     backend_opt,
     device_opt,
+    many_options,
     output_opt,
     overwrite_opt,
     precision_opt,
@@ -34,6 +36,7 @@ from s2sr.cli.options import (
 )
 from s2sr.cli.pairs import pairs
 from s2sr.cli.train import table1, train
+from s2sr.errors import UsageError
 
 # Library modules are imported inside the commands: they pull in torch, rasterio and numpy
 # (seconds), which ``s2sr --help`` and shell completion should not wait for.
@@ -56,8 +59,9 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("input", type=click.Path(path_type=Path))
-@output_opt("GeoTIFF to write.")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@output_opt("GeoTIFF to write; with several scenes, the folder to write one GeoTIFF per "
+            "scene into (created if absent).")
 @click.option("--weights", default=None, type=click.Path(path_type=Path),
               help="s2sr weights file (.safetensors, or a model from s2sr export); its "
                    "scale sets the output pixel size [default: the shipped model, RGB-only "
@@ -87,30 +91,55 @@ def cli() -> None:
               help="Additive DN offset of the input: -1000 for Sentinel-2 processing baseline "
                    ">= 04.00 (from 25 Jan 2022), 0 before [default: read from the product's "
                    "metadata, name or tags; a warning when it cannot be known].")
+@many_options
 @quiet_opt()
 @handle_errors
-def predict(input: Path, output: Path, weights: Path | None, scale: str | None,
+def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: str | None,
             bands: list[str] | None,
             tile: int | None, overlap: int | None, batch_size: int | None, device: str,
             backend: str, threads: int | None, precision: str, cog: bool, overwrite: bool,
-            consistency: bool, dn_offset: float | None, quiet: bool) -> None:
-    """Super-resolve a Sentinel-2 scene INPUT into a georeferenced GeoTIFF.
+            consistency: bool, dn_offset: float | None, workers: int | None,
+            scheduler: str | None, name: str, report: Path | None, split_mpx: float | None,
+            quiet: bool) -> None:
+    """Super-resolve Sentinel-2 scenes INPUT... into georeferenced GeoTIFFs.
 
     INPUT is a multi-band GeoTIFF/COG, a folder of per-band files (*_B02.tif, *_B03.jp2,
-    ...), a Sentinel-2 L1C/L2A .SAFE folder or its .zip.
+    ...), a Sentinel-2 L1C/L2A .SAFE folder or its .zip, or a STAC Item .json. Several
+    scenes: several INPUTs, a folder of scenes, a glob ('scenes/*.tif'), @list.txt (one
+    input per line), a STAC ItemCollection .json or an http(s) URL of one; -o is then a
+    folder, and a re-run skips the outputs that are complete (see --overwrite).
     """
     setup_logging(quiet)
     from s2sr.inference import predict as run_predict
+    from s2sr.io.inputs import expand_inputs
 
-    result = run_predict(
-        input, output, weights, scale=int(scale) if scale else None, bands=bands, tile=tile,
-        overlap=overlap,
-        batch_size=batch_size, device=device, cog=cog, overwrite=overwrite,
-        progress=not quiet and sys.stderr.isatty(), consistency=consistency,
+    options: dict[str, Any] = dict(
+        scale=int(scale) if scale else None, bands=bands, tile=tile, overlap=overlap,
+        batch_size=batch_size, device=device, cog=cog, consistency=consistency,
         dn_offset=dn_offset, backend=backend, threads=threads, precision=precision,
     )
-    if not quiet:
-        click.echo(f"wrote {result}", err=True)
+    progress = not quiet and sys.stderr.isatty()
+    if len(inputs) == 1 and workers is None and scheduler is None and \
+            output.suffix.lower() in (".tif", ".tiff") and not output.is_dir():
+        scenes = expand_inputs(inputs)
+        if len(scenes) != 1 or scenes[0].item is not None:
+            raise UsageError(f"{inputs[0]} holds {len(scenes)} scenes: give -o a folder "
+                             "to write one output per scene")
+        result = run_predict(scenes[0].source, output, weights, overwrite=overwrite,
+                             progress=progress, **options)
+        if not quiet:
+            click.echo(f"wrote {result}", err=True)
+        return
+    from s2sr.batch import predict_many
+
+    run = predict_many(
+        inputs, output, weights, name=name, workers=workers, scheduler=scheduler,
+        overwrite=overwrite, progress=progress, report=report, split_mpx=split_mpx,
+        **options)
+    if not quiet or run.failed:
+        click.echo(run.summary(), err=True)
+    if run.failed:
+        sys.exit(1)
 
 
 @cli.command()

@@ -79,3 +79,34 @@ def precision_opt() -> Callable[[F], F]:
              "supports it, else fp16. bf16: PyTorch autocast (CPU or CUDA); fp16: CUDA; "
              "int8: ONNX Runtime static quantisation on the CPU (calibrated on the packaged "
              "sample, cached in ~/.cache/s2sr).")
+
+
+#: Default output name of a run of many scenes (s2sr.batch.many.DEFAULT_NAME, repeated so
+#: that ``--help`` needs no library import).
+DEFAULT_NAME = "{stem}_x{scale}.tif"
+
+_many = [
+    click.option("--workers", type=click.IntRange(1, 1024), default=None,
+                 help="Spread the scenes over a local Dask cluster of N worker processes "
+                      "(1 thread each; pip install 's2sr[dask]').", metavar="N"),
+    click.option("--scheduler", default=None, metavar="ADDRESS",
+                 help="Use an existing Dask cluster (e.g. tcp://host:8786); the workers must "
+                      "see the inputs and the output folder."),
+    click.option("--name", default=DEFAULT_NAME, show_default=True,
+                 help="Output name per scene: {stem} (file, SAFE or STAC item name), "
+                      "{scale}, {index}."),
+    click.option("--report", type=click.Path(path_type=Path), default=None,
+                 help="Where to write the JSON run report [default: OUTPUT/s2sr_run.json]."),
+    click.option("--split-mpx", type=click.FloatRange(min=0), default=None, metavar="MPX",
+                 help="On a cluster, cut scenes larger than MPX input megapixels into "
+                      "row-bands computed on several workers and written into one file "
+                      "[default: never]."),
+]
+
+
+def many_options(func: F) -> F:
+    """``--workers``, ``--scheduler``, ``--name``, ``--report``, ``--split-mpx``: the options
+    of a run of many scenes."""
+    for option in reversed(_many):
+        func = option(func)
+    return func
