@@ -18,8 +18,11 @@ import pytest
 import rasterio
 
 from batch.test_many import OPTS, pixels, scenes
+from batch.test_pairs_many import OPTS as PAIR_OPTS
+from batch.test_pairs_many import assert_same_dataset, make_pairs
 from s2sr import predict, predict_many
 from s2sr.batch.blocks import predict_blocks, row_bands
+from s2sr.batch.pairs import build_pairs
 from s2sr.batch.record import check_record, read_record
 
 distributed = pytest.importorskip("distributed")
@@ -136,3 +139,13 @@ def test_rerun_after_interruption_does_only_the_missing_work(tmp_path: Path,
     (out / "scene3_x2.tif.s2sr.json").unlink()
     again = predict_many([str(tmp_path / "in")], out, tiny_weights, client=client, **OPTS)
     assert [s.status for s in again.scenes] == ["skipped", "done", "skipped", "done"]
+
+
+def test_pairs_on_the_cluster_equal_the_local_build(tmp_path: Path, client: Any) -> None:
+    csv_path = make_pairs(tmp_path / "in", 3)
+    local = build_pairs(csv_path, tmp_path / "local", PAIR_OPTS)
+    spread = build_pairs(csv_path, tmp_path / "dask", PAIR_OPTS, client=client)
+    assert [r.status for r in spread] == [r.status for r in local] == ["done"] * 3 + [
+        "failed"]
+    assert len({r.worker for r in spread}) == 1  # committed by this process alone
+    assert_same_dataset(tmp_path / "dask", tmp_path / "local")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -69,10 +70,19 @@ def pairs() -> None:
 
 
 @pairs.command()
-@click.option("--lr", "lr", required=True, type=click.Path(path_type=Path),
+@click.option("--lr", "lr", default=None, type=click.Path(path_type=Path),
               help="Sentinel-2 scene (GeoTIFF, per-band folder, SAFE or .zip).")
-@click.option("--hr", "hr", required=True, type=click.Path(path_type=Path),
+@click.option("--hr", "hr", default=None, type=click.Path(path_type=Path),
               help="Reference scene (any CRS, resolution and dtype).")
+@click.option("--pairs", "pairs_csv", default=None, type=click.Path(path_type=Path),
+              help="CSV of many pairs instead of --lr/--hr: columns lr, hr and optionally "
+                   "site, split, lr_date, hr_date (or dates as LR/HR); paths relative to the "
+                   "CSV.")
+@click.option("--workers", type=click.IntRange(1, 1024), default=None, metavar="N",
+              help="With --pairs: build the pairs on a local Dask cluster of N processes "
+                   "(pip install 's2sr[dask]'); this process commits them.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="With --pairs: use an existing Dask cluster (e.g. tcp://host:8786).")
 @common
 @click.option("--scale", type=click.Choice(["2", "4"]), default="2", show_default=True)
 @click.option("--band-map", default=None,
@@ -92,14 +102,21 @@ def pairs() -> None:
               help="Degrade both sides by this factor after alignment: 2 gives SE20>RE10 "
                    "pairs from a Sentinel-2 / 5 m reference pair.")
 @handle_errors
-def build(lr: Path, hr: Path, dataset: Path, patch: int, stride: int | None, site: str,
+def build(lr: Path | None, hr: Path | None, pairs_csv: Path | None, workers: int | None,
+          scheduler: str | None, dataset: Path, patch: int, stride: int | None, site: str,
           split: str, bands: str, threshold: tuple[str, ...], scale: str,
           band_map: str | None, lr_date: str | None, hr_date: str | None, max_days: float,
           max_cloud: float, hr_mask: Path | None, kind: str | None,
           degrade_factor: int) -> None:
-    """Add one Sentinel-2 / reference scene pair to DATASET."""
+    """Add one Sentinel-2 / reference scene pair (or the pairs of a CSV) to DATASET."""
     setup_logging(False)
     from s2sr.data.pairs import BuildOptions, build_pair
+
+    if (pairs_csv is None) == (lr is None or hr is None) or \
+            (pairs_csv is not None and (lr is not None or hr is not None)):
+        raise UsageError("give either --lr and --hr (one pair) or --pairs CSV (many pairs)")
+    if pairs_csv is None and (workers is not None or scheduler is not None):
+        raise UsageError("--workers and --scheduler go with --pairs CSV")
 
     opts = BuildOptions(
         scale=int(scale), patch=patch, stride=stride, band_map=band_map, bands=_bands(bands),
@@ -110,6 +127,22 @@ def build(lr: Path, hr: Path, dataset: Path, patch: int, stride: int | None, sit
     )
     from s2sr.io.outputs import terminate_raises
 
+    if pairs_csv is not None:
+        from s2sr.batch.pairs import build_pairs
+
+        with terminate_raises():
+            results = build_pairs(pairs_csv, dataset, opts, workers=workers,
+                                  scheduler=scheduler, progress=sys.stderr.isatty())
+        for res in results:
+            click.echo(json.dumps({"pair": res.input, "status": res.status,
+                                   "reason": res.reason}))
+        failed = [r for r in results if r.status == "failed"]
+        click.echo(f"{len(results)} pair(s): {len(results) - len(failed)} done, "
+                   f"{len(failed)} failed", err=True)
+        if failed:
+            sys.exit(1)
+        return
+    assert lr is not None and hr is not None  # checked above
     with terminate_raises():  # SIGTERM cleans up like Ctrl-C: no temporaries left
         info = build_pair(lr, hr, dataset, opts)
     _echo_pair(info)

@@ -25,8 +25,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from affine import Affine
@@ -90,6 +91,59 @@ def build_pair(lr: str | os.PathLike[str], hr: str | os.PathLike[str],
     Returns:
         The pair's summary as in ``s2sr pairs info --json``.
     """
+    return _build_or_prepare(lr, hr, dataset, opts, commit=True)
+
+
+def prepare_pair(lr: str | os.PathLike[str], hr: str | os.PathLike[str],
+                 dataset: str | os.PathLike[str], opts: BuildOptions | None = None
+                 ) -> PreparedPair:
+    """Everything :func:`build_pair` does but the commit: the pair's arrays stay
+    temporaries in the dataset's ``arrays/`` (named after this process), for one writer
+    to commit with :func:`commit_prepared` (many pairs on a Dask cluster,
+    :mod:`s2sr.batch.pairs`)."""
+    return cast(PreparedPair, _build_or_prepare(lr, hr, dataset, opts, commit=False))
+
+
+@dataclass(frozen=True)
+class PreparedPair:
+    """A pair cut but not committed: its id, info, patch rows and array files as
+    ``(final path, temporary path)``."""
+
+    pair_id: str
+    info: dict[str, Any]
+    rows: list[dict[str, Any]]
+    arrays: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A finished temporary array file (the part of an NpyWriter commit_pair uses)."""
+
+    path: Path
+    tmp: Path
+
+    def publish(self) -> None:
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
+def commit_prepared(store: PairStore, prepared: PreparedPair) -> dict[str, Any]:
+    """Commit a :class:`PreparedPair` into ``store`` (atomically, under its lock).
+
+    Returns:
+        The pair's summary as in ``s2sr pairs info --json``.
+    """
+    written = [_Written(Path(a), Path(b)) for a, b in prepared.arrays]
+    store.commit_pair(prepared.pair_id, prepared.info, prepared.rows,
+                      written)  # type: ignore[arg-type]
+    return store.summary()["pairs"][prepared.pair_id]
+
+
+def _build_or_prepare(lr: str | os.PathLike[str], hr: str | os.PathLike[str],
+                      dataset: str | os.PathLike[str], opts: BuildOptions | None,
+                      commit: bool) -> Any:
     opts = opts or BuildOptions()
     check_build_options(opts)
     lr, hr = Path(lr), Path(hr)
@@ -103,7 +157,7 @@ def build_pair(lr: str | os.PathLike[str], hr: str | os.PathLike[str],
     kind = opts.kind or f"SE{10 * k:g}>RE{10 * k / opts.scale:g}"
     pair = ScenePair(lr, hr, opts)
     try:
-        return _build(pair, lr, hr, Path(dataset), kind)
+        return _build(pair, lr, hr, Path(dataset), kind, commit)
     finally:
         pair.close()
 
@@ -124,7 +178,8 @@ def _time_gap(pair: ScenePair) -> float | None:
     return float(gap)
 
 
-def _build(pair: ScenePair, lr: Path, hr: Path, root: Path, kind: str) -> dict[str, Any]:
+def _build(pair: ScenePair, lr: Path, hr: Path, root: Path, kind: str, commit: bool = True
+           ) -> Any:
     opts = pair.opts
     gap = _time_gap(pair)
     est = estimate_alignment(pair)
@@ -142,15 +197,17 @@ def _build(pair: ScenePair, lr: Path, hr: Path, root: Path, kind: str) -> dict[s
     n = n_rows * len(cols)
     store = PairStore(root, create=True)
     try:
-        return _cut(pair, store, n, kind, gap, est, gains, offsets)
+        return _cut(pair, store, n, kind, gap, est, gains, offsets, commit)
     except BaseException:
         store.abandon()  # a refused pair leaves no empty dataset behind
         raise
 
 
 def _cut(pair: ScenePair, store: PairStore, n: int, kind: str, gap: float | None,
-         est: ShiftEstimate, gains: np.ndarray, offsets: np.ndarray) -> dict[str, Any]:
-    """Cut the pair's ``n`` patches into ``store``, check its cloud, commit it."""
+         est: ShiftEstimate, gains: np.ndarray, offsets: np.ndarray, commit: bool = True
+         ) -> Any:
+    """Cut the pair's ``n`` patches into ``store``, check its cloud, commit it (or, with
+    ``commit=False``, return it as a :class:`PreparedPair`)."""
     opts = pair.opts
     lr, hr = pair.lr_path, pair.hr_path
     s, k_deg = opts.scale, opts.degrade_factor
@@ -238,6 +295,9 @@ def _cut(pair: ScenePair, store: PairStore, n: int, kind: str, gap: float | None
         "lr_array": lr_file.name, "hr_array": hr_file.name,
         "thresholds": opts.thresholds.as_dict(),
     }
+    if not commit:
+        return PreparedPair(pid, info, rows, tuple((str(w.path), str(w.tmp))
+                                                   for w in (lr_arr, hr_arr)))
     try:
         store.commit_pair(pid, info, rows, (lr_arr, hr_arr))
     except BaseException:

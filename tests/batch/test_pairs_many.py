@@ -1,0 +1,84 @@
+"""``s2sr pairs build --pairs CSV``: many pairs, one writer, failures reported per pair."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import texture
+from s2sr.batch.pairs import build_pairs, read_pairs_csv
+from s2sr.cli.main import cli
+from s2sr.data import BuildOptions, PairStore, build_pair
+from s2sr.data.simulate import Perturbation, make_pair
+from s2sr.errors import UsageError
+
+OPTS = BuildOptions(patch=32, max_cloud=0.5)
+
+
+def make_pairs(folder: Path, n: int) -> Path:
+    """``n`` simulated Sentinel-2/reference pairs and a CSV naming them (plus a bad row)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["lr,hr,site,split,dates"]
+    for k in range(n):
+        make_pair(texture((200, 200), seed=30 + k), 2, Perturbation(shift=(0.2, -0.1)),
+                  folder / f"s2_{k}.tif", folder / f"ref_{k}.tif")
+        lines.append(f"s2_{k}.tif,ref_{k}.tif,site{k % 2},{'val' if k == 1 else 'train'},"
+                     "2020-06-01/2020-06-05")
+    lines.append("s2_0.tif,missing.tif,site0,train,")
+    (folder / "pairs.csv").write_text("\n".join(lines) + "\n")
+    return folder / "pairs.csv"
+
+
+def assert_same_dataset(a: Path, b: Path) -> None:
+    sa, sb = PairStore(a), PairStore(b)
+    assert sorted(sa.pairs) == sorted(sb.pairs)
+    for pid in sa.pairs:
+        for x, y in zip(sa.arrays(pid), sb.arrays(pid), strict=True):
+            np.testing.assert_array_equal(x, y)
+    strip = lambda rows: sorted((r["patch_id"], r["status"]) for r in rows)  # noqa: E731
+    assert strip(sa.rows()) == strip(sb.rows())
+
+
+def test_csv_pairs_equal_one_by_one(tmp_path: Path) -> None:
+    csv_path = make_pairs(tmp_path / "in", 3)
+    results = build_pairs(csv_path, tmp_path / "ds", OPTS)
+    assert [r.status for r in results] == ["done", "done", "done", "failed"]
+    assert "missing.tif" in results[3].reason and "\n" not in results[3].reason
+    store = PairStore(tmp_path / "ds")
+    assert sorted(p["site"] for p in store.pairs.values()) == ["site0", "site0", "site1"]
+    assert sorted(p["split"] for p in store.pairs.values()) == ["train", "train", "val"]
+    assert not list((tmp_path / "ds" / "arrays").glob(".*"))  # no temporaries left
+    for k in range(3):
+        build_pair(tmp_path / "in" / f"s2_{k}.tif", tmp_path / "in" / f"ref_{k}.tif",
+                   tmp_path / "one", replace(OPTS, site=f"site{k % 2}",
+                                             split="val" if k == 1 else "train",
+                                             lr_date="2020-06-01", hr_date="2020-06-05"))
+    assert_same_dataset(tmp_path / "ds", tmp_path / "one")
+
+
+def test_csv_errors(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    for text, match in [("a,b\n1,2\n", "needs the columns lr and hr"),
+                        ("lr,hr,split\na.tif,b.tif,later\n", "is not one of train"),
+                        ("lr,hr,dates\na.tif,b.tif,2020-01-01\n", "LR_DATE/HR_DATE"),
+                        ("lr,hr\n", "holds no pair")]:
+        path.write_text(text)
+        with pytest.raises(UsageError, match=match):
+            read_pairs_csv(path, OPTS)
+
+
+def test_cli_pairs_csv(tmp_path: Path) -> None:
+    csv_path = make_pairs(tmp_path / "in", 1)
+    result = CliRunner().invoke(cli, ["pairs", "build", "--pairs", str(csv_path), "-o",
+                                      str(tmp_path / "ds"), "--patch", "32",
+                                      "--max-cloud", "0.5"])
+    assert result.exit_code == 1  # the bad row
+    assert '"status": "done"' in result.output and "missing.tif" in result.output
+    assert len(PairStore(tmp_path / "ds").pairs) == 1
+    result = CliRunner().invoke(cli, ["pairs", "build", "--pairs", str(csv_path), "--lr",
+                                      str(csv_path), "-o", str(tmp_path / "ds")])
+    assert result.exit_code == 2 and "either --lr and --hr" in result.output
