@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
+import io
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,7 @@ from rasterio.windows import Window
 
 from conftest import field, write_geotiff
 from s2sr.errors import BandError, InputNotFoundError, S2SRError, UsageError
+from s2sr.io.gdal_safety import open_raster
 from s2sr.io.inputs import expand_inputs
 from s2sr.io.scene import open_scene
 from s2sr.io.stac import MAX_ITEMS, StacError, open_stac_item, resolve_href, stac_items
@@ -203,3 +208,52 @@ def test_item_errors_name_the_item(tmp_path: Path) -> None:
     with pytest.raises(S2SRError, match="GDAL VRT XML") as err:
         open_scene(path, bands=BANDS)
     _one_line(err)
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files with HTTP Range support (what GDAL's /vsicurl/ needs)."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def send_head(self) -> Any:
+        header = self.headers.get("Range")
+        path = Path(self.translate_path(self.path))
+        if not header or not path.is_file():
+            return super().send_head()
+        start, _, end = header.removeprefix("bytes=").partition("-")
+        data = path.read_bytes()
+        first, last = int(start), min(int(end) if end else len(data) - 1, len(data) - 1)
+        self.send_response(206)
+        self.send_header("Content-Type", "image/tiff")
+        self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
+        self.send_header("Content-Length", str(last - first + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        return io.BytesIO(data[first:last + 1])
+
+
+def test_remote_assets_through_vsicurl(tmp_path: Path) -> None:
+    data = field((32, 32), 4, seed=5)
+    item = stac_item(tmp_path / "www", "remote", data)
+    handler = functools.partial(_RangeHandler, directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        (tmp_path / "www" / "items.json").write_text(json.dumps(
+            {"type": "FeatureCollection", "features": [item]}))
+        scenes = expand_inputs([base + "items.json"])  # the collection itself by URL
+        assert [s.stem for s in scenes] == ["remote"]
+        href = scenes[0].item["assets"]["red"]["href"]  # type: ignore[index]
+        assert href == base + "remote/B04.tif"
+        path = tmp_path / "remote.json"
+        path.write_text(json.dumps(scenes[0].item))
+        with open_scene(path, bands=BANDS) as scene:
+            np.testing.assert_array_equal(scene.read(Window(0, 0, 32, 32)), data)
+        # remote access stays off for everything else (GDAL's safe environment)
+        with pytest.raises(S2SRError, match="cannot open"):
+            open_raster(f"/vsicurl/{base}remote/B02.tif")
+    finally:
+        server.shutdown()
