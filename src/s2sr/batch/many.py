@@ -407,6 +407,11 @@ def _run_on_cluster(client: Any, jobs: list[Job], finished: Callable[[Job, Scene
                     workers: int | None) -> None:
     from distributed import as_completed  # optional dependency (s2sr[dask])
 
+    if workers is not None:  # a local cluster: share the cores among the workers
+        threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+        jobs = [job if job.options.get("threads") is not None else
+                Job(**{**asdict(job), "options": {**job.options, "threads": threads}})
+                for job in jobs]
     split: list[Job] = []
     whole: list[Job] = []
     for job in jobs:
@@ -421,9 +426,6 @@ def _run_on_cluster(client: Any, jobs: list[Job], finished: Callable[[Job, Scene
     by_key = {}
     futures = []
     for job in whole:
-        if workers is not None and job.options.get("threads") is None:
-            threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
-            job = Job(**{**asdict(job), "options": {**job.options, "threads": threads}})
         future = client.submit(run_job, job, pure=False, key=f"s2sr-scene-{job.index}-"
                                f"{os.getpid()}-{time.monotonic_ns()}")
         by_key[future.key] = job

@@ -119,12 +119,15 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
         dn_offset=dn_offset, backend=backend, threads=threads, precision=precision,
     )
     progress = not quiet and sys.stderr.isatty()
-    if len(inputs) == 1 and workers is None and scheduler is None and \
-            output.suffix.lower() in (".tif", ".tiff") and not output.is_dir():
+    if len(inputs) == 1 and workers is None and scheduler is None:
         scenes = expand_inputs(inputs)
-        if len(scenes) != 1 or scenes[0].item is not None:
+        single = len(scenes) == 1 and scenes[0].item is None
+        if not single and output.suffix.lower() in (".tif", ".tiff"):
             raise UsageError(f"{inputs[0]} holds {len(scenes)} scenes: give -o a folder "
                              "to write one output per scene")
+    else:
+        single = False
+    if single:  # one scene: -o is the file to write, as ever
         result = run_predict(scenes[0].source, output, weights, overwrite=overwrite,
                              progress=progress, **options)
         if not quiet:
