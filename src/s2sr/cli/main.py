@@ -35,6 +35,7 @@ from s2sr.cli.options import (
     threads_opt,
 )
 from s2sr.cli.pairs import pairs
+from s2sr.cli.review import review
 from s2sr.cli.train import table1, train
 from s2sr.errors import UsageError
 
@@ -174,6 +175,7 @@ def demo(output_dir: Path, weights: Path | None) -> None:
 cli.add_command(evaluate)
 cli.add_command(export)
 cli.add_command(pairs)
+cli.add_command(review)
 cli.add_command(train)
 cli.add_command(table1)
 

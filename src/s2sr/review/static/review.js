@@ -1,0 +1,340 @@
+// s2sr review: the page's script (plain JavaScript, no build step, no library).
+"use strict";
+
+const TOKEN = document.querySelector('meta[name="s2sr-token"]').content;
+const form = document.getElementById("filters");
+const grid = document.getElementById("grid");
+const detail = document.getElementById("detail");
+const state = { offset: 0, rows: [], selected: 0, matched: 0, options: null, hasNir: false };
+
+function el(tag, attrs = {}, text = "") {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text) node.textContent = text;
+  return node;
+}
+
+function showError(message) {
+  const box = document.getElementById("error");
+  box.textContent = message;
+  box.hidden = false;
+  setTimeout(() => { box.hidden = true; }, 6000);
+}
+
+async function getJSON(url) {
+  const response = await fetch(url, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(await response.text());
+  return response.json();
+}
+
+function fmt(value, digits = 3) {
+  return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
+}
+
+// --- filters ------------------------------------------------------------------------------
+
+function fillSelect(name, values) {
+  const select = form.elements[name];
+  select.replaceChildren(el("option", { value: "" }, "all"));
+  for (const v of values) select.append(el("option", { value: v }, v || "(none)"));
+}
+
+function buildFilters(options) {
+  for (const name of ["site", "split", "kind", "reason"]) fillSelect(name, options.values[name]);
+  const sort = form.elements.sort;
+  const ranges = document.getElementById("range-inputs");
+  for (const stat of options.stats) {
+    sort.append(el("option", { value: stat }, stat));
+    ranges.append(el("span", {}, stat));
+    for (const side of ["min", "max"]) {
+      ranges.append(el("input", { type: "number", step: "any", name: `${side}_${stat}`,
+                                  placeholder: side, "aria-label": `${side} ${stat}` }));
+    }
+  }
+}
+
+function queryString(offset, limit) {
+  const params = new URLSearchParams();
+  for (const name of ["site", "split", "kind", "reason"]) {
+    if (form.elements[name].value) params.append(name, form.elements[name].value);
+  }
+  for (const status of form.elements.status.value.split(",").filter(Boolean)) {
+    params.append("status", status);
+  }
+  for (const stat of state.options.stats) {
+    for (const side of ["min", "max"]) {
+      const v = form.elements[`${side}_${stat}`].value;
+      if (v !== "") params.append(`${side}_${stat}`, v);
+    }
+  }
+  if (form.elements.sort.value) params.append("sort", form.elements.sort.value);
+  if (form.elements.desc.checked) params.append("desc", "1");
+  params.append("offset", offset);
+  params.append("limit", limit);
+  return params.toString();
+}
+
+function pageSize() { return Number(form.elements.limit.value); }
+
+// --- the grid -----------------------------------------------------------------------------
+
+function imageURL(id, view, size) {
+  const mode = form.elements.nir.checked && state.hasNir ? "nir" : "true";
+  const q = new URLSearchParams({ id, view, mode, size });
+  return `/api/image?${q}`;
+}
+
+function badge(row) {
+  const label = row.reason ? `${row.status}: ${row.reason}` : row.status;
+  return el("span", { class: `badge ${row.status}`, title: label }, label);
+}
+
+function card(row, k) {
+  const node = el("article", { class: "card", "data-id": row.patch_id, "data-k": k,
+                               tabindex: "-1" });
+  const imgs = el("div", { class: "imgs" });
+  for (const [view, alt] of [["lr", "Sentinel-2"], ["hr", "reference"], ["diff", "difference"]]) {
+    imgs.append(el("img", { src: imageURL(row.patch_id, view, "thumb"), loading: "lazy",
+                            alt: `${alt} ${row.patch_id}`, "data-view": view }));
+  }
+  const meta = el("div", { class: "meta" });
+  meta.append(el("span", { class: "id", title: row.patch_id }, row.patch_id), badge(row));
+  const stats = el("div", { class: "stats" },
+    `corr ${fmt(row.corr)} · ssim ${fmt(row.ssim)} · shift ${fmt(row.shift, 2)} · ` +
+    `resid ${fmt(row.residual, 4)} · cloud ${fmt(row.cloud, 2)} · nodata ${fmt(row.nodata, 2)}`);
+  const buttons = el("div", { class: "buttons" });
+  buttons.append(el("button", { type: "button", class: "accept", "data-decide": "accepted" }, "accept"),
+                 el("button", { type: "button", class: "reject", "data-decide": "rejected" }, "reject"),
+                 el("button", { type: "button", "data-decide": "auto" }, "auto"));
+  node.append(imgs, meta, stats, buttons);
+  return node;
+}
+
+function renderGrid() {
+  grid.replaceChildren(...state.rows.map(card));
+  const pages = Math.max(1, Math.ceil(state.matched / pageSize()));
+  const page = Math.floor(state.offset / pageSize()) + 1;
+  for (const label of document.querySelectorAll(".page-label")) {
+    label.textContent = `page ${page} of ${pages}`;
+  }
+  select(Math.min(state.selected, state.rows.length - 1), false);
+}
+
+function select(k, scroll = true) {
+  if (k < 0 || k >= state.rows.length) return;
+  for (const node of grid.querySelectorAll(".card.selected")) node.classList.remove("selected");
+  state.selected = k;
+  const node = grid.children[k];
+  node.classList.add("selected");
+  if (scroll) node.scrollIntoView({ block: "nearest" });
+}
+
+function updateRow(row) {
+  const k = state.rows.findIndex((r) => r.patch_id === row.patch_id);
+  if (k < 0) return;
+  state.rows[k] = { ...state.rows[k], status: row.status, reason: row.reason, note: row.note };
+  const node = grid.children[k];
+  node.querySelector(".badge").replaceWith(badge(state.rows[k]));
+}
+
+// --- counts and histograms ----------------------------------------------------------------
+
+function renderSummary(data) {
+  const counts = Object.entries(data.counts.status).map(([k, v]) => `${k} ${v}`).join(", ");
+  document.getElementById("summary").textContent =
+    `${data.matched} of ${data.total} patches match${counts ? ` (${counts})` : ""}`;
+  const box = document.getElementById("histograms");
+  box.replaceChildren();
+  for (const stat of state.options.stats) {
+    const figure = el("figure");
+    const canvas = el("canvas", { width: 190, height: 64, "data-stat": stat });
+    const side = state.options.threshold_side[stat];
+    const limits = state.options.thresholds[stat].map((t) => fmt(t, 3)).join(", ");
+    figure.append(canvas, el("figcaption", {},
+      `${stat} (${side} ${limits}) · ${data.histograms[stat].missing} n/a`));
+    box.append(figure);
+    drawHistogram(canvas, data.histograms[stat], state.options.thresholds[stat]);
+  }
+}
+
+function drawHistogram(canvas, hist, thresholds) {
+  const ctx = canvas.getContext("2d");
+  const { width, height } = canvas;
+  const lo = hist.edges[0], hi = hist.edges[hist.edges.length - 1];
+  const top = Math.max(1, ...hist.counts);
+  const barW = width / hist.counts.length;
+  ctx.fillStyle = "#57606a";
+  hist.counts.forEach((c, i) => {
+    const h = Math.round((height - 12) * Math.sqrt(c / top));  // sqrt: small bins stay visible
+    ctx.fillRect(i * barW + 0.5, height - 12 - h, Math.max(1, barW - 1), h);
+  });
+  ctx.fillStyle = "#1f2328";
+  ctx.font = "9px sans-serif";
+  ctx.fillText(fmt(lo, 3), 1, height - 2);
+  const label = fmt(hi, 3);
+  ctx.fillText(label, width - ctx.measureText(label).width - 1, height - 2);
+  ctx.strokeStyle = "#c62828";
+  ctx.setLineDash([3, 2]);
+  for (const t of thresholds) {
+    if (t < lo || t > hi) continue;
+    const x = Math.round(((t - lo) / (hi - lo || 1)) * width) + 0.5;
+    ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, height - 12); ctx.stroke();
+  }
+}
+
+// --- loading ------------------------------------------------------------------------------
+
+async function load(offset = state.offset, keepSelection = false) {
+  try {
+    const data = await getJSON(`/api/patches?${queryString(offset, pageSize())}`);
+    state.offset = data.offset;
+    state.rows = data.rows;
+    state.matched = data.matched;
+    if (!keepSelection) state.selected = 0;
+    renderGrid();
+    renderSummary(data);
+    document.body.dataset.loaded = String(Date.now());
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+async function refreshSummary() {
+  try {
+    renderSummary(await getJSON(`/api/patches?${queryString(0, 1)}`));
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function turnPage(step) {
+  const next = state.offset + step * pageSize();
+  if (next < 0 || next >= state.matched) return false;
+  load(next);
+  return true;
+}
+
+// --- decisions ----------------------------------------------------------------------------
+
+async function decide(k, status, note = "") {
+  const row = state.rows[k];
+  if (!row) return;
+  const response = await fetch("/api/decide", {
+    method: "POST", credentials: "same-origin",
+    headers: { "content-type": "application/json", "x-s2sr-token": TOKEN },
+    body: JSON.stringify({ id: row.patch_id, status, note }),
+  });
+  if (!response.ok) { showError(await response.text()); return; }
+  const data = await response.json();
+  updateRow(data.row);
+  if (detail.open) showDetail(k);
+  refreshSummary();
+  document.body.dataset.decided = String(Number(document.body.dataset.decided || 0) + 1);
+  if (!detail.open) {
+    if (k + 1 < state.rows.length) select(k + 1);
+    else if (state.offset + state.rows.length < state.matched) turnPage(1);
+  }
+}
+
+// --- detail view --------------------------------------------------------------------------
+
+async function showDetail(k) {
+  const row = state.rows[k];
+  if (!row) return;
+  select(k);
+  document.getElementById("detail-title").textContent = row.patch_id;
+  for (const view of ["lr", "hr", "diff"]) {
+    document.getElementById(`d-${view}`).src = imageURL(row.patch_id, view, "full");
+  }
+  const data = await getJSON(`/api/patch?${new URLSearchParams({ id: row.patch_id })}`);
+  const table = document.getElementById("detail-stats");
+  table.replaceChildren();
+  const r = data.row;
+  const items = [["status", r.reason ? `${r.status}: ${r.reason}` : r.status],
+    ["automatic", r.auto_reason ? `${r.auto_status}: ${r.auto_reason}` : r.auto_status],
+    ["site / split / kind", `${r.site} / ${r.split} / ${r.kind}`],
+    ...state.options.stats.map((s) => [s, fmt(r[s], 4)]),
+    ["input window (row, col, size)", `${r.lr_row}, ${r.lr_col}, ${r.lr_size}`],
+    ["CRS", r.crs], ["scenes", `${r.lr_scene || ""} / ${r.hr_scene || ""}`],
+    ["pair shift (px) / time gap (d)",
+     `${(data.pair.shift_px || []).map((v) => fmt(v, 2)).join(", ")} / ${data.pair.time_gap_days}`]];
+  for (const [k2, v] of items) {
+    const tr = el("tr");
+    tr.append(el("th", {}, k2), el("td", {}, String(v)));
+    table.append(tr);
+  }
+  document.getElementById("note").value = r.note || "";
+  if (!detail.open) detail.showModal();
+}
+
+// --- events -------------------------------------------------------------------------------
+
+grid.addEventListener("click", (event) => {
+  const node = event.target.closest(".card");
+  if (!node) return;
+  const k = Number(node.dataset.k);
+  const button = event.target.closest("button[data-decide]");
+  if (button) { decide(k, button.dataset.decide); return; }
+  select(k, false);
+});
+grid.addEventListener("dblclick", (event) => {
+  const node = event.target.closest(".card");
+  if (node && !event.target.closest("button")) showDetail(Number(node.dataset.k));
+});
+for (const button of detail.querySelectorAll("button[data-decide]")) {
+  button.addEventListener("click", () => decide(state.selected, button.dataset.decide,
+                                                document.getElementById("note").value));
+}
+document.getElementById("detail-close").addEventListener("click", () => detail.close());
+for (const button of document.querySelectorAll(".pager button")) {
+  button.addEventListener("click", () => turnPage(Number(button.dataset.page)));
+}
+form.addEventListener("change", (event) => {
+  if (event.target.name === "nir") { load(state.offset, true); return; }
+  load(0);
+});
+form.addEventListener("submit", (event) => event.preventDefault());
+
+function columns() {
+  if (grid.children.length < 2) return 1;
+  const top = grid.children[0].offsetTop;
+  let n = 0;
+  while (n < grid.children.length && grid.children[n].offsetTop === top) n += 1;
+  return Math.max(1, n);
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const typing = event.target.closest("input, textarea, select");
+  if (typing && event.key !== "Escape") return;
+  const k = state.selected;
+  const actions = {
+    a: () => decide(k, "accepted", detail.open ? document.getElementById("note").value : ""),
+    r: () => decide(k, "rejected", detail.open ? document.getElementById("note").value : ""),
+    u: () => decide(k, "auto"),
+    n: () => { form.elements.nir.checked = !form.elements.nir.checked; load(state.offset, true); },
+    j: () => select(k + 1), k: () => select(k - 1),
+    ArrowRight: () => select(k + 1), ArrowLeft: () => select(k - 1),
+    ArrowDown: () => select(Math.min(k + columns(), state.rows.length - 1)),
+    ArrowUp: () => select(Math.max(k - columns(), 0)),
+    Enter: () => showDetail(k),
+    Escape: () => detail.open && detail.close(),
+    PageDown: () => turnPage(1), PageUp: () => turnPage(-1),
+  };
+  const action = actions[event.key];
+  if (action) { event.preventDefault(); action(); }
+});
+
+(async function start() {
+  try {
+    state.options = await getJSON("/api/options");
+  } catch (err) {
+    showError(err.message);
+    return;
+  }
+  document.getElementById("dataset").textContent = state.options.dataset;
+  state.hasNir = state.options.has_nir;
+  form.elements.nir.disabled = !state.hasNir;
+  buildFilters(state.options);
+  load(0);
+})();

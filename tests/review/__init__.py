@@ -1,0 +1,1 @@
+"""Tests of s2sr review (a package, so that its conftest.py is review.conftest)."""

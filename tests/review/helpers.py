@@ -1,0 +1,29 @@
+"""Plain helpers of the review tests (fixtures are in this folder's conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conftest import texture, write_geotiff
+from s2sr.data import DegradeOptions, degrade_scene
+
+
+def manifest_rows(dataset: Path) -> list[dict[str, Any]]:
+    """The patch rows of ``manifest.json``, read without s2sr."""
+    return json.loads((dataset / "manifest.json").read_text())["patches"]
+
+
+def degrade_into(root: Path, dataset: Path, k: int, site: str, split: str) -> None:
+    """Add the Wald pairs of synthetic scene ``k`` to ``dataset`` (the real build path)."""
+    dn = np.rint(texture((96, 96), seed=40 + k) * 10000).astype(np.uint16)
+    scene = write_geotiff(root / f"scene{k}.tif", dn)
+    degrade_scene(scene, dataset, DegradeOptions(patch=12, split=split, site=site))
+
+
+def rebuild(dataset: Path) -> None:
+    """Build the ``built`` fixture's first pair (site north) again into ``dataset``."""
+    degrade_into(dataset.parent, dataset, 0, "north", "train")
