@@ -25,5 +25,8 @@ def degrade_into(root: Path, dataset: Path, k: int, site: str, split: str) -> No
 
 
 def rebuild(dataset: Path) -> None:
-    """Build the ``built`` fixture's first pair (site north) again into ``dataset``."""
-    degrade_into(dataset.parent, dataset, 0, "north", "train")
+    """Build the ``built`` fixture's pair of site north again from its scene (the same
+    pair id: its rows and arrays are replaced)."""
+    pairs = json.loads((dataset / "manifest.json").read_text())["pairs"]
+    scene = next(info["lr_scene"] for info in pairs.values() if info["site"] == "north")
+    degrade_scene(Path(scene), dataset, DegradeOptions(patch=12, split="train", site="north"))
