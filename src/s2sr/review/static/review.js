@@ -147,7 +147,7 @@ function renderSummary(data) {
   box.replaceChildren();
   for (const stat of state.options.stats) {
     const figure = el("figure");
-    const canvas = el("canvas", { width: 190, height: 64, "data-stat": stat });
+    const canvas = el("canvas", { width: 168, height: 60, "data-stat": stat });
     const side = state.options.threshold_side[stat];
     const limits = state.options.thresholds[stat].map((t) => fmt(t, 3)).join(", ");
     figure.append(canvas, el("figcaption", {},
@@ -219,21 +219,26 @@ function turnPage(step) {
 async function decide(k, status, note = "") {
   const row = state.rows[k];
   if (!row) return;
+  const node = grid.children[k];
+  node.classList.add("pending");
+  // move on at once (the server saves under the dataset's lock, which may take a while
+  // on a large dataset); the card's badge changes when the decision is saved
+  if (!detail.open) {
+    if (k + 1 < state.rows.length) select(k + 1);
+    else if (state.offset + state.rows.length < state.matched) turnPage(1);
+  }
   const response = await fetch("/api/decide", {
     method: "POST", credentials: "same-origin",
     headers: { "content-type": "application/json", "x-s2sr-token": TOKEN },
     body: JSON.stringify({ id: row.patch_id, status, note }),
   });
+  node.classList.remove("pending");
   if (!response.ok) { showError(await response.text()); return; }
   const data = await response.json();
   updateRow(data.row);
-  if (detail.open) showDetail(k);
+  if (detail.open && state.rows[state.selected]?.patch_id === row.patch_id) showDetail(k);
   refreshSummary();
   document.body.dataset.decided = String(Number(document.body.dataset.decided || 0) + 1);
-  if (!detail.open) {
-    if (k + 1 < state.rows.length) select(k + 1);
-    else if (state.offset + state.rows.length < state.matched) turnPage(1);
-  }
 }
 
 // --- detail view --------------------------------------------------------------------------
