@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,15 +40,7 @@ from s2sr.models import load_model, pretrained_path
 from s2sr.models.export import onnx_bytes
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_predict import make_scene
-
-CHILD = """
-import resource, subprocess, sys, time
-t = time.perf_counter()
-rc = subprocess.run(sys.argv[1:]).returncode
-wall = time.perf_counter() - t
-print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc)
-"""
+from bench_predict import make_scene, run_predict
 
 
 def scene_tiles(path: Path, tile: int) -> list[np.ndarray]:
@@ -72,18 +63,6 @@ def bare(run: object, tiles: list[np.ndarray]) -> float:
     for x in tiles:
         call(torch.from_numpy(x))  # type: ignore[operator]
     return time.perf_counter() - t
-
-
-def run_predict(scene: Path, weights: Path, out: Path, extra: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one ``s2sr predict`` process."""
-    exe = Path(sys.executable).with_name("s2sr")
-    cmd = [sys.executable, "-c", CHILD, str(exe), "predict", str(scene), "-o", str(out),
-           "--weights", str(weights), "--overwrite", "--quiet", *extra]
-    wall, rss_kb, rc = subprocess.run(cmd, capture_output=True, text=True,
-                                      check=True).stdout.split()
-    if rc != "0":
-        raise SystemExit(f"s2sr predict failed with exit code {rc}: {' '.join(cmd)}")
-    return float(wall), int(rss_kb) / 1024
 
 
 def main() -> None:
