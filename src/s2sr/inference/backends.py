@@ -148,6 +148,10 @@ class OnnxRuntimeBackend:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ORT's memory pattern pre-plans one buffer per activation of the largest shape seen:
+        # ~440 MB more peak memory for a 544 px x2 tile, for no measurable speed here
+        # (benchmarks/README.md, "Backends"); the arena stays on
+        options.enable_mem_pattern = False
         options.log_severity_level = 3  # errors only: s2sr reports failures itself
         try:
             self.session = ort.InferenceSession(data, options, providers=list(providers))
