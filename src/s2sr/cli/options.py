@@ -77,8 +77,9 @@ def precision_opt() -> Callable[[F], F]:
         "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
         help="Arithmetic of the network. auto: fp32 on the CPU; on CUDA bf16 where the GPU "
              "supports it, else fp16. bf16: PyTorch autocast (CPU or CUDA); fp16: CUDA; "
-             "int8: ONNX Runtime static quantisation on the CPU (calibrated on the packaged "
-             "sample, cached in ~/.cache/s2sr).")
+             "int8 (experimental, outside the 0.1 dB accuracy bar, see README): ONNX "
+             "Runtime static quantisation on the CPU (calibrated on the packaged sample, "
+             "cached in ~/.cache/s2sr).")
 
 
 #: Default output name of a run of many scenes (s2sr.batch.many.DEFAULT_NAME, repeated so
