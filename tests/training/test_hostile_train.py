@@ -3,6 +3,7 @@ divergence, failed runs, hostile checkpoints, interrupted runs (SIGTERM, SIGKILL
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import pickle
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -271,8 +273,21 @@ def reference(wald_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     """An uninterrupted run (two stages of two epochs): its folder holds c.yaml and run/."""
     root = tmp_path_factory.mktemp("reference")
     cfg = write_config(root / "c.yaml", wald_dataset, stages=STAGES)
-    train(load_config(cfg), root / "run", progress=False)
+    with _one_thread():
+        train(load_config(cfg), root / "run", progress=False)
     return root
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Bit-identical comparisons need the same reduction order: one intra-op thread here and
+    in the training subprocesses (OMP_NUM_THREADS=1), whatever earlier tests left set."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _copy_run(reference: Path, tmp_path: Path) -> Path:
@@ -420,7 +435,7 @@ def test_crash_while_saving_a_checkpoint(wald_dataset: Path, tmp_path: Path, ref
         real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", crashing_save)
-    with pytest.raises(KeyboardInterrupt):
+    with _one_thread(), pytest.raises(KeyboardInterrupt):
         Trainer(cfg, run, progress=False).run()
     monkeypatch.setattr(torch, "save", real_save)
     assert _temps(run) == []
@@ -430,14 +445,15 @@ def test_crash_while_saving_a_checkpoint(wald_dataset: Path, tmp_path: Path, ref
     # a temporary left by a process that died (kill -9) is swept on the next start
     stale = run / ".checkpoint.pt.s2sr-999999999-deadbeef.tmp"
     stale.write_bytes(b"junk")
-    train(cfg, run, resume=True, progress=False)
+    with _one_thread():
+        train(cfg, run, resume=True, progress=False)
     assert not stale.exists() and _temps(run) == []
     assert [r["epoch"] for r in _rows(run)] == ["1", "2", "3", "4"]
     _same_weights(run, reference)
 
 
 def _start(cfg: Path, run: Path, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "s2sr.cli.main", "train", str(cfg), "-o",
                              str(run), "-q", *extra], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -468,7 +484,8 @@ def test_signal_mid_run_then_resume_is_bit_identical(wald_dataset: Path, tmp_pat
     else:
         assert proc.returncode == -signal.SIGKILL
     assert not (run / "model.safetensors").exists()
-    res = _invoke("train", cfg, "-o", run, "--resume", "-q")
+    with _one_thread():
+        res = _invoke("train", cfg, "-o", run, "--resume", "-q")
     assert res.exit_code == 0, res.output
     assert _temps(run) == []
     assert [r["epoch"] for r in _rows(run)] == ["1", "2", "3", "4"]
