@@ -11,7 +11,6 @@ written atomically (temporary name, then rename), like the outputs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -20,6 +19,7 @@ from typing import Any, Final
 
 from s2sr import __version__
 from s2sr.io.outputs import temp_path
+from s2sr.models.weights import file_sha256
 
 RECORD_SUFFIX: Final[str] = ".s2sr.json"
 RECORD_FORMAT: Final[str] = "s2sr-completion-record"
@@ -34,15 +34,6 @@ def record_path(output: str | os.PathLike[str]) -> Path:
     """``OUT.tif`` -> ``OUT.tif.s2sr.json``."""
     p = Path(output)
     return p.with_name(p.name + RECORD_SUFFIX)
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def input_fingerprint(source: str | os.PathLike[str]) -> dict[str, Any]:
@@ -89,7 +80,7 @@ def write_record(output: str | os.PathLike[str], request: dict[str, Any],
         "format": RECORD_FORMAT, "version": RECORD_VERSION, "s2sr_version": __version__,
         **request,
         "output": {"name": out.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                   "sha256": sha256_of(out)},
+                   "sha256": file_sha256(out)},
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
     }
@@ -139,6 +130,6 @@ def check_record(output: str | os.PathLike[str], request: dict[str, Any]) -> tup
     st = out.stat()
     if saved.get("size") != st.st_size:
         return False, "output size differs from its record"
-    if saved.get("sha256") != sha256_of(out):
+    if saved.get("sha256") != file_sha256(out):
         return False, "output checksum differs from its record"
     return True, "complete"
