@@ -58,8 +58,7 @@ def test_gpu_precisions_against_the_cpu(tmp_path: Path, scale: int) -> None:
         assert np.percentile(diff, 99) <= p99 and diff.max() <= worst, precision
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark) == flags
     _, tags = _read(predict(src, tmp_path / "auto.tif", weights, device="cuda", **opts))
-    want = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    assert tags["S2SR_PRECISION"] == want  # auto on CUDA
+    assert tags["S2SR_PRECISION"] == "fp16"  # auto on CUDA
 
 
 def test_gpu_batch_from_free_memory_and_staged_copies(tmp_path: Path) -> None:

@@ -75,8 +75,9 @@ def precision_opt() -> Callable[[F], F]:
     """``--precision auto|fp32|bf16|fp16|int8`` (default ``auto``)."""
     return click.option(
         "--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-        help="Arithmetic of the network. auto: fp32 on the CPU; on CUDA bf16 where the GPU "
-             "supports it, else fp16. bf16: PyTorch autocast (CPU or CUDA); fp16: CUDA; "
+        help="Arithmetic of the network. auto: fp32 on the CPU, fp16 on CUDA (a batch that "
+             "overflows fp16 runs again at fp32). bf16: PyTorch autocast (CPU or CUDA); "
+             "fp16: CUDA; "
              "int8 (experimental, outside the 0.1 dB accuracy bar, see README): ONNX "
              "Runtime static quantisation on the CPU (calibrated on the packaged sample, "
              "cached in ~/.cache/s2sr).")

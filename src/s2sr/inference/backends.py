@@ -85,6 +85,7 @@ class TorchBackend:
         self.channels_last = channels_last
         self.autocast = autocast
         self._copy_stream: Any = None
+        self._warned = False
 
     def stage(self, x: torch.Tensor) -> Staged:
         """Start sending ``x`` (a CPU batch) to the device; a no-op on the CPU."""
@@ -112,11 +113,22 @@ class TorchBackend:
         x = x.to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with cudnn_settings(self.device, self.autocast), \
-                torch.autocast(self.device.type, dtype=self.autocast or torch.float32,
-                               enabled=self.autocast is not None):
-            y = self.model(x)
+        y = self._run(x, self.autocast)
+        if self.autocast is torch.float16 and not bool(torch.isfinite(y).all()):
+            # fp16 tops out at 65504: activations beyond it (unusual input) become inf;
+            # this batch runs again at fp32 rather than failing or writing garbage
+            if not self._warned:
+                log.warning("the network overflowed fp16 on a batch of tiles: running such "
+                            "batches at fp32 (--precision fp32 or bf16 avoids the retries)")
+                self._warned = True
+            y = self._run(x, None)
         return y.float()
+
+    def _run(self, x: torch.Tensor, autocast: torch.dtype | None) -> torch.Tensor:
+        with cudnn_settings(self.device, autocast), \
+                torch.autocast(self.device.type, dtype=autocast or torch.float32,
+                               enabled=autocast is not None):
+            return self.model(x)
 
 
 def cudnn_settings(device: torch.device, autocast: torch.dtype | None

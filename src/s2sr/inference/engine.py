@@ -23,7 +23,7 @@ from tqdm import tqdm
 from s2sr.data.degrade_torch import back_project
 from s2sr.errors import DataError, WeightsError
 from s2sr.inference.backends import Backend, Staged, TorchBackend
-from s2sr.inference.tiling import TileLayout, crop_to_extent, tile_weights
+from s2sr.inference.tiling import TileLayout, axis_weights, extent_offsets
 from s2sr.io.nodata import valid_mask
 
 log = logging.getLogger(__name__)
@@ -85,21 +85,42 @@ class Radiometry:
         Negative reflectance (a network can undershoot next to dark pixels) is clamped at
         :meth:`dn_floor`: the output stays in the range the input's encoding allows.
         """
-        g = np.asarray(self.gains, np.float32)[:, None, None]
-        o = np.asarray(self.offsets, np.float32)[:, None, None]
+        return self.finish(self.dn_values(torch.from_numpy(refl)).numpy(), valid)
+
+    def dn_values(self, refl: torch.Tensor) -> torch.Tensor:
+        """The DN of reflectance ``(C, h, w)``, computed where ``refl`` lies (the GPU's
+        output stays there): rounded, clamped to the floor and the dtype's range, off the
+        nodata value; in a carrier dtype (int32 for 8/16-bit, int64 for 32-bit integers,
+        float32 for floats) that :meth:`finish` casts."""
+        dev = refl.device
+        g = torch.tensor(self.gains, dtype=torch.float32, device=dev)[:, None, None]
+        o = torch.tensor(self.offsets, dtype=torch.float32, device=dev)[:, None, None]
         dn = (refl - o) / g
-        floor = self.dn_floor()[:, None, None]
         dtype = np.dtype(self.dtype)
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            out = np.clip(np.rint(dn), floor, info.max).astype(dtype)
-            if self.nodata is not None:  # keep real data off the nodata value
-                nd = dtype.type(self.nodata)
-                bump = dtype.type(nd + 1 if nd < info.max else nd - 1)
-                out[out == nd] = bump
-        else:
-            out = np.maximum(dn, floor).astype(dtype)
-        if self.nodata is not None:
+        if not np.issubdtype(dtype, np.integer):
+            return torch.maximum(dn, torch.from_numpy(self.dn_floor()).to(dev)[:, None, None])
+        info = np.iinfo(dtype)
+        wide = dtype.itemsize >= 4  # float32 holds every 8/16-bit integer exactly
+        work = torch.float64 if wide else torch.float32
+        floor = torch.from_numpy(self.dn_floor()).to(device=dev, dtype=work)[:, None, None]
+        out = torch.round(dn).to(work)
+        out = torch.minimum(torch.maximum(out, floor), torch.tensor(float(info.max), dtype=work,
+                                                                     device=dev))
+        out = out.to(torch.int64 if wide else torch.int32)
+        if self.nodata is not None:  # keep real data off the nodata value
+            nd = int(dtype.type(self.nodata))
+            out[out == nd] = nd + 1 if nd < info.max else nd - 1
+        return out
+
+    def finish(self, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """:meth:`dn_values` (on the host) -> the output array: cast to ``dtype``, nodata
+        where ``valid`` (``(h, w)``, or ``(h / s, w / s)`` input pixels for an output ``s``
+        times larger) is False."""
+        out = values.astype(self.dtype, copy=False)
+        if self.nodata is not None and not valid.all():
+            s = out.shape[1] // valid.shape[0]
+            if s > 1:
+                valid = np.repeat(np.repeat(valid, s, axis=0), s, axis=1)
             out[:, ~valid] = self.nodata
         return out
 
@@ -163,6 +184,8 @@ class TiledSuperResolver:
         self.progress = progress
         self.valid_pixels = 0
         self.consistency = consistency
+        self._wy: dict[int, torch.Tensor] = {}
+        self._wx: dict[int, torch.Tensor] = {}
 
     def _batches(self) -> Iterator[list[tuple[int, int]]]:
         keys = [(i, j) for i in range(self.layout.rows) for j in range(self.layout.cols)]
@@ -208,28 +231,47 @@ class TiledSuperResolver:
             min(max(ox + int(x), 0), self.layout.width - 1)
 
     @torch.inference_mode()
-    def _forward(self, batch: _Batch) -> np.ndarray:
+    def _forward(self, batch: _Batch) -> torch.Tensor:
+        """The batch's outputs ``(B, C, tile*s, tile*s)`` float32 where the backend left
+        them (the GPU's stay on the GPU); zeros for tiles without valid pixels."""
         s = self.layout.scale
         t = self.layout.tile
-        out = np.zeros((len(batch.keys), batch.refl.shape[1], t * s, t * s), np.float32)
+        shape = (len(batch.keys), batch.refl.shape[1], t * s, t * s)
         idx = [k for k, a in enumerate(batch.active) if a]
-        if idx:
-            x = torch.from_numpy(np.ascontiguousarray(batch.refl[idx]))
-            if batch.staged is not None and isinstance(self.backend, TorchBackend):
-                y_t = self.backend(batch.staged)
-            else:
-                y_t = self.backend(x)
-            if self.consistency:
-                y_t = back_project(y_t, x.to(y_t.device), self.layout.scale, self.consistency)
-            y = y_t.cpu().numpy()
-            if not np.isfinite(y).all():
-                raise WeightsError(
-                    "the model produced NaN or infinite values from finite input: its weights "
-                    "are damaged or it diverged in training; use other weights (e.g. the "
-                    "shipped model, without --weights)"
-                )
-            out[idx] = y
+        if not idx:
+            return torch.zeros(shape)
+        x = torch.from_numpy(np.ascontiguousarray(batch.refl[idx]))
+        if batch.staged is not None and isinstance(self.backend, TorchBackend):
+            y = self.backend(batch.staged)
+        else:
+            y = self.backend(x)
+        if self.consistency:
+            y = back_project(y, x.to(y.device), self.layout.scale, self.consistency)
+        if not bool(torch.isfinite(y).all()):
+            raise WeightsError(
+                "the model produced NaN or infinite values from finite input: its weights "
+                "are damaged or it diverged in training; use other weights (e.g. the "
+                "shipped model, without --weights)"
+            )
+        if len(idx) == len(batch.keys):
+            return y.float()
+        out = torch.zeros(shape, device=y.device)
+        out[idx] = y.float()
         return out
+
+    def _weights(self, i: int, j: int, device: torch.device) -> torch.Tensor:
+        """Blending weights of tile ``(i, j)`` (:func:`tile_weights`) on ``device``, from
+        per-row and per-column vectors kept there."""
+        lay = self.layout
+        if i not in self._wy:
+            r0, r1, _, _ = lay.extent(i, 0)
+            self._wy[i] = torch.from_numpy(axis_weights(
+                i, lay.rows, r0, r1, lay.stride, lay.ramp, lay.scale)).to(device)
+        if j not in self._wx:
+            _, _, c0, c1 = lay.extent(0, j)
+            self._wx[j] = torch.from_numpy(axis_weights(
+                j, lay.cols, c0, c1, lay.stride, lay.ramp, lay.scale)).to(device)
+        return self._wy[i][:, None] * self._wx[j][None, :]
 
     def run(self, reader: Reader, writer: Writer) -> int:
         """Super-resolve the scene behind ``reader`` into ``writer``.
@@ -242,7 +284,7 @@ class TiledSuperResolver:
             The number of valid input pixels seen.
         """
         lay, s = self.layout, self.layout.scale
-        pending: dict[tuple[int, int], list[np.ndarray]] = {}
+        pending: dict[tuple[int, int], list[torch.Tensor]] = {}
         batches = list(self._batches())
         bar = tqdm(total=lay.rows * lay.cols, unit="tile", disable=not self.progress,
                    desc="s2sr predict")
@@ -256,18 +298,19 @@ class TiledSuperResolver:
                 preds = self._forward(batch)
                 for n, (i, j) in enumerate(keys):
                     r0, r1, c0, c1 = lay.core(i, j)
-                    part = crop_to_extent(lay, i, j, preds[n]) * tile_weights(lay, i, j)
+                    y, x, h, w = extent_offsets(lay, i, j)
+                    part = preds[n, :, y:y + h, x:x + w] * self._weights(i, j, preds.device)
                     ch, cw = (r1 - r0) * s, (c1 - c0) * s
-                    core = np.ascontiguousarray(part[:, :ch, :cw])
+                    core = part[:, :ch, :cw].contiguous()
                     for piece in pending.pop((i, j), []):
                         core[:, :piece.shape[1], :piece.shape[2]] += piece
                     if part.shape[2] > cw:
-                        pending.setdefault((i, j + 1), []).append(part[:, :ch, cw:].copy())
+                        pending.setdefault((i, j + 1), []).append(part[:, :ch, cw:].clone())
                     if part.shape[1] > ch:
-                        pending.setdefault((i + 1, j), []).append(part[:, ch:, :cw].copy())
+                        pending.setdefault((i + 1, j), []).append(part[:, ch:, :cw].clone())
                         if part.shape[2] > cw:
                             pending.setdefault((i + 1, j + 1), []).append(
-                                part[:, ch:, cw:].copy())
+                                part[:, ch:, cw:].clone())
                     h = lay.halo
                     valid = batch.valid[n][h:h + r1 - r0, h:h + c1 - c0]
                     self.valid_pixels += int(valid.sum())
@@ -281,8 +324,10 @@ class TiledSuperResolver:
         bar.close()
         return self.valid_pixels
 
-    def _finish(self, writer: Writer, window: Window, core: np.ndarray,
+    @torch.inference_mode()
+    def _finish(self, writer: Writer, window: Window, core: torch.Tensor,
                 valid: np.ndarray) -> None:
-        s = self.layout.scale
-        valid_hr = np.repeat(np.repeat(valid, s, axis=0), s, axis=1)
-        writer(window, self.radiometry.to_dn(core, valid_hr))
+        """Convert a finished core to DN where it lies, bring it to the host and write it
+        (in the writing thread)."""
+        values = self.radiometry.dn_values(core).cpu().numpy()
+        writer(window, self.radiometry.finish(values, valid))

@@ -296,8 +296,8 @@ def predict(
             Runtime through an in-memory export, checked against PyTorch on a tile.
         threads: intra-op threads of the network; ``None``: ``OMP_NUM_THREADS`` when set,
             else one per physical core (ONNX Runtime), PyTorch's own default (torch).
-        precision: ``auto`` (fp32 on the CPU; on CUDA bf16 where the GPU supports it,
-            else fp16), ``fp32``, ``bf16`` (PyTorch autocast; on the CPU with
+        precision: ``auto`` (fp32 on the CPU, fp16 on CUDA; a batch that overflows
+            fp16 is run again at fp32), ``fp32``, ``bf16`` (PyTorch autocast; on the CPU with
             channels-last), ``fp16`` (CUDA) or ``int8`` (ONNX Runtime static
             quantisation on the CPU, see :mod:`s2sr.inference.quantize`); see
             :func:`s2sr.device.choose_precision`. Recorded in the tag ``S2SR_PRECISION``.
@@ -445,7 +445,7 @@ def super_resolve(
         offset: reflectance of DN 0.
         tile: network input size. overlap: tile overlap. batch_size: tiles per pass.
         device: ``auto``, ``cpu`` or ``cuda``.
-        precision: as :func:`predict`'s (``auto``: fp32 on the CPU, bf16 or fp16 on
+        precision: as :func:`predict`'s (``auto``: fp32 on the CPU, fp16 on
             CUDA; ``int8`` needs ``backend`` ``onnxruntime`` or ``auto``).
         backend: ``torch`` (default), ``onnxruntime`` or ``auto``, as :func:`predict`'s.
         threads: intra-op threads, as :func:`predict`'s.

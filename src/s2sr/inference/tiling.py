@@ -138,13 +138,19 @@ def tile_weights(layout: TileLayout, i: int, j: int) -> np.ndarray:
     return wy[:, None] * wx[None, :]
 
 
-def crop_to_extent(layout: TileLayout, i: int, j: int, prediction: np.ndarray) -> np.ndarray:
-    """The part of a tile's ``(C, tile*scale, tile*scale)`` output inside its extent."""
+def extent_offsets(layout: TileLayout, i: int, j: int) -> tuple[int, int, int, int]:
+    """Where tile ``(i, j)``'s extent lies in its output: ``(row, column, height, width)``
+    in output pixels."""
     r0, r1, c0, c1 = layout.extent(i, j)
     oy, ox = layout.origin(i, j)
     s = layout.scale
-    y, x = (r0 - oy) * s, (c0 - ox) * s
-    return prediction[:, y:y + (r1 - r0) * s, x:x + (c1 - c0) * s]
+    return (r0 - oy) * s, (c0 - ox) * s, (r1 - r0) * s, (c1 - c0) * s
+
+
+def crop_to_extent(layout: TileLayout, i: int, j: int, prediction: np.ndarray) -> np.ndarray:
+    """The part of a tile's ``(C, tile*scale, tile*scale)`` output inside its extent."""
+    y, x, h, w = extent_offsets(layout, i, j)
+    return prediction[:, y:y + h, x:x + w]
 
 
 def blend(layout: TileLayout, predictions: dict[tuple[int, int], np.ndarray],
