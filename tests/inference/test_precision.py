@@ -192,7 +192,7 @@ def test_reduced_precision_close_to_fp32_with_the_shipped_models(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     src = _scene(tmp_path / "in.tif")
     weights = pretrained_path(scale)
-    opts = {"tile": 64, "overlap": 16, "threads": 1}
+    opts = {"tile": 64, "overlap": 16, "threads": 1, "device": "cpu"}
     ref, tags = _read(predict(src, tmp_path / "fp32.tif", weights, backend="torch", **opts))
     assert tags["S2SR_PRECISION"] == "fp32"  # auto on the CPU
     for precision, backend in (("bf16", "torch"), ("int8", "onnxruntime")):
