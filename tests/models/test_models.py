@@ -136,3 +136,34 @@ def test_plain_safetensors_without_header_is_refused(tmp_path: Path) -> None:
     save_file({"w": torch.zeros(2)}, str(path))
     with pytest.raises(WeightsError, match="not an s2sr weights file"):
         load_model(path)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_inference_upsamples_large_tiles_in_strips_equal_to_the_whole(
+        scale: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above STRIP_MIN_PIXELS output pixels, inference runs the upsampling and tail over row
+    strips with a margin: the output equals the whole-tile forward (odd sizes, a strip
+    boundary right at the bottom rows, channels-last); training takes the whole tile."""
+    from s2sr.models import edsr
+
+    torch.manual_seed(0)
+    model = build_model("edsr", scale=scale, n_resblocks=2, n_feats=16,
+                        global_residual=True).eval()
+    x = torch.rand(2, 4, 2 * edsr.STRIP_ROWS + 3, 37) * 0.3
+    calls: list[int] = []
+    model.upsample.register_forward_hook(lambda _m, args, _o: calls.append(args[0].shape[-2]))
+    with torch.no_grad():
+        whole = model(x)
+        assert calls == [x.shape[-2]]
+        monkeypatch.setattr(edsr, "STRIP_MIN_PIXELS", 0)
+        calls.clear()
+        strips = model(x)
+        assert len(calls) == 3 and max(calls) <= edsr.STRIP_ROWS + 2 * edsr.STRIP_MARGIN
+        torch.testing.assert_close(strips, whole, rtol=0, atol=1e-6)
+        last = model.to(memory_format=torch.channels_last)(
+            x.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(last, whole, rtol=0, atol=1e-5)
+        calls.clear()
+        model.train()
+        model(x)
+        assert calls == [x.shape[-2]]  # training: the whole tile, as before

@@ -32,6 +32,7 @@ from s2sr.batch.blocks import predict_blocks
 from s2sr.batch.cluster import dask_client
 from s2sr.batch.record import check_record, make_request, read_record, record_path, write_record
 from s2sr.errors import OutputExistsError, S2SRError, UsageError
+from s2sr.heap import pin_mmap_threshold
 from s2sr.inference.predict import _load, choose_weights, predict
 from s2sr.io.base import short_error
 from s2sr.io.gdal_safety import open_raster
@@ -251,6 +252,7 @@ def run_job(job: Job, runner: Runner | None = None) -> SceneResult:
     Never raises for a scene's own failure: it is returned as ``failed`` with its reason.
     """
     start = time.perf_counter()
+    pin_mmap_threshold()  # on a worker too: large temporaries go back to the OS
     out = Path(job.output)
     result = SceneResult(job.label, job.output, "failed", worker=f"pid {os.getpid()}")
     try:

@@ -38,6 +38,7 @@ from s2sr.cli.pairs import pairs
 from s2sr.cli.review import review
 from s2sr.cli.train import table1, train
 from s2sr.errors import UsageError
+from s2sr.heap import pin_mmap_threshold
 
 # Library modules are imported inside the commands: they pull in torch, rasterio and numpy
 # (seconds), which ``s2sr --help`` and shell completion should not wait for.
@@ -182,6 +183,7 @@ cli.add_command(table1)
 
 def main() -> None:
     """Console-script entry point."""
+    pin_mmap_threshold()  # large temporaries go back to the OS (see s2sr.heap)
     cli()
 
 

@@ -99,6 +99,16 @@ class Upsampler(nn.Sequential):
         super().__init__(*layers)
 
 
+#: Input rows per strip of the upsampling and tail in inference (see
+#: :meth:`EDSR._upsample_tail`), and rows of context each side of a strip.
+STRIP_ROWS = 64
+STRIP_MARGIN = 2
+#: Output pixels of a tile above which inference upsamples in strips. Measured on 2 CPU
+#: cores, input megapixels/s whole vs strips: x2 544 px 0.131 vs 0.130, 800 px 0.125 vs
+#: 0.134, 1056 px 0.096 vs 0.119; x4 288 px 0.081 vs 0.072, 544 px 0.054 vs 0.071.
+STRIP_MIN_PIXELS = 1600 * 1024
+
+
 class EDSR(nn.Module):
     """Enhanced Deep Super-Resolution network for multispectral reflectance.
 
@@ -179,8 +189,34 @@ class EDSR(nn.Module):
         x = (x - mean) / std
         feats = self.head(x)
         feats = feats + self.body(feats)
-        out = self.tail(self.upsample(feats))
+        out = self._upsample_tail(feats)
         if self.global_residual:
             out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic",
                                       align_corners=False)
         return out * std + mean
+
+    def _upsample_tail(self, feats: torch.Tensor) -> torch.Tensor:
+        """Upsampling and tail; in inference on large inputs, over row strips of
+        :data:`STRIP_ROWS` input rows plus :data:`STRIP_MARGIN` rows of context each
+        side (cut off again), so that the full-resolution activations (``scale``^2 times
+        the input's pixels, 4 times its channels before each pixel shuffle) never exist for
+        the whole tile at once: large tiles then run as fast per pixel as small ones, in
+        less memory (only above :data:`STRIP_MIN_PIXELS` output pixels: below, the whole
+        tile is as fast or faster). The result equals the whole-tile one up to float rounding:
+        the margin covers the receptive field of the upsampling convolutions and the tail
+        (1 + 1/2 input rows at x2, 1 + 1/2 + 1/4 at x4). Training, export and small inputs
+        take the whole tile."""
+        h = feats.shape[-2]
+        large = h * feats.shape[-1] * self.scale ** 2 > STRIP_MIN_PIXELS
+        if (self.training or not large or h <= STRIP_ROWS + 2 * STRIP_MARGIN
+                or torch.jit.is_tracing()
+                or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()):
+            return self.tail(self.upsample(feats))
+        s = self.scale
+        strips = []
+        for r0 in range(0, h, STRIP_ROWS):
+            r1 = min(r0 + STRIP_ROWS, h)
+            a, b = max(r0 - STRIP_MARGIN, 0), min(r1 + STRIP_MARGIN, h)
+            y = self.tail(self.upsample(feats[..., a:b, :]))
+            strips.append(y[..., (r0 - a) * s:(r1 - a) * s, :])
+        return torch.cat(strips, dim=-2)

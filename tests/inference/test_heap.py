@@ -1,0 +1,41 @@
+"""s2sr.heap: with glibc's mmap threshold pinned, freed tile-sized blocks leave the process
+(the resident size comes back down); without it glibc keeps them in its heap."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from s2sr.heap import pin_mmap_threshold
+
+CHILD = """
+import os, sys
+import numpy as np
+from s2sr.heap import pin_mmap_threshold
+if sys.argv[1] == "pin":
+    assert pin_mmap_threshold() and pin_mmap_threshold()  # idempotent
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
+before = rss()
+for _ in range(3):  # glibc raises its threshold after the first free of a large block
+    a = np.ones(16 << 20, np.uint8)
+    del a
+print(rss() - before)
+"""
+
+
+def _kept(mode: str) -> int:
+    out = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True,
+                         check=True)
+    return int(out.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not pin_mmap_threshold(),
+                    reason="glibc's mallopt (Linux) only")
+def test_pinned_threshold_gives_large_blocks_back() -> None:
+    assert _kept("pin") < 4 << 20
+    assert _kept("default") >= 8 << 20  # what the pin is for: glibc keeps 16 MiB
