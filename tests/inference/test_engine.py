@@ -175,3 +175,25 @@ def test_scene_smaller_than_a_tile_and_single_pixel() -> None:
     assert out.shape == (4, 20, 12)
     one = super_resolve(np.full((4, 1, 1), 1000, np.uint16), model)
     assert one.shape == (4, 4, 4)
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "uint32", "int32", "float32", "float64"])
+@pytest.mark.parametrize("nodata", [None, 0, 1000])
+def test_dn_conversion_in_torch_equals_numpy(dtype: str, nodata: int | None) -> None:
+    """The GPU's DN conversion (Radiometry.dn_values + finish, in PyTorch) gives exactly the
+    CPU's (Radiometry.to_dn, NumPy): rounding, the floor, the dtype's range, the nodata bump
+    and invalid pixels, at the output's scale."""
+    rng = np.random.default_rng(7)
+    refl = rng.normal(0.1, 0.5, (3, 16, 12)).astype(np.float32)
+    refl[0, 0, :4] = [0.1, 0.10005, -0.1, 1e9]  # on the nodata DN, half-way, floor, range
+    valid_lr = rng.random((8, 6)) > 0.2
+    valid = np.repeat(np.repeat(valid_lr, 2, axis=0), 2, axis=1)
+    r = Radiometry(dtype, (1e-4, 2e-4, 1e-4), (0.0, -0.1, 0.0), nodata)
+    want = r.to_dn(refl, valid)
+    got = r.finish(r.dn_values(torch.from_numpy(refl)).numpy(), valid_lr)
+    assert got.dtype == want.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got, want)
+    if nodata is not None:
+        assert (want[:, ~valid] == nodata).all()
+        if np.issubdtype(want.dtype, np.integer):  # integer data is kept off nodata
+            assert (want[:, valid] != nodata).all()

@@ -84,8 +84,27 @@ class Radiometry:
 
         Negative reflectance (a network can undershoot next to dark pixels) is clamped at
         :meth:`dn_floor`: the output stays in the range the input's encoding allows.
+
+        In NumPy, single-threaded: on the CPU the writing thread converts while the network
+        computes, and PyTorch's ops would start a second OpenMP thread team beside the
+        network's. :meth:`dn_values` is the same conversion in PyTorch, for tiles on a GPU
+        (a test keeps the two equal).
         """
-        return self.finish(self.dn_values(torch.from_numpy(refl)).numpy(), valid)
+        g = np.asarray(self.gains, np.float32)[:, None, None]
+        o = np.asarray(self.offsets, np.float32)[:, None, None]
+        dn = (refl - o) / g
+        floor = self.dn_floor()[:, None, None]
+        dtype = np.dtype(self.dtype)
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            out = np.clip(np.rint(dn), floor, info.max).astype(dtype)
+            if self.nodata is not None:  # keep real data off the nodata value
+                nd = dtype.type(self.nodata)
+                bump = dtype.type(nd + 1 if nd < info.max else nd - 1)
+                out[out == nd] = bump
+        else:
+            out = np.maximum(dn, floor).astype(dtype)
+        return self.finish(out, valid)
 
     def dn_values(self, refl: torch.Tensor) -> torch.Tensor:
         """The DN of reflectance ``(C, h, w)``, computed where ``refl`` lies (the GPU's
@@ -329,5 +348,8 @@ class TiledSuperResolver:
                 valid: np.ndarray) -> None:
         """Convert a finished core to DN where it lies, bring it to the host and write it
         (in the writing thread)."""
-        values = self.radiometry.dn_values(core).cpu().numpy()
-        writer(window, self.radiometry.finish(values, valid))
+        if core.device.type == "cpu":
+            writer(window, self.radiometry.to_dn(core.numpy(), valid))
+        else:
+            values = self.radiometry.dn_values(core).cpu().numpy()
+            writer(window, self.radiometry.finish(values, valid))

@@ -56,7 +56,7 @@ from s2sr.inference.tiling import TileLayout
 from s2sr.io.base import SCENE_LOGGER
 from s2sr.io.outputs import check_output_file, exclusive_output
 from s2sr.io.scene import SUPPORTED_DTYPES, GeoMeta, Scene, open_scene
-from s2sr.io.writer import RasterWriter, block_size_for, output_meta
+from s2sr.io.writer import ALL_CPUS, RasterWriter, block_size_for, output_meta
 from s2sr.models import ModelSpec, file_sha256, get_spec, load_model, pretrained_path
 from s2sr.models.exported import OnnxModel, load_torchscript, read_onnx, sniff
 
@@ -326,7 +326,7 @@ def predict(
         dn_offset=dn_offset, backend=backend, threads=threads, precision=precision,
     ) as run, exclusive_output(out_path), RasterWriter(
         out_path, run.out_meta, overwrite=overwrite, cog=cog, tags=run.tags,
-        blocksize=run.blocksize, write_scales=run.write_scales,
+        blocksize=run.blocksize, write_scales=run.write_scales, threads=run.write_threads,
     ) as writer:
         valid = run.runner.run(run.scene.read, writer.write)
         if valid == 0:
@@ -347,6 +347,8 @@ class PreparedRun:
         spec: the model's spec. tags: the output's dataset tags.
         out_meta: the output grid. write_scales: record gains/offsets in the output.
         blocksize: the output's GeoTIFF block size.
+        write_threads: GDAL's compression threads while writing: all CPUs when the network
+            runs on a GPU, else 1 (see :data:`s2sr.io.writer.ALL_CPUS`).
     """
 
     scene: Scene
@@ -357,6 +359,7 @@ class PreparedRun:
     out_meta: GeoMeta
     write_scales: bool
     blocksize: int
+    write_threads: str = "1"
 
 
 @contextmanager
@@ -429,7 +432,8 @@ def prepare_run(
         )
         yield PreparedRun(
             scene, runner, Path(weights), spec, tags, output_meta(meta, spec.scale),
-            write_scales, block_size_for(lay.stride * spec.scale))
+            write_scales, block_size_for(lay.stride * spec.scale),
+            ALL_CPUS if plan.device.type == "cuda" else "1")
 
 
 def super_resolve(

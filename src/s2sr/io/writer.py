@@ -58,21 +58,24 @@ def output_meta(meta: GeoMeta, scale: int) -> GeoMeta:
 INTERMEDIATE_CODEC: dict[str, Any] = {"compress": "zstd", "zstd_level": 1}
 
 
-#: GDAL compresses the output's blocks on this many threads (GTiff/COG ``NUM_THREADS``):
-#: the same bytes, written 1.9 times as fast on 2 cores (4096^2 x 4 uint16, deflate); on a
-#: GPU the single-threaded deflate was the bottleneck of ``s2sr predict`` (16 CPUs: 4096^2
-#: x2 in 29.6 s, 16.3 s with all of them; benchmarks/README.md, "GPU"). GDAL's own
-#: ``GDAL_NUM_THREADS`` (a number or ``ALL_CPUS``) overrides it.
-COMPRESS_THREADS = "ALL_CPUS"
+#: GDAL's ``NUM_THREADS`` (deflate on that many threads) where nothing else needs the CPUs:
+#: the same bytes, written 1.9 times as fast on 2 cores (4096^2 x 4 uint16). While the
+#: network runs on the CPU its threads already take every core, and compression threads
+#: beside them slowed ``s2sr predict`` down (OpenMP's thread team waits for a preempted
+#: thread): there the output is compressed in the writing thread alone (``"1"``). On a
+#: GPU the single-threaded deflate was the bottleneck (16 CPUs: 4096^2 x2 in 29.6 s, 16.3 s
+#: with all of them; benchmarks/README.md, "GPU"); the COG copy, after the network, always
+#: uses all CPUs. GDAL's own ``GDAL_NUM_THREADS`` (a number or ``ALL_CPUS``) overrides both.
+ALL_CPUS = "ALL_CPUS"
 
 
-def compress_threads() -> str:
+def compress_threads(default: str = ALL_CPUS) -> str:
     """GDAL's ``NUM_THREADS`` for the output: ``GDAL_NUM_THREADS`` when it is set to a
-    number from 1 to 1024 or ``ALL_CPUS``, else :data:`COMPRESS_THREADS`."""
+    number from 1 to 1024 or ``ALL_CPUS``, else ``default``."""
     value = os.environ.get("GDAL_NUM_THREADS", "").strip().upper()
-    if value == "ALL_CPUS" or (value.isdigit() and 1 <= int(value) <= 1024):
+    if value == ALL_CPUS or (value.isdigit() and 1 <= int(value) <= 1024):
         return value
-    return COMPRESS_THREADS
+    return default
 
 
 def intermediate_profile(dtype: str) -> dict[str, Any]:
@@ -145,12 +148,15 @@ class RasterWriter:
         tags: dataset tags to record.
         blocksize: internal tile size of the GeoTIFF.
         write_scales: record ``meta.gains``/``meta.offsets`` as GDAL band scale/offset.
+        threads: GDAL's ``NUM_THREADS`` while writing: ``"1"`` (the default: compression
+            in the writing thread) or ``"ALL_CPUS"`` when the CPUs are free (the network
+            runs on a GPU); see :func:`compress_threads`.
     """
 
     def __init__(
         self, path: str | os.PathLike[str], meta: GeoMeta, *, overwrite: bool = False,
         cog: bool = False, tags: dict[str, str] | None = None, blocksize: int = 512,
-        write_scales: bool = False,
+        write_scales: bool = False, threads: str = "1",
     ) -> None:
         self.path = Path(path)
         check_output_file(self.path, overwrite)
@@ -167,7 +173,8 @@ class RasterWriter:
             "count": len(meta.bands), "dtype": meta.dtype, "crs": meta.crs,
             "transform": meta.transform, "nodata": meta.nodata, "tiled": True,
             "blockxsize": blocksize, "blockysize": blocksize, "BIGTIFF": "IF_SAFER",
-            "interleave": "pixel", "num_threads": compress_threads(), **self._compress,
+            "interleave": "pixel", "num_threads": compress_threads(threads),
+            **self._compress,
         }
         if cog:  # the COG driver recompresses; keep the intermediate fast to write
             profile.update(intermediate_profile(meta.dtype))
