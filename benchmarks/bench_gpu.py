@@ -272,6 +272,10 @@ def main() -> None:
         ("x2 default, GDAL compression on 1 thread", ["--device", "cuda"],
          {"GDAL_NUM_THREADS": "1"}),
     ]))
+    section("predict x2 default", predicts([
+        ("x2 default (auto: fp16, batch from memory)", ["--device", "cuda"], {}),
+        ("x2 tile 1056 (strips)", ["--device", "cuda", "--tile", "1056"], {}),
+    ]))
     section("breakdown x2", lambda: breakdown(scene, work / "out_b.tif", device="cuda"))
     section("predict x4", predicts([
         ("x4 2048^2 default", ["--device", "cuda", "--scale", "4"], {}),
