@@ -38,6 +38,22 @@ def needs_shared(path: Path, what: str = "the real imagery") -> pytest.MarkDecor
 
 requires_shared = needs_shared(SENTINEL2, "the real Sentinel-2 imagery")
 
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_gpu(request: pytest.FixtureRequest,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a machine with a CUDA GPU, ``--device auto`` means the CPU in every test not
+    marked ``gpu``: their expectations (exact tiling invariance, DN bounds) are the CPU's
+    fp32 ones, and ``auto`` would run them on the GPU at fp16 (CUDA_VISIBLE_DEVICES is left
+    alone: changed in-process it breaks CUDA's lazy start for the gpu tests). Nothing changes
+    where there is no GPU (CI)."""
+    if request.node.get_closest_marker("gpu") is not None or not torch.cuda.is_available():
+        return
+    import importlib
+
+    for name in ("s2sr.device", "s2sr.inference.predict"):
+        monkeypatch.setattr(importlib.import_module(name), "cuda_device_count", lambda: 0)
+
 UTM_TRANSFORM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0)
 
 

@@ -22,8 +22,9 @@ from s2sr.inference.backends import TorchBackend
 from s2sr.inference.predict import prepare_run
 from s2sr.models import load_model, pretrained_path
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="needs a CUDA GPU (none here; CI has none)")
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(),
+                                 reason="needs a CUDA GPU (none here; CI has none)")]
 
 #: (99th percentile, max) DN difference to the CPU's fp32 per precision and scale.
 BOUNDS = {("fp32", 2): (1, 1), ("fp32", 4): (1, 1), ("bf16", 2): (4, 15),
