@@ -159,7 +159,7 @@ def test_engine_given_a_backend_equals_engine_given_the_model() -> None:
 
 
 def test_default_tile_per_backend(tmp_path: os.PathLike[str]) -> None:
-    """ONNX Runtime's x2 default tile is 416 px (its arena keeps the largest tile's peak),
+    """ONNX Runtime's x2 default tile is 288 px (its arena keeps the largest tile's peak),
     PyTorch's 544; x4 is 288 for both; --tile still wins; the tag records what ran."""
     from pathlib import Path
 
@@ -167,13 +167,13 @@ def test_default_tile_per_backend(tmp_path: os.PathLike[str]) -> None:
     from s2sr.inference.predict import _layout, default_tile, prepare_run
     from s2sr.models import pretrained_path
 
-    assert (default_tile(2, "onnxruntime"), default_tile(2, "torch")) == (416, 544)
+    assert (default_tile(2, "onnxruntime"), default_tile(2, "torch")) == (288, 544)
     assert default_tile(4, "onnxruntime") == default_tile(4, "torch") == 288
-    assert _layout(5000, 5000, 2, None, None, "onnxruntime").tile == 416
+    assert _layout(5000, 5000, 2, None, None, "onnxruntime").tile == 288
     assert _layout(5000, 5000, 2, 256, None, "onnxruntime").tile == 256
     pytest.importorskip("onnxruntime", reason="ONNX Runtime (pip install 's2sr[onnx]')")
     src = write_geotiff(Path(tmp_path) / "in.tif",
                         (texture((600, 600), 4) * 10000).astype(np.uint16))
-    for backend, want in (("onnxruntime", "416/32"), ("torch", "544/32")):
+    for backend, want in (("onnxruntime", "288/32"), ("torch", "544/32")):
         with prepare_run(src, pretrained_path(2), backend=backend, device="cpu") as run:
             assert run.tags["S2SR_TILE"] == want and run.tags["S2SR_BACKEND"] == backend

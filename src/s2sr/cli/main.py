@@ -75,7 +75,7 @@ def cli() -> None:
                    "(only needed when the file has no band descriptions).")
 @click.option("--tile", type=click.IntRange(min=8), default=None,
               help="Network input tile in pixels, at most 8192 and what memory allows "
-                   "[default: at x2 544 with PyTorch, 416 with ONNX Runtime; 288 at x4].")
+                   "[default: 544 at x2 with PyTorch, else 288].")
 @click.option("--overlap", type=click.IntRange(min=0), default=None,
               help="Overlap of neighbouring tiles in pixels, a multiple of 4 [default: 32].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,

@@ -66,10 +66,11 @@ log = logging.getLogger(__name__)
 #: multiple of 512, so every write fills whole GeoTIFF blocks.
 DEFAULT_TILE = {2: 544, 4: 288}
 #: ONNX Runtime's default tiles where they differ: its memory arena keeps the peak of the
-#: largest tile, and at x2 416 px runs as fast per input pixel as 544 px in 0.48 GB less
-#: (2048^2 scene, 2 threads: 0.132 vs 0.130 network MPx/s, peak RSS 1158 vs 1636 MB;
-#: 384 px cores write 256 px GeoTIFF blocks).
-ORT_TILE = {2: 416}
+#: largest tile, and small tiles run faster per pixel there. At x2 on a 2048^2 scene (2
+#: threads): 288 px 44.2 s, peak RSS 767 MB; 416 px 58.4 s, 1133 MB (its 384 px cores do
+#: not divide 2048); 544 px 41.0 s, 1616 MB. On a whole 10980^2 tile 288 px computes 7 %
+#: more pixels than 544 px at about 4 % more speed per pixel.
+ORT_TILE = {2: 288}
 
 
 def default_tile(scale: int, backend: str = "torch") -> int:
@@ -289,8 +290,7 @@ def predict(
             or x4 with ``scale=4``; its RGB variant when the scene has no B08).
         scale: with ``weights=None``, which shipped model (2 or 4); with weights, a check.
         bands: names of a multi-band file's bands by position, when it has no descriptions.
-        tile: network input size in pixels (default at x2 544 with PyTorch, 416 with
-            ONNX Runtime; 288 at x4).
+        tile: network input size in pixels (default 544 at x2 with PyTorch, else 288).
         overlap: overlap of neighbouring tiles in pixels (default 32).
         batch_size: tiles per forward pass (default 1 on CPU, 8 on CUDA).
         device: ``auto``, ``cpu`` or ``cuda``.
