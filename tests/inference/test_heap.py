@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -31,8 +32,12 @@ print(rss() - before)
 
 
 def _kept(mode: str) -> int:
+    # glibc's defaults: without the MALLOC_* variables that Dask's nanny puts in os.environ
+    # (MALLOC_TRIM_THRESHOLD_=65536) once a test has started a cluster
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     out = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True,
-                         check=True)
+                         check=True, env=env)
     return int(out.stdout.split()[-1])
 
 
