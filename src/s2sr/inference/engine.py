@@ -23,7 +23,7 @@ from tqdm import tqdm
 from s2sr.data.degrade_torch import back_project
 from s2sr.errors import DataError, WeightsError
 from s2sr.inference.backends import Backend, Staged, TorchBackend
-from s2sr.inference.tiling import TileLayout, axis_weights, extent_offsets
+from s2sr.inference.tiling import TileLayout, col_weights, extent_offsets, row_weights
 from s2sr.io.nodata import valid_mask
 
 log = logging.getLogger(__name__)
@@ -281,15 +281,10 @@ class TiledSuperResolver:
     def _weights(self, i: int, j: int, device: torch.device) -> torch.Tensor:
         """Blending weights of tile ``(i, j)`` (:func:`tile_weights`) on ``device``, from
         per-row and per-column vectors kept there."""
-        lay = self.layout
         if i not in self._wy:
-            r0, r1, _, _ = lay.extent(i, 0)
-            self._wy[i] = torch.from_numpy(axis_weights(
-                i, lay.rows, r0, r1, lay.stride, lay.ramp, lay.scale)).to(device)
+            self._wy[i] = torch.from_numpy(row_weights(self.layout, i)).to(device)
         if j not in self._wx:
-            _, _, c0, c1 = lay.extent(0, j)
-            self._wx[j] = torch.from_numpy(axis_weights(
-                j, lay.cols, c0, c1, lay.stride, lay.ramp, lay.scale)).to(device)
+            self._wx[j] = torch.from_numpy(col_weights(self.layout, j)).to(device)
         return self._wy[i][:, None] * self._wx[j][None, :]
 
     def run(self, reader: Reader, writer: Writer) -> int:

@@ -71,6 +71,11 @@ DEFAULT_TILE = {2: 544, 4: 288}
 #: not divide 2048); 544 px 41.0 s, 1616 MB. On a whole 10980^2 tile 288 px computes 7 %
 #: more pixels than 544 px at about 4 % more speed per pixel.
 ORT_TILE = {2: 288}
+DEFAULT_OVERLAP = 32
+#: Largest accepted ``--tile`` (input pixels a side); memory is checked as well.
+MAX_TILE = 8192
+#: Share of the memory that one batch of tiles may take in the network.
+MEMORY_SHARE = 0.5
 
 
 def default_tile(scale: int, backend: str = "torch") -> int:
@@ -78,11 +83,6 @@ def default_tile(scale: int, backend: str = "torch") -> int:
     if backend == "onnxruntime" and scale in ORT_TILE:
         return ORT_TILE[scale]
     return DEFAULT_TILE.get(scale, 256)
-DEFAULT_OVERLAP = 32
-#: Largest accepted ``--tile`` (input pixels a side); memory is checked as well.
-MAX_TILE = 8192
-#: Share of the memory that one batch of tiles may take in the network.
-MEMORY_SHARE = 0.5
 
 
 def _prepare(model: nn.Module, plan: InferencePlan) -> nn.Module:
@@ -138,7 +138,7 @@ def _layout(height: int, width: int, scale: int, tile: int | None, overlap: int 
         raise UsageError(f"--tile must be at least 8 pixels, got {tile}")
     if tile > MAX_TILE:
         raise UsageError(f"--tile {tile} is larger than {MAX_TILE} pixels: use a tile of "
-                         f"{DEFAULT_TILE.get(scale, 256)} to 2048 (memory grows with its square)")
+                         f"{default_tile(scale, backend)} to 2048 (memory grows with its square)")
     # A tile larger than the scene only adds padding: shrink it to what covers the scene.
     needed = max(height, width, overlap // 2, 8) + overlap
     needed += -needed % 8
@@ -146,8 +146,8 @@ def _layout(height: int, width: int, scale: int, tile: int | None, overlap: int 
     return TileLayout.from_tile(height, width, tile, overlap, scale)
 
 
-def _check_memory(model: nn.Module | ModelSpec, lay: TileLayout, plan: InferencePlan
-                  ) -> None:
+def _check_memory(model: nn.Module | ModelSpec, lay: TileLayout, plan: InferencePlan,
+                  backend: str = "torch") -> None:
     batch, dev = plan.batch_size, plan.device
     need = network_bytes(model, lay.tile, batch, BYTES_PER_ELEMENT[plan.precision])
     have = _memory_bytes(dev)
@@ -156,7 +156,7 @@ def _check_memory(model: nn.Module | ModelSpec, lay: TileLayout, plan: Inference
         raise UsageError(
             f"--tile {lay.tile} with --batch-size {batch} needs about {need / 2**30:.1f} GiB "
             f"but this machine has {have / 2**30:.1f} GiB of {where}: use a smaller --tile "
-            f"(default {DEFAULT_TILE.get(lay.scale, 256)}) or --batch-size"
+            f"(default {default_tile(lay.scale, backend)}) or --batch-size"
         )
 
 
@@ -405,7 +405,7 @@ def prepare_run(
         meta = scene.meta
         lay = _layout(meta.height, meta.width, spec.scale, tile, overlap, choice.backend)
         plan = _sized(plan, spec, lay, batch_size)
-        _check_memory(spec, lay, plan)
+        _check_memory(spec, lay, plan, choice.backend)
         radiometry = Radiometry(meta.dtype, meta.gains, meta.offsets, meta.nodata)
         is_int = np.issubdtype(np.dtype(meta.dtype), np.integer)
         default_gain = 1e-4 if is_int else 1.0
@@ -498,7 +498,7 @@ def super_resolve(
     _warn_emulated(plan)
     if tile is None:
         lay = _layout(array.shape[1], array.shape[2], spec.scale, tile, overlap, choice.backend)
-    _check_memory(model, lay, plan)
+    _check_memory(model, lay, plan, choice.backend)
     s = spec.scale
     out = np.empty((n, array.shape[1] * s, array.shape[2] * s), array.dtype)
 

@@ -130,12 +130,21 @@ def axis_weights(k: int, n: int, start: int, end: int, stride: int, ramp: int,
     return w
 
 
+def row_weights(layout: TileLayout, i: int) -> np.ndarray:
+    """1-D weights of tile row ``i`` over its extent's rows (the same for every column)."""
+    r0, r1, _, _ = layout.extent(i, 0)
+    return axis_weights(i, layout.rows, r0, r1, layout.stride, layout.ramp, layout.scale)
+
+
+def col_weights(layout: TileLayout, j: int) -> np.ndarray:
+    """1-D weights of tile column ``j`` over its extent's columns (the same for every row)."""
+    _, _, c0, c1 = layout.extent(0, j)
+    return axis_weights(j, layout.cols, c0, c1, layout.stride, layout.ramp, layout.scale)
+
+
 def tile_weights(layout: TileLayout, i: int, j: int) -> np.ndarray:
     """2-D weights ``(h_hr, w_hr)`` of tile ``(i, j)`` over its extent."""
-    r0, r1, c0, c1 = layout.extent(i, j)
-    wy = axis_weights(i, layout.rows, r0, r1, layout.stride, layout.ramp, layout.scale)
-    wx = axis_weights(j, layout.cols, c0, c1, layout.stride, layout.ramp, layout.scale)
-    return wy[:, None] * wx[None, :]
+    return row_weights(layout, i)[:, None] * col_weights(layout, j)[None, :]
 
 
 def extent_offsets(layout: TileLayout, i: int, j: int) -> tuple[int, int, int, int]:
