@@ -3,11 +3,13 @@
 Values from the Sentinel-2 MSI product specification (S2-PDGS-TAS-DI-PSD) and the
 processing-baseline 04.00 note: from 25 January 2022 L1C and L2A digital numbers carry an
 additive offset of -1000 (``RADIO_ADD_OFFSET`` / ``BOA_ADD_OFFSET``), so that
-``reflectance = (DN + offset) / QUANTIFICATION_VALUE``.
+``reflectance = (DN + offset) / QUANTIFICATION_VALUE``. Besides band names, processing
+baselines are normalised here (:func:`parse_baseline`, the one reading of them).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Final
@@ -71,6 +73,42 @@ def normalize_band_name(name: str) -> str | None:
     if rest and not rest.startswith(("(", "_")):
         return _COMMON.get(text.lower())  # "red edge" is not "red"
     return _COMMON.get(text.lower()) or _COMMON.get(head.lower())
+
+
+def parse_baseline(value: object) -> str | None:
+    """A processing baseline as ``"NN.NN"``; ``None`` when ``value`` is absent (``None`` or
+    blank).
+
+    Raises:
+        ValueError: ``value`` is no baseline (text that is not one, a negative, NaN or
+            boolean value, more than two decimals, beyond 99.99 or below 01.00).
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("is not a baseline such as 05.09")
+    if isinstance(value, str):
+        text = value.strip()
+        match = re.fullmatch(r"[Nn]?(\d{2})(\d{2})", text) if text[:1] in "Nn" else None
+        if match:
+            text = f"{match.group(1)}.{match.group(2)}"
+        elif re.fullmatch(r"[Nn]\d{2}\.\d{2}", text):
+            text = text[1:]
+        if not re.fullmatch(r"\d{1,2}(?:\.\d{1,2})?", text):
+            raise ValueError("is not a baseline such as 05.09")
+        number = float(text)
+    elif isinstance(value, int) and abs(value) > 10**6:
+        raise ValueError("is outside 01.00-99.99 (baselines are such as 05.09)")
+    else:
+        number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("is not a finite number (baselines are such as 05.09)")
+    hundredths = round(number * 100)
+    if abs(number * 100 - hundredths) > 1e-6:
+        raise ValueError("is not a baseline such as 05.09 (two decimals at most)")
+    if not 100 <= hundredths <= 9999:
+        raise ValueError("is outside 01.00-99.99 (baselines are such as 05.09)")
+    return f"{hundredths // 100:02d}.{hundredths % 100:02d}"
 
 
 def band_index(bands: Sequence[str], band: str) -> int | None:

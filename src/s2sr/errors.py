@@ -8,11 +8,20 @@ overwrite) and 1 for data errors (the files exist but cannot be used).
 
 from __future__ import annotations
 
+from s2sr.safe_text import printable
+
 
 class S2SRError(Exception):
-    """Root of all s2sr errors. Messages name the problem and the fix in one line."""
+    """Root of all s2sr errors. Messages name the problem and the fix in one line.
+
+    The text is made safe to echo (:func:`s2sr.safe_text.printable`): a hostile file name
+    or tag quoted in it cannot send terminal escapes or forge a second line.
+    """
 
     exit_code: int = 1
+
+    def __str__(self) -> str:
+        return printable(super().__str__())
 
 
 class UsageError(S2SRError, ValueError):

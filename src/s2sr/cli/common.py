@@ -11,13 +11,14 @@ from typing import Any, TypeVar
 import click
 
 from s2sr.errors import S2SRError
+from s2sr.safe_text import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _OneLine(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return f"s2sr: {record.levelname.lower()}: {record.getMessage()}"
+        return f"s2sr: {record.levelname.lower()}: {printable(record.getMessage())}"
 
 
 def setup_logging(quiet: bool) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from s2sr.bands import normalize_band_name
 from s2sr.errors import BandError, DataError
 from s2sr.io.base import BandRef, Scene, build_scene
-from s2sr.io.baseline import apply_offsets
+from s2sr.io.baseline import apply_offsets, record_offsets
 from s2sr.io.dn import gdal_gains
 from s2sr.io.gdal_safety import open_raster
 
@@ -23,6 +23,14 @@ _BAND_FILE_RE = re.compile(r"(?:^|_)(B\d{2}|B8A)(?:_10m)?\.(?:tif|tiff|jp2)$", r
 _S2_PRODUCT_FILE_RE = re.compile(
     r"^(?:T\d{2}[A-Z]{3}_\d{8}T\d{6}_|S2[A-D]_OPER_MSI_L1C_TL_\w+_)(?:B\d{2}|B8A)(?:_\d{2}m)?\.jp2$",
     re.IGNORECASE)
+#: BigEarthNet patch bands (``S2A_MSIL2A_20170613T101031_87_48_B02.tif``): GeoTIFF cuts of
+#: L2A products, without a declared nodata, where DN 0 is the product's "no data".
+_BIGEARTHNET_FILE_RE = re.compile(
+    r"^S2[AB]_MSIL2A_\d{8}T\d{5,6}_\d{1,3}_\d{1,3}_(?:B\d{2}|B8A)\.tif$", re.IGNORECASE)
+#: Tags of band files that say the baseline, the offset or the date.
+FILE_BASELINE_TAGS = ("S2_DN_OFFSET", "S2_DN_OFFSET_SOURCE", "S2_PROCESSING_BASELINE",
+                      "PROCESSING_BASELINE", "ACQUISITION_DATE", "S2_START_TIME",
+                      "PRODUCT_START_TIME", "DATATAKE_1_DATATAKE_SENSING_START")
 
 
 def band_files(names: Sequence[str]) -> dict[str, str]:
@@ -39,9 +47,11 @@ def band_files(names: Sequence[str]) -> dict[str, str]:
 
 def is_s2_product_band(path: str) -> bool:
     """Whether a file is recognisably a band file of a Sentinel-2 product (named as in the
-    product, or inside a granule's ``IMG_DATA`` folder), where DN 0 marks missing pixels."""
+    product, inside a granule's ``IMG_DATA`` folder, or a BigEarthNet patch band cut from an
+    L2A product), where DN 0 marks missing pixels."""
     parts = path.replace("\\", "/").split("/")
-    return bool(_S2_PRODUCT_FILE_RE.match(parts[-1])) or "IMG_DATA" in parts[:-1]
+    return bool(_S2_PRODUCT_FILE_RE.match(parts[-1]) or _BIGEARTHNET_FILE_RE.match(parts[-1])) \
+        or "IMG_DATA" in parts[:-1]
 
 
 def open_band_files(
@@ -94,16 +104,23 @@ def open_band_files(
                 explicit = explicit or ex
             s2_files = all(is_s2_product_band(r.path) or r.path.lower().endswith(".jp2")
                            for r in refs)
+            for ref in refs:  # baseline/date tags of the band files (gdal_edit.py -mo ...)
+                file_tags = ref.dataset.tags()
+                tags.update({k: v for k, v in file_tags.items()
+                             if k in FILE_BASELINE_TAGS and k not in tags})
             g, o = apply_offsets(wanted, g, o, explicit, refs[0].dataset.dtypes[0], dn_offset,
                                   source, tags, s2_files)
         else:
             offsets = offsets or {}
             g = [gains[b] for b in wanted]
             o = [offsets.get(b, 0.0) for b in wanted]
+            if "S2_DN_OFFSET" not in tags:  # a STAC item's raster:bands
+                record_offsets(tags, wanted, [oo / gg for oo, gg in zip(o, g, strict=True)],
+                               "read from the STAC item's raster:bands scale/offset")
         if nodata is None:
             nodata = refs[0].dataset.nodata
         if nodata is None and all(is_s2_product_band(r.path) for r in refs):
-            nodata = 0  # DN 0 marks missing data in every Sentinel-2 product
+            nodata = 0  # DN 0 marks missing data in every Sentinel-2 product (and its cuts)
         return build_scene(refs, wanted, source, owned, g, o, nodata, tags)
     except Exception:
         for dataset in owned:

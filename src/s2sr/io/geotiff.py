@@ -15,6 +15,7 @@ from s2sr.io.base import SCENE_LOGGER, BandRef, Scene, build_scene, select_bands
 from s2sr.io.baseline import apply_offsets
 from s2sr.io.dn import gdal_gains
 from s2sr.io.gdal_safety import open_raster
+from s2sr.safe_text import printable
 
 log = logging.getLogger(SCENE_LOGGER)
 
@@ -35,6 +36,23 @@ def _by_position(band_names: Sequence[str], count: int, path: str) -> list[str |
     if dupes:
         raise UsageError(f"--bands names {', '.join(dupes)} more than once: name each band once")
     return list(names)
+
+
+def _check_duplicates(described: Sequence[str | None], descriptions: Sequence[str | None],
+                      count: int, path: str) -> None:
+    """Refuse band descriptions naming one band twice (which of them is it?)."""
+    seen: dict[str, int] = {}
+    for idx, name in enumerate(described, start=1):
+        if name is None:
+            continue
+        if name in seen:
+            raise BandError(
+                f"{printable(path)} has two bands described as {name} (bands {seen[name]} and "
+                f"{idx}: {printable(repr(descriptions[seen[name] - 1]), 40)}, "
+                f"{printable(repr(descriptions[idx - 1]), 40)}): s2sr cannot tell which is "
+                f"{name}; fix the descriptions, or pass --bands naming all {count} bands of "
+                "the file in order")
+        seen[name] = idx
 
 
 def open_geotiff(
@@ -77,6 +95,8 @@ def open_geotiff(
                 )
         else:
             names = list(described)
+        if band_names is None or selected is not None:
+            _check_duplicates(described, dataset.descriptions, dataset.count, path)
         unknown = [d for d in present if normalize_band_name(d) is None]
         available: dict[str, BandRef] = {}
         for idx, name in enumerate(names, start=1):

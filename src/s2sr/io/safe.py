@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from s2sr.errors import RasterReadError, UnsafeArchiveError
+from s2sr.errors import DataError, RasterReadError, UnsafeArchiveError
 from s2sr.io.archive import (
     MAX_COMPRESSION_RATIO,
     MAX_ENTRIES,
@@ -24,6 +24,7 @@ from s2sr.io.archive import (
 )
 from s2sr.io.bandfolder import band_files, open_band_files
 from s2sr.io.base import Scene
+from s2sr.io.baseline import OFFSET_FIX, record_offsets, warn_unknown
 from s2sr.io.safe_metadata import (
     MAX_ABS_OFFSET,
     MAX_MTD_BYTES,
@@ -65,13 +66,22 @@ def _scene_from(
     dn = {b: meta.offsets.get(b, 0.0) if dn_offset is None else dn_offset for b in files}
     gains = {b: 1.0 / meta.quantification for b in files}
     offsets = {b: dn[b] / meta.quantification for b in files}
-    tags = {
-        "S2_PROCESSING_LEVEL": meta.level,
-        "S2_PROCESSING_BASELINE": meta.baseline,
-        "S2_DN_OFFSET": ",".join(f"{b}:{dn[b]:g}" for b in sorted(files)),
-    }
+    tags = {"S2_PROCESSING_LEVEL": meta.level, "S2_PROCESSING_BASELINE": meta.baseline}
     if meta.start_time:
         tags["S2_START_TIME"] = meta.start_time
+    if dn_offset is not None:
+        how = "given (--offset / dn_offset)"
+    elif meta.offsets:
+        how = "read from the product metadata"
+    elif meta.baseline_error:
+        raise DataError(f"{source}: product metadata {meta.baseline_error} and gives no DN "
+                        f"offsets, so the offset is unknown: {OFFSET_FIX}")
+    elif meta.baseline != "unknown":
+        how = f"read from the product metadata (baseline {meta.baseline})"
+    else:
+        how = "assumed: the product metadata states no baseline"
+        warn_unknown(source, tags, s2_files=True)
+    record_offsets(tags, sorted(files), [dn[b] for b in sorted(files)], how)
     # DN 0 marks missing data in every Sentinel-2 product.
     return open_band_files(files, bands, source, gains, offsets, nodata=0, tags=tags)
 

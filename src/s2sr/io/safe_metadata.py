@@ -18,8 +18,10 @@ from s2sr.bands import (
     QUANTIFICATION_VALUE,
     SAFE_BAND_IDS,
     normalize_band_name,
+    parse_baseline,
 )
 from s2sr.errors import RasterReadError
+from s2sr.safe_text import printable
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ class SafeMetadata:
     quantification: float
     offsets: dict[str, float]  # band -> additive DN offset
     start_time: str | None
+    #: why the PROCESSING_BASELINE could not be read (``None``: read, or absent)
+    baseline_error: str | None = None
 
 
 def _local(tag: str) -> str:
@@ -121,9 +125,14 @@ def parse_safe_metadata(xml: bytes, source: str) -> SafeMetadata:
     if unknown:
         raise _bad(source, f"gives offsets for band_id {unknown} that no band has (0-12)")
     offsets = {band_by_id[i]: v for i, v in raw_offsets.items()}
-    if baseline and not re.fullmatch(r"\d{2}\.\d{2}", baseline):
-        log.warning("%s: unreadable PROCESSING_BASELINE %r: treating it as unknown",
-                    source, baseline[:40])
+    baseline_error = None
+    try:
+        baseline = parse_baseline(baseline) or ""
+    except ValueError as err:
+        baseline_error = f"PROCESSING_BASELINE {printable(baseline, 40)} {err}"
+        if offsets:  # the per-band offsets say what the baseline would
+            log.warning("%s: %s: treating it as unknown (the per-band offsets are used)",
+                        printable(source), baseline_error)
         baseline = ""
     new_baseline = bool(baseline) and float(baseline) >= 4.0
     if new_baseline and not offsets:
@@ -134,6 +143,6 @@ def parse_safe_metadata(xml: bytes, source: str) -> SafeMetadata:
         offsets = {b: BASELINE_04_OFFSET for b in SAFE_BAND_IDS}
     return SafeMetadata(
         level=level, baseline=baseline or "unknown", quantification=quant or QUANTIFICATION_VALUE,
-        offsets=offsets, start_time=start,
+        offsets=offsets, start_time=start, baseline_error=baseline_error,
     )
 
