@@ -33,11 +33,12 @@ from typing import Any, Final
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-from s2sr.bands import normalize_band_name
+from s2sr.bands import normalize_band_name, parse_baseline
 from s2sr.errors import BandError, DataError, InputNotFoundError, RasterReadError, UsageError
 from s2sr.io.bandfolder import open_band_files
 from s2sr.io.base import Scene, short_error
 from s2sr.io.gdal_safety import DRIVER_BY_SUFFIX, SAFE_GDAL_OPTIONS, check_size, open_raster
+from s2sr.safe_text import printable
 
 #: Largest STAC JSON read (a day of Sentinel-2 over Europe is a few MB).
 MAX_JSON_BYTES: Final[int] = 32 * 1024 * 1024
@@ -328,9 +329,15 @@ def open_stac_item(path: str | os.PathLike[str], bands: Sequence[str] | None = N
                                      "exist: check the item's hrefs")
     props = item.get("properties") or {}
     tags: dict[str, str] = {"S2_STAC_ITEM": item["id"][:MAX_ID]}
-    baseline = props.get("s2:processing_baseline")
-    if isinstance(baseline, str) and re.fullmatch(r"\d{2}\.\d{2}", baseline.strip()):
-        tags["PROCESSING_BASELINE"] = baseline.strip()
+    bad_baseline = None
+    try:  # one parser for every source (s2sr.bands.parse_baseline): "05.09", 5.09, "N0509"
+        baseline = parse_baseline(props.get("s2:processing_baseline"))
+    except ValueError as err:
+        baseline = None
+        bad_baseline = (f"{where}: s2:processing_baseline "
+                        f"{printable(repr(props.get('s2:processing_baseline')), 40)} {err}")
+    if baseline:
+        tags["PROCESSING_BASELINE"] = baseline
     date = props.get("datetime")
     if isinstance(date, str) and re.match(r"^\d{4}-\d{2}-\d{2}", date):
         tags["ACQUISITION_DATE"] = date[:10]
@@ -346,6 +353,9 @@ def open_stac_item(path: str | os.PathLike[str], bands: Sequence[str] | None = N
     platform = str(props.get("platform", props.get("constellation", "")))[:40].lower()
     if nodata is None and platform.startswith("sentinel-2"):
         nodata = 0.0  # DN 0 marks missing data in every Sentinel-2 product
+    if bad_baseline and gains is None and dn_offset is None:  # it would decide the offset
+        raise StacError(f"{bad_baseline}: correct the item (e.g. \"05.09\") or, with s2sr "
+                        "predict, pass --offset -1000 (baseline 04.00 or later) or --offset 0")
     remote = any(f.startswith("/vsicurl/") for f in files.values())
     scene = open_band_files(files, wanted, source, gains=gains, offsets=offsets,
                             nodata=nodata, tags=tags, dn_offset=dn_offset, opener=open_remote)
