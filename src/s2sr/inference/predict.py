@@ -56,7 +56,7 @@ from s2sr.inference.tiling import TileLayout
 from s2sr.io.base import SCENE_LOGGER
 from s2sr.io.outputs import check_output_file, exclusive_output
 from s2sr.io.scene import SUPPORTED_DTYPES, GeoMeta, Scene, open_scene
-from s2sr.io.writer import ALL_CPUS, RasterWriter, block_size_for, output_meta
+from s2sr.io.writer import ALL_CPUS, RasterWriter, block_size_for, carried_tags, output_meta
 from s2sr.models import ModelSpec, file_sha256, get_spec, load_model, pretrained_path
 from s2sr.models.exported import OnnxModel, load_torchscript, read_onnx, sniff
 
@@ -411,7 +411,7 @@ def prepare_run(
         default_gain = 1e-4 if is_int else 1.0
         write_scales = any(g != default_gain for g in meta.gains) or any(meta.offsets)
         tags = {
-            **{k: v for k, v in meta.tags.items() if k.isupper() or k.startswith("S2_")},
+            **carried_tags(meta.tags),
             "S2SR_MODEL": spec.name,
             "S2SR_MODEL_SHA256": sha,
             "S2SR_MODEL_FILE": Path(weights).name,

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from affine import Affine
+from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
@@ -26,6 +27,7 @@ from rasterio.windows import Window
 from s2sr.errors import BandError, DataError, GridMismatchError, RasterReadError
 from s2sr.io.dn import check_dtype, to_reflectance
 from s2sr.io.gdal_safety import safe_env
+from s2sr.safe_text import printable
 
 #: The logger of everything said while opening a scene, whichever reader speaks: callers
 #: that open a scene twice silence it by this one name.
@@ -48,6 +50,8 @@ class GeoMeta:
         offsets: per band, reflectance of DN 0.
         source: the path the scene came from.
         tags: dataset tags worth carrying (e.g. acquisition date).
+        gcps: ground control points and their CRS, for a raster georeferenced by GCPs
+            only (``crs`` ``None``, identity ``transform``); ``None`` otherwise.
     """
 
     crs: CRS | None
@@ -61,6 +65,7 @@ class GeoMeta:
     offsets: tuple[float, ...]
     source: str
     tags: dict[str, str] = field(default_factory=dict)
+    gcps: tuple[tuple[GroundControlPoint, ...], CRS | None] | None = None
 
     @property
     def res(self) -> tuple[float, float]:
@@ -181,6 +186,24 @@ def select_bands(
     return [available[b] for b in wanted]
 
 
+#: More ground control points than any real product has (a Sentinel-1 GRD has ~200).
+MAX_GCPS = 10_000
+
+
+def _gcps_of(dataset: Any, source: str) -> tuple[tuple[GroundControlPoint, ...], CRS | None] \
+        | None:
+    """The GCPs of a raster without a geotransform (``None`` when it has none)."""
+    if not dataset.transform.is_identity:
+        return None
+    points, crs = dataset.gcps
+    if not points:
+        return None
+    if len(points) > MAX_GCPS:
+        raise DataError(f"{printable(source)} has {len(points)} ground control points (more "
+                        f"than {MAX_GCPS}): warp it onto a grid first (gdalwarp)")
+    return tuple(points), crs if crs else None
+
+
 def build_scene(
     refs: list[BandRef], bands: Sequence[str], source: str, owned: list[Any],
     gains: Sequence[float], offsets: Sequence[float], nodata: float | None,
@@ -219,11 +242,18 @@ def build_scene(
     if first.width == 0 or first.height == 0:
         raise DataError(f"{source} is empty (0 pixels): supply a scene with data")
     crs = first.crs if first.crs else None
-    if crs is None:
-        log.warning("%s has no CRS: the output will have none either", source)
+    gcps = _gcps_of(first, source) if crs is None else None
+    if gcps is not None:
+        log.warning("%s has no geotransform but is georeferenced by %d ground control points "
+                    "(GCPs): the output carries them, scaled to its pixel grid (gdalwarp it to "
+                    "get a regular grid)", printable(source), len(gcps[0]))
+    elif crs is None:
+        log.warning("%s has no CRS and no GCPs (not georeferenced): the output will not be "
+                    "either", printable(source))
     meta = GeoMeta(
         crs=crs, transform=first.transform, width=first.width, height=first.height,
         dtype=dtype, nodata=nodata, bands=tuple(bands),
         gains=tuple(gains), offsets=tuple(offsets), source=source, tags=dict(tags or {}),
+        gcps=gcps,
     )
     return Scene(meta, refs, owned)

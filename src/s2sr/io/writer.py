@@ -25,6 +25,7 @@ import rasterio
 import rasterio.shutil
 from affine import Affine
 from rasterio._err import CPLE_BaseError
+from rasterio.control import GroundControlPoint
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -42,13 +43,47 @@ log = logging.getLogger(__name__)
 
 
 def output_meta(meta: GeoMeta, scale: int) -> GeoMeta:
-    """The grid of a x``scale`` output: same CRS and bounds, pixel size divided by ``scale``."""
+    """The grid of a x``scale`` output: same CRS and bounds, pixel size divided by ``scale``.
+
+    GCPs (a raster georeferenced by them only) move with the grid: GDAL's pixel/line
+    coordinates count from the top-left corner of the top-left pixel (a pixel centre is at
+    ``+0.5``), so a point at ``(col, row)`` of the input is at ``(col * scale, row * scale)``
+    of the output, and pixel centres stay where they were.
+    """
+    gcps = meta.gcps
+    if gcps is not None:
+        points = tuple(GroundControlPoint(row=p.row * scale, col=p.col * scale, x=p.x, y=p.y,
+                                          z=p.z, id=p.id, info=p.info) for p in gcps[0])
+        gcps = (points, gcps[1])
     return replace(
         meta,
         transform=meta.transform @ Affine.scale(1 / scale),
         width=meta.width * scale,
         height=meta.height * scale,
+        gcps=gcps,
     )
+
+
+#: Source tags an output keeps: they name the acquisition, its product and licence, which a
+#: super-resolved copy shares. Every other tag may describe the source's pixels (its bands,
+#: pixel size, georeferencing: ``BAND_ORDER``, ``GEOREFERENCED``, ``AREA_OR_POINT``...) and
+#: would be stale; s2sr's own ``S2_*`` reader tags (baseline, DN offset and its source) are
+#: kept, since the output keeps the input's DN encoding.
+CARRIED_TAGS = frozenset({
+    "ACQUISITION_DATE", "DATE_ACQUIRED", "PROCESSING_BASELINE", "PRODUCT_START_TIME",
+    "PRODUCT_STOP_TIME", "PRODUCT_URI", "PRODUCT_TYPE", "PROCESSING_LEVEL", "SENSING_TIME",
+    "SPACECRAFT_NAME", "DATATAKE_1_SPACECRAFT_NAME", "DATATAKE_1_DATATAKE_SENSING_START",
+    "TILE_ID", "MGRS_TILE", "LICENSE",
+})
+#: Longest tag value carried (a hostile file's tags are not copied whole).
+MAX_TAG_VALUE = 1000
+
+
+def carried_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The source tags that stay true of a super-resolved output (:data:`CARRIED_TAGS` and
+    ``S2_*``), values cut to :data:`MAX_TAG_VALUE` characters."""
+    return {k: v[:MAX_TAG_VALUE] for k, v in tags.items()
+            if k in CARRIED_TAGS or (k.startswith("S2_") and k.isupper() and len(k) <= 64)}
 
 
 #: Codec of the intermediate GeoTIFF before COG conversion. ZSTD level 1 with the
@@ -180,6 +215,11 @@ class RasterWriter:
             profile.update(intermediate_profile(meta.dtype))
         if meta.crs is None:
             profile.pop("crs")
+        if meta.gcps is not None:  # georeferenced by GCPs: no geotransform
+            profile.pop("transform")
+            profile["gcps"], profile["crs"] = meta.gcps
+            if profile["crs"] is None:
+                profile.pop("crs")
         self._dataset: Any = None
         try:
             self._dataset = rasterio.open(self.tmp, "w", **profile)
