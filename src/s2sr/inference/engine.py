@@ -28,6 +28,10 @@ from s2sr.io.nodata import valid_mask
 
 log = logging.getLogger(__name__)
 
+#: Largest reflectance accepted in the input: snow and bright clouds reach about 1.5, so
+#: more than 10 means the values are not reflectance (e.g. float DN, or a wrong scale).
+MAX_REFLECTANCE = 10.0
+
 Reader = Callable[[Window], np.ndarray]
 Writer = Callable[[Window, np.ndarray], None]
 
@@ -50,6 +54,24 @@ class Radiometry:
     def valid_mask(self, dn: np.ndarray) -> np.ndarray:
         """``(h, w)`` True where every band holds data. ``dn``: ``(C, h, w)``."""
         return valid_mask(dn, self.nodata)
+
+    def saturated_value(self) -> int | None:
+        """The DN marking a saturated sample: the largest value of an integer dtype (65535
+        in uint16, the ``SATURATED`` special value of Sentinel-2 L1C/L2A products), unless
+        it is the nodata value; ``None`` for floats."""
+        dtype = np.dtype(self.dtype)
+        if not np.issubdtype(dtype, np.integer):
+            return None
+        top = int(np.iinfo(dtype).max)
+        return None if self.nodata is not None and self.nodata == top else top
+
+    def saturated_mask(self, dn: np.ndarray) -> np.ndarray | None:
+        """``(C, h, w)`` True where a band is saturated, or ``None`` where none is."""
+        top = self.saturated_value()
+        if top is None:
+            return None
+        mask = dn == top
+        return mask if mask.any() else None
 
     def to_reflectance(self, dn: np.ndarray) -> np.ndarray:
         """``(C, h, w)`` float32 reflectance."""
@@ -79,7 +101,8 @@ class Radiometry:
             floor[k] = value
         return floor
 
-    def to_dn(self, refl: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def to_dn(self, refl: np.ndarray, valid: np.ndarray,
+              saturated: np.ndarray | None = None) -> np.ndarray:
         """Reflectance ``(C, h, w)`` -> DN of ``dtype``; invalid pixels become nodata.
 
         Negative reflectance (a network can undershoot next to dark pixels) is clamped at
@@ -104,7 +127,7 @@ class Radiometry:
                 out[out == nd] = bump
         else:
             out = np.maximum(dn, floor).astype(dtype)
-        return self.finish(out, valid)
+        return self.finish(out, valid, saturated)
 
     def dn_values(self, refl: torch.Tensor) -> torch.Tensor:
         """The DN of reflectance ``(C, h, w)``, computed where ``refl`` lies (the GPU's
@@ -131,11 +154,19 @@ class Radiometry:
             out[out == nd] = nd + 1 if nd < info.max else nd - 1
         return out
 
-    def finish(self, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """:meth:`dn_values` (on the host) -> the output array: cast to ``dtype``, nodata
-        where ``valid`` (``(h, w)``, or ``(h / s, w / s)`` input pixels for an output ``s``
-        times larger) is False."""
+    def finish(self, values: np.ndarray, valid: np.ndarray,
+               saturated: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`dn_values` (on the host) -> the output array: cast to ``dtype``, the
+        saturated value where ``saturated`` (``(C, h, w)`` input samples, or ``None``) is
+        set, nodata where ``valid`` (``(h, w)``, or ``(h / s, w / s)`` input pixels for an
+        output ``s`` times larger) is False."""
         out = values.astype(self.dtype, copy=False)
+        top = self.saturated_value()
+        if saturated is not None and top is not None:
+            s = out.shape[1] // saturated.shape[1]
+            if s > 1:
+                saturated = np.repeat(np.repeat(saturated, s, axis=1), s, axis=2)
+            out[saturated] = top
         if self.nodata is not None and not valid.all():
             s = out.shape[1] // valid.shape[0]
             if s > 1:
@@ -169,6 +200,7 @@ class _Batch:
     keys: list[tuple[int, int]]
     refl: np.ndarray  # (B, C, t, t) float32
     valid: list[np.ndarray]  # per tile (t, t)
+    saturated: list[np.ndarray | None]  # per tile (C, t, t), None where nothing saturates
     active: list[bool]  # tile has any valid pixel
     staged: Staged | None = None  # the active tiles, on their way to a PyTorch backend
 
@@ -202,6 +234,9 @@ class TiledSuperResolver:
         self.batch_size = max(1, batch_size)
         self.progress = progress
         self.valid_pixels = 0
+        #: saturated input samples seen (band x pixel): not fed to the network, written
+        #: saturated again (:meth:`Radiometry.saturated_value`)
+        self.saturated_samples = 0
         self.consistency = consistency
         self._wy: dict[int, torch.Tensor] = {}
         self._wx: dict[int, torch.Tensor] = {}
@@ -212,10 +247,13 @@ class TiledSuperResolver:
             yield keys[k:k + self.batch_size]
 
     def _load(self, reader: Reader, keys: list[tuple[int, int]]) -> _Batch:
-        refls, valids, active = [], [], []
+        refls, valids, active, sats = [], [], [], []
         for i, j in keys:
             dn = read_tile(reader, self.layout, i, j)
             valid = self.radiometry.valid_mask(dn)
+            sat = self.radiometry.saturated_mask(dn)
+            if sat is not None:
+                sat &= valid[None]
             if np.issubdtype(dn.dtype, np.floating):
                 bad = ~np.isfinite(dn).all(axis=0) & valid
                 if bad.any():
@@ -227,15 +265,41 @@ class TiledSuperResolver:
                     )
             refl = self.radiometry.to_reflectance(dn)
             refl = np.where(valid[None], refl, self.fill)
+            if sat is not None:  # no value: the network sees the fill (no dark halo)
+                refl = np.where(sat, self.fill, refl)
+            self._check_plausible(refl, valid, sat, i, j)
             refls.append(refl)
             valids.append(valid)
+            sats.append(sat)
             active.append(bool(valid.any()))
-        batch = _Batch(keys, np.stack(refls), valids, active)
+        batch = _Batch(keys, np.stack(refls), valids, sats, active)
         idx = [k for k, a in enumerate(active) if a]
         if idx and isinstance(self.backend, TorchBackend):
             batch.staged = self.backend.stage(torch.from_numpy(
                 np.ascontiguousarray(batch.refl[idx])))
         return batch
+
+    def _check_plausible(self, refl: np.ndarray, valid: np.ndarray,
+                         sat: np.ndarray | None, i: int, j: int) -> None:
+        """Refuse reflectance no surface has (above :data:`MAX_REFLECTANCE`): DN read as
+        reflectance (float rasters holding DN), or a wrong scale."""
+        if not valid.any():
+            return
+        ok = valid[None] if sat is None else valid[None] & ~sat
+        top = float(np.max(refl, where=ok & np.isfinite(refl), initial=-np.inf))
+        if top > MAX_REFLECTANCE:
+            band = int(np.argmax(np.max(refl, axis=(1, 2), where=ok, initial=-np.inf)))
+            y, x = self._scene_position((refl[band] > MAX_REFLECTANCE) & ok[0 if sat is None
+                                                                          else band], i, j)
+            kind = "float" if np.issubdtype(np.dtype(self.radiometry.dtype), np.floating) \
+                else "integer"
+            raise DataError(
+                f"input band {band + 1} reads as reflectance {top:g} at row {y}, column {x}, "
+                f"beyond anything a surface reflects (at most about 1.5; {MAX_REFLECTANCE:g} "
+                f"allowed): the {kind} values are not on the scale s2sr assumes (float rasters "
+                "are read as reflectance 0-1, integers as reflectance x 10000). If they are "
+                "DN (reflectance x 10000), say so: gdal_edit.py -scale 0.0001 FILE, or "
+                "convert with gdal_translate -ot UInt16; otherwise fix the file's scale")
 
     def _scene_position(self, mask: np.ndarray, i: int, j: int) -> tuple[int, int]:
         """First (row, column) of the scene where ``mask`` (a tile, padded by reflection)
@@ -327,11 +391,16 @@ class TiledSuperResolver:
                                 part[:, ch:, cw:].clone())
                     h = lay.halo
                     valid = batch.valid[n][h:h + r1 - r0, h:h + c1 - c0]
+                    sat = batch.saturated[n]
+                    if sat is not None:
+                        sat = sat[:, h:h + r1 - r0, h:h + c1 - c0]
+                        self.saturated_samples += int(sat.sum())
                     self.valid_pixels += int(valid.sum())
                     window = Window(c0 * s, r0 * s, cw, ch)
                     while len(writes) >= 2:
                         writes.pop(0).result()
-                    writes.append(write_pool.submit(self._finish, writer, window, core, valid))
+                    writes.append(write_pool.submit(self._finish, writer, window, core, valid,
+                                                    sat))
                 bar.update(len(keys))
             for fut in writes:
                 fut.result()
@@ -340,11 +409,11 @@ class TiledSuperResolver:
 
     @torch.inference_mode()
     def _finish(self, writer: Writer, window: Window, core: torch.Tensor,
-                valid: np.ndarray) -> None:
+                valid: np.ndarray, saturated: np.ndarray | None = None) -> None:
         """Convert a finished core to DN where it lies, bring it to the host and write it
         (in the writing thread)."""
         if core.device.type == "cpu":
-            writer(window, self.radiometry.to_dn(core.numpy(), valid))
+            writer(window, self.radiometry.to_dn(core.numpy(), valid, saturated))
         else:
             values = self.radiometry.dn_values(core).cpu().numpy()
-            writer(window, self.radiometry.finish(values, valid))
+            writer(window, self.radiometry.finish(values, valid, saturated))

@@ -334,6 +334,10 @@ def predict(
                 f"{input} holds no valid pixels (all nodata): check the scene or its "
                 "nodata value"
             )
+        if run.runner.saturated_samples:
+            log.info("%s: %d saturated samples (DN %s) were not fed to the network and are "
+                     "written saturated", input, run.runner.saturated_samples,
+                     run.runner.radiometry.saturated_value())
         return writer.commit()
 
 
