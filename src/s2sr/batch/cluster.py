@@ -5,6 +5,10 @@ thread each (the network's own threads do the parallel work inside a process; on
 thread per worker keeps GIL-bound reading and writing from competing); ``scheduler`` joins
 an existing cluster. Tasks that were running on a worker that dies are run again on
 another by the scheduler (up to ``distributed.scheduler.allowed-failures`` times).
+
+Dask's own log lines and warnings (ports in use, workers restarting, semaphores a killed
+worker leaked) are kept from the user's terminal: :func:`quiet_dask` sends them to s2sr's
+debug log; what matters (a lost worker, a failed scene) s2sr says itself.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +26,68 @@ from s2sr.errors import UsageError
 log = logging.getLogger(__name__)
 
 _INSTALL = "pip install 's2sr[dask]'"
+#: Why local workers fail to start, most often, and the fix.
+MAIN_GUARD_HINT = (
+    "a script that calls predict_many(..., workers=N) runs again in every worker process "
+    "it starts: put the call under 'if __name__ == \"__main__\":' (see the README)")
+
+
+#: Loggers of Dask and the libraries under it, quietened by :func:`quiet_dask`.
+DASK_LOGGERS = ("distributed", "dask", "tornado", "bokeh", "asyncio")
+
+
+class _ToDebug(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug("[%s] %s", record.name, record.getMessage())
+
+
+def _quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (once per process) with its shutdown
+    warnings off: a worker killed mid-task leaves semaphores that the tracker removes at
+    exit with a "leaked semaphore" line on stderr, which says nothing to a user."""
+    from multiprocessing import resource_tracker
+
+    tracker = resource_tracker._resource_tracker
+    if getattr(tracker, "_fd", None) is not None:
+        return
+    option = "ignore:resource_tracker:UserWarning"
+    sys.warnoptions.append(option)
+    try:
+        tracker.ensure_running()
+    except Exception:  # no tracker (an unusual platform): nothing to quieten
+        log.debug("resource tracker not started", exc_info=True)
+    finally:
+        sys.warnoptions.remove(option)
+
+
+@contextlib.contextmanager
+def quiet_dask() -> Iterator[None]:
+    """Within the block, Dask's log records and warnings go to s2sr's debug log."""
+    saved = []
+    handler = _ToDebug()
+    for name in DASK_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.propagate))
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+    _quiet_resource_tracker()
+    previous = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if any(f"/{name}/" in filename.replace("\\", "/") for name in DASK_LOGGERS):
+            log.debug("[warning] %s: %s (%s:%d)", category.__name__, message, filename, lineno)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+        for logger, handlers, propagate in saved:
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
 
 
 def _distributed() -> Any:
@@ -67,9 +135,14 @@ def dask_client(workers: int | None, scheduler: str | None, client: Any = None
             dask.close()
         return
     dashboard = ":0" if importlib.util.find_spec("bokeh") is not None else None
-    cluster = distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=dashboard, silence_logs=logging.ERROR)
+    try:
+        cluster = distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=dashboard, silence_logs=logging.ERROR)
+    except (RuntimeError, OSError, TimeoutError) as err:
+        log.debug("LocalCluster failed to start", exc_info=True)
+        raise UsageError(f"the Dask worker processes failed to start ({err}): most often "
+                         f"{MAIN_GUARD_HINT}") from None
     try:
         dask = distributed.Client(cluster)
         try:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import string
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -27,29 +27,45 @@ from typing import Any, Final
 import rasterio
 from tqdm import tqdm
 
-from s2sr import __version__
 from s2sr.batch.blocks import predict_blocks
-from s2sr.batch.cluster import dask_client
-from s2sr.batch.record import check_record, make_request, read_record, record_path, write_record
+from s2sr.batch.cluster import MAIN_GUARD_HINT, dask_client, quiet_dask
+from s2sr.batch.naming import DEFAULT_NAME, check_name_pattern, output_names
+from s2sr.batch.record import (
+    check_record,
+    make_request,
+    read_record,
+    record_path,
+    unverifiable,
+    write_record,
+)
+from s2sr.batch.report import (
+    REPORT_NAME,
+    RunReport,
+    SceneResult,
+    check_report,
+    lost_workers,
+    write_report,
+)
 from s2sr.errors import OutputExistsError, S2SRError, UsageError
 from s2sr.heap import pin_mmap_threshold
 from s2sr.inference.predict import _load, choose_weights, predict
 from s2sr.io.base import short_error
 from s2sr.io.gdal_safety import open_raster
 from s2sr.io.inputs import SceneInput, expand_inputs
-from s2sr.io.outputs import temp_path
+from s2sr.io.outputs import (
+    check_not_input,
+    leftovers,
+    sweep_stale_locks,
+    sweep_stale_temps,
+    write_atomic,
+)
 from s2sr.io.scene import open_scene
+from s2sr.io.stac import is_url
 from s2sr.models import file_sha256, get_spec
 from s2sr.models.exported import OnnxModel
 
 log = logging.getLogger(__name__)
 
-#: Default output name: ``T33UUB_20230601_x2.tif``.
-DEFAULT_NAME: Final[str] = "{stem}_x{scale}.tif"
-#: Fields a naming pattern may use.
-NAME_FIELDS: Final[tuple[str, ...]] = ("stem", "scale", "index")
-#: Default name of the run report inside the output folder.
-REPORT_NAME: Final[str] = "s2sr_run.json"
 #: Folder (inside the output folder) where the items of STAC collections and URLs are
 #: written as one Item file each.
 STAC_FOLDER: Final[str] = ".s2sr-stac"
@@ -73,118 +89,7 @@ class Job:
     options: dict[str, Any]
     overwrite: bool = False
     progress: bool = False
-
-
-@dataclass
-class SceneResult:
-    """What became of one scene.
-
-    Attributes:
-        input: the scene as the user gave it. output: the output path.
-        status: ``done``, ``skipped`` (complete from an earlier run) or ``failed``.
-        reason: why it was skipped or failed (one line); for ``done``, why it was redone.
-        seconds: time spent on it. megapixels: input pixels (width x height / 1e6).
-        worker: the process that did it.
-    """
-
-    input: str
-    output: str
-    status: str
-    reason: str = ""
-    seconds: float = 0.0
-    megapixels: float = 0.0
-    worker: str = ""
-
-
-@dataclass
-class RunReport:
-    """The outcome of :func:`predict_many` (also written as JSON)."""
-
-    scenes: list[SceneResult] = field(default_factory=list)
-    seconds: float = 0.0
-    workers: int = 0
-    scheduler: str = ""
-    dashboard: str = ""
-    report: str = ""
-
-    def count(self, status: str) -> int:
-        """Scenes with ``status``."""
-        return sum(1 for s in self.scenes if s.status == status)
-
-    @property
-    def failed(self) -> list[SceneResult]:
-        """The scenes that failed."""
-        return [s for s in self.scenes if s.status == "failed"]
-
-    @property
-    def megapixels_per_second(self) -> float:
-        """Input megapixels of the scenes done, per second of the run's wall time."""
-        done = sum(s.megapixels for s in self.scenes if s.status == "done")
-        return done / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON run report."""
-        return {
-            "format": "s2sr-run-report", "s2sr_version": __version__,
-            "scenes_total": len(self.scenes), "done": self.count("done"),
-            "skipped": self.count("skipped"), "failed": self.count("failed"),
-            "seconds": round(self.seconds, 3),
-            "megapixels_per_second": round(self.megapixels_per_second, 4),
-            "workers": self.workers, "scheduler": self.scheduler, "dashboard": self.dashboard,
-            "scenes": [asdict(s) for s in self.scenes],
-        }
-
-    def summary(self) -> str:
-        """Lines for a person: counts, throughput, each failure with its reason."""
-        lines = [f"{len(self.scenes)} scene(s): {self.count('done')} done, "
-                 f"{self.count('skipped')} skipped (complete), {self.count('failed')} failed "
-                 f"in {self.seconds:.1f} s ({self.megapixels_per_second:.2f} input "
-                 "megapixels/s)"]
-        lines += [f"  failed: {s.input}: {s.reason}" for s in self.failed]
-        if self.report:
-            lines.append(f"run report: {self.report}")
-        return "\n".join(lines)
-
-
-def check_name_pattern(pattern: str) -> None:
-    """Refuse a naming pattern with unknown fields, folders or a non-GeoTIFF suffix."""
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
-    except ValueError as err:
-        raise UsageError(f"--name {pattern!r} is not a valid pattern ({err}): use e.g. "
-                         f"{DEFAULT_NAME!r}") from None
-    unknown = [f for f in fields if f not in NAME_FIELDS]
-    if unknown:
-        raise UsageError(f"--name {pattern!r} uses unknown field(s) {', '.join(unknown)}: "
-                         f"use {', '.join('{' + f + '}' for f in NAME_FIELDS)}")
-    if "/" in pattern or "\\" in pattern or pattern.startswith("."):
-        raise UsageError(f"--name {pattern!r} must be a plain file name (no folders, not "
-                         "hidden)")
-    if not pattern.lower().endswith((".tif", ".tiff")):
-        raise UsageError(f"--name {pattern!r} must end in .tif or .tiff")
-    if "stem" not in fields and "index" not in fields:
-        raise UsageError(f"--name {pattern!r} gives every scene the same name: include "
-                         "{stem} or {index}")
-
-
-def output_names(scenes: Sequence[SceneInput], pattern: str, scale: int) -> list[str]:
-    """One output file name per scene.
-
-    Raises:
-        UsageError: two scenes would get the same name.
-    """
-    check_name_pattern(pattern)
-    names: dict[str, str] = {}
-    out = []
-    for k, scene in enumerate(scenes):
-        name = pattern.format(stem=scene.stem, scale=scale, index=k)
-        if name in names:
-            raise UsageError(f"{names[name]} and {scene.source} both give the output name "
-                             f"{name}: use --name with {{index}}, e.g. "
-                             "'{index:04d}_{stem}_x{scale}.tif'")
-        names[name] = scene.source
-        out.append(name)
-    return out
+    scale: int = 0
 
 
 def model_scale(weights: str | os.PathLike[str] | None, scale: int | None) -> int:
@@ -207,9 +112,7 @@ def _write_item(item: dict[str, Any], folder: Path, stem: str) -> str:
     path = folder / f"{stem}.json"
     text = json.dumps(item, sort_keys=True, indent=1)
     if not path.is_file() or path.read_text(errors="replace") != text:
-        tmp = temp_path(path)
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_atomic(path, text)
     return str(path)
 
 
@@ -267,6 +170,9 @@ def run_job(job: Job, runner: Runner | None = None) -> SceneResult:
             if complete:
                 record = read_record(out) or {}
                 result.status, result.reason = "skipped", "complete"
+                if unverifiable(request):
+                    result.reason = "complete (its remote assets give no ETag or " \
+                        "Last-Modified: a change to them cannot be seen; --overwrite redoes it)"
                 result.megapixels = float(record.get("input_megapixels", 0.0))
                 return result
             if not _is_ours(out):
@@ -274,11 +180,16 @@ def run_job(job: Job, runner: Runner | None = None) -> SceneResult:
                                         "pass --overwrite to replace it, or move it")
             result.reason = f"redone: {why}"
             replace = True
-        record_path(out).unlink(missing_ok=True)  # no record may outlive its output
+        rec = record_path(out)
+        if (rec.exists() or rec.is_symlink()) and read_record(out) is None and \
+                not job.overwrite:
+            raise OutputExistsError(f"{rec} exists and is not an s2sr completion record: "
+                                    "move it, or pass --overwrite to replace it")
+        rec.unlink(missing_ok=True)  # no record may outlive its output
         run = runner or predict
         run(job.source, out, weights, overwrite=replace, progress=job.progress,
             **{k: v for k, v in opts.items() if k in PREDICT_OPTIONS})
-        scale = int(opts.get("scale") or 0) or _scale_of(out)
+        scale = job.scale or int(opts.get("scale") or 0) or _scale_of(out)
         result.megapixels = _megapixels(out, scale)
         write_record(out, request, {"input_megapixels": result.megapixels,
                                     "weights": str(weights)})
@@ -353,40 +264,58 @@ def predict_many(
         raise UsageError(f"unknown option(s) {', '.join(unknown)} for predict_many")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    if workers is not None:
+        check_main_guard()
     start = time.perf_counter()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} is a file: with several inputs -o is a folder")
-    scenes = expand_inputs([str(i) for i in inputs])
+    check_name_pattern(name)
+    scenes = expand_inputs([str(i) for i in inputs], per_scene_errors=True)
     scale = model_scale(weights, options.get("scale"))
     names = output_names(scenes, name, scale)
-    out.mkdir(parents=True, exist_ok=True)
+    sources = _input_paths(inputs, scenes, weights)
+    targets = [out / n for n in names]
+    for scene, target in zip(scenes, targets, strict=True):
+        if scene.error is None:
+            check_not_input(target, sources)
+            check_not_input(record_path(target), sources)
     report_path = Path(report) if report is not None else out / REPORT_NAME
+    check_report(report_path, overwrite, sources, targets, default=report is None)
+    out.mkdir(parents=True, exist_ok=True)
     jobs = []
-    for k, (scene, out_name) in enumerate(zip(scenes, names, strict=True)):
-        source = scene.source if scene.item is None else \
-            _write_item(scene.item, out / STAC_FOLDER, scene.stem)
-        target = out / out_name
-        if Path(source).resolve() == target.resolve():
-            raise UsageError(f"output {target} is the input {source}: choose another folder "
-                             "or --name")
+    failed_early: dict[int, SceneResult] = {}
+    for k, (scene, target) in enumerate(zip(scenes, targets, strict=True)):
+        if scene.error is not None:
+            failed_early[k] = SceneResult(scene.source, str(target), "failed", scene.error)
+            continue
+        source = scene.source
+        if scene.item is not None:
+            item_file = out / STAC_FOLDER / f"{scene.stem}.json"
+            check_not_input(item_file, sources)
+            source = _write_item(scene.item, out / STAC_FOLDER, scene.stem)
         jobs.append(Job(k, source, scene.source if scene.item is not None else source,
                         str(target), None if weights is None else str(weights),
-                        dict(options), overwrite, False))
+                        dict(options), overwrite, False, scale))
     result = RunReport(report=str(report_path))
-    results: dict[int, SceneResult] = {}
-    with dask_client(workers, scheduler, client) as dask:
-        bar = tqdm(total=len(jobs), unit="scene", disable=not progress, desc="s2sr scenes")
+    results: dict[int, SceneResult] = dict(failed_early)
+    bar = tqdm(total=len(scenes), unit="scene", disable=not progress, desc="s2sr scenes")
 
-        def finished(job: Job, res: SceneResult) -> None:
-            results[job.index] = res
-            bar.update(1)
-            if res.status == "failed":
-                log.warning("%s failed: %s", job.label, res.reason)
-            if on_result is not None:
-                on_result(res)
+    def finished(job: Job, res: SceneResult) -> None:
+        results[job.index] = res
+        bar.update(1)
+        if res.status == "failed":
+            log.warning("%s failed: %s", job.label, res.reason)
+        if on_result is not None:
+            on_result(res)
 
-        try:
+    for res in failed_early.values():
+        bar.update(1)
+        log.warning("%s failed: %s", res.input, res.reason)
+        if on_result is not None:
+            on_result(res)
+    try:
+        with quiet_dask(), dask_client(workers, scheduler, client) as dask:
             if dask is None:
                 for job in jobs:
                     job = Job(**{**asdict(job), "progress": progress and len(jobs) == 1})
@@ -395,13 +324,69 @@ def predict_many(
                 result.workers = len(dask.scheduler_info().get("workers", {}))
                 result.scheduler = str(dask.scheduler.address)
                 result.dashboard = str(getattr(dask, "dashboard_link", "") or "")
-                _run_on_cluster(dask, jobs, finished, split_mpx, split_parts, workers)
-        finally:
-            bar.close()
-    result.scenes = [results[j.index] for j in jobs if j.index in results]
+                since = time.time()
+                try:
+                    _run_on_cluster(dask, jobs, finished, split_mpx, split_parts, workers)
+                finally:
+                    result.lost_workers = lost_workers(
+                        dask, since, {f"s2sr-scene-{j.index}-": j.label for j in jobs})
+    except KeyboardInterrupt as err:
+        left = _clean_up(out)
+        if left:
+            err.leftovers = left  # type: ignore[attr-defined]
+        raise
+    finally:
+        bar.close()
+    _clean_up(out)
+    result.scenes = [results[k] for k in range(len(scenes)) if k in results]
     result.seconds = time.perf_counter() - start
-    _write_report(report_path, result)
+    for lost in result.lost_workers:
+        log.warning("Dask worker %s was lost (killed, or out of memory) while running %s: "
+                    "its scenes were run again", lost["worker"],
+                    ", ".join(lost["scenes"]) or "no scene")
+    write_report(report_path, result)
     return result
+
+
+def _input_paths(inputs: Sequence[str | os.PathLike[str]], scenes: Sequence[SceneInput],
+                 weights: str | os.PathLike[str] | None) -> list[str]:
+    """What a run reads and must never write: the local inputs given (list files, STAC
+    documents), the scenes (files, SAFE and per-band folders) and the weights."""
+    found = [str(i).removeprefix("@") for i in inputs if not is_url(str(i))]
+    found = [f for f in found if Path(f).is_file()]
+    found += [s.source for s in scenes if s.item is None and s.error is None]
+    if weights is not None:
+        found.append(str(weights))
+    return found
+
+
+def _clean_up(out: Path) -> list[Path]:
+    """Remove what killed writers left in the output folder (temporaries of dead processes,
+    locks nobody holds); return what is still there."""
+    left = []
+    for folder in (out, out / STAC_FOLDER):
+        sweep_stale_temps(folder)
+        sweep_stale_locks(folder)
+        left += leftovers(folder)
+    return left
+
+
+def check_main_guard() -> None:
+    """Refuse to start worker processes from a process that is itself a worker starting
+    (a script that calls :func:`predict_many` with ``workers`` outside
+    ``if __name__ == "__main__":`` runs again in every worker it starts).
+
+    Raises:
+        SystemExit: in such a worker, with the one-line message naming the guard (the
+            worker then fails to start, and :func:`s2sr.batch.cluster.dask_client` says
+            the same in the calling process).
+    """
+    import multiprocessing
+
+    main = sys.modules.get("__main__")
+    starting = getattr(multiprocessing.current_process(), "_inheriting", False)
+    if starting or getattr(main, "__name__", "") == "__mp_main__":
+        raise SystemExit(f"s2sr: error: {MAIN_GUARD_HINT}")
 
 
 def _run_on_cluster(client: Any, jobs: list[Job], finished: Callable[[Job, SceneResult], None],
@@ -444,14 +429,3 @@ def _run_on_cluster(client: Any, jobs: list[Job], finished: Callable[[Job, Scene
                               f"{type(err).__name__}: {short_error(err)}")
         future.release()
         finished(job, res)
-
-
-def _write_report(path: Path, report: RunReport) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path(path)
-        tmp.write_text(json.dumps(report.to_dict(), indent=1))
-        os.replace(tmp, path)
-    except OSError as err:
-        log.warning("could not write the run report %s (%s)", path, err.strerror)
-        report.report = ""

@@ -2,11 +2,14 @@
 
 Beside every output ``OUT.tif`` a run of many scenes writes ``OUT.tif.s2sr.json`` *after*
 the output is in place: the model's SHA-256, the options that shape the output, what the
-input was (path, size, modification time) and the output's own size, modification time
-and SHA-256. A later run skips the output only when a record exists, says the same model,
-options and input, and the output still has that checksum; an output without a record
-(the run stopped between the two writes) or with a stale one is made again. Records are
-written atomically (temporary name, then rename), like the outputs.
+input was (path, size, modification time; for a STAC Item or a VRT also each raster file
+behind it, and for remote assets their ETag/Last-Modified/size, or that they cannot be
+verified) and the output's own size, modification time and SHA-256. A later run skips
+the output only when a record exists, says the same model, options and input, and the
+output still has that checksum; an output without a record (the run stopped between the
+two writes) or with a stale one is made again. Records are written atomically (temporary
+name, then rename), like the outputs; a file at a record's name that is no record is
+never replaced without ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Final
 
 from s2sr import __version__
+from s2sr.errors import S2SRError
+from s2sr.io.gdal_safety import open_raster
 from s2sr.io.outputs import temp_path
+from s2sr.io.stac import URL_TIMEOUT, is_url, item_band_files
 from s2sr.models.weights import file_sha256
 
 RECORD_SUFFIX: Final[str] = ".s2sr.json"
@@ -38,11 +45,18 @@ def record_path(output: str | os.PathLike[str]) -> Path:
 
 def input_fingerprint(source: str | os.PathLike[str]) -> dict[str, Any]:
     """What an input was: its absolute path, and size and newest modification time (of the
-    files in it, for a folder), so that a changed input makes its output stale."""
+    files in it, for a folder), so that a changed input makes its output stale. A STAC Item
+    (``.json``) or a VRT names the rasters it reads: those are fingerprinted too
+    (:func:`file_fingerprint`) under ``rasters``."""
     p = Path(source).resolve()
     if p.is_file():
         st = p.stat()
-        return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        found: dict[str, Any] = {"path": str(p), "size": st.st_size,
+                                 "mtime_ns": st.st_mtime_ns}
+        behind = _files_behind(p)
+        if behind is not None:
+            found["rasters"] = [file_fingerprint(f) for f in behind]
+        return found
     size = count = newest = 0
     for root, _dirs, files in os.walk(p):
         for name in files:
@@ -58,6 +72,56 @@ def input_fingerprint(source: str | os.PathLike[str]) -> dict[str, Any]:
         if count >= MAX_FINGERPRINT_FILES:
             break
     return {"path": str(p), "size": size, "files": count, "mtime_ns": newest}
+
+
+def file_fingerprint(name: str) -> dict[str, Any]:
+    """A raster file's fingerprint: size and modification time of a local file; ETag,
+    Last-Modified and size of an http(s) URL (a HEAD request), ``verifiable: False`` when the
+    server gives none of them."""
+    if is_url(name):
+        return _url_fingerprint(name)
+    try:
+        st = os.stat(name)
+    except OSError:
+        return {"path": name, "missing": True}
+    return {"path": str(Path(name).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _url_fingerprint(url: str) -> dict[str, Any]:
+    found: dict[str, Any] = {"url": url}
+    try:
+        request = urllib.request.Request(url, method="HEAD")
+        with urllib.request.urlopen(request, timeout=URL_TIMEOUT) as response:
+            headers = response.headers
+            for key in ("ETag", "Last-Modified", "Content-Length"):
+                value = headers.get(key)
+                if value:
+                    found[key.lower()] = str(value)[:200]
+    except (OSError, ValueError) as err:
+        found["unreachable"] = type(err).__name__
+        return found
+    found["verifiable"] = any(k in found for k in ("etag", "last-modified"))
+    return found
+
+
+def _files_behind(path: Path) -> list[str] | None:
+    """The raster files a STAC Item or VRT reads (``None`` for other inputs)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            return item_band_files(path)
+        if suffix == ".vrt":
+            with open_raster(str(path)) as dataset:
+                return sorted(str(f) for f in dataset.files if Path(f) != path)
+    except (S2SRError, OSError):
+        return []  # opening the input reports why
+    return None
+
+
+def unverifiable(request: dict[str, Any]) -> bool:
+    """Whether a request's input has remote rasters whose change cannot be detected."""
+    rasters = request.get("input", {}).get("rasters") or []
+    return any("url" in r and not r.get("verifiable") for r in rasters)
 
 
 def make_request(source: str | os.PathLike[str], model_sha256: str,

@@ -76,7 +76,14 @@ def handle_errors(func: F) -> F:
             sys.exit(1)
         except KeyboardInterrupt as err:
             what = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
-            click.echo(f"s2sr: stopped by {what}; no partial output was left", err=True)
+            left = getattr(err, "leftovers", None)  # what a clean-up could not remove
+            if left:
+                names = ", ".join(str(p) for p in left[:3]) + (" ..." if len(left) > 3 else "")
+                click.echo(f"s2sr: stopped by {what}; {len(left)} temporary file(s) could not "
+                           f"be removed ({names}): delete them, or run again to sweep them",
+                           err=True)
+            else:
+                click.echo(f"s2sr: stopped by {what}; no partial output was left", err=True)
             sys.exit(143 if isinstance(err, Terminated) else 130)
 
     return wrapper  # type: ignore[return-value]

@@ -121,6 +121,9 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
         dn_offset=dn_offset, backend=backend, threads=threads, precision=precision,
     )
     progress = not quiet and sys.stderr.isatty()
+    from s2sr.batch.naming import check_name_pattern
+
+    check_name_pattern(name)  # a bad pattern is a usage error, used or not
     if len(inputs) == 1 and workers is None and scheduler is None:
         scenes = expand_inputs(inputs)
         single = len(scenes) == 1 and scenes[0].item is None

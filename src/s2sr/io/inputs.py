@@ -13,19 +13,29 @@
 * a STAC ItemCollection (``.json``) or an ``http(s)://`` URL of an Item or ItemCollection:
   one scene per item (:mod:`s2sr.io.stac`).
 
-The same scene given twice is kept once.
+The same scene given twice is kept once. A folder scan or a glob takes a ``.json`` only
+when it is a STAC Item or ItemCollection, and never takes what s2sr itself wrote (outputs
+with a completion record or s2sr's tags, completion records, run reports, temporaries), so
+``predict DIR -o DIR`` can be run again. An entry found by a scan or a list that cannot be
+read becomes a scene carrying its error (:attr:`SceneInput.error`): it fails alone, the
+others go on; with ``per_scene_errors`` the inputs given directly do the same.
 """
 
 from __future__ import annotations
 
 import glob
+import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from s2sr.errors import InputNotFoundError, UsageError
+from s2sr.errors import InputNotFoundError, S2SRError, UsageError
 from s2sr.io.bandfolder import band_files, band_folder_files
+from s2sr.io.base import short_error
+from s2sr.io.gdal_safety import open_raster
+from s2sr.io.outputs import is_temp_name
 from s2sr.io.safe import is_safe_folder
 from s2sr.io.stac import (
     MAX_ITEMS,
@@ -35,6 +45,8 @@ from s2sr.io.stac import (
     safe_stem,
     stac_items,
 )
+
+log = logging.getLogger(__name__)
 
 #: Suffixes of the scene files found in a folder or a glob.
 SCENE_SUFFIXES: Final[tuple[str, ...]] = (".tif", ".tiff", ".zip", ".json", ".vrt")
@@ -53,11 +65,20 @@ class SceneInput:
             item is written out as its own file.
         stem: the name its output is built from (file stem, SAFE name, STAC item id).
         item: the STAC item (hrefs absolute) when it must be written out first.
+        error: why the scene cannot be read (one line), found while listing the inputs;
+            the scene then fails alone.
     """
 
     source: str
     stem: str
     item: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    error: str | None = field(default=None, compare=False, hash=False)
+
+
+#: Suffix of the completion records s2sr writes beside its outputs.
+RECORD_SUFFIX: Final[str] = ".s2sr.json"
+#: ``format`` of s2sr's JSON files that are never inputs (run reports, records).
+OWN_FORMATS: Final[tuple[str, ...]] = ("s2sr-run-report", "s2sr-completion-record")
 
 
 def scene_stem(path: Path) -> str:
@@ -75,17 +96,86 @@ def is_scene_folder(path: Path) -> bool:
         bool(band_files(band_folder_files(path)))
 
 
+def is_own_file(path: Path) -> bool:
+    """Whether ``path`` is something s2sr wrote: a temporary, a completion record, a run
+    report, or an output (a completion record beside it, or s2sr's tags in it)."""
+    name = path.name
+    if is_temp_name(name) or name.lower().endswith(RECORD_SUFFIX):
+        return True
+    if path.with_name(name + RECORD_SUFFIX).is_file():
+        return True
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        try:
+            if path.stat().st_size > (1 << 20):
+                return False
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError, RecursionError):
+            return False
+        return isinstance(data, dict) and data.get("format") in OWN_FORMATS
+    if suffix in (".tif", ".tiff"):
+        try:
+            with open_raster(str(path)) as dataset:
+                return "S2SR_MODEL_SHA256" in dataset.tags()
+        except Exception:
+            return False
+    return False
+
+
+def _is_stac_json(path: Path) -> bool:
+    """Whether a ``.json`` met in a scan is meant as STAC: anything but valid JSON of
+    another kind (a JSON that cannot be read is kept, to fail as a scene saying why)."""
+    try:
+        if path.stat().st_size > (32 << 20):
+            return True
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return True
+    return isinstance(data, dict) and data.get("type") in ("Feature", "FeatureCollection")
+
+
+def _scan_entry(entry: Path) -> bool:
+    """Whether a folder entry (or glob match) is a scene to take."""
+    if entry.name.startswith(".") or is_own_file(entry):
+        return False
+    if entry.is_dir():
+        try:
+            return is_scene_folder(entry)
+        except OSError:
+            return True  # unreadable: it fails as a scene, saying why
+    if entry.suffix.lower() == ".json" and not _is_stac_json(entry):
+        log.info("%s is not a STAC Item or ItemCollection: not taken as a scene", entry)
+        return False
+    return entry.suffix.lower() in SCENE_SUFFIXES
+
+
 def _folder_scenes(folder: Path) -> list[Path]:
-    found = []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            if is_scene_folder(entry):
-                found.append(entry)
-        elif entry.suffix.lower() in SCENE_SUFFIXES:
-            found.append(entry)
-    return found
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as err:
+        raise InputNotFoundError(f"cannot list the folder {folder} ({short_error(err)}): "
+                                 "check its permissions") from None
+    return [entry for entry in entries if _scan_entry(entry)]
+
+
+def _failed(path: Path, err: BaseException) -> SceneInput:
+    text = short_error(err)
+    if isinstance(err, OSError) and not isinstance(err, S2SRError):
+        text = f"cannot read {path} ({err.strerror or type(err).__name__}): check its " \
+               "permissions"
+    return SceneInput(str(path), scene_stem(path), error=text)
+
+
+def _lenient(path: Path) -> list[SceneInput]:
+    """:func:`_path` for an entry found by a scan or a list: its failure is its own."""
+    try:
+        return _path(path)
+    except InputNotFoundError as err:
+        if path.exists():
+            return [_failed(path, err)]
+        raise
+    except (S2SRError, OSError) as err:
+        return [_failed(path, err)]
 
 
 def _read_list(path: Path) -> list[str]:
@@ -115,22 +205,35 @@ def _stac(source: str) -> list[SceneInput]:
                        item_with_absolute_hrefs(item, base)) for item in items]
 
 
-def _one(entry: str, depth: int) -> list[SceneInput]:
+def _one(entry: str, depth: int, lenient: bool) -> list[SceneInput]:
     if entry.startswith("@"):
-        return _many(_read_list(Path(entry[1:])), depth + 1)
+        return _many(_read_list(Path(entry[1:])), depth + 1, True)
     if is_url(entry):
+        if lenient:
+            try:
+                return _stac(entry)
+            except S2SRError as err:
+                stem = safe_stem(entry.rstrip("/").rsplit("/", 1)[-1].split("?")[0])
+                return [SceneInput(entry, stem, error=short_error(err))]
         return _stac(entry)
     path = Path(entry)
     if not path.exists():
         if any(c in entry for c in "*?["):
-            matches = sorted(glob.glob(entry))
-            if not matches:
+            found = [Path(m) for m in sorted(glob.glob(entry))]
+            if not found:
                 raise InputNotFoundError(f"{entry} matches no file: check the pattern")
-            return [s for m in matches for s in _path(Path(m))]
+            matches = [m for m in found if _scan_entry(m)]
+            if not matches:
+                raise InputNotFoundError(f"{entry} matches no scene (only files s2sr wrote, "
+                                         "or JSON that is not STAC): check the pattern")
+            return [s for m in matches for s in _lenient(m)]
+        if depth > 0:  # an entry of a list: it fails alone
+            return [SceneInput(entry, scene_stem(path), error=f"input {entry} does not "
+                               "exist: check the list file")]
         raise InputNotFoundError(f"input {entry} does not exist: check the path")
     if path.is_file() and path.suffix.lower() == ".txt":
-        return _many(_read_list(path), depth + 1)
-    return _path(path)
+        return _many(_read_list(path), depth + 1, True)
+    return _lenient(path) if lenient else _path(path)
 
 
 def _path(path: Path) -> list[SceneInput]:
@@ -140,20 +243,27 @@ def _path(path: Path) -> list[SceneInput]:
             raise InputNotFoundError(
                 f"folder {path} holds no scene (no .tif/.zip/.json files, .SAFE or per-band "
                 "folders) and is no per-band folder itself: check the path")
-        return [s for p in scenes for s in _path(p)]
+        return [s for p in scenes for s in _lenient(p)]
     if path.is_file() and path.suffix.lower() == ".json":
         return _stac(str(path))
     return [SceneInput(str(path), scene_stem(path))]
 
 
-def _many(entries: list[str], depth: int) -> list[SceneInput]:
+def _many(entries: list[str], depth: int, lenient: bool) -> list[SceneInput]:
     if depth > 2:
         raise UsageError("list files nest more than two deep: flatten them")
-    return [s for e in entries for s in _one(e, depth)]
+    return [s for e in entries for s in _one(e, depth, lenient)]
 
 
-def expand_inputs(entries: list[str] | tuple[str, ...]) -> list[SceneInput]:
+def expand_inputs(entries: list[str] | tuple[str, ...], per_scene_errors: bool = False
+                  ) -> list[SceneInput]:
     """The scenes behind the inputs a user gave (see the module's text), duplicates removed.
+
+    Args:
+        entries: what the user gave.
+        per_scene_errors: an input given directly that exists but cannot be read (a
+            broken STAC document, an unreadable file) becomes a scene carrying its error
+            instead of raising (entries found by scans and lists always do).
 
     Raises:
         InputNotFoundError: an input that does not exist or holds no scene.
@@ -162,7 +272,7 @@ def expand_inputs(entries: list[str] | tuple[str, ...]) -> list[SceneInput]:
     if not entries:
         raise UsageError("no input given: pass scene files, folders, globs, @list.txt or "
                          "a STAC ItemCollection")
-    scenes = _many([str(e) for e in entries], 0)
+    scenes = _many([str(e) for e in entries], 0, per_scene_errors)
     seen: set[str] = set()
     unique = []
     for scene in scenes:

@@ -12,6 +12,9 @@ Every command that writes (predict, evaluate, train, demo, pairs, export...) use
   (left by ``kill -9`` or a power cut), so they never pile up.
 * :func:`exclusive_output`: an advisory lock file next to an output, so two concurrent runs
   writing the same output (without ``--overwrite``) cannot both succeed.
+* :func:`sweep_stale_locks`: removes lock files nobody holds (their writer was killed).
+* :func:`write_atomic`: a small file (a report, a record) written by temporary and
+  rename, the temporary removed on every failure (a full disk leaves nothing).
 * :func:`terminate_raises`: turns SIGTERM (``timeout``, job schedulers) into the same
   clean-up path as Ctrl-C.
 """
@@ -52,7 +55,12 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _check_not_input(path: Path, inputs: Iterable[str | os.PathLike[str] | None]) -> None:
+def check_not_input(path: Path, inputs: Iterable[str | os.PathLike[str] | None]) -> None:
+    """Refuse an output that is one of ``inputs`` or lies inside an input folder.
+
+    Raises:
+        UsageError: naming the input.
+    """
     for source in inputs:
         if source is None:
             continue
@@ -88,7 +96,7 @@ def check_output_file(
     p = Path(path)
     if p.is_dir():
         raise UsageError(f"output {p} is a folder: give a file name such as out.tif")
-    _check_not_input(p, inputs)
+    check_not_input(p, inputs)
     if (p.exists() or p.is_symlink()) and not overwrite:
         raise OutputExistsError(f"output {p} exists: pass --overwrite to replace it")
     parent = p.parent
@@ -118,7 +126,7 @@ def check_output_dir(
     if p.exists() and not p.is_dir():
         raise UsageError(f"output {p} is a file, not a folder: give a folder name, or "
                          "remove the file")
-    _check_not_input(p, inputs)
+    check_not_input(p, inputs)
     if p.is_dir() and not overwrite and (not allow_existing_empty or any(p.iterdir())):
         raise OutputExistsError(f"output folder {p} exists and is not empty: pass --overwrite "
                                 "to replace what it holds, or choose a new folder")
@@ -127,6 +135,11 @@ def check_output_dir(
         raise UsageError(f"output folder {parent} is a file, not a folder: choose another "
                          "output path")
     return p
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is one of s2sr's temporaries (:func:`temp_path`)."""
+    return bool(_TEMP_RE.match(name))
 
 
 def temp_path(path: str | os.PathLike[str], suffix: str = "") -> Path:
@@ -194,7 +207,7 @@ def exclusive_output(path: str | os.PathLike[str]) -> Iterator[None]:
     import fcntl
 
     p = Path(path)
-    lock = p.with_name(f".{p.name}.s2sr.lock")
+    lock = lock_path(p)
     with _LOCAL_LOCK:
         key = str(p.resolve())
         if key in _HELD:
@@ -203,14 +216,26 @@ def exclusive_output(path: str | os.PathLike[str]) -> Iterator[None]:
         _HELD.add(key)
     fd = -1
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise OutputBusyError(f"output {p} is being written by another s2sr run: "
-                                      "wait for it, or choose another output name") from None
-            raise
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise OutputBusyError(f"output {p} is being written by another s2sr run: "
+                                          "wait for it, or choose another output name"
+                                          ) from None
+                raise
+            # the lock file may have been removed (by its holder, or as stale) between the
+            # open and the lock: then this lock guards nothing; take the new file's
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(lock))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+            fd = -1
         yield
     finally:
         if fd >= 0:
@@ -223,6 +248,76 @@ def exclusive_output(path: str | os.PathLike[str]) -> Iterator[None]:
 
 _LOCAL_LOCK = threading.Lock()
 _HELD: set[str] = set()
+
+
+def lock_path(path: str | os.PathLike[str]) -> Path:
+    """The lock file :func:`exclusive_output` holds while ``path`` is written."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.s2sr.lock")
+
+
+def sweep_stale_locks(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the lock files in ``folder`` that no process holds (their writer was killed).
+
+    A lock is removed only while this call holds it, and :func:`exclusive_output` checks
+    after locking that its file is still the one at the path, so a writer never loses a
+    lock to this sweep.
+
+    Returns:
+        The paths removed.
+    """
+    import fcntl
+
+    removed: list[Path] = []
+    try:
+        entries = [e for e in Path(folder).iterdir()
+                   if e.name.startswith(".") and e.name.endswith(".s2sr.lock")]
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.is_symlink() or not entry.is_file():
+            continue
+        try:
+            fd = os.open(entry, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.path.samestat(os.fstat(fd), os.stat(entry)):
+                os.unlink(entry)
+                removed.append(entry)
+        except OSError:
+            pass  # held by a live writer, or gone already
+        finally:
+            os.close(fd)
+    return removed
+
+
+def leftovers(folder: str | os.PathLike[str]) -> list[Path]:
+    """s2sr temporaries and lock files in ``folder`` (what an interrupted write can leave)."""
+    try:
+        return sorted(e for e in Path(folder).iterdir()
+                      if _TEMP_RE.match(e.name) or (e.name.startswith(".") and
+                                                    e.name.endswith(".s2sr.lock")))
+    except OSError:
+        return []
+
+
+def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
+    """Write a small file by temporary and rename; the temporary never outlives a failure
+    (a full disk, an interruption)."""
+    p = Path(path)
+    tmp = temp_path(p)
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def is_disk_full(err: BaseException, folder: str | os.PathLike[str] | None = None) -> bool:

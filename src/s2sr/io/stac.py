@@ -15,7 +15,11 @@ every string s2sr uses are bounded before anything else, and only these hrefs ar
   the driver fixed by the suffix (so a remote file cannot turn out to be a VRT that reads
   elsewhere) and no directory listing (no side-car files fetched).
 
-Other schemes (``s3://``, GDAL ``/vsi...`` paths, credentials in a URL) are refused.
+Other schemes (``s3://``, GDAL ``/vsi...`` paths, credentials in a URL) are refused, and
+so is ``file://`` with a host. A document fetched over http(s) may reference http(s) assets
+only (relative hrefs resolve against its URL and stay remote): a remote document never
+makes s2sr read a local file. Its items, written out as local Item files, keep the
+document's URL (:data:`ORIGIN_KEY`), so that rule holds when they are opened.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
@@ -46,6 +51,9 @@ MAX_ITEMS: Final[int] = 10_000
 MAX_ASSETS: Final[int] = 512
 MAX_HREF: Final[int] = 2048
 MAX_ID: Final[int] = 200
+#: Reflectance that ``raster:bands`` may make of integer DN 10000 (Sentinel-2: 1, or 0.9
+#: with the -1000 DN offset of baseline 04.00 and later).
+PLAUSIBLE_DN10000: Final[tuple[float, float]] = (0.2, 5.0)
 #: Seconds to wait for a STAC JSON URL.
 URL_TIMEOUT: Final[float] = 60.0
 
@@ -63,6 +71,8 @@ REMOTE_GDAL_OPTIONS: Final[dict[str, str]] = {
 _URL_RE = re.compile(r"^https?://", re.IGNORECASE)
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
+#: Key of an Item written out by s2sr holding the URL of the document it came from.
+ORIGIN_KEY: Final[str] = "s2sr:document_url"
 
 
 class StacError(DataError):
@@ -183,7 +193,8 @@ def resolve_href(href: Any, base: str, where: str) -> str:
 
     Raises:
         StacError: not a string, too long, a scheme other than file/http(s), a GDAL virtual
-            path, credentials, or a suffix other than .tif/.tiff/.jp2.
+            path, credentials, ``file://`` with a host, anything but an http(s) URL when
+            ``base`` is one (a remote document), or a suffix other than .tif/.tiff/.jp2.
     """
     if not isinstance(href, str) or not href.strip():
         raise StacError(f"{where}: the href is not a non-empty string")
@@ -194,16 +205,32 @@ def resolve_href(href: Any, base: str, where: str) -> str:
     if href.lower().startswith("/vsi"):
         raise StacError(f"{where}: href {href[:120]!r} is a GDAL virtual path: give a file "
                         "path or an http(s) URL")
-    if href.lower().startswith("file://"):
-        resolved = urllib.parse.unquote(urllib.parse.urlsplit(href).path)
+    remote = is_url(base)
+    if href.lower().startswith("file:"):
+        parts = urllib.parse.urlsplit(href)
+        if parts.netloc:
+            raise StacError(f"{where}: href {href[:120]!r} names the host {parts.netloc[:60]!r}:"
+                            " s2sr reads local files only (file:///path); copy the asset here")
+        if remote:
+            raise StacError(f"{where}: href {href[:120]!r} is a local file, but the STAC "
+                            "document was fetched over http(s) and may reference http(s) "
+                            "assets only: refusing it (download the item to use local files)")
+        resolved = urllib.parse.unquote(parts.path)
+        if not os.path.isabs(resolved):
+            raise StacError(f"{where}: href {href[:120]!r} is not an absolute file URL: "
+                            "write file:///absolute/path or a path relative to the JSON")
     elif is_url(href):
         _check_url(href, f"{where}: href")
         resolved = href
     elif _SCHEME_RE.match(href) and not re.match(r"^[A-Za-z]:[\\/]", href):
         raise StacError(f"{where}: href {href[:120]!r} uses a scheme s2sr does not read "
                         "(only local files and http(s) URLs): download the asset first")
-    elif is_url(base):
+    elif remote:
         resolved = urllib.parse.urljoin(base, href)
+        if not is_url(resolved):
+            raise StacError(f"{where}: href {href[:120]!r} is not an http(s) URL, but the STAC"
+                            " document was fetched over http(s) and may reference http(s) "
+                            "assets only: refusing it")
         _check_url(resolved, f"{where}: href")
     else:
         resolved = str(Path(base) / href) if not os.path.isabs(href) else href
@@ -233,13 +260,8 @@ def _rank(asset: dict[str, Any]) -> int:
     return 0 if "tiff" in media else 1 if "jp2" in media else 2
 
 
-def select_assets(item: dict[str, Any], bands: Sequence[str], where: str
-                  ) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Band -> (asset key, asset) for ``bands`` (GeoTIFF assets preferred over JP2).
-
-    Raises:
-        BandError: a band without an asset, naming the bands the item has.
-    """
+def _band_assets(item: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Band -> (asset key, asset) of every Sentinel-2 band asset (GeoTIFF before JP2)."""
     found: dict[str, tuple[str, dict[str, Any]]] = {}
     for key, asset in item["assets"].items():
         if not isinstance(asset, dict) or not isinstance(key, str):
@@ -252,6 +274,42 @@ def select_assets(item: dict[str, Any], bands: Sequence[str], where: str
             continue
         if band not in found or _rank(asset) < _rank(found[band][1]):
             found[band] = (key, asset)
+    return found
+
+
+def item_band_files(path: str | os.PathLike[str]) -> list[str]:
+    """The files (local paths or http(s) URLs) an Item file's band assets name: what
+    reading it may read (for the completion record of its output). Hrefs s2sr would refuse
+    are left out (opening the item refuses them).
+
+    Raises:
+        S2SRError: the file is no readable STAC Item.
+    """
+    source = str(path)
+    items = stac_items(read_json_bounded(source), source)
+    if len(items) != 1:
+        return []
+    item = items[0]
+    origin = item.get(ORIGIN_KEY)
+    base = origin if isinstance(origin, str) and is_url(origin) else \
+        str(Path(source).resolve().parent)
+    out = []
+    for band, (_key, asset) in sorted(_band_assets(item).items()):
+        try:
+            out.append(resolve_href(asset.get("href"), base, band))
+        except StacError:
+            continue
+    return out
+
+
+def select_assets(item: dict[str, Any], bands: Sequence[str], where: str
+                  ) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Band -> (asset key, asset) for ``bands`` (GeoTIFF assets preferred over JP2).
+
+    Raises:
+        BandError: a band without an asset, naming the bands the item has.
+    """
+    found = _band_assets(item)
     missing = [b for b in bands if b not in found]
     if missing:
         have = ", ".join(sorted(found)) or "no Sentinel-2 band assets"
@@ -272,6 +330,29 @@ def _number(value: Any) -> float | None:
             abs(float(value)) < 1e12 and float(value) == float(value):
         return float(value)
     return None
+
+
+def check_raster_bands(gains: dict[str, float], offsets: dict[str, float], where: str
+                       ) -> None:
+    """Refuse ``raster:bands`` scales/offsets no Sentinel-2 item has: bands of one product
+    share one quantification (scale) and one offset, so a band whose scale or offset differs
+    from the others' would be read on another scale than its neighbours (and the network,
+    which mixes the bands, would spread the error into every band).
+
+    Raises:
+        StacError: naming the bands and their values.
+    """
+    for what, values, tolerance in (("scale", gains, 1e-6), ("offset", offsets, 1e-6)):
+        low, high = min(values.values()), max(values.values())
+        if high - low > tolerance * max(abs(high), abs(low), 1e-12) and high - low > 1e-9:
+            listed = ", ".join(f"{b} {v:g}" for b, v in values.items())
+            raise StacError(f"{where}: raster:bands give the bands different {what}s "
+                            f"({listed}), which no Sentinel-2 product has: fix the item's "
+                            "raster:bands, or pass --offset to ignore them")
+    if any(abs(v) > 1.0 for v in offsets.values()):
+        listed = ", ".join(f"{b} {v:g}" for b, v in offsets.items())
+        raise StacError(f"{where}: raster:bands offsets ({listed}) exceed 1 reflectance: fix "
+                        "the item's raster:bands, or pass --offset to ignore them")
 
 
 def open_remote(path: str, source: str) -> Any:
@@ -319,7 +400,9 @@ def open_stac_item(path: str | os.PathLike[str], bands: Sequence[str] | None = N
     wanted = list(bands) if bands is not None else ["B02", "B03", "B04", "B08"]
     where = f"STAC item {item['id'][:80]} in {source}"
     chosen = select_assets(item, wanted, where)
-    base = str(Path(source).resolve().parent)
+    origin = item.get(ORIGIN_KEY)
+    base = origin if isinstance(origin, str) and is_url(origin) else \
+        str(Path(source).resolve().parent)
     files: dict[str, str] = {}
     for band, (key, asset) in chosen.items():
         href = resolve_href(asset.get("href"), base, f"{where}, asset {key[:40]}")
@@ -348,6 +431,7 @@ def open_stac_item(path: str | os.PathLike[str], bands: Sequence[str] | None = N
     if dn_offset is None and all(v is not None and v > 0 for v in scales.values()):
         gains = {b: float(v) for b, v in scales.items() if v is not None}
         offsets = {b: _number(r.get("offset")) or 0.0 for b, r in rb.items()}
+        check_raster_bands(gains, offsets, where)
     nodatas = {_number(r.get("nodata")) for r in rb.values()}
     nodata = nodatas.pop() if len(nodatas) == 1 else None
     platform = str(props.get("platform", props.get("constellation", "")))[:40].lower()
@@ -359,6 +443,15 @@ def open_stac_item(path: str | os.PathLike[str], bands: Sequence[str] | None = N
     remote = any(f.startswith("/vsicurl/") for f in files.values())
     scene = open_band_files(files, wanted, source, gains=gains, offsets=offsets,
                             nodata=nodata, tags=tags, dn_offset=dn_offset, opener=open_remote)
+    if gains is not None and np.issubdtype(np.dtype(scene.meta.dtype), np.integer):
+        top = max(scene.meta.gains) * 10_000 + max(scene.meta.offsets)
+        if not PLAUSIBLE_DN10000[0] <= top <= PLAUSIBLE_DN10000[1]:
+            scene.close()
+            raise StacError(
+                f"{where}: raster:bands scale {max(scene.meta.gains):g} and offset "
+                f"{max(scene.meta.offsets):g} make DN 10000 a reflectance of {top:g}, not a "
+                "Sentinel-2 one (about 1): fix the item's raster:bands, or pass --offset to "
+                "ignore them")
     if remote:
         scene.env = remote_env
     return scene
@@ -366,7 +459,9 @@ def open_stac_item(path: str | os.PathLike[str], bands: Sequence[str] | None = N
 
 def item_with_absolute_hrefs(item: dict[str, Any], base: str) -> dict[str, Any]:
     """A copy of ``item`` whose asset hrefs are absolute (resolved against ``base``);
-    hrefs that cannot be used are kept as they are (opening the item then says why)."""
+    hrefs that cannot be used are kept as they are (opening the item then says why). When
+    ``base`` is a URL (a remote document) the copy names it under :data:`ORIGIN_KEY`, so
+    that it is opened under the rules of a remote document wherever it is written."""
     assets: dict[str, Any] = {}
     for key, asset in item["assets"].items():
         if not isinstance(asset, dict):
@@ -377,4 +472,7 @@ def item_with_absolute_hrefs(item: dict[str, Any], base: str) -> dict[str, Any]:
             assets[key] = asset
             continue
         assets[key] = {**asset, "href": href if is_url(href) else str(Path(href).resolve())}
-    return {**item, "assets": assets}
+    copy = {**item, "assets": assets}
+    if is_url(base):
+        copy[ORIGIN_KEY] = base
+    return copy
