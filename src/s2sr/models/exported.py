@@ -5,9 +5,10 @@ ONNX model or an exported TorchScript archive (:func:`sniff` tells which from it
 bytes). The two exported kinds are untrusted like any weights file:
 
 * ONNX: size bounded, parsed as protobuf (no code in it), the s2sr header read from
-  ``metadata_props`` and checked like a weights file's, then the graph: standard operators
-  only, no external data (which would make the runtime read other files), no subgraphs,
-  one float32 ``(B, C, H, W)`` input with the header's ``C`` and one output.
+  ``metadata_props`` and checked like a weights file's, then the graph: one float32
+  ``(B, C, H, W)`` input with the header's ``C`` and one output, and only what s2sr's
+  exports emit (:mod:`s2sr.models.onnx_graph`: their operators, tensors held inline, memory
+  bounded by the tile size, the header's normalisation in the graph's constants).
 * TorchScript: the archive is read as a zip, never by ``torch.jit.load`` (which would
   compile the program it holds): the header entry (bounded), then the embedded weights
   file, whose SHA-256 must be the header's ``source_sha256`` and which loads through
@@ -37,6 +38,7 @@ from s2sr.models.export import (
     WEIGHTS_ENTRY,
 )
 from s2sr.models.header import MAX_KEYS, check_mapping, parse_sha256, parse_spec, spec_error
+from s2sr.models.onnx_graph import check_graph
 from s2sr.models.registry import ModelSpec, expected_state, get_spec
 from s2sr.models.weights import MAX_FILE_BYTES, MAX_HEADER_BYTES, load_model
 
@@ -133,7 +135,8 @@ def _check_format(label: str, meta: dict[str, str], kind: str) -> None:
 
 
 def _check_graph(label: str, proto: Any, spec: ModelSpec) -> None:
-    """Standard operators, no external data or subgraphs, the expected signature."""
+    """Standard opsets, the expected signature, then what
+    :func:`~s2sr.models.onnx_graph.check_graph` allows (s2sr's exports' operators)."""
     import onnx  # optional dependency (s2sr[onnx])
 
     low, high = OPSETS
@@ -145,22 +148,6 @@ def _check_graph(label: str, proto: Any, spec: ModelSpec) -> None:
             raise WeightsError(f"{label} uses opset {entry.version}, not one s2sr exports "
                                f"({low} to {high}): {_FIX}")
     graph = proto.graph
-    external = onnx.TensorProto.EXTERNAL
-    for tensor in graph.initializer:
-        if tensor.data_location == external:
-            raise WeightsError(f"{label}: tensor {show(tensor.name)} refers to an external "
-                               f"data file, which s2sr never reads: {_FIX}")
-    for node in graph.node:
-        if node.domain not in _DOMAINS:
-            raise WeightsError(f"{label}: node {show(node.op_type)} of domain "
-                               f"{show(node.domain)} is not a standard ONNX operator: {_FIX}")
-        for attr in node.attribute:
-            if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-                raise WeightsError(f"{label}: node {show(node.op_type)} holds a subgraph, "
-                                   f"which no s2sr model has: {_FIX}")
-            if attr.HasField("t") and attr.t.data_location == external:
-                raise WeightsError(f"{label}: node {show(node.op_type)} refers to an "
-                                   f"external data file, which s2sr never reads: {_FIX}")
     known = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in known]
     bands = len(spec.bands)
@@ -175,6 +162,7 @@ def _check_graph(label: str, proto: Any, spec: ModelSpec) -> None:
             raise WeightsError(
                 f"{label}: its {what} is not float32 (batch, {bands}, height, width) as the "
                 f"header's {bands} bands need: {_FIX}")
+    check_graph(label, proto, spec)
     try:
         onnx.checker.check_model(proto)
     except Exception as err:  # onnx raises its own ValidationError (and others)
