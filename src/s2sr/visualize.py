@@ -4,9 +4,52 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """A linear per-channel stretch of reflectance to 0-255.
+
+    Attributes:
+        lo: ``(3,)`` reflectance shown as 0, one per channel.
+        hi: ``(3,)`` reflectance shown as 255 (above ``lo``).
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        """``(3, H, W)`` reflectance -> ``(H, W, 3)`` uint8 (NaN as 0, clipped)."""
+        return to_uint8(rgb, (self.lo, self.hi))
+
+
+#: The narrowest stretch (reflectance) of :func:`shared_stretch`: a flat, noisy patch is
+#: shown flat rather than as noise magnified to the full range.
+MIN_SPAN = 0.02
+
+
+def shared_stretch(panels: Sequence[np.ndarray], low: float = 2.0, high: float = 98.0,
+                   min_span: float = MIN_SPAN) -> Stretch:
+    """One stretch for several ``(3, H, W)`` reflectance panels of the same place.
+
+    Per channel, from the ``low`` to the ``high`` percentile of the pixels of all panels
+    together (NaN ignored), widened about its middle to at least ``min_span``; applied to
+    every panel, brightness and contrast compare across them.
+    """
+    flat = np.concatenate([np.asarray(p, dtype=np.float64).reshape(3, -1) for p in panels],
+                          axis=1)
+    finite = np.isfinite(flat)
+    lo, hi = np.zeros(3), np.ones(3)
+    for c in range(3):
+        values = flat[c][finite[c]]
+        if values.size:
+            lo[c], hi[c] = np.percentile(values, [low, high])
+    mid, half = (lo + hi) / 2, np.maximum(hi - lo, min_span) / 2
+    return Stretch(mid - half, mid + half)
 
 
 def stretch_limits(rgb: np.ndarray, low: float = 2.0, high: float = 98.0) -> tuple[

@@ -189,7 +189,8 @@ def evaluate_scene(weights: str | os.PathLike[str], lr: str | os.PathLike[str],
                        scores(cons, hr_refl, lr_refl, s, c))
         if figures:
             item = {"lr": torch.from_numpy(lr_refl), "hr": torch.from_numpy(hr_refl),
-                    "patch_id": "scene", "kind": kind}
+                    "patch_id": "scene", "kind": kind,
+                    "label": f"scene {Path(lr).name} -> reference {Path(hr).name}"}
             write_figures(report, kind, [item], {k: [v] for k, v in preds.items()}, [name],
                           list(spec.bands))
         report.write()

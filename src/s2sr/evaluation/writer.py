@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 
 from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, MIN_SIDE, artefact_score
-from s2sr.evaluation.figures import comparison_figure
+from s2sr.evaluation.figures import (
+    MIN_CONTRAST,
+    Panel,
+    comparison_figure,
+    contrast,
+    pick_patches,
+)
 from s2sr.evaluation.metrics import Conventions
 from s2sr.evaluation.scoring import CONSISTENCY_ITERATIONS
 from s2sr.inference.baselines import upsample
@@ -198,37 +204,65 @@ class ReportWriter:
         return path
 
 
-def caption(name: str, s: dict[str, Any] | None) -> str:
-    """A figure panel's caption: the method and, when scored, its PSNR / SSIM."""
-    return name if s is None else f"{name}\n{s['psnr']:.2f} dB / {s['ssim']:.4f}"
+def scores_text(s: dict[str, Any] | None) -> str:
+    """A figure panel's scores: PSNR / SSIM when scored, else ""."""
+    return "" if s is None else f"{s['psnr']:.2f} dB / {s['ssim']:.4f}"
+
+
+def _figure_caption(name: str, conv: Conventions, eligible: int, total: int) -> str:
+    crop = conv.crop if conv.crop is not None else "the scale"
+    text = (f"Columns: the input enlarged by nearest neighbour, bicubic, {name}, the "
+            "reference. Every panel of a row shares one stretch: per channel, the 2nd to 98th "
+            "percentile of all its panels together. After a method's name: PSNR (dB) / "
+            f"SSIM against the reference, on reflectance (data range {conv.data_range:g}, border "
+            f"crop {crop} px).")
+    if total > 1:
+        text += (f" Best, median and worst by PSNR gain over bicubic among the {eligible} of "
+                 f"{total} patches whose reference spans at least {MIN_CONTRAST:g} "
+                 "reflectance (2-98 %) in the shown channels"
+                 + ("." if eligible else "; none does, so among all."))
+    return text
 
 
 def write_figures(report: ReportWriter, kind: str, items: list[dict[str, Any]],
                   preds: dict[str, list[np.ndarray]], models: list[str], bands: list[str]
                   ) -> None:
     """Best, median and worst patch of each model by PSNR gain over bicubic, one PNG each
-    under ``figures/`` (``preds``: method -> outputs in the order of ``items``)."""
+    under ``figures/`` (``preds``: method -> outputs in the order of ``items``; an item's
+    optional ``label`` replaces "patch ID" under the title).
+
+    Only patches with content are candidates (:func:`~s2sr.evaluation.figures.pick_patches`:
+    a reference spanning at least ``MIN_CONTRAST`` reflectance); a patch that is two of
+    the three (few patches) is drawn once, its file named after both.
+    """
     (report.out / "figures").mkdir(exist_ok=True)
     rows = {(r["method"], r["patch_id"]): r for r in report.rows if r["kind"] == kind}
+    contrasts = [contrast(it["hr"].numpy(), bands) for it in items]
     for name in models:
         if name not in preds:
             continue
         gains = [rows[(name, it["patch_id"])]["psnr"] - rows[("bicubic", it["patch_id"])]["psnr"]
                  for it in items]
-        order = np.argsort(gains)
-        picks = {"best": int(order[-1]), "median": int(order[len(order) // 2]),
-                 "worst": int(order[0])}
-        for which, k in picks.items():
+        picks, eligible = pick_patches(gains, contrasts)
+        chosen: dict[int, list[str]] = {}
+        for pick, k in picks.items():
+            chosen.setdefault(k, []).append(pick)
+        for k, which in chosen.items():
             it = items[k]
             scale = it["hr"].shape[-1] // it["lr"].shape[-1]
-            panels = [("input (nearest)", upsample(it["lr"].numpy(), scale, "nearest")),
-                      (caption("bicubic", rows[("bicubic", it["patch_id"])]),
-                       preds["bicubic"][k]),
-                      (caption(name, rows[(name, it["patch_id"])]), preds[name][k]),
-                      ("reference", it["hr"].numpy())]
+            bic, mine = rows[("bicubic", it["patch_id"])], rows[(name, it["patch_id"])]
+            panels = [Panel("input (nearest)", upsample(it["lr"].numpy(), scale, "nearest")),
+                      Panel("bicubic", preds["bicubic"][k], scores_text(bic)),
+                      Panel(name, preds[name][k], scores_text(mine)),
+                      Panel("reference", it["hr"].numpy())]
+            label = "-".join(which) if len(items) > 1 else ""
             safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in
-                           f"{name}_{kind}_{which}")
+                           f"{name}_{kind}" + (f"_{label}" if label else ""))
             path = report.out / "figures" / f"{safe}.png"
-            comparison_figure(panels, bands, path, title=f"{name}, {kind}: {which} gain "
-                              f"({gains[k]:+.2f} dB), patch {it['patch_id']}")
+            what = f"{' and '.join(which)} gain" if len(items) > 1 else "gain"
+            comparison_figure(
+                panels, bands, path,
+                title=f"{name} on {kind}: {what} over bicubic {gains[k]:+.2f} dB",
+                subtitle=it.get("label", f"patch {it['patch_id']}"),
+                caption=_figure_caption(name, report.conv, eligible, len(items)))
             report.figures.append(f"figures/{path.name}")
