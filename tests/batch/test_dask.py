@@ -4,6 +4,7 @@ mid-write, a re-run doing only the missing work."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -115,6 +116,11 @@ def test_worker_killed_mid_write_loses_nothing(tmp_path: Path, tiny_weights: Pat
     report = result["report"]
     assert [s.status for s in report.scenes] == ["done"] * 6, report.summary()
     assert all(f"pid {killed}" != s.worker for s in report.scenes)
+    # the loss is said: in the summary and in the run report, with the scene it ran
+    (lost,) = report.lost_workers
+    assert len(lost["scenes"]) == 1 and lost["scenes"][0].endswith(".tif"), lost
+    assert "was lost (killed, or out of memory)" in report.summary()
+    assert json.loads(Path(report.report).read_text())["lost_workers"] == [lost]
     for k, src in enumerate(inputs):
         made = out / f"scene{k}_x2.tif"
         single = predict(src, tmp_path / f"single{k}.tif", tiny_weights, **opts)

@@ -194,8 +194,9 @@ def run_job(job: Job, runner: Runner | None = None) -> SceneResult:
         write_record(out, request, {"input_megapixels": result.megapixels,
                                     "weights": str(weights)})
         result.status = "done"
-    except S2SRError as err:
-        result.reason = short_error(err)
+    except S2SRError as err:  # s2sr's messages are one line: keep all of it
+        result.reason = str(err).strip().splitlines()[0][:600] if str(err).strip() else \
+            type(err).__name__
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as err:  # a bug or an environment failure: keep the others going

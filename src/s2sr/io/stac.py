@@ -212,9 +212,9 @@ def resolve_href(href: Any, base: str, where: str) -> str:
             raise StacError(f"{where}: href {href[:120]!r} names the host {parts.netloc[:60]!r}:"
                             " s2sr reads local files only (file:///path); copy the asset here")
         if remote:
-            raise StacError(f"{where}: href {href[:120]!r} is a local file, but the STAC "
-                            "document was fetched over http(s) and may reference http(s) "
-                            "assets only: refusing it (download the item to use local files)")
+            raise StacError(f"{where}: a STAC document fetched over http(s) may reference "
+                            f"http(s) assets only, not the local file {href[:80]!r}: download "
+                            "the item to use local files")
         resolved = urllib.parse.unquote(parts.path)
         if not os.path.isabs(resolved):
             raise StacError(f"{where}: href {href[:120]!r} is not an absolute file URL: "
@@ -228,9 +228,9 @@ def resolve_href(href: Any, base: str, where: str) -> str:
     elif remote:
         resolved = urllib.parse.urljoin(base, href)
         if not is_url(resolved):
-            raise StacError(f"{where}: href {href[:120]!r} is not an http(s) URL, but the STAC"
-                            " document was fetched over http(s) and may reference http(s) "
-                            "assets only: refusing it")
+            raise StacError(f"{where}: a STAC document fetched over http(s) may reference "
+                            f"http(s) assets only, not {href[:80]!r}: download the item to "
+                            "use local files")
         _check_url(resolved, f"{where}: href")
     else:
         resolved = str(Path(base) / href) if not os.path.isabs(href) else href
