@@ -15,8 +15,8 @@ the graph is checked before any session is made (:func:`check_graph`):
   resolved against the working folder) and a shape cannot ask for more than the file holds;
 * memory: ``Resize`` scales by constants equal to the header's scale, ``Conv`` has unit
   strides and dilations and at most "same" padding, and shapes are inferred on a
-  :data:`PROBE` px tile: every tensor must have a known shape of at most
-  ``max(n_feats, bands) * scale**2`` values per input pixel, and the graph at most
+  :data:`PROBE` px tile: every tensor must have a known shape of at most ``scale**2``
+  times the widest Conv of the header's architecture values per input pixel, and at most
   :func:`max_nodes` nodes. Memory is then bounded by the tile size;
 * normalisation: the graph normalises its input with constants equal to the header's
   ``mean`` and ``std`` in the header's band order, so a header that lies about the band
@@ -35,7 +35,7 @@ import numpy as np
 
 from s2sr.errors import WeightsError
 from s2sr.models.bounds import show
-from s2sr.models.registry import ModelSpec
+from s2sr.models.registry import ModelSpec, expected_state
 
 _FIX = "export it again with s2sr export --weights FILE.safetensors"
 
@@ -237,7 +237,8 @@ def _check_int8_weights(label: str, graph: Any, consts: dict[str, np.ndarray]) -
 
 def _check_shapes(label: str, proto: Any, spec: ModelSpec) -> None:
     """Shapes inferred on a ``(1, C, PROBE, PROBE)`` tile: all known, none larger than
-    ``max(n_feats, C) * scale**2`` values per input pixel."""
+    ``scale**2`` times the widest Conv of the header's architecture (or ``C``) values per
+    input pixel."""
     import onnx
 
     probe = onnx.ModelProto()
@@ -260,7 +261,8 @@ def _check_shapes(label: str, proto: Any, spec: ModelSpec) -> None:
                            f"{PROBE}) tile ({show(str(err).strip()[:120])}): {_FIX}") from None
     shapes = {v.name: v.type.tensor_type.shape for v in
               (*inferred.graph.value_info, *inferred.graph.output)}
-    per_pixel = max(int(spec.options.get("n_feats", 64)), bands) * spec.scale ** 2
+    widest = max(shape[0] for shape, _ in expected_state(spec).values() if len(shape) == 4)
+    per_pixel = max(widest, bands) * spec.scale ** 2
     limit = per_pixel * PROBE * PROBE
     for node in inferred.graph.node:
         for name in node.output:
@@ -274,8 +276,8 @@ def _check_shapes(label: str, proto: Any, spec: ModelSpec) -> None:
             if count > limit:
                 raise WeightsError(
                     f"{label}: node {show(node.op_type)} makes {count} values from a {PROBE}x"
-                    f"{PROBE} tile, more than the {limit} an s2sr model of these bands, "
-                    f"n_feats and scale makes (its memory would not be bounded by the tile "
+                    f"{PROBE} tile, more than the {limit} an s2sr model of the header's "
+                    f"architecture makes (its memory would not be bounded by the tile "
                     f"size): {_FIX}")
 
 
