@@ -33,6 +33,15 @@ def _thresholds(values: tuple[str, ...]) -> object:
     return Thresholds.from_dict(items)
 
 
+def _labels(**labels: str | None) -> None:
+    """Refuse labels a dataset cannot keep (not UTF-8, control characters, too long)."""
+    from s2sr.data.manifest import MAX_LABEL, check_text
+
+    for name, value in labels.items():
+        if value is not None:
+            check_text(value, f"--{name}", MAX_LABEL)
+
+
 def _bands(value: str) -> tuple[str, ...]:
     names = tuple(normalize_band_name(v) or "" for v in value.split(","))
     if not all(names):
@@ -117,6 +126,7 @@ def build(lr: Path | None, hr: Path | None, pairs_csv: Path | None, workers: int
         raise UsageError("give either --lr and --hr (one pair) or --pairs CSV (many pairs)")
     if pairs_csv is None and (workers is not None or scheduler is not None):
         raise UsageError("--workers and --scheduler go with --pairs CSV")
+    _labels(site=site, kind=kind)
 
     opts = BuildOptions(
         scale=int(scale), patch=patch, stride=stride, band_map=band_map, bands=_bands(bands),
@@ -176,6 +186,7 @@ def degrade(scene: Path, dataset: Path, patch: int, stride: int | None, site: st
     from s2sr.data.wald import DegradeOptions, degrade_scene
     from s2sr.io.outputs import terminate_raises
 
+    _labels(site=site, sensor=sensor)
     lv = None
     if levels is not None:
         try:
@@ -222,12 +233,15 @@ def info(dataset: Path, as_json: bool) -> None:
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.argument("patch_id")
 @click.argument("decision", type=click.Choice(["accepted", "rejected", "auto"]))
-@click.option("--note", default="", help="Why (kept with the decision).")
+@click.option("--note", default="", help="Why (kept with the decision): one line of "
+              "text, at most 500 characters.")
 @handle_errors
 def decide(dataset: Path, patch_id: str, decision: str, note: str) -> None:
     """Record a person's DECISION on PATCH_ID (auto clears it); it survives rebuilding."""
+    from s2sr.data.manifest import MAX_NOTE, check_text
     from s2sr.data.store import PairStore
 
+    check_text(note, "--note", MAX_NOTE)  # before the dataset is touched
     PairStore(dataset).decide(patch_id, decision, note)
 
 

@@ -3,6 +3,7 @@ memory-mapped when read (:mod:`s2sr.data.store` names, publishes and deletes the
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -49,8 +50,10 @@ class NpyWriter:
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
-        """Close and delete the temporary (on failure)."""
-        self._handle.close()
+        """Close and delete the temporary (on failure). Never raises for the file: on a
+        full disk closing fails too (the buffer cannot be flushed), yet it is deleted."""
+        with contextlib.suppress(OSError):
+            self._handle.close()
         self.tmp.unlink(missing_ok=True)
 
 

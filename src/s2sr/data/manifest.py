@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ import numpy as np
 from affine import Affine
 
 from s2sr.data.validation import Thresholds, validate
-from s2sr.errors import DataError
+from s2sr.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,12 @@ STATUSES = ("auto-accepted", "auto-rejected", "accepted", "rejected")
 #: Largest patch side (input pixels) a manifest may declare.
 MAX_PATCH = 4096
 _ARRAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.npy$")
+#: Longest note a decision may carry (characters).
+MAX_NOTE = 500
+#: Longest label (site, kind, sensor) a pair may carry (characters).
+MAX_LABEL = 100
+# bidirectional overrides and isolates: they make a note display as other text
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _NAN_TRANSFORM = (math.nan,) * 6
 
 
@@ -96,6 +103,75 @@ def patch_rows(pair_id: str, origins: list[tuple[int, int]], stats: dict[str, li
 
 def _num(value: float) -> float | None:
     return None if not np.isfinite(value) else round(float(value), 6)
+
+
+# --- free text: notes and labels ---------------------------------------------------------
+
+def _bad_character(text: str) -> str | None:
+    """A description of the first character ``text`` may not hold, else ``None``."""
+    if text.isprintable():  # fast path: no control, surrogate or format character
+        return None
+    for ch in text:
+        if "\ud800" <= ch <= "\udfff":
+            return ("bytes that are not UTF-8 (e.g. typed in a Latin-1 terminal)"
+                    if "\udc80" <= ch <= "\udcff" else "a lone UTF-16 surrogate")
+        if unicodedata.category(ch) == "Cc":
+            return f"a control character ({ch!r})"
+        if ch in _BIDI:
+            return f"a bidirectional override (U+{ord(ch):04X})"
+    return None
+
+
+def check_text(value: object, what: str, limit: int) -> str:
+    """Refuse text a dataset cannot keep: not a string, not UTF-8, control characters
+    (newlines included), bidirectional overrides, or longer than ``limit`` characters.
+
+    Args:
+        value: the text. what: its name in the message (``"--note"``). limit: the
+            largest length.
+
+    Raises:
+        UsageError: naming the problem and the fix.
+    """
+    if not isinstance(value, str):
+        raise UsageError(f"{what} must be text, got a {type(value).__name__}")
+    if len(value) > limit:
+        raise UsageError(f"{what} is {len(value)} characters long: keep it to {limit}")
+    bad = _bad_character(value)
+    if bad is not None:
+        raise UsageError(f"{what} holds {bad}: write it as one line of UTF-8 text")
+    return value
+
+
+def clean_text(value: str, limit: int | None = None) -> str:
+    """Text read from a dataset, made storable: bytes that are not UTF-8 become ``\\xNN``,
+    lone surrogates U+FFFD, control characters and bidirectional overrides a space; cut
+    to ``limit`` characters when given. (For files of older versions, and for paths.)"""
+    if _bad_character(value) is None:
+        return value[:limit]
+    out = []
+    for ch in value:
+        if "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xdc00:02x}")
+        elif "\ud800" <= ch <= "\udfff":
+            out.append("\ufffd")
+        elif unicodedata.category(ch) == "Cc" or ch in _BIDI:
+            out.append(" ")
+        else:
+            out.append(ch)
+    return "".join(out)[:limit]
+
+
+def clean_strings(item: Any) -> Any:
+    """``item`` (JSON-like) with every string passed through :func:`clean_text`."""
+    if isinstance(item, str):
+        return clean_text(item)
+    if isinstance(item, dict):
+        return {clean_text(k) if isinstance(k, str) else k: clean_strings(v)
+                for k, v in item.items()}
+    if isinstance(item, list):
+        return [clean_strings(v) for v in item]
+    return item
 
 
 # --- validation of what is read from a dataset folder (untrusted) -------------------------
@@ -218,7 +294,12 @@ def validate_manifest(data: Any, path: Path) -> dict[str, Any]:
 
 
 def validate_decisions(data: Any, path: Path) -> dict[str, dict[str, Any]]:
-    """Check a parsed ``decisions.json``: patch id -> {status, note?, time?}."""
+    """Check a parsed ``decisions.json``: patch id -> {status, note?, time?}.
+
+    A note an older s2sr let through (not UTF-8, control characters, too long) is
+    repaired with :func:`clean_text` and a warning, so that the dataset stays usable; the
+    next decision writes the repaired text.
+    """
     fix = "fix it or delete it (the manual decisions in it are then lost)"
     if not isinstance(data, dict):
         raise DataError(f"{path} is damaged (a {type(data).__name__}, not an object of patch "
@@ -229,6 +310,12 @@ def validate_decisions(data: Any, path: Path) -> dict[str, dict[str, Any]]:
                 or not isinstance(d.get("time", ""), str):
             raise DataError(f"{path} is damaged: the decision on {pid[:80]!r} is not "
                             f"{{status: accepted|rejected, note: text}}: {fix}")
+        note = d.get("note", "")
+        if len(note) > MAX_NOTE or _bad_character(note) is not None:
+            d["note"] = clean_text(note, MAX_NOTE)
+            log.warning("%s: the note on %s held text s2sr cannot keep (%s); it is read as "
+                        "%r and saved so at the next decision", path, clean_text(pid, 80),
+                        _bad_character(note) or "too long", d["note"][:60])
     return data
 
 
@@ -236,7 +323,7 @@ def read_json(path: Path, what: str) -> Any:
     """Parse a JSON file of a dataset; a corrupt one is a :class:`DataError` ending in ``what``
     (the fix)."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         first = str(err).splitlines()[0][:80]
         raise DataError(f"{path} is corrupt ({first}): {what}") from None

@@ -12,12 +12,16 @@ Layout of a dataset folder::
 Every update writes new array files under hidden temporary names (``temp_path``: process
 id and token in the name) while the pair is built; then, holding an exclusive ``flock`` on
 the lock file, renames them to their final names, re-reads and replaces ``manifest.json``
-atomically, and deletes final-named arrays that no pair references. Temporaries of live
+atomically together with ``manifest.csv`` (both written in full to temporaries first, then
+renamed: :mod:`s2sr.data.storefiles`), and deletes final-named arrays that no pair
+references. Temporaries of live
 processes (a concurrent build) are never touched; those of dead processes (``kill -9``)
 are swept by the next update. An interrupted run leaves the previous, valid dataset.
 Re-adding a scene pair replaces its rows (no duplicates). A person's decision overrides
 the automatic status and survives rebuilding because patch ids are deterministic (pair id
-+ window offsets).
++ window offsets). A note must be one line of UTF-8 text of at most :data:`MAX_NOTE`
+characters (checked before anything is written); text from elsewhere (paths, labels, and
+notes written by older versions) is stored in a form every tool can read.
 
 The manifest's format, its georeferencing and its validation are :mod:`s2sr.data.manifest`
 (its names are importable from here as before). Everything read from the folder is
@@ -28,7 +32,6 @@ one :class:`~s2sr.errors.DataError` naming it and the fix.
 from __future__ import annotations
 
 import contextlib
-import csv
 import fcntl
 import json
 import logging
@@ -46,8 +49,12 @@ from s2sr.data.arrays import NpyWriter, load_patch_array
 from s2sr.data.manifest import (
     FORMAT,
     FORMAT_VERSION,
+    MAX_NOTE,
     MAX_PATCH,
     STATUSES,
+    check_text,
+    clean_strings,
+    clean_text,
     effective_status,
     patch_rows,
     read_json,
@@ -55,14 +62,15 @@ from s2sr.data.manifest import (
     validate_decisions,
     validate_manifest,
 )
+from s2sr.data.storefiles import atomic_write, replace_all, stage, stage_csv
 from s2sr.errors import DataError, InputNotFoundError, UsageError
 from s2sr.io.dn import DN_SCALE
-from s2sr.io.outputs import sweep_stale_temps, temp_path
+from s2sr.io.outputs import sweep_stale_temps
 
 __all__ = [  # the manifest's names are defined in s2sr.data.manifest, DN_SCALE in s2sr.io.dn
-    "DN_SCALE", "FORMAT", "FORMAT_VERSION", "LOCK_NAME", "MAX_PATCH", "STATUSES", "NpyWriter",
-    "PairStore", "effective_status", "patch_rows", "transform_tuple", "validate_decisions",
-    "validate_manifest",
+    "DN_SCALE", "FORMAT", "FORMAT_VERSION", "LOCK_NAME", "MAX_NOTE", "MAX_PATCH", "STATUSES",
+    "NpyWriter", "PairStore", "effective_status", "patch_rows", "transform_tuple",
+    "validate_decisions", "validate_manifest",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,14 +78,18 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".s2sr-pairs.lock"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = temp_path(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def _manifest_text(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=1, default=float)
+
+
+def _effective_rows(data: dict[str, Any], decisions: dict[str, dict[str, Any]]
+                    ) -> list[dict[str, Any]]:
+    """Patch rows of ``data`` with their effective ``status`` and ``reason``."""
+    out = []
+    for row in data["patches"]:
+        status, reason = effective_status(row, decisions)
+        out.append({**row, "status": status, "reason": reason})
+    return out
 
 
 class PairStore:
@@ -94,6 +106,7 @@ class PairStore:
         self.root = Path(root)
         self.manifest_path = self.root / "manifest.json"
         self.decisions_path = self.root / "decisions.json"
+        self.csv_path = self.root / "manifest.csv"
         #: this store made the dataset (its manifest); :meth:`abandon` may then remove it
         self.created = False
         #: folders this store made for it (the root and missing parents), outermost first
@@ -104,12 +117,16 @@ class PairStore:
         if create:
             if self.root.is_dir() and not self.manifest_path.exists():
                 self._refuse_foreign()  # before the lock file is made in someone's folder
-            with self._locked(make_root=True):
-                if not self.manifest_path.exists():
-                    self._create()
-                    self.created = True
-                sweep_stale_temps(self.root)
-                sweep_stale_temps(self.root / "arrays")
+            try:
+                with self._locked(make_root=True):
+                    if not self.manifest_path.exists():
+                        self.created = True
+                        self._create()
+                    sweep_stale_temps(self.root)
+                    sweep_stale_temps(self.root / "arrays")
+            except OSError:
+                self._undo_create()  # e.g. a full disk: no half-made dataset is left
+                raise
         elif not self.manifest_path.exists():
             raise InputNotFoundError(
                 f"{self.root} is not an s2sr pairs dataset (no manifest.json): build one "
@@ -224,12 +241,27 @@ class PairStore:
                         self.root, err)
             return False
         self.created = False
+        self._remove_made_dirs()
+        return True
+
+    def _undo_create(self) -> None:
+        """After a failed creation: remove the lock file, ``arrays/`` and the folders
+        this store made, when nothing else is in them. Never raises."""
+        if not self.created or self.manifest_path.exists():
+            return
+        with contextlib.suppress(OSError):
+            (self.root / "arrays").rmdir()
+        with contextlib.suppress(OSError):
+            (self.root / LOCK_NAME).unlink()
+        self.created = False
+        self._remove_made_dirs()
+
+    def _remove_made_dirs(self) -> None:
         for folder in reversed(self._made_dirs):
             try:
                 folder.rmdir()
             except OSError:
                 break  # not empty (someone else's files) or already gone
-        return True
 
     def _read(self) -> dict[str, Any]:
         data = read_json(self.manifest_path, "rebuild the dataset (or restore the file)")
@@ -243,7 +275,7 @@ class PairStore:
         return validate_decisions(data, self.decisions_path)
 
     def _write(self, data: dict[str, Any]) -> None:
-        _atomic_write(self.manifest_path, json.dumps(data, indent=1, default=float))
+        atomic_write(self.manifest_path, _manifest_text(data))
 
     @property
     def pairs(self) -> dict[str, dict[str, Any]]:
@@ -252,11 +284,7 @@ class PairStore:
 
     def rows(self) -> list[dict[str, Any]]:
         """Patch rows with their effective ``status`` and ``reason``."""
-        out = []
-        for row in self.data["patches"]:
-            status, reason = effective_status(row, self.decisions)
-            out.append({**row, "status": status, "reason": reason})
-        return out
+        return _effective_rows(self.data, self.decisions)
 
     def new_arrays(self, pair_id: str, n: int, bands: int, lr_size: int, hr_size: int
                    ) -> tuple[Path, Path, NpyWriter, NpyWriter]:
@@ -282,19 +310,32 @@ class PairStore:
         Under the dataset lock: publish ``writers``' files, re-read the manifest (another
         process may have added pairs since), write it back with this pair, clean up.
         """
+        # paths and labels are kept as text any tool can read (a file name in Latin-1
+        # bytes becomes \\xNN): manifest.csv and the review page must never fail on them
+        pair_id, info, rows = clean_text(pair_id), clean_strings(info), clean_strings(rows)
         with self._locked(make_root=True):
+            staged: list[tuple[Path, Path]] = []
             try:
                 if not self.manifest_path.exists():  # abandoned by its creator meanwhile
-                    self._create()
                     self.created = True
+                    self._create()
                 for w in writers:
                     w.publish()
                 data = self._read()
                 data["pairs"][pair_id] = info
                 data["patches"] = [r for r in data["patches"] if r["pair_id"] != pair_id
                                    ] + rows
-                self._write(data)
+                decisions = self._read_decisions()
+                # both files complete on disk before either is renamed: a full disk
+                # leaves the previous dataset (or, for a new one, nothing)
+                staged.append((stage(self.manifest_path, _manifest_text(data)),
+                               self.manifest_path))
+                staged.append((stage_csv(self.csv_path, _effective_rows(data, decisions)),
+                               self.csv_path))
+                replace_all(staged)
             except BaseException:
+                for tmp, _ in staged:
+                    tmp.unlink(missing_ok=True)
                 for w in writers:
                     w.discard()
                     if w.path.name not in {i.get(k) for i in self.data["pairs"].values()
@@ -302,8 +343,7 @@ class PairStore:
                         w.path.unlink(missing_ok=True)
                 raise
             self.data = data
-            self.decisions = self._read_decisions()
-            self._export_csv()
+            self.decisions = decisions
             self.cleanup()
 
     def cleanup(self) -> None:
@@ -321,38 +361,40 @@ class PairStore:
         sweep_stale_temps(self.root)
         sweep_stale_temps(self.root / "arrays")
 
-    def _export_csv(self) -> None:
-        rows = self.rows()
-        tmp = temp_path(self.root / "manifest.csv")
-        try:
-            with open(tmp, "w", newline="") as handle:
-                if rows:
-                    writer = csv.DictWriter(handle, fieldnames=list(rows[0]),
-                                            extrasaction="ignore")
-                    writer.writeheader()
-                    writer.writerows(rows)
-            os.replace(tmp, self.root / "manifest.csv")
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
     def decide(self, patch_id: str, status: str, note: str = "") -> None:
-        """Record a person's decision (``accepted``/``rejected``; ``auto`` clears it)."""
+        """Record a person's decision (``accepted``/``rejected``; ``auto`` clears it).
+
+        Raises:
+            UsageError: a bad status, an unknown patch, or a note that is not one line of
+                UTF-8 text of at most :data:`MAX_NOTE` characters (nothing is written).
+        """
         if status not in ("accepted", "rejected", "auto"):
             raise UsageError(f"decision must be accepted, rejected or auto, got {status!r}")
+        check_text(note, "the note", MAX_NOTE)
         with self.locked():
             self.data = self._read()
             self.decisions = self._read_decisions()
             if not any(r["patch_id"] == patch_id for r in self.data["patches"]):
-                raise UsageError(f"no patch {patch_id!r} in {self.root}: list them in "
-                                 f"{self.root / 'manifest.csv'} (column patch_id)")
+                raise UsageError(f"no patch {clean_text(patch_id, 80)!r} in {self.root}: "
+                                 f"list them in {self.csv_path} (column patch_id)")
+            decisions = dict(self.decisions)
             if status == "auto":
-                self.decisions.pop(patch_id, None)
+                decisions.pop(patch_id, None)
             else:
-                self.decisions[patch_id] = {"status": status, "note": note,
-                                            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            _atomic_write(self.decisions_path, json.dumps(self.decisions, indent=1))
-            self._export_csv()
+                decisions[patch_id] = {"status": status, "note": note,
+                                       "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            staged: list[tuple[Path, Path]] = []
+            try:  # both files complete before either is renamed (a full disk: no change)
+                staged.append((stage(self.decisions_path, json.dumps(decisions, indent=1)),
+                               self.decisions_path))
+                staged.append((stage_csv(self.csv_path, _effective_rows(self.data, decisions)),
+                               self.csv_path))
+            except BaseException:
+                for tmp, _ in staged:
+                    tmp.unlink(missing_ok=True)
+                raise
+            replace_all(staged)
+            self.decisions = decisions
 
     def summary(self) -> dict[str, Any]:
         """Counts per site, split, kind, status and reason, and per pair details."""
