@@ -74,10 +74,12 @@ class Radiometry:
         return mask if mask.any() else None
 
     def to_reflectance(self, dn: np.ndarray) -> np.ndarray:
-        """``(C, h, w)`` float32 reflectance."""
+        """``(C, h, w)`` float32 reflectance (what overflows float32 becomes inf, which the
+        engine refuses as implausible)."""
         g = np.asarray(self.gains, np.float32)[:, None, None]
         o = np.asarray(self.offsets, np.float32)[:, None, None]
-        return dn.astype(np.float32) * g + o
+        with np.errstate(over="ignore", invalid="ignore"):
+            return dn.astype(np.float32) * g + o
 
     def dn_floor(self) -> np.ndarray:
         """Per band, the lowest DN an output may take: the DN of zero reflectance.
@@ -286,16 +288,17 @@ class TiledSuperResolver:
         if not valid.any():
             return
         ok = valid[None] if sat is None else valid[None] & ~sat
-        top = float(np.max(refl, where=ok & np.isfinite(refl), initial=-np.inf))
-        if top > MAX_REFLECTANCE:
-            band = int(np.argmax(np.max(refl, axis=(1, 2), where=ok, initial=-np.inf)))
-            y, x = self._scene_position((refl[band] > MAX_REFLECTANCE) & ok[0 if sat is None
-                                                                          else band], i, j)
+        bad = ~(refl <= MAX_REFLECTANCE) & ok  # NaN/inf (overflow of DN x gain) included
+        if bad.any():
+            band = int(np.argmax(bad.any(axis=(1, 2))))
+            worst = np.nan_to_num(refl[band], nan=np.inf, posinf=np.inf)
+            top = float(np.max(np.where(bad[band], worst, -np.inf)))
+            y, x = self._scene_position(bad[band], i, j)
             kind = "float" if np.issubdtype(np.dtype(self.radiometry.dtype), np.floating) \
                 else "integer"
             raise DataError(
-                f"input band {band + 1} reads as reflectance {top:g} at row {y}, column {x}, "
-                f"beyond anything a surface reflects (at most about 1.5; {MAX_REFLECTANCE:g} "
+                f"input band {band + 1} reads as reflectance up to {top:g} (first at row {y}, "
+                f"column {x}), beyond anything a surface reflects (about 1.5; {MAX_REFLECTANCE:g} "
                 f"allowed): the {kind} values are not on the scale s2sr assumes (float rasters "
                 "are read as reflectance 0-1, integers as reflectance x 10000). If they are "
                 "DN (reflectance x 10000), say so: gdal_edit.py -scale 0.0001 FILE, or "

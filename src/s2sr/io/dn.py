@@ -17,11 +17,17 @@ import numpy as np
 
 from s2sr.bands import QUANTIFICATION_VALUE
 from s2sr.errors import DataError
+from s2sr.safe_text import printable
 
 #: DN per unit of reflectance for integer data that says nothing else (and pair datasets).
 DN_SCALE = QUANTIFICATION_VALUE
 #: Dtypes s2sr reads: integer DN (reflectance x 10000) or float reflectance.
 SUPPORTED_DTYPES = ("uint16", "int16", "uint32", "int32", "float32", "float64")
+#: GDAL band scales accepted (reflectance per DN): Sentinel-2 DN 1e-4, Landsat Collection 2
+#: 2.75e-5, reflectance 1; beyond these the values would vanish in or overflow float32.
+GDAL_SCALE_RANGE = (1e-7, 100.0)
+#: Largest GDAL band offset accepted, in reflectance (Sentinel-2 -0.1, Landsat -0.2).
+MAX_GDAL_OFFSET = 10.0
 #: Dtypes of reference (high-resolution) scenes in pairs: also 8-bit imagery (0-255).
 REFERENCE_DTYPES = ("uint8", *SUPPORTED_DTYPES)
 
@@ -81,11 +87,14 @@ def gdal_gains(
     gains, offsets, explicit = [], [], False
     for idx in indexes:
         scale, offset = dataset.scales[idx - 1], dataset.offsets[idx - 1]
-        if not (math.isfinite(scale) and math.isfinite(offset)) or scale <= 0:
+        low, high = GDAL_SCALE_RANGE
+        if not (math.isfinite(scale) and math.isfinite(offset) and low <= scale <= high
+                and abs(offset) <= MAX_GDAL_OFFSET):
             raise DataError(
-                f"{path} band {idx} has GDAL scale {scale} and offset {offset}: the scale must be "
-                "a positive finite number and the offset finite; fix them, e.g. gdal_edit.py "
-                "-scale 0.0001 -offset 0 (or -unsetstats), or re-export the file"
+                f"{printable(path)} band {idx} has GDAL scale {scale:g} and offset {offset:g}: "
+                f"s2sr takes a scale of {low:g} to {high:g} reflectance per DN (0.0001 for "
+                f"Sentinel-2 DN) and an offset within +-{MAX_GDAL_OFFSET:g}; fix them, e.g. "
+                "gdal_edit.py -scale 0.0001 -offset 0 FILE, or re-export the file"
             )
         if (scale, offset) != (1.0, 0.0):
             gains.append(float(scale))
@@ -102,7 +111,8 @@ def to_reflectance(dn: np.ndarray, gains: Sequence[float], offsets: Sequence[flo
     """DN ``(C, h, w)`` -> float32 reflectance ``DN * gain + offset`` (per band)."""
     g = np.asarray(gains, np.float32)[:, None, None]
     o = np.asarray(offsets, np.float32)[:, None, None]
-    return dn.astype(np.float32) * g + o
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow: inf, refused by callers
+        return dn.astype(np.float32) * g + o
 
 
 def from_scaled(dn: np.ndarray) -> np.ndarray:
