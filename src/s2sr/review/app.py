@@ -10,6 +10,8 @@ Routes (all behind :class:`~s2sr.review.security.Guard`):
 ``GET /api/patches``      one page: filters, sort, offset/limit; counts and histograms
 ``GET /api/patch?id=``    one patch's manifest row, its pair and its decision
 ``GET /api/image?id=``    a PNG: ``view`` lr|hr|diff, ``mode`` true|nir, ``size``
+``GET /api/version``      ``{version}``: changes when the dataset changes on disk (the
+                          page polls it, to show decisions made elsewhere)
 ``POST /api/decide``      JSON ``{id, status: accepted|rejected|auto, note}``
 ========================  =========================================================
 
@@ -31,14 +33,17 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from s2sr.data.manifest import MAX_NOTE, check_text
 from s2sr.errors import S2SRError, UsageError
 from s2sr.review.catalog import CATEGORIES, STATS, Catalog, Query
 from s2sr.review.security import TOKEN_HEADER, Guard, cookie_name, same
 from s2sr.review.thumbs import Thumbnails
 
 STATIC = Path(__file__).resolve().parent / "static"
-MAX_NOTE = 500
-MAX_BODY = 4096
+#: Largest decision request body (bytes): an id, a status and a 500-character note.
+MAX_BODY = 8192
+#: Deepest JSON nesting a decision request may have (it is one flat object).
+MAX_DEPTH = 2
 
 
 class ReviewApp:
@@ -102,6 +107,11 @@ class ReviewApp:
                 if k not in ("lr_array", "hr_array")}
         return _json({"row": row, "pair": pair})
 
+    async def version(self, request: Request) -> Response:
+        if not self.authorised(request):
+            return _refuse(403, "no token")
+        return _json({"version": self.catalog.version()})
+
     async def image(self, request: Request) -> Response:
         if not self.authorised(request):
             return _refuse(403, "no token")
@@ -125,27 +135,76 @@ class ReviewApp:
         if request.headers.get("content-type", "").split(";")[0].strip() != \
                 "application/json":
             return _refuse(415, "send JSON (content-type application/json)")
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return _refuse(413, "request too large")
+        body = await read_body(request, MAX_BODY)
+        if body is None:  # and close the connection: the rest of the body is never read
+            return _refuse(413, f"request too large (at most {MAX_BODY} bytes)",
+                           {"connection": "close"})
+        if json_depth(body) > MAX_DEPTH:
+            return _refuse(400, f"the JSON is nested more than {MAX_DEPTH} deep: send "
+                                "{id, status, note}")
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return _refuse(400, "the body is not JSON")
         if not isinstance(data, dict) or not isinstance(data.get("id"), str) or \
                 data.get("status") not in ("accepted", "rejected", "auto") or \
                 not isinstance(data.get("note", ""), str):
             return _refuse(400, "send {id: PATCH_ID, status: accepted|rejected|auto, "
                                 "note: text}")
-        note = data.get("note", "")[:MAX_NOTE]
+        note = data.get("note", "")
         try:
+            check_text(note, "the note", MAX_NOTE)
             row = await run_in_threadpool(self.catalog.decide, data["id"], data["status"],
                                           note)
         except KeyError:
             return _refuse(404, "no such patch in the manifest")
+        except UsageError as err:
+            return _refuse(400, str(err))
         except S2SRError as err:
             return _refuse(409, str(err))
-        return _json({"row": row})
+        return _json({"row": row, "version": self.catalog.version()})
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or ``None`` when it is longer than ``limit`` bytes.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read;
+    otherwise (chunked bodies too) reading stops as soon as the limit is passed, so a
+    huge body never reaches memory.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or len(declared) > 12 or
+                                     int(declared) > limit):
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (strings skipped), found
+    without parsing it: :func:`json.loads` recurses once per level."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 def parse_query(items: list[tuple[str, str]]) -> Query:
@@ -188,12 +247,21 @@ def _number(key: str, value: str) -> float:
     return number
 
 
+class _AsciiJSON(JSONResponse):
+    """JSON in ASCII (``\\uXXXX`` escapes): text that cannot be encoded as UTF-8 (a
+    label written by an older s2sr) never turns an answer into a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                          separators=(",", ":")).encode("ascii")
+
+
 def _json(data: Any) -> Response:
-    return JSONResponse(data, headers={"cache-control": "no-store"})
+    return _AsciiJSON(data, headers={"cache-control": "no-store"})
 
 
-def _refuse(status: int, reason: str) -> Response:
-    return PlainTextResponse(f"s2sr review: {reason}\n", status_code=status)
+def _refuse(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
+    return PlainTextResponse(f"s2sr review: {reason}\n", status_code=status, headers=headers)
 
 
 def create_app(catalog: Catalog, thumbs: Thumbnails, token: str, port: int) -> Guard:
@@ -205,8 +273,9 @@ def create_app(catalog: Catalog, thumbs: Thumbnails, token: str, port: int) -> G
         Route("/api/patches", routes.patches, methods=["GET"]),
         Route("/api/patch", routes.patch, methods=["GET"]),
         Route("/api/image", routes.image, methods=["GET"]),
+        Route("/api/version", routes.version, methods=["GET"]),
         Route("/api/decide", routes.decide, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC, follow_symlink=False),
               name="static"),
     ])
-    return Guard(app, port, token)
+    return Guard(app, port, token, max_body=MAX_BODY)

@@ -10,6 +10,7 @@ re-reads it before answering.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import threading
@@ -73,12 +74,14 @@ class Query:
                              f"must be >= 0 and the limit 1-{MAX_PAGE}")
 
 
-def _signature(path: Path) -> tuple[int, int] | None:
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """A file's identity and state: inode (every atomic replace makes a new file),
+    modification time and size."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return None
-    return st.st_mtime_ns, st.st_size
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 class Catalog:
@@ -136,6 +139,13 @@ class Catalog:
                     self._load()
                 else:
                     self._apply_decisions()
+
+    def version(self) -> str:
+        """A short tag of the dataset's state on disk (manifest and decisions): it
+        changes whenever either file is replaced; two ``stat`` calls, nothing read."""
+        parts = [_signature(self.store.manifest_path), _signature(self.store.decisions_path)]
+        text = ";".join("-" if sig is None else "-".join(map(str, sig)) for sig in parts)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     # --- questions --------------------------------------------------------------------
 
@@ -204,6 +214,7 @@ class Catalog:
             chosen = selected[q.offset:q.offset + q.limit]
             rows = [{f: _json_value(self._field(k, f)) for f in PAGE_FIELDS} for k in chosen]
             return {
+                "version": self.version(),
                 "total": len(self._raw), "matched": int(mask.sum()),
                 "offset": q.offset, "limit": q.limit, "rows": rows,
                 "counts": {c: dict(Counter(self._column(c)[mask].tolist()))

@@ -9,7 +9,9 @@ front of every route) therefore refuses:
 * an ``Origin`` that is not this server's, and a ``Sec-Fetch-Site`` of ``cross-site`` or
   ``same-site`` (requests started by another site);
 * state-changing methods (anything but GET/HEAD) without this run's token in the
-  ``X-S2SR-Token`` header, which a cross-site form cannot set.
+  ``X-S2SR-Token`` header, which a cross-site form cannot set;
+* a declared ``Content-Length`` over the largest body any route accepts, before the
+  body is read (routes that read a body also stop reading at that size).
 
 The token (random, per run) is in the URL printed at start; opening it stores it in a
 ``SameSite=Strict``, ``HttpOnly`` cookie (named by port, since cookies ignore ports) and
@@ -43,7 +45,7 @@ SECURITY_HEADERS = [
 ]
 
 
-_SINGLE = ("host", "origin", "sec-fetch-site", TOKEN_HEADER)
+_SINGLE = ("host", "origin", "sec-fetch-site", "content-length", TOKEN_HEADER)
 
 
 def new_token() -> str:
@@ -68,11 +70,13 @@ class Guard:
         app: the application behind it.
         port: the port the server listens on (part of the allowed hosts and origins).
         token: this run's token.
+        max_body: the largest request body (bytes) any route accepts.
     """
 
-    def __init__(self, app: ASGIApp, port: int, token: str) -> None:
+    def __init__(self, app: ASGIApp, port: int, token: str, max_body: int = 8192) -> None:
         self.app = app
         self.token = token
+        self.max_body = max_body
         self.hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
         self.origins = {f"http://{h}" for h in self.hosts}
 
@@ -95,6 +99,10 @@ class Guard:
         if scope.get("method", "GET") not in SAFE_METHODS and not same(
                 headers.get(TOKEN_HEADER), self.token):
             return 403, "missing or wrong token: reload the page from the URL s2sr printed"
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or len(length) > 12 or
+                                       int(length) > self.max_body):
+            return 413, f"request too large (at most {self.max_body} bytes)"
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -107,10 +115,12 @@ class Guard:
         if refused is not None:
             status, reason = refused
             body = f"s2sr review: {reason}\n".encode()
+            # connection: close, so that the server never reads (and discards) a body
+            # it refused, however long the client goes on sending
             await send({"type": "http.response.start", "status": status,
                         "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                                     (b"content-length", str(len(body)).encode()),
-                                    *SECURITY_HEADERS]})
+                                    (b"connection", b"close"), *SECURITY_HEADERS]})
             await send({"type": "http.response.body", "body": body})
             return
 
