@@ -407,8 +407,30 @@ class _RunFolder(pl.Callback):
         checkpoint["s2sr"] = {"best": owner.best, "rows": owner.metrics.rows,
                               "config": fingerprint(owner.cfg),
                               "rng": torch.get_rng_state()}
+        if trainer.validating:  # a stop during validation: its scores are not kept
+            _restart_validation(checkpoint)
         if torch.cuda.is_available() and owner.device.type == "cuda":
             checkpoint["s2sr"]["cuda_rng"] = torch.cuda.get_rng_state_all()
+
+
+def _restart_validation(checkpoint: dict[str, Any]) -> None:
+    """Make a checkpoint saved during validation redo the whole validation on resume.
+
+    Lightning's loops would otherwise take the epoch's validation as done (the training
+    batches all are) and the epoch's row would get no scores. The validation loop's
+    progress is set to "first batch started, none finished": Lightning's own state for a
+    run stopped mid-evaluation, which resumes by running the validation again from its
+    first batch (the epoch's scores are computed from scratch; the stopped run wrote no
+    row for it).
+    """
+    loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    progress = loop.get("epoch_loop.val_loop.batch_progress")
+    if not isinstance(progress, dict):
+        return
+    first = {"ready": 1, "started": 1, "processed": 0, "completed": 0}
+    progress["total"] = dict(first)
+    progress["current"] = dict(first)
+    progress["is_last_batch"] = False
 
 
 def train(cfg: TrainConfig, run_dir: str | os.PathLike[str], *, resume: bool = False,
