@@ -59,6 +59,14 @@ _EXPECTED_HINT = (
     f"download {VGG16_URL} or pass that URL"
 )
 
+#: Where the weights come from, for every message about missing or unreachable ones: the
+#: environment variable, the config key and the file shipped beside the project.
+LOCAL_WEIGHTS_HINT = (
+    "point the environment variable S2SR_VGG16_WEIGHTS or the config key loss.vgg_weights "
+    "at a local torchvision VGG16 state dict (e.g. "
+    "S2SR_VGG16_WEIGHTS=../shared/weights/vgg16_hed_features.pth)"
+)
+
 
 def _expected_shapes() -> dict[str, tuple[int, ...]]:
     """Shapes of every tensor in ``VGG16Features().state_dict()``, in order."""
@@ -199,7 +207,7 @@ def load_vgg16_state(source: str | os.PathLike[str]) -> dict[str, Tensor]:
             if not local.exists():
                 raise InputNotFoundError(
                     f"VGG16 weights file {local} (from {url}) does not exist: check the path, "
-                    f"or use {VGG16_URL}"
+                    f"or {LOCAL_WEIGHTS_HINT}"
                 )
         try:
             state: Any = torch.hub.load_state_dict_from_url(
@@ -207,17 +215,17 @@ def load_vgg16_state(source: str | os.PathLike[str]) -> dict[str, Tensor]:
             )
         except Exception as err:  # URLError, HTTPError, unpickling errors, ...
             raise WeightsError(
-                f"could not load VGG16 weights from {url} ({type(err).__name__}: {err}): check "
-                "the network connection, delete a broken copy in "
-                f"{Path(torch.hub.get_dir()) / 'checkpoints'}, or download the file and pass "
-                "its local path"
+                f"could not load VGG16 weights from {url} ({type(err).__name__}: {err}): "
+                f"to train offline, {LOCAL_WEIGHTS_HINT}; or check the network connection "
+                f"and delete a broken copy in {Path(torch.hub.get_dir()) / 'checkpoints'}"
             ) from None
         return _normalise_state(state, url)
 
     path = Path(source)
     if not path.exists():
         raise InputNotFoundError(
-            f"VGG16 weights file {path} does not exist: check the path, or pass the URL {VGG16_URL}"
+            f"VGG16 weights file {path} does not exist: check the path, or "
+            f"{LOCAL_WEIGHTS_HINT}"
         )
     if not path.is_file():
         raise WeightsError(f"VGG16 weights path {path} is not a file: pass the .pth file itself")

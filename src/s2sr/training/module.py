@@ -17,7 +17,13 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset
 
-from s2sr.errors import DataError, TrainingDivergedError, UsageError, WeightsError
+from s2sr.errors import (
+    DataError,
+    InputNotFoundError,
+    TrainingDivergedError,
+    UsageError,
+    WeightsError,
+)
 from s2sr.evaluation.metrics import Conventions, psnr, ssim
 from s2sr.inference.baselines import upsample
 from s2sr.losses import VGG16_URL, PerceptualLoss, SRLoss
@@ -34,17 +40,32 @@ def _rgb_index(cfg: TrainConfig) -> tuple[int, ...]:
     return tuple(bands.index(b) for b in cfg.loss.rgb_bands)
 
 
+def vgg_source(cfg: TrainConfig) -> tuple[str, str]:
+    """The VGG16 weights of the perceptual loss and where that choice came from: the
+    config's ``loss.vgg_weights``, else ``$S2SR_VGG16_WEIGHTS``, else torchvision's URL."""
+    if cfg.loss.vgg_weights:
+        return cfg.loss.vgg_weights, f"loss.vgg_weights in {cfg.source or 'the config'}"
+    env = os.environ.get("S2SR_VGG16_WEIGHTS")
+    if env:
+        return env, "from the environment variable S2SR_VGG16_WEIGHTS"
+    return VGG16_URL, ("neither loss.vgg_weights nor S2SR_VGG16_WEIGHTS is set, so "
+                       "torchvision's ImageNet weights are downloaded")
+
+
 def build_loss(cfg: TrainConfig) -> SRLoss:
     """The configured loss (the VGG16 is loaded only when a feature/style term is on)."""
     perceptual = None
     if any(cfg.loss.feature.values()) or (cfg.loss.style_weight and any(
             cfg.loss.style.values())):
-        perceptual = PerceptualLoss(
-            weights_source=(cfg.loss.vgg_weights or os.environ.get("S2SR_VGG16_WEIGHTS")
-                            or VGG16_URL),
-            feature_layers=cfg.loss.feature, style_layers=cfg.loss.style,
-            style_weight=cfg.loss.style_weight, rgb_index=_rgb_index(cfg),
-            rgb_scale=cfg.loss.rgb_scale)
+        source, origin = vgg_source(cfg)
+        try:
+            perceptual = PerceptualLoss(
+                weights_source=source, feature_layers=cfg.loss.feature,
+                style_layers=cfg.loss.style, style_weight=cfg.loss.style_weight,
+                rgb_index=_rgb_index(cfg), rgb_scale=cfg.loss.rgb_scale)
+        except (WeightsError, InputNotFoundError) as err:
+            raise type(err)(f"the feature/style loss needs VGG16 weights ({origin}): "
+                            f"{err}") from None
     return SRLoss(pixel_weight=cfg.loss.pixel, pixel_kind=cfg.loss.pixel_kind,
                   perceptual=perceptual)
 
