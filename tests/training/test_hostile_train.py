@@ -146,7 +146,7 @@ def test_config_n_feats_negative_through_the_cli(tmp_path: Path) -> None:
     ("42\n", "must hold a mapping of keys"),
     (b"name: \xff\xfe\x00bad\n", "is not UTF-8"),
     ("a: [1, 2\n", "is not valid YAML"),
-    ("data: {datasets: &a [*a]}\n", "data.datasets[0] must be str"),
+    ("data: {datasets: &a [*a]}\n", "an alias refers to the value that contains it"),
 ])
 def test_config_files_that_are_not_experiments(tmp_path: Path, content: str | bytes,
                                                message: str) -> None:

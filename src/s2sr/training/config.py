@@ -30,8 +30,6 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from s2sr.errors import InputNotFoundError, UsageError
 from s2sr.models import SpecError, check_spec
 from s2sr.models.bounds import MAX_FEATS, MAX_RESBLOCKS
@@ -49,6 +47,7 @@ from s2sr.training.schema import (
     SyntheticConfig,
     TrainConfig,
 )
+from s2sr.training.yamlfile import MAX_CONFIG_BYTES, read_yaml, shown, shown_key
 
 __all__ = [  # the dataclasses are defined in s2sr.training.schema; importable from here
     "MAX_CONFIG_BYTES", "OPTIMIZERS", "PARTS", "PRECISIONS", "DataConfig", "DegradationConfig",
@@ -66,18 +65,18 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return _convert(inner[0], value, where)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise UsageError(f"{where} must be a mapping, got {value!r}")
+            raise UsageError(f"{where} must be a mapping, got {shown(value)}")
         return _from_dict(tp, value, where)  # type: ignore[arg-type]
     if origin is list:
         if isinstance(value, str) and args and args[0] is str:
             value = [v.strip() for v in value.split(",")]
         if not isinstance(value, list):
-            raise UsageError(f"{where} must be a list, got {value!r}")
+            raise UsageError(f"{where} must be a list, got {shown(value)}")
         return [_convert(args[0], v, f"{where}[{k}]") for k, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise UsageError(f"{where} must be a mapping, got {value!r}")
-        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+            raise UsageError(f"{where} must be a mapping, got {shown(value)}")
+        return {str(k): _convert(args[1], v, f"{where}.{shown_key(k)}") for k, v in value.items()}
     if tp is Any:
         return value
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
@@ -93,7 +92,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return str(value)
     if tp is bool and isinstance(value, bool):
         return value
-    raise UsageError(f"{where} must be {getattr(tp, '__name__', tp)}, got {value!r}")
+    raise UsageError(f"{where} must be {getattr(tp, '__name__', tp)}, got {shown(value)}")
 
 
 def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -102,7 +101,7 @@ def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     unknown = [k for k in data if k not in names]
     if unknown:
         raise UsageError(
-            f"unknown key {unknown[0]!r} in {where or 'the top level'}: allowed keys are "
+            f"unknown key {shown(unknown[0])} in {where or 'the top level'}: allowed keys are "
             f"{', '.join(names)}"
         )
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
@@ -140,15 +139,15 @@ def _number(value: Any, where: str, low: float, high: float, *, low_open: bool =
     allowed = f"{kind} in {left}{bounds}{right}"
     if isinstance(value, bool) or not isinstance(value, int | float) or (
             integer and not isinstance(value, int)):
-        raise UsageError(f"{where} must be {allowed}, got {value!r}")
+        raise UsageError(f"{where} must be {allowed}, got {shown(value)}")
     if not math.isfinite(value) or value < low or value > high or (
             low_open and value == low) or (high_open and value == high):
-        raise UsageError(f"{where} must be {allowed}, got {value!r}: fix it in the config")
+        raise UsageError(f"{where} must be {allowed}, got {shown(value)}: fix it in the config")
 
 
 def _check_options(options: dict[str, Any], n_bands: int) -> None:
     for key, value in options.items():
-        where = f"model.options.{key}"
+        where = f"model.options.{shown_key(key)}"
         if key in _INT_OPTIONS:
             _number(value, where, 1, _MAX_OPTION, integer=True)
         elif key == "res_scale":
@@ -156,14 +155,14 @@ def _check_options(options: dict[str, Any], n_bands: int) -> None:
         elif key in ("mean", "std"):
             if not isinstance(value, list) or len(value) != n_bands:
                 raise UsageError(f"{where} must list one number per band of model.bands "
-                                 f"({n_bands}), got {value!r}")
+                                 f"({n_bands}), got {shown(value)}")
             for i, v in enumerate(value):
                 if key == "std":
                     _number(v, f"{where}[{i}]", 0, 1e6, low_open=True)
                 else:
                     _number(v, f"{where}[{i}]", -1e6, 1e6)
         elif isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"{where} must be a finite number, got {value!r}")
+            raise UsageError(f"{where} must be a finite number, got {shown(value)}")
 
 
 def _check_model(model: ModelConfig) -> None:
@@ -173,7 +172,7 @@ def _check_model(model: ModelConfig) -> None:
         expected_state(check_spec(model.name, model.bands, model.scale, model.options))
     except SpecError as err:
         where = f"model.{err.key}" if err.key in ("name", "bands", "scale") else \
-            f"model.options.{err.key}"
+            f"model.options.{shown_key(err.key)}"
         raise UsageError(f"{where} {err.detail}: fix it in the config") from None
 
 
@@ -181,13 +180,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     """Check values that types alone do not catch: every number against its range."""
     if cfg.precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got "
-                         f"{cfg.precision!r}")
+                         f"{shown(cfg.precision)}")
     _number(cfg.devices, "devices", 1, _MAX_DEVICES, integer=True)
     _number(cfg.num_nodes, "num_nodes", 1, _MAX_DEVICES, integer=True)
     _number(cfg.seed, "seed", 0, 2**32 - 1, integer=True)
     _number(cfg.batch_size, "batch_size", 1, _MAX_BATCH, integer=True)
     if cfg.model.scale not in (2, 4):
-        raise UsageError(f"model.scale must be 2 or 4, got {cfg.model.scale}")
+        raise UsageError(f"model.scale must be 2 or 4, got {shown(cfg.model.scale)}")
     if not cfg.model.bands:
         raise UsageError("model.bands must list at least one band")
     _check_options(cfg.model.options, len(cfg.model.bands))
@@ -200,17 +199,17 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _number(loss.style_weight, "loss.style_weight", 0, _MAX_WEIGHT)
     for part in ("feature", "style"):
         for layer, weight in getattr(loss, part).items():
-            _number(weight, f"loss.{part}.{layer}", 0, _MAX_WEIGHT)
+            _number(weight, f"loss.{part}.{shown_key(layer)}", 0, _MAX_WEIGHT)
     _number(loss.rgb_scale, "loss.rgb_scale", 0, 100, low_open=True)
     if len(loss.rgb_bands) != 3:
         raise UsageError(f"loss.rgb_bands must name 3 bands (red, green, blue), got "
-                         f"{loss.rgb_bands}")
+                         f"{shown(loss.rgb_bands)}")
     opt = cfg.optimizer
     if opt.name not in OPTIMIZERS:
-        raise UsageError(f"optimizer.name must be adam or adamw, got {opt.name!r}")
+        raise UsageError(f"optimizer.name must be adam or adamw, got {shown(opt.name)}")
     _number(opt.weight_decay, "optimizer.weight_decay", 0, 1)
     if len(opt.betas) != 2:
-        raise UsageError(f"optimizer.betas must hold 2 numbers, got {opt.betas}")
+        raise UsageError(f"optimizer.betas must hold 2 numbers, got {shown(opt.betas)}")
     # betas[0] drives the one-cycle's momentum range (betas[0] - 0.1 at its lowest)
     _number(opt.betas[0], "optimizer.betas[0]", MOMENTUM_DIP, 1, high_open=True)
     _number(opt.betas[1], "optimizer.betas[1]", 0, 1, high_open=True)
@@ -224,7 +223,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         where = f"stages[{k}]"
         bad = [p for p in stage.freeze if p not in PARTS]
         if bad:
-            raise UsageError(f"{where}.freeze has {bad}: parts are {', '.join(PARTS)}")
+            raise UsageError(f"{where}.freeze has {shown(bad)}: parts are {', '.join(PARTS)}")
         _number(stage.epochs, f"{where}.epochs", 1, _MAX_EPOCHS, integer=True)
         _number(stage.lr, f"{where}.lr", 0, 10, low_open=True)
         _number(stage.pct_start, f"{where}.pct_start", 0, 1, low_open=True, high_open=True)
@@ -271,45 +270,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-#: A config file is a few kilobytes; anything this large is not one.
-MAX_CONFIG_BYTES = 1024 * 1024
-
-
-def _read_yaml(path: Path) -> Any:
-    """The YAML document of ``path`` (safe loader only: no ``!!python`` objects)."""
-    if path.is_dir():
-        raise UsageError(f"config {path} is a folder: give the YAML file, e.g. "
-                         "configs/smoke.yaml")
-    if not path.is_file():
-        raise UsageError(f"config {path} is not a regular file: give a YAML file")
-    size = path.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise UsageError(f"config {path} is {size} bytes, more than {MAX_CONFIG_BYTES}: "
-                         "it is not an experiment file")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise UsageError(f"config {path} is not UTF-8 text (byte {err.start}): save it as "
-                         "UTF-8 YAML") from None
-    except OSError as err:
-        raise UsageError(f"config {path} cannot be read ({err.strerror}): check its "
-                         "permissions") from None
-    if not text.strip():
-        raise UsageError(f"config {path} is empty: it needs at least data.datasets")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UsageError(f"{path} is not valid YAML ({first}): fix the file (python "
-                         "objects and tags are refused)") from None
-    except RecursionError:
-        raise UsageError(f"{path} nests too deeply to be an experiment file") from None
-    if data is None:
-        raise UsageError(f"config {path} is empty (only comments): it needs at least "
-                         "data.datasets")
-    return data
-
-
 def load_config(path: str | os.PathLike[str], *, data_root: str | os.PathLike[str] | None = None,
                 runs_root: str | os.PathLike[str] | None = None) -> TrainConfig:
     """Read, validate and resolve a YAML experiment file.
@@ -324,7 +284,7 @@ def load_config(path: str | os.PathLike[str], *, data_root: str | os.PathLike[st
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"config {path} does not exist: check the path")
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise UsageError(f"config {path} must hold a mapping of keys (name: ..., data: ..., "
                          f"stages: ...), got a {type(data).__name__}")
