@@ -12,7 +12,10 @@ Classes of input covered, each refused with a one-line error naming the key and 
 * never unpickle: pickles and ``torch.save`` zips with a malicious ``__reduce__``;
   truncated, oversized and non-s2sr files;
 * ``build_model`` / ``EDSR`` options from a training config; EDSR ``out_bands``;
-* the shipped models and ``save_model`` output keep loading and round-trip.
+* the shipped models and ``save_model`` output keep loading and round-trip;
+* exported TorchScript archives (issue 19, held): a malicious ``data.pkl`` and code files
+  are never run (the model comes from the embedded weights file), traversal entry names
+  are never extracted, a second header entry smuggled under one is refused.
 """
 
 from __future__ import annotations
@@ -521,3 +524,75 @@ def test_save_model_round_trips_with_batchnorm(tmp_path: Path, half: bool) -> No
     else:
         assert torch.equal(a, b)
     assert os.listdir(tmp_path) == ["m.safetensors"]
+
+
+# --- exported TorchScript archives are never executed (issue 19, held) ------------------
+
+def _archive(tmp_path: Path, replace: Callable[[str, bytes], bytes | None],
+             extra: dict[str, bytes] | None = None) -> tuple[Path, Path]:
+    """A real ``s2sr export --format torchscript`` of tiny weights, its entries passed
+    through ``replace(name, data)`` (``None``: kept) and ``extra`` entries added."""
+    import zipfile
+
+    from s2sr.inference.export import export_model
+
+    torch.manual_seed(0)
+    weights = save_model(build_model("edsr-tiny"), tmp_path / "w.safetensors")
+    plain = export_model(weights, tmp_path / "plain.pt", "torchscript").path
+    bad = tmp_path / "bad.pt"
+    with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            zout.writestr(info, replace(info.filename, data) or data)
+        for name, data in (extra or {}).items():
+            zout.writestr(name, data)
+    return weights, bad
+
+
+def _same_model(archive: Path, weights: Path) -> None:
+    from s2sr.models.exported import load_torchscript
+
+    x = torch.rand(1, 4, 12, 12, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        torch.testing.assert_close(load_torchscript(archive)(x), load_model(weights)(x))
+
+
+def test_a_malicious_data_pkl_and_code_in_an_archive_never_run(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    payload = f"open({str(marker)!r}, 'w').write('ran')\n".encode()
+    replaced = []
+
+    def replace(name: str, data: bytes) -> bytes | None:
+        if name.endswith("/data.pkl"):
+            replaced.append("pickle")
+            return pickle.dumps(_Marker(marker), protocol=2)
+        if "/code/" in name and name.endswith(".py"):
+            replaced.append("code")
+            return payload + data
+        return None
+
+    weights, bad = _archive(tmp_path, replace)
+    assert {"pickle", "code"} <= set(replaced)
+    _same_model(bad, weights)  # the model is rebuilt from the embedded weights file
+    src = write_geotiff(tmp_path / "in.tif", field((20, 20), 4))
+    result = CliRunner().invoke(cli, ["predict", str(src), "-o", str(tmp_path / "o.tif"),
+                                      "--weights", str(bad), "--backend", "torch", "-q"])
+    assert result.exit_code == 0, result.output
+    assert not marker.exists()
+
+
+def test_traversal_names_in_an_archive_are_never_extracted(tmp_path: Path) -> None:
+    from s2sr.models.exported import load_torchscript
+
+    outside = tmp_path.parent / f"{tmp_path.name}-evil.txt"
+    weights, bad = _archive(tmp_path, lambda name, data: None, {
+        f"../{outside.name}": b"evil", str(outside): b"evil", "../../../../tmp/x/y": b"e"})
+    _same_model(bad, weights)
+    assert not outside.exists() and not Path("/tmp/x/y").exists()
+    # a second header entry smuggled in under a traversal name is refused, not chosen
+    second = tmp_path / "second"
+    second.mkdir()
+    _, two = _archive(second, lambda name, data: None,
+                      {"../evil/extra/s2sr_header.json": b'{"format": "s2sr-export"}'})
+    with pytest.raises(WeightsError, match=r"holds 2 's2sr_header\.json' entries"):
+        load_torchscript(two)
