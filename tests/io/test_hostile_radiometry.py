@@ -156,6 +156,23 @@ class TestUnknownBaselineWarning:
         with open_scene(tif, bands=DEFAULT_BANDS) as scene:
             assert scene.meta.offsets == pytest.approx((-0.1,) * 4)
 
+    def test_no_warning_on_every_geotiff(self, tmp_path: Path,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+        """A licence tag naming Copernicus Sentinel data made every run of a plain export
+        warn; an export dated before 2022 has nothing to warn about either."""
+        tif = write_geotiff(tmp_path / "export.tif", field((8, 8), 4))
+        with rasterio.open(tif, "r+") as ds:
+            ds.update_tags(LICENSE="MIT (repo); Copernicus Sentinel data", PRODUCT="L2A")
+        with caplog.at_level(logging.WARNING, logger="s2sr"), open_scene(
+                tif, bands=DEFAULT_BANDS) as scene:
+            assert scene.meta.offsets == (0.0,) * 4
+        with rasterio.open(tif, "r+") as ds:
+            ds.update_tags(ACQUISITION_DATE="2020-01-13")
+        with caplog.at_level(logging.WARNING, logger="s2sr"), open_scene(
+                tif, bands=DEFAULT_BANDS):
+            pass
+        assert caplog.text == ""
+
     def test_band_folder_reads_the_tag_of_its_files(self, tmp_path: Path) -> None:
         data = field((8, 8), 4) + 1000
         for k, band in enumerate(DEFAULT_BANDS):

@@ -143,8 +143,10 @@ def open_geotiff(
         refs = select_bands(available, bands, path, "")
         gains, offsets, explicit = gdal_gains(dataset, [r.index for r in refs], path)
         tags = dict(dataset.tags())
-        s2_files = path.lower().endswith(".jp2") or any(
-            "SENTINEL" in f"{k} {v}".upper() for k, v in tags.items())
+        # a JPEG 2000 band file is a product's; a GeoTIFF export is DN = reflectance x 10000
+        # unless its date says baseline 04.00 or later (a "Copernicus Sentinel data" licence
+        # tag is no reason to warn on every run)
+        s2_files = path.lower().endswith(".jp2")
         gains, offsets = apply_offsets(bands, gains, offsets, explicit,
                                         dataset.dtypes[refs[0].index - 1], dn_offset, path, tags,
                                         s2_files)
