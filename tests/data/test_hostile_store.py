@@ -296,3 +296,49 @@ class TestDiskFull:
         assert "rc=1" in proc.stdout, proc.stdout + proc.stderr
         assert "full" in _one_error_line(proc.stderr)
         assert proc.stdout.split("rc=1", 1)[1].split() == []
+
+
+# --- new user: scenes without a projected CRS -------------------------------------------------
+
+class TestScenesWithoutMetres:
+    """``pairs degrade`` takes what ``predict`` takes: a scene in EPSG:4326 or without any
+    georeferencing is Sentinel-2 with 10 m pixels (said in a warning); only where metres
+    are really needed (``--levels``, another sensor) is ``--resolution`` asked for, and the
+    message says why."""
+
+    @pytest.fixture(params=["EPSG:4326", None, "identity"])
+    def scene(self, request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+        from affine import Affine
+
+        dn = np.rint(texture((96, 96), seed=3) * 10000).astype(np.uint16)
+        if request.param == "EPSG:4326":
+            return write_geotiff(tmp_path / "geo.tif", dn, crs="EPSG:4326",
+                                 transform=Affine(1e-4, 0, 10, 0, -1e-4, 45))
+        return write_geotiff(tmp_path / "plain.tif", dn, crs=None, transform=Affine.identity()
+                             if request.param == "identity" else
+                             Affine(10, 0, 0, 0, -10, 0))
+
+    def test_degrade_takes_them_like_predict(self, scene: Path, tmp_path: Path) -> None:
+        code, out = _run("pairs", "degrade", scene, "-o", tmp_path / "ds", "--patch", "16")
+        assert code == 0, out
+        assert "taken as 10 m" in out and "--resolution" in out
+        info = json.loads(out.strip().splitlines()[-1])
+        assert info["kind"] == "SE20>SE10" and info["levels_m"] == [20.0, 10.0]
+        assert len(_csv_rows(tmp_path / "ds")) == 9
+
+    def test_resolution_is_asked_for_only_where_metres_are_needed(self, scene: Path,
+                                                                 tmp_path: Path) -> None:
+        code, out = _run("pairs", "degrade", scene, "-o", tmp_path / "ds", "--patch", "16",
+                         "--levels", "40,20")
+        line = _one_error_line(out)
+        assert code == 2 and "--levels are in metres" in line and "--resolution" in line
+        code, out = _run("pairs", "degrade", scene, "-o", tmp_path / "ds", "--patch", "16",
+                         "--sensor", "RE")
+        line = _one_error_line(out)
+        assert code == 2 and "'RE' has no nominal pixel size" in line and \
+            "--resolution" in line
+        assert not (tmp_path / "ds").exists()
+        code, out = _run("pairs", "degrade", scene, "-o", tmp_path / "ds", "--patch", "16",
+                         "--levels", "40,20", "--resolution", "20")
+        assert code == 0 and "taken as" not in out, out
+        assert json.loads(out.strip().splitlines()[-1])["kind"] == "SE40>SE20"

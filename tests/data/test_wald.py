@@ -88,8 +88,8 @@ def test_bad_options(scene: tuple[Path, np.ndarray], tmp_path: Path) -> None:
         degrade_scene(path, tmp_path / "ds", DegradeOptions(patch=128))
     geo = write_geotiff(tmp_path / "geo.tif", dn, crs="EPSG:4326",
                         transform=Affine(1e-4, 0, 10, 0, -1e-4, 45))
-    with pytest.raises(UsageError, match="--resolution"):
-        degrade_scene(geo, tmp_path / "ds", DegradeOptions())
+    with pytest.raises(UsageError, match="--levels are in metres: pass --resolution"):
+        degrade_scene(geo, tmp_path / "ds", DegradeOptions(levels=(20, 10)))
     assert not (tmp_path / "ds").exists()
 
 

@@ -167,7 +167,8 @@ def build(lr: Path | None, hr: Path | None, pairs_csv: Path | None, workers: int
               help="INPUT,TARGET pixel sizes in metres, e.g. 20,10 [default: target = the "
                    "scene's own].")
 @click.option("--resolution", type=float, default=None,
-              help="The scene's pixel size in metres [default: from its CRS].")
+              help="The scene's pixel size in metres [default: from its projected CRS; "
+                   "without one, 10 for --sensor SE (as predict assumes)].")
 @click.option("--sensor", default="SE", show_default=True,
               help="Sensor code for the pair kind (SE = Sentinel-2, RE = reference).")
 @click.option("--mtf", default=0.3, show_default=True, type=click.FloatRange(0.01, 0.99),

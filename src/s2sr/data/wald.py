@@ -9,6 +9,7 @@ not matter.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from s2sr.io.nodata import valid_mask
 from s2sr.io.outputs import check_output_dir
 from s2sr.io.scene import open_scene
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class DegradeOptions:
@@ -39,7 +42,8 @@ class DegradeOptions:
     Attributes:
         scale: input pixel / target pixel (2 or 4); implied by ``levels`` when given.
         levels: ``(input_m, target_m)``, e.g. ``(20, 10)``; default: target = native.
-        resolution: native pixel size in metres (default: from a projected CRS).
+        resolution: native pixel size in metres (default: from a projected CRS; else the
+            sensor's nominal size, 10 m for ``SE``, unless ``levels`` are given).
         sensor: short sensor code for the pair kind (``SE`` Sentinel-2, ``RE`` reference).
         cloud_test: run the brightness cloud test (needs reflectance-scaled DN; turn it
             off for raw-DN imagery such as the WorldView-2 crops).
@@ -92,6 +96,38 @@ def check_degrade_options(opts: DegradeOptions) -> None:
     check_patch_options(opts.patch, opts.stride, opts.cloud_buffer, min_patch=4)
 
 
+#: Nominal pixel size (metres) of a sensor code's bands, taken when a scene does not say.
+SENSOR_PIXEL_M = {"SE": 10.0}
+
+
+def native_pixel_size(path: Path, crs: Any, res: float, opts: DegradeOptions) -> float:
+    """The scene's pixel size in metres: from a projected CRS; otherwise (EPSG:4326, no
+    CRS, GCPs only) the sensor's nominal size, as ``s2sr predict`` takes any scene for
+    Sentinel-2 10 m pixels, with a warning. Only ``--levels`` (metres) without a known
+    size, or a sensor without a nominal size, needs ``--resolution``.
+
+    Raises:
+        UsageError: the size is needed and unknown. DataError: a projected CRS with a bad
+            pixel size.
+    """
+    if crs is not None and crs.is_projected:
+        if not (math.isfinite(res) and res > 0):
+            raise DataError(f"{path} has a bad pixel size ({res!r}): fix its georeferencing "
+                            "or pass --resolution")
+        return float(res)
+    why = ("has a geographic CRS (pixels in degrees)" if crs is not None
+           else "is not georeferenced")
+    nominal_m = SENSOR_PIXEL_M.get(opts.sensor)
+    if opts.levels is None and nominal_m is not None:
+        log.warning("%s %s: its pixels are taken as %g m, Sentinel-2's (as s2sr predict "
+                    "takes them); pass --resolution if they are not", path, why, nominal_m)
+        return nominal_m
+    need = ("--levels are in metres" if opts.levels is not None
+            else f"--sensor {opts.sensor[:20]!r} has no nominal pixel size")
+    raise UsageError(f"{path} {why}, so its pixel size in metres is unknown and {need}: "
+                     "pass --resolution (its pixel size in metres, e.g. 10)")
+
+
 def _factors(native: float, opts: DegradeOptions) -> tuple[int, int, float, float]:
     if opts.levels is None:
         scale = opts.scale or 2
@@ -127,15 +163,8 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
     check_output_dir(dataset, overwrite=True, inputs=[path])
     with open_scene(path, bands=opts.bands) as scene:
         meta = scene.meta
-        native = opts.resolution
-        if native is None:
-            if meta.crs is None or not meta.crs.is_projected:
-                raise UsageError(f"{path} has no projected CRS, so its pixel size in metres "
-                                 "is unknown: pass --resolution (e.g. 10)")
-            native = meta.res[0]
-            if not (math.isfinite(native) and native > 0):
-                raise DataError(f"{path} has a bad pixel size ({native!r}): fix its "
-                                "georeferencing or pass --resolution")
+        native = opts.resolution if opts.resolution is not None else \
+            native_pixel_size(path, meta.crs, meta.res[0], opts)
         ft, fi, inp_m, tgt_m = _factors(native, opts)
         scale = fi // ft
         kind = f"{opts.sensor}{nominal(inp_m)}>{opts.sensor}{nominal(tgt_m)}"
