@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -161,3 +162,109 @@ def test_review_end_to_end(page: Page, built: Path, tmp_path: Path) -> None:
     val = datasets(cfg, "val", None, False, 0)  # the south pair is the val split
     used = {val[k]["patch_id"] for k in range(len(val))}
     assert ids[1] not in used and ids[3] not in used and ids[0] in used
+
+
+LONG = "S2B_MSIL2A_20230715T102559_N0509_R108_T32TQM_20230715T141603"
+
+
+@pytest.fixture
+def long_ids(tmp_path: Path) -> Path:
+    """Two pairs whose scene names share their first 60 characters, so that their patch
+    ids differ only at the end (the pair's hash and the patch's row:col)."""
+    from conftest import texture, write_geotiff
+    from s2sr.data import DegradeOptions, degrade_scene
+
+    for k, site in enumerate(("alpha", "beta")):
+        dn = np.rint(texture((96, 96), seed=60 + k) * 10000).astype(np.uint16)
+        scene = write_geotiff(tmp_path / f"{LONG}_{k}.tif", dn)
+        degrade_scene(scene, tmp_path / "ds", DegradeOptions(patch=12, site=site))
+    return tmp_path / "ds"
+
+
+def test_cards_are_labelled_and_ids_show_where_they_differ(page: Page, long_ids: Path
+                                                           ) -> None:
+    with ReviewServer(long_ids) as server:
+        page.goto(server.url)
+        wait_loaded(page)
+        ids = card_ids(page)
+        assert len(ids) == 32 and len({i[:80] for i in ids}) == 1  # a long common start
+        # each of the three images says what it is, visibly
+        for k in (0, len(ids) - 1):
+            captions = page.locator(f'.card[data-id="{ids[k]}"] figcaption')
+            expect(captions).to_have_text(["Sentinel-2", "reference", "difference"])
+            for n in range(3):
+                expect(captions.nth(n)).to_be_visible()
+        # the part of an id that tells it apart is never cut; the full id is the title
+        shown = page.eval_on_selector_all(".card", """cards => cards.map(c => {
+            const id = c.querySelector('.id'), tail = c.querySelector('.id-tail');
+            const box = tail.getBoundingClientRect(), card = c.getBoundingClientRect();
+            return {id: c.dataset.id, title: id.title, tail: tail.textContent,
+                    whole: tail.scrollWidth <= tail.clientWidth + 1 &&
+                           box.right <= card.right && box.left >= card.left,
+                    cut: id.querySelector('.id-head').scrollWidth >
+                         id.querySelector('.id-head').clientWidth};
+        })""")
+        for card in shown:
+            assert card["title"] == card["id"] and card["id"].endswith(card["tail"])
+            assert card["whole"], card
+            assert card["tail"].count(":") == 2 and len(card["tail"].split(":")[0]) == 8
+        assert len({c["tail"] for c in shown}) == len(shown)  # every card tells itself apart
+        assert any(c["cut"] for c in shown)  # the ids are long enough to need cutting here
+        page.screenshot(path=str(long_ids.parent / "long_ids.png"))
+
+
+def test_filters_survive_a_reload_and_a_shared_link(page: Page, long_ids: Path) -> None:
+    with ReviewServer(long_ids) as server:
+        page.goto(server.url)
+        stamp = wait_loaded(page)
+        page.select_option("select[name=site]", "beta")
+        stamp = wait_loaded(page, stamp)
+        page.select_option("select[name=sort]", "cloud")
+        stamp = wait_loaded(page, stamp)
+        page.check("input[name=desc]")
+        stamp = wait_loaded(page, stamp)
+        page.select_option("select[name=limit]", "24")
+        stamp = wait_loaded(page, stamp)
+        expect(page.locator("#summary")).to_contain_text("16 of 32 patches")
+        ids = card_ids(page)
+        assert len(ids) == 16
+        url = page.url
+        assert "site=beta" in url and "sort=cloud" in url and "desc=1" in url and \
+            "limit=24" in url
+        page.reload()
+        wait_loaded(page)
+        expect(page.locator("#summary")).to_contain_text("16 of 32 patches")
+        assert page.locator("select[name=site]").input_value() == "beta"
+        assert page.locator("select[name=sort]").input_value() == "cloud"
+        assert page.locator("input[name=desc]").is_checked()
+        assert card_ids(page) == ids
+        # the link opened in another tab of the same browser (the cookie is there)
+        other = page.context.new_page()
+        other.goto(url)
+        wait_loaded(other)
+        assert card_ids(other) == ids
+        other.close()
+
+
+def test_a_decision_made_in_a_terminal_shows_without_an_action(page: Page, long_ids: Path
+                                                                ) -> None:
+    with ReviewServer(long_ids) as server:
+        page.goto(server.url)
+        wait_loaded(page)
+        target = card_ids(page)[5]
+        expect(page.locator(f'.card[data-id="{target}"] .badge')).to_have_text(
+            re.compile("^auto-"))
+        subprocess.run([sys.executable, "-m", "s2sr.cli.main", "pairs", "decide",
+                        str(long_ids), target, "rejected", "--note", "from a terminal"],
+                       check=True, capture_output=True)
+        # nothing is touched on the page: it notices the change by itself
+        page.wait_for_function("Number(document.body.dataset.refreshed || 0) >= 1")
+        expect(page.locator(f'.card[data-id="{target}"] .badge')).to_have_text(
+            "rejected: from a terminal")
+        expect(page.locator("#summary")).to_contain_text("rejected 1")
+        # a decision of the page itself does not make it reload
+        page.locator(f'.card[data-id="{card_ids(page)[0]}"] button[data-decide=rejected]'
+                     ).click()
+        page.wait_for_function("document.body.dataset.decided === '1'")
+        page.wait_for_timeout(5000)  # more than two polls
+        assert page.evaluate("document.body.dataset.refreshed") == "1"

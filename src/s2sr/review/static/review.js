@@ -5,7 +5,10 @@ const TOKEN = document.querySelector('meta[name="s2sr-token"]').content;
 const form = document.getElementById("filters");
 const grid = document.getElementById("grid");
 const detail = document.getElementById("detail");
-const state = { offset: 0, rows: [], selected: 0, matched: 0, options: null, hasNir: false };
+const state = { offset: 0, rows: [], selected: 0, matched: 0, options: null, hasNir: false,
+                version: null, decisions: 0, pending: 0 };
+const POLL_MS = 2000;  // how often the page asks whether the dataset changed on disk
+const VIEWS = [["lr", "Sentinel-2"], ["hr", "reference"], ["diff", "difference"]];
 
 function el(tag, attrs = {}, text = "") {
   const node = document.createElement(tag);
@@ -76,6 +79,66 @@ function queryString(offset, limit) {
 
 function pageSize() { return Number(form.elements.limit.value); }
 
+// --- the filters in the address (#...): a reload or a shared link keeps them --------------
+
+const HASH_FIELDS = ["site", "split", "kind", "status", "reason", "sort", "limit"];
+
+function saveHash() {
+  const params = new URLSearchParams();
+  for (const name of HASH_FIELDS) {
+    const select = form.elements[name];
+    const initial = [...select.options].find((o) => o.defaultSelected) || select.options[0];
+    if (select.value && select.value !== initial?.value) params.set(name, select.value);
+  }
+  for (const stat of state.options.stats) {
+    for (const side of ["min", "max"]) {
+      const v = form.elements[`${side}_${stat}`].value;
+      if (v !== "") params.set(`${side}_${stat}`, v);
+    }
+  }
+  if (form.elements.desc.checked) params.set("desc", "1");
+  if (form.elements.nir.checked) params.set("nir", "1");
+  if (state.offset) params.set("offset", String(state.offset));
+  const hash = params.toString();
+  if (hash !== location.hash.slice(1)) {
+    history.replaceState(null, "", hash ? `#${hash}` : location.pathname);
+  }
+}
+
+function restoreHash() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  for (const name of HASH_FIELDS) {
+    const value = params.get(name);
+    const select = form.elements[name];
+    if (value !== null && [...select.options].some((o) => o.value === value)) {
+      select.value = value;
+    }
+  }
+  for (const stat of state.options.stats) {
+    for (const side of ["min", "max"]) {
+      const value = params.get(`${side}_${stat}`);
+      if (value !== null && value !== "" && Number.isFinite(Number(value))) {
+        form.elements[`${side}_${stat}`].value = value;
+      }
+    }
+  }
+  form.elements.desc.checked = params.get("desc") === "1";
+  form.elements.nir.checked = params.get("nir") === "1" && state.hasNir;
+  const offset = Number(params.get("offset") || 0);
+  return Number.isInteger(offset) && offset > 0 ? offset : 0;
+}
+
+// --- patch ids: the part that tells them apart always shows -------------------------------
+
+function idParts(id) {
+  // "<lr>__<hr>__<hash>:<row>:<col>": pairs differ in the hash, patches in row:col, so
+  // the tail from the hash on is never cut; the head gets an ellipsis when it must
+  const cut = id.lastIndexOf("__");
+  let tail = cut >= 0 ? id.slice(cut + 2) : id.split(":").slice(-3).join(":");
+  if (tail.length > 40) tail = tail.slice(-40);
+  return [id.slice(0, id.length - tail.length), tail];
+}
+
 // --- the grid -----------------------------------------------------------------------------
 
 function imageURL(id, view, size) {
@@ -93,12 +156,18 @@ function card(row, k) {
   const node = el("article", { class: "card", "data-id": row.patch_id, "data-k": k,
                                tabindex: "-1" });
   const imgs = el("div", { class: "imgs" });
-  for (const [view, alt] of [["lr", "Sentinel-2"], ["hr", "reference"], ["diff", "difference"]]) {
-    imgs.append(el("img", { src: imageURL(row.patch_id, view, "thumb"), loading: "lazy",
-                            alt: `${alt} ${row.patch_id}`, "data-view": view }));
+  for (const [view, label] of VIEWS) {
+    const figure = el("figure");
+    figure.append(el("img", { src: imageURL(row.patch_id, view, "thumb"), loading: "lazy",
+                              alt: `${label} ${row.patch_id}`, "data-view": view }),
+                  el("figcaption", {}, label));
+    imgs.append(figure);
   }
   const meta = el("div", { class: "meta" });
-  meta.append(el("span", { class: "id", title: row.patch_id }, row.patch_id), badge(row));
+  const [head, tail] = idParts(row.patch_id);
+  const id = el("span", { class: "id", title: row.patch_id });
+  id.append(el("span", { class: "id-head" }, head), el("span", { class: "id-tail" }, tail));
+  meta.append(id, badge(row));
   const stats = el("div", { class: "stats" },
     `corr ${fmt(row.corr)} · ssim ${fmt(row.ssim)} · shift ${fmt(row.shift, 2)} · ` +
     `resid ${fmt(row.residual, 4)} · cloud ${fmt(row.cloud, 2)} · nodata ${fmt(row.nodata, 2)}`);
@@ -187,12 +256,18 @@ function drawHistogram(canvas, hist, thresholds) {
 async function load(offset = state.offset, keepSelection = false) {
   try {
     const data = await getJSON(`/api/patches?${queryString(offset, pageSize())}`);
+    if (data.rows.length === 0 && data.offset > 0 && data.matched > 0) {
+      // the page is past the end (a shared link, or fewer matches now): the last page
+      return load(Math.floor((data.matched - 1) / pageSize()) * pageSize(), keepSelection);
+    }
     state.offset = data.offset;
     state.rows = data.rows;
     state.matched = data.matched;
+    state.version = data.version;
     if (!keepSelection) state.selected = 0;
     renderGrid();
     renderSummary(data);
+    saveHash();
     document.body.dataset.loaded = String(Date.now());
   } catch (err) {
     showError(err.message);
@@ -205,6 +280,33 @@ async function refreshSummary() {
   } catch (err) {
     showError(err.message);
   }
+}
+
+// --- changes made elsewhere (a terminal, another tab, a rebuild) --------------------------
+
+async function poll() {
+  if (!document.hidden && state.version !== null && !state.pending) {
+    try {
+      const seen = state.decisions;
+      const { version } = await getJSON("/api/version");
+      // a decision of this page started meanwhile: its answer brings the version
+      if (version !== state.version && !state.pending && seen === state.decisions) {
+        state.version = version;
+        state.options = await getJSON("/api/options");
+        await load(state.offset, true);
+        document.body.dataset.refreshed =
+          String(Number(document.body.dataset.refreshed || 0) + 1);
+      }
+    } catch (err) {
+      // the server stopped: say so once, keep trying
+      if (!document.body.dataset.offline) showError(err.message || "the server stopped");
+      document.body.dataset.offline = "1";
+      setTimeout(poll, POLL_MS);
+      return;
+    }
+    delete document.body.dataset.offline;
+  }
+  setTimeout(poll, POLL_MS);
 }
 
 function turnPage(step) {
@@ -221,20 +323,28 @@ async function decide(k, status, note = "") {
   if (!row) return;
   const node = grid.children[k];
   node.classList.add("pending");
+  state.decisions += 1;
+  state.pending += 1;
   // move on at once (the server saves under the dataset's lock, which may take a while
   // on a large dataset); the card's badge changes when the decision is saved
   if (!detail.open) {
     if (k + 1 < state.rows.length) select(k + 1);
     else if (state.offset + state.rows.length < state.matched) turnPage(1);
   }
-  const response = await fetch("/api/decide", {
-    method: "POST", credentials: "same-origin",
-    headers: { "content-type": "application/json", "x-s2sr-token": TOKEN },
-    body: JSON.stringify({ id: row.patch_id, status, note }),
-  });
+  let response;
+  try {
+    response = await fetch("/api/decide", {
+      method: "POST", credentials: "same-origin",
+      headers: { "content-type": "application/json", "x-s2sr-token": TOKEN },
+      body: JSON.stringify({ id: row.patch_id, status, note }),
+    });
+  } finally {
+    state.pending -= 1;
+  }
   node.classList.remove("pending");
   if (!response.ok) { showError(await response.text()); return; }
   const data = await response.json();
+  state.version = data.version;  // our own change: no reload for it
   updateRow(data.row);
   if (detail.open && state.rows[state.selected]?.patch_id === row.patch_id) showDetail(k);
   refreshSummary();
@@ -341,5 +451,8 @@ document.addEventListener("keydown", (event) => {
   state.hasNir = state.options.has_nir;
   form.elements.nir.disabled = !state.hasNir;
   buildFilters(state.options);
-  load(0);
+  const offset = restoreHash();
+  await load(offset);
+  window.addEventListener("hashchange", () => load(restoreHash()));
+  setTimeout(poll, POLL_MS);
 })();
