@@ -165,6 +165,18 @@ class TestDatasetBrokenByAnOlderVersion:
         assert code == 0 and "rejected" in out, out
 
 
+    def test_a_label_an_older_version_stored_does_not_break_the_csv(self, dataset: Path
+                                                                   ) -> None:
+        data = json.loads((dataset / "manifest.json").read_text())
+        for row in data["patches"]:
+            row["site"] = "caf\udce9"  # saved by json.dumps as the escape \udce9
+        (dataset / "manifest.json").write_text(json.dumps(data))
+        pid = _pids(dataset)[0]
+        code, out = _run("pairs", "decide", dataset, pid, "rejected", "--note", "ok")
+        assert code == 0, out
+        assert {r["site"] for r in _csv_rows(dataset)} == {"caf\\udce9"}
+
+
 class TestCsvInjection:
     @pytest.mark.parametrize("note", ["=HYPERLINK(\"http://evil\",\"x\")", "+1+cmd|' /C calc'!A0",
                                       "-2+3", "@SUM(A1)"])
