@@ -24,13 +24,10 @@ from s2sr.data.degrade_torch import back_project
 from s2sr.errors import DataError, WeightsError
 from s2sr.inference.backends import Backend, Staged, TorchBackend
 from s2sr.inference.tiling import TileLayout, col_weights, extent_offsets, row_weights
+from s2sr.io.dn import implausible, implausible_message
 from s2sr.io.nodata import valid_mask
 
 log = logging.getLogger(__name__)
-
-#: Largest reflectance accepted in the input: snow and bright clouds reach about 1.5, so
-#: more than 10 means the values are not reflectance (e.g. float DN, or a wrong scale).
-MAX_REFLECTANCE = 10.0
 
 Reader = Callable[[Window], np.ndarray]
 Writer = Callable[[Window, np.ndarray], None]
@@ -283,26 +280,14 @@ class TiledSuperResolver:
 
     def _check_plausible(self, refl: np.ndarray, valid: np.ndarray,
                          sat: np.ndarray | None, i: int, j: int) -> None:
-        """Refuse reflectance no surface has (above :data:`MAX_REFLECTANCE`): DN read as
-        reflectance (float rasters holding DN), or a wrong scale."""
+        """Refuse reflectance no surface has (:func:`s2sr.io.dn.implausible`)."""
         if not valid.any():
             return
-        ok = valid[None] if sat is None else valid[None] & ~sat
-        bad = ~(refl <= MAX_REFLECTANCE) & ok  # NaN/inf (overflow of DN x gain) included
-        if bad.any():
-            band = int(np.argmax(bad.any(axis=(1, 2))))
-            worst = np.nan_to_num(refl[band], nan=np.inf, posinf=np.inf)
-            top = float(np.max(np.where(bad[band], worst, -np.inf)))
-            y, x = self._scene_position(bad[band], i, j)
-            kind = "float" if np.issubdtype(np.dtype(self.radiometry.dtype), np.floating) \
-                else "integer"
-            raise DataError(
-                f"input band {band + 1} reads as reflectance up to {top:g} (first at row {y}, "
-                f"column {x}), beyond anything a surface reflects (about 1.5; {MAX_REFLECTANCE:g} "
-                f"allowed): the {kind} values are not on the scale s2sr assumes (float rasters "
-                "are read as reflectance 0-1, integers as reflectance x 10000). If they are "
-                "DN (reflectance x 10000), say so: gdal_edit.py -scale 0.0001 FILE, or "
-                "convert with gdal_translate -ot UInt16; otherwise fix the file's scale")
+        found = implausible(refl, valid[None] if sat is None else valid[None] & ~sat)
+        if found is not None:
+            band, top, mask = found
+            y, x = self._scene_position(mask, i, j)
+            raise DataError(implausible_message(band, top, y, x, self.radiometry.dtype))
 
     def _scene_position(self, mask: np.ndarray, i: int, j: int) -> tuple[int, int]:
         """First (row, column) of the scene where ``mask`` (a tile, padded by reflection)

@@ -28,6 +28,9 @@ SUPPORTED_DTYPES = ("uint16", "int16", "uint32", "int32", "float32", "float64")
 GDAL_SCALE_RANGE = (1e-7, 100.0)
 #: Largest GDAL band offset accepted, in reflectance (Sentinel-2 -0.1, Landsat -0.2).
 MAX_GDAL_OFFSET = 10.0
+#: Largest reflectance accepted in an input: snow and bright clouds reach about 1.5, so more
+#: than 10 means the values are not reflectance (float DN, a wrong scale, an overflow).
+MAX_REFLECTANCE = 10.0
 #: Dtypes of reference (high-resolution) scenes in pairs: also 8-bit imagery (0-255).
 REFERENCE_DTYPES = ("uint8", *SUPPORTED_DTYPES)
 
@@ -131,3 +134,30 @@ def to_uint16_dn(refl: np.ndarray, min_dn: int = 0) -> np.ndarray:
     """Reflectance -> uint16 DN x 10000 as Sentinel-2 products store it, clipped to
     ``[min_dn, 65535]`` (``min_dn=1`` keeps every pixel off nodata 0)."""
     return np.clip(np.rint(refl * DN_SCALE), min_dn, 65535).astype(np.uint16)
+
+
+def implausible(refl: np.ndarray, ok: np.ndarray) -> tuple[int, float, np.ndarray] | None:
+    """The first band of reflectance ``(C, h, w)`` holding, where ``ok`` (``(C|1, h, w)``)
+    is set, a value above :data:`MAX_REFLECTANCE` or not finite; ``None`` when none does.
+
+    Returns:
+        The band's index, its largest such value (``inf`` for NaN/inf) and its ``(h, w)``
+        mask of such pixels.
+    """
+    bad = ~(refl <= MAX_REFLECTANCE) & ok  # NaN/inf (overflow of DN x gain) included
+    if not bad.any():
+        return None
+    band = int(np.argmax(bad.any(axis=(1, 2))))
+    worst = np.nan_to_num(refl[band], nan=np.inf, posinf=np.inf)
+    return band, float(np.max(np.where(bad[band], worst, -np.inf))), bad[band]
+
+
+def implausible_message(band: int, top: float, row: int, col: int, dtype: str) -> str:
+    """The one-line refusal of :func:`implausible` input, with the fix."""
+    kind = "integer" if is_integer(dtype) else "float"
+    return (f"input band {band + 1} reads as reflectance up to {top:g} (first at row {row}, "
+            f"column {col}), beyond anything a surface reflects (about 1.5; "
+            f"{MAX_REFLECTANCE:g} allowed): the {kind} values are not on the scale s2sr "
+            "assumes (float rasters are read as reflectance 0-1, integers as reflectance x "
+            "10000). If they are DN (reflectance x 10000), say so: gdal_edit.py -scale 0.0001 "
+            "FILE, or convert with gdal_translate -ot UInt16; otherwise fix the file's scale")
