@@ -46,7 +46,23 @@ fields, and their bicubic, Lanczos and unsharp-mask upsampling, below.
 The measure is deliberately a broad-band one: a faint checkerboard whose energy is small
 next to the image's own texture near Nyquist (a narrow peak at (0.5, 0.5) a few times its
 immediate surroundings, as the shipped x2 model shows on some scenes) is not counted as
-an artefact; one that rises above real imagery's decay is.
+an artefact; one that rises above real imagery's decay is. The stripe pattern of a
+pixel-shuffle head whose sub-pixel phases disagree is such a faint pattern: it is caught
+by the second measure.
+
+Nyquist-line ratio (:func:`nyquist_line_ratio`)
+    Of the *difference* between a model's output and bicubic interpolation of the same
+    input (what the model added), Hann-windowed spectra as above (64 px windows, Welch).
+    Per axis: the mean power on the output's Nyquist line (``|fx| = 0.5`` for ``x``, every
+    ``fy``; ``|fy| = 0.5`` for ``y``) over the mean power in the ring
+    ``0.30 <= r <= 0.40`` cycles/px (:data:`LINE_RING`). A pixel-shuffle head whose
+    sub-pixel positions disagree (a 2-pixel stripe pattern riding on the content, columns
+    for ``x``, rows for ``y``) puts its energy exactly on these lines; real detail that
+    bicubic misses has a smooth spectrum there. Above :data:`LINE_THRESHOLD` (0.3, the
+    project's target) on either axis, the output carries a stripe pattern. Calibration
+    (``benchmarks/calibrate_line_ratio.py``; figures in MODEL_CARD.md): real Wald truth
+    minus bicubic on every scene in ``../shared/data/sentinel2`` and the shipped models
+    on the same scenes at their native 10 m.
 """
 
 from __future__ import annotations
@@ -64,8 +80,9 @@ if TYPE_CHECKING:
 else:
     ArrayLike: TypeAlias = Any
 
-__all__ = ["ARTEFACT_THRESHOLD", "HIGH_BAND", "LOW_BAND", "MIN_SIDE", "WINDOW",
-           "artefact_score", "band_masks", "power_spectrum"]
+__all__ = ["ARTEFACT_THRESHOLD", "HIGH_BAND", "LINE_RING", "LINE_THRESHOLD", "LOW_BAND",
+           "MIN_SIDE", "WINDOW", "artefact_score", "band_masks", "nyquist_line_ratio",
+           "power_spectrum"]
 
 #: Side of the analysis windows (px); they overlap by half.
 WINDOW = 64
@@ -77,6 +94,10 @@ HIGH_BAND = (0.375, float(np.sqrt(0.5)))
 LOW_BAND = (0.25, 0.375)
 #: Above this an output has periodic artefacts (see the calibration in the docstring).
 ARTEFACT_THRESHOLD = 0.75
+#: Ring (cycles/px, both ends included) that the Nyquist-line power is compared with.
+LINE_RING = (0.30, 0.40)
+#: Above this Nyquist-line ratio (either axis) an output carries a 2-pixel stripe pattern.
+LINE_THRESHOLD = 0.3
 
 
 def _starts(size: int, win: int) -> list[int]:
@@ -172,3 +193,39 @@ def artefact_score(image: ArrayLike, mask: np.ndarray | None = None) -> float:
     if ref <= 0:
         return 0.0 if num <= 0 else float("inf")
     return num / ref
+
+
+def nyquist_line_ratio(output: ArrayLike, reference: ArrayLike,
+                       mask: np.ndarray | None = None) -> tuple[float, float]:
+    """Nyquist-line ratio per axis of ``output - reference`` (see the module docstring).
+
+    Args:
+        output: ``(C, H, W)`` or ``(H, W)`` model output, any units.
+        reference: the same input upsampled by bicubic interpolation, same shape and units.
+        mask: optional ``(H, W)`` validity mask (windows with invalid pixels skipped).
+
+    Returns:
+        ``(x, y)``: power on ``|fx| = 0.5`` (alternating columns) and on ``|fy| = 0.5``
+        (alternating rows), each over the mean power in :data:`LINE_RING`; 0 where the
+        two images are equal. Above :data:`LINE_THRESHOLD` means a stripe pattern.
+
+    Raises:
+        UsageError: images of different shapes (or any shape :func:`power_spectrum`
+            refuses).
+        DataError: NaN/inf, or no window free of invalid pixels.
+    """
+    out, ref = (np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v,
+                           dtype=np.float64) for v in (output, reference))
+    if out.shape != ref.shape:
+        raise UsageError(f"the output {tuple(out.shape)} and its bicubic reference "
+                         f"{tuple(ref.shape)} differ in shape: upsample the same input "
+                         "to the output's size")
+    p = power_spectrum(out - ref, mask)
+    win = p.shape[0]
+    ring = (_radius(win) >= LINE_RING[0]) & (_radius(win) <= LINE_RING[1])
+    den = float(p[ring].mean())
+    # fftfreq puts -0.5 (the Nyquist line, |f| = 0.5) at index win // 2
+    lines = (float(p[:, win // 2].mean()), float(p[win // 2, :].mean()))
+    if den <= 0:
+        return tuple(0.0 if v <= 0 else float("inf") for v in lines)  # type: ignore[return-value]
+    return lines[0] / den, lines[1] / den
