@@ -15,8 +15,9 @@ from click.testing import CliRunner
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from conftest import SHARED, requires_shared, texture, write_geotiff
+from s2sr import super_resolve
 from s2sr.cli.main import cli
-from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD
+from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.evaluation.panel import default_scenes, evaluate_panel, panel_cases, panel_rows
 from s2sr.inference.baselines import UNSHARP_AMOUNT, upsample
 from s2sr.models import load_model
@@ -68,6 +69,8 @@ def test_panel_end_to_end_report_and_independent_numbers(
             got = {r["method"] for r in rows if r["case"] == case and r["scene"] == scene}
             assert got == {"bicubic", "lanczos", "unsharp", model}, (case, scene)
     for r in rows:
+        if r["scene"] == "worst":
+            continue
         bic = next(b for b in rows if b["case"] == r["case"] and b["scene"] == r["scene"]
                    and b["method"] == "bicubic")
         assert r["gain_psnr"] == pytest.approx(r["psnr"] - bic["psnr"])
@@ -76,7 +79,7 @@ def test_panel_end_to_end_report_and_independent_numbers(
     mean = next(r for r in rows if r["case"] == "x2 MTF 0.30" and r["scene"] == "mean"
                 and r["method"] == "t2")
     per = [r["psnr"] for r in rows if r["case"] == "x2 MTF 0.30" and r["method"] == "t2"
-           and r["scene"] != "mean"]
+           and r["scene"] not in ("mean", "worst")]
     assert mean["psnr"] == pytest.approx(np.mean(per))
 
     # independent: x2 block mean of scene a, bicubic, skimage PSNR/SSIM per band, crop 2
@@ -105,6 +108,17 @@ def test_panel_end_to_end_report_and_independent_numbers(
     assert {a["scene"] for a in arts} == {"a.tif", "b.tif", "max"}
     for a in arts:
         assert a["over"] == (a["score"] > ARTEFACT_THRESHOLD)
+        if a["method"].startswith("bicubic"):
+            assert a["line_x"] is None and a["lines_over"] is None
+        else:
+            assert a["lines_over"] == (max(a["line_x"], a["line_y"]) > LINE_THRESHOLD)
+    # the line ratio of the x2 model on the undegraded scene a, computed independently
+    hr_a = hr.astype(np.float32)
+    out = super_resolve(hr_a, load_model(tiny_weights), device="cpu", precision="fp32")
+    got = next(a for a in arts if a["scene"] == "a.tif" and a["method"] == "t2")
+    want = nyquist_line_ratio(out, upsample(hr_a, 2, "bicubic"))
+    assert (got["line_x"], got["line_y"]) == pytest.approx(want, rel=1e-4)
+    assert "Nyquist-line ratio on the undegraded scenes" in report.read_text()
     text = report.read_text()
     assert "| case | bicubic | Lanczos | unsharp mask | t2 | t4 |" in text
     x2_row = next(line for line in text.splitlines() if line.startswith("| x2 MTF 0.30 |"))
@@ -116,14 +130,15 @@ def test_panel_end_to_end_report_and_independent_numbers(
     assert len(csv_rows) == len(rows)
     assert {r["mtf"] for r in csv_rows} == {"block", "0.2", "0.3", "0.45", "0.6"}
     assert "psnr_B08" in csv_rows[0]
-    assert (tmp_path / "rep" / "artefacts.csv").read_text().startswith("scene,method,scale")
+    assert (tmp_path / "rep" / "artefacts.csv").read_text().startswith(
+        "scene,method,scale,score,over,line_x,line_y,lines_over")
 
 
 def test_panel_rows_pure_function(tiny_weights: Path) -> None:
     hr = {"s": texture((48, 48), seed=23)}
     rows = panel_rows({"m": load_model(tiny_weights)}, hr, scales=[2], device="cpu")
     assert [c.label for c in panel_cases([2])] == CASES[:5]
-    assert len(rows) == 5 * 4 * 2  # cases x methods x (scene + mean)
+    assert len(rows) == 5 * 4 * 3  # cases x methods x (scene + mean + worst)
     with pytest.raises(Exception, match="not 2 or 4"):
         panel_rows({"m": load_model(tiny_weights)}, hr, scales=[3])
 
@@ -169,7 +184,7 @@ def test_panel_cli_hostile_options(tmp_path: Path, tiny_weights: Path,
     code, out = _err(["--panel", *w, "--lr", str(scene), *o])
     assert code == 2 and "drop --lr" in out
     code, out = _err(["--panel", *w, "--shared", str(tmp_path / "nowhere"), *o])
-    assert code == 2 and "default panel scenes are not under" in out and "--shared" in out
+    assert code == 2 and "test places are not under" in out and "--shared" in out
     assert out.count("\n") == 1
     code, out = _err(["--panel", *w, "--scene", str(tmp_path / "missing.tif"), *o])
     assert code == 2 and "missing.tif does not exist" in out
@@ -195,9 +210,48 @@ def test_panel_refuses_hostile_scenes(tmp_path: Path, tiny_weights: Path) -> Non
 
 
 @requires_shared
-def test_default_scenes_are_the_held_out_test_scenes() -> None:
+def test_default_scenes_are_the_test_places_and_named_by_place() -> None:
+    from s2sr.evaluation.panel import scene_name
+    from s2sr.evaluation.places import TEST_PLACES
+
     scenes = default_scenes(SHARED)
-    assert [p.name for p in scenes[:2]] == ["boadella_20200113_L2A.tif", "boston_roads_L2A.tif"]
-    assert scenes[2].parent.name == "bigearthnet" and scenes[2].is_dir()
-    assert scenes[2].name == sorted(p.name for p in scenes[2].parent.iterdir()
-                                    if p.is_dir())[-1]
+    assert [scene_name(p) for p in scenes] == ["abudhabi/imgs_1", "rio/imgs_1",
+                                               "hongkong/imgs_1", "milano/imgs_1",
+                                               "boston_roads_L2A.tif"]
+    assert len(TEST_PLACES) >= 5 and all(p.exists() for p in scenes)
+    assert sum(p.path.startswith("sentinel2/oscd/") for p in TEST_PLACES) >= 4
+
+
+def test_default_scenes_missing_named_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="test places are not under") as err:
+        default_scenes(tmp_path)
+    assert "--shared" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_worst_place_rows_and_report(tmp_path: Path, tiny_weights: Path) -> None:
+    """The worst place decides: one row per case and method naming the scene of lowest
+    gain, and a report section with it (fails where only the mean is reported)."""
+    (tmp_path / "city").mkdir()
+    a = _scene(tmp_path / "city" / "imgs_1.tif", 31)
+    b = _scene(tmp_path / "b.tif", 32, (72, 64))
+    report = evaluate_panel({"t2": tiny_weights}, [a, b], tmp_path / "rep", scales=[2])
+    rows = json.loads((tmp_path / "rep" / "report.json").read_text())["rows"]
+    for case in CASES[:5]:
+        for method in ("bicubic", "lanczos", "unsharp", "t2"):
+            per = {r["scene"]: r for r in rows if r["case"] == case and r["method"] == method
+                   and r["scene"] not in ("mean", "worst")}
+            worst = [r for r in rows if r["case"] == case and r["method"] == method
+                     and r["scene"] == "worst"]
+            assert len(worst) == 1
+            place = min(per, key=lambda k: per[k]["gain_psnr"])
+            assert worst[0]["place"] == place
+            assert worst[0]["gain_psnr"] == per[place]["gain_psnr"]
+    text = report.read_text()
+    assert "## Worst place" in text and "## Per place" in text
+    section = text.split("## Worst place")[1].split("##")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| x2 MTF 0.30 |"))
+    assert row.count("(") == 4  # bicubic, Lanczos, unsharp mask and t2, each with its place
+    with open(tmp_path / "rep" / "report.csv") as handle:
+        worst_csv = [r for r in csv.DictReader(handle) if r["scene"] == "worst"]
+    assert len(worst_csv) == 5 * 4 and all(r["place"] in ("city/imgs_1.tif", "b.tif")
+                                           for r in worst_csv)

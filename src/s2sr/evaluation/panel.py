@@ -13,14 +13,22 @@ border crop = scale), the gain over bicubic, and the consistency of each output 
 input (the output degraded back the same way as the input was made, against the input:
 :func:`s2sr.evaluation.consistency.consistency`).
 
-Separately the artefact score (:mod:`s2sr.evaluation.artefacts`) of each model's output
-on the *undegraded* 10 m scene (what users feed it), next to bicubic's at the same scale
-and the threshold.
+Separately, on the *undegraded* 10 m scene (what users feed the models): the artefact
+score (:mod:`s2sr.evaluation.artefacts`) of each model's output next to bicubic's at the
+same scale and the threshold, and the Nyquist-line ratio per axis of each model's output
+minus bicubic (:func:`~s2sr.evaluation.artefacts.nyquist_line_ratio`: the 2-pixel stripe
+pattern of a pixel-shuffle head) against :data:`~s2sr.evaluation.artefacts.LINE_THRESHOLD`.
+
+Per place: by default the scenes are the test places (:mod:`s2sr.evaluation.places`,
+held out of training and model selection), and the report gives every place's numbers
+with the unsharp mask beside every row, and each method's *worst place* per case (the
+scene where it gains least over bicubic): the worst place decides, not the mean.
 
 The report folder (written atomically, like every ``s2sr evaluate`` report) receives
 ``report.md`` (summary table laid out for the model card: rows = cases, columns = methods,
-``PSNR (gain over bicubic) / SSIM``, then the artefact table, consistency and per-scene
-tables), ``report.csv`` (one row per case, scene or ``mean``, and method),
+``PSNR (gain over bicubic) / SSIM``, then the worst-place table, the artefact and
+Nyquist-line tables, consistency and per-place tables), ``report.csv`` (one row per case,
+scene, ``mean`` or ``worst`` (with its ``place``), and method),
 ``artefacts.csv`` and ``report.json`` (everything, with the conventions).
 """
 
@@ -39,9 +47,15 @@ from torch import nn
 
 from s2sr.data.degrade import block_mean, degrade
 from s2sr.errors import DataError, InputNotFoundError, UsageError
-from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, artefact_score
+from s2sr.evaluation.artefacts import (
+    ARTEFACT_THRESHOLD,
+    LINE_THRESHOLD,
+    artefact_score,
+    nyquist_line_ratio,
+)
 from s2sr.evaluation.consistency import consistency
 from s2sr.evaluation.metrics import Conventions, psnr_bands, ssim_bands
+from s2sr.evaluation.places import TEST_PLACES
 from s2sr.evaluation.scenes import read_checked
 from s2sr.evaluation.writer import staged_report
 from s2sr.inference.baselines import upsample
@@ -49,17 +63,16 @@ from s2sr.inference.predict import super_resolve
 from s2sr.io.outputs import check_output_dir
 from s2sr.models import get_spec, load_model
 
-__all__ = ["BASELINES", "PANEL_MTFS", "Case", "artefact_rows", "default_scenes",
-           "evaluate_panel", "panel_cases", "panel_rows"]
+__all__ = ["BASELINES", "PANEL_MTFS", "WORST", "Case", "artefact_rows", "default_scenes",
+           "evaluate_panel", "panel_cases", "panel_rows", "scene_name"]
 
 #: Baselines of the panel, in column order (display names in :data:`LABELS`).
 BASELINES = ("bicubic", "lanczos", "unsharp")
 LABELS = {"bicubic": "bicubic", "lanczos": "Lanczos", "unsharp": "unsharp mask"}
 #: The panel's degradations: ``None`` = block mean alone, else the Nyquist MTF.
 PANEL_MTFS: tuple[float | None, ...] = (None, 0.2, 0.3, 0.45, 0.6)
-#: Held-out real Sentinel-2 test scenes under ``<shared>/sentinel2`` (plus the last
-#: BigEarthNet patch folder in sorted order).
-DEFAULT_SCENES = ("boadella_20200113_L2A.tif", "boston_roads_L2A.tif")
+#: The ``scene`` of the rows holding each method's worst place (lowest gain over bicubic).
+WORST = "worst"
 #: Largest scene the panel reads (pixels per band; every case runs every model on it).
 MAX_PANEL_PIXELS = 2048 * 2048
 #: Smallest scene side (px): x4 leaves 8 input pixels, and the crop and SSIM window fit.
@@ -91,21 +104,25 @@ def panel_cases(scales: Sequence[int]) -> list[Case]:
 
 
 def default_scenes(shared: str | os.PathLike[str]) -> list[Path]:
-    """The held-out real Sentinel-2 test scenes under ``shared`` (``../shared/data``).
+    """The test places' scenes under ``shared`` (``../shared/data``): see
+    :data:`s2sr.evaluation.places.TEST_PLACES` (held out of training and selection).
 
     Raises:
         InputNotFoundError: when they are not there (one line, naming ``--shared``).
     """
-    root = Path(shared) / "sentinel2"
-    scenes = [root / name for name in DEFAULT_SCENES]
-    patches = sorted(p for p in (root / "bigearthnet").glob("*") if p.is_dir()) \
-        if (root / "bigearthnet").is_dir() else []
-    missing = [str(p) for p in scenes if not p.is_file()] + ([] if patches else
-                                                              [str(root / "bigearthnet")])
+    scenes = [Path(shared) / place.path for place in TEST_PLACES]
+    missing = [str(p) for p in scenes if not p.exists()]
     if missing:
-        raise InputNotFoundError(f"the default panel scenes are not under {shared} (missing "
+        raise InputNotFoundError(f"the test places are not under {shared} (missing "
                                  f"{missing[0]}): pass --shared DIR or give --scene files")
-    return [*scenes, patches[-1]]
+    return scenes
+
+
+def scene_name(path: str | os.PathLike[str]) -> str:
+    """A scene's name in the report: the file or folder name, with the city for OSCD's
+    per-date folders (``milano/imgs_1``)."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.name.startswith("imgs_") else p.name
 
 
 def _conv(conv: Conventions | None, scale: int) -> Conventions:
@@ -152,7 +169,9 @@ def panel_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.ndarr
 
     Returns:
         Dicts with ``case``, ``scale``, ``mtf`` (None: block mean), ``scene`` (``mean`` for
-        the means), ``method``, ``psnr``, ``ssim``, ``psnr_bands``, ``ssim_bands``,
+        the means over scenes; ``worst`` for each method's scene of lowest gain over
+        bicubic, named in ``place``, with that scene's numbers), ``method``, ``psnr``,
+        ``ssim``, ``psnr_bands``, ``ssim_bands``,
         ``gain_psnr``, ``gain_ssim`` (over bicubic, same case and scene), ``cons_mae``,
         ``cons_bias`` and ``cons_sam`` (the output degraded back as the input was made).
     """
@@ -198,6 +217,10 @@ def panel_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.ndarr
             for key in ("psnr_bands", "ssim_bands"):
                 mean[key] = np.mean([r[key] for r in mrows], axis=0).tolist()
             rows.append(mean)
+        for method in dict.fromkeys(r["method"] for r in case_rows):
+            mrows = [r for r in case_rows if r["method"] == method]
+            rows.append({**min(mrows, key=lambda r: r["gain_psnr"]), "scene": WORST,
+                         "place": min(mrows, key=lambda r: r["gain_psnr"])["scene"]})
     return rows
 
 
@@ -210,24 +233,37 @@ def artefact_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.nd
     Returns:
         Dicts with ``scene`` (``max`` for the highest over scenes), ``method`` (a model's
         name, or ``bicubic x2`` / ``bicubic x4`` for the scales of the models), ``scale``,
-        ``score`` and ``over`` (score above :data:`ARTEFACT_THRESHOLD`).
+        ``score`` and ``over`` (score above :data:`ARTEFACT_THRESHOLD`); for the models
+        also ``line_x`` and ``line_y`` (Nyquist-line ratios of the output minus bicubic)
+        and ``lines_over`` (either above :data:`LINE_THRESHOLD`); None for bicubic.
     """
     rows: list[dict[str, Any]] = []
     scales = sorted({get_spec(m).scale for m in models.values()})
     for scene, hr in hr_scenes.items():
+        bicubic = {s: upsample(hr, s, "bicubic") for s in scales}
         for s in scales:
-            score = artefact_score(upsample(hr, s, "bicubic"))
+            score = artefact_score(bicubic[s])
             rows.append({"scene": scene, "method": f"bicubic x{s}", "scale": s,
-                         "score": score, "over": score > ARTEFACT_THRESHOLD})
+                         "score": score, "over": score > ARTEFACT_THRESHOLD,
+                         "line_x": None, "line_y": None, "lines_over": None})
         for name, model in models.items():
-            score = artefact_score(_run(model, hr, device, precision, backend))
+            out = _run(model, hr, device, precision, backend)
+            score = artefact_score(out)
+            lx, ly = nyquist_line_ratio(out, bicubic[get_spec(model).scale])
             rows.append({"scene": scene, "method": name, "scale": get_spec(model).scale,
-                         "score": score, "over": score > ARTEFACT_THRESHOLD})
+                         "score": score, "over": score > ARTEFACT_THRESHOLD,
+                         "line_x": lx, "line_y": ly, "lines_over": max(lx, ly) > LINE_THRESHOLD})
     for method in list(dict.fromkeys(r["method"] for r in rows)):
         mrows = [r for r in rows if r["method"] == method]
         score = max(r["score"] for r in mrows)
-        rows.append({"scene": "max", "method": method, "scale": mrows[0]["scale"],
-                     "score": score, "over": score > ARTEFACT_THRESHOLD})
+        top: dict[str, Any] = {"scene": "max", "method": method, "scale": mrows[0]["scale"],
+                               "score": score, "over": score > ARTEFACT_THRESHOLD,
+                               "line_x": None, "line_y": None, "lines_over": None}
+        if mrows[0]["line_x"] is not None:
+            top["line_x"] = max(r["line_x"] for r in mrows)
+            top["line_y"] = max(r["line_y"] for r in mrows)
+            top["lines_over"] = max(top["line_x"], top["line_y"]) > LINE_THRESHOLD
+        rows.append(top)
     return rows
 
 
@@ -241,10 +277,10 @@ def _read_scenes(paths: Sequence[str | os.PathLike[str]], bands: Sequence[str],
             raise DataError(f"scene {path} is {meta.width}x{meta.height} px, too small for "
                             f"the panel (at least {MIN_PANEL_SIDE} px a side): choose a "
                             "larger scene")
-        name = Path(path).name
+        name = scene_name(path)
         k = 2
         while name in scenes:
-            name = f"{Path(path).name} ({k})"
+            name = f"{scene_name(path)} ({k})"
             k += 1
         scenes[name] = refl.astype(np.float32)
     return scenes
@@ -314,18 +350,20 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
         "rows": rows, "artefacts": arts}, indent=1))
     fields = ["case", "scale", "mtf", "scene", "method", "psnr", "ssim", "gain_psnr",
               "gain_ssim", "cons_mae", "cons_bias", "cons_sam",
-              *[f"psnr_{b}" for b in bands], *[f"ssim_{b}" for b in bands]]
+              *[f"psnr_{b}" for b in bands], *[f"ssim_{b}" for b in bands], "place"]
     with open(out / "report.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fields)
         writer.writeheader()
         for r in rows:
             row = {k: r[k] for k in fields[:12]}
             row["mtf"] = "block" if r["mtf"] is None else r["mtf"]
+            row["place"] = r.get("place", r["scene"] if r["scene"] != "mean" else "")
             row.update({f"psnr_{b}": v for b, v in zip(bands, r["psnr_bands"], strict=True)})
             row.update({f"ssim_{b}": v for b, v in zip(bands, r["ssim_bands"], strict=True)})
             writer.writerow(row)
     with open(out / "artefacts.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, ["scene", "method", "scale", "score", "over"])
+        writer = csv.DictWriter(handle, ["scene", "method", "scale", "score", "over",
+                                         "line_x", "line_y", "lines_over"])
         writer.writeheader()
         writer.writerows(arts)
     shapes = ", ".join(f"{n} ({h.shape[2]}x{h.shape[1]} px)" for n, h in hr_scenes.items())
@@ -346,6 +384,17 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
             cells.append("—" if cell is None else f"{cell['psnr']:.2f} "
                          f"({cell['gain_psnr']:+.2f}) / {cell['ssim']:.4f}")
         lines.append(f"| {case} | " + " | ".join(cells) + " |")
+    worst = {(r["case"], r["method"]): r for r in rows if r["scene"] == WORST}
+    lines += ["", "## Worst place: gain over bicubic (dB) at the scene where each method "
+              "gains least (the worst place decides)", "",
+              "| case | " + " | ".join(label[m] for m in methods) + " |",
+              "|---|" + "---:|" * len(methods)]
+    for case in cases:
+        cells = []
+        for m in methods:
+            cell = worst.get((case, m))
+            cells.append("—" if cell is None else f"{cell['gain_psnr']:+.2f} ({cell['place']})")
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
     lines += ["", f"## Artefact score on the undegraded scenes (threshold "
               f"{ARTEFACT_THRESHOLD:.2f})", "",
               "Power near the output's Nyquist frequency over the band just below "
@@ -361,6 +410,21 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
             art = table[(scene, m)]
             cells.append(f"{art['score']:.3f}" + (" **over**" if art["over"] else ""))
         lines.append(f"| {scene} | " + " | ".join(cells) + " |")
+    line_methods = [m for m in art_methods if table[(art_scenes[0], m)]["line_x"] is not None]
+    lines += ["", f"## Nyquist-line ratio on the undegraded scenes, x / y (threshold "
+              f"{LINE_THRESHOLD:.2f})", "",
+              "Power of (model - bicubic) on the output's Nyquist lines |fx| = 0.5 (x) and "
+              "|fy| = 0.5 (y) over its mean power in the ring 0.30-0.40 cycles/px: a 2-pixel "
+              "stripe pattern scores high, real detail 0.1-0.3.", "",
+              "| scene | " + " | ".join(line_methods) + " |",
+              "|---|" + "---:|" * len(line_methods)]
+    for scene in art_scenes:
+        cells = []
+        for m in line_methods:
+            art = table[(scene, m)]
+            cells.append(f"{art['line_x']:.3f} / {art['line_y']:.3f}"
+                         + (" **over**" if art["lines_over"] else ""))
+        lines.append(f"| {scene} | " + " | ".join(cells) + " |")
     lines += ["", "## Consistency with the input (mean over scenes)", "",
               "Output degraded back as the input was made, against the input: mean absolute "
               "error and bias (reflectance), spectral angle (degrees).", "",
@@ -371,10 +435,11 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
             if mean is not None:
                 lines.append(f"| {case} | {label[m]} | {mean['cons_mae']:.5f} | "
                              f"{mean['cons_bias']:+.5f} | {mean['cons_sam']:.3f} |")
-    lines += ["", "## Per scene: PSNR dB (gain over bicubic) / SSIM", "",
+    lines += ["", "## Per place: PSNR dB (gain over bicubic) / SSIM", "",
               "| case | scene | " + " | ".join(label[m] for m in methods) + " |",
               "|---|---|" + "---:|" * len(methods)]
-    per = {(r["case"], r["scene"], r["method"]): r for r in rows if r["scene"] != "mean"}
+    per = {(r["case"], r["scene"], r["method"]): r for r in rows
+           if r["scene"] not in ("mean", WORST)}
     for case in cases:
         for scene in hr_scenes:
             cells = []

@@ -1,4 +1,8 @@
-"""Loading the real images of ``data.synthetic`` as reflectance in the model's bands."""
+"""Loading the real images of ``data.synthetic`` as reflectance in the model's bands.
+
+Any image of a held-out test place (:mod:`s2sr.evaluation.places`) is refused, for
+training and validation alike: the test places stay out of training and model selection.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from rasterio.windows import Window
 from s2sr.bands import TYPICAL_MEAN, TYPICAL_STD
 from s2sr.data.synthetic import Source
 from s2sr.errors import InputNotFoundError, UsageError
+from s2sr.evaluation.places import held_out
 from s2sr.io.nodata import valid_mask
 from s2sr.io.raster import open_reference
 from s2sr.io.scene import open_scene
@@ -45,6 +50,12 @@ def load_source(cfg: SourceConfig, root: Path, bands: list[str]) -> Source:
     """Read one training image as ``(C, H, W)`` reflectance in ``bands`` order."""
     base = Path(root)
     name = Path(cfg.files[0] if cfg.files else cfg.path).name
+    for given in [*(cfg.files or []), cfg.path]:
+        entry = held_out(base / given) if given else None
+        if entry is not None:
+            raise UsageError(f"training image {given} is a held-out test place ({entry}, "
+                             "s2sr.evaluation.places): remove it from data.synthetic.train "
+                             "and .val")
     if cfg.files is not None or cfg.bands is not None:
         if cfg.files is not None:
             items = [(str(base / f), 1) for f in cfg.files]
