@@ -156,6 +156,17 @@ class TestUnknownBaselineWarning:
         with open_scene(tif, bands=DEFAULT_BANDS) as scene:
             assert scene.meta.offsets == pytest.approx((-0.1,) * 4)
 
+    def test_predict_warns_once(self, tmp_path: Path, tiny_weights: Path) -> None:
+        """predict opens the scene to choose the model (silenced), then for the run."""
+        for weights in ([], ["--weights", str(tiny_weights)]):
+            tif = write_geotiff(tmp_path / f"scene{len(weights)}.tif", field((16, 16), 4))
+            with rasterio.open(tif, "r+") as ds:  # a file is warned about once per process
+                ds.update_tags(ACQUISITION_DATE="2023-06-01")
+            out = tmp_path / f"o{len(weights)}.tif"
+            result = CliRunner().invoke(cli, ["predict", str(tif), "-o", str(out), *weights])
+            assert result.exit_code == 0, result.output
+            assert result.output.count("processing baseline") == 1, result.output
+
     def test_no_warning_on_every_geotiff(self, tmp_path: Path,
                                          caplog: pytest.LogCaptureFixture) -> None:
         """A licence tag naming Copernicus Sentinel data made every run of a plain export

@@ -89,8 +89,8 @@ def offset_of(baseline: str) -> float:
 def warn_once(key: str, message: str, *args: object) -> None:
     """Warn on the scene logger, once per process for ``key`` (a file) and ``message``:
     a scene opened twice (to choose a model, then to read it) is told about once."""
-    if (key, message) in _warned:
-        return
+    if (key, message) in _warned or not scene_log.isEnabledFor(logging.WARNING):
+        return  # said already, or silenced for a first look (then said on the real open)
     _warned.add((key, message))
     scene_log.warning(message, *args)
 
