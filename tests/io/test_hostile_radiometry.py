@@ -123,6 +123,20 @@ class TestBaselineParser:
         assert "acquired 2023-06-01" in caplog.text and "--offset -1000" in caplog.text
 
 
+def test_outputs_of_unknown_or_old_baselines_read_back(tmp_path: Path,
+                                                       tiny_weights: Path) -> None:
+    """s2sr's own "unknown"/"before 04.00" baseline tags are no garbage to refuse."""
+    safe = make_safe(tmp_path, field((8, 8), 4), baseline="03.00")
+    mtd = next(safe.glob("MTD_MSIL*.xml"))
+    mtd.write_text(mtd.read_text().replace(">03.00<", "><"))
+    patch = _bigearthnet(tmp_path / "S2A_MSIL2A_20170613T101031_87_48", field((8, 8), 4))
+    for src, baseline in ((safe, "unknown"), (patch, "before 04.00")):
+        out = predict(src, tmp_path / f"{baseline}.tif", tiny_weights)
+        with open_scene(out, bands=DEFAULT_BANDS) as scene:
+            assert scene.meta.offsets == (0.0,) * 4
+            assert scene.meta.tags["S2_PROCESSING_BASELINE"] == baseline
+
+
 class TestUnknownBaselineWarning:
     """New-user: the warning comes once per file and names fixes every command has."""
 

@@ -65,6 +65,9 @@ _BASELINE_TAGS = ("S2_PROCESSING_BASELINE", "PROCESSING_BASELINE")
 _MAX_MTD_BYTES = 16 * 1024 * 1024
 _PARENTS = 4
 _warned: set[tuple[str, str]] = set()
+#: What s2sr writes as a baseline it does not know, and one known to precede 04.00.
+UNKNOWN = "unknown"
+BEFORE_04 = "before 04.00"
 
 __all__ = ["BASELINE_04_DATE", "MAX_DN_OFFSET", "BaselineOffsets", "acquisition_date",
            "apply_offsets", "check_dn_offset", "detect_offsets", "offset_of", "parse_baseline",
@@ -138,8 +141,11 @@ def _from_tags(tags: dict[str, str], source: str) -> BaselineOffsets | None:
         if offsets:
             said = (tags.get(key) or "unknown") if key else "unknown"
             return BaselineOffsets(printable(said, 20), offsets, None, "its S2_DN_OFFSET tag")
-    if key is None:
+    if key is None or tags[key].strip().lower() == UNKNOWN:  # as s2sr writes "don't know"
         return None
+    if tags[key].strip().lower() == BEFORE_04:
+        return BaselineOffsets(BEFORE_04, {b: 0.0 for b in SAFE_BAND_IDS}, None,
+                               f"its {key} tag")
     try:
         baseline = parse_baseline(tags[key])
     except ValueError as err:
@@ -151,7 +157,7 @@ def _from_tags(tags: dict[str, str], source: str) -> BaselineOffsets | None:
 def _bigearthnet(path: Path) -> BaselineOffsets | None:
     for part in reversed(path.parts):
         if _BIGEARTHNET_RE.match(part) and part[11:15] in ("2017", "2018"):
-            return BaselineOffsets("before 04.00", {b: 0.0 for b in SAFE_BAND_IDS}, None,
+            return BaselineOffsets(BEFORE_04, {b: 0.0 for b in SAFE_BAND_IDS}, None,
                                    f"the BigEarthNet v1 patch name {part}")
     return None
 
