@@ -32,7 +32,7 @@ from s2sr.batch.naming import check_name_pattern
 from s2sr.batch.record import file_fingerprint, read_record
 from s2sr.batch.report import RunReport, SceneResult
 from s2sr.cli.main import cli
-from s2sr.errors import OutputExistsError, UsageError
+from s2sr.errors import OutputExistsError, S2SRError, UsageError
 from s2sr.io.inputs import expand_inputs
 from s2sr.io.outputs import exclusive_output, lock_path, sweep_stale_locks
 from s2sr.io.scene import open_scene
@@ -176,6 +176,41 @@ def test_a_foreign_file_at_a_record_name_is_not_replaced(tmp_path: Path, tiny_we
     assert [s.status for s in report.scenes] == ["failed", "done"]
     assert "not an s2sr completion record" in report.scenes[0].reason
     assert foreign.read_text() == "my notes" and not (out / "scene0_x2.tif").exists()
+
+
+def test_a_foreign_file_in_the_item_folder_is_not_replaced(tmp_path: Path,
+                                                           tiny_weights: Path) -> None:
+    items = [stac_item(tmp_path, f"it{k}", field((24, 24), 4, seed=k)) for k in range(2)]
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    folder = tmp_path / "out" / ".s2sr-stac"
+    folder.mkdir(parents=True)
+    (folder / "it0.json").write_text("mine")
+    report = predict_many([str(path)], tmp_path / "out", tiny_weights, **OPTS)
+    assert [s.status for s in report.scenes] == ["failed", "done"], report.summary()
+    assert "was not written by s2sr" in report.scenes[0].reason
+    assert (folder / "it0.json").read_text() == "mine"
+    again = predict_many([str(path)], tmp_path / "out", tiny_weights, overwrite=True, **OPTS)
+    assert [s.status for s in again.scenes] == ["done", "done"]
+
+
+def test_a_redirect_away_from_http_is_not_followed(tmp_path: Path) -> None:
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def __init__(self, *args: Any, directory: str = "", **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", "ftp://127.0.0.1:1/items.json")
+            self.end_headers()
+
+    with serve(tmp_path, Redirect) as base, \
+            pytest.raises(S2SRError, match="not an http\\(s\\) URL") as err:
+        expand_inputs([base + "items.json"])
+    assert "\n" not in str(err.value)
 
 
 # ================================================================ reliability

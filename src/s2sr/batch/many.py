@@ -105,14 +105,32 @@ def model_scale(weights: str | os.PathLike[str] | None, scale: int | None) -> in
     return spec.scale
 
 
-def _write_item(item: dict[str, Any], folder: Path, stem: str) -> str:
+#: Key marking the Item files s2sr writes into :data:`STAC_FOLDER`.
+ITEM_MARK: Final[str] = "s2sr:item_file"
+
+
+def _write_item(item: dict[str, Any], folder: Path, stem: str, overwrite: bool) -> str:
     """Write a STAC item as its own file (only when it changed: the input fingerprint of
-    the completion record then stays the same across re-runs)."""
+    the completion record then stays the same across re-runs). A file of that name that
+    s2sr did not write is replaced only with ``overwrite``.
+
+    Raises:
+        OutputExistsError: such a file, without ``overwrite``.
+    """
     folder.mkdir(exist_ok=True)
     path = folder / f"{stem}.json"
-    text = json.dumps(item, sort_keys=True, indent=1)
-    if not path.is_file() or path.read_text(errors="replace") != text:
-        write_atomic(path, text)
+    text = json.dumps({**item, ITEM_MARK: True}, sort_keys=True, indent=1)
+    if path.is_symlink() or path.exists():
+        try:
+            old = path.read_text(errors="replace") if path.stat().st_size < (64 << 20) else ""
+        except OSError:
+            old = ""
+        if old == text:
+            return str(path)
+        if f'"{ITEM_MARK}": true' not in old and not overwrite:
+            raise OutputExistsError(f"{path} exists and was not written by s2sr: move it, or "
+                                    "pass --overwrite to replace it")
+    write_atomic(path, text)
     return str(path)
 
 
@@ -294,7 +312,13 @@ def predict_many(
         if scene.item is not None:
             item_file = out / STAC_FOLDER / f"{scene.stem}.json"
             check_not_input(item_file, sources)
-            source = _write_item(scene.item, out / STAC_FOLDER, scene.stem)
+            try:
+                source = _write_item(scene.item, out / STAC_FOLDER, scene.stem, overwrite)
+            except (S2SRError, OSError) as err:  # this item fails; the others go on
+                reason = short_error(err) if isinstance(err, S2SRError) else \
+                    f"cannot write {item_file} ({getattr(err, 'strerror', '') or err})"
+                failed_early[k] = SceneResult(scene.source, str(target), "failed", reason)
+                continue
         jobs.append(Job(k, source, scene.source if scene.item is not None else source,
                         str(target), None if weights is None else str(weights),
                         dict(options), overwrite, False, scale))
@@ -341,10 +365,9 @@ def predict_many(
     _clean_up(out)
     result.scenes = [results[k] for k in range(len(scenes)) if k in results]
     result.seconds = time.perf_counter() - start
-    for lost in result.lost_workers:
-        log.warning("Dask worker %s was lost (killed, or out of memory) while running %s: "
-                    "its scenes were run again", lost["worker"],
-                    ", ".join(lost["scenes"]) or "no scene")
+    for lost in result.lost_workers:  # said to the user by the summary and the report
+        log.info("Dask worker %s was lost while holding %s", lost["worker"],
+                 ", ".join(lost["scenes"]) or "no scene")
     write_report(report_path, result)
     return result
 

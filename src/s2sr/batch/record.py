@@ -25,7 +25,7 @@ from s2sr import __version__
 from s2sr.errors import S2SRError
 from s2sr.io.gdal_safety import open_raster
 from s2sr.io.outputs import temp_path
-from s2sr.io.stac import URL_TIMEOUT, is_url, item_band_files
+from s2sr.io.stac import is_url, item_band_files, open_url
 from s2sr.models.weights import file_sha256
 
 RECORD_SUFFIX: Final[str] = ".s2sr.json"
@@ -91,7 +91,7 @@ def _url_fingerprint(url: str) -> dict[str, Any]:
     found: dict[str, Any] = {"url": url}
     try:
         request = urllib.request.Request(url, method="HEAD")
-        with urllib.request.urlopen(request, timeout=URL_TIMEOUT) as response:
+        with open_url(request) as response:
             headers = response.headers
             for key in ("ETag", "Last-Modified", "Content-Length"):
                 value = headers.get(key)

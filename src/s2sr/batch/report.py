@@ -93,7 +93,8 @@ class RunReport:
         for lost in self.lost_workers:
             scenes = ", ".join(lost.get("scenes", [])) or "no scene"
             lines.append(f"  worker {lost.get('worker', '?')} was lost (killed, or out of "
-                         f"memory) while running {scenes}: its scenes were run again")
+                         f"memory) while holding {scenes}: the scheduler gave them to another "
+                         "worker (a scene that keeps losing its worker fails)")
         lines += [f"  failed: {s.input}: {s.reason}" for s in self.failed]
         if self.report:
             lines.append(f"run report: {self.report}")

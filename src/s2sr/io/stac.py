@@ -89,6 +89,23 @@ def is_url(text: str) -> bool:
     return bool(_URL_RE.match(text))
 
 
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) URLs only (urllib would follow one to ``ftp://``)."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> Any:
+        if not is_url(newurl):
+            raise StacError(f"{req.full_url[:120]} redirects to {newurl[:120]!r}, not an "
+                            "http(s) URL: refusing to follow it")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def open_url(url: str | urllib.request.Request) -> Any:
+    """``urlopen`` with :data:`URL_TIMEOUT`, following http(s) redirects only."""
+    opener = urllib.request.build_opener(_HttpOnlyRedirects())
+    return opener.open(url, timeout=URL_TIMEOUT)
+
+
 def read_json_bounded(source: str) -> Any:
     """Parse a STAC JSON from a local path or an http(s) URL, bounded in size and nesting.
 
@@ -98,7 +115,7 @@ def read_json_bounded(source: str) -> Any:
     if is_url(source):
         _check_url(source, "STAC URL")
         try:
-            with urllib.request.urlopen(source, timeout=URL_TIMEOUT) as response:
+            with open_url(source) as response:
                 data = response.read(MAX_JSON_BYTES + 1)
         except (OSError, ValueError) as err:
             raise RasterReadError(f"cannot fetch {source[:200]} ({short_error(err)}): check "
@@ -110,7 +127,11 @@ def read_json_bounded(source: str) -> Any:
         if path.stat().st_size > MAX_JSON_BYTES:
             raise StacError(f"{source} is {path.stat().st_size} bytes, more than the "
                             f"{MAX_JSON_BYTES} s2sr reads: split the ItemCollection")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise RasterReadError(f"cannot read {source} ({err.strerror or type(err).__name__})"
+                                  ": check its permissions") from None
     if len(data) > MAX_JSON_BYTES:
         raise StacError(f"{source[:200]} is more than {MAX_JSON_BYTES} bytes: split the "
                         "ItemCollection")
