@@ -8,6 +8,10 @@ overwrite) and 1 for data errors (the files exist but cannot be used).
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+
 from s2sr.safe_text import printable
 
 
@@ -36,10 +40,41 @@ class InputNotFoundError(S2SRError, FileNotFoundError):
     exit_code = 2
 
 
+#: Set to "1" while a command of the command line runs (:func:`command_line_words`; the
+#: worker processes it starts inherit it): messages then name its options (``--overwrite``)
+#: rather than the Python API's arguments (``overwrite=True``).
+COMMAND_LINE_ENV = "S2SR_COMMAND_LINE"
+
+
+@contextlib.contextmanager
+def command_line_words() -> Iterator[None]:
+    """Within the block, errors name the fix in the command line's words."""
+    before = os.environ.get(COMMAND_LINE_ENV)
+    os.environ[COMMAND_LINE_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(COMMAND_LINE_ENV, None)
+        else:
+            os.environ[COMMAND_LINE_ENV] = before
+
+
 class OutputExistsError(S2SRError, FileExistsError):
-    """The output exists and ``overwrite`` was not given."""
+    """The output exists and ``overwrite`` was not given.
+
+    Messages are written with the command line's ``--overwrite``; from the Python API the
+    text says ``overwrite=True`` instead, the argument to pass (see
+    :data:`COMMAND_LINE_ENV`).
+    """
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if os.environ.get(COMMAND_LINE_ENV) == "1":
+            return text.replace("overwrite=True", "--overwrite")
+        return text.replace("--overwrite", "overwrite=True")
 
 
 class RasterReadError(S2SRError, OSError):

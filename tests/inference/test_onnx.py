@@ -90,7 +90,7 @@ def test_export_refusals(tiny_weights: Path, tiny_onnx: Path, tmp_path: Path) ->
     with pytest.raises(UsageError, match="already an exported onnx model"):
         export_model(tiny_onnx, out, "onnx")
     out.write_bytes(b"keep")
-    with pytest.raises(OutputExistsError, match="pass --overwrite"):
+    with pytest.raises(OutputExistsError, match="pass overwrite=True"):
         export_model(tiny_weights, out, "onnx")
     assert out.read_bytes() == b"keep"
     export_model(tiny_weights, out, "onnx", overwrite=True)

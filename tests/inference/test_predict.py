@@ -174,7 +174,7 @@ def test_existing_output_is_refused_then_overwritten(geotiff: Callable[..., Path
     src = geotiff(shape=(20, 20))
     out = tmp_path / "o.tif"
     out.write_bytes(b"keep me")
-    with pytest.raises(OutputExistsError, match="--overwrite"):
+    with pytest.raises(OutputExistsError, match="pass overwrite=True"):
         predict(src, out, tiny_weights)
     assert out.read_bytes() == b"keep me"
     predict(src, out, tiny_weights, overwrite=True)

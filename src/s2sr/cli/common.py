@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from s2sr.errors import S2SRError
+from s2sr.errors import S2SRError, command_line_words
 from s2sr.safe_text import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,10 +52,11 @@ def handle_errors(func: F) -> F:
         from s2sr.io.outputs import Terminated, is_disk_full, terminate_raises
 
         try:
-            with terminate_raises():
+            with terminate_raises(), command_line_words():
                 return func(*args, **kwargs)
         except S2SRError as err:
-            click.echo(f"s2sr: error: {err}", err=True)
+            with command_line_words():  # the fix in the command line's words
+                click.echo(f"s2sr: error: {err}", err=True)
             sys.exit(err.exit_code)
         except (RasterioError, CPLE_BaseError, OSError) as err:
             if isinstance(err, OSError) and not is_disk_full(err):

@@ -25,6 +25,7 @@ from torch import nn
 from s2sr.errors import UsageError, WeightsError
 from s2sr.inference.backends import OnnxRuntimeBackend, TorchBackend
 from s2sr.inference.quantize import INT8_MAX, INT8_P99, int8_onnx
+from s2sr.io.output_paths import make_parents, remove_made
 from s2sr.io.outputs import (
     check_output_file,
     disk_full_error,
@@ -140,23 +141,29 @@ def _torchscript_runner(data: bytes) -> Runner:
 
 
 def _write(out: Path, data: bytes, overwrite: bool) -> None:
-    """``data`` to ``out`` through a temporary beside it: never half-written."""
-    with exclusive_output(out):
-        if out.exists() and not overwrite:  # appeared since the first check
-            check_output_file(out, overwrite)
-        tmp = temp_path(out)
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, out)
-        except OSError as err:
-            if is_disk_full(err, out.parent):
-                raise disk_full_error(out) from None
-            raise
-        finally:
-            tmp.unlink(missing_ok=True)
+    """``data`` to ``out`` through a temporary beside it: never half-written. Missing
+    folders above ``out`` are made first, and taken away again if the write fails."""
+    made: list[Path] = []
+    try:
+        made = make_parents(out)
+        with exclusive_output(out):
+            if out.exists() and not overwrite:  # appeared since the first check
+                check_output_file(out, overwrite)
+            tmp = temp_path(out)
+            try:
+                with open(tmp, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, out)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except BaseException as err:
+        remove_made(made)
+        if isinstance(err, OSError) and is_disk_full(
+                err, next((p for p in out.parents if p.exists()), None)):
+            raise disk_full_error(out) from None
+        raise
 
 
 def export_model(weights: str | os.PathLike[str], output: str | os.PathLike[str],
@@ -166,7 +173,8 @@ def export_model(weights: str | os.PathLike[str], output: str | os.PathLike[str]
 
     Args:
         weights: an s2sr ``.safetensors`` weights file.
-        output: the file to write (refused if it exists, unless ``overwrite``).
+        output: the file to write (refused if it exists, unless ``overwrite``); missing
+            folders above it are made (and removed again if the export fails).
         format: ``onnx`` or ``torchscript``.
         opset: the ONNX opset (default :data:`s2sr.models.export.DEFAULT_OPSET`).
         overwrite: replace an existing output.
@@ -193,7 +201,7 @@ def export_model(weights: str | os.PathLike[str], output: str | os.PathLike[str]
     if int8 and opset is not None:
         raise UsageError("--int8 writes the default opset: drop --opset")
     opset = check_opset(opset) if format == "onnx" else None
-    out = check_output_file(output, overwrite, (weights,))
+    out = check_output_file(output, overwrite, (weights,), create_parent=True)
     kind = sniff(weights)
     if kind != "safetensors":
         raise UsageError(f"{weights} is already an exported {kind} model: export from the "

@@ -33,6 +33,7 @@ from pathlib import Path
 from types import FrameType
 
 from s2sr.errors import OutputExistsError, S2SRError, UsageError
+from s2sr.io.output_paths import check_creatable
 
 #: Marker in every temporary name s2sr makes: ``.{name}.s2sr-{pid}-{token}.tmp{suffix}``.
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.s2sr-(?P<pid>\d+)-(?P<token>[0-9a-f]{8})\.tmp")
@@ -81,7 +82,7 @@ def check_not_input(path: Path, inputs: Iterable[str | os.PathLike[str] | None])
 
 def check_output_file(
     path: str | os.PathLike[str], overwrite: bool,
-    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    inputs: Iterable[str | os.PathLike[str] | None] = (), *, create_parent: bool = False,
 ) -> Path:
     """Refuse an output *file* that cannot or may not be written.
 
@@ -89,6 +90,9 @@ def check_output_file(
         path: the file to write.
         overwrite: allow replacing an existing file.
         inputs: the command's inputs; the output may be none of them (or inside one).
+        create_parent: a missing parent folder is made when the file is written
+            (:func:`s2sr.io.output_paths.make_parents`; checked here that it can be);
+            otherwise it is refused.
 
     Returns:
         ``path`` as a :class:`Path`.
@@ -100,6 +104,9 @@ def check_output_file(
     if (p.exists() or p.is_symlink()) and not overwrite:
         raise OutputExistsError(f"output {p} exists: pass --overwrite to replace it")
     parent = p.parent
+    if not parent.exists() and create_parent:
+        check_creatable(parent)
+        return p
     if not parent.exists():
         raise UsageError(f"output folder {parent} does not exist: create it first")
     if not parent.is_dir():

@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from s2sr.errors import InputNotFoundError, UsageError, WeightsError
+from s2sr.io.output_paths import normal_permissions
 from s2sr.io.outputs import temp_path
 from s2sr.models.bounds import show
 from s2sr.models.header import parse_spec, spec_error, spec_header
@@ -64,6 +65,7 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], *, half: bool = F
     tmp = temp_path(path)
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        normal_permissions(tmp)  # safetensors makes its files 0o600
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
