@@ -334,3 +334,17 @@ def test_sigterm_during_validation_leaves_no_partial_row(wald_dataset: Path,
     a = load_file(run / "model.safetensors")
     b = load_file(tmp_path / "reference" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@needs_shared(REAL_VGG, "the real VGG16 feature weights")
+def test_a_perceptual_run_prints_no_lightning_eval_mode_warning(
+        wald_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        recwarn: pytest.WarningsRecorder) -> None:
+    monkeypatch.setenv("S2SR_VGG16_WEIGHTS", str(REAL_VGG))
+    cfg = write_config(tmp_path / "c.yaml", wald_dataset, loss={
+        "pixel": 1.0, "feature": {"relu2_2": 0.02}}, stages=[{"epochs": 1, "lr": 1e-3,
+                                                              "patch": 8}])
+    train(load_config(cfg), tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    noise = [str(w.message) for w in recwarn if "eval mode" in str(w.message)]
+    assert noise == []  # the loss's VGG16 is frozen in eval mode on purpose

@@ -326,6 +326,8 @@ class Trainer:
             logging.getLogger(name).setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        # the perceptual loss's VGG16 is frozen in eval mode on purpose
+        warnings.filterwarnings("ignore", r".*module\(s\) in eval mode at the start of training.*")
         kwargs: dict[str, Any] = {"precision": precision} if precision else {}
         return pl.Trainer(
             accelerator="gpu" if self.device.type == "cuda" else "cpu",
