@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import texture
@@ -26,6 +27,8 @@ from s2sr.evaluation.figures import (
     contrast,
     pick_patches,
 )
+from s2sr.evaluation.metrics import Conventions
+from s2sr.evaluation.writer import ReportWriter, write_figures
 from s2sr.inference.baselines import upsample
 
 BANDS = ["B02", "B03", "B04", "B08"]
@@ -168,6 +171,27 @@ class TestNewUserWorstPatch:
         picks, eligible = pick_patches(gains, contrasts)
         assert eligible == 5
         assert picks == {"best": 4, "median": 0, "worst": 3}
+
+    def test_the_report_draws_the_worst_patch_with_content(self, tmp_path: Path) -> None:
+        """Wiring: evaluate's figures pass the patches' contrast to the pick."""
+        rng = np.random.default_rng(4)
+        refs = [texture((64, 64), seed=s) for s in range(4)]
+        refs.append(0.04 + rng.normal(0, 0.003, (4, 64, 64)))  # flat, the lowest gain
+        items = [{"patch_id": f"p{k}\u00e9", "lr": torch.from_numpy(
+            r.reshape(4, 32, 2, 32, 2).mean(axis=(2, 4))), "hr": torch.from_numpy(r)}
+            for k, r in enumerate(refs)]
+        report = ReportWriter(tmp_path, Conventions(crop=2), BANDS, "")
+        preds: dict[str, list[np.ndarray]] = {"bicubic": [], "m": []}
+        for k, it in enumerate(items):
+            for method, psnr in (("bicubic", 40.0), ("m", 40.0 + [3, 2, 4, 1, 0.1][k])):
+                report.add(method, "SE20>SE10", it["patch_id"], {"psnr": psnr, "ssim": 0.9})
+                preds[method].append(refs[k])
+        write_figures(report, "SE20>SE10", items, preds, ["m"], BANDS)
+        shown = {}
+        for name in report.figures:
+            with Image.open(tmp_path / name) as img:
+                shown[img.info["s2sr:pick"]] = img.info["s2sr:patch"]
+        assert shown == {"best": "p2\u00e9", "median": "p0\u00e9", "worst": "p3\u00e9"}
 
     def test_all_flat_falls_back_to_all_and_nan_ranks_last(self) -> None:
         picks, eligible = pick_patches([1.0, float("nan"), 2.0], [0.0, 0.0, 0.0])

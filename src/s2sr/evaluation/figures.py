@@ -269,12 +269,15 @@ def build_figure(panels: Sequence[Panel | tuple[str, np.ndarray]], bands: Sequen
 
 def comparison_figure(panels: Sequence[Panel | tuple[str, np.ndarray]], bands: Sequence[str],
                       path: str | os.PathLike[str], title: str = "", *, subtitle: str = "",
-                      caption: str = "") -> FigureInfo:
+                      caption: str = "", text: dict[str, str] | None = None) -> FigureInfo:
     """Write a Figure-5-style PNG (see :func:`build_figure` for the arguments).
+
+    Args:
+        text: more PNG text chunks (e.g. ``{"s2sr:patch": patch_id}``).
 
     Returns:
         What was drawn (the panel count is also in the PNG's ``s2sr:panels`` text chunk).
     """
     fig, info = build_figure(panels, bands, title=title, subtitle=subtitle, caption=caption)
-    fig.savefig(path, dpi=DPI, metadata={"s2sr:panels": str(info.panels)})
+    fig.savefig(path, dpi=DPI, metadata={**(text or {}), "s2sr:panels": str(info.panels)})
     return info

@@ -38,6 +38,7 @@ from s2sr.io.outputs import (
     temp_path,
     terminate_raises,
 )
+from s2sr.safe_text import printable
 
 
 @contextlib.contextmanager
@@ -264,5 +265,6 @@ def write_figures(report: ReportWriter, kind: str, items: list[dict[str, Any]],
                 panels, bands, path,
                 title=f"{name} on {kind}: {what} over bicubic {gains[k]:+.2f} dB",
                 subtitle=it.get("label", f"patch {it['patch_id']}"),
-                caption=_figure_caption(name, report.conv, eligible, len(items)))
+                caption=_figure_caption(name, report.conv, eligible, len(items)),
+                text={"s2sr:patch": printable(str(it["patch_id"])), "s2sr:pick": label})
             report.figures.append(f"figures/{path.name}")
