@@ -95,10 +95,10 @@ def _elements(label: str, name: str, dims: Sequence[int]) -> int:
     return count
 
 
-def check_tensor(label: str, tensor: Any) -> np.ndarray:
-    """A tensor's values, read from the file itself: a dtype of :data:`DTYPES`, no external
-    data, at most :data:`MAX_TENSOR_ELEMENTS`, as many values as its shape says."""
-    from onnx import TensorProto, numpy_helper
+def check_tensor(label: str, tensor: Any) -> None:
+    """A tensor held in the file itself: a dtype of :data:`DTYPES`, no external data, at
+    most :data:`MAX_TENSOR_ELEMENTS`, as many values as its shape says."""
+    from onnx import TensorProto
 
     name = tensor.name or "(unnamed)"
     if tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data):
@@ -113,7 +113,6 @@ def check_tensor(label: str, tensor: Any) -> np.ndarray:
     if held != count or (tensor.raw_data and len(tensor.raw_data) != count * itemsize):
         raise WeightsError(f"{label}: tensor {show(name)} holds {held} values for its shape "
                            f"{show(list(tensor.dims), 60)} ({count}): {_FIX}")
-    return np.asarray(numpy_helper.to_array(tensor))
 
 
 def _check_containers(label: str, proto: Any) -> None:
@@ -167,17 +166,28 @@ def _check_node(label: str, node: Any, spec: ModelSpec) -> None:
         raise _refuse(label, "a Resize by anything but constant scales")
 
 
-def _constants(graph: Any, label: str) -> dict[str, np.ndarray]:
-    """Values of the initializers and Constant outputs, by name."""
-    found = {t.name: check_tensor(label, t) for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                found[node.output[0]] = check_tensor(label, attr.t)
-    return found
+class _Constants:
+    """The initializers and Constant outputs of a graph (checked by :func:`check_tensor`),
+    by name; values are converted only when asked for (no copy of all the weights)."""
+
+    def __init__(self, graph: Any) -> None:
+        self.tensors = {t.name: t for t in graph.initializer}
+        for node in graph.node:
+            if node.op_type == "Constant":
+                for attr in node.attribute:
+                    self.tensors[node.output[0]] = attr.t
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tensors
+
+    def get(self, name: str) -> np.ndarray | None:
+        from onnx import numpy_helper
+
+        tensor = self.tensors.get(name)
+        return None if tensor is None else np.asarray(numpy_helper.to_array(tensor))
 
 
-def _check_resize(label: str, graph: Any, consts: dict[str, np.ndarray], scale: int) -> None:
+def _check_resize(label: str, graph: Any, consts: _Constants, scale: int) -> None:
     want = np.array([1, 1, scale, scale], np.float32)
     for node in graph.node:
         if node.op_type == "Resize":
@@ -188,7 +198,7 @@ def _check_resize(label: str, graph: Any, consts: dict[str, np.ndarray], scale: 
                                      "needs")
 
 
-def _check_normalisation(label: str, graph: Any, consts: dict[str, np.ndarray],
+def _check_normalisation(label: str, graph: Any, consts: _Constants,
                          spec: ModelSpec) -> None:
     """The input normalised as ``(x - mean) / std`` with the header's values, in the
     header's band order (the output side may be fused into the last Conv, as the int8
@@ -217,7 +227,7 @@ def _check_normalisation(label: str, graph: Any, consts: dict[str, np.ndarray],
             f"was changed would scramble the bands): {_FIX}")
 
 
-def _check_int8_weights(label: str, graph: Any, consts: dict[str, np.ndarray]) -> None:
+def _check_int8_weights(label: str, graph: Any, consts: _Constants) -> None:
     """Quantised Conv weights within 7 bits (:data:`INT8_WEIGHT_RANGE`), as s2sr's int8
     export makes them: full-range int8 weights saturate ONNX Runtime's int8 kernels on
     CPUs without AVX-512 VNNI, so the output would depend on the CPU."""
@@ -241,18 +251,27 @@ def _check_shapes(label: str, proto: Any, spec: ModelSpec) -> None:
     input pixel."""
     import onnx
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(proto)
+    # the graph without the weights' values (their shapes as inputs): no copy of the weights
+    probe = onnx.ModelProto(ir_version=proto.ir_version, opset_import=proto.opset_import)
     graph = probe.graph
-    del graph.value_info[:]
+    graph.node.extend(proto.graph.node)
+    graph.output.extend(proto.graph.output)
     bands = len(spec.bands)
-    known = {t.name for t in graph.initializer}
-    for value in graph.input:
+    known = {t.name for t in proto.graph.initializer}
+    for value in proto.graph.input:
         if value.name not in known:
-            dims = value.type.tensor_type.shape.dim
+            fixed = graph.input.add()
+            fixed.CopyFrom(value)
+            dims = fixed.type.tensor_type.shape.dim
             for dim, size in zip(dims, (1, bands, PROBE, PROBE), strict=True):
                 dim.Clear()
                 dim.dim_value = size
+    for tensor in proto.graph.initializer:
+        if len(tensor.dims) <= 1 and sum(tensor.dims) <= 16:  # scales, zero points: values
+            graph.initializer.append(tensor)
+        else:
+            graph.input.append(onnx.helper.make_tensor_value_info(
+                tensor.name, tensor.data_type, list(tensor.dims)))
     try:
         inferred = onnx.shape_inference.infer_shapes(probe, check_type=True, strict_mode=True,
                                                      data_prop=True)
@@ -301,7 +320,7 @@ def check_graph(label: str, proto: Any, spec: ModelSpec) -> None:
                            f"has: {_FIX}")
     for node in graph.node:
         _check_node(label, node, spec)
-    consts = _constants(graph, label)
+    consts = _Constants(graph)
     _check_resize(label, graph, consts, spec.scale)
     _check_normalisation(label, graph, consts, spec)
     _check_int8_weights(label, graph, consts)
