@@ -296,20 +296,29 @@ _IN_VALIDATION = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
-def test_sigterm_during_validation_leaves_no_partial_row(wald_dataset: Path,
-                                                         tmp_path: Path) -> None:
-    cfg = write_config(tmp_path / "c.yaml", wald_dataset, stages=STAGES)
+@pytest.fixture(scope="module")
+def reference(wald_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run (two stages of two epochs): its folder holds c.yaml and run/."""
+    root = tmp_path_factory.mktemp("reference")
+    cfg = write_config(root / "c.yaml", wald_dataset, stages=STAGES)
     with _one_thread():
-        train(load_config(cfg), tmp_path / "reference", progress=False)
-    reference = _rows(tmp_path / "reference")
+        train(load_config(cfg), root / "run", progress=False)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("epoch", [1, 3], ids=["end-of-stage-0", "last-epoch"])
+def test_sigterm_during_validation_leaves_no_partial_row(reference: Path, tmp_path: Path,
+                                                         epoch: int) -> None:
+    cfg = reference / "c.yaml"
+    rows_before = [str(k + 1) for k in range(epoch)]
     run, marker = tmp_path / "run", tmp_path / "in-validation"
     script = tmp_path / "stop_in_validation.py"
     script.write_text(_IN_VALIDATION)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(script), str(marker), "1", "train", str(cfg),
-                             "-o", str(run), "-q"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, str(script), str(marker), str(epoch), "train",
+                             str(cfg), "-o", str(run), "-q"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not marker.exists():
         assert proc.poll() is None, proc.communicate()
@@ -320,19 +329,20 @@ def test_sigterm_during_validation_leaves_no_partial_row(wald_dataset: Path,
     assert proc.returncode == 143, err
     assert "interrupted by SIGTERM" in err and "Traceback" not in err
     rows = _rows(run)
-    assert [r["epoch"] for r in rows] == ["1"], rows  # no row for the stopped epoch
+    assert [r["epoch"] for r in rows] == rows_before, rows  # none for the stopped epoch
+    assert not any(math.isnan(float(r["val_psnr"])) for r in rows)
     assert not (run / "model.safetensors").exists()
     with _one_thread():
         res = CliRunner().invoke(cli, ["train", str(cfg), "-o", str(run), "--resume", "-q"])
     assert res.exit_code == 0, res.output
     rows = _rows(run)
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
-    for got, want in zip(rows, reference, strict=True):
+    for got, want in zip(rows, _rows(reference / "run"), strict=True):
         for key in ("val_psnr", "val_ssim", "val_psnr_bicubic", "train_loss"):
             assert math.isfinite(float(got[key])), (key, got)
             assert got[key] == want[key], (key, got, want)
     a = load_file(run / "model.safetensors")
-    b = load_file(tmp_path / "reference" / "model.safetensors")
+    b = load_file(reference / "run" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
