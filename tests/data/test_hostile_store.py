@@ -115,6 +115,17 @@ class TestNotes:
             assert code == 2 and option in _one_error_line(out), out
             assert not (tmp_path / "new").exists()
 
+    def test_a_pairs_csv_site_is_checked_before_any_work(self, tmp_path: Path) -> None:
+        from s2sr.batch.pairs import read_pairs_csv
+        from s2sr.data import BuildOptions
+
+        for site, word in (('"a\nb"', "control character"), ("s" * 101, "101 characters"),
+                           ("\u202eevil", "bidirectional")):
+            table = tmp_path / "pairs.csv"
+            table.write_text(f"lr,hr,site\na.tif,b.tif,{site}\n", encoding="utf-8")
+            with pytest.raises(UsageError, match=f"line 2: the site .*{word}"):
+                read_pairs_csv(table, BuildOptions())
+
     def test_api_labels_and_paths_are_stored_readably(self, template: tuple[Path, Path],
                                                       tmp_path: Path) -> None:
         # the library does not refuse a label; it stores it so that every tool reads it

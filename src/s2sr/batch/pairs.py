@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from s2sr.batch.cluster import dask_client
 from s2sr.batch.many import SceneResult
+from s2sr.data.manifest import MAX_LABEL, check_text
 from s2sr.data.options import BuildOptions
 from s2sr.data.pairs import PreparedPair, commit_prepared, prepare_pair
 from s2sr.data.store import PairStore
@@ -49,8 +50,8 @@ def read_pairs_csv(path: str | os.PathLike[str], base: BuildOptions) -> list[Pai
     """The pairs of a CSV, each with ``base`` options and its own site, split and dates.
 
     Raises:
-        InputNotFoundError: no such file. UsageError: missing columns, a bad split or date
-            pair, too large.
+        InputNotFoundError: no such file. UsageError: missing columns, a bad split, site
+            (not one line of text, over 100 characters) or date pair, too large.
     """
     p = Path(path)
     if not p.is_file():
@@ -71,7 +72,8 @@ def read_pairs_csv(path: str | os.PathLike[str], base: BuildOptions) -> list[Pai
                 raise UsageError(f"{p} line {n}: lr and hr must both be given")
             opts = base
             if row.get("site"):
-                opts = replace(opts, site=row["site"][:100])
+                check_text(row["site"], f"{p} line {n}: the site", MAX_LABEL)
+                opts = replace(opts, site=row["site"])
             if row.get("split"):
                 if row["split"] not in SPLITS:
                     raise UsageError(f"{p} line {n}: split {row['split'][:20]!r} is not one "
