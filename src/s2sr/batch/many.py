@@ -339,6 +339,8 @@ def predict_many(
         log.warning("%s failed: %s", res.input, res.reason)
         if on_result is not None:
             on_result(res)
+    # the writers ran on this machine (so a process id tells whether one still runs)
+    local = client is None and scheduler is None
     try:
         with quiet_dask(), dask_client(workers, scheduler, client) as dask:
             if dask is None:
@@ -356,13 +358,13 @@ def predict_many(
                     result.lost_workers = lost_workers(
                         dask, since, {f"s2sr-scene-{j.index}-": j.label for j in jobs})
     except KeyboardInterrupt as err:
-        left = _clean_up(out)
+        left = _clean_up(out, local)
         if left:
             err.leftovers = left  # type: ignore[attr-defined]
         raise
     finally:
         bar.close()
-    _clean_up(out)
+    _clean_up(out, local)
     result.scenes = [results[k] for k in range(len(scenes)) if k in results]
     result.seconds = time.perf_counter() - start
     for lost in result.lost_workers:  # said to the user by the summary and the report
@@ -384,13 +386,18 @@ def _input_paths(inputs: Sequence[str | os.PathLike[str]], scenes: Sequence[Scen
     return found
 
 
-def _clean_up(out: Path) -> list[Path]:
+def _clean_up(out: Path, local: bool) -> list[Path]:
     """Remove what killed writers left in the output folder (temporaries of dead processes,
-    locks nobody holds); return what is still there."""
+    locks nobody holds) when they all ran on this machine; return what is still there.
+
+    On a cluster of other machines the folder is shared with writers whose process ids mean
+    nothing here: their own next write of that output sweeps what they left.
+    """
     left = []
     for folder in (out, out / STAC_FOLDER):
-        sweep_stale_temps(folder)
-        sweep_stale_locks(folder)
+        if local:
+            sweep_stale_temps(folder)
+            sweep_stale_locks(folder)
         left += leftovers(folder)
     return left
 
