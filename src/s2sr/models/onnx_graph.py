@@ -128,7 +128,7 @@ def _check_containers(label: str, proto: Any) -> None:
         check_tensor(label, tensor)
 
 
-def _check_node(label: str, node: Any, spec: ModelSpec) -> None:
+def _check_node(label: str, node: Any) -> None:
     from onnx import helper
 
     op = node.op_type
@@ -319,7 +319,7 @@ def check_graph(label: str, proto: Any, spec: ModelSpec) -> None:
                            f"{max_nodes(spec)} an s2sr model of {blocks} residual blocks "
                            f"has: {_FIX}")
     for node in graph.node:
-        _check_node(label, node, spec)
+        _check_node(label, node)
     consts = _Constants(graph)
     _check_resize(label, graph, consts, spec.scale)
     _check_normalisation(label, graph, consts, spec)
