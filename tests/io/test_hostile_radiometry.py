@@ -329,6 +329,27 @@ class TestSaturation:
         assert (out[0] == 65535).sum() == 4
 
 
+def test_saturation_is_written_the_same_on_the_gpu_path() -> None:
+    """The GPU's conversion (dn_values, then finish on the host) marks saturated samples as
+    the CPU's (to_dn) does; run here with CPU tensors, the same code."""
+    import torch
+
+    from s2sr.inference.engine import Radiometry
+
+    radiometry = Radiometry("uint16", (1e-4,) * 2, (-0.1,) * 2, 0)
+    rng = np.random.default_rng(0)
+    refl = rng.uniform(-0.05, 0.8, (2, 8, 8)).astype(np.float32)
+    valid = np.ones((4, 4), bool)
+    valid[0, 0] = False
+    sat = np.zeros((2, 4, 4), bool)
+    sat[1, 2, 3] = True
+    cpu = radiometry.to_dn(refl, valid, sat)
+    gpu = radiometry.finish(radiometry.dn_values(torch.from_numpy(refl)).numpy(), valid, sat)
+    np.testing.assert_array_equal(cpu, gpu)
+    assert (cpu[1, 4:6, 6:8] == 65535).all() and (cpu[0, 4:6, 6:8] < 65535).all()
+    assert (cpu[:, :2, :2] == 0).all()
+
+
 # ---------------------------------------------------------------- output tags
 
 class TestOutputTags:
