@@ -448,6 +448,19 @@ def test_escapes_in_file_names_never_reach_stderr(tmp_path: Path, tiny_weights: 
     assert "\nforged" not in result.output
 
 
+def test_escapes_in_a_many_scene_summary(tmp_path: Path, tiny_weights: Path) -> None:
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    write_geotiff(scenes / "fine.tif", field((8, 8), 4))
+    write_geotiff(scenes / "bad\x1b[2J.tif", field((8, 8), 4),
+                  descriptions=("B02", "B02", "B04", "B08"))
+    result = CliRunner().invoke(cli, ["predict", str(scenes), "-o", str(tmp_path / "out"),
+                                      "--weights", str(tiny_weights)])
+    assert result.exit_code == 1
+    assert "failed: " in result.output and "bad\\x1b[2J.tif" in result.output
+    assert "\x1b" not in result.output
+
+
 # ---------------------------------------------------------------- held
 
 @pytest.mark.parametrize("transform", [

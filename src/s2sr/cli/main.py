@@ -39,6 +39,7 @@ from s2sr.cli.review import review
 from s2sr.cli.train import table1, train
 from s2sr.errors import UsageError
 from s2sr.heap import pin_mmap_threshold
+from s2sr.safe_text import printable
 
 # Library modules are imported inside the commands: they pull in torch, rasterio and numpy
 # (seconds), which ``s2sr --help`` and shell completion should not wait for.
@@ -136,7 +137,7 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
         result = run_predict(scenes[0].source, output, weights, overwrite=overwrite,
                              progress=progress, **options)
         if not quiet:
-            click.echo(f"wrote {result}", err=True)
+            click.echo(f"wrote {printable(result)}", err=True)
         return
     from s2sr.batch import predict_many
 
@@ -144,8 +145,9 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
         inputs, output, weights, name=name, workers=workers, scheduler=scheduler,
         overwrite=overwrite, progress=progress, report=report, split_mpx=split_mpx,
         **options)
-    if not quiet or run.failed:
-        click.echo(run.summary(), err=True)
+    if not quiet or run.failed:  # scene names are untrusted: escaped, line by line
+        click.echo("\n".join(printable(line) for line in run.summary().splitlines()),
+                   err=True)
     if run.failed:
         sys.exit(1)
 
