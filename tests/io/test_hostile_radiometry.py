@@ -291,6 +291,22 @@ def test_gcps_are_carried_scaled_to_the_output(tmp_path: Path, tiny_weights: Pat
         assert ta * (3.5, 5.5) == pytest.approx(tb * (7.0, 11.0))
 
 
+def test_rpc_only_warning_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from rasterio.rpc import RPC
+
+    tif = write_geotiff(tmp_path / "r.tif", field((8, 8), 4), crs=None,
+                        transform=Affine.identity())
+    rpc = RPC(height_off=0, height_scale=100, lat_off=45, lat_scale=0.1, line_den_coeff=[1] +
+              [0] * 19, line_num_coeff=[0, 0, 1] + [0] * 17, line_off=4, line_scale=4,
+              long_off=10, long_scale=0.1, samp_den_coeff=[1] + [0] * 19,
+              samp_num_coeff=[0, 1] + [0] * 18, samp_off=4, samp_scale=4)
+    with rasterio.open(tif, "r+") as ds:
+        ds.rpcs = rpc
+    with caplog.at_level(logging.WARNING, logger="s2sr"), open_scene(tif, bands=DEFAULT_BANDS):
+        pass
+    assert "georeferenced by RPCs only" in caplog.text and "no CRS" not in caplog.text
+
+
 def test_no_crs_no_gcps_warning_says_so(tmp_path: Path,
                                         caplog: pytest.LogCaptureFixture) -> None:
     tif = write_geotiff(tmp_path / "n.tif", field((8, 8), 4), crs=None,

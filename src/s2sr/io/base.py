@@ -247,6 +247,10 @@ def build_scene(
         log.warning("%s has no geotransform but is georeferenced by %d ground control points "
                     "(GCPs): the output carries them, scaled to its pixel grid (gdalwarp it to "
                     "get a regular grid)", printable(source), len(gcps[0]))
+    elif crs is None and first.rpcs:
+        log.warning("%s is georeferenced by RPCs only: the output does not carry them; "
+                    "orthorectify the scene first (gdalwarp -rpc) to keep its location",
+                    printable(source))
     elif crs is None:
         log.warning("%s has no CRS and no GCPs (not georeferenced): the output will not be "
                     "either", printable(source))
