@@ -29,20 +29,25 @@ import os
 import re
 import urllib.parse
 import urllib.request
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import rasterio
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from s2sr.bands import normalize_band_name, parse_baseline
 from s2sr.errors import BandError, DataError, InputNotFoundError, RasterReadError, UsageError
 from s2sr.io.bandfolder import open_band_files
 from s2sr.io.base import Scene, short_error
-from s2sr.io.gdal_safety import DRIVER_BY_SUFFIX, SAFE_GDAL_OPTIONS, check_size, open_raster
+from s2sr.io.gdal_safety import DRIVER_BY_SUFFIX
+from s2sr.io.remote import (  # noqa: F401  (remote_env, open_url: part of this module's API)
+    REMOTE_GDAL_OPTIONS,
+    URL_TIMEOUT,
+    is_url,
+    open_remote,
+    open_url,
+    remote_env,
+)
 from s2sr.safe_text import printable
 
 #: Largest STAC JSON read (a day of Sentinel-2 over Europe is a few MB).
@@ -54,21 +59,6 @@ MAX_ID: Final[int] = 200
 #: Reflectance that ``raster:bands`` may make of integer DN 10000 (Sentinel-2: 1, or 0.9
 #: with the -1000 DN offset of baseline 04.00 and later).
 PLAUSIBLE_DN10000: Final[tuple[float, float]] = (0.2, 5.0)
-#: Seconds to wait for a STAC JSON URL.
-URL_TIMEOUT: Final[float] = 60.0
-
-#: GDAL options while reading the remote assets of a STAC item: the safe options, with
-#: ``/vsicurl/`` allowed for raster files only and no directory listing.
-REMOTE_GDAL_OPTIONS: Final[dict[str, str]] = {
-    **SAFE_GDAL_OPTIONS,
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.jp2,.TIF,.TIFF,.JP2",
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_HTTP_MAX_RETRY": "3",
-    "GDAL_HTTP_RETRY_DELAY": "2",
-    "GDAL_HTTP_TIMEOUT": "60",
-}
-
-_URL_RE = re.compile(r"^https?://", re.IGNORECASE)
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 #: Key of an Item written out by s2sr holding the URL of the document it came from.
@@ -77,33 +67,6 @@ ORIGIN_KEY: Final[str] = "s2sr:document_url"
 
 class StacError(DataError):
     """A STAC document s2sr cannot or will not use."""
-
-
-def remote_env() -> Any:
-    """A :class:`rasterio.Env` with :data:`REMOTE_GDAL_OPTIONS` (see the module's text)."""
-    return rasterio.Env(**REMOTE_GDAL_OPTIONS)
-
-
-def is_url(text: str) -> bool:
-    """Whether ``text`` is an http(s) URL."""
-    return bool(_URL_RE.match(text))
-
-
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects to http(s) URLs only (urllib would follow one to ``ftp://``)."""
-
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
-                         newurl: str) -> Any:
-        if not is_url(newurl):
-            raise StacError(f"{req.full_url[:120]} redirects to {newurl[:120]!r}, not an "
-                            "http(s) URL: refusing to follow it")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def open_url(url: str | urllib.request.Request) -> Any:
-    """``urlopen`` with :data:`URL_TIMEOUT`, following http(s) redirects only."""
-    opener = urllib.request.build_opener(_HttpOnlyRedirects())
-    return opener.open(url, timeout=URL_TIMEOUT)
 
 
 def read_json_bounded(source: str) -> Any:
@@ -374,30 +337,6 @@ def check_raster_bands(gains: dict[str, float], offsets: dict[str, float], where
         listed = ", ".join(f"{b} {v:g}" for b, v in offsets.items())
         raise StacError(f"{where}: raster:bands offsets ({listed}) exceed 1 reflectance: fix "
                         "the item's raster:bands, or pass --offset to ignore them")
-
-
-def open_remote(path: str, source: str) -> Any:
-    """Open an asset (local path or ``/vsicurl/`` URL) with the driver its suffix implies,
-    remote access allowed for it alone; sizes checked right after opening."""
-    if not path.startswith("/vsicurl/"):
-        return open_raster(path, product=source)
-    url = path[len("/vsicurl/"):]
-    suffix = os.path.splitext(urllib.parse.urlsplit(url).path)[1].lower()
-    driver = DRIVER_BY_SUFFIX[suffix]
-    try:
-        with warnings.catch_warnings(), remote_env():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            dataset = rasterio.open(path, driver=driver)
-    except RasterioError as err:
-        raise RasterReadError(f"cannot open {url[:200]} of {source} as a {driver} raster "
-                              f"({short_error(err)}): check the URL and the network"
-                              ) from None
-    try:
-        check_size(dataset, url[:200])
-    except Exception:
-        dataset.close()
-        raise
-    return dataset
 
 
 def open_stac_item(path: str | os.PathLike[str], bands: Sequence[str] | None = None,
