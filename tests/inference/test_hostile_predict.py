@@ -80,7 +80,7 @@ def test_output_equal_to_weights_or_inside_input_folder_is_refused(
     assert not (folder / "out.tif").exists()
 
 
-@pytest.mark.parametrize("kind", ["folder", "parent-is-file", "missing-parent"])
+@pytest.mark.parametrize("kind", ["folder", "parent-is-file", "broken-link-above"])
 def test_unusable_output_paths(tmp_path: Path, tiny_weights: Path, kind: str) -> None:
     src = write_geotiff(tmp_path / "in.tif", field((24, 20), 4))
     if kind == "folder":
@@ -92,12 +92,30 @@ def test_unusable_output_paths(tmp_path: Path, tiny_weights: Path, kind: str) ->
         out_path = tmp_path / "file" / "out.tif"
         expect = "is a file"
     else:
-        out_path = tmp_path / "nope" / "out.tif"
-        expect = "does not exist"
+        (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+        out_path = tmp_path / "gone" / "sub" / "out.tif"
+        expect = "broken link"
     for extra in ([], ["--overwrite"]):
         code, out = run("predict", src, "-o", out_path, "--weights", tiny_weights, *extra)
         assert code == 2 and expect in _one_line_error(out)
     assert _leftovers(tmp_path) == []
+
+
+def test_missing_output_folders_are_made_and_taken_away_on_failure(
+        tmp_path: Path, tiny_weights: Path) -> None:
+    """One scene into new folders works as export and many-scene predict do; a scene that
+    fails after the folders were made leaves none of them behind."""
+    src = write_geotiff(tmp_path / "in.tif", field((24, 20), 4))
+    out_path = tmp_path / "new" / "deeper" / "out.tif"
+    code, out = run("predict", src, "-o", out_path, "--weights", tiny_weights)
+    assert code == 0, out
+    with rasterio.open(out_path) as ds:
+        assert (ds.width, ds.height) == (40, 48)
+    empty = write_geotiff(tmp_path / "empty.tif", np.zeros((4, 24, 20), np.uint16), nodata=0)
+    code, out = run("predict", empty, "-o", tmp_path / "other" / "sub" / "out.tif",
+                    "--weights", tiny_weights)
+    assert code == 1 and "no valid pixels" in _one_line_error(out)
+    assert not (tmp_path / "other").exists()
 
 
 # --- numbers ------------------------------------------------------------------------------

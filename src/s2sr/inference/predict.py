@@ -54,6 +54,7 @@ from s2sr.inference.export import onnx_backend
 from s2sr.inference.quantize import int8_onnx
 from s2sr.inference.tiling import TileLayout
 from s2sr.io.base import SCENE_LOGGER
+from s2sr.io.output_paths import make_parents, remove_made
 from s2sr.io.outputs import check_output_file, exclusive_output
 from s2sr.io.scene import SUPPORTED_DTYPES, GeoMeta, Scene, open_scene
 from s2sr.io.writer import ALL_CPUS, RasterWriter, block_size_for, carried_tags, output_meta
@@ -319,12 +320,25 @@ def predict(
         The output path.
     """
     out_path = Path(output)
-    check_output_file(out_path, overwrite, (input, weights))
-    with prepare_run(
-        input, weights, scale=scale, bands=bands, tile=tile, overlap=overlap,
-        batch_size=batch_size, device=device, progress=progress, consistency=consistency,
-        dn_offset=dn_offset, backend=backend, threads=threads, precision=precision,
-    ) as run, exclusive_output(out_path), RasterWriter(
+    check_output_file(out_path, overwrite, (input, weights), create_parent=True)
+    made: list[Path] = []
+    try:
+        with prepare_run(
+            input, weights, scale=scale, bands=bands, tile=tile, overlap=overlap,
+            batch_size=batch_size, device=device, progress=progress, consistency=consistency,
+            dn_offset=dn_offset, backend=backend, threads=threads, precision=precision,
+        ) as run:
+            made = make_parents(out_path)  # missing folders above -o, as export does
+            return _write_scene(run, input, out_path, overwrite, cog)
+    except BaseException:
+        remove_made(made)
+        raise
+
+
+def _write_scene(run: PreparedRun, input: str | os.PathLike[str], out_path: Path,
+                 overwrite: bool, cog: bool) -> Path:
+    """Run the prepared engine over the scene into ``out_path`` (see :func:`predict`)."""
+    with exclusive_output(out_path), RasterWriter(
         out_path, run.out_meta, overwrite=overwrite, cog=cog, tags=run.tags,
         blocksize=run.blocksize, write_scales=run.write_scales, threads=run.write_threads,
     ) as writer:
