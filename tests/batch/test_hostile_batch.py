@@ -213,6 +213,23 @@ def test_a_redirect_away_from_http_is_not_followed(tmp_path: Path) -> None:
     assert "\n" not in str(err.value)
 
 
+def test_an_output_is_never_another_scenes_input(tmp_path: Path, tiny_weights: Path) -> None:
+    a, b = scenes(tmp_path / "in", 2, (24, 24))
+    victim = b.rename(tmp_path / "in" / "scene0_x2.tif")  # what scene0's output would be
+    before = victim.read_bytes()
+    with pytest.raises(UsageError, match="is the input"):
+        predict_many([str(a), str(victim)], tmp_path / "in", tiny_weights, overwrite=True,
+                     **OPTS)
+    assert victim.read_bytes() == before
+    bands = tmp_path / "bands"
+    bands.mkdir()
+    for k, band in enumerate(BANDS):
+        write_geotiff(bands / f"T_{band}.tif", field((24, 24), 4)[k:k + 1], descriptions=None)
+    with pytest.raises(UsageError, match="inside the input folder"):
+        predict_many([str(bands), str(a)], bands / "out", tiny_weights, **OPTS)
+    assert not (bands / "out").exists()
+
+
 # ================================================================ reliability
 
 def test_folder_scan_skips_non_stac_json_and_fails_broken_ones_alone(tmp_path: Path,

@@ -53,7 +53,6 @@ from s2sr.io.base import short_error
 from s2sr.io.gdal_safety import open_raster
 from s2sr.io.inputs import SceneInput, expand_inputs
 from s2sr.io.outputs import (
-    check_not_input,
     leftovers,
     sweep_stale_locks,
     sweep_stale_temps,
@@ -295,10 +294,9 @@ def predict_many(
     names = output_names(scenes, name, scale)
     sources = _input_paths(inputs, scenes, weights)
     targets = [out / n for n in names]
-    for scene, target in zip(scenes, targets, strict=True):
-        if scene.error is None:
-            check_not_input(target, sources)
-            check_not_input(record_path(target), sources)
+    _check_targets([t for scene, t in zip(scenes, targets, strict=True) if scene.error is None]
+                   + [out / STAC_FOLDER / f"{scene.stem}.json" for scene in scenes
+                      if scene.item is not None and scene.error is None], sources)
     report_path = Path(report) if report is not None else out / REPORT_NAME
     check_report(report_path, overwrite, sources, targets, default=report is None)
     out.mkdir(parents=True, exist_ok=True)
@@ -311,7 +309,6 @@ def predict_many(
         source = scene.source
         if scene.item is not None:
             item_file = out / STAC_FOLDER / f"{scene.stem}.json"
-            check_not_input(item_file, sources)
             try:
                 source = _write_item(scene.item, out / STAC_FOLDER, scene.stem, overwrite)
             except (S2SRError, OSError) as err:  # this item fails; the others go on
@@ -400,6 +397,30 @@ def _clean_up(out: Path, local: bool) -> list[Path]:
             sweep_stale_locks(folder)
         left += leftovers(folder)
     return left
+
+
+def _check_targets(targets: Sequence[Path], sources: Sequence[str]) -> None:
+    """:func:`check_not_input` for every output and its record, in time linear in the
+    number of scenes (a set of the inputs, and of the input folders).
+
+    Raises:
+        UsageError: an output (or record) that is an input or lies inside an input folder.
+    """
+    files: dict[Path, str] = {}
+    folders: dict[Path, str] = {}
+    for source in sources:
+        path = Path(source)
+        (folders if path.is_dir() else files)[path.resolve()] = source
+    for target in targets:
+        for own in (target, record_path(target)):
+            resolved = own.resolve()
+            if resolved in files:
+                raise UsageError(f"output {own} is the input {files[resolved]}: writing it "
+                                 "would destroy the input; choose another folder or --name")
+            for parent in (resolved, *resolved.parents):
+                if parent in folders:
+                    raise UsageError(f"output {own} lies inside the input folder "
+                                     f"{folders[parent]}: choose an output outside it")
 
 
 def check_main_guard() -> None:
