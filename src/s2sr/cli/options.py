@@ -98,7 +98,9 @@ _many = [
                  help="Output name per scene: {stem} (file, SAFE or STAC item name), "
                       "{scale}, {index}."),
     click.option("--report", type=click.Path(path_type=Path), default=None,
-                 help="Where to write the JSON run report [default: OUTPUT/s2sr_run.json]."),
+                 help="Where to write the JSON run report: a .json file that is no input or "
+                      "output of the run; an existing one is replaced only with --overwrite, "
+                      "or when it is an earlier run report [default: OUTPUT/s2sr_run.json]."),
     click.option("--split-mpx", type=click.FloatRange(min=0), default=None, metavar="MPX",
                  help="On a cluster, cut scenes larger than MPX input megapixels into "
                       "row-bands computed on several workers and written into one file "
