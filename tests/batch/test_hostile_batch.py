@@ -326,6 +326,27 @@ def test_remote_assets_are_fingerprinted_or_said_unverifiable(tmp_path: Path) ->
         assert file_fingerprint(base + "B02.tif")["verifiable"] is False
 
 
+def test_a_resume_over_unverifiable_remote_assets_says_so(tmp_path: Path, tiny_weights: Path
+                                                          ) -> None:
+    www = tmp_path / "www"
+    item = stac_item(www, "far", field((24, 24), 4))
+    (www / "items.json").write_text(json.dumps({"type": "FeatureCollection",
+                                                "features": [item]}))
+
+    class Bare(_RangeHandler):
+        def end_headers(self) -> None:
+            self._headers_buffer = [h for h in self._headers_buffer  # type: ignore[attr-defined]
+                                    if not h.lower().startswith((b"last-modified", b"etag"))]
+            super().end_headers()
+
+    with serve(www, Bare) as base:
+        first = predict_many([base + "items.json"], tmp_path / "out", tiny_weights, **OPTS)
+        again = predict_many([base + "items.json"], tmp_path / "out", tiny_weights, **OPTS)
+    assert first.scenes[0].status == "done", first.summary()
+    assert again.scenes[0].status == "skipped"
+    assert "cannot be seen" in again.scenes[0].reason and "--overwrite" in again.scenes[0].reason
+
+
 @pytest.mark.parametrize("pattern", [
     "{index:s}.tif", "{stem:d}.tif", "{scale:s}{stem}.tif", "{index:99999999}{stem}.tif",
     "{stem!z}.tif", "{stem:>300}.tif", "{stem[0]}.tif", "{stem.upper}.tif", "{}.tif",
