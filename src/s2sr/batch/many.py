@@ -53,6 +53,7 @@ from s2sr.io.base import short_error
 from s2sr.io.gdal_safety import open_raster
 from s2sr.io.inputs import SceneInput, expand_inputs
 from s2sr.io.outputs import (
+    check_utf8_name,
     leftovers,
     sweep_stale_locks,
     sweep_stale_temps,
@@ -285,7 +286,7 @@ def predict_many(
     if workers is not None:
         check_main_guard()
     start = time.perf_counter()
-    out = Path(out_dir)
+    out = check_utf8_name(Path(out_dir))
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} is a file: with several inputs -o is a folder")
     check_name_pattern(name)

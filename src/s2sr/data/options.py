@@ -49,7 +49,8 @@ def pair_id_for(lr: str | Path, hr: str | Path, kind: str, opts: BuildOptions) -
     stem = lambda p: re.sub(r"[^A-Za-z0-9]+", "-", Path(p).name.split(".")[0])[:40]  # noqa: E731
     key = f"{Path(lr).resolve()}|{Path(hr).resolve()}|{kind}|{opts.scale}|{opts.patch}|" \
           f"{opts.stride}|{opts.bands}"
-    return f"{stem(lr)}__{stem(hr)}__{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{stem(lr)}__{stem(hr)}__{digest}"
 
 
 def check_number(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False,

@@ -155,6 +155,13 @@ def open_raster(path: str, *, driver: str | None = None, product: str | None = N
     suffix = os.path.splitext(path)[1].lower()
     driver = driver or DRIVER_BY_SUFFIX.get(suffix)
     where = f" in {product}" if product else ""
+    if not path.isascii():
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8, kept as surrogate escapes
+            raise RasterReadError(
+                f"the file name {path}{where} is not valid UTF-8, which GDAL needs: rename "
+                "it (e.g. convmv -f latin1 -t utf8 --notest FILE)") from None
     if driver is None and product is not None:
         raise UnsafeInputError(f"{path}{where} is not a .jp2/.tif file: refusing to read it")
     content = sniff(path)

@@ -80,6 +80,16 @@ def check_not_input(path: Path, inputs: Iterable[str | os.PathLike[str] | None])
                 )
 
 
+def check_utf8_name(path: Path) -> Path:
+    """``path``, refused when its name holds bytes that are not UTF-8 (GDAL and the JSON
+    records need UTF-8 names)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"output name {path} is not valid UTF-8: choose a UTF-8 name") from None
+    return path
+
+
 def check_output_file(
     path: str | os.PathLike[str], overwrite: bool,
     inputs: Iterable[str | os.PathLike[str] | None] = (), *, create_parent: bool = False,
@@ -97,7 +107,7 @@ def check_output_file(
     Returns:
         ``path`` as a :class:`Path`.
     """
-    p = Path(path)
+    p = check_utf8_name(Path(path))
     if p.is_dir():
         raise UsageError(f"output {p} is a folder: give a file name such as out.tif")
     check_not_input(p, inputs)
@@ -129,7 +139,7 @@ def check_output_dir(
     Returns:
         ``path`` as a :class:`Path`.
     """
-    p = Path(path)
+    p = check_utf8_name(Path(path))
     if p.exists() and not p.is_dir():
         raise UsageError(f"output {p} is a file, not a folder: give a folder name, or "
                          "remove the file")
