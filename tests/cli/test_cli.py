@@ -159,9 +159,10 @@ def test_usage_errors(tmp_path: Path, tiny_weights: Path) -> None:
     code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
                     "--tile", "20")
     assert code == 2 and "too small" in out
-    code, out = run("predict", src, "-o", tmp_path / "nodir" / "o.tif", "--weights",
+    (tmp_path / "afile").write_text("x")
+    code, out = run("predict", src, "-o", tmp_path / "afile" / "o.tif", "--weights",
                     tiny_weights)
-    assert code == 2 and "does not exist" in out
+    assert code == 2 and "is a file" in out
     code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights",
                     tmp_path / "none.safetensors")
     assert code == 2 and "weights file" in out
