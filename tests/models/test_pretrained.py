@@ -100,4 +100,4 @@ def test_shipped_models_beat_the_unsharp_mask_under_every_panel_degradation(
         got = psnrs[name]
         assert got > psnrs["bicubic"] and got > psnrs["unsharp"], (
             f"{name} ({case}): {got:.2f} dB, bicubic {psnrs['bicubic']:.2f}, unsharp mask "
-            f"{psnrs['unsharp mask']:.2f}")
+            f"{psnrs['unsharp']:.2f}")
