@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -236,3 +238,14 @@ def write_config(path: Path, dataset: Path, **overrides: Any) -> Path:
         cfg[key] = value
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def can_mount_tmpfs() -> bool:
+    """Whether ``unshare -rm`` can mount a small tmpfs here (user namespaces on): the way
+    the disk-full tests fill a disk for real."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c",
+                            "mount -t tmpfs -o size=64k tmpfs /mnt && echo ok"],
+                           capture_output=True, text=True)
+    return probe.stdout.strip() == "ok"

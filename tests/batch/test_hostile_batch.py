@@ -10,7 +10,6 @@ import functools
 import http.server
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from click.testing import CliRunner
 
 from batch.test_inputs import BANDS, _RangeHandler, stac_item
 from batch.test_many import OPTS, pixels, scenes
-from conftest import field, write_geotiff
+from conftest import can_mount_tmpfs, field, write_geotiff
 from s2sr import predict_many
 from s2sr.batch.naming import check_name_pattern
 from s2sr.batch.record import file_fingerprint, read_record
@@ -377,18 +376,9 @@ def test_locks_of_dead_writers_are_swept_held_ones_kept(tmp_path: Path) -> None:
         assert lock_path(out).exists()
 
 
-def _can_mount_tmpfs() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c",
-                            "mount -t tmpfs -o size=64k tmpfs /mnt && echo ok"],
-                           capture_output=True, text=True)
-    return probe.stdout.strip() == "ok"
-
-
 def test_report_on_a_full_disk_leaves_no_temporary(tmp_path: Path, tiny_weights: Path
                                                    ) -> None:
-    if not _can_mount_tmpfs():
+    if not can_mount_tmpfs():
         pytest.skip("needs `unshare -rm` to mount a small tmpfs (user namespaces disabled)")
     scenes(tmp_path / "in", 2, (24, 24))
     mnt = tmp_path / "small"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 from affine import Affine
 from click.testing import CliRunner
 
-from conftest import UTM_TRANSFORM, field, texture, write_geotiff
+from conftest import UTM_TRANSFORM, can_mount_tmpfs, field, texture, write_geotiff
 from s2sr.cli.main import cli
 from s2sr.errors import COMMAND_LINE_ENV, OutputExistsError
 from s2sr.inference.export import export_model
@@ -181,15 +180,6 @@ class TestReliabilityPermissions:
             assert mode == (0o750 if p.is_dir() else 0o640), (p, oct(mode))
 
 
-def _can_mount_tmpfs() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c",
-                            "mount -t tmpfs -o size=64k tmpfs /mnt && echo ok"],
-                           capture_output=True, text=True)
-    return probe.stdout.strip() == "ok"
-
-
 class TestReliabilityDiskFull:
     """Held: a full disk under ``export`` is named, and nothing is left (no temporary, no
     lock, no folder the export made)."""
@@ -198,7 +188,7 @@ class TestReliabilityDiskFull:
     @pytest.mark.parametrize("sub", ["", "new/sub/"])
     def test_disk_full_leaves_nothing(self, tiny_weights: Path, tmp_path: Path, fmt: str,
                                       sub: str) -> None:
-        if not _can_mount_tmpfs():
+        if not can_mount_tmpfs():
             pytest.skip("needs `unshare -rm` to mount a small tmpfs (user namespaces disabled)")
         mnt = tmp_path / "small"
         mnt.mkdir()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import texture, write_geotiff
+from conftest import can_mount_tmpfs, texture, write_geotiff
 from s2sr.cli.main import cli
 from s2sr.data import DegradeOptions, PairStore, degrade_scene
 from s2sr.errors import UsageError
@@ -206,16 +206,7 @@ class TestCsvInjection:
 
 # --- reliability: a full disk ----------------------------------------------------------------
 
-def _can_mount_tmpfs() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c",
-                            "mount -t tmpfs -o size=64k tmpfs /mnt && echo ok"],
-                           capture_output=True, text=True)
-    return probe.stdout.strip() == "ok"
-
-
-needs_tmpfs = pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs `unshare -rm` to "
+needs_tmpfs = pytest.mark.skipif(not can_mount_tmpfs(), reason="needs `unshare -rm` to "
                                  "mount a small tmpfs (user namespaces disabled)")
 
 # Runs inside `unshare -rm` (root in a private mount namespace): mounts a tmpfs of each size

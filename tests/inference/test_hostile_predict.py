@@ -17,7 +17,7 @@ import rasterio
 import torch
 from click.testing import CliRunner
 
-from conftest import UTM_TRANSFORM, field, write_geotiff
+from conftest import UTM_TRANSFORM, can_mount_tmpfs, field, write_geotiff
 from s2sr.cli.main import cli
 from s2sr.errors import DataError, UsageError, WeightsError
 from s2sr.inference import predict, super_resolve
@@ -341,19 +341,10 @@ def test_kill_9_leaves_no_output_and_the_next_run_sweeps_its_temporary(
 
 # --- a full disk ------------------------------------------------------------------------------
 
-def _can_mount_tmpfs() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c",
-                            "mount -t tmpfs -o size=64k tmpfs /mnt && echo ok"],
-                           capture_output=True, text=True)
-    return probe.stdout.strip() == "ok"
-
-
 @pytest.mark.parametrize("cog", [False, True])
 def test_disk_full_is_named_and_leaves_nothing(tmp_path: Path, tiny_weights: Path,
                                                cog: bool) -> None:
-    if not _can_mount_tmpfs():
+    if not can_mount_tmpfs():
         pytest.skip("needs `unshare -rm` to mount a small tmpfs (user namespaces disabled)")
     src = write_geotiff(tmp_path / "in.tif", field((256, 256), 4) * 7 % 4096)
     mnt = tmp_path / "small"
