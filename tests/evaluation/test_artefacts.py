@@ -145,8 +145,9 @@ def test_shipped_model_output_on_real_10m_crops_has_no_periodic_artefacts(name: 
 
 
 #: Shipped models known to break the line target (issue #20): a column/row stripe pattern
-#: on the hazy, bright eolearn_slovenia_1 date (MODEL_CARD.md, Nyquist-line ratio).
-STRIPED = {"s2sr_x2", "s2sr_x4", "s2sr_rgb_x2"}
+#: on the hazy, bright eolearn_slovenia_1 date (MODEL_CARD.md, Nyquist-line ratio). The
+#: previous s2sr_x2 did too (2.63); the one fine-tuned on OSCD and more scores 0.15.
+STRIPED = {"s2sr_x4", "s2sr_rgb_x2"}
 
 
 @requires_shared

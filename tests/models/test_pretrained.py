@@ -81,7 +81,7 @@ def test_shipped_models_beat_the_unsharp_mask_under_every_panel_degradation(
     """No shipped model loses to bicubic or to bicubic + unsharp mask on any plausible input:
     the robustness panel's cases (block mean alone; Gaussian + block mean with MTF 0.2,
     0.3, 0.45, 0.6), PSNR averaged over the held-out real test scenes (as in the panel)."""
-    from s2sr.evaluation.panel import default_scenes, panel_rows
+    from s2sr.evaluation.panel import default_scenes, panel_rows, scene_name
     from s2sr.io.scene import open_scene
 
     model = load_model(pretrained_path(scale, rgb="rgb" in name))
@@ -89,9 +89,10 @@ def test_shipped_models_beat_the_unsharp_mask_under_every_panel_degradation(
     scenes = {}
     for path in default_scenes(SENTINEL2.parent):
         with open_scene(path, bands=bands, dn_offset=0) as sc:
-            scenes[path.name] = sc.read_all()
+            scenes[scene_name(path)] = sc.read_all()  # the test places: milano/imgs_1
     rows = [r for r in panel_rows({name: model}, scenes, device="cpu")
             if r["scene"] == "mean"]
+    assert len(scenes) == 5  # the five test places, none overwriting another
     assert len(rows) == 5 * 4  # five cases x (bicubic, Lanczos, unsharp mask, the model)
     by_case: dict[str, dict[str, float]] = {}
     for r in rows:
