@@ -36,10 +36,12 @@ SPLITS = ("train", "val", "test")
 @click.option("--panel", is_flag=True,
               help="Robustness panel: the models on held-out real 10 m scenes degraded in "
                    "five ways (block mean; MTF 0.2, 0.3, 0.45, 0.6) at their scale, against "
-                   "bicubic, Lanczos and an unsharp mask, with artefact scores.")
+                   "bicubic, Lanczos and an unsharp mask, per place with the worst place, "
+                   "artefact scores and Nyquist-line ratios.")
 @click.option("--scene", "scenes", multiple=True, type=click.Path(path_type=Path),
               help="Panel: a real 10 m scene playing the truth (repeatable) [default: the "
-                   "held-out Sentinel-2 test scenes under --shared].")
+                   "test places under --shared: OSCD abudhabi, rio, hongkong, milano and "
+                   "boston_roads].")
 @click.option("--shared", type=click.Path(path_type=Path), default=Path("../shared/data"),
               show_default=True, help="Panel: where the default scenes are (sentinel2/).")
 @click.option("--data-range", type=float, default=1.0, show_default=True,
