@@ -37,7 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from s2sr.evaluation.panel import MAX_PANEL_PIXELS, artefact_rows, default_scenes, panel_rows
+from s2sr.evaluation.panel import (
+    MAX_PANEL_PIXELS,
+    artefact_rows,
+    default_scenes,
+    panel_rows,
+    scene_name,
+)
 from s2sr.evaluation.scenes import read_checked
 from s2sr.models import get_spec, load_model, pretrained_path
 
@@ -120,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "limits": {"gain_db": MAX_GAIN_DELTA,
                                       "artefact": MAX_ARTEFACT_DELTA}, "models": {}}
     lines = ["# Reduced precision on the robustness panel (CPU)",
-             f"scenes: {', '.join(p.name for p in paths)}"
+             f"scenes: {', '.join(scene_name(p) for p in paths)}"
              + (f" (top-left {args.crop} px)" if args.crop else "")]
     for scale in args.scales:
         name = f"s2sr_x{scale}"
@@ -131,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             refl, _ = read_checked(path, bands, "scene", dn_offset=dn_offset,
                                    max_pixels=MAX_PANEL_PIXELS)
             crop = args.crop or max(refl.shape)
-            scenes[path.name] = np.ascontiguousarray(refl[:, :crop, :crop], np.float32)
+            scenes[scene_name(path)] = np.ascontiguousarray(refl[:, :crop, :crop], np.float32)
         results: dict[str, dict[str, Any]] = {}
         for precision in precisions:
             start = time.perf_counter()
