@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import zipfile
@@ -249,3 +250,22 @@ def can_mount_tmpfs() -> bool:
                             "mount -t tmpfs -o size=64k tmpfs /mnt && echo ok"],
                            capture_output=True, text=True)
     return probe.stdout.strip() == "ok"
+
+
+#: Skip a test that needs ONNX Runtime and onnx (the optional extra ``s2sr[onnx]``).
+no_ort = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
+    reason="onnxruntime/onnx are not installed (the optional extra: pip install 's2sr[onnx]')")
+
+
+def run_cli(*args: str | Path) -> tuple[int, str]:
+    """``s2sr ARGS`` in this process: its exit code and output. An exception other than the
+    CLI's own exit is raised again: a traceback would have reached the user."""
+    from click.testing import CliRunner
+
+    from s2sr.cli.main import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output

@@ -12,18 +12,9 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from click.testing import CliRunner
 
-from conftest import field, make_safe, write_geotiff
-from s2sr.cli.main import cli
+from conftest import field, make_safe, run_cli, write_geotiff
 from s2sr.models import build_model, save_model
-
-
-def run(*args: str | Path) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a traceback would have reached the user
-    return result.exit_code, result.output
 
 
 def _no_outputs(folder: Path) -> None:
@@ -33,7 +24,7 @@ def _no_outputs(folder: Path) -> None:
 
 def test_predict_succeeds(tmp_path: Path, tiny_weights: Path) -> None:
     src = write_geotiff(tmp_path / "in.tif", field((40, 30), 4))
-    code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
+    code, out = run_cli("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
                     "--tile", "64", "--overlap", "16", "--batch-size", "2", "--device", "cpu",
                     "--quiet")
     assert code == 0, out
@@ -118,7 +109,7 @@ BAD_INPUTS = {
 def test_bad_input(case: str, tmp_path: Path, tiny_weights: Path) -> None:
     make, exit_code, message = BAD_INPUTS[case]
     src = make(tmp_path)
-    code, out = run("predict", src, "-o", tmp_path / "out.tif", "--weights", tiny_weights)
+    code, out = run_cli("predict", src, "-o", tmp_path / "out.tif", "--weights", tiny_weights)
     assert code == exit_code, out
     assert message in out
     errors = [ln for ln in out.splitlines() if not ln.startswith("s2sr: warning: ")]
@@ -130,7 +121,7 @@ def test_corrupt_weights(tmp_path: Path) -> None:
     src = write_geotiff(tmp_path / "in.tif", field((20, 20), 4))
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
-    code, out = run("predict", src, "-o", tmp_path / "out.tif", "--weights", weights)
+    code, out = run_cli("predict", src, "-o", tmp_path / "out.tif", "--weights", weights)
     assert code == 1 and "corrupt" in out
     _no_outputs(tmp_path)
 
@@ -141,7 +132,7 @@ def test_weights_for_other_bands(tmp_path: Path) -> None:
     torch.manual_seed(0)
     weights = save_model(build_model("edsr-tiny", bands=("B05", "B06", "B07")),
                          tmp_path / "w.safetensors")
-    code, out = run("predict", src, "-o", tmp_path / "out.tif", "--weights", weights)
+    code, out = run_cli("predict", src, "-o", tmp_path / "out.tif", "--weights", weights)
     assert code == 1 and "lacks band(s) B05, B06, B07" in out
     _no_outputs(tmp_path)
 
@@ -150,23 +141,23 @@ def test_usage_errors(tmp_path: Path, tiny_weights: Path) -> None:
     src = write_geotiff(tmp_path / "in.tif", field((20, 20), 4))
     existing = tmp_path / "out.tif"
     existing.write_bytes(b"precious")
-    code, out = run("predict", src, "-o", existing, "--weights", tiny_weights)
+    code, out = run_cli("predict", src, "-o", existing, "--weights", tiny_weights)
     assert code == 2 and "--overwrite" in out and existing.read_bytes() == b"precious"
     existing.unlink()
-    code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
+    code, out = run_cli("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
                     "--overlap", "7")
     assert code == 2 and "multiple of 4" in out
-    code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
+    code, out = run_cli("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
                     "--tile", "20")
     assert code == 2 and "too small" in out
     (tmp_path / "afile").write_text("x")
-    code, out = run("predict", src, "-o", tmp_path / "afile" / "o.tif", "--weights",
+    code, out = run_cli("predict", src, "-o", tmp_path / "afile" / "o.tif", "--weights",
                     tiny_weights)
     assert code == 2 and "is a file" in out
-    code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights",
+    code, out = run_cli("predict", src, "-o", tmp_path / "o.tif", "--weights",
                     tmp_path / "none.safetensors")
     assert code == 2 and "weights file" in out
-    code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
+    code, out = run_cli("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
                     "--scale", "4")
     assert code == 2 and "x2 model" in out
     _no_outputs(tmp_path)
@@ -174,7 +165,7 @@ def test_usage_errors(tmp_path: Path, tiny_weights: Path) -> None:
 
 def test_safe_folder_through_cli(tmp_path: Path, tiny_weights: Path) -> None:
     product = make_safe(tmp_path, field((30, 30), 4) + 1000)
-    code, out = run("predict", product, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
+    code, out = run_cli("predict", product, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
                     "-q")
     assert code == 0, out
     shutil.rmtree(product)
@@ -182,7 +173,7 @@ def test_safe_folder_through_cli(tmp_path: Path, tiny_weights: Path) -> None:
 
 def test_demo_command(tmp_path: Path) -> None:
     pytest.importorskip("bigearthnet_common")
-    code, out = run("demo", "-o", tmp_path / "demo")
+    code, out = run_cli("demo", "-o", tmp_path / "demo")
     assert code == 0, out
     assert "UNTRAINED" not in out and "s2sr_x2.safetensors" in out
     tifs = list((tmp_path / "demo").glob("*_x2.tif"))

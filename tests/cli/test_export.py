@@ -3,31 +3,18 @@ print, exit codes, one-line errors."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import click
 import pytest
 import rasterio
-from click.testing import CliRunner
 
-from conftest import field, write_geotiff
+from conftest import field, no_ort, run_cli, write_geotiff
 from s2sr.cli import export as export_cli
 from s2sr.cli import options
 from s2sr.cli.main import cli
 from s2sr.inference import backends
 from s2sr.models import export as export_models
-
-no_ort = pytest.mark.skipif(
-    importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
-    reason="onnxruntime/onnx are not installed (the optional extra: pip install 's2sr[onnx]')")
-
-
-def run(*args: str | Path) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a traceback would have reached the user
-    return result.exit_code, result.output
 
 
 def _error_line(out: str) -> str:
@@ -49,7 +36,7 @@ def test_cli_choices_match_the_library() -> None:
 
 def test_export_torchscript_prints_its_checks(tiny_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.pt"
-    code, text = run("export", "--weights", tiny_weights, "--format", "torchscript", "-o", out)
+    code, text = run_cli("export", "--weights", tiny_weights, "--format", "torchscript", "-o", out)
     assert code == 0, text
     lines = text.strip().splitlines()
     assert len(lines) == 4
@@ -58,13 +45,13 @@ def test_export_torchscript_prints_its_checks(tiny_weights: Path, tmp_path: Path
         assert line.startswith(f"checked against PyTorch on {shape}: max abs difference ")
         assert line.endswith("reflectance (limit 0.0001)")
     assert lines[3].startswith(f"wrote {out} (torchscript, from weights sha256 ")
-    code, text = run("export", "--weights", tiny_weights, "--format", "torchscript", "-o", out)
+    code, text = run_cli("export", "--weights", tiny_weights, "--format", "torchscript", "-o", out)
     assert code == 2 and "exists: pass --overwrite" in _error_line(text)
-    code, text = run("export", "--weights", tiny_weights, "--format", "torchscript", "-o", out,
+    code, text = run_cli("export", "--weights", tiny_weights, "--format", "torchscript", "-o", out,
                      "--overwrite", "-q")
     assert code == 0 and text == ""
     src = write_geotiff(tmp_path / "in.tif", field((30, 20), 4))
-    code, text = run("predict", src, "-o", tmp_path / "o.tif", "--weights", out, "--backend",
+    code, text = run_cli("predict", src, "-o", tmp_path / "o.tif", "--weights", out, "--backend",
                      "torch", "--threads", "1", "-q")
     assert code == 0, text
     with rasterio.open(tmp_path / "o.tif") as ds:
@@ -77,18 +64,18 @@ def test_export_torchscript_prints_its_checks(tiny_weights: Path, tmp_path: Path
 ])
 def test_export_usage_errors(tiny_weights: Path, tmp_path: Path, args: list[str],
                              message: str) -> None:
-    code, text = run("export", "--weights", tiny_weights, "-o", tmp_path / "m", *args)
+    code, text = run_cli("export", "--weights", tiny_weights, "-o", tmp_path / "m", *args)
     assert code == 2 and message in _error_line(text)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_export_of_missing_or_damaged_weights(tmp_path: Path) -> None:
-    code, text = run("export", "--weights", tmp_path / "nope.safetensors", "--format",
+    code, text = run_cli("export", "--weights", tmp_path / "nope.safetensors", "--format",
                      "torchscript", "-o", tmp_path / "m.pt")
     assert code == 2 and "does not exist" in _error_line(text)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)
-    code, text = run("export", "--weights", bad, "--format", "torchscript", "-o",
+    code, text = run_cli("export", "--weights", bad, "--format", "torchscript", "-o",
                      tmp_path / "m.pt")
     assert code == 1 and "corrupt" in _error_line(text)
     assert not (tmp_path / "m.pt").exists()
@@ -96,7 +83,7 @@ def test_export_of_missing_or_damaged_weights(tmp_path: Path) -> None:
 
 def test_predict_threads_out_of_range(tiny_weights: Path, tmp_path: Path) -> None:
     src = write_geotiff(tmp_path / "in.tif", field((20, 20), 4))
-    code, text = run("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
+    code, text = run_cli("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
                      "--threads", "0")
     assert code == 2 and "--threads" in text
 
@@ -104,20 +91,20 @@ def test_predict_threads_out_of_range(tiny_weights: Path, tmp_path: Path) -> Non
 @no_ort
 def test_export_onnx_then_predict_with_it(tiny_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.onnx"
-    code, text = run("export", "--weights", tiny_weights, "--format", "onnx", "-o", out,
+    code, text = run_cli("export", "--weights", tiny_weights, "--format", "onnx", "-o", out,
                      "--opset", "18")
     assert code == 0, text
     assert f"wrote {out} (onnx, from weights sha256 " in text
     src = write_geotiff(tmp_path / "in.tif", field((30, 20), 4))
-    code, text = run("predict", src, "-o", tmp_path / "o.tif", "--weights", out, "-q")
+    code, text = run_cli("predict", src, "-o", tmp_path / "o.tif", "--weights", out, "-q")
     assert code == 0, text
     with rasterio.open(tmp_path / "o.tif") as ds:
         assert ds.tags()["S2SR_BACKEND"] == "onnxruntime"
-    code, text = run("predict", src, "-o", tmp_path / "p.tif", "--weights", out,
+    code, text = run_cli("predict", src, "-o", tmp_path / "p.tif", "--weights", out,
                      "--backend", "torch")
     assert code == 2 and "--backend torch cannot run an ONNX model" in _error_line(text)
     garbage = tmp_path / "bad.onnx"
     garbage.write_bytes(out.read_bytes()[:500])
-    code, text = run("predict", src, "-o", tmp_path / "p.tif", "--weights", garbage)
+    code, text = run_cli("predict", src, "-o", tmp_path / "p.tif", "--weights", garbage)
     assert code == 1 and str(garbage) in _error_line(text)
     assert not (tmp_path / "p.tif").exists()

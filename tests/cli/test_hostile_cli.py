@@ -15,25 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from affine import Affine
-from click.testing import CliRunner
 
-from conftest import UTM_TRANSFORM, can_mount_tmpfs, field, texture, write_geotiff
-from s2sr.cli.main import cli
+from conftest import (
+    UTM_TRANSFORM,
+    can_mount_tmpfs,
+    field,
+    no_ort,
+    run_cli,
+    texture,
+    write_geotiff,
+)
 from s2sr.errors import COMMAND_LINE_ENV, OutputExistsError
 from s2sr.inference.export import export_model
 
 EXE = [sys.executable, "-m", "s2sr.cli.main"]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-no_ort = pytest.mark.skipif(
-    importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
-    reason="onnxruntime/onnx are not installed (the optional extra: pip install 's2sr[onnx]')")
-
-
-def run(*args: str | Path) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a traceback would have reached the user
-    return result.exit_code, result.output
 
 
 def _one_line_error(text: str) -> str:
@@ -54,14 +50,14 @@ class TestNewUserExportFolder:
     def test_missing_folders_are_made(self, tiny_weights: Path, tmp_path: Path,
                                       fmt: str) -> None:
         out = tmp_path / "new" / "sub" / f"m.{fmt}"
-        code, text = run("export", "--weights", tiny_weights, "--format", fmt, "-o", out, "-q")
+        code, text = run_cli("export", "--weights", tiny_weights, "--format", fmt, "-o", out, "-q")
         assert code == 0, text
         assert out.is_file() and _everything(tmp_path) == ["new", "new/sub", f"new/sub/m.{fmt}"]
 
     def test_a_file_in_the_way_is_refused_and_nothing_made(self, tiny_weights: Path,
                                                             tmp_path: Path) -> None:
         (tmp_path / "notes").write_text("keep")
-        code, text = run("export", "--weights", tiny_weights, "--format", "torchscript",
+        code, text = run_cli("export", "--weights", tiny_weights, "--format", "torchscript",
                          "-o", tmp_path / "notes" / "sub" / "m.pt")
         assert code == 2
         assert "cannot be made" in _one_line_error(text) and "is a file" in text
@@ -70,7 +66,7 @@ class TestNewUserExportFolder:
     def test_a_broken_link_in_the_way_is_refused(self, tiny_weights: Path,
                                                  tmp_path: Path) -> None:
         (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
-        code, text = run("export", "--weights", tiny_weights, "--format", "torchscript",
+        code, text = run_cli("export", "--weights", tiny_weights, "--format", "torchscript",
                          "-o", tmp_path / "gone" / "sub" / "m.pt")
         assert code == 2 and "broken link" in _one_line_error(text)
         assert _everything(tmp_path) == ["gone"]
@@ -81,7 +77,7 @@ class TestNewUserExportFolder:
         that are an export already) leaves nothing, not even an empty folder."""
         exported = tmp_path / "m.pt"
         export_model(tiny_weights, exported, "torchscript")
-        code, text = run("export", "--weights", exported, "--format", "torchscript",
+        code, text = run_cli("export", "--weights", exported, "--format", "torchscript",
                          "-o", tmp_path / "new" / "again.pt")
         assert code == 2 and "already an exported" in _one_line_error(text)
         assert _everything(tmp_path) == ["m.pt"]
@@ -104,7 +100,7 @@ class TestNewUserOverwriteHint:
                                                              tmp_path: Path) -> None:
         out = tmp_path / "m.pt"
         out.write_bytes(b"keep")
-        code, text = run("export", "--weights", tiny_weights, "--format", "torchscript",
+        code, text = run_cli("export", "--weights", tiny_weights, "--format", "torchscript",
                          "-o", out)
         line = _one_line_error(text)
         assert code == 2 and "pass --overwrite to replace it" in line
@@ -116,7 +112,7 @@ class TestNewUserOverwriteHint:
     def test_predict_on_the_command_line(self, tiny_weights: Path, tmp_path: Path) -> None:
         src = write_geotiff(tmp_path / "in.tif", field((24, 20), 4))
         (tmp_path / "o.tif").write_bytes(b"keep")
-        code, text = run("predict", src, "-o", tmp_path / "o.tif", "--weights",
+        code, text = run_cli("predict", src, "-o", tmp_path / "o.tif", "--weights",
                          tiny_weights, "--offset", "0")
         assert code == 2 and "--overwrite" in _one_line_error(text)
 

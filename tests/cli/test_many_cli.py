@@ -7,19 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import field, write_geotiff
-from s2sr.cli.main import cli
+from conftest import field, run_cli, write_geotiff
 
 ARGS = ("--tile", "40", "--overlap", "8", "--backend", "torch")
-
-
-def run(*args: str | Path) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 def test_many_inputs_to_a_folder(tmp_path: Path, tiny_weights: Path) -> None:
@@ -28,12 +19,12 @@ def test_many_inputs_to_a_folder(tmp_path: Path, tiny_weights: Path) -> None:
     listing = tmp_path / "more.txt"
     listing.write_text("b.tif\n")
     out = tmp_path / "out"
-    code, text = run("predict", a, f"@{listing}", "-o", out, "--weights", tiny_weights,
+    code, text = run_cli("predict", a, f"@{listing}", "-o", out, "--weights", tiny_weights,
                      "--name", "{stem}-sr.tif", *ARGS)
     assert code == 0, text
     assert sorted(p.name for p in out.glob("*.tif")) == ["a-sr.tif", "b-sr.tif"]
     assert "2 scene(s): 2 done, 0 skipped (complete), 0 failed" in text
-    code, text = run("predict", a, b, "-o", out, "--weights", tiny_weights,
+    code, text = run_cli("predict", a, b, "-o", out, "--weights", tiny_weights,
                      "--name", "{stem}-sr.tif", *ARGS)
     assert code == 0 and "0 done, 2 skipped" in text, text
     report = json.loads((out / "s2sr_run.json").read_text())
@@ -44,7 +35,7 @@ def test_a_failed_scene_gives_exit_code_1(tmp_path: Path, tiny_weights: Path) ->
     a = write_geotiff(tmp_path / "a.tif", field((24, 24), 4))
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"not a tiff")
-    code, text = run("predict", a, bad, "-o", tmp_path / "out", "--weights", tiny_weights,
+    code, text = run_cli("predict", a, bad, "-o", tmp_path / "out", "--weights", tiny_weights,
                      "-q", *ARGS)
     assert code == 1
     assert "1 done" in text and "failed: " in text and "bad.tif" in text
@@ -58,7 +49,7 @@ def test_a_failed_scene_gives_exit_code_1(tmp_path: Path, tiny_weights: Path) ->
 def test_many_usage_errors(tmp_path: Path, tiny_weights: Path, extra: tuple[str, ...],
                            message: str) -> None:
     a = write_geotiff(tmp_path / "a.tif", field((24, 24), 4))
-    code, text = run("predict", a, a, "-o", tmp_path / "out", "--weights", tiny_weights,
+    code, text = run_cli("predict", a, a, "-o", tmp_path / "out", "--weights", tiny_weights,
                      *extra)
     assert code == 2 and message in text, text
 
@@ -68,6 +59,6 @@ def test_a_folder_of_scenes_needs_an_output_folder(tmp_path: Path, tiny_weights:
     (tmp_path / "in").mkdir()
     for k in range(2):
         write_geotiff(tmp_path / "in" / f"s{k}.tif", field((24, 24), 4, seed=k))
-    code, text = run("predict", tmp_path / "in", "-o", tmp_path / "out.tif", "--weights",
+    code, text = run_cli("predict", tmp_path / "in", "-o", tmp_path / "out.tif", "--weights",
                      tiny_weights, *ARGS)
     assert code == 2 and "holds 2 scenes: give -o a folder" in text

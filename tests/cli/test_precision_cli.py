@@ -3,30 +3,17 @@ write and print, one-line refusals with exit code 2."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import click
 import numpy as np
 import pytest
 import rasterio
-from click.testing import CliRunner
 
-from conftest import field, write_geotiff
+from conftest import field, no_ort, run_cli, write_geotiff
 from s2sr import device
 from s2sr.cli import options
 from s2sr.cli.main import cli
-
-no_ort = pytest.mark.skipif(
-    importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
-    reason="onnxruntime/onnx are not installed (the optional extra: pip install 's2sr[onnx]')")
-
-
-def run(*args: str | Path) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a traceback would have reached the user
-    return result.exit_code, result.output
 
 
 def test_precision_choices_match_the_library() -> None:
@@ -47,17 +34,17 @@ def test_predict_precision_refusals(tiny_weights: Path, tmp_path: Path, args: li
                                     message: str) -> None:
     src = write_geotiff(tmp_path / "in.tif", field((24, 20), 4))
     out = tmp_path / "out.tif"
-    code, text = run("predict", src, "-o", out, "--weights", tiny_weights, *args)
+    code, text = run_cli("predict", src, "-o", out, "--weights", tiny_weights, *args)
     assert code == 2 and message in text, text
     assert not out.exists()
 
 
 def test_predict_bf16_on_the_cpu_records_it(tiny_weights: Path, tmp_path: Path) -> None:
     src = write_geotiff(tmp_path / "in.tif", field((24, 20), 4))
-    code, text = run("predict", src, "-o", tmp_path / "bf16.tif", "--weights", tiny_weights,
+    code, text = run_cli("predict", src, "-o", tmp_path / "bf16.tif", "--weights", tiny_weights,
                      "--precision", "bf16", "--device", "cpu", "-q")
     assert code == 0, text
-    code, text = run("predict", src, "-o", tmp_path / "fp32.tif", "--weights", tiny_weights,
+    code, text = run_cli("predict", src, "-o", tmp_path / "fp32.tif", "--weights", tiny_weights,
                      "--backend", "torch", "--device", "cpu", "-q")
     assert code == 0, text
     with rasterio.open(tmp_path / "bf16.tif") as a, rasterio.open(tmp_path / "fp32.tif") as b:
@@ -72,7 +59,7 @@ def test_export_int8_prints_its_check(tiny_weights: Path, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     out = tmp_path / "q.onnx"
-    code, text = run("export", "--weights", tiny_weights, "--format", "onnx", "--int8",
+    code, text = run_cli("export", "--weights", tiny_weights, "--format", "onnx", "--int8",
                      "-o", out)
     assert code == 0, text
     lines = text.strip().splitlines()
@@ -81,6 +68,6 @@ def test_export_int8_prints_its_check(tiny_weights: Path, tmp_path: Path,
                                "(1, 4, 120, 120): max abs difference ")
     assert "99th percentile" in lines[0] and lines[0].endswith("(limits 0.03 and 0.006)")
     assert lines[1].startswith(f"wrote {out} (onnx int8, from weights sha256 ")
-    code, text = run("export", "--weights", tiny_weights, "--format", "torchscript",
+    code, text = run_cli("export", "--weights", tiny_weights, "--format", "torchscript",
                      "--int8", "-o", tmp_path / "q.pt")
     assert code == 2 and "--int8 applies to --format onnx only" in text

@@ -15,10 +15,8 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from click.testing import CliRunner
 
-from conftest import UTM_TRANSFORM, can_mount_tmpfs, field, write_geotiff
-from s2sr.cli.main import cli
+from conftest import UTM_TRANSFORM, can_mount_tmpfs, field, run_cli, write_geotiff
 from s2sr.errors import DataError, UsageError, WeightsError
 from s2sr.inference import predict, super_resolve
 from s2sr.inference.engine import Radiometry
@@ -26,13 +24,6 @@ from s2sr.io.outputs import OutputBusyError
 from s2sr.models import build_model, save_model
 
 EXE = [sys.executable, "-m", "s2sr.cli.main"]
-
-
-def run(*args: str | Path) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a traceback would have reached the user
-    return result.exit_code, result.output
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -54,11 +45,11 @@ def test_output_equal_to_input_is_refused_even_with_overwrite(tmp_path: Path,
                                                               tiny_weights: Path) -> None:
     src = write_geotiff(tmp_path / "in.tif", field((24, 20), 4))
     before = src.read_bytes()
-    code, out = run("predict", src, "-o", src, "--weights", tiny_weights, "--overwrite")
+    code, out = run_cli("predict", src, "-o", src, "--weights", tiny_weights, "--overwrite")
     assert code == 2 and "is the input" in _one_line_error(out)
     assert src.read_bytes() == before
     # the same file through another spelling of the path
-    code, out = run("predict", src, "-o", tmp_path / "." / "in.tif", "--weights", tiny_weights,
+    code, out = run_cli("predict", src, "-o", tmp_path / "." / "in.tif", "--weights", tiny_weights,
                     "--overwrite")
     assert code == 2 and "is the input" in out and src.read_bytes() == before
 
@@ -68,14 +59,14 @@ def test_output_equal_to_weights_or_inside_input_folder_is_refused(
     src = write_geotiff(tmp_path / "in.tif", field((24, 20), 4))
     weights = tmp_path / "w.safetensors"
     shutil.copy(tiny_weights, weights)
-    code, out = run("predict", src, "-o", weights, "--weights", weights, "--overwrite")
+    code, out = run_cli("predict", src, "-o", weights, "--weights", weights, "--overwrite")
     assert code == 2 and "is the input" in out
     assert weights.read_bytes() == tiny_weights.read_bytes()
     folder = tmp_path / "bands"
     folder.mkdir()
     for k, b in enumerate(("B02", "B03", "B04", "B08")):
         write_geotiff(folder / f"T_{b}.tif", field((24, 20), 4)[k:k + 1], descriptions=None)
-    code, out = run("predict", folder, "-o", folder / "out.tif", "--weights", tiny_weights)
+    code, out = run_cli("predict", folder, "-o", folder / "out.tif", "--weights", tiny_weights)
     assert code == 2 and "inside the input folder" in out
     assert not (folder / "out.tif").exists()
 
@@ -96,7 +87,7 @@ def test_unusable_output_paths(tmp_path: Path, tiny_weights: Path, kind: str) ->
         out_path = tmp_path / "gone" / "sub" / "out.tif"
         expect = "broken link"
     for extra in ([], ["--overwrite"]):
-        code, out = run("predict", src, "-o", out_path, "--weights", tiny_weights, *extra)
+        code, out = run_cli("predict", src, "-o", out_path, "--weights", tiny_weights, *extra)
         assert code == 2 and expect in _one_line_error(out)
     assert _leftovers(tmp_path) == []
 
@@ -107,12 +98,12 @@ def test_missing_output_folders_are_made_and_taken_away_on_failure(
     fails after the folders were made leaves none of them behind."""
     src = write_geotiff(tmp_path / "in.tif", field((24, 20), 4))
     out_path = tmp_path / "new" / "deeper" / "out.tif"
-    code, out = run("predict", src, "-o", out_path, "--weights", tiny_weights)
+    code, out = run_cli("predict", src, "-o", out_path, "--weights", tiny_weights)
     assert code == 0, out
     with rasterio.open(out_path) as ds:
         assert (ds.width, ds.height) == (40, 48)
     empty = write_geotiff(tmp_path / "empty.tif", np.zeros((4, 24, 20), np.uint16), nodata=0)
-    code, out = run("predict", empty, "-o", tmp_path / "other" / "sub" / "out.tif",
+    code, out = run_cli("predict", empty, "-o", tmp_path / "other" / "sub" / "out.tif",
                     "--weights", tiny_weights)
     assert code == 1 and "no valid pixels" in _one_line_error(out)
     assert not (tmp_path / "other").exists()
@@ -121,7 +112,7 @@ def test_missing_output_folders_are_made_and_taken_away_on_failure(
 # --- numbers ------------------------------------------------------------------------------
 
 def test_huge_tile_is_refused_before_allocating(tmp_path: Path, tiny_weights: Path) -> None:
-    code, out = run("predict", write_geotiff(tmp_path / "in.tif", field((24, 20), 4)), "-o",
+    code, out = run_cli("predict", write_geotiff(tmp_path / "in.tif", field((24, 20), 4)), "-o",
                     tmp_path / "o.tif", "--weights", tiny_weights, "--tile", "100000")
     assert code == 2 and "--tile 100000" in _one_line_error(out)
 
@@ -136,7 +127,7 @@ def test_tile_needing_more_memory_than_the_machine_is_refused(tmp_path: Path) ->
         ds.descriptions = ("B02", "B03", "B04", "B08")
     weights = save_model(build_model("edsr", scale=2), tmp_path / "edsr.safetensors")
     start = time.perf_counter()
-    code, out = run("predict", big, "-o", tmp_path / "o.tif", "--weights", weights,
+    code, out = run_cli("predict", big, "-o", tmp_path / "o.tif", "--weights", weights,
                     "--tile", "8192", "--device", "cpu")
     assert code == 2 and "GiB" in _one_line_error(out) and "--tile" in out
     assert time.perf_counter() - start < 60  # refused up front, not after reading
@@ -158,7 +149,7 @@ def test_tile_larger_than_the_scene_is_shrunk_and_gives_the_same_output(
 def test_overlap_must_split_into_ramp_and_context(tmp_path: Path, tiny_weights: Path,
                                                   overlap: str) -> None:
     src = write_geotiff(tmp_path / "in.tif", field((24, 20), 4))
-    code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
+    code, out = run_cli("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
                     "--overlap", overlap)
     assert code == 2 and "multiple of 4" in _one_line_error(out)
 
@@ -169,7 +160,7 @@ def test_inf_is_reported_where_it_is(tmp_path: Path, tiny_weights: Path) -> None
     data = field((40, 30), 4, dtype="float32")
     data[2, 5, 7] = np.inf
     src = write_geotiff(tmp_path / "in.tif", data)
-    code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights)
+    code, out = run_cli("predict", src, "-o", tmp_path / "o.tif", "--weights", tiny_weights)
     assert code == 1 and "row 5, column 7" in _one_line_error(out)
     assert not (tmp_path / "o.tif").exists() and _leftovers(tmp_path) == []
 
@@ -227,7 +218,7 @@ def test_nan_weights_never_write_an_output(tmp_path: Path, tiny_weights: Path) -
     weights = tmp_path / "nan.safetensors"
     save_file(tensors, str(weights), metadata=header)
     src = write_geotiff(tmp_path / "in.tif", field((24, 20), 4))
-    code, out = run("predict", src, "-o", tmp_path / "o.tif", "--weights", weights)
+    code, out = run_cli("predict", src, "-o", tmp_path / "o.tif", "--weights", weights)
     assert code == 1 and ("NaN" in out or "non-finite" in out), out
     assert not (tmp_path / "o.tif").exists() and _leftovers(tmp_path) == []
 
@@ -249,7 +240,7 @@ def test_b08_on_another_grid_is_an_error_not_a_silent_rgb_model(tmp_path: Path) 
         write_geotiff(folder / f"T_{b}.tif", data[k:k + 1], descriptions=None)
     write_geotiff(folder / "T_B08.tif", data[3:4, :12, :10], descriptions=None,
                   transform=UTM_TRANSFORM * UTM_TRANSFORM.scale(2))
-    code, out = run("predict", folder, "-o", tmp_path / "o.tif")
+    code, out = run_cli("predict", folder, "-o", tmp_path / "o.tif")
     assert code == 1 and "B08" in _one_line_error(out) and "grid" in out
     assert not (tmp_path / "o.tif").exists()
 
@@ -333,7 +324,7 @@ def test_kill_9_leaves_no_output_and_the_next_run_sweeps_its_temporary(
     proc.wait(timeout=60)
     assert not out.exists()
     assert any(".tmp" in n for n in _leftovers(tmp_path))  # the dead run's temporary
-    code, msg = run("predict", tmp_path / "in.tif", "-o", out, "--weights", tiny_weights,
+    code, msg = run_cli("predict", tmp_path / "in.tif", "-o", out, "--weights", tiny_weights,
                     "-q")
     assert code == 0, msg
     assert [n for n in _leftovers(tmp_path) if ".tmp" in n or ".lock" in n] == []
@@ -381,10 +372,10 @@ def test_usage_error_for_bad_batch_size_in_api(tiny_weights: Path) -> None:
 def test_demo_output_that_is_a_file_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "demo_output"
     target.write_text("precious")
-    code, out = run("demo", "-o", target)
+    code, out = run_cli("demo", "-o", target)
     assert code == 2 and "is a file" in _one_line_error(out)
     assert target.read_text() == "precious"
-    code, out = run("demo", "-o", tmp_path / "missing" / "demo")
+    code, out = run_cli("demo", "-o", tmp_path / "missing" / "demo")
     assert code == 2 and "does not exist" in _one_line_error(out)
 
 
@@ -394,6 +385,6 @@ def test_explicit_offset_reaches_the_output_encoding(tmp_path: Path, tiny_weight
     with rasterio.open(out) as ds:
         np.testing.assert_allclose(ds.offsets, [-0.1] * 4)
         assert (ds.read() >= 1000).all()  # never below the DN of zero reflectance
-    code, msg = run("predict", src, "-o", tmp_path / "p.tif", "--weights", tiny_weights,
+    code, msg = run_cli("predict", src, "-o", tmp_path / "p.tif", "--weights", tiny_weights,
                     "--offset", "nan")
     assert code == 2 and "offset" in _one_line_error(msg)

@@ -9,20 +9,11 @@ import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import field, write_geotiff
-from s2sr.cli.main import cli
+from conftest import field, run_cli, write_geotiff
 from s2sr.data.options import BuildOptions, pair_id_for
 
 LATIN1 = os.fsdecode(b"caf\xe9")  # the byte 0xE9 kept as the surrogate escape \udce9
-
-
-def run(*args: str | Path) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a traceback would have reached the user
-    return result.exit_code, result.output
 
 
 def _error_line(text: str) -> str:
@@ -42,7 +33,7 @@ def latin1_scene(tmp_path: Path) -> Path:
 
 def test_predict_names_a_non_utf8_input(tmp_path: Path, latin1_scene: Path,
                                         tiny_weights: Path) -> None:
-    code, out = run("predict", latin1_scene, "-o", tmp_path / "out.tif", "--weights",
+    code, out = run_cli("predict", latin1_scene, "-o", tmp_path / "out.tif", "--weights",
                     tiny_weights)
     line = _error_line(out)
     assert code == 1 and "not valid UTF-8" in line and "rename it" in line
@@ -51,7 +42,7 @@ def test_predict_names_a_non_utf8_input(tmp_path: Path, latin1_scene: Path,
 
 
 def test_pairs_degrade_names_a_non_utf8_input(tmp_path: Path, latin1_scene: Path) -> None:
-    code, out = run("pairs", "degrade", latin1_scene, "-o", tmp_path / "ds")
+    code, out = run_cli("pairs", "degrade", latin1_scene, "-o", tmp_path / "ds")
     assert code == 1 and "not valid UTF-8" in _error_line(out)
     assert not (tmp_path / "ds").exists()
 
@@ -59,7 +50,7 @@ def test_pairs_degrade_names_a_non_utf8_input(tmp_path: Path, latin1_scene: Path
 def test_many_scenes_fail_only_the_non_utf8_one(tmp_path: Path, latin1_scene: Path,
                                                 tiny_weights: Path) -> None:
     write_geotiff(tmp_path / "good.tif", field((24, 20), 4))
-    code, out = run("predict", latin1_scene, tmp_path / "good.tif", "-o", tmp_path / "out",
+    code, out = run_cli("predict", latin1_scene, tmp_path / "good.tif", "-o", tmp_path / "out",
                     "--weights", tiny_weights)
     assert code == 1 and "Traceback" not in out
     assert "1 done" in out and "1 failed" in out and "not valid UTF-8" in out
@@ -73,7 +64,7 @@ def test_a_non_utf8_output_name_is_refused_before_writing(
     inputs = [src, write_geotiff(tmp_path / "in2.tif", field((24, 20), 4))] if several \
         else [src]
     target = tmp_path / (LATIN1 if several else f"{LATIN1}.tif")
-    code, out = run("predict", *inputs, "-o", target, "--weights", tiny_weights)
+    code, out = run_cli("predict", *inputs, "-o", target, "--weights", tiny_weights)
     assert code == 2 and "not valid UTF-8" in _error_line(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in inputs)
 
