@@ -269,3 +269,12 @@ def run_cli(*args: str | Path) -> tuple[int, str]:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.output
+
+
+def one_error_line(output: str) -> str:
+    """The single ``s2sr: error:`` line of a command's output (warnings may surround it);
+    no traceback."""
+    assert "Traceback" not in output, output
+    lines = [ln for ln in output.splitlines() if ln.startswith("s2sr: error:")]
+    assert len(lines) == 1, output
+    return lines[0]

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from rasterio.windows import Window
 from torch.utils.data import default_collate
 
-from conftest import make_safe, texture, write_geotiff
+from conftest import make_safe, one_error_line, texture, write_geotiff
 from s2sr.cli.main import cli
 from s2sr.data import (
     BuildOptions,
@@ -47,14 +47,6 @@ def _scene(path: Path, shape: tuple[int, int] = (128, 128), seed: int = 1) -> Pa
 def _run(*args: str) -> tuple[int, str]:
     res = CliRunner().invoke(cli, ["pairs", *map(str, args)])
     return res.exit_code, res.output
-
-
-def _one_error_line(output: str) -> str:
-    """The single ``s2sr: error:`` line of an output; no traceback."""
-    assert "Traceback" not in output, output
-    lines = [ln for ln in output.splitlines() if ln.startswith("s2sr: error:")]
-    assert len(lines) == 1, output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -338,7 +330,7 @@ class TestDamagedDataset:
             commands = []
         for args in commands:
             code, out = _run(*args)
-            line = _one_error_line(out)
+            line = one_error_line(out)
             assert code == 1 and name in line and ("rebuild" in line or "delete" in line
                                                    or "restore" in line), (args, out)
         if how.startswith("array"):
@@ -419,7 +411,7 @@ class TestOutputPolicy:
         for args in (["degrade", scene, "-o", target],
                      ["info", target], ["decide", target, "x:0:0", "accepted"]):
             code, out = _run(*args)
-            line = _one_error_line(out)
+            line = one_error_line(out)
             assert code == 2 and "taken.txt" in line, out
         assert target.read_text() == "keep me"
 
@@ -427,7 +419,7 @@ class TestOutputPolicy:
         safe = make_safe(tmp_path, np.rint(texture((128, 128), seed=2) * 10000
                                            ).astype(np.uint16))
         code, out = _run("degrade", safe, "-o", safe / "ds")
-        assert code == 2 and "inside the input" in _one_error_line(out)
+        assert code == 2 and "inside the input" in one_error_line(out)
         assert not (safe / "ds").exists()
 
     def test_existing_non_dataset_folder_is_refused(self, wald_ds: tuple[Path, Path],
@@ -436,7 +428,7 @@ class TestOutputPolicy:
         (tmp_path / "mine").mkdir()
         (tmp_path / "mine" / "notes.txt").write_text("x")
         code, out = _run("degrade", scene, "-o", tmp_path / "mine", "--patch", "16")
-        assert code == 2 and "not an s2sr dataset" in _one_error_line(out)
+        assert code == 2 and "not an s2sr dataset" in one_error_line(out)
         assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
 
     @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
@@ -483,15 +475,15 @@ class TestDecide:
         _, src = wald_ds
         root = _copy_dataset(src, tmp_path / "ds")
         code, out = _run("decide", root, "nope:1:2", "accepted")
-        assert code == 2 and "no patch 'nope:1:2'" in _one_error_line(out)
+        assert code == 2 and "no patch 'nope:1:2'" in one_error_line(out)
         pid = PairStore(root).rows()[0]["patch_id"]
         code, out = _run("decide", root, pid, "maybe")
         assert code == 2 and "maybe" in out and "Traceback" not in out
         (tmp_path / "empty").mkdir()
         code, out = _run("decide", tmp_path / "empty", pid, "accepted")
-        assert code == 2 and "not an s2sr pairs dataset" in _one_error_line(out)
+        assert code == 2 and "not an s2sr pairs dataset" in one_error_line(out)
         code, out = _run("decide", tmp_path / "absent", pid, "accepted")
-        assert code == 2 and "not an s2sr pairs dataset" in _one_error_line(out)
+        assert code == 2 and "not an s2sr pairs dataset" in one_error_line(out)
         assert not (tmp_path / "absent").exists() and not (root / "decisions.json").exists()
         code, out = _run("decide", root, pid, "rejected", "--note", "haze")
         assert code == 0 and PairStore(root).rows()[0]["status"] == "rejected"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import can_mount_tmpfs, texture, write_geotiff
+from conftest import can_mount_tmpfs, one_error_line, texture, write_geotiff
 from s2sr.cli.main import cli
 from s2sr.data import DegradeOptions, PairStore, degrade_scene
 from s2sr.errors import UsageError
@@ -61,13 +61,6 @@ def _run(*args: object) -> tuple[int, str]:
     return res.exit_code, res.output
 
 
-def _one_error_line(output: str) -> str:
-    assert "Traceback" not in output, output
-    lines = [ln for ln in output.splitlines() if ln.startswith("s2sr: error:")]
-    assert len(lines) == 1, output
-    return lines[0]
-
-
 def _csv_rows(root: Path) -> list[dict[str, str]]:
     with open(root / "manifest.csv", newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -81,7 +74,7 @@ class TestNotes:
         before = _files(dataset)
         pid = _pids(dataset)[0]
         code, out = _run("pairs", "decide", dataset, pid, "rejected", "--note", LATIN1_NOTE)
-        assert code == 2 and "--note" in _one_error_line(out) and "UTF-8" in out
+        assert code == 2 and "--note" in one_error_line(out) and "UTF-8" in out
         assert _files(dataset) == before
         # and the dataset stays usable: decisions, and a pair added to it
         code, out = _run("pairs", "decide", dataset, pid, "rejected", "--note", "café")
@@ -112,7 +105,7 @@ class TestNotes:
         for option, value in (("--site", LATIN1_NOTE), ("--site", "a\nb"),
                               ("--sensor", "S\x1bE"), ("--site", "s" * 101)):
             code, out = _run("pairs", "degrade", scene, "-o", tmp_path / "new", option, value)
-            assert code == 2 and option in _one_error_line(out), out
+            assert code == 2 and option in one_error_line(out), out
             assert not (tmp_path / "new").exists()
 
     def test_a_pairs_csv_site_is_checked_before_any_work(self, tmp_path: Path) -> None:
@@ -308,7 +301,7 @@ class TestDiskFull:
                               text=True, env={**os.environ,
                                               "PYTHONPATH": os.pathsep.join(sys.path)})
         assert "rc=1" in proc.stdout, proc.stdout + proc.stderr
-        assert "full" in _one_error_line(proc.stderr)
+        assert "full" in one_error_line(proc.stderr)
         assert proc.stdout.split("rc=1", 1)[1].split() == []
 
 
@@ -344,11 +337,11 @@ class TestScenesWithoutMetres:
                                                                  tmp_path: Path) -> None:
         code, out = _run("pairs", "degrade", scene, "-o", tmp_path / "ds", "--patch", "16",
                          "--levels", "40,20")
-        line = _one_error_line(out)
+        line = one_error_line(out)
         assert code == 2 and "--levels are in metres" in line and "--resolution" in line
         code, out = _run("pairs", "degrade", scene, "-o", tmp_path / "ds", "--patch", "16",
                          "--sensor", "RE")
-        line = _one_error_line(out)
+        line = one_error_line(out)
         assert code == 2 and "'RE' has no nominal pixel size" in line and \
             "--resolution" in line
         assert not (tmp_path / "ds").exists()

@@ -445,8 +445,9 @@ def test_band_on_another_grid_is_a_distinct_error(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- 7. GDAL scale/offset
 
-@pytest.mark.parametrize(("scale", "offset"), [(0.0, 0.0), (-1e-4, 0.0), (float("nan"), 0.0),
-                                               (float("inf"), 0.0), (1e-4, float("nan"))])
+@pytest.mark.parametrize(("scale", "offset"), [
+    (0.0, 0.0), (-1e-4, 0.0), (float("nan"), 0.0), (float("inf"), 0.0), (1e-4, float("nan")),
+    (1e-40, 0.0), (1e-12, 0.0), (1e30, 0.0), (1e-4, 1e30)])  # absurd but finite too
 def test_bad_gdal_scale_refused(tmp_path: Path, scale: float, offset: float) -> None:
     tif = write_geotiff(tmp_path / "s.tif", field((8, 8), 4))
     with rasterio.open(tif, "r+") as ds:

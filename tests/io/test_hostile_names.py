@@ -10,16 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import field, run_cli, write_geotiff
+from conftest import field, one_error_line, run_cli, write_geotiff
 from s2sr.data.options import BuildOptions, pair_id_for
 
 LATIN1 = os.fsdecode(b"caf\xe9")  # the byte 0xE9 kept as the surrogate escape \udce9
-
-
-def _error_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.startswith("s2sr: error:")]
-    assert len(lines) == 1 and "Traceback" not in text, text
-    return lines[0]
 
 
 @pytest.fixture
@@ -35,7 +29,7 @@ def test_predict_names_a_non_utf8_input(tmp_path: Path, latin1_scene: Path,
                                         tiny_weights: Path) -> None:
     code, out = run_cli("predict", latin1_scene, "-o", tmp_path / "out.tif", "--weights",
                     tiny_weights)
-    line = _error_line(out)
+    line = one_error_line(out)
     assert code == 1 and "not valid UTF-8" in line and "rename it" in line
     assert "caf\\udce9" in line  # the byte shown escaped, never raw
     assert not (tmp_path / "out.tif").exists()
@@ -43,7 +37,7 @@ def test_predict_names_a_non_utf8_input(tmp_path: Path, latin1_scene: Path,
 
 def test_pairs_degrade_names_a_non_utf8_input(tmp_path: Path, latin1_scene: Path) -> None:
     code, out = run_cli("pairs", "degrade", latin1_scene, "-o", tmp_path / "ds")
-    assert code == 1 and "not valid UTF-8" in _error_line(out)
+    assert code == 1 and "not valid UTF-8" in one_error_line(out)
     assert not (tmp_path / "ds").exists()
 
 
@@ -65,7 +59,7 @@ def test_a_non_utf8_output_name_is_refused_before_writing(
         else [src]
     target = tmp_path / (LATIN1 if several else f"{LATIN1}.tif")
     code, out = run_cli("predict", *inputs, "-o", target, "--weights", tiny_weights)
-    assert code == 2 and "not valid UTF-8" in _error_line(out)
+    assert code == 2 and "not valid UTF-8" in one_error_line(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in inputs)
 
 
