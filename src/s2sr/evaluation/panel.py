@@ -37,7 +37,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -374,27 +374,17 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
              "Gaussian + block mean with MTF m at the coarse Nyquist frequency.", "",
              "Conventions: " + c.describe().replace("border crop = scale (unresolved)",
                                                     "border crop = the case's scale") + ".", "",
-             "## Summary: PSNR dB (gain over bicubic) / SSIM, mean over scenes", "",
-             "| case | " + " | ".join(label[m] for m in methods) + " |",
-             "|---|" + "---:|" * len(methods)]
-    for case in cases:
-        cells = []
-        for m in methods:
-            cell = means.get((case, m))
-            cells.append("—" if cell is None else f"{cell['psnr']:.2f} "
-                         f"({cell['gain_psnr']:+.2f}) / {cell['ssim']:.4f}")
-        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+             "## Summary: PSNR dB (gain over bicubic) / SSIM, mean over scenes", ""]
+    columns = [label[m] for m in methods]
+    lines += _grid(["case"], columns, (([case], [_scores(means.get((case, m))) for m in methods])
+                                       for case in cases))
     worst = {(r["case"], r["method"]): r for r in rows if r["scene"] == WORST}
     lines += ["", "## Worst place: gain over bicubic (dB) at the scene where each method "
-              "gains least (the worst place decides)", "",
-              "| case | " + " | ".join(label[m] for m in methods) + " |",
-              "|---|" + "---:|" * len(methods)]
-    for case in cases:
-        cells = []
-        for m in methods:
-            cell = worst.get((case, m))
-            cells.append("—" if cell is None else f"{cell['gain_psnr']:+.2f} ({cell['place']})")
-        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+              "gains least (the worst place decides)", ""]
+    lines += _grid(["case"], columns, (
+        ([case], ["—" if (cell := worst.get((case, m))) is None
+                  else f"{cell['gain_psnr']:+.2f} ({cell['place']})" for m in methods])
+        for case in cases))
     lines += ["", f"## Artefact score on the undegraded scenes (threshold "
               f"{ARTEFACT_THRESHOLD:.2f})", "",
               "Power near the output's Nyquist frequency over the band just below "
@@ -402,30 +392,21 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
     art_methods = list(dict.fromkeys(r["method"] for r in arts))
     art_scenes = list(dict.fromkeys(r["scene"] for r in arts))
     table = {(r["scene"], r["method"]): r for r in arts}
-    lines += ["| scene | " + " | ".join(art_methods) + " |",
-              "|---|" + "---:|" * len(art_methods)]
-    for scene in art_scenes:
-        cells = []
-        for m in art_methods:
-            art = table[(scene, m)]
-            cells.append(f"{art['score']:.3f}" + (" **over**" if art["over"] else ""))
-        lines.append(f"| {scene} | " + " | ".join(cells) + " |")
+    lines += _grid(["scene"], art_methods, (
+        ([scene], [f"{(art := table[(scene, m)])['score']:.3f}"
+                   + (" **over**" if art["over"] else "") for m in art_methods])
+        for scene in art_scenes))
     line_methods = [m for m in art_methods if table[(art_scenes[0], m)]["line_x"] is not None]
     lines += ["", f"## Nyquist-line ratio on the undegraded scenes, x / y (threshold "
               f"{LINE_THRESHOLD:.2f})", "",
               "Power of (model - bicubic) on the output's Nyquist lines |fx| = 0.5 (x) and "
               "|fy| = 0.5 (y) over its mean power in the ring 0.30-0.40 cycles/px: a 2-pixel "
               "stripe pattern scores 1-4, a model adding real-like detail 0.02-0.3 "
-              "(MODEL_CARD.md).", "",
-              "| scene | " + " | ".join(line_methods) + " |",
-              "|---|" + "---:|" * len(line_methods)]
-    for scene in art_scenes:
-        cells = []
-        for m in line_methods:
-            art = table[(scene, m)]
-            cells.append(f"{art['line_x']:.3f} / {art['line_y']:.3f}"
-                         + (" **over**" if art["lines_over"] else ""))
-        lines.append(f"| {scene} | " + " | ".join(cells) + " |")
+              "(MODEL_CARD.md).", ""]
+    lines += _grid(["scene"], line_methods, (
+        ([scene], [f"{(art := table[(scene, m)])['line_x']:.3f} / {art['line_y']:.3f}"
+                   + (" **over**" if art["lines_over"] else "") for m in line_methods])
+        for scene in art_scenes))
     lines += ["", "## Consistency with the input (mean over scenes)", "",
               "Output degraded back as the input was made, against the input: mean absolute "
               "error and bias (reflectance), spectral angle (degrees).", "",
@@ -436,17 +417,26 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
             if mean is not None:
                 lines.append(f"| {case} | {label[m]} | {mean['cons_mae']:.5f} | "
                              f"{mean['cons_bias']:+.5f} | {mean['cons_sam']:.3f} |")
-    lines += ["", "## Per place: PSNR dB (gain over bicubic) / SSIM", "",
-              "| case | scene | " + " | ".join(label[m] for m in methods) + " |",
-              "|---|---|" + "---:|" * len(methods)]
+    lines += ["", "## Per place: PSNR dB (gain over bicubic) / SSIM", ""]
     per = {(r["case"], r["scene"], r["method"]): r for r in rows
            if r["scene"] not in ("mean", WORST)}
-    for case in cases:
-        for scene in hr_scenes:
-            cells = []
-            for m in methods:
-                one = per.get((case, scene, m))
-                cells.append("—" if one is None else f"{one['psnr']:.2f} "
-                             f"({one['gain_psnr']:+.2f}) / {one['ssim']:.4f}")
-            lines.append(f"| {case} | {scene} | " + " | ".join(cells) + " |")
+    lines += _grid(["case", "scene"], columns, (
+        ([case, scene], [_scores(per.get((case, scene, m))) for m in methods])
+        for case in cases for scene in hr_scenes))
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _grid(keys: Sequence[str], columns: Sequence[str],
+          rows: Iterable[tuple[Sequence[str], Sequence[str]]]) -> list[str]:
+    """A Markdown table: ``keys`` label columns (left-aligned), then ``columns`` of values
+    (right-aligned); ``rows`` yields each row's labels and cells."""
+    return ["| " + " | ".join([*keys, *columns]) + " |",
+            "|" + "---|" * len(keys) + "---:|" * len(columns),
+            *("| " + " | ".join([*labels, *cells]) + " |" for labels, cells in rows)]
+
+
+def _scores(row: Mapping[str, Any] | None) -> str:
+    """``PSNR (gain over bicubic) / SSIM`` of a panel row, or a dash where there is none."""
+    if row is None:
+        return "—"
+    return f"{row['psnr']:.2f} ({row['gain_psnr']:+.2f}) / {row['ssim']:.4f}"
