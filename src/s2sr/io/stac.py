@@ -90,8 +90,9 @@ def read_json_bounded(source: str) -> Any:
         if path.stat().st_size > MAX_JSON_BYTES:
             raise StacError(f"{source} is {path.stat().st_size} bytes, more than the "
                             f"{MAX_JSON_BYTES} s2sr reads: split the ItemCollection")
-        try:
-            data = path.read_bytes()
+        try:  # bounded as the URL's read is, should the file grow after the stat
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_JSON_BYTES + 1)
         except OSError as err:
             raise RasterReadError(f"cannot read {source} ({err.strerror or type(err).__name__})"
                                   ": check its permissions") from None
