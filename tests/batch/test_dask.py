@@ -155,3 +155,22 @@ def test_pairs_on_the_cluster_equal_the_local_build(tmp_path: Path, client: Any)
         "failed"]
     assert len({r.worker for r in spread}) == 1  # committed by this process alone
     assert_same_dataset(tmp_path / "dask", tmp_path / "local")
+
+
+def _distributed_level() -> int:
+    import logging
+    return logging.getLogger("distributed.batched").getEffectiveLevel()
+
+
+def test_local_workers_log_only_critical_and_the_environment_is_put_back() -> None:
+    """A worker stopped by SIGTERM logged its INFO "Batched Comm Closed" traceback on the
+    user's terminal (`silence_logs` quietens only the nanny's logger in the worker)."""
+    import logging
+
+    from s2sr.batch.cluster import dask_client
+    key = "DASK_LOGGING__DISTRIBUTED"
+    assert key not in os.environ
+    with dask_client(1, None) as dask:
+        levels = set(dask.run(_distributed_level).values())
+    assert levels == {logging.CRITICAL}
+    assert key not in os.environ

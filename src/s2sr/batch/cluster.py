@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -90,6 +91,33 @@ def quiet_dask() -> Iterator[None]:
             logger.propagate = propagate
 
 
+#: Level of the ``distributed`` loggers in the local worker processes (the user's own
+#: ``DASK_LOGGING__DISTRIBUTED`` wins). ``silence_logs`` quietens only the nanny's logger
+#: there, so a worker stopped by SIGTERM printed its INFO "Batched Comm Closed" traceback.
+WORKER_LOG_LEVEL = "critical"
+
+
+@contextlib.contextmanager
+def _quiet_workers() -> Iterator[None]:
+    """While the local cluster is made, its nannies spawn (and respawn) every worker process
+    with the ``distributed`` loggers at :data:`WORKER_LOG_LEVEL`: a worker configures its
+    logging from the environment when it imports ``distributed``, before any config the
+    nanny sends it, so the level travels in ``distributed.nanny.pre-spawn-environ``."""
+    import dask
+
+    key = "DASK_LOGGING__DISTRIBUTED"
+    saved = os.environ.get(key)
+    level = WORKER_LOG_LEVEL if saved is None else saved
+    try:
+        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{key}": level}):
+            yield
+    finally:  # the nanny sets it in this process's environment too: put it back
+        if saved is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved
+
+
 def _distributed() -> Any:
     try:
         import distributed
@@ -135,23 +163,24 @@ def dask_client(workers: int | None, scheduler: str | None, client: Any = None
             dask.close()
         return
     dashboard = ":0" if importlib.util.find_spec("bokeh") is not None else None
-    try:
-        cluster = distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=dashboard, silence_logs=logging.ERROR)
-    except (RuntimeError, OSError, TimeoutError) as err:
-        log.debug("LocalCluster failed to start", exc_info=True)
-        raise UsageError(f"the Dask worker processes failed to start ({err}): most often "
-                         f"{MAIN_GUARD_HINT}") from None
-    try:
-        dask = distributed.Client(cluster)
+    with _quiet_workers():
         try:
-            _announce(dask)
-            yield dask
+            cluster = distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True,
+                host="127.0.0.1", dashboard_address=dashboard, silence_logs=logging.ERROR)
+        except (RuntimeError, OSError, TimeoutError) as err:
+            log.debug("LocalCluster failed to start", exc_info=True)
+            raise UsageError(f"the Dask worker processes failed to start ({err}): most "
+                             f"often {MAIN_GUARD_HINT}") from None
+        try:
+            dask = distributed.Client(cluster)
+            try:
+                _announce(dask)
+                yield dask
+            finally:
+                dask.close()
         finally:
-            dask.close()
-    finally:
-        cluster.close()
+            cluster.close()
 
 
 def _announce(dask: Any) -> None:
