@@ -120,6 +120,30 @@ def test_bad_ranges_are_refused(kwargs: dict) -> None:
         DegradationRange(**kwargs)
 
 
+def test_haze_is_drawn_at_its_rate_and_applied_to_input_and_target_alike() -> None:
+    from s2sr.data.synthetic import HAZE_GAIN, HAZE_OFFSET
+    rng = np.random.default_rng(0)
+    draws = [sample_degradation(rng, DegradationRange(haze=0.3)) for _ in range(2000)]
+    hazy = [d for d in draws if (d.gain, d.offset) != (1.0, 0.0)]
+    assert 0.26 < len(hazy) / len(draws) < 0.34
+    assert min(d.gain for d in hazy) >= HAZE_GAIN[0] and max(d.offset for d in hazy) <= \
+        HAZE_OFFSET[1] and max(d.offset for d in hazy) > 0.3
+    # without haze the draws are those of the runs before it (reproducible)
+    a = [sample_degradation(np.random.default_rng(5), DegradationRange()) for _ in range(3)]
+    assert a[0] == sample_degradation(np.random.default_rng(5), DegradationRange(haze=0.0))
+    # a hazy item: the target is the scene under haze, the input its block mean
+    ds = SyntheticPairs([_source()], 2, 12, 4, fixed=[Degradation(None, gain=0.5,
+                                                                  offset=0.3)],
+                        augment=False)
+    clear = SyntheticPairs([_source()], 2, 12, 4, fixed=[Degradation(None)], augment=False)
+    np.testing.assert_allclose(ds[1]["hr"].numpy(), clear[1]["hr"].numpy() * 0.5 + 0.3,
+                               atol=1e-6)
+    np.testing.assert_allclose(ds[1]["lr"].numpy(), block_mean(ds[1]["hr"].numpy(), 2),
+                               atol=1e-6)
+    with pytest.raises(UsageError, match="haze"):
+        DegradationRange(haze=1.5)
+
+
 def test_too_small_images_are_refused() -> None:
     with pytest.raises(UsageError, match="smaller patch"):
         SyntheticPairs([_source((40, 40))], 2, 32, 4)

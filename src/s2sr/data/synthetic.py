@@ -12,7 +12,14 @@ patch gets its own simulated sensor, drawn from :class:`DegradationRange`:
 * a sub-pixel shift of the PSF (uniform within ``shift`` fine pixels in each axis), so that
   the network does not learn one fixed phase of the detector grid;
 * noise at Sentinel-2 levels (Gaussian, std uniform in ``noise`` reflectance) and
-  quantisation to the products' 1e-4 reflectance step.
+  quantisation to the products' 1e-4 reflectance step;
+* with probability ``haze``, haze on the scene itself (before the sensor: input and target
+  alike): reflectance ``x -> gain * x + offset`` with ``gain`` uniform in ``HAZE_GAIN``
+  and ``offset`` in ``HAZE_OFFSET``, the bright, flat, low-contrast surfaces of a hazy L1C
+  scene (reflectance 0.3-0.45 in every band). Without them a model trained on clear scenes
+  added a brightness-dependent offset between even and odd output columns or rows there,
+  seen as 2-pixel stripes (issue 20: eolearn_slovenia_0; the same scene darkened by 0.15
+  had none, brightened by 0.15 three times more).
 
 :class:`SyntheticPairs` is a PyTorch dataset of such pairs over a list of real
 high-resolution images (:class:`Source`); validation uses :func:`panel_degradations`, a
@@ -37,6 +44,9 @@ from s2sr.errors import UsageError
 
 #: Reflectance quantisation of Sentinel-2 products (DN = reflectance x 10000).
 QUANTUM = 1e-4
+#: Contrast and additive offset (reflectance) of the simulated haze (see the module doc).
+HAZE_GAIN = (0.35, 1.0)
+HAZE_OFFSET = (0.0, 0.35)
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,7 @@ class DegradationRange:
         shift: largest sub-pixel PSF shift, fine pixels, per axis.
         noise: (low, high) Gaussian noise std, reflectance.
         quantize: quantisation step of the input, reflectance (0: none).
+        haze: probability of haze on the scene (contrast and offset, see the module doc).
     """
 
     mtf: tuple[float, float] = (0.15, 0.6)
@@ -56,6 +67,7 @@ class DegradationRange:
     shift: float = 0.25
     noise: tuple[float, float] = (0.0, 0.002)
     quantize: float = QUANTUM
+    haze: float = 0.0
 
     def __post_init__(self) -> None:
         lo, hi = self.mtf
@@ -73,16 +85,28 @@ class DegradationRange:
                              f"(reflectance), got {list(self.noise)}")
         if not 0 <= self.quantize <= 0.01:
             raise UsageError(f"degradation quantize must be in [0, 0.01], got {self.quantize}")
+        if not 0 <= self.haze <= 1:
+            raise UsageError(f"degradation haze must be a probability in [0, 1], got "
+                             f"{self.haze}")
 
 
 @dataclass(frozen=True)
 class Degradation:
-    """One drawn degradation: ``mtf`` None means a plain block mean."""
+    """One drawn degradation: ``mtf`` None means a plain block mean; ``gain`` and
+    ``offset`` are the haze on the scene (1 and 0: none)."""
 
     mtf: float | None
     shift: tuple[float, float] = (0.0, 0.0)
     noise: float = 0.0
     quantize: float = 0.0
+    gain: float = 1.0
+    offset: float = 0.0
+
+    def haze(self, hr: np.ndarray) -> np.ndarray:
+        """The scene ``hr`` under this degradation's haze (itself when there is none)."""
+        if self.gain == 1.0 and self.offset == 0.0:
+            return hr
+        return (hr * np.float32(self.gain) + np.float32(self.offset)).astype(np.float32)
 
     @property
     def label(self) -> str:
@@ -97,7 +121,11 @@ def sample_degradation(rng: np.random.Generator, rng_range: DegradationRange) ->
     s = rng_range.shift
     shift = (float(rng.uniform(-s, s)), float(rng.uniform(-s, s))) if s > 0 else (0.0, 0.0)
     noise = float(rng.uniform(*rng_range.noise))
-    return Degradation(mtf, shift, noise, rng_range.quantize)
+    gain, offset = 1.0, 0.0
+    if rng_range.haze > 0 and rng.random() < rng_range.haze:  # no draw without haze: the
+        gain = float(rng.uniform(*HAZE_GAIN))                  # runs before it reproduce
+        offset = float(rng.uniform(*HAZE_OFFSET))
+    return Degradation(mtf, shift, noise, rng_range.quantize, gain, offset)
 
 
 def panel_degradations() -> list[Degradation]:
@@ -245,7 +273,7 @@ class SyntheticPairs(Dataset[dict[str, Any]]):
         src, r, c, deg, k = self.draw(index)
         margin = psf_margin(self.scale)
         size = self.patch * self.scale + 2 * margin
-        hr_big = _dihedral(src.array[:, r:r + size, c:c + size], k)
+        hr_big = deg.haze(_dihedral(src.array[:, r:r + size, c:c + size], k))
         lr_big = apply_degradation(np.ascontiguousarray(hr_big), self.scale, deg,
                                    self._rng(index + 7_919_000))
         m = margin // self.scale

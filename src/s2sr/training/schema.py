@@ -59,13 +59,14 @@ class DegradationConfig:
     shift: float = 0.25
     noise: list[float] = field(default_factory=lambda: [0.0, 0.002])
     quantize: float = 1e-4
+    haze: float = 0.0
 
     def as_range(self) -> DegradationRange:
         """The :class:`s2sr.data.synthetic.DegradationRange` (which checks every value)."""
         if len(self.mtf) != 2 or len(self.noise) != 2:
             raise UsageError("data.synthetic.degradation.mtf and .noise are [low, high] pairs")
         return DegradationRange((self.mtf[0], self.mtf[1]), self.block_only, self.shift,
-                                (self.noise[0], self.noise[1]), self.quantize)
+                                (self.noise[0], self.noise[1]), self.quantize, self.haze)
 
 
 @dataclass
