@@ -29,7 +29,11 @@ The report folder (written atomically, like every ``s2sr evaluate`` report) rece
 ``PSNR (gain over bicubic) / SSIM``, then the worst-place table, the artefact and
 Nyquist-line tables, consistency and per-place tables), ``report.csv`` (one row per case,
 scene, ``mean`` or ``worst`` (with its ``place``), and method),
-``artefacts.csv`` and ``report.json`` (everything, with the conventions).
+``artefacts.csv`` and ``report.json`` (everything, with the conventions). The opensr-test
+metrics (Aybar et al. 2024, :mod:`s2sr.evaluation.opensr`) of every output, its consistency
+with the Wald-degraded input and its correctness against the truth, are in the rows
+(``osr_*``), in ``opensr.csv`` and in a section at the end of ``report.md``
+(:mod:`s2sr.evaluation.opensr_report`).
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ from s2sr.evaluation.artefacts import (
 )
 from s2sr.evaluation.consistency import consistency
 from s2sr.evaluation.metrics import Conventions, psnr_bands, ssim_bands
+from s2sr.evaluation.opensr_report import (
+    mean_metrics,
+    panel_metrics,
+    panel_section,
+    write_panel_csv,
+)
 from s2sr.evaluation.places import TEST_PLACES
 from s2sr.evaluation.scenes import read_checked
 from s2sr.evaluation.writer import staged_report
@@ -201,6 +211,7 @@ def panel_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.ndarr
                                        "ssim_bands": [float(v) for v in sb],
                                        "cons_mae": cons["mae_mean"],
                                        "cons_bias": cons["bias_mean"], "cons_sam": cons["sam"]}
+                row.update(panel_metrics(lr, pred, hr))
                 if method == "bicubic":
                     base = {"psnr": row["psnr"], "ssim": row["ssim"]}
                 row["gain_psnr"] = row["psnr"] - base["psnr"]
@@ -216,6 +227,7 @@ def panel_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.ndarr
                 mean[key] = float(np.mean([r[key] for r in mrows]))
             for key in ("psnr_bands", "ssim_bands"):
                 mean[key] = np.mean([r[key] for r in mrows], axis=0).tolist()
+            mean.update(mean_metrics(mrows))
             rows.append(mean)
         for method in dict.fromkeys(r["method"] for r in case_rows):
             mrows = [r for r in case_rows if r["method"] == method]
@@ -423,6 +435,8 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
     lines += _grid(["case", "scene"], columns, (
         ([case, scene], [_scores(per.get((case, scene, m))) for m in methods])
         for case in cases for scene in hr_scenes))
+    lines += panel_section(rows, cases, list(hr_scenes), methods, label)
+    write_panel_csv(out / "opensr.csv", rows)
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
