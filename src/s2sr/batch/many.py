@@ -74,7 +74,10 @@ RECORDED_OPTIONS: Final[tuple[str, ...]] = (
     "scale", "bands", "tile", "overlap", "device", "cog", "consistency", "dn_offset",
     "backend", "precision")
 #: Options :func:`predict_many` passes on to :func:`s2sr.inference.predict`.
-PREDICT_OPTIONS: Final[tuple[str, ...]] = (*RECORDED_OPTIONS, "batch_size", "threads")
+#: Scene adaptation's options: recorded only when it is on (earlier records lack them).
+ADAPT_OPTIONS: Final[tuple[str, ...]] = ("adapt", "adapt_steps", "adapt_seed")
+PREDICT_OPTIONS: Final[tuple[str, ...]] = (*RECORDED_OPTIONS, "batch_size", "threads",
+                                           *ADAPT_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,8 @@ def run_job(job: Job, runner: Runner | None = None) -> SceneResult:
         weights = job.weights or str(choose_weights(job.source, opts.get("scale"),
                                                     opts.get("bands"), opts.get("dn_offset")))
         recorded = {k: opts.get(k) for k in RECORDED_OPTIONS}
+        if opts.get("adapt", "off") != "off":
+            recorded.update({k: opts.get(k) for k in ADAPT_OPTIONS})
         request = make_request(job.source, _weights_sha(weights), recorded)
         replace = job.overwrite
         if out.exists() and not job.overwrite:
@@ -283,6 +288,9 @@ def predict_many(
         raise UsageError(f"unknown option(s) {', '.join(unknown)} for predict_many")
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    if split_mpx is not None and options.get("adapt", "off") != "off":
+        raise UsageError("--adapt cannot be combined with --split-mpx (each row-band would "
+                         "adapt on its own): drop --split-mpx, or use --adapt off")
     if workers is not None:
         check_main_guard()
     start = time.perf_counter()

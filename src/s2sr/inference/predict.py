@@ -36,6 +36,7 @@ from s2sr.errors import (
     UsageError,
     WeightsError,
 )
+from s2sr.inference.adapt import adapt_for_run, check_options
 from s2sr.inference.backends import (
     BACKENDS,
     Backend,
@@ -277,6 +278,9 @@ def predict(
     backend: str = "auto",
     threads: int | None = None,
     precision: str = "auto",
+    adapt: str = "off",
+    adapt_steps: int | None = None,
+    adapt_seed: int = 0,
 ) -> Path:
     """Super-resolve a Sentinel-2 scene into a georeferenced GeoTIFF/COG.
 
@@ -315,6 +319,11 @@ def predict(
             channels-last), ``fp16`` (CUDA) or ``int8`` (ONNX Runtime static
             quantisation on the CPU, see :mod:`s2sr.inference.quantize`); see
             :func:`s2sr.device.choose_precision`. Recorded in the tag ``S2SR_PRECISION``.
+        adapt: ``off``, ``on`` (fine-tune a copy of the model on Wald pairs of this scene
+            first; refused for a scene too small or too empty, an exported model or
+            int8) or ``auto`` (only where it pays, else as ``off``); see
+            :mod:`s2sr.inference.adapt`. Recorded in the tags ``S2SR_ADAPT*``.
+        adapt_steps: fine-tuning steps (default 150). adapt_seed: its seed (default 0).
 
     Returns:
         The output path.
@@ -327,6 +336,7 @@ def predict(
             input, weights, scale=scale, bands=bands, tile=tile, overlap=overlap,
             batch_size=batch_size, device=device, progress=progress, consistency=consistency,
             dn_offset=dn_offset, backend=backend, threads=threads, precision=precision,
+            adapt=adapt, adapt_steps=adapt_steps, adapt_seed=adapt_seed,
         ) as run:
             made = make_parents(out_path)  # missing folders above -o, as export does
             return _write_scene(run, input, out_path, overwrite, cog)
@@ -387,6 +397,7 @@ def prepare_run(
     overlap: int | None = None, batch_size: int | None = None, device: str = "auto",
     progress: bool = False, consistency: bool = False, dn_offset: float | None = None,
     backend: str = "auto", threads: int | None = None, precision: str = "auto",
+    adapt: str = "off", adapt_steps: int | None = None, adapt_seed: int = 0,
 ) -> Iterator[PreparedRun]:
     """Check the options, load the model, open the scene and set up the tiled engine, as
     :func:`predict` does before it writes (arguments as :func:`predict`'s); the scene is
@@ -399,6 +410,7 @@ def prepare_run(
     if backend not in BACKENDS:
         raise UsageError(f"unknown --backend {backend!r}: use {', '.join(BACKENDS)}")
     check_threads(threads)
+    check_options(adapt, adapt_steps, adapt_seed)
     _layout(1, 1, scale or 2, tile, overlap)
     if weights is None:
         if not Path(input).exists():
@@ -424,6 +436,8 @@ def prepare_run(
         lay = _layout(meta.height, meta.width, spec.scale, tile, overlap, choice.backend)
         plan = _sized(plan, spec, lay, batch_size)
         _check_memory(spec, lay, plan, choice.backend)
+        model, adapt_tags = adapt_for_run(model, scene, adapt, adapt_steps, adapt_seed,
+                                          plan.device, prec)
         radiometry = Radiometry(meta.dtype, meta.gains, meta.offsets, meta.nodata)
         is_int = np.issubdtype(np.dtype(meta.dtype), np.integer)
         default_gain = 1e-4 if is_int else 1.0
@@ -440,6 +454,7 @@ def prepare_run(
             "S2SR_CONSISTENCY": "back-projection x3" if consistency else "off",
             "S2SR_BACKEND": choice.backend,
             "S2SR_PRECISION": prec,
+            **adapt_tags,
         }
         if exported is not None:
             tags["S2SR_MODEL_SOURCE_SHA256"] = exported.source_sha256
