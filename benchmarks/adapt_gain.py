@@ -150,8 +150,8 @@ def main() -> None:
                                  "line_plain": ratio_plain, "line_adapted": ratio,
                                  "predict_s_per_mpx": speed[-1],
                                  "adapt_s": None if done is None else done.seconds})
-                    flag = "" if max(ratio) <= LINE_THRESHOLD or max(ratio_plain) > \
-                        LINE_THRESHOLD else "  <-- ABOVE THRESHOLD"
+                    flag = "  <-- ABOVE THRESHOLD" if max(ratio) > LINE_THRESHOLD >= \
+                        max(ratio_plain) else ""
                     print(f"  {name:13s} native line ratio x/y plain {ratio_plain[0]:.3f}/"
                           f"{ratio_plain[1]:.3f} adapted {ratio[0]:.3f}/{ratio[1]:.3f}; "
                           f"predict {speed[-1]:.1f} s/Mpx{flag}", flush=True)

@@ -10,7 +10,15 @@ import pytest
 import rasterio
 import torch
 
-from conftest import SHARED, needs_shared, one_error_line, run_cli, texture, write_geotiff
+from conftest import (
+    SHARED,
+    needs_shared,
+    no_ort,
+    one_error_line,
+    run_cli,
+    texture,
+    write_geotiff,
+)
 from s2sr.data.degrade import degrade
 from s2sr.evaluation.places import TEST_PLACES
 from s2sr.inference import predict, super_resolve
@@ -36,6 +44,21 @@ def _tags(path: Path) -> dict[str, str]:
 
 
 FEW = AdaptSettings(steps=4, batch=4)
+
+
+def test_the_training_conventions_are_the_shipped_models_own() -> None:
+    """Adam's betas and the degradation range are the training's (configs/robust)."""
+    import yaml
+
+    from s2sr.inference import adapt
+    from s2sr.training.schema import DegradationConfig, OptimizerConfig
+
+    assert tuple(OptimizerConfig().betas) == adapt.BETAS
+    cfg = yaml.safe_load((Path(__file__).parents[2] / "configs/robust/s2sr_x2_world.yaml")
+                         .read_text())
+    assert DegradationConfig(**cfg["data"]["synthetic"]["degradation"]).as_range() == \
+        adapt.ADAPT_RANGE
+    assert cfg["optimizer"]["clip_grad_norm"] == adapt.CLIP_GRAD_NORM
 
 
 def test_same_seed_gives_the_same_weights_and_another_seed_others(
@@ -165,6 +188,42 @@ def test_bad_options_are_usage_errors(tmp_path: Path, tiny_weights: Path) -> Non
         predict(path, tmp_path / "out.tif", tiny_weights, adapt="on", adapt_steps=10**6)
 
 
+@no_ort
+def test_onnx_runtime_predicts_with_the_adapted_weights(tmp_path: Path, tiny_weights: Path
+                                                         ) -> None:
+    path = _scene(tmp_path / "in.tif", (128, 128))
+    torch_out = predict(path, tmp_path / "torch.tif", tiny_weights, adapt="on",
+                        adapt_steps=3, backend="torch")
+    ort_out = predict(path, tmp_path / "ort.tif", tiny_weights, adapt="on", adapt_steps=3,
+                      backend="onnxruntime")
+    plain = predict(path, tmp_path / "plain.tif", tiny_weights, backend="onnxruntime")
+    tags = _tags(ort_out)
+    assert tags["S2SR_BACKEND"] == "onnxruntime"
+    assert tags["S2SR_ADAPT_SHA256"] == _tags(torch_out)["S2SR_ADAPT_SHA256"]
+    with rasterio.open(torch_out) as a, rasterio.open(ort_out) as b, \
+            rasterio.open(plain) as c:
+        x, y, z = (d.read().astype(np.int32) for d in (a, b, c))
+    assert np.abs(x - y).max() <= 2  # the adapted model, exported: the same output
+    assert np.abs(x - z).max() > 2  # and not the plain model's
+
+
+@no_ort
+def test_an_onnx_model_or_int8_cannot_adapt(tmp_path: Path, tiny_weights: Path) -> None:
+    path = _scene(tmp_path / "in.tif", (128, 128))
+    onnx = tmp_path / "m.onnx"
+    code, output = run_cli("export", "--weights", tiny_weights, "--format", "onnx", "-o", onnx)
+    assert code == 0, output
+    code, output = run_cli("predict", path, "-o", tmp_path / "out.tif", "--weights", onnx,
+                           "--adapt", "on")
+    assert code == 2 and "cannot be fine-tuned" in one_error_line(output)
+    code, output = run_cli("predict", path, "-o", tmp_path / "out.tif", "--weights",
+                           tiny_weights, "--precision", "int8", "--adapt", "on")
+    assert code == 2 and "int8" in one_error_line(output)
+    assert not (tmp_path / "out.tif").exists()
+    out = predict(path, tmp_path / "auto.tif", onnx, adapt="auto")
+    assert _tags(out)["S2SR_ADAPT"] == "skipped: ONNX model or int8"
+
+
 def test_x4_adapts_and_predicts(tmp_path: Path, tiny_weights_x4: Path) -> None:
     path = _scene(tmp_path / "in.tif", (180, 170))
     out = predict(path, tmp_path / "out.tif", tiny_weights_x4, adapt="on", adapt_steps=3,
@@ -211,3 +270,18 @@ def test_adapting_the_shipped_model_on_a_real_wald_input_lowers_the_l1(tmp_path:
     before = np.abs(super_resolve(lr, model) - hr).mean()
     after = np.abs(super_resolve(lr, done.model) - hr).mean()
     assert after < before
+
+
+def test_many_scenes_adapt_one_by_one_and_not_split(tmp_path: Path, tiny_weights: Path
+                                                    ) -> None:
+    a = _scene(tmp_path / "a.tif", (112, 112), seed=1)
+    b = _scene(tmp_path / "b.tif", (112, 112), seed=2)
+    out = tmp_path / "out"
+    code, output = run_cli("predict", a, b, "-o", out, "--weights", tiny_weights,
+                           "--adapt", "on", "--adapt-steps", "2")
+    assert code == 0, output
+    hashes = {_tags(out / f"{n}_x2.tif")["S2SR_ADAPT_SHA256"] for n in ("a", "b")}
+    assert len(hashes) == 2  # each scene adapted on itself
+    code, output = run_cli("predict", a, b, "-o", tmp_path / "out2", "--weights",
+                           tiny_weights, "--adapt", "on", "--split-mpx", "1")
+    assert code == 2 and "--split-mpx" in one_error_line(output)

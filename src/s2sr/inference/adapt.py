@@ -10,9 +10,9 @@ Nothing else is ever trained on; the shipped weights file is never written.
   :data:`MAX_WINDOWS` windows spread evenly over the scene; a scene that fits is read whole
   as non-overlapping windows.
 * Clean pixels only: nodata, saturated samples, non-finite or implausible values (over
-  :data:`s2sr.io.dn.MAX_REFLECTANCE`) and clouds and shadows
-  (:func:`s2sr.data.masks.band_cloud_mask`, grown by :data:`CLOUD_BUFFER` px) never enter a
-  patch. Windows with less than :data:`MIN_CLEAN_SHARE` of their patch positions clean are
+  :data:`s2sr.io.dn.MAX_REFLECTANCE`) and clouds (:func:`s2sr.data.masks.brightness_mask`
+  at :data:`CLOUD_BRIGHT`, grown by :data:`CLOUD_BUFFER` px) never enter a patch.
+  Windows with less than :data:`MIN_CLEAN_SHARE` of their patch positions clean are
   dropped.
 * Deterministic for a seed (patches, degradations, noise); on CUDA cuDNN runs in its
   deterministic mode meanwhile. Bounded: ``steps`` (at most :data:`MAX_STEPS`) and a time
@@ -46,7 +46,8 @@ import torch
 from rasterio.windows import Window
 from torch import nn
 
-from s2sr.data.masks import band_cloud_mask, dilate
+from s2sr.bands import visible_indices
+from s2sr.data.masks import brightness_mask, dilate
 from s2sr.data.synthetic import (
     DegradationRange,
     Source,
@@ -61,7 +62,6 @@ from s2sr.io.scene import Scene
 from s2sr.losses.pixel import PixelLoss
 from s2sr.models import get_spec
 from s2sr.models.header import spec_header
-from s2sr.training.schema import OptimizerConfig
 
 log = logging.getLogger(__name__)
 M = TypeVar("M")
@@ -77,8 +77,11 @@ BATCH = 8
 PATCH = 32
 MIN_PATCH = 16
 LEARNING_RATE = 1e-4
-#: Gradient norm clip of the shipped models' training (configs/robust/*_world.yaml).
+#: Gradient norm clip of the shipped models' training (configs/robust/*_world.yaml) and
+#: Adam's betas there (the training's default, s2sr.training.schema.OptimizerConfig, kept
+#: equal by a test; not imported: it would pull Lightning into every predict).
 CLIP_GRAD_NORM = 1.0
+BETAS = (0.95, 0.99)
 #: Seconds of fine-tuning at most (the steps done are recorded).
 DEFAULT_BUDGET_S = 600.0
 #: The shipped models' training range (configs/robust/s2sr_x2_world.yaml).
@@ -88,6 +91,11 @@ ADAPT_RANGE = DegradationRange(mtf=(0.15, 0.6), block_only=0.35, shift=0.25,
 WINDOW = 256
 MAX_READ_PIXELS = 16 * WINDOW * WINDOW
 MAX_WINDOWS = 16
+#: Clouds: mean visible reflectance above this and white (Fmask's whiteness < 0.7). The
+#: masks' default 0.22 (and its dark test) took 61 % of abudhabi (sand and city) and the
+#: sea of the coasts; 0.4 leaves every test place and the hazy eolearn_slovenia_0 whole and
+#: still takes 9 % of ukis_clouds (benchmarks/adapt_gain.py's README figures).
+CLOUD_BRIGHT = 0.4
 #: Cloud masks are grown by this many pixels.
 CLOUD_BUFFER = 2
 #: Share of a window's patch positions that must be clean for it to be used.
@@ -228,10 +236,9 @@ def read_sources(scene: Scene, scale: int, patch: int) -> list[Source]:
             refl = radiometry.to_reflectance(dn)
             clean &= np.isfinite(refl).all(axis=0) & (np.abs(refl) <= MAX_REFLECTANCE).all(0)
         refl = np.where(clean[None], refl, 0.0).astype(np.float32)
-        try:
-            clouds = band_cloud_mask(refl, meta.bands)
-        except (ValueError, IndexError):  # bands without a visible trio: no cloud test
-            clouds = np.zeros_like(clean)
+        visible = visible_indices(meta.bands)
+        clouds = brightness_mask(refl, visible, None, bright=CLOUD_BRIGHT) \
+            if len(visible) == 3 else np.zeros_like(clean)
         clean &= ~dilate(clouds & clean, CLOUD_BUFFER)
         share = _clean_share(clean, need)
         if share >= MIN_CLEAN_SHARE:
@@ -318,8 +325,7 @@ def adapt_model(model: nn.Module, scene: Scene, settings: AdaptSettings | None =
     with _deterministic(dev):
         before = _held_out_l1(net, guard, dev)
         params = [p for p in net.parameters() if p.requires_grad]
-        betas = OptimizerConfig().betas
-        opt = torch.optim.Adam(params, lr=settings.lr, betas=(betas[0], betas[1]))
+        opt = torch.optim.Adam(params, lr=settings.lr, betas=BETAS)
         loss_fn = PixelLoss(kind="l1")
         steps = 0
         net.train()
@@ -359,16 +365,16 @@ def adapt_for_run(model: M, scene: Scene, mode: str, steps: int | None, seed: in
     """What :func:`s2sr.inference.predict.prepare_run` does for ``adapt``: the model to
     predict with and the output's ``S2SR_ADAPT*`` tags.
 
-    ``on`` refuses what cannot be adapted (an exported ONNX/TorchScript model, int8, a
-    scene too small or too empty); ``auto`` skips it with a one-line warning, and adapts
-    only where :func:`auto_adapts` says it pays.
+    ``on`` refuses what cannot be adapted (an ONNX model, int8, a scene too small or too
+    empty; a TorchScript export is rebuilt as a PyTorch model and adapts); ``auto`` skips
+    them with a one-line warning, and adapts only where :func:`auto_adapts` says it pays.
     """
     if mode == "off":
         return model, {"S2SR_ADAPT": "off"}
     what = None
     if not isinstance(model, nn.Module) or getattr(model, "spec", None) is None:
-        what = ("an exported model cannot be fine-tuned: adapt the .safetensors weights it "
-                "was exported from (s2sr export it again if you need the export)")
+        what = ("an ONNX model cannot be fine-tuned: give the .safetensors weights it was "
+                "exported from (or a TorchScript export) as --weights")
     elif precision == "int8":
         what = ("int8 runs a model quantised once and cached: adapt at --precision fp32, "
                 "bf16 or fp16")
@@ -376,7 +382,7 @@ def adapt_for_run(model: M, scene: Scene, mode: str, steps: int | None, seed: in
         if mode == "on":
             raise UsageError(f"--adapt on: {what}, or use --adapt off")
         log.warning("--adapt auto skipped: %s", what)
-        return model, {"S2SR_ADAPT": "skipped: exported model or int8"}
+        return model, {"S2SR_ADAPT": "skipped: ONNX model or int8"}
     assert isinstance(model, nn.Module)
     scale = get_spec(model).scale
     if mode == "auto":
