@@ -13,14 +13,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from affine import Affine
 from scipy import ndimage
 
-from conftest import texture, write_geotiff
+from conftest import UTM_TRANSFORM, texture, write_geotiff
+from s2sr import super_resolve
 from s2sr.data.degrade import degrade
 from s2sr.errors import DataError, UsageError
 from s2sr.evaluation import opensr as o
 from s2sr.evaluation.panel import evaluate_panel
+from s2sr.evaluation.report import evaluate_consistency, evaluate_scene
 from s2sr.inference.baselines import upsample
+from s2sr.models import load_model
 
 
 def _field(n: int, seed: int, bands: int = 4) -> np.ndarray:
@@ -235,3 +239,37 @@ def test_panel_writes_the_opensr_section(tmp_path: Path, tiny_weights: Path,
                and r["method"] == "bicubic")
     assert float(cell["reflectance_minus_bicubic"]) == pytest.approx(
         float(cell["reflectance"]) - float(bic["reflectance"]))
+
+
+def test_scene_and_consistency_reports_carry_the_metrics(tmp_path: Path,
+                                                         tiny_weights: Path) -> None:
+    hr = texture((96, 96), seed=9)
+    lr_dn = np.rint(degrade(hr, 2, 0.3) * 10000).astype(np.uint16)
+    hr_dn = np.rint(hr * 10000).astype(np.uint16)
+    write_geotiff(tmp_path / "lr.tif", lr_dn, transform=UTM_TRANSFORM * Affine.scale(2))
+    write_geotiff(tmp_path / "hr.tif", hr_dn)
+    report = evaluate_scene(tiny_weights, tmp_path / "lr.tif", tmp_path / "hr.tif",
+                            tmp_path / "rep", figures=False, name="tiny")
+    text = report.read_text()
+    assert text.index("## Artefact score") < text.index("## opensr-test metrics")
+    for method in ("bicubic", "lanczos", "unsharp", "tiny", "tiny +consistency"):
+        assert f"\n| {method} | " in text.split("## opensr-test metrics")[1], method
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())["opensr"]
+    lr, truth = lr_dn.astype(np.float32) / 10000, hr_dn.astype(np.float32) / 10000
+    sr = np.asarray(super_resolve(lr, load_model(tiny_weights), device="cpu"))
+    want = o.opensr_metrics(lr, sr, truth)
+    for key in ("reflectance", "spectral", "improvement", "omission", "hallucination"):
+        assert data["tiny"][f"osr_{key}"] == pytest.approx(want[key], rel=1e-4, abs=1e-6)
+    # back-projection makes the output consistent with its input: opensr-test sees it too
+    assert data["tiny +consistency"]["osr_reflectance"] < data["tiny"]["osr_reflectance"]
+
+    write_geotiff(tmp_path / "in.tif", lr_dn)
+    write_geotiff(tmp_path / "out.tif", np.rint(sr * 10000).astype(np.uint16),
+                  transform=UTM_TRANSFORM * Affine.scale(0.5))
+    check = evaluate_consistency(tmp_path / "out.tif", tmp_path / "in.tif", tmp_path / "c")
+    got = json.loads((tmp_path / "c" / "consistency.json").read_text())["opensr"]
+    stored = np.rint(sr * 10000) / 10000
+    assert got["osr_reflectance"] == pytest.approx(
+        o.consistency(lr, stored.astype(np.float32))["reflectance"], rel=1e-4)
+    assert got["osr_improvement"] is None
+    assert "| output | " in check.read_text().split("## opensr-test metrics")[1]

@@ -22,8 +22,8 @@ import numpy as np
 from s2sr.errors import DataError
 from s2sr.evaluation.opensr import CONSISTENCY_KEYS, CORRECTNESS_KEYS, opensr_metrics
 
-__all__ = ["PANEL_KEYS", "REFLECTANCE_MARGIN", "mean_metrics", "metric_lines",
-           "panel_metrics", "panel_section", "write_panel_csv"]
+__all__ = ["MAX_PIXELS", "PANEL_KEYS", "REFLECTANCE_MARGIN", "mean_metrics", "metric_lines",
+           "panel_metrics", "panel_section", "scene_metrics", "write_panel_csv"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 PANEL_KEYS = (*CONSISTENCY_KEYS, *CORRECTNESS_KEYS)
 #: Issue 20's target: reflectance L1 of a method at most bicubic's plus this.
 REFLECTANCE_MARGIN = 0.002
+#: Largest output (pixels per band) the scene and consistency reports score (histogram
+#: matching and phase correlation hold several float64 copies of it).
+MAX_PIXELS = 4096 * 4096
 #: Column titles of the Markdown tables (the hard fractions are in the CSV and JSON).
 TITLES = ("L1", "SAD (deg)", "shift (px)", "improvement", "omission", "hallucination")
 DEFINITION = (
@@ -57,6 +60,17 @@ def panel_metrics(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray | None) -> dict
         log.warning("opensr-test metrics left out: %s", err)
         got = {}
     return {f"osr_{k}": _clean(got.get(k)) for k in PANEL_KEYS}
+
+
+def scene_metrics(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray | None
+                  ) -> dict[str, Any] | None:
+    """:func:`panel_metrics` for a whole scene; None (logged) when the output has more than
+    :data:`MAX_PIXELS` pixels per band."""
+    if sr.shape[-1] * sr.shape[-2] > MAX_PIXELS:
+        log.warning("opensr-test metrics left out: the output has %d px a band, above %d",
+                    sr.shape[-1] * sr.shape[-2], MAX_PIXELS)
+        return None
+    return panel_metrics(lr, sr, hr)
 
 
 def mean_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -165,13 +179,15 @@ def write_panel_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
             writer.writerow(out)
 
 
-def metric_lines(results: Mapping[str, Mapping[str, Any]], correctness: bool = True
+def metric_lines(results: Mapping[str, Mapping[str, Any] | None], correctness: bool = True
                  ) -> list[str]:
     """A Markdown section for a scene or consistency report: one row per method of its
-    ``osr_<key>`` values (:func:`panel_metrics`); the correctness columns only when
-    ``correctness``."""
+    ``osr_<key>`` values (:func:`scene_metrics`; None: left out); the correctness columns
+    only when ``correctness``."""
     titles = TITLES if correctness else TITLES[:3]
     lines = ["", "## opensr-test metrics", "", DEFINITION, ""]
+    if any(r is None for r in results.values()):
+        lines += [f"Left out (—) above {MAX_PIXELS} output pixels a band.", ""]
     lines += _table(["method"], (([m], _cells(r)[:len(titles)]) for m, r in results.items()),
                     titles)
     return lines

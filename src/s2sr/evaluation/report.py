@@ -33,6 +33,7 @@ from s2sr.data.dataset import PairDataset
 from s2sr.errors import BandError, UsageError
 from s2sr.evaluation.consistency import back_project, consistency
 from s2sr.evaluation.metrics import Conventions
+from s2sr.evaluation.opensr_report import metric_lines, scene_metrics
 from s2sr.evaluation.scenes import MAX_SCENE_PIXELS, check_grids, read_checked
 from s2sr.evaluation.scoring import (
     BASELINES,
@@ -177,16 +178,19 @@ def evaluate_scene(weights: str | os.PathLike[str], lr: str | os.PathLike[str],
             preds[method] = upsample(lr_refl, s, method)
             report.add(method, kind, "scene", scores(preds[method], hr_refl, lr_refl, s, c))
             report.add_artefact(method, preds[method])
+            report.add_opensr(method, lr_refl, preds[method], hr_refl)
         sr = super_resolve(lr_refl, model)
         preds[name] = sr
         report.add(name, kind, "scene", scores(sr, hr_refl, lr_refl, s, c))
         report.add_artefact(name, sr)
+        report.add_opensr(name, lr_refl, sr, hr_refl)
         if with_consistency:
             t = torch.from_numpy
             cons = back_project(t(sr)[None], t(lr_refl)[None], s,
                                 CONSISTENCY_ITERATIONS)[0].numpy()
             report.add(f"{name} +consistency", kind, "scene",
                        scores(cons, hr_refl, lr_refl, s, c))
+            report.add_opensr(f"{name} +consistency", lr_refl, cons, hr_refl)
         if figures:
             item = {"lr": torch.from_numpy(lr_refl), "hr": torch.from_numpy(hr_refl),
                     "patch_id": "scene", "kind": kind,
@@ -223,16 +227,18 @@ def evaluate_consistency(output: str | os.PathLike[str], lr: str | os.PathLike[s
     sr, _ = read_checked(output, bands, "output")
     lr_refl, _ = read_checked(lr, bands, "input")
     result = consistency(sr, lr_refl, scale)
+    osr = scene_metrics(lr_refl, sr, None)
     final = Path(out)
     with staged_report(final, overwrite, inputs) as tmp:
         (tmp / "consistency.json").write_text(json.dumps(
             {"output": str(output), "input": str(lr), "scale": scale, "bands": list(bands),
-             **result}, indent=1))
+             **result, "opensr": osr}, indent=1))
         lines = ["# s2sr consistency check", "", f"Output `{output}` degraded back x{scale} "
                  f"(Gaussian MTF 0.3 + block mean) vs input `{lr}`.", "",
                  "| band | MAE | bias |", "|---|---:|---:|"]
         for b, m, bias in zip(bands, result["mae"], result["bias"], strict=True):  # type: ignore[call-overload]
             lines.append(f"| {b} | {m:.5f} | {bias:+.5f} |")
         lines += ["", f"Mean spectral angle: {result['sam']:.3f} degrees."]
+        lines += metric_lines({"output": osr}, correctness=False)
         (tmp / "consistency.md").write_text("\n".join(lines) + "\n")
     return final / "consistency.md"

@@ -29,6 +29,7 @@ from s2sr.evaluation.figures import (
     pick_patches,
 )
 from s2sr.evaluation.metrics import Conventions
+from s2sr.evaluation.opensr_report import metric_lines, scene_metrics
 from s2sr.evaluation.scoring import CONSISTENCY_ITERATIONS
 from s2sr.inference.baselines import upsample
 from s2sr.io.outputs import (
@@ -83,11 +84,17 @@ class ReportWriter:
         self.figures: list[str] = []
         self.methods: list[str] = []  # in the order first seen: baselines, then models
         self.artefacts: dict[str, list[float]] = {}  # method -> score of each output
+        self.opensr: dict[str, dict[str, Any] | None] = {}  # method -> opensr-test metrics
 
     def add_artefact(self, method: str, output: np.ndarray) -> None:
         """Score one output for periodic artefacts (outputs under MIN_SIDE px are skipped)."""
         if min(output.shape[-2:]) >= MIN_SIDE:
             self.artefacts.setdefault(method, []).append(artefact_score(output))
+
+    def add_opensr(self, method: str, lr: np.ndarray, sr: np.ndarray, hr: np.ndarray) -> None:
+        """The opensr-test metrics (:mod:`s2sr.evaluation.opensr`) of one whole-scene output
+        (None above :data:`~s2sr.evaluation.opensr_report.MAX_PIXELS`)."""
+        self.opensr[method] = scene_metrics(lr, sr, hr)
 
     def artefact_means(self) -> dict[str, float]:
         """One artefact score per method: the mean over its scored outputs."""
@@ -128,7 +135,8 @@ class ReportWriter:
             "conventions": {**self.conv.as_dict(), "description": self.conv.describe()},
             "note": self.note, "bands": self.bands, "summary": summary,
             "artefacts": arts, "artefact_threshold": ARTEFACT_THRESHOLD,
-            "patches": self.rows, "figures": self.figures}, indent=1))
+            "patches": self.rows, "figures": self.figures,
+            **({"opensr": self.opensr} if self.opensr else {})}, indent=1))
         with open(self.out / "report.csv", "w", newline="") as handle:
             fields = ["method", "kind", "patches", "psnr", "ssim",
                       *[f"psnr_{b}" for b in self.bands], *[f"ssim_{b}" for b in self.bands],
@@ -200,6 +208,8 @@ class ReportWriter:
                 lines.append(f"| {m} | {v:.3f} | {verdict} |")
         if self.figures:
             lines += ["", "## Figures", ""] + [f"- ![{f}]({f})" for f in self.figures]
+        if self.opensr:
+            lines += metric_lines(self.opensr)
         path = self.out / "report.md"
         path.write_text("\n".join(lines) + "\n")
         return path
