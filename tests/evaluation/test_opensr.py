@@ -230,6 +230,16 @@ def test_panel_writes_the_opensr_section(tmp_path: Path, tiny_weights: Path,
     big = next(r for r in rows if r["case"] == "x4 MTF 0.30" and r["scene"] == "a.tif"
                and r["method"] == "t4")
     assert mean["osr_reflectance"] == pytest.approx(big["osr_reflectance"])
+    # the undegraded scene as the input: each output's consistency beside bicubic's
+    assert "## opensr-test consistency on the undegraded scenes" in tail
+    arts = json.loads((tmp_path / "rep" / "report.json").read_text())["artefacts"]
+    art = next(r for r in arts if r["scene"] == "a.tif" and r["method"] == "bicubic x2")
+    assert art["osr_reflectance"] == pytest.approx(
+        o.consistency(hr, upsample(hr, 2, "bicubic"))["reflectance"], rel=1e-4)
+    assert (tmp_path / "rep" / "artefacts.csv").read_text().splitlines()[0] == \
+        "scene,method,scale,score,over,line_x,line_y,lines_over"
+    line = next(ln for ln in tail.splitlines() if ln.startswith("| a.tif | t4 | "))
+    assert line.count("|") == 6
     with open(tmp_path / "rep" / "opensr.csv") as handle:
         table = list(csv.DictReader(handle))
     assert len(table) == len([r for r in rows if r["scene"] != "worst"])

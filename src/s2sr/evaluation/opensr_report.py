@@ -23,7 +23,8 @@ from s2sr.errors import DataError
 from s2sr.evaluation.opensr import CONSISTENCY_KEYS, CORRECTNESS_KEYS, opensr_metrics
 
 __all__ = ["MAX_PIXELS", "PANEL_KEYS", "REFLECTANCE_MARGIN", "mean_metrics", "metric_lines",
-           "panel_metrics", "panel_section", "scene_metrics", "write_panel_csv"]
+           "native_metrics", "native_section", "panel_metrics", "panel_section",
+           "scene_metrics", "write_panel_csv"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,13 @@ def panel_metrics(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray | None) -> dict
         log.warning("opensr-test metrics left out: %s", err)
         got = {}
     return {f"osr_{k}": _clean(got.get(k)) for k in PANEL_KEYS}
+
+
+def native_metrics(lr: np.ndarray, sr: np.ndarray) -> dict[str, Any]:
+    """``osr_<key>`` of the consistency keys alone, of an output of the undegraded scene
+    ``lr`` (no truth there); None where undefined."""
+    got = panel_metrics(lr, sr, None)
+    return {f"osr_{k}": got[f"osr_{k}"] for k in CONSISTENCY_KEYS}
 
 
 def scene_metrics(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray | None
@@ -156,6 +164,40 @@ def panel_section(rows: Sequence[Mapping[str, Any]], cases: Sequence[str],
         for case in cases for scene in scenes for m in present
         if (case, scene, m) in per))
     return lines
+
+
+def native_section(arts: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The opensr-test consistency of each model's output of the undegraded scenes (the
+    panel's artefact rows, :func:`native_metrics`) beside bicubic's at its scale, and the
+    reflectance target per scene (Markdown lines)."""
+    table = {(r["scene"], r["method"]): r for r in arts if r["scene"] != "max"}
+    scenes = list(dict.fromkeys(k[0] for k in table))
+    models = [m for m in dict.fromkeys(k[1] for k in table) if not m.startswith("bicubic x")]
+    lines = ["", "## opensr-test consistency on the undegraded scenes (what users feed the "
+             "models; no truth there)", "",
+             "L1 / SAD (deg) / shift (px) of each output with the 10 m scene itself; `vs "
+             f"bicubic`: its L1 minus bicubic's at the same scale (target <= "
+             f"+{REFLECTANCE_MARGIN:.3f}).", ""]
+    rows = []
+    for scene in scenes:
+        for m in models:
+            r = table.get((scene, m))
+            if r is None:
+                continue
+            b = table.get((scene, f"bicubic x{r['scale']}"))
+            cells = [f"{_fmt(r.get('osr_reflectance'), 5)} / {_fmt(r.get('osr_spectral'), 3)}"
+                     f" / {_fmt(r.get('osr_spatial'), 3)}"]
+            cells.append("—" if b is None else
+                         f"{_fmt(b.get('osr_reflectance'), 5)} / "
+                         f"{_fmt(b.get('osr_spectral'), 3)} / {_fmt(b.get('osr_spatial'), 3)}")
+            if b is None or r.get("osr_reflectance") is None \
+                    or b.get("osr_reflectance") is None:
+                cells.append("—")
+            else:
+                d = r["osr_reflectance"] - b["osr_reflectance"]
+                cells.append(f"{d:+.5f}" + (" **over**" if d > REFLECTANCE_MARGIN else ""))
+            rows.append(([scene, m], cells))
+    return lines + _table(["scene", "method"], rows, ["model", "bicubic", "vs bicubic"])
 
 
 def write_panel_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:

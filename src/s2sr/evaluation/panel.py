@@ -61,6 +61,8 @@ from s2sr.evaluation.consistency import consistency
 from s2sr.evaluation.metrics import Conventions, psnr_bands, ssim_bands
 from s2sr.evaluation.opensr_report import (
     mean_metrics,
+    native_metrics,
+    native_section,
     panel_metrics,
     panel_section,
     write_panel_csv,
@@ -257,14 +259,16 @@ def artefact_rows(models: Mapping[str, nn.Module], hr_scenes: Mapping[str, np.nd
             score = artefact_score(bicubic[s])
             rows.append({"scene": scene, "method": f"bicubic x{s}", "scale": s,
                          "score": score, "over": score > ARTEFACT_THRESHOLD,
-                         "line_x": None, "line_y": None, "lines_over": None})
+                         "line_x": None, "line_y": None, "lines_over": None,
+                         **native_metrics(hr, bicubic[s])})
         for name, model in models.items():
             out = _run(model, hr, device, precision, backend)
             score = artefact_score(out)
             lx, ly = nyquist_line_ratio(out, bicubic[get_spec(model).scale])
             rows.append({"scene": scene, "method": name, "scale": get_spec(model).scale,
                          "score": score, "over": score > ARTEFACT_THRESHOLD,
-                         "line_x": lx, "line_y": ly, "lines_over": max(lx, ly) > LINE_THRESHOLD})
+                         "line_x": lx, "line_y": ly, "lines_over": max(lx, ly) > LINE_THRESHOLD,
+                         **native_metrics(hr, out)})
     for method in list(dict.fromkeys(r["method"] for r in rows)):
         mrows = [r for r in rows if r["method"] == method]
         score = max(r["score"] for r in mrows)
@@ -375,7 +379,8 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
             writer.writerow(row)
     with open(out / "artefacts.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, ["scene", "method", "scale", "score", "over",
-                                         "line_x", "line_y", "lines_over"])
+                                         "line_x", "line_y", "lines_over"],
+                                extrasaction="ignore")  # osr_*: in opensr.csv
         writer.writeheader()
         writer.writerows(arts)
     shapes = ", ".join(f"{n} ({h.shape[2]}x{h.shape[1]} px)" for n, h in hr_scenes.items())
@@ -436,6 +441,7 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
         ([case, scene], [_scores(per.get((case, scene, m))) for m in methods])
         for case in cases for scene in hr_scenes))
     lines += panel_section(rows, cases, list(hr_scenes), methods, label)
+    lines += native_section(arts)
     write_panel_csv(out / "opensr.csv", rows)
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
