@@ -173,7 +173,9 @@ def test_auto_skips_a_small_scene_and_says_so(tmp_path: Path, tiny_weights: Path
     out = predict(path, tmp_path / "out.tif", tiny_weights, adapt="auto", backend="torch")
     assert _tags(out)["S2SR_ADAPT"].startswith("auto: off")
     assert not auto_adapts(2, 64, 64)[0]
-    assert not auto_adapts(4, 20_000, 20_000)[0]
+    assert not auto_adapts(2, 20_000, 20_000)[0]  # x2: it did not pay (README)
+    assert not auto_adapts(4, 1000, 1000)[0]  # x4 on a small scene: its cost is too high
+    assert auto_adapts(4, 10_980, 10_980)[0]  # a whole Sentinel-2 tile at x4
 
 
 def test_bad_options_are_usage_errors(tmp_path: Path, tiny_weights: Path) -> None:

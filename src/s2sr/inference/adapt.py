@@ -71,8 +71,9 @@ ADAPT_MODES = ("off", "on", "auto")
 #: Fine-tuning steps by default, and the most accepted.
 DEFAULT_STEPS = 150
 MAX_STEPS = 5000
-#: Patches per step, their input side (px; smaller on a small scene, never below
-#: :data:`MIN_PATCH`) and the learning rate (constant).
+#: Patches per step, their input side (px; at least :data:`MIN_PATCH`) and the learning
+#: rate (constant). A scene smaller than a patch and its PSF margin is refused: patches
+#: shrunk to fit rio's 106 x 88 px x4 Wald input lost 0.7-0.9 dB (README).
 BATCH = 8
 PATCH = 32
 MIN_PATCH = 16
@@ -103,9 +104,12 @@ MIN_CLEAN_SHARE = 0.25
 #: Held-out pairs scored before and after (the guard).
 GUARD_PAIRS = 16
 #: ``auto`` adapts at these scales only, on scenes of at least this many input pixels
-#: (benchmarks/adapt_gain.py; README.md, predict section).
-AUTO_SCALES = (2,)
-AUTO_MIN_PIXELS = 50_000_000
+#: (benchmarks/adapt_gain.py on the test places, README.md, predict section): at x2 the
+#: world-trained model lost 0.06-0.31 dB on the block-mean input and moved -0.10 to +0.16
+#: at MTF 0.30; at x4 the adapted model gained where the scene held whole 32 px patches.
+#: Below about 25 Mpx its fixed cost (150 steps) is over 10 % of the x4 predict time.
+AUTO_SCALES = (4,)
+AUTO_MIN_PIXELS = 25_000_000
 
 
 @dataclass(frozen=True)
@@ -312,9 +316,7 @@ def adapt_model(model: nn.Module, scene: Scene, settings: AdaptSettings | None =
     settings = settings or AdaptSettings()
     dev = torch.device(device)
     scale = get_spec(model).scale
-    margin = psf_margin(scale)
-    side = min(scene.meta.height, scene.meta.width)
-    patch = max(MIN_PATCH, min(settings.patch, (side - 2 * margin) // scale))
+    patch = settings.patch
     start = time.perf_counter()
     sources = read_sources(scene, scale, patch)
     pairs = SyntheticPairs(sources, scale, patch, settings.steps * settings.batch,
