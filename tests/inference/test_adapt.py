@@ -75,6 +75,30 @@ def test_same_seed_gives_the_same_weights_and_another_seed_others(
     assert a.sha256 != weights_sha256(model)  # it did change the weights
 
 
+def test_windows_are_few_bounded_and_spread_over_a_large_scene() -> None:
+    from s2sr.inference.adapt import MAX_READ_PIXELS, MAX_WINDOWS, _windows
+
+    wins = _windows(10_980, 10_980, 256)
+    assert len(wins) <= MAX_WINDOWS
+    assert sum(h * w for _, _, h, w in wins) <= MAX_READ_PIXELS
+    assert all(r >= 0 and r + h <= 10_980 and c >= 0 and c + w <= 10_980
+               for r, c, h, w in wins)
+    rows, cols = {r for r, *_ in wins}, {c for _, c, *_ in wins}
+    assert min(rows) == 0 and max(rows) == 10_980 - 256  # from edge to edge
+    assert min(cols) == 0 and max(cols) == 10_980 - 256
+    small = _windows(300, 200, 256)  # a small scene is read whole
+    assert {(r, c) for r, c, _, _ in small} == {(0, 0), (44, 0)}
+
+
+def test_the_time_budget_stops_it(tmp_path: Path, tiny_weights: Path) -> None:
+    path = _scene(tmp_path / "in.tif", (128, 128))
+    model = load_model(tiny_weights)
+    with open_scene(path) as scene:
+        done = adapt_model(model, scene, AdaptSettings(steps=50, budget_s=1e-9))
+    assert done.steps == 0 and not done.kept and done.model is model
+    assert done.tags()["S2SR_ADAPT"] == "dropped (no step within the time budget)"
+
+
 def test_weights_hash_follows_the_weights(tiny_weights: Path) -> None:
     model = load_model(tiny_weights)
     first = weights_sha256(model)

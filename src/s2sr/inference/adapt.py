@@ -6,14 +6,12 @@ the target and the same scene degraded once more by the model's scale, with the 
 range of degradations (:data:`ADAPT_RANGE`, :mod:`s2sr.data.synthetic`), is the input.
 Nothing else is ever trained on; the shipped weights file is never written.
 
-* Streamed: at most :data:`MAX_READ_PIXELS` pixels per band are read, as up to
-  :data:`MAX_WINDOWS` windows spread evenly over the scene; a scene that fits is read whole
-  as non-overlapping windows.
+* Streamed: at most :data:`MAX_READ_PIXELS` pixels per band, as up to :data:`MAX_WINDOWS`
+  windows spread evenly over the scene (a scene that fits is read whole).
 * Clean pixels only: nodata, saturated samples, non-finite or implausible values (over
   :data:`s2sr.io.dn.MAX_REFLECTANCE`) and clouds (:func:`s2sr.data.masks.brightness_mask`
-  at :data:`CLOUD_BRIGHT`, grown by :data:`CLOUD_BUFFER` px) never enter a patch.
-  Windows with less than :data:`MIN_CLEAN_SHARE` of their patch positions clean are
-  dropped.
+  at :data:`CLOUD_BRIGHT`, grown by :data:`CLOUD_BUFFER` px) never enter a patch; windows
+  with under :data:`MIN_CLEAN_SHARE` of their patch positions clean are dropped.
 * Deterministic for a seed (patches, degradations, noise); on CUDA cuDNN runs in its
   deterministic mode meanwhile. Bounded: ``steps`` (at most :data:`MAX_STEPS`) and a time
   budget (:data:`DEFAULT_BUDGET_S`), whichever ends first; the steps done are recorded.
@@ -105,10 +103,9 @@ MIN_CLEAN_SHARE = 0.25
 #: Held-out pairs scored before and after (the guard).
 GUARD_PAIRS = 16
 #: ``auto`` adapts at these scales only, on scenes of at least this many input pixels
-#: (benchmarks/adapt_gain.py on the test places, README.md, predict section): at x2 the
-#: world-trained model lost 0.06-0.31 dB on the block-mean input and moved -0.10 to +0.16
-#: at MTF 0.30; at x4 the adapted model gained where the scene held whole 32 px patches.
-#: Below about 25 Mpx its fixed cost (150 steps) is over 10 % of the x4 predict time.
+#: (benchmarks/adapt_gain.py, README.md predict section): at x2 the world-trained model
+#: lost 0.06-0.31 dB on the block-mean input and moved -0.10 to +0.16 at MTF 0.30; at x4
+#: it gained with 27-32 px patches; below ~25 Mpx 150 steps cost over 10 % of predict.
 AUTO_SCALES = (4,)
 AUTO_MIN_PIXELS = 25_000_000
 
@@ -134,11 +131,11 @@ class AdaptSettings:
         check_options("on", self.steps, self.seed)
         if not (0 < self.lr <= 1e-2 and math.isfinite(self.lr)):
             raise UsageError(f"adaptation learning rate must be in (0, 0.01], got {self.lr}")
-        if not 1 <= self.batch <= 256 or not MIN_PATCH <= self.patch <= 256:
-            raise UsageError(f"adaptation batch must be 1-256 and patch {MIN_PATCH}-256, got "
-                             f"{self.batch} and {self.patch}")
-        if not self.budget_s > 0:
-            raise UsageError(f"adaptation time budget must be positive, got {self.budget_s}")
+        if not (1 <= self.batch <= 256 and MIN_PATCH <= self.patch <= 256
+                and self.budget_s > 0):
+            raise UsageError(f"adaptation batch must be 1-256, patch {MIN_PATCH}-256 and the "
+                             f"time budget positive, got {self.batch}, {self.patch}, "
+                             f"{self.budget_s}")
 
 
 @dataclass
@@ -148,9 +145,8 @@ class Adapted:
     Attributes:
         model: the adapted copy (eval mode), or the model given when it was dropped.
         steps: steps done. seconds: time taken. windows: windows used.
-        sha256: SHA-256 of the adapted weights (:func:`weights_sha256`).
-        l1_before, l1_after: the guard's held-out L1.
-        kept: whether the adapted weights are used (False: the guard dropped them).
+        sha256: SHA-256 of the adapted weights (:func:`weights_sha256`). l1_before,
+        l1_after: the guard's held-out L1. kept: whether the adapted weights are used.
     """
 
     model: nn.Module
@@ -164,7 +160,8 @@ class Adapted:
 
     def tags(self) -> dict[str, str]:
         """The output's ``S2SR_ADAPT*`` tags."""
-        state = "on" if self.kept else "dropped (held-out L1 rose)"
+        state = "on" if self.kept else "dropped (no step within the time budget)" \
+            if self.steps == 0 else "dropped (held-out L1 rose)"
         return {"S2SR_ADAPT": state, "S2SR_ADAPT_STEPS": str(self.steps),
                 "S2SR_ADAPT_SHA256": self.sha256,
                 "S2SR_ADAPT_L1": f"{self.l1_before:.6f} -> {self.l1_after:.6f}"}
@@ -273,8 +270,8 @@ def _deterministic(device: torch.device) -> Iterator[None]:
 def _batch(pairs: SyntheticPairs, start: int, n: int, device: torch.device
            ) -> tuple[torch.Tensor, torch.Tensor]:
     items = [pairs[k] for k in range(start, start + n)]
-    return (torch.stack([i["lr"] for i in items]).to(device),
-            torch.stack([i["hr"] for i in items]).to(device))
+    return tuple(torch.stack([i[key] for i in items]).to(device)  # type: ignore[return-value]
+                 for key in ("lr", "hr"))
 
 
 @torch.no_grad()
@@ -328,11 +325,11 @@ def adapt_model(model: nn.Module, scene: Scene, settings: AdaptSettings | None =
     net = copy.deepcopy(model).to(dev).float()
     with _deterministic(dev):
         before = _held_out_l1(net, guard, dev)
+        net.train()
         params = [p for p in net.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=settings.lr, betas=BETAS)
         loss_fn = PixelLoss(kind="l1")
         steps = 0
-        net.train()
         for step in range(settings.steps):
             if time.perf_counter() - start > settings.budget_s:
                 log.warning("scene adaptation stopped by its time budget (%.0f s) after %d "
@@ -350,9 +347,7 @@ def adapt_model(model: nn.Module, scene: Scene, settings: AdaptSettings | None =
         finite = all(bool(torch.isfinite(p).all()) for p in net.parameters())
         after = _held_out_l1(net, guard, dev) if finite else math.inf
     net.eval()
-    kept = finite and after <= before and steps > 0
-    seconds = time.perf_counter() - start
-    sha = weights_sha256(net) if finite else "0" * 64
+    kept, seconds = finite and after <= before and steps > 0, time.perf_counter() - start
     if kept:
         log.info("adapted %s on %d windows of %s: %d steps in %.1f s, held-out L1 %.5f -> "
                  "%.5f", get_spec(model).name, len(sources), scene.meta.source, steps,
@@ -360,8 +355,9 @@ def adapt_model(model: nn.Module, scene: Scene, settings: AdaptSettings | None =
     else:
         log.warning("scene adaptation did not lower the held-out L1 of %s (%.5f -> %.5f): "
                     "predicting with the model as given", scene.meta.source, before, after)
-    result_model = net.to(next(model.parameters()).device) if kept else model
-    return Adapted(result_model, steps, seconds, len(sources), sha, before, after, kept)
+    sha = weights_sha256(net) if finite else "0" * 64
+    return Adapted(net.to(next(model.parameters()).device) if kept else model, steps, seconds,
+                   len(sources), sha, before, after, kept)
 
 
 def adapt_for_run(model: M, scene: Scene, mode: str, steps: int | None, seed: int,
@@ -387,8 +383,7 @@ def adapt_for_run(model: M, scene: Scene, mode: str, steps: int | None, seed: in
             raise UsageError(f"--adapt on: {what}, or use --adapt off")
         log.warning("--adapt auto skipped: %s", what)
         return model, {"S2SR_ADAPT": "skipped: ONNX model or int8"}
-    assert isinstance(model, nn.Module)
-    scale = get_spec(model).scale
+    scale = get_spec(cast(nn.Module, model)).scale
     if mode == "auto":
         yes, why = auto_adapts(scale, scene.meta.height, scene.meta.width)
         if not yes:
@@ -396,7 +391,7 @@ def adapt_for_run(model: M, scene: Scene, mode: str, steps: int | None, seed: in
             return model, {"S2SR_ADAPT": f"auto: off ({why})"}
     settings = AdaptSettings(steps=steps or DEFAULT_STEPS, seed=seed)
     try:
-        done = adapt_model(model, scene, settings, device)
+        done = adapt_model(cast(nn.Module, model), scene, settings, device)
     except DataError as err:
         if mode == "on":
             raise
