@@ -1,13 +1,14 @@
-"""Make docs/img/test_places_x2.png: 100 % crops of the native 10 m test places (issue 20).
+"""Make docs/img/test_places_x{2,4}.png: 100 % crops of the native 10 m test places (issue 20).
 
 For every test place of :data:`s2sr.evaluation.places.TEST_PLACES`, the most textured
 ``--crop`` px window of the native 10 m scene (no degradation: what a user feeds the model)
-shown as the input enlarged by nearest neighbour, bicubic x2, the shipped s2sr_x2 and the
-difference s2sr_x2 - bicubic, each output pixel one screen pixel (100 %). One stretch per row
+shown as the input enlarged by nearest neighbour, bicubic, the shipped s2sr_x2 (or s2sr_x4
+with ``--scale 4``) and the difference model - bicubic, each output pixel one screen pixel
+(100 %). One stretch per row
 (:func:`s2sr.visualize.shared_stretch`); the difference is shown at +-0.02 reflectance.
 
-Usage: python docs/make_place_crops.py [--shared ../shared/data] [--crop 80]
-       [-o docs/img/test_places_x2.png]
+Usage: python docs/make_place_crops.py [--shared ../shared/data] [--scale 2] [--crop 80]
+       [-o docs/img/test_places_x2.png]  (x4: --scale 4 --crop 48 -o docs/img/test_places_x4.png)
 """
 
 from __future__ import annotations
@@ -47,12 +48,16 @@ def textured_window(refl: np.ndarray, size: int) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--crop", type=int, default=80)
-    parser.add_argument("-o", "--output", type=Path, default=Path("docs/img/test_places_x2.png"))
+    parser.add_argument("--scale", type=int, choices=(2, 4), default=2)
+    parser.add_argument("--crop", type=int, default=80, help="input crop side (px)")
+    parser.add_argument("-o", "--output", type=Path, default=None,
+                        help="default docs/img/test_places_x{scale}.png")
     args = parser.parse_args()
-    model = load_model(pretrained_path(2))
+    s = args.scale
+    output = args.output or Path(f"docs/img/test_places_x{s}.png")
+    model = load_model(pretrained_path(s))
     c, gap, caption = args.crop, 6, 16
-    titles = ["10 m input (nearest)", "bicubic x2", "s2sr_x2", "s2sr_x2 - bicubic"]
+    titles = ["10 m input (nearest)", f"bicubic x{s}", f"s2sr_x{s}", f"s2sr_x{s} - bicubic"]
     rows: list[tuple[str, list[np.ndarray]]] = []
     for place in TEST_PLACES:
         with open_scene(args.shared / place.path, bands=BANDS, dn_offset=0) as scene:
@@ -61,16 +66,16 @@ def main() -> None:
         # margin of 16 px around the crop so that neither method sees the crop's borders
         y0, x0 = max(y - 16, 0), max(x - 16, 0)
         window = refl[:, y0:y + c + 16, x0:x + c + 16].astype(np.float32)
-        sy, sx = 2 * (y - y0), 2 * (x - x0)
-        model_out = super_resolve(window, model, device="cpu")[:, sy:sy + 2 * c, sx:sx + 2 * c]
-        cubic = upsample(window, 2)[:, sy:sy + 2 * c, sx:sx + 2 * c]
-        nearest = np.repeat(np.repeat(refl[:, y:y + c, x:x + c], 2, axis=1), 2, axis=2)
+        sy, sx = s * (y - y0), s * (x - x0)
+        model_out = super_resolve(window, model, device="cpu")[:, sy:sy + s * c, sx:sx + s * c]
+        cubic = upsample(window, s)[:, sy:sy + s * c, sx:sx + s * c]
+        nearest = np.repeat(np.repeat(refl[:, y:y + c, x:x + c], s, axis=1), s, axis=2)
         stretch = shared_stretch([p[RGB] for p in (nearest, cubic, model_out)])
         diff = (model_out - cubic)[RGB]
         diff_img = np.clip((diff.transpose(1, 2, 0) / 0.02 + 1) * 127.5, 0, 255).astype(np.uint8)
         rows.append((f"{place.name}: {place.setting}",
                      [stretch.apply(p[RGB]) for p in (nearest, cubic, model_out)] + [diff_img]))
-    w = 2 * c
+    w = s * c
     canvas = Image.new("RGB", (4 * w + 3 * gap, len(rows) * (w + 2 * caption) + caption),
                        "white")
     draw = ImageDraw.Draw(canvas)
@@ -81,10 +86,10 @@ def main() -> None:
         draw.text((2, top + 2), label, fill="black")
         for k, image in enumerate(images):
             canvas.paste(Image.fromarray(image), (k * (w + gap), top + caption))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
     # 256 colours keep the file small enough for the repository (~0.35 MB)
-    canvas.quantize(256, method=Image.Quantize.MEDIANCUT).save(args.output, optimize=True)
-    print(f"wrote {args.output} ({canvas.size[0]}x{canvas.size[1]} px)")
+    canvas.quantize(256, method=Image.Quantize.MEDIANCUT).save(output, optimize=True)
+    print(f"wrote {output} ({canvas.size[0]}x{canvas.size[1]} px)")
 
 
 if __name__ == "__main__":
