@@ -199,7 +199,9 @@ def test_auto_skips_a_small_scene_and_says_so(tmp_path: Path, tiny_weights: Path
     assert not auto_adapts(2, 64, 64)[0]
     assert not auto_adapts(2, 20_000, 20_000)[0]  # x2: it did not pay (README)
     assert not auto_adapts(4, 1000, 1000)[0]  # x4 on a small scene: its cost is too high
-    assert auto_adapts(4, 10_980, 10_980)[0]  # a whole Sentinel-2 tile at x4
+    # with the world-trained x4 it did not pay either, even on a whole Sentinel-2 tile
+    assert not auto_adapts(4, 10_980, 10_980)[0]
+    assert "--adapt on" in auto_adapts(4, 10_980, 10_980)[1]
 
 
 def test_bad_options_are_usage_errors(tmp_path: Path, tiny_weights: Path) -> None:

@@ -103,10 +103,13 @@ MIN_CLEAN_SHARE = 0.25
 #: Held-out pairs scored before and after (the guard).
 GUARD_PAIRS = 16
 #: ``auto`` adapts at these scales only, on scenes of at least this many input pixels
-#: (benchmarks/adapt_gain.py, README.md predict section): at x2 the world-trained model
-#: lost 0.06-0.31 dB on the block-mean input and moved -0.10 to +0.16 at MTF 0.30; at x4
-#: it gained with 27-32 px patches; below ~25 Mpx 150 steps cost over 10 % of predict.
-AUTO_SCALES = (4,)
+#: (benchmarks/adapt_gain.py, README.md predict section). With the shipped world-trained
+#: models it pays at no scale: at x2 it lost 0.06-0.31 dB on the block-mean input and moved
+#: -0.10 to +0.16 at MTF 0.30; at x4 (b59e42206b92) it lost 0.03-0.22 dB on the block mean
+#: and -0.18 to +0.03 at MTF 0.30 (the x4 before its world stage had gained up to +0.35).
+#: So ``auto`` adapts nowhere; were a scale added, below ~25 Mpx 150 steps cost over 10 %
+#: of predict time.
+AUTO_SCALES: tuple[int, ...] = ()
 AUTO_MIN_PIXELS = 25_000_000
 
 
@@ -180,7 +183,8 @@ def check_options(mode: str, steps: int | None, seed: int) -> None:
 def auto_adapts(scale: int, height: int, width: int) -> tuple[bool, str]:
     """Whether ``adapt="auto"`` adapts a scene, and why (see :data:`AUTO_MIN_PIXELS`)."""
     if scale not in AUTO_SCALES:
-        return False, f"x{scale} adaptation did not pay in the measurement (README, predict)"
+        return False, (f"x{scale} adaptation did not pay with the shipped models (README, "
+                       "predict); --adapt on forces it")
     if height * width < AUTO_MIN_PIXELS:
         return False, (f"the scene ({width}x{height} px) is below {AUTO_MIN_PIXELS / 1e6:g} "
                        "Mpx, where its fixed cost is over 10 % of predict time")
