@@ -13,13 +13,14 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from s2sr.errors import DataError
+from s2sr.evaluation.markdown import table as md_table
 from s2sr.evaluation.opensr import CONSISTENCY_KEYS, CORRECTNESS_KEYS, opensr_metrics
 
 __all__ = ["MAX_PIXELS", "PANEL_KEYS", "REFLECTANCE_MARGIN", "mean_metrics", "metric_lines",
@@ -103,13 +104,6 @@ def _cells(row: Mapping[str, Any] | None) -> list[str]:
                                                      "hallucination"))]
 
 
-def _table(keys: Sequence[str], rows: Iterable[tuple[Sequence[str], Sequence[str]]],
-           titles: Sequence[str] = TITLES) -> list[str]:
-    return ["| " + " | ".join([*keys, *titles]) + " |",
-            "|" + "---|" * len(keys) + "---:|" * len(titles),
-            *("| " + " | ".join([*labels, *cells]) + " |" for labels, cells in rows)]
-
-
 def _excess(rows: Sequence[Mapping[str, Any]], method: str, scene: str
             ) -> tuple[float, str] | None:
     """The largest reflectance L1 of ``method`` minus bicubic's over the cases at
@@ -142,7 +136,7 @@ def panel_section(rows: Sequence[Mapping[str, Any]], cases: Sequence[str],
            if r["scene"] not in ("mean", "worst")}
     present = [m for m in methods if any(k[1] == m for k in means)]
     lines = ["", "## opensr-test metrics (mean over scenes)", "", DEFINITION, ""]
-    lines += _table(["case", "method"], (
+    lines += md_table(["case", "method"], TITLES, (
         ([case, label.get(m, m)], _cells(means[(case, m)]))
         for case in cases for m in present if (case, m) in means))
     plain = [r for r in rows if r["scene"] not in ("mean", "worst")]
@@ -157,9 +151,9 @@ def panel_section(rows: Sequence[Mapping[str, Any]], cases: Sequence[str],
             row.append("—" if got is None else f"{got[0]:+.5f} ({got[1]})"
                        + (" **over**" if got[0] > REFLECTANCE_MARGIN else ""))
         cells.append(([label.get(m, m)], row))
-    lines += _table(["method"], cells, list(scenes))
+    lines += md_table(["method"], list(scenes), cells)
     lines += ["", "## opensr-test metrics per place", ""]
-    lines += _table(["case", "scene", "method"], (
+    lines += md_table(["case", "scene", "method"], TITLES, (
         ([case, scene, label.get(m, m)], _cells(per[(case, scene, m)]))
         for case in cases for scene in scenes for m in present
         if (case, scene, m) in per))
@@ -197,7 +191,7 @@ def native_section(arts: Sequence[Mapping[str, Any]]) -> list[str]:
                 d = r["osr_reflectance"] - b["osr_reflectance"]
                 cells.append(f"{d:+.5f}" + (" **over**" if d > REFLECTANCE_MARGIN else ""))
             rows.append(([scene, m], cells))
-    return lines + _table(["scene", "method"], rows, ["model", "bicubic", "vs bicubic"])
+    return lines + md_table(["scene", "method"], ["model", "bicubic", "vs bicubic"], rows)
 
 
 def write_panel_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -230,6 +224,6 @@ def metric_lines(results: Mapping[str, Mapping[str, Any] | None], correctness: b
     lines = ["", "## opensr-test metrics", "", DEFINITION, ""]
     if any(r is None for r in results.values()):
         lines += [f"Left out (—) above {MAX_PIXELS} output pixels a band.", ""]
-    lines += _table(["method"], (([m], _cells(r)[:len(titles)]) for m, r in results.items()),
-                    titles)
+    lines += md_table(["method"], titles,
+                      (([m], _cells(r)[:len(titles)]) for m, r in results.items()))
     return lines

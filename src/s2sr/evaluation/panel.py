@@ -41,7 +41,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ from s2sr.evaluation.artefacts import (
     nyquist_line_ratio,
 )
 from s2sr.evaluation.consistency import consistency
+from s2sr.evaluation.markdown import table as md_table
 from s2sr.evaluation.metrics import Conventions, psnr_bands, ssim_bands
 from s2sr.evaluation.opensr_report import (
     mean_metrics,
@@ -393,12 +394,12 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
                                                     "border crop = the case's scale") + ".", "",
              "## Summary: PSNR dB (gain over bicubic) / SSIM, mean over scenes", ""]
     columns = [label[m] for m in methods]
-    lines += _grid(["case"], columns, (([case], [_scores(means.get((case, m))) for m in methods])
+    lines += md_table(["case"], columns, (([case], [_scores(means.get((case, m))) for m in methods])
                                        for case in cases))
     worst = {(r["case"], r["method"]): r for r in rows if r["scene"] == WORST}
     lines += ["", "## Worst place: gain over bicubic (dB) at the scene where each method "
               "gains least (the worst place decides)", ""]
-    lines += _grid(["case"], columns, (
+    lines += md_table(["case"], columns, (
         ([case], ["—" if (cell := worst.get((case, m))) is None
                   else f"{cell['gain_psnr']:+.2f} ({cell['place']})" for m in methods])
         for case in cases))
@@ -409,7 +410,7 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
     art_methods = list(dict.fromkeys(r["method"] for r in arts))
     art_scenes = list(dict.fromkeys(r["scene"] for r in arts))
     table = {(r["scene"], r["method"]): r for r in arts}
-    lines += _grid(["scene"], art_methods, (
+    lines += md_table(["scene"], art_methods, (
         ([scene], [f"{(art := table[(scene, m)])['score']:.3f}"
                    + (" **over**" if art["over"] else "") for m in art_methods])
         for scene in art_scenes))
@@ -420,7 +421,7 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
               "|fy| = 0.5 (y) over its mean power in the ring 0.30-0.40 cycles/px: a 2-pixel "
               "stripe pattern scores 1-4, a model adding real-like detail 0.02-0.3 "
               "(MODEL_CARD.md).", ""]
-    lines += _grid(["scene"], line_methods, (
+    lines += md_table(["scene"], line_methods, (
         ([scene], [f"{(art := table[(scene, m)])['line_x']:.3f} / {art['line_y']:.3f}"
                    + (" **over**" if art["lines_over"] else "") for m in line_methods])
         for scene in art_scenes))
@@ -437,22 +438,13 @@ def _write(out: Path, rows: list[dict[str, Any]], arts: list[dict[str, Any]],
     lines += ["", "## Per place: PSNR dB (gain over bicubic) / SSIM", ""]
     per = {(r["case"], r["scene"], r["method"]): r for r in rows
            if r["scene"] not in ("mean", WORST)}
-    lines += _grid(["case", "scene"], columns, (
+    lines += md_table(["case", "scene"], columns, (
         ([case, scene], [_scores(per.get((case, scene, m))) for m in methods])
         for case in cases for scene in hr_scenes))
     lines += panel_section(rows, cases, list(hr_scenes), methods, label)
     lines += native_section(arts)
     write_panel_csv(out / "opensr.csv", rows)
     (out / "report.md").write_text("\n".join(lines) + "\n")
-
-
-def _grid(keys: Sequence[str], columns: Sequence[str],
-          rows: Iterable[tuple[Sequence[str], Sequence[str]]]) -> list[str]:
-    """A Markdown table: ``keys`` label columns (left-aligned), then ``columns`` of values
-    (right-aligned); ``rows`` yields each row's labels and cells."""
-    return ["| " + " | ".join([*keys, *columns]) + " |",
-            "|" + "---|" * len(keys) + "---:|" * len(columns),
-            *("| " + " | ".join([*labels, *cells]) + " |" for labels, cells in rows)]
 
 
 def _scores(row: Mapping[str, Any] | None) -> str:
