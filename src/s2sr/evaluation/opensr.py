@@ -61,6 +61,7 @@ from skimage.exposure import match_histograms
 from skimage.registration import phase_cross_correlation
 
 from s2sr.errors import DataError, UsageError
+from s2sr.evaluation.metrics import crop_border
 
 __all__ = ["BORDER_MASK", "CONSISTENCY_KEYS", "CORRECTNESS_KEYS", "CORRECTNESS_LAMBDA",
            "MAX_TRANSLATION", "MIN_SIDE", "TEMPERATURE", "check_triplet", "consistency",
@@ -138,10 +139,6 @@ def check_triplet(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray | None = None
                         f"border of {BORDER_MASK} output px it keeps {max(side, 0)} px a side "
                         f"(at least {MIN_SIDE}): give a larger image")
     return lr, sr, hr, scale
-
-
-def _cut(x: np.ndarray, border: int) -> np.ndarray:
-    return x[:, border:x.shape[1] - border, border:x.shape[2] - border] if border else x
 
 
 def _interp(x: np.ndarray, factor: float) -> np.ndarray:
@@ -228,8 +225,8 @@ def consistency(lr: np.ndarray, sr: np.ndarray) -> dict[str, float]:
         UsageError, DataError: see :func:`check_triplet`.
     """
     lr, sr, _, scale = check_triplet(lr, sr)
-    lr_m, back = _common(_cut(lr, BORDER_MASK // scale), downsample(_cut(sr, BORDER_MASK),
-                                                                    scale))
+    lr_m, back = _common(crop_border(lr, BORDER_MASK // scale),
+                         downsample(crop_border(sr, BORDER_MASK), scale))
     refl = float(np.mean(np.abs(lr_m.astype(np.float64) - back)))
     spectral = float(np.nanmean(spectral_angle_map(lr_m, back)))
     if lr.shape[0] >= 3:
@@ -266,9 +263,9 @@ def correctness(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray) -> dict[str, flo
             grid equals the truth (nothing to improve on; DataError).
     """
     lr, sr, _, scale = check_triplet(lr, sr, hr)
-    lr_up, sr_m, hr_m = _common(upsample(_cut(lr, BORDER_MASK // scale), scale),
-                                _cut(sr, BORDER_MASK),
-                                _cut(np.asarray(hr, dtype=np.float32), BORDER_MASK))
+    lr_up, sr_m, hr_m = _common(upsample(crop_border(lr, BORDER_MASK // scale), scale),
+                                crop_border(sr, BORDER_MASK),
+                                crop_border(np.asarray(hr, dtype=np.float32), BORDER_MASK))
     sr_h = harmonise(sr_m, hr_m)
     d_ref, d_im, d_om = nd_distance(lr_up, hr_m), nd_distance(sr_h, hr_m), nd_distance(
         sr_h, lr_up)
