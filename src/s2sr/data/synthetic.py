@@ -164,6 +164,14 @@ def apply_degradation(hr: np.ndarray, scale: int, deg: Degradation,
     return lr.astype(np.float32)
 
 
+def missing_integral(valid: np.ndarray) -> np.ndarray:
+    """Summed-area table ``(H + 1, W + 1)`` of the missing pixels of ``valid`` ``(H, W)``:
+    a window's missing count is ``ii[r1, c1] - ii[r0, c1] - ii[r1, c0] + ii[r0, c0]``."""
+    ii = np.zeros((valid.shape[0] + 1, valid.shape[1] + 1), np.int64)
+    ii[1:, 1:] = np.cumsum(np.cumsum(~valid, axis=0), axis=1)
+    return ii
+
+
 @dataclass
 class Source:
     """A real high-resolution image to cut patches from.
@@ -184,9 +192,7 @@ class Source:
     def fully_valid(self, r: int, c: int, size: int) -> bool:
         """Whether the ``size``-square window at ``(r, c)`` holds no missing pixel."""
         if self._integral is None:
-            ii = np.zeros((self.valid.shape[0] + 1, self.valid.shape[1] + 1), np.int64)
-            ii[1:, 1:] = np.cumsum(np.cumsum(~self.valid, axis=0), axis=1)
-            self._integral = ii
+            self._integral = missing_integral(self.valid)
         ii = self._integral
         bad = ii[r + size, c + size] - ii[r, c + size] - ii[r + size, c] + ii[r, c]
         return bool(bad == 0)

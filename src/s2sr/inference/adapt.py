@@ -50,6 +50,7 @@ from s2sr.data.synthetic import (
     DegradationRange,
     Source,
     SyntheticPairs,
+    missing_integral,
     panel_degradations,
     psf_margin,
 )
@@ -211,8 +212,7 @@ def _clean_share(valid: np.ndarray, size: int) -> float:
     h, w = valid.shape
     if h < size or w < size:
         return 0.0
-    ii = np.zeros((h + 1, w + 1), np.int64)
-    ii[1:, 1:] = np.cumsum(np.cumsum(~valid, axis=0), axis=1)
+    ii = missing_integral(valid)
     bad = ii[size:, size:] - ii[:-size, size:] - ii[size:, :-size] + ii[:-size, :-size]
     return float((bad == 0).mean())
 
@@ -231,6 +231,7 @@ def read_sources(scene: Scene, scale: int, patch: int) -> list[Source]:
             f"x{scale} (needs at least {need}x{need} px): predict without --adapt "
             "(or --adapt auto), or give a larger scene")
     radiometry = Radiometry(meta.dtype, meta.gains, meta.offsets, meta.nodata)
+    visible = visible_indices(meta.bands)
     sources = []
     for r, c, h, w in _windows(meta.height, meta.width, max(WINDOW, need)):
         dn = scene.read(Window(c, r, w, h))
@@ -242,7 +243,6 @@ def read_sources(scene: Scene, scale: int, patch: int) -> list[Source]:
             refl = radiometry.to_reflectance(dn)
             clean &= np.isfinite(refl).all(axis=0) & (np.abs(refl) <= MAX_REFLECTANCE).all(0)
         refl = np.where(clean[None], refl, 0.0).astype(np.float32)
-        visible = visible_indices(meta.bands)
         clouds = brightness_mask(refl, visible, None, bright=CLOUD_BRIGHT) \
             if len(visible) == 3 else np.zeros_like(clean)
         clean &= ~dilate(clouds & clean, CLOUD_BUFFER)
