@@ -147,24 +147,17 @@ def test_without_adapt_the_tag_says_off(tmp_path: Path, tiny_weights: Path) -> N
     assert "S2SR_ADAPT_SHA256" not in _tags(out)
 
 
-def test_a_scene_too_small_is_refused_in_one_line(tmp_path: Path, tiny_weights: Path) -> None:
-    path = _scene(tmp_path / "small.tif", (40, 40))
+@pytest.mark.parametrize(("kind", "message"), [("small", "too small to adapt on"),
+                                               ("all nodata", "too empty to adapt on")])
+def test_a_scene_too_small_or_all_nodata_is_refused_in_one_line(
+        tmp_path: Path, tiny_weights: Path, kind: str, message: str) -> None:
+    path = (_scene(tmp_path / "small.tif", (40, 40)) if kind == "small" else
+            write_geotiff(tmp_path / "empty.tif", np.zeros((4, 128, 128), np.uint16), nodata=0))
     code, output = run_cli("predict", path, "-o", tmp_path / "out.tif", "--weights",
                            tiny_weights, "--adapt", "on")
     assert code == 1
     line = one_error_line(output)
-    assert "too small to adapt on" in line and "--adapt" in line
-    assert not (tmp_path / "out.tif").exists()
-
-
-def test_an_all_nodata_scene_is_refused_in_one_line(tmp_path: Path, tiny_weights: Path
-                                                    ) -> None:
-    path = write_geotiff(tmp_path / "empty.tif", np.zeros((4, 128, 128), np.uint16), nodata=0)
-    code, output = run_cli("predict", path, "-o", tmp_path / "out.tif", "--weights",
-                           tiny_weights, "--adapt", "on")
-    assert code == 1
-    line = one_error_line(output)
-    assert "too empty to adapt on" in line and "--adapt" in line
+    assert message in line and "--adapt" in line
     assert not (tmp_path / "out.tif").exists()
 
 
