@@ -40,7 +40,7 @@ import rasterio
 import torch
 from affine import Affine
 
-from s2sr.errors import DataError
+from s2sr.core.errors import DataError
 from s2sr.evaluation.artefacts import LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.evaluation.metrics import Conventions, psnr
 from s2sr.evaluation.panel import Case

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from s2sr.bands import DEFAULT_BANDS
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 from s2sr.inference.baselines import upsample
 from s2sr.inference.predict import predict
 from s2sr.io.outputs import check_output_dir

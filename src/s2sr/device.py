@@ -15,7 +15,7 @@ from typing import Final
 
 import torch
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 
 #: Tiles per forward pass when ``--batch-size`` is not given.
 DEFAULT_BATCH = {"cpu": 1, "cuda": 8}

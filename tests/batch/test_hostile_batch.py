@@ -31,11 +31,11 @@ from s2sr.batch.naming import check_name_pattern
 from s2sr.batch.record import file_fingerprint, read_record
 from s2sr.batch.report import RunReport, SceneResult
 from s2sr.cli.main import cli
-from s2sr.errors import OutputExistsError, S2SRError, UsageError
+from s2sr.core.errors import OutputExistsError, S2SRError, StacError, UsageError
 from s2sr.io.inputs import expand_inputs
 from s2sr.io.outputs import exclusive_output, lock_path, sweep_stale_locks
 from s2sr.io.scene import open_scene
-from s2sr.io.stac import ORIGIN_KEY, StacError, resolve_href
+from s2sr.io.stac import ORIGIN_KEY, resolve_href
 
 EXE = [sys.executable, "-m", "s2sr.cli.main"]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

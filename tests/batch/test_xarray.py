@@ -9,7 +9,7 @@ import pytest
 
 from conftest import field, write_geotiff
 from s2sr import super_resolve, super_resolve_xarray
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 from s2sr.models import load_model
 
 rioxarray = pytest.importorskip("rioxarray")

@@ -25,7 +25,7 @@ from conftest import (
     texture,
     write_geotiff,
 )
-from s2sr.errors import COMMAND_LINE_ENV, OutputExistsError
+from s2sr.core.errors import COMMAND_LINE_ENV, OutputExistsError
 from s2sr.inference.export import export_model
 
 EXE = [sys.executable, "-m", "s2sr.cli.main"]

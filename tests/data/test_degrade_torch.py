@@ -11,6 +11,7 @@ import torch
 from scipy import ndimage
 
 from conftest import texture
+from s2sr.core.errors import UsageError
 from s2sr.data.degrade import (
     blur,
     degrade,
@@ -18,7 +19,6 @@ from s2sr.data.degrade import (
     kernel_radius,
 )
 from s2sr.data.degrade_torch import back_project, blur_torch, degrade_torch, mirror_pad
-from s2sr.errors import UsageError
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

@@ -24,6 +24,7 @@ from torch.utils.data import default_collate
 
 from conftest import make_safe, one_error_line, texture, write_geotiff
 from s2sr.cli.main import cli
+from s2sr.core.errors import DataError, UsageError
 from s2sr.data import (
     BuildOptions,
     DegradeOptions,
@@ -33,7 +34,6 @@ from s2sr.data import (
     degrade_scene,
 )
 from s2sr.data.simulate import Perturbation, make_pair
-from s2sr.errors import DataError, UsageError
 
 S2SR = [sys.executable, "-m", "s2sr.cli.main"]
 DATES = {"lr_date": "2020-06-01", "hr_date": "2020-06-10"}

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from conftest import SENTINEL2, requires_shared, texture
 from s2sr.cli.main import cli
+from s2sr.core.errors import BandError, DataError, UsageError
 from s2sr.data import BuildOptions, PairDataset, PairStore, build_pair
 from s2sr.data.simulate import Perturbation, make_pair
-from s2sr.errors import BandError, DataError, UsageError
 from s2sr.inference.baselines import upsample
 
 PERT = dict(shift=(0.3, -0.45), gain=(1.1, 0.9, 1.05, 0.95), offset=(0.01, -0.005, 0.0, 0.02),

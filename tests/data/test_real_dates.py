@@ -14,8 +14,8 @@ import rasterio
 from affine import Affine
 
 from conftest import SENTINEL2, requires_shared
+from s2sr.core.errors import DataError
 from s2sr.data import BuildOptions, build_pair
-from s2sr.errors import DataError
 from s2sr.inference.baselines import upsample
 
 pytestmark = requires_shared

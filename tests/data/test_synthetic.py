@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from conftest import texture, write_geotiff
+from s2sr.core.errors import UsageError
 from s2sr.data.degrade import block_mean, box_mtf, degradation_sigma, degrade
 from s2sr.data.synthetic import (
     Degradation,
@@ -21,7 +22,6 @@ from s2sr.data.synthetic import (
     sample_degradation,
 )
 from s2sr.data.synthetic import Source as SyntheticSource
-from s2sr.errors import UsageError
 
 
 def test_sampler_covers_the_documented_range() -> None:

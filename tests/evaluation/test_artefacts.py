@@ -11,7 +11,7 @@ import torch
 from scipy import ndimage
 
 from conftest import SENTINEL2, requires_shared, texture
-from s2sr.errors import DataError, UsageError
+from s2sr.core.errors import DataError, UsageError
 from s2sr.evaluation.artefacts import (
     ARTEFACT_THRESHOLD,
     HIGH_BAND,

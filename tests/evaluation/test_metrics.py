@@ -8,7 +8,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from conftest import SENTINEL2, needs_shared
-from s2sr.errors import DataError, UsageError
+from s2sr.core.errors import DataError, UsageError
 from s2sr.evaluation import (
     Conventions,
     crop_border,

@@ -18,8 +18,8 @@ from scipy import ndimage
 
 from conftest import UTM_TRANSFORM, texture, write_geotiff
 from s2sr import super_resolve
+from s2sr.core.errors import DataError, UsageError
 from s2sr.data.degrade import degrade
-from s2sr.errors import DataError, UsageError
 from s2sr.evaluation import opensr as o
 from s2sr.evaluation.panel import evaluate_panel
 from s2sr.evaluation.report import evaluate_consistency, evaluate_scene

@@ -11,7 +11,7 @@ import torch
 from rasterio.windows import Window
 
 from conftest import field
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 from s2sr.inference import super_resolve
 from s2sr.inference.backends import (
     MAX_THREADS,

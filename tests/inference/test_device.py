@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from conftest import field, write_geotiff
 from s2sr.cli.main import cli
+from s2sr.core.errors import UsageError
 from s2sr.device import (
     DEFAULT_BATCH,
     cuda_device_count,
@@ -23,7 +24,6 @@ from s2sr.device import (
     resolve_device,
     select_device,
 )
-from s2sr.errors import UsageError
 from s2sr.inference import predict, super_resolve
 from s2sr.models import load_model
 

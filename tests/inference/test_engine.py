@@ -9,7 +9,7 @@ from rasterio.windows import Window
 
 from conftest import field
 from s2sr import super_resolve
-from s2sr.errors import DataError, UsageError
+from s2sr.core.errors import DataError, UsageError
 from s2sr.inference.engine import Radiometry, TiledSuperResolver, read_tile
 from s2sr.inference.tiling import TileLayout, blend
 from s2sr.models import build_model

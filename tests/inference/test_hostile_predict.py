@@ -17,10 +17,9 @@ import rasterio
 import torch
 
 from conftest import UTM_TRANSFORM, can_mount_tmpfs, field, run_cli, write_geotiff
-from s2sr.errors import DataError, UsageError, WeightsError
+from s2sr.core.errors import DataError, OutputBusyError, UsageError, WeightsError
 from s2sr.inference import predict, super_resolve
 from s2sr.inference.engine import Radiometry
-from s2sr.io.outputs import OutputBusyError
 from s2sr.models import build_model, save_model
 
 EXE = [sys.executable, "-m", "s2sr.cli.main"]

@@ -13,7 +13,7 @@ import torch
 
 from conftest import texture, write_geotiff
 from s2sr import predict
-from s2sr.errors import OutputExistsError, UsageError, WeightsError
+from s2sr.core.errors import OutputExistsError, UsageError, WeightsError
 from s2sr.inference.backends import OnnxRuntimeBackend
 from s2sr.inference.export import Check, check_tolerance, compare, export_model
 from s2sr.models import file_sha256, get_spec, load_model, pretrained_path

@@ -15,6 +15,7 @@ import torch
 
 from conftest import texture, write_geotiff
 from s2sr import predict, super_resolve
+from s2sr.core.errors import UsageError
 from s2sr.device import (
     AUTOCAST,
     BYTES_PER_ELEMENT,
@@ -24,7 +25,6 @@ from s2sr.device import (
     choose_precision,
     inference_plan,
 )
-from s2sr.errors import UsageError
 from s2sr.inference.backends import Staged, TorchBackend, choose_backend
 from s2sr.inference.predict import _sized, network_bytes
 from s2sr.inference.tiling import TileLayout

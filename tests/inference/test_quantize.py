@@ -12,7 +12,7 @@ import rasterio
 
 from conftest import texture, write_geotiff
 from s2sr import predict
-from s2sr.errors import UsageError, WeightsError
+from s2sr.core.errors import UsageError, WeightsError
 from s2sr.inference.export import export_model
 from s2sr.inference.quantize import (
     CALIBRATION_TILE,

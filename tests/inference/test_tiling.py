@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 from s2sr.inference.tiling import TileLayout, blend, raised_cosine, tile_weights
 
 

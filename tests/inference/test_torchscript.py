@@ -17,7 +17,7 @@ import torch
 
 from conftest import field, write_geotiff
 from s2sr import predict
-from s2sr.errors import UsageError, WeightsError
+from s2sr.core.errors import UsageError, WeightsError
 from s2sr.inference.export import export_model
 from s2sr.models import build_model, file_sha256, get_spec, load_model, save_model
 from s2sr.models.export import HEADER_ENTRY, WEIGHTS_ENTRY

@@ -22,7 +22,7 @@ from rasterio.windows import Window
 from conftest import UTM_TRANSFORM, field, make_safe, write_geotiff
 from s2sr import predict
 from s2sr.bands import DEFAULT_BANDS, RGB_BANDS
-from s2sr.errors import (
+from s2sr.core.errors import (
     BandError,
     DataError,
     GridMismatchError,

@@ -22,10 +22,10 @@ from conftest import SENTINEL2, field, make_safe, needs_shared, write_geotiff
 from s2sr import predict
 from s2sr.bands import DEFAULT_BANDS, parse_baseline
 from s2sr.cli.main import cli
-from s2sr.errors import BandError, DataError
+from s2sr.core.errors import BandError, DataError, StacError
+from s2sr.core.safe_text import printable
 from s2sr.io import open_scene
-from s2sr.io.stac import StacError, open_stac_item
-from s2sr.safe_text import printable
+from s2sr.io.stac import open_stac_item
 
 BAND_COMMON = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir"}
 

@@ -12,7 +12,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from conftest import UTM_TRANSFORM, field, write_geotiff
-from s2sr.errors import BandError
+from s2sr.core.errors import BandError
 from s2sr.io.dn import DN_SCALE, from_scaled, to_int16_dn, to_uint16_dn
 from s2sr.io.raster import Resampling, open_reference, read_bands, warped
 from s2sr.io.raster import write_geotiff as io_write_geotiff

@@ -14,7 +14,7 @@ from rasterio.windows import Window
 
 from conftest import field, make_safe, write_geotiff
 from s2sr import predict
-from s2sr.errors import UnsafeArchiveError
+from s2sr.core.errors import UnsafeArchiveError
 from s2sr.io import open_scene, parse_safe_metadata
 
 

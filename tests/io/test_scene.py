@@ -10,7 +10,7 @@ from rasterio.windows import Window
 
 from conftest import field, write_geotiff
 from s2sr.bands import normalize_band_name
-from s2sr.errors import BandError, DataError, InputNotFoundError, UsageError
+from s2sr.core.errors import BandError, DataError, InputNotFoundError, UsageError
 from s2sr.io import open_scene
 
 

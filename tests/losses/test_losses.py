@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from conftest import SHARED_ROOT, needs_shared
-from s2sr.errors import InputNotFoundError, UsageError, WeightsError
+from s2sr.core.errors import InputNotFoundError, UsageError, WeightsError
 from s2sr.losses import (
     VGG16_URL,
     PerceptualLoss,

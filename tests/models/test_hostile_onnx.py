@@ -34,7 +34,7 @@ from click.testing import CliRunner
 from conftest import texture, write_geotiff
 from s2sr import predict
 from s2sr.cli.main import cli
-from s2sr.errors import WeightsError
+from s2sr.core.errors import WeightsError
 from s2sr.inference.export import export_model
 from s2sr.inference.quantize import int8_onnx
 from s2sr.models import build_model, file_sha256, load_model, save_model

@@ -38,7 +38,7 @@ from safetensors.torch import save_file
 
 from conftest import field, write_geotiff
 from s2sr.cli.main import cli
-from s2sr.errors import UsageError, WeightsError
+from s2sr.core.errors import UsageError, WeightsError
 from s2sr.models import (
     EDSR,
     build_model,
@@ -111,7 +111,7 @@ def test_the_262_byte_bomb_is_refused_before_building(tmp_path: Path) -> None:
 _PROBE = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
-from s2sr.errors import WeightsError
+from s2sr.core.errors import WeightsError
 from s2sr.models import load_model
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 for path in sys.argv[1:]:

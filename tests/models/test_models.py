@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from s2sr.errors import UsageError, WeightsError
+from s2sr.core.errors import UsageError, WeightsError
 from s2sr.models import (
     EDSR,
     build_model,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from review.helpers import manifest_rows, rebuild
+from s2sr.core.errors import UsageError
 from s2sr.data import PairDataset, PairStore
-from s2sr.errors import UsageError
 from s2sr.review.catalog import STATS, Catalog, Query
 
 

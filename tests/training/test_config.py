@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from s2sr.errors import InputNotFoundError, UsageError
+from s2sr.core.errors import InputNotFoundError, UsageError
 from s2sr.training import load_config
 
 

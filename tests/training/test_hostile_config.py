@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 
 from conftest import SHARED_ROOT, needs_shared, write_config
 from s2sr.cli.main import cli
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 from s2sr.training import load_config, train
 from s2sr.training.module import build_loss
 from s2sr.training.yamlfile import MAX_ALIASES, MAX_CONFIG_BYTES, read_yaml, shown

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 
 from conftest import write_config
 from s2sr.cli.main import cli
-from s2sr.errors import (
+from s2sr.core.errors import (
     CheckpointError,
     InputNotFoundError,
     TrainingDivergedError,

@@ -16,7 +16,7 @@ from lightning.pytorch.plugins import MixedPrecision
 from safetensors.torch import load_file
 
 from conftest import write_config
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 from s2sr.training import load_config, train
 from s2sr.training.data import EpochBatches
 from s2sr.training.module import stage_of

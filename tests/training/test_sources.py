@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import SENTINEL2, needs_shared, texture, write_geotiff
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 from s2sr.evaluation.places import HELD_OUT, TEST_PLACES, held_out
 from s2sr.training.config import load_config
 from s2sr.training.schema import SourceConfig

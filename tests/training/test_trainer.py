@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import write_config
-from s2sr.errors import OutputExistsError
+from s2sr.core.errors import OutputExistsError
 from s2sr.io.outputs import Terminated
 from s2sr.training import Trainer, load_config, train
 from s2sr.training.module import SRModule

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from s2sr.errors import DataError
+from s2sr.core.errors import DataError
 from s2sr.inference.engine import TiledSuperResolver
 from s2sr.inference.predict import prepare_run
 from s2sr.io.outputs import check_output_file, exclusive_output

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import string
 from collections.abc import Sequence
 from typing import Final
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 from s2sr.io.base import short_error
 from s2sr.io.inputs import SceneInput
 

@@ -23,11 +23,11 @@ from tqdm import tqdm
 
 from s2sr.batch.cluster import dask_client
 from s2sr.batch.many import SceneResult
+from s2sr.core.errors import InputNotFoundError, S2SRError, UsageError
 from s2sr.data.manifest import MAX_LABEL, check_text
 from s2sr.data.options import BuildOptions
 from s2sr.data.pairs import PreparedPair, commit_prepared, prepare_pair
 from s2sr.data.store import PairStore
-from s2sr.errors import InputNotFoundError, S2SRError, UsageError
 from s2sr.io.base import short_error
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Final
 
-from s2sr import __version__
-from s2sr.errors import S2SRError
+from s2sr.core.errors import S2SRError
+from s2sr.core.version import __version__
 from s2sr.io.gdal_safety import open_raster
 from s2sr.io.outputs import temp_path
 from s2sr.io.stac import is_url, item_band_files, open_url

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from s2sr import __version__
 from s2sr.batch.record import record_path
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
+from s2sr.core.version import __version__
 from s2sr.io.outputs import check_not_input, check_output_file, write_atomic
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from affine import Affine
 from torch import nn
 
 from s2sr.bands import normalize_band_name
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 from s2sr.inference.predict import super_resolve
 from s2sr.models import get_spec, load_model
 

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
-from s2sr.errors import S2SRError, command_line_words
-from s2sr.safe_text import printable
+from s2sr.core.errors import S2SRError, command_line_words
+from s2sr.core.safe_text import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 

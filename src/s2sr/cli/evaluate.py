@@ -9,7 +9,7 @@ import click
 
 from s2sr.cli.common import handle_errors, setup_logging
 from s2sr.cli.options import output_opt, overwrite_opt
-from s2sr.errors import InputNotFoundError, UsageError
+from s2sr.core.errors import InputNotFoundError, UsageError
 
 # Library modules are imported inside the commands: they pull in torch, rasterio and numpy
 # (seconds), which ``s2sr --help`` and shell completion should not wait for.

@@ -20,7 +20,6 @@ os.environ.setdefault("CPL_LOG", os.devnull)
 
 import click
 
-from s2sr import __version__
 from s2sr.cli.common import handle_errors, setup_logging
 from s2sr.cli.evaluate import evaluate
 from s2sr.cli.export import export
@@ -37,9 +36,10 @@ from s2sr.cli.options import (
 from s2sr.cli.pairs import pairs
 from s2sr.cli.review import review
 from s2sr.cli.train import table1, train
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
+from s2sr.core.safe_text import printable
+from s2sr.core.version import __version__
 from s2sr.heap import pin_mmap_threshold
-from s2sr.safe_text import printable
 
 # Library modules are imported inside the commands: they pull in torch, rasterio and numpy
 # (seconds), which ``s2sr --help`` and shell completion should not wait for.

@@ -11,7 +11,7 @@ import click
 from s2sr.bands import normalize_band_name
 from s2sr.cli.common import handle_errors, setup_logging
 from s2sr.cli.options import F, output_opt
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 
 # Library modules are imported inside the commands: they pull in torch, rasterio and numpy
 # (seconds), which ``s2sr --help`` and shell completion should not wait for.

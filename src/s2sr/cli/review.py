@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from s2sr.cli.common import handle_errors, setup_logging
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 
 # The library (numpy, the store, Starlette, uvicorn) is imported inside the command:
 # ``s2sr --help`` should not wait for it.

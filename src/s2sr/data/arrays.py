@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from s2sr.errors import DataError
+from s2sr.core.errors import DataError
 from s2sr.io.outputs import temp_path
 
 

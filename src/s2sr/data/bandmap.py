@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from s2sr.bands import normalize_band_name
-from s2sr.errors import BandError, UsageError
+from s2sr.core.errors import BandError, UsageError
 
 PRESETS: dict[str, dict[str, int]] = {
     "rapideye": {"B02": 1, "B03": 2, "B04": 3, "B08": 5},

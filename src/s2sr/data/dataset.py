@@ -21,8 +21,8 @@ import torch
 from affine import Affine
 from torch.utils.data import Dataset
 
+from s2sr.core.errors import UsageError
 from s2sr.data.store import DN_SCALE, PairStore
-from s2sr.errors import UsageError
 
 ACCEPTED = ("auto-accepted", "accepted")
 

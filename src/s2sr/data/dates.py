@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from pathlib import Path
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 
 _TAG_KEYS = ("S2_START_TIME", "ACQUISITION_DATE", "DATE_ACQUIRED", "acquisition_date",
              "TIFFTAG_DATETIME", "datetime", "DATE")

@@ -25,7 +25,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 
 #: Nyquist MTF per sensor preset.
 SENSOR_MTF: dict[str, float] = {"sentinel2": 0.30, "rapideye": 0.30, "generic": 0.30,

@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from s2sr.core.errors import UsageError
 from s2sr.data.degrade import degradation_sigma, gaussian_kernel1d
-from s2sr.errors import UsageError
 
 
 def mirror_pad(x: torch.Tensor, pad: int) -> torch.Tensor:

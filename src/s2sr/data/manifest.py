@@ -15,7 +15,7 @@ counted from the scene's top-left corner (scene-absolute).
 
 Everything read from a dataset folder is untrusted: :func:`validate_manifest` and
 :func:`validate_decisions` check types, keys, statuses and array file names, and a damaged
-file is one :class:`~s2sr.errors.DataError` naming it and the fix.
+file is one :class:`~s2sr.core.errors.DataError` naming it and the fix.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from s2sr.core.errors import DataError, UsageError
 from s2sr.data.validation import Thresholds, validate
-from s2sr.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from s2sr.bands import DEFAULT_BANDS
+from s2sr.core.errors import UsageError
 from s2sr.data.degrade import SENSOR_MTF
 from s2sr.data.validation import Thresholds
-from s2sr.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ notes written by older versions) is stored in a form every tool can read.
 The manifest's format, its georeferencing and its validation are :mod:`s2sr.data.manifest`
 (its names are importable from here as before). Everything read from the folder is
 validated on open, then array headers against the manifest before use; a damaged file is
-one :class:`~s2sr.errors.DataError` naming it and the fix.
+one :class:`~s2sr.core.errors.DataError` naming it and the fix.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from s2sr.core.errors import DataError, InputNotFoundError, UsageError
 from s2sr.data.arrays import NpyWriter, load_patch_array
 from s2sr.data.manifest import (
     FORMAT,
@@ -63,7 +64,6 @@ from s2sr.data.manifest import (
     validate_manifest,
 )
 from s2sr.data.storefiles import atomic_write, replace_all, stage, stage_csv
-from s2sr.errors import DataError, InputNotFoundError, UsageError
 from s2sr.io.dn import DN_SCALE
 from s2sr.io.outputs import sweep_stale_temps
 

@@ -39,8 +39,8 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from s2sr.core.errors import UsageError
 from s2sr.data.degrade import block_mean, blur, degradation_sigma, kernel_radius
-from s2sr.errors import UsageError
 
 #: Reflectance quantisation of Sentinel-2 products (DN = reflectance x 10000).
 QUANTUM = 1e-4

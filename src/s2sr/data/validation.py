@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 
 
 @dataclass(frozen=True)

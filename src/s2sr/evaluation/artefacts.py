@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
-from s2sr.errors import DataError, UsageError
+from s2sr.core.errors import DataError, UsageError
 
 if TYPE_CHECKING:
     import torch

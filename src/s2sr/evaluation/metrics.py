@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from s2sr.errors import DataError, UsageError
+from s2sr.core.errors import DataError, UsageError
 
 if TYPE_CHECKING:
     import torch

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from s2sr.errors import DataError
+from s2sr.core.errors import DataError
 from s2sr.evaluation.markdown import table as md_table
 from s2sr.evaluation.opensr import CONSISTENCY_KEYS, CORRECTNESS_KEYS, opensr_metrics
 

@@ -49,8 +49,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from s2sr.core.errors import DataError, InputNotFoundError, UsageError
 from s2sr.data.degrade import block_mean, degrade
-from s2sr.errors import DataError, InputNotFoundError, UsageError
 from s2sr.evaluation.artefacts import (
     ARTEFACT_THRESHOLD,
     LINE_THRESHOLD,

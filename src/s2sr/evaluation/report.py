@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from s2sr.core.errors import BandError, UsageError
 from s2sr.data.dataset import PairDataset
-from s2sr.errors import BandError, UsageError
 from s2sr.evaluation.consistency import back_project, consistency
 from s2sr.evaluation.metrics import Conventions
 from s2sr.evaluation.opensr_report import metric_lines, scene_metrics

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from rasterio.windows import Window
 
-from s2sr.errors import DataError, UsageError
+from s2sr.core.errors import DataError, UsageError
 from s2sr.io.nodata import valid_mask
 from s2sr.io.scene import GeoMeta, open_scene
 

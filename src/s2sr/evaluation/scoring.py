@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from s2sr.core.errors import BandError, DataError, UsageError
 from s2sr.data.dataset import PairDataset
-from s2sr.errors import BandError, DataError, UsageError
 from s2sr.evaluation.consistency import back_project, consistency
 from s2sr.evaluation.metrics import Conventions, psnr_bands, ssim_bands
 from s2sr.models import get_spec

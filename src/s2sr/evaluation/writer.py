@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from s2sr.core.safe_text import printable
 from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, MIN_SIDE, artefact_score
 from s2sr.evaluation.figures import (
     MIN_CONTRAST,
@@ -39,7 +40,6 @@ from s2sr.io.outputs import (
     temp_path,
     terminate_raises,
 )
-from s2sr.safe_text import printable
 
 
 @contextlib.contextmanager

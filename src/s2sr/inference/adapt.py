@@ -22,7 +22,7 @@ Nothing else is ever trained on; the shipped weights file is never written.
   dropped and the shipped one predicts.
 
 Refusals: a scene smaller than one patch with its PSF margin, or without enough clean
-pixels, is refused with ``adapt="on"`` (one line, :class:`~s2sr.errors.DataError`) and
+pixels, is refused with ``adapt="on"`` (one line, :class:`~s2sr.core.errors.DataError`) and
 skipped with a warning with ``adapt="auto"``. ``auto`` adapts only where it paid in the
 measurement of ``benchmarks/adapt_gain.py`` (see :func:`auto_adapts` and README.md).
 """
@@ -45,6 +45,7 @@ from rasterio.windows import Window
 from torch import nn
 
 from s2sr.bands import visible_indices
+from s2sr.core.errors import DataError, UsageError
 from s2sr.data.masks import brightness_mask, dilate
 from s2sr.data.synthetic import (
     DegradationRange,
@@ -54,7 +55,6 @@ from s2sr.data.synthetic import (
     panel_degradations,
     psf_margin,
 )
-from s2sr.errors import DataError, UsageError
 from s2sr.inference.engine import Radiometry
 from s2sr.io.dn import MAX_REFLECTANCE
 from s2sr.io.scene import Scene

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from s2sr.core.errors import UsageError, WeightsError
 from s2sr.device import select_device
-from s2sr.errors import UsageError, WeightsError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 
 #: The methods :func:`upsample` knows.
 METHODS = ("bicubic", "lanczos", "unsharp", "nearest")

@@ -20,8 +20,8 @@ from rasterio.windows import Window
 from torch import nn
 from tqdm import tqdm
 
+from s2sr.core.errors import DataError, WeightsError
 from s2sr.data.degrade_torch import back_project
-from s2sr.errors import DataError, WeightsError
 from s2sr.inference.backends import Backend, Staged, TorchBackend
 from s2sr.inference.tiling import TileLayout, col_weights, extent_offsets, row_weights
 from s2sr.io.dn import implausible, implausible_message

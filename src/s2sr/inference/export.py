@@ -22,7 +22,7 @@ from typing import Any, Final
 import torch
 from torch import nn
 
-from s2sr.errors import UsageError, WeightsError
+from s2sr.core.errors import UsageError, WeightsError
 from s2sr.inference.backends import OnnxRuntimeBackend, TorchBackend
 from s2sr.inference.quantize import INT8_MAX, INT8_P99, int8_onnx
 from s2sr.io.output_paths import make_parents, remove_made

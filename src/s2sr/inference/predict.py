@@ -14,8 +14,16 @@ import torch
 from rasterio.windows import Window
 from torch import nn
 
-from s2sr import __version__
 from s2sr.bands import DEFAULT_BANDS, RGB_BANDS
+from s2sr.core.errors import (
+    BandError,
+    DataError,
+    GridMismatchError,
+    InputNotFoundError,
+    UsageError,
+    WeightsError,
+)
+from s2sr.core.version import __version__
 from s2sr.device import (
     BYTES_PER_ELEMENT,
     PRECISIONS,
@@ -27,14 +35,6 @@ from s2sr.device import (
     cuda_device_count,
     inference_plan,
     select_device,
-)
-from s2sr.errors import (
-    BandError,
-    DataError,
-    GridMismatchError,
-    InputNotFoundError,
-    UsageError,
-    WeightsError,
 )
 from s2sr.inference.adapt import adapt_for_run, check_options
 from s2sr.inference.backends import (

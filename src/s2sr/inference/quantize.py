@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from s2sr.errors import BandError, UsageError, WeightsError
+from s2sr.core.errors import BandError, UsageError, WeightsError
 from s2sr.inference.backends import OnnxRuntimeBackend
 from s2sr.io.outputs import temp_path
 from s2sr.io.sample import extract_sample

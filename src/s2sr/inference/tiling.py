@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
-from s2sr.errors import UnsafeArchiveError
+from s2sr.core.errors import UnsafeArchiveError
 
 #: Band entries of a 10980 px tile are about 100-250 MB.
 MAX_ENTRY_BYTES = 4 * 1024**3

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from s2sr.bands import normalize_band_name
-from s2sr.errors import BandError, DataError
+from s2sr.core.errors import BandError, DataError
 from s2sr.io.base import BandRef, Scene, build_scene
 from s2sr.io.baseline import apply_offsets, record_offsets
 from s2sr.io.dn import gdal_gains

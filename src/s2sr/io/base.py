@@ -24,10 +24,10 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from s2sr.errors import BandError, DataError, GridMismatchError, RasterReadError
+from s2sr.core.errors import BandError, DataError, GridMismatchError, RasterReadError
+from s2sr.core.safe_text import printable
 from s2sr.io.dn import check_dtype, to_reflectance
 from s2sr.io.gdal_safety import safe_env
-from s2sr.safe_text import printable
 
 #: The logger of everything said while opening a scene, whichever reader speaks: callers
 #: that open a scene twice silence it by this one name.

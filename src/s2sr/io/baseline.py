@@ -36,11 +36,11 @@ from s2sr.bands import (
     normalize_band_name,
     parse_baseline,
 )
-from s2sr.errors import DataError, UsageError
+from s2sr.core.errors import DataError, UsageError
+from s2sr.core.safe_text import printable
 from s2sr.io.base import SCENE_LOGGER
 from s2sr.io.dn import is_integer
 from s2sr.io.safe_metadata import parse_safe_metadata
-from s2sr.safe_text import printable
 
 log = logging.getLogger(__name__)
 scene_log = logging.getLogger(SCENE_LOGGER)

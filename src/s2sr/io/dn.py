@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from s2sr.bands import QUANTIFICATION_VALUE
-from s2sr.errors import DataError
-from s2sr.safe_text import printable
+from s2sr.core.errors import DataError
+from s2sr.core.safe_text import printable
 
 #: DN per unit of reflectance for integer data that says nothing else (and pair datasets).
 DN_SCALE = QUANTIFICATION_VALUE

@@ -29,7 +29,7 @@ from typing import Any, Final
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-from s2sr.errors import DataError, RasterReadError, UnsafeInputError
+from s2sr.core.errors import DataError, RasterReadError, UnsafeInputError
 
 #: GDAL configuration for reading untrusted files: no network, no raw-file or Python VRT bands.
 SAFE_GDAL_OPTIONS: Final[dict[str, str]] = {

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from s2sr.errors import InputNotFoundError, S2SRError, UsageError
+from s2sr.core.errors import InputNotFoundError, S2SRError, UsageError
 from s2sr.io.bandfolder import band_files, band_folder_files
 from s2sr.io.base import short_error
 from s2sr.io.gdal_safety import open_raster

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 
 _UMASK_LOCK = threading.Lock()
 

@@ -32,21 +32,20 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from s2sr.errors import OutputExistsError, S2SRError, UsageError
+from s2sr.core.errors import (
+    DiskFullError,
+    OutputBusyError,
+    OutputExistsError,
+    UsageError,
+)
 from s2sr.io.output_paths import check_creatable
 
 #: Marker in every temporary name s2sr makes: ``.{name}.s2sr-{pid}-{token}.tmp{suffix}``.
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.s2sr-(?P<pid>\d+)-(?P<token>[0-9a-f]{8})\.tmp")
 
 
-class OutputBusyError(S2SRError, FileExistsError):
-    """Another s2sr run is writing the same output right now."""
-
-    exit_code = 2
 
 
-class DiskFullError(S2SRError, OSError):
-    """The disk (or quota) ran out while writing an output."""
 
 
 def _same_file(a: Path, b: Path) -> bool:

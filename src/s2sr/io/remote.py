@@ -19,7 +19,7 @@ from typing import Any, Final
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
-from s2sr.errors import DataError, RasterReadError
+from s2sr.core.errors import DataError, RasterReadError
 from s2sr.io.base import short_error
 from s2sr.io.gdal_safety import DRIVER_BY_SUFFIX, SAFE_GDAL_OPTIONS, check_size, open_raster
 

@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from s2sr.errors import DataError, RasterReadError, UnsafeArchiveError
+from s2sr.core.errors import DataError, RasterReadError, UnsafeArchiveError
 from s2sr.io.archive import (
     MAX_COMPRESSION_RATIO,
     MAX_ENTRIES,

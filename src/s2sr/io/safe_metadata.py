@@ -20,8 +20,8 @@ from s2sr.bands import (
     normalize_band_name,
     parse_baseline,
 )
-from s2sr.errors import RasterReadError
-from s2sr.safe_text import printable
+from s2sr.core.errors import RasterReadError
+from s2sr.core.safe_text import printable
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import importlib.metadata
 import tarfile
 from pathlib import Path
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 
 SAMPLE_ARCHIVE = "bigearthnet_common/BigEarthNet-S2-Example.tar.bz2"
 SAMPLE_PATCH = "S2A_MSIL2A_20170613T101031_87_48"

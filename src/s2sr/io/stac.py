@@ -36,7 +36,14 @@ from typing import Any, Final
 import numpy as np
 
 from s2sr.bands import normalize_band_name, parse_baseline
-from s2sr.errors import BandError, DataError, InputNotFoundError, RasterReadError, UsageError
+from s2sr.core.errors import (
+    BandError,
+    InputNotFoundError,
+    RasterReadError,
+    StacError,
+    UsageError,
+)
+from s2sr.core.safe_text import printable
 from s2sr.io.bandfolder import open_band_files
 from s2sr.io.base import Scene, short_error
 from s2sr.io.gdal_safety import DRIVER_BY_SUFFIX
@@ -48,7 +55,6 @@ from s2sr.io.remote import (  # noqa: F401  (remote_env, open_url: part of this 
     open_url,
     remote_env,
 )
-from s2sr.safe_text import printable
 
 #: Largest STAC JSON read (a day of Sentinel-2 over Europe is a few MB).
 MAX_JSON_BYTES: Final[int] = 32 * 1024 * 1024
@@ -65,8 +71,6 @@ _UNSAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 ORIGIN_KEY: Final[str] = "s2sr:document_url"
 
 
-class StacError(DataError):
-    """A STAC document s2sr cannot or will not use."""
 
 
 def read_json_bounded(source: str) -> Any:

@@ -29,7 +29,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from s2sr.errors import OutputExistsError, RasterReadError, S2SRError
+from s2sr.core.errors import OutputExistsError, RasterReadError, S2SRError
 from s2sr.io.base import GeoMeta
 from s2sr.io.outputs import (
     check_output_file,

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from s2sr.errors import DataError, UsageError
+from s2sr.core.errors import DataError, UsageError
 from s2sr.losses.vgg import (
     VGG16_LAYERS,
     VGG16_URL,

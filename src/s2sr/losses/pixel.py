@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from s2sr.errors import DataError, UsageError
+from s2sr.core.errors import DataError, UsageError
 
 KINDS = ("l1", "mse", "charbonnier")
 REDUCTIONS = ("mean", "sum", "none")

@@ -23,7 +23,7 @@ from urllib.request import url2pathname
 import torch
 from torch import Tensor, nn
 
-from s2sr.errors import BandError, InputNotFoundError, UsageError, WeightsError
+from s2sr.core.errors import BandError, InputNotFoundError, UsageError, WeightsError
 
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 

@@ -1,6 +1,5 @@
 """Networks, the model registry and the weights file format."""
 
-from s2sr.models.bounds import SpecError
 from s2sr.models.edsr import EDSR, icnr_
 from s2sr.models.pretrained import list_pretrained, pretrained_path
 from s2sr.models.registry import (
@@ -16,7 +15,6 @@ from s2sr.models.weights import file_sha256, load_model, read_metadata, save_mod
 __all__ = [
     "EDSR",
     "ModelSpec",
-    "SpecError",
     "build_model",
     "check_spec",
     "file_sha256",

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from s2sr.bands import BANDS
-from s2sr.errors import UsageError
+from s2sr.core.errors import SpecError
 
 MAX_BANDS: Final[int] = len(BANDS)
 MAX_RESBLOCKS: Final[int] = 64
@@ -42,19 +42,6 @@ MAX_ABS_MEAN: Final[float] = 1000.0
 STD_RANGE: Final[tuple[float, float]] = (1e-6, 1000.0)
 
 
-class SpecError(UsageError):
-    """A model option, band list or scale is out of bounds.
-
-    ``key`` names the offending field (``"n_feats"``, ``"bands"``, ``"scale"``...) and
-    ``detail`` says what is allowed and what was given, so that callers can phrase the
-    message for their context (a config option or a weights file header key).
-    """
-
-    def __init__(self, key: str, detail: str) -> None:
-        self.key = key
-        self.detail = detail
-        what = "model" if key in ("name", "bands", "scale") else "model option"
-        super().__init__(f"{what} {key} {detail}")
 
 
 def show(value: Any, limit: int = 60) -> str:

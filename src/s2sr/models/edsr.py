@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 from s2sr.models.bounds import (
     MAX_ABS_MEAN,
     MAX_BANDS,

@@ -27,8 +27,8 @@ from typing import Final
 import torch
 from torch import nn
 
-from s2sr import __version__
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
+from s2sr.core.version import __version__
 from s2sr.models.header import spec_header
 from s2sr.models.registry import get_spec
 

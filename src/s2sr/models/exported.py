@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from torch import nn
 
-from s2sr.errors import InputNotFoundError, UsageError, WeightsError
+from s2sr.core.errors import InputNotFoundError, UsageError, WeightsError
 from s2sr.models.bounds import show
 from s2sr.models.export import (
     EXPORT_FORMAT,

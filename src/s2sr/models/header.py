@@ -15,8 +15,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from s2sr.errors import UsageError, WeightsError
-from s2sr.models.bounds import SpecError, show
+from s2sr.core.errors import SpecError, UsageError, WeightsError
+from s2sr.models.bounds import show
 from s2sr.models.registry import ModelSpec, check_spec
 
 #: Largest header value read (a 13-band model's options are well under 2 kB).

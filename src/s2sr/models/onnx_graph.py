@@ -33,7 +33,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from s2sr.errors import WeightsError
+from s2sr.core.errors import WeightsError
 from s2sr.models.bounds import show
 from s2sr.models.registry import ModelSpec, expected_state
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 

@@ -10,11 +10,10 @@ import torch
 from torch import nn
 
 from s2sr.bands import DEFAULT_BANDS, TYPICAL_MEAN, TYPICAL_STD
-from s2sr.errors import UsageError
+from s2sr.core.errors import SpecError, UsageError
 from s2sr.models.bounds import (
     MAX_ABS_MEAN,
     STD_RANGE,
-    SpecError,
     check_bands,
     check_floats,
     check_scale,

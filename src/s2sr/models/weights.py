@@ -17,7 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from s2sr.errors import InputNotFoundError, UsageError, WeightsError
+from s2sr.core.errors import InputNotFoundError, UsageError, WeightsError
 from s2sr.io.output_paths import normal_permissions
 from s2sr.io.outputs import temp_path
 from s2sr.models.bounds import show

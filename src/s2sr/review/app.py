@@ -33,8 +33,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from s2sr.core.errors import S2SRError, UsageError
 from s2sr.data.manifest import MAX_NOTE, check_text
-from s2sr.errors import S2SRError, UsageError
 from s2sr.review.catalog import CATEGORIES, STATS, Catalog, Query
 from s2sr.review.security import TOKEN_HEADER, Guard, cookie_name, same
 from s2sr.review.thumbs import Thumbnails

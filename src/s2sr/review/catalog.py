@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from s2sr.core.errors import UsageError
 from s2sr.data.manifest import effective_status
 from s2sr.data.store import PairStore
 from s2sr.data.validation import Thresholds
-from s2sr.errors import UsageError
 
 #: The per-patch statistics a page may filter, sort and draw.
 STATS = ("nodata", "cloud", "corr", "ssim", "shift", "residual")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 from s2sr.review.app import create_app
 from s2sr.review.catalog import Catalog
 from s2sr.review.security import new_token

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from s2sr.core.errors import UsageError
 from s2sr.data.store import DN_SCALE
-from s2sr.errors import UsageError
 from s2sr.io.outputs import temp_path
 from s2sr.review.catalog import Catalog
 

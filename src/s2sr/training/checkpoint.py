@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from s2sr.errors import CheckpointError
+from s2sr.core.errors import CheckpointError
 from s2sr.io.outputs import temp_path
 from s2sr.training.config import TrainConfig
 

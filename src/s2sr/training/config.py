@@ -30,8 +30,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from s2sr.errors import InputNotFoundError, UsageError
-from s2sr.models import SpecError, check_spec
+from s2sr.core.errors import InputNotFoundError, SpecError, UsageError
+from s2sr.models import check_spec
 from s2sr.models.bounds import MAX_FEATS, MAX_RESBLOCKS
 from s2sr.models.registry import expected_state
 from s2sr.training.schedule import MOMENTUM_DIP

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
+from s2sr.core.errors import InputNotFoundError
 from s2sr.data.dataset import PairDataset
 from s2sr.data.synthetic import SyntheticPairs, panel_degradations
-from s2sr.errors import InputNotFoundError
 from s2sr.io.base import SCENE_LOGGER
 from s2sr.training.config import TrainConfig
 from s2sr.training.sources import load_source

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset
 
-from s2sr.errors import (
+from s2sr.core.errors import (
     DataError,
     InputNotFoundError,
     TrainingDivergedError,

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from s2sr.bands import DEFAULT_BANDS
+from s2sr.core.errors import UsageError
 from s2sr.data.synthetic import DegradationRange
-from s2sr.errors import UsageError
 
 #: The parts of the network a stage can freeze.
 PARTS = ("head", "body", "upsample", "tail")

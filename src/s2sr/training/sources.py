@@ -13,8 +13,8 @@ import numpy as np
 from rasterio.windows import Window
 
 from s2sr.bands import TYPICAL_MEAN, TYPICAL_STD
+from s2sr.core.errors import InputNotFoundError, UsageError
 from s2sr.data.synthetic import Source
-from s2sr.errors import InputNotFoundError, UsageError
 from s2sr.evaluation.places import held_out
 from s2sr.io.nodata import valid_mask
 from s2sr.io.raster import open_reference

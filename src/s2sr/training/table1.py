@@ -15,7 +15,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from s2sr.errors import InputNotFoundError, UsageError
+from s2sr.core.errors import InputNotFoundError, UsageError
 from s2sr.evaluation.report import evaluate_models
 from s2sr.io.outputs import check_output_dir
 from s2sr.training.config import load_config

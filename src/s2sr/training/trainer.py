@@ -32,13 +32,13 @@ import yaml
 from lightning.pytorch.plugins import MixedPrecision
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from s2sr.device import resolve_device
-from s2sr.errors import (
+from s2sr.core.errors import (
     CheckpointError,
     DataError,
     OutputExistsError,
     UsageError,
 )
+from s2sr.device import resolve_device
 from s2sr.io.outputs import (
     Terminated,
     check_output_dir,

@@ -12,7 +12,7 @@ A config is untrusted: it is read with a bounded size, composed by PyYAML's safe
   (``<<: *defaults``) keep their YAML meaning: a key written next to them overrides the
   merged one.
 
-Every refusal is a :class:`~s2sr.errors.UsageError` that names the file, the line and the
+Every refusal is a :class:`~s2sr.core.errors.UsageError` that names the file, the line and the
 fix; :func:`shown` is how any value from the file appears in a message (clipped, however
 large or deep the value).
 """
@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from s2sr.errors import UsageError
+from s2sr.core.errors import UsageError
 
 __all__ = ["MAX_ALIASES", "MAX_CONFIG_BYTES", "MAX_DEPTH", "MAX_NODES", "read_yaml", "shown",
            "shown_key"]

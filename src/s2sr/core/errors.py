@@ -12,13 +12,13 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from s2sr.safe_text import printable
+from s2sr.core.safe_text import printable
 
 
 class S2SRError(Exception):
     """Root of all s2sr errors. Messages name the problem and the fix in one line.
 
-    The text is made safe to echo (:func:`s2sr.safe_text.printable`): a hostile file name
+    The text is made safe to echo (:func:`s2sr.core.safe_text.printable`): a hostile file name
     or tag quoted in it cannot send terminal escapes or forge a second line.
     """
 
@@ -112,3 +112,32 @@ class GridMismatchError(BandError):
 class UnsafeInputError(S2SRError, ValueError):
     """An input file is not what its name says, or would make GDAL read other files or the
     network (e.g. a VRT disguised as a ``.jp2`` band)."""
+
+
+class OutputBusyError(S2SRError, FileExistsError):
+    """Another s2sr run is writing the same output right now."""
+
+    exit_code = 2
+
+
+class DiskFullError(S2SRError, OSError):
+    """The disk (or quota) ran out while writing an output."""
+
+
+class SpecError(UsageError):
+    """A model option, band list or scale is out of bounds.
+
+    ``key`` names the offending field (``"n_feats"``, ``"bands"``, ``"scale"``...) and
+    ``detail`` says what is allowed and what was given, so that callers can phrase the
+    message for their context (a config option or a weights file header key).
+    """
+
+    def __init__(self, key: str, detail: str) -> None:
+        self.key = key
+        self.detail = detail
+        what = "model" if key in ("name", "bands", "scale") else "model option"
+        super().__init__(f"{what} {key} {detail}")
+
+
+class StacError(DataError):
+    """A STAC document s2sr cannot or will not use."""

@@ -4,7 +4,7 @@ A hostile file name or tag can hold terminal escape sequences (``\\x1b[2J``), ne
 that forge a second message line, bidirectional overrides that reorder what a reader sees,
 or bytes that are not UTF-8 (surrogate escapes). :func:`printable` writes each such
 character as a visible escape; every message s2sr prints passes through it (error texts in
-:class:`s2sr.errors.S2SRError`, log lines in the command line's formatter).
+:class:`s2sr.core.errors.S2SRError`, log lines in the command line's formatter).
 """
 
 from __future__ import annotations
