@@ -12,8 +12,8 @@ from conftest import SENTINEL2, requires_shared, texture
 from s2sr.core.errors import UsageError
 from s2sr.data.degrade import block_mean, box_mtf, degradation_sigma, degrade, gaussian_sigma
 from s2sr.data.masks import brightness_mask, dilate
-from s2sr.data.radiometry import huber_fit
 from s2sr.data.registration import apply_shift, estimate_shift, global_shift
+from s2sr.data.sensor_fit import huber_fit
 from s2sr.data.validation import Thresholds, robust_z, validate
 
 

@@ -13,8 +13,8 @@ from s2sr.core.errors import DataError
 from s2sr.data.degrade import block_mean, degrade
 from s2sr.data.masks import band_cloud_mask
 from s2sr.data.overlap import ScenePair
-from s2sr.data.radiometry import huber_fit
 from s2sr.data.registration import ShiftEstimate, global_shift
+from s2sr.data.sensor_fit import huber_fit
 
 
 def sample_windows(width: int, height: int, size: int, n: int = 4) -> list[Window]:
