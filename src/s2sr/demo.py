@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from s2sr.bands import DEFAULT_BANDS
+from s2sr.core.bands import DEFAULT_BANDS
 from s2sr.core.errors import UsageError
 from s2sr.inference.baselines import upsample
 from s2sr.inference.predict import predict

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from rasterio.windows import Window
 
-from conftest import texture, write_geotiff
-from s2sr.bands import DEFAULT_BANDS, nir_index, visible_indices
+from s2sr.core.bands import DEFAULT_BANDS, nir_index, visible_indices
 from s2sr.data import BuildOptions, DegradeOptions, PairStore, degrade_scene
 from s2sr.data.masks import band_cloud_mask, brightness_mask
 from s2sr.data.overlap import ScenePair
 from s2sr.data.simulate import Perturbation, make_pair
+from support.rasters import texture, write_geotiff
 
 NIR_FIRST = ("B08", "B02", "B03", "B04")
 #: Order of ``NIR_FIRST`` in terms of ``DEFAULT_BANDS`` positions.

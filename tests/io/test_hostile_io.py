@@ -19,9 +19,8 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
-from conftest import UTM_TRANSFORM, field, make_safe, write_geotiff
 from s2sr import predict
-from s2sr.bands import DEFAULT_BANDS, RGB_BANDS
+from s2sr.core.bands import DEFAULT_BANDS, RGB_BANDS
 from s2sr.core.errors import (
     BandError,
     DataError,
@@ -33,6 +32,7 @@ from s2sr.core.errors import (
     UsageError,
 )
 from s2sr.io import open_scene, parse_safe_metadata
+from support.rasters import UTM_TRANSFORM, field, make_safe, write_geotiff
 
 SECRET = b"S2SR-TOP-SECRET-" * 64
 

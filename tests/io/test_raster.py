@@ -11,11 +11,11 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from conftest import UTM_TRANSFORM, field, write_geotiff
+from s2sr.core.dn import DN_SCALE, from_scaled, to_int16_dn, to_uint16_dn
 from s2sr.core.errors import BandError
-from s2sr.io.dn import DN_SCALE, from_scaled, to_int16_dn, to_uint16_dn
 from s2sr.io.raster import Resampling, open_reference, read_bands, warped
 from s2sr.io.raster import write_geotiff as io_write_geotiff
+from support.rasters import UTM_TRANSFORM, field, write_geotiff
 
 
 def test_write_geotiff_round_trip_and_atomic(tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from rasterio.windows import Window
 
-from conftest import field, write_geotiff
-from s2sr.bands import normalize_band_name
+from s2sr.core.bands import normalize_band_name
 from s2sr.core.errors import BandError, DataError, InputNotFoundError, UsageError
 from s2sr.io import open_scene
+from support.rasters import field, write_geotiff
 
 
 @pytest.mark.parametrize(("label", "band"), [

@@ -11,7 +11,7 @@ import numpy as np
 from affine import Affine
 from torch import nn
 
-from s2sr.bands import normalize_band_name
+from s2sr.core.bands import normalize_band_name
 from s2sr.core.errors import UsageError
 from s2sr.inference.predict import super_resolve
 from s2sr.models import get_spec, load_model

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from s2sr.bands import normalize_band_name
 from s2sr.cli.common import handle_errors, setup_logging
 from s2sr.cli.options import F, output_opt
+from s2sr.core.bands import normalize_band_name
 from s2sr.core.errors import UsageError
 
 # Library modules are imported inside the commands: they pull in torch, rasterio and numpy

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from s2sr.bands import normalize_band_name
+from s2sr.core.bands import normalize_band_name
 from s2sr.core.errors import BandError, UsageError
 
 PRESETS: dict[str, dict[str, int]] = {

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from s2sr.bands import nir_index, visible_indices
+from s2sr.core.bands import nir_index, visible_indices
 
 SCL_MASKED = (3, 8, 9, 10)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from s2sr.bands import DEFAULT_BANDS
+from s2sr.core.bands import DEFAULT_BANDS
 from s2sr.core.errors import UsageError
 from s2sr.data.degrade import SENSOR_MTF
 from s2sr.data.validation import Thresholds

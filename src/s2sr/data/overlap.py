@@ -16,11 +16,11 @@ from affine import Affine
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
 
+from s2sr.core.dn import check_reference_dtype, reference_gain
 from s2sr.core.errors import DataError
 from s2sr.data.bandmap import parse_band_map, resolve_band_map
 from s2sr.data.masks import band_cloud_mask, scl_mask
 from s2sr.data.options import BuildOptions
-from s2sr.io.dn import check_reference_dtype, reference_gain
 from s2sr.io.nodata import valid_mask
 from s2sr.io.raster import Resampling, open_reference, warped
 from s2sr.io.scene import Scene, open_scene

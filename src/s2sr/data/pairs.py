@@ -33,6 +33,7 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
+from s2sr.core.dn import to_int16_dn
 from s2sr.core.errors import DataError, InputNotFoundError
 from s2sr.data.alignment import estimate_alignment, fit_radiometry, to_lr
 from s2sr.data.dates import scene_date
@@ -51,7 +52,6 @@ from s2sr.data.overlap import ScenePair
 from s2sr.data.registration import ShiftEstimate
 from s2sr.data.stats import patch_stats
 from s2sr.data.store import PairStore
-from s2sr.io.dn import to_int16_dn
 from s2sr.io.outputs import check_output_dir
 
 __all__ = [  # the options are defined in s2sr.data.options; importable from here as before

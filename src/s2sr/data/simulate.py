@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
-from s2sr.bands import DEFAULT_BANDS
+from s2sr.core.bands import DEFAULT_BANDS
+from s2sr.core.dn import to_uint16_dn
 from s2sr.data.degrade import blur, degrade
 from s2sr.data.registration import apply_shift
-from s2sr.io.dn import to_uint16_dn
 from s2sr.io.raster import write_geotiff
 
 BANDS = DEFAULT_BANDS

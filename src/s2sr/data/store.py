@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from s2sr.core.dn import DN_SCALE
 from s2sr.core.errors import DataError, InputNotFoundError, UsageError
 from s2sr.data.arrays import NpyWriter, load_patch_array
 from s2sr.data.manifest import (
@@ -64,10 +65,9 @@ from s2sr.data.manifest import (
     validate_manifest,
 )
 from s2sr.data.storefiles import atomic_write, replace_all, stage, stage_csv
-from s2sr.io.dn import DN_SCALE
 from s2sr.io.outputs import sweep_stale_temps
 
-__all__ = [  # the manifest's names are defined in s2sr.data.manifest, DN_SCALE in s2sr.io.dn
+__all__ = [  # the manifest's names are defined in s2sr.data.manifest, DN_SCALE in s2sr.core.dn
     "DN_SCALE", "FORMAT", "FORMAT_VERSION", "LOCK_NAME", "MAX_NOTE", "MAX_PATCH", "STATUSES",
     "NpyWriter", "PairStore", "effective_status", "patch_rows", "transform_tuple",
     "validate_decisions", "validate_manifest",

@@ -20,14 +20,14 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from s2sr.bands import DEFAULT_BANDS
+from s2sr.core.bands import DEFAULT_BANDS
+from s2sr.core.dn import to_int16_dn, to_reflectance
 from s2sr.core.errors import DataError, InputNotFoundError, UsageError
 from s2sr.data.degrade import SENSOR_MTF, block_mean, degradation_sigma, degrade
 from s2sr.data.masks import band_cloud_mask, dilate
 from s2sr.data.options import BuildOptions, check_number, check_patch_options, pair_id_for
 from s2sr.data.store import PairStore, patch_rows
 from s2sr.data.validation import Thresholds
-from s2sr.io.dn import to_int16_dn, to_reflectance
 from s2sr.io.nodata import valid_mask
 from s2sr.io.outputs import check_output_dir
 from s2sr.io.scene import open_scene

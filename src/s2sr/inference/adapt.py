@@ -9,7 +9,7 @@ Nothing else is ever trained on; the shipped weights file is never written.
 * Streamed: at most :data:`MAX_READ_PIXELS` pixels per band, as up to :data:`MAX_WINDOWS`
   windows spread evenly over the scene (a scene that fits is read whole).
 * Clean pixels only: nodata, saturated samples, non-finite or implausible values (over
-  :data:`s2sr.io.dn.MAX_REFLECTANCE`) and clouds (:func:`s2sr.data.masks.brightness_mask`
+  :data:`s2sr.core.dn.MAX_REFLECTANCE`) and clouds (:func:`s2sr.data.masks.brightness_mask`
   at :data:`CLOUD_BRIGHT`, grown by :data:`CLOUD_BUFFER` px) never enter a patch; windows
   with under :data:`MIN_CLEAN_SHARE` of their patch positions clean are dropped.
 * Deterministic for a seed (patches, degradations, noise); on CUDA cuDNN runs in its
@@ -44,7 +44,8 @@ import torch
 from rasterio.windows import Window
 from torch import nn
 
-from s2sr.bands import visible_indices
+from s2sr.core.bands import visible_indices
+from s2sr.core.dn import MAX_REFLECTANCE
 from s2sr.core.errors import DataError, UsageError
 from s2sr.data.masks import brightness_mask, dilate
 from s2sr.data.synthetic import (
@@ -56,7 +57,6 @@ from s2sr.data.synthetic import (
     psf_margin,
 )
 from s2sr.inference.engine import Radiometry
-from s2sr.io.dn import MAX_REFLECTANCE
 from s2sr.io.scene import Scene
 from s2sr.losses.pixel import PixelLoss
 from s2sr.models import get_spec

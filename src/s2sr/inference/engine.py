@@ -20,11 +20,11 @@ from rasterio.windows import Window
 from torch import nn
 from tqdm import tqdm
 
+from s2sr.core.dn import implausible, implausible_message
 from s2sr.core.errors import DataError, WeightsError
 from s2sr.data.degrade_torch import back_project
 from s2sr.inference.backends import Backend, Staged, TorchBackend
 from s2sr.inference.tiling import TileLayout, col_weights, extent_offsets, row_weights
-from s2sr.io.dn import implausible, implausible_message
 from s2sr.io.nodata import valid_mask
 
 log = logging.getLogger(__name__)
@@ -280,7 +280,7 @@ class TiledSuperResolver:
 
     def _check_plausible(self, refl: np.ndarray, valid: np.ndarray,
                          sat: np.ndarray | None, i: int, j: int) -> None:
-        """Refuse reflectance no surface has (:func:`s2sr.io.dn.implausible`)."""
+        """Refuse reflectance no surface has (:func:`s2sr.core.dn.implausible`)."""
         if not valid.any():
             return
         found = implausible(refl, valid[None] if sat is None else valid[None] & ~sat)

@@ -14,7 +14,7 @@ import torch
 from rasterio.windows import Window
 from torch import nn
 
-from s2sr.bands import DEFAULT_BANDS, RGB_BANDS
+from s2sr.core.bands import DEFAULT_BANDS, RGB_BANDS
 from s2sr.core.errors import (
     BandError,
     DataError,

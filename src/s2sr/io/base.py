@@ -24,9 +24,9 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
+from s2sr.core.dn import check_dtype, to_reflectance
 from s2sr.core.errors import BandError, DataError, GridMismatchError, RasterReadError
 from s2sr.core.safe_text import printable
-from s2sr.io.dn import check_dtype, to_reflectance
 from s2sr.io.gdal_safety import safe_env
 
 #: The logger of everything said while opening a scene, whichever reader speaks: callers

@@ -23,7 +23,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
-from s2sr.bands import normalize_band_name
+from s2sr.core.bands import normalize_band_name
 from s2sr.core.errors import BandError
 from s2sr.io.gdal_safety import open_raster, safe_env
 from s2sr.io.outputs import temp_path

@@ -13,7 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from s2sr.bands import (
+from s2sr.core.bands import (
     BASELINE_04_OFFSET,
     QUANTIFICATION_VALUE,
     SAFE_BAND_IDS,

@@ -29,7 +29,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Any, Final
 
-from s2sr.bands import BANDS
+from s2sr.core.bands import BANDS
 from s2sr.core.errors import SpecError
 
 MAX_BANDS: Final[int] = len(BANDS)

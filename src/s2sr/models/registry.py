@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from s2sr.bands import DEFAULT_BANDS, TYPICAL_MEAN, TYPICAL_STD
+from s2sr.core.bands import DEFAULT_BANDS, TYPICAL_MEAN, TYPICAL_STD
 from s2sr.core.errors import SpecError, UsageError
 from s2sr.models.bounds import (
     MAX_ABS_MEAN,

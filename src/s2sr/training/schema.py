@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from s2sr.bands import DEFAULT_BANDS
+from s2sr.core.bands import DEFAULT_BANDS
 from s2sr.core.errors import UsageError
 from s2sr.data.synthetic import DegradationRange
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.windows import Window
 
-from s2sr.bands import TYPICAL_MEAN, TYPICAL_STD
+from s2sr.core.bands import TYPICAL_MEAN, TYPICAL_STD
 from s2sr.core.errors import InputNotFoundError, UsageError
 from s2sr.data.synthetic import Source
 from s2sr.evaluation.places import held_out

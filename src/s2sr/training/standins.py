@@ -18,13 +18,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from s2sr.bands import DEFAULT_BANDS
+from s2sr.core.bands import DEFAULT_BANDS
+from s2sr.core.dn import from_scaled
 from s2sr.core.errors import InputNotFoundError
 from s2sr.data.pairs import BuildOptions, build_pair
 from s2sr.data.simulate import Perturbation, make_pair
 from s2sr.data.validation import Thresholds
 from s2sr.data.wald import DegradeOptions, degrade_scene
-from s2sr.io.dn import from_scaled
 from s2sr.io.raster import read_bands
 
 log = logging.getLogger(__name__)

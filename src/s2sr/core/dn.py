@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from s2sr.bands import QUANTIFICATION_VALUE
+from s2sr.core.bands import QUANTIFICATION_VALUE
 from s2sr.core.errors import DataError
 from s2sr.core.safe_text import printable
 
