@@ -13,9 +13,9 @@ from typing import Any
 from s2sr.bands import normalize_band_name
 from s2sr.core.errors import BandError, DataError
 from s2sr.io.base import BandRef, Scene, build_scene
-from s2sr.io.baseline import apply_offsets, record_offsets
 from s2sr.io.dn import gdal_gains
 from s2sr.io.gdal_safety import open_raster
+from s2sr.io.processing_baseline import apply_offsets, record_offsets
 
 _BAND_FILE_RE = re.compile(r"(?:^|_)(B\d{2}|B8A)(?:_10m)?\.(?:tif|tiff|jp2)$", re.IGNORECASE)
 #: Band files named as in Sentinel-2 products (``T33UUB_20230601T102031_B02_10m.jp2``, or the

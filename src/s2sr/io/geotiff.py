@@ -13,9 +13,9 @@ from s2sr.bands import normalize_band_name
 from s2sr.core.errors import BandError, UsageError
 from s2sr.core.safe_text import printable
 from s2sr.io.base import SCENE_LOGGER, BandRef, Scene, build_scene, select_bands
-from s2sr.io.baseline import apply_offsets
 from s2sr.io.dn import gdal_gains
 from s2sr.io.gdal_safety import open_raster
+from s2sr.io.processing_baseline import apply_offsets
 
 log = logging.getLogger(SCENE_LOGGER)
 

@@ -24,7 +24,7 @@ from s2sr.io.archive import (
 )
 from s2sr.io.bandfolder import band_files, open_band_files
 from s2sr.io.base import Scene
-from s2sr.io.baseline import OFFSET_FIX, record_offsets, warn_unknown
+from s2sr.io.processing_baseline import OFFSET_FIX, record_offsets, warn_unknown
 from s2sr.io.safe_metadata import (
     MAX_ABS_OFFSET,
     MAX_MTD_BYTES,
