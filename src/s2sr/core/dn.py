@@ -1,7 +1,7 @@
 """Digital numbers (DN) <-> reflectance, and the dtypes s2sr reads: the one place for both.
 
 Sentinel-2 products store reflectance x 10000 (``QUANTIFICATION_VALUE``) as integers, from
-processing baseline 04.00 on with an additive offset (see :mod:`s2sr.io.baseline`); a
+processing baseline 04.00 on with an additive offset (see :mod:`s2sr.io.processing_baseline`); a
 file may instead say how through GDAL's band scale/offset, or hold float reflectance. Inside
 s2sr a scene's bands carry ``reflectance = DN * gain + offset`` (:class:`GeoMeta`'s
 ``gains``/``offsets``). Pair datasets store reflectance x 10000 as int16.
