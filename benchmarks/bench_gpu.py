@@ -135,13 +135,13 @@ def breakdown(scene: Path, out: Path, **options: Any) -> dict[str, float]:
     cls = engine.TiledSuperResolver
     saved = {name: getattr(cls, name) for name in ("_load", "_forward", "_finish", "run")}
     saved_write = writer_mod.RasterWriter.write
-    saved_dn = engine.Radiometry.dn_values
+    saved_dn = engine.DnEncoding.dn_values
     try:
         cls._load = timed("read tiles (reading thread)", cls._load)  # type: ignore[method-assign]
         cls._forward = timed("network (main)", cls._forward)  # type: ignore[method-assign]
         cls._finish = timed("DN + copy to host + write (writing thread)", cls._finish)  # type: ignore[method-assign]
         cls.run = timed("engine run (total)", cls.run)  # type: ignore[method-assign]
-        engine.Radiometry.dn_values = timed("  of which DN conversion", saved_dn)  # type: ignore[method-assign]
+        engine.DnEncoding.dn_values = timed("  of which DN conversion", saved_dn)  # type: ignore[method-assign]
         writer_mod.RasterWriter.write = timed("  of which GeoTIFF write", saved_write)  # type: ignore[method-assign]
         t = time.perf_counter()
         predict(scene, out, overwrite=True, **options)
@@ -150,7 +150,7 @@ def breakdown(scene: Path, out: Path, **options: Any) -> dict[str, float]:
         for name, fn in saved.items():
             setattr(cls, name, fn)
         writer_mod.RasterWriter.write = saved_write  # type: ignore[method-assign]
-        engine.Radiometry.dn_values = saved_dn  # type: ignore[method-assign]
+        engine.DnEncoding.dn_values = saved_dn  # type: ignore[method-assign]
     total = spent.get("engine run (total)", 0.0)
     spent["blend + waits (main, engine run - network)"] = total - spent.get(
         "network (main)", 0.0)

@@ -56,7 +56,7 @@ from s2sr.data.synthetic import (
     panel_degradations,
     psf_margin,
 )
-from s2sr.inference.engine import Radiometry
+from s2sr.inference.engine import DnEncoding
 from s2sr.io.scene import Scene
 from s2sr.losses.pixel import PixelLoss
 from s2sr.models import get_spec
@@ -230,7 +230,7 @@ def read_sources(scene: Scene, scale: int, patch: int) -> list[Source]:
             f"{meta.source} ({meta.width}x{meta.height} px) is too small to adapt on at "
             f"x{scale} (needs at least {need}x{need} px): predict without --adapt "
             "(or --adapt auto), or give a larger scene")
-    radiometry = Radiometry(meta.dtype, meta.gains, meta.offsets, meta.nodata)
+    radiometry = DnEncoding(meta.dtype, meta.gains, meta.offsets, meta.nodata)
     visible = visible_indices(meta.bands)
     sources = []
     for r, c, h, w in _windows(meta.height, meta.width, max(WINDOW, need)):

@@ -20,7 +20,7 @@ from rasterio.windows import Window
 from torch import nn
 from tqdm import tqdm
 
-from s2sr.core.dn import implausible, implausible_message
+from s2sr.core.dn import implausible, implausible_message, to_reflectance
 from s2sr.core.errors import DataError, WeightsError
 from s2sr.data.degrade_torch import back_project
 from s2sr.inference.backends import Backend, Staged, TorchBackend
@@ -34,8 +34,9 @@ Writer = Callable[[Window, np.ndarray], None]
 
 
 @dataclass(frozen=True)
-class Radiometry:
-    """DN <-> reflectance for every band: ``reflectance = DN * gain + offset``.
+class DnEncoding:
+    """How a scene's bands encode reflectance as DN, both ways: ``reflectance = DN * gain +
+    offset`` (not :mod:`s2sr.data.sensor_fit`, the cross-sensor fit of pairs).
 
     Attributes:
         dtype: numpy dtype name of the DN (input and output).
@@ -71,12 +72,9 @@ class Radiometry:
         return mask if mask.any() else None
 
     def to_reflectance(self, dn: np.ndarray) -> np.ndarray:
-        """``(C, h, w)`` float32 reflectance (what overflows float32 becomes inf, which the
-        engine refuses as implausible)."""
-        g = np.asarray(self.gains, np.float32)[:, None, None]
-        o = np.asarray(self.offsets, np.float32)[:, None, None]
-        with np.errstate(over="ignore", invalid="ignore"):
-            return dn.astype(np.float32) * g + o
+        """``(C, h, w)`` float32 reflectance (:func:`s2sr.core.dn.to_reflectance`: what
+        overflows float32 becomes inf, which the engine refuses as implausible)."""
+        return to_reflectance(dn, self.gains, self.offsets)
 
     def dn_floor(self) -> np.ndarray:
         """Per band, the lowest DN an output may take: the DN of zero reflectance.
@@ -221,7 +219,7 @@ class TiledSuperResolver:
         consistency: iterations of back-projection onto the input per tile (0: off).
     """
 
-    def __init__(self, model: nn.Module | Backend, layout: TileLayout, radiometry: Radiometry,
+    def __init__(self, model: nn.Module | Backend, layout: TileLayout, radiometry: DnEncoding,
                  fill: np.ndarray, device: torch.device, batch_size: int = 1,
                  progress: bool = False, consistency: int = 0) -> None:
         self.backend: Backend = TorchBackend(model, device) if isinstance(model, nn.Module) \
@@ -234,7 +232,7 @@ class TiledSuperResolver:
         self.progress = progress
         self.valid_pixels = 0
         #: saturated input samples seen (band x pixel): not fed to the network, written
-        #: saturated again (:meth:`Radiometry.saturated_value`)
+        #: saturated again (:meth:`DnEncoding.saturated_value`)
         self.saturated_samples = 0
         self.consistency = consistency
         self._wy: dict[int, torch.Tensor] = {}

@@ -15,6 +15,7 @@ from rasterio.windows import Window
 from torch import nn
 
 from s2sr.core.bands import DEFAULT_BANDS, RGB_BANDS
+from s2sr.core.dn import SUPPORTED_DTYPES, default_gain
 from s2sr.core.errors import (
     BandError,
     DataError,
@@ -50,14 +51,14 @@ from s2sr.inference.backends import (
     ort_providers,
     torch_threads,
 )
-from s2sr.inference.engine import Radiometry, TiledSuperResolver
+from s2sr.inference.engine import DnEncoding, TiledSuperResolver
 from s2sr.inference.export import onnx_backend
 from s2sr.inference.quantize import int8_onnx
 from s2sr.inference.tiling import TileLayout
 from s2sr.io.base import SCENE_LOGGER
 from s2sr.io.output_paths import make_parents, remove_made
 from s2sr.io.outputs import check_output_file, exclusive_output
-from s2sr.io.scene import SUPPORTED_DTYPES, GeoMeta, Scene, open_scene
+from s2sr.io.scene import GeoMeta, Scene, open_scene
 from s2sr.io.writer import ALL_CPUS, RasterWriter, block_size_for, carried_tags, output_meta
 from s2sr.models import ModelSpec, file_sha256, get_spec, load_model, pretrained_path
 from s2sr.models.exported import OnnxModel, load_torchscript, read_onnx, sniff
@@ -438,10 +439,9 @@ def prepare_run(
         _check_memory(spec, lay, plan, choice.backend)
         model, adapt_tags = adapt_for_run(model, scene, adapt, adapt_steps, adapt_seed,
                                           plan.device, prec)
-        radiometry = Radiometry(meta.dtype, meta.gains, meta.offsets, meta.nodata)
-        is_int = np.issubdtype(np.dtype(meta.dtype), np.integer)
-        default_gain = 1e-4 if is_int else 1.0
-        write_scales = any(g != default_gain for g in meta.gains) or any(meta.offsets)
+        radiometry = DnEncoding(meta.dtype, meta.gains, meta.offsets, meta.nodata)
+        plain = default_gain(meta.dtype)
+        write_scales = any(g != plain for g in meta.gains) or any(meta.offsets)
         tags = {
             **carried_tags(meta.tags),
             "S2SR_MODEL": spec.name,
@@ -513,10 +513,9 @@ def super_resolve(
         raise DataError(f"unsupported dtype {array.dtype}: use uint16/int16 DN or float32")
     if array.shape[1] == 0 or array.shape[2] == 0:
         raise DataError("the array is empty: pass at least one pixel")
-    is_int = np.issubdtype(array.dtype, np.integer)
-    g = gain if gain is not None else (1e-4 if is_int else 1.0)
+    g = gain if gain is not None else default_gain(array.dtype.name)
     n = len(spec.bands)
-    radiometry = Radiometry(array.dtype.name, (g,) * n, (offset,) * n, nodata)
+    radiometry = DnEncoding(array.dtype.name, (g,) * n, (offset,) * n, nodata)
     lay = _layout(array.shape[1], array.shape[2], spec.scale, tile, overlap)
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
