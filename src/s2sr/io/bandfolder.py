@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from s2sr.bands import normalize_band_name
+from s2sr.core.bands import normalize_band_name
+from s2sr.core.dn import gdal_gains
 from s2sr.core.errors import BandError, DataError
 from s2sr.io.base import BandRef, Scene, build_scene
-from s2sr.io.dn import gdal_gains
 from s2sr.io.gdal_safety import open_raster
 from s2sr.io.processing_baseline import apply_offsets, record_offsets
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from s2sr.bands import normalize_band_name
+from s2sr.core.bands import normalize_band_name
+from s2sr.core.dn import gdal_gains
 from s2sr.core.errors import BandError, UsageError
 from s2sr.core.safe_text import printable
 from s2sr.io.base import SCENE_LOGGER, BandRef, Scene, build_scene, select_bands
-from s2sr.io.dn import gdal_gains
 from s2sr.io.gdal_safety import open_raster
 from s2sr.io.processing_baseline import apply_offsets
 

@@ -30,16 +30,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from s2sr.bands import (
+from s2sr.core.bands import (
     BASELINE_04_OFFSET,
     SAFE_BAND_IDS,
     normalize_band_name,
     parse_baseline,
 )
+from s2sr.core.dn import is_integer
 from s2sr.core.errors import DataError, UsageError
 from s2sr.core.safe_text import printable
 from s2sr.io.base import SCENE_LOGGER
-from s2sr.io.dn import is_integer
 from s2sr.io.safe_metadata import parse_safe_metadata
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from s2sr.core.dn import SUPPORTED_DTYPES
 from s2sr.core.errors import InputNotFoundError, UsageError
 from s2sr.io.bandfolder import band_files, band_folder_files, is_s2_product_band, open_band_files
 from s2sr.io.base import BandRef, GeoMeta, Scene, build_scene
-from s2sr.io.dn import SUPPORTED_DTYPES
 from s2sr.io.geotiff import open_geotiff
 from s2sr.io.processing_baseline import MAX_DN_OFFSET, check_dn_offset
 from s2sr.io.safe import is_safe_folder, open_safe

@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from s2sr.bands import normalize_band_name, parse_baseline
+from s2sr.core.bands import normalize_band_name, parse_baseline
 from s2sr.core.errors import (
     BandError,
     InputNotFoundError,
@@ -378,7 +378,7 @@ def open_stac_item(path: str | os.PathLike[str], bands: Sequence[str] | None = N
     props = item.get("properties") or {}
     tags: dict[str, str] = {"S2_STAC_ITEM": item["id"][:MAX_ID]}
     bad_baseline = None
-    try:  # one parser for every source (s2sr.bands.parse_baseline): "05.09", 5.09, "N0509"
+    try:  # one parser for every source (s2sr.core.bands.parse_baseline): "05.09", 5.09, "N0509"
         baseline = parse_baseline(props.get("s2:processing_baseline"))
     except ValueError as err:
         baseline = None
