@@ -1,0 +1,98 @@
+"""The documentation's relative links and anchors point somewhere, and its make targets exist.
+
+Checks README.md, MODEL_CARD.md, benchmarks/README.md and docs/*.md: every relative link
+(``[text](path)``, ``![alt](path)``, ``[text](path#anchor)``, ``[text](#anchor)``) outside
+code names a file of the repository, and every anchor a heading of that file, slugged as
+GitHub does. External links (http, https, mailto) are not fetched.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = sorted([ROOT / "README.md", ROOT / "MODEL_CARD.md", ROOT / "benchmarks" / "README.md",
+               *(ROOT / "docs").glob("*.md")])
+
+_FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.S | re.M)
+_INLINE_CODE = re.compile(r"`[^`\n]*`")
+_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$", re.M)
+_EXTERNAL = ("http://", "https://", "mailto:")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link keeps its text
+    text = text.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)  # \w keeps letters of any script, digits and _
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    """Every heading anchor of a Markdown file (repeated headings get -1, -2, ...)."""
+    seen: dict[str, int] = {}
+    found = set()
+    for match in _HEADING.finditer(_FENCE.sub("", path.read_text(encoding="utf-8"))):
+        base = slug(match.group(2))
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        found.add(base if count == 0 else f"{base}-{count}")
+    return found
+
+
+def broken_links(path: Path) -> list[str]:
+    """The relative links of ``path`` that name no file, or no heading of it."""
+    text = _INLINE_CODE.sub("", _FENCE.sub("", path.read_text(encoding="utf-8")))
+    broken = []
+    for target in _LINK.findall(text):
+        if target.startswith(_EXTERNAL):
+            continue
+        file_part, _, anchor = target.partition("#")
+        linked = (path.parent / file_part).resolve() if file_part else path
+        if not linked.exists():
+            broken.append(f"{target}: no file {linked}")
+        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
+            broken.append(f"{target}: no heading #{anchor} in {linked.name}")
+    return broken
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(doc: Path) -> None:
+    assert doc.exists(), f"{doc} is gone: update tests/test_docs_links.py"
+    assert broken_links(doc) == []
+
+
+def test_the_docs_folder_is_checked() -> None:
+    names = {p.name for p in DOCS}
+    assert {"architecture.md", "benchmarks.md", "predict.md"} <= names
+
+
+def test_slugs_follow_github() -> None:
+    assert slug("Scene adaptation (`--adapt`)") == "scene-adaptation---adapt"
+    assert slug("The study's Table 1") == "the-studys-table-1"
+    assert slug("Weights, exports and checkpoints") == "weights-exports-and-checkpoints"
+
+
+def test_a_broken_link_and_a_missing_anchor_are_found(tmp_path: Path) -> None:
+    (tmp_path / "other.md").write_text("# Here\n\n## Twice\n\n## Twice\n", encoding="utf-8")
+    doc = tmp_path / "doc.md"
+    doc.write_text(
+        "# Top\n\n[ok](other.md#here) [ok](other.md#twice-1) [ok](#top) "
+        "[gone](missing.md) [no anchor](other.md#nowhere) [self](#nowhere)\n\n"
+        "`[in code](missing.md)`\n\n```\n[in a block](missing.md)\n```\n"
+        "[web](https://example.org/missing.md)\n", encoding="utf-8")
+    broken = broken_links(doc)
+    assert len(broken) == 3, broken
+    assert broken[0].startswith("missing.md: no file")
+    assert broken[1] == "other.md#nowhere: no heading #nowhere in other.md"
+    assert broken[2] == "#nowhere: no heading #nowhere in doc.md"
+
+
+def test_make_targets_named_in_the_readme_exist() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([A-Za-z][\w-]*):", makefile, re.M))
+    named = set(re.findall(r"\bmake ([a-z][\w-]*)", (ROOT / "README.md").read_text("utf-8")))
+    assert {"demo", "test"} <= named
+    assert named <= targets, f"README names make targets the Makefile lacks: {named - targets}"
