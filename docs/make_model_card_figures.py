@@ -22,9 +22,9 @@ import numpy as np
 from s2sr.inference import super_resolve
 from s2sr.inference.baselines import upsample
 from s2sr.io.scene import open_scene
+from s2sr.io.visualize import side_by_side
 from s2sr.models import load_model
 from s2sr.models.pretrained import WEIGHTS_DIR
-from s2sr.visualize import side_by_side
 
 #: (scene under sentinel2/, row, col, size in 10 m pixels): held-out test scenes and one
 #: cloudy training scene's cloud-free corner; sizes chosen so that x2 panels are 192 px.

@@ -5,7 +5,7 @@ For every test place of :data:`s2sr.evaluation.places.TEST_PLACES`, the most tex
 shown as the input enlarged by nearest neighbour, bicubic, the shipped s2sr_x2 (or s2sr_x4
 with ``--scale 4``) and the difference model - bicubic, each output pixel one screen pixel
 (100 %). One stretch per row
-(:func:`s2sr.visualize.shared_stretch`); the difference is shown at +-0.02 reflectance.
+(:func:`s2sr.io.visualize.shared_stretch`); the difference is shown at +-0.02 reflectance.
 
 Usage: python docs/make_place_crops.py [--shared ../shared/data] [--scale 2] [--crop 80]
        [-o docs/img/test_places_x2.png]  (x4: --scale 4 --crop 48 -o docs/img/test_places_x4.png)
@@ -23,8 +23,8 @@ from s2sr import super_resolve
 from s2sr.evaluation.places import TEST_PLACES
 from s2sr.inference.baselines import upsample
 from s2sr.io.scene import open_scene
+from s2sr.io.visualize import shared_stretch
 from s2sr.models import load_model, pretrained_path
-from s2sr.visualize import shared_stretch
 
 BANDS = ("B02", "B03", "B04", "B08")
 RGB = [2, 1, 0]  # B04 B03 B02

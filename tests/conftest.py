@@ -54,7 +54,7 @@ def _cpu_unless_marked_gpu(request: pytest.FixtureRequest,
         return
     import importlib
 
-    for name in ("s2sr.device", "s2sr.inference.predict"):
+    for name in ("s2sr.models.device", "s2sr.inference.predict"):
         monkeypatch.setattr(importlib.import_module(name), "cuda_device_count", lambda: 0)
 
 UTM_TRANSFORM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0)

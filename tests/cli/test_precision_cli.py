@@ -11,9 +11,9 @@ import pytest
 import rasterio
 
 from conftest import field, no_ort, run_cli, write_geotiff
-from s2sr import device
 from s2sr.cli import options
 from s2sr.cli.main import cli
+from s2sr.models import device
 
 
 def test_precision_choices_match_the_library() -> None:

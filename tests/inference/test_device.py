@@ -17,15 +17,15 @@ from click.testing import CliRunner
 from conftest import field, write_geotiff
 from s2sr.cli.main import cli
 from s2sr.core.errors import UsageError
-from s2sr.device import (
+from s2sr.inference import predict, super_resolve
+from s2sr.models import load_model
+from s2sr.models.device import (
     DEFAULT_BATCH,
     cuda_device_count,
     inference_plan,
     resolve_device,
     select_device,
 )
-from s2sr.inference import predict, super_resolve
-from s2sr.models import load_model
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(),
                              reason="checks the refusal of --device cuda on a machine without "

@@ -1,4 +1,4 @@
-"""s2sr.heap: with glibc's mmap threshold pinned, freed tile-sized blocks leave the process
+"""s2sr.core.heap: with glibc's mmap threshold pinned, freed tile-sized blocks leave the process
 (the resident size comes back down); without it glibc keeps them in its heap."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from s2sr.heap import pin_mmap_threshold
+from s2sr.core.heap import pin_mmap_threshold
 
 CHILD = """
 import os, sys
 import numpy as np
-from s2sr.heap import pin_mmap_threshold
+from s2sr.core.heap import pin_mmap_threshold
 if sys.argv[1] == "pin":
     assert pin_mmap_threshold() and pin_mmap_threshold()  # idempotent
 page = os.sysconf("SC_PAGE_SIZE")

@@ -16,7 +16,11 @@ import torch
 from conftest import texture, write_geotiff
 from s2sr import predict, super_resolve
 from s2sr.core.errors import UsageError
-from s2sr.device import (
+from s2sr.inference.backends import Staged, TorchBackend, choose_backend
+from s2sr.inference.predict import _sized, network_bytes
+from s2sr.inference.tiling import TileLayout
+from s2sr.models import get_spec, load_model, pretrained_path
+from s2sr.models.device import (
     AUTOCAST,
     BYTES_PER_ELEMENT,
     MAX_AUTO_BATCH,
@@ -25,10 +29,6 @@ from s2sr.device import (
     choose_precision,
     inference_plan,
 )
-from s2sr.inference.backends import Staged, TorchBackend, choose_backend
-from s2sr.inference.predict import _sized, network_bytes
-from s2sr.inference.tiling import TileLayout
-from s2sr.models import get_spec, load_model, pretrained_path
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 ORT = ["CPUExecutionProvider"]

@@ -65,7 +65,7 @@ def test_bigearthnet_sample_from_pypi_trains(tmp_path: Path) -> None:
     pytest.importorskip("bigearthnet_common")
     import tarfile
 
-    from s2sr.demo import extract_sample, sample_archive
+    from s2sr.io.sample import extract_sample, sample_archive
 
     with tarfile.open(sample_archive()) as tar:
         names = sorted({m.name.split("/")[1] for m in tar.getmembers() if m.name.count("/") >= 2})

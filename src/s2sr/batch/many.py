@@ -47,7 +47,7 @@ from s2sr.batch.report import (
     write_report,
 )
 from s2sr.core.errors import OutputExistsError, S2SRError, UsageError
-from s2sr.heap import pin_mmap_threshold
+from s2sr.core.heap import pin_mmap_threshold
 from s2sr.inference.predict import _load, choose_weights, predict
 from s2sr.io.base import short_error
 from s2sr.io.gdal_safety import open_raster

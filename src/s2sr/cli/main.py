@@ -37,9 +37,9 @@ from s2sr.cli.pairs import pairs
 from s2sr.cli.review import review
 from s2sr.cli.train import table1, train
 from s2sr.core.errors import UsageError
+from s2sr.core.heap import pin_mmap_threshold
 from s2sr.core.safe_text import printable
 from s2sr.core.version import __version__
-from s2sr.heap import pin_mmap_threshold
 
 # Library modules are imported inside the commands: they pull in torch, rasterio and numpy
 # (seconds), which ``s2sr --help`` and shell completion should not wait for.
@@ -173,7 +173,7 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
 def demo(output_dir: Path, weights: Path | None) -> None:
     """Super-resolve a real Sentinel-2 sample (shipped on PyPI) and draw a comparison."""
     setup_logging(False)
-    from s2sr.demo import run_demo
+    from s2sr.cli.demo import run_demo
     from s2sr.models import file_sha256, get_spec, load_model
 
     result = run_demo(output_dir, weights)
@@ -200,7 +200,7 @@ cli.add_command(table1)
 
 def main() -> None:
     """Console-script entry point."""
-    pin_mmap_threshold()  # large temporaries go back to the OS (see s2sr.heap)
+    pin_mmap_threshold()  # large temporaries go back to the OS (see s2sr.core.heap)
     cli()
 
 

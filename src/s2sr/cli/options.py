@@ -66,7 +66,7 @@ def threads_opt() -> Callable[[F], F]:
              "physical core].")
 
 
-#: ``--precision`` values (s2sr.device.PRECISIONS, repeated so that ``--help`` needs no
+#: ``--precision`` values (s2sr.models.device.PRECISIONS, repeated so that ``--help`` needs no
 #: torch; a test keeps them equal).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 

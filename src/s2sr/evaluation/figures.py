@@ -8,9 +8,9 @@ One PNG per patch, drawn with matplotlib (Agg) at :data:`DPI` dots per inch:
 * every panel is at least :data:`MIN_PANEL` px a side, each source pixel a square block
   (integer nearest-neighbour zoom); a patch over :data:`MAX_SIDE` px is shown as the
   :data:`MAX_SIDE` px window with the most contrast (the caption says which);
-* one stretch per row (:class:`~s2sr.visualize.Stretch`): per channel, the 2nd to 98th
+* one stretch per row (:class:`~s2sr.io.visualize.Stretch`): per channel, the 2nd to 98th
   percentile of the pixels of *all* panels of the row together, at least
-  :data:`~s2sr.visualize.MIN_SPAN` reflectance wide, applied to every panel, so brightness
+  :data:`~s2sr.io.visualize.MIN_SPAN` reflectance wide, applied to every panel, so brightness
   and contrast compare across panels and a flat patch is not shown as magnified noise;
 * text: a title and a subtitle, one line above each panel (method, PSNR / SSIM), the row
   names on the left and a caption under the panels; each line fits its space (smaller type
@@ -33,7 +33,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 
-from s2sr.visualize import Stretch, shared_stretch
+from s2sr.io.visualize import Stretch, shared_stretch
 
 ROWS = {"true colour": ("B04", "B03", "B02"), "NIR false colour": ("B08", "B04", "B03")}
 #: Dots per inch of the PNG (stored in it): type sizes below are at this resolution.

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from s2sr.core.errors import UsageError, WeightsError
-from s2sr.device import select_device
+from s2sr.models.device import select_device
 
 log = logging.getLogger(__name__)
 
@@ -238,12 +238,12 @@ def choose_backend(backend: str, device: str, cuda_count: int,
     device is CUDA and ONNX Runtime has its ``CUDAExecutionProvider`` (the
     ``onnxruntime-gpu`` build); PyTorch otherwise. An exported ONNX file runs on ONNX
     Runtime only. bf16 and fp16 run on PyTorch (autocast), int8 on ONNX Runtime's CPU
-    provider (the precision comes from :func:`s2sr.device.choose_precision`, which refuses
+    provider (the precision comes from :func:`s2sr.models.device.choose_precision`, which refuses
     the combinations that cannot run).
 
     Args:
         backend: ``--backend``: ``auto``, ``torch`` or ``onnxruntime``.
-        device: ``--device`` (see :func:`s2sr.device.select_device`).
+        device: ``--device`` (see :func:`s2sr.models.device.select_device`).
         cuda_count: CUDA GPUs PyTorch sees.
         providers: ONNX Runtime's execution providers (:func:`ort_providers`), ``None``
             when it is not installed.

@@ -25,18 +25,6 @@ from s2sr.core.errors import (
     WeightsError,
 )
 from s2sr.core.version import __version__
-from s2sr.device import (
-    BYTES_PER_ELEMENT,
-    PRECISIONS,
-    InferencePlan,
-    auto_batch,
-    choose_precision,
-    cpu_bf16_supported,
-    cuda_bf16_supported,
-    cuda_device_count,
-    inference_plan,
-    select_device,
-)
 from s2sr.inference.adapt import adapt_for_run, check_options
 from s2sr.inference.backends import (
     BACKENDS,
@@ -61,6 +49,18 @@ from s2sr.io.outputs import check_output_file, exclusive_output
 from s2sr.io.scene import GeoMeta, Scene, open_scene
 from s2sr.io.writer import ALL_CPUS, RasterWriter, block_size_for, carried_tags, output_meta
 from s2sr.models import ModelSpec, file_sha256, get_spec, load_model, pretrained_path
+from s2sr.models.device import (
+    BYTES_PER_ELEMENT,
+    PRECISIONS,
+    InferencePlan,
+    auto_batch,
+    choose_precision,
+    cpu_bf16_supported,
+    cuda_bf16_supported,
+    cuda_device_count,
+    inference_plan,
+    select_device,
+)
 from s2sr.models.exported import OnnxModel, load_torchscript, read_onnx, sniff
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def _check_memory(model: nn.Module | ModelSpec, lay: TileLayout, plan: Inference
 def _sized(plan: InferencePlan, spec: ModelSpec, lay: TileLayout, asked: int | None
            ) -> InferencePlan:
     """On CUDA without ``--batch-size``: the batch that fits :data:`MEMORY_SHARE` of the
-    free GPU memory (:func:`s2sr.device.auto_batch`) at the plan's precision."""
+    free GPU memory (:func:`s2sr.models.device.auto_batch`) at the plan's precision."""
     if plan.device.type != "cuda" or asked is not None:
         return plan
     per_tile = network_bytes(spec, lay.tile, 1, BYTES_PER_ELEMENT[plan.precision])
@@ -319,7 +319,7 @@ def predict(
             fp16 is run again at fp32), ``fp32``, ``bf16`` (PyTorch autocast; on the CPU with
             channels-last), ``fp16`` (CUDA) or ``int8`` (ONNX Runtime static
             quantisation on the CPU, see :mod:`s2sr.inference.quantize`); see
-            :func:`s2sr.device.choose_precision`. Recorded in the tag ``S2SR_PRECISION``.
+            :func:`s2sr.models.device.choose_precision`. Recorded in the tag ``S2SR_PRECISION``.
         adapt: ``off``, ``on`` (fine-tune a copy of the model on Wald pairs of this scene
             first; refused for a scene too small or too empty, an exported model or
             int8) or ``auto`` (only where it pays, else as ``off``); see

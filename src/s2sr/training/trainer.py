@@ -38,7 +38,6 @@ from s2sr.core.errors import (
     OutputExistsError,
     UsageError,
 )
-from s2sr.device import resolve_device
 from s2sr.io.outputs import (
     Terminated,
     check_output_dir,
@@ -47,6 +46,7 @@ from s2sr.io.outputs import (
     terminate_raises,
 )
 from s2sr.models import save_model
+from s2sr.models.device import resolve_device
 from s2sr.training.checkpoint import (
     RESUME_KEYS,
     SafeCheckpointIO,

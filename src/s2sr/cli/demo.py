@@ -17,9 +17,9 @@ from s2sr.inference.predict import predict
 from s2sr.io.outputs import check_output_dir
 from s2sr.io.sample import SAMPLE_ARCHIVE, SAMPLE_PATCH, extract_sample, sample_archive
 from s2sr.io.scene import open_scene
+from s2sr.io.visualize import side_by_side
 from s2sr.models import build_model, save_model
 from s2sr.models.pretrained import WEIGHTS_DIR
-from s2sr.visualize import side_by_side
 
 #: The sample's helpers live in s2sr.io.sample (int8 calibration reads it too); their
 #: names stay importable from here.
