@@ -96,3 +96,68 @@ def test_make_targets_named_in_the_readme_exist() -> None:
     named = set(re.findall(r"\bmake ([a-z][\w-]*)", (ROOT / "README.md").read_text("utf-8")))
     assert {"demo", "test"} <= named
     assert named <= targets, f"README names make targets the Makefile lacks: {named - targets}"
+
+
+def _room_rows() -> dict[str, str]:
+    """Room -> its row of docs/architecture.md's table of rooms."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    return dict(re.findall(r"^\| `s2sr\.(\w+)` \|(.*)\|$", text, re.M))
+
+
+def test_architecture_names_every_module_of_every_room() -> None:
+    rows = _room_rows()
+    rooms = {p.name for p in (ROOT / "src" / "s2sr").iterdir()
+             if p.is_dir() and (p / "__init__.py").exists()}
+    assert rooms <= set(rows), f"rooms missing from docs/architecture.md: {rooms - set(rows)}"
+    problems = []
+    for room, row in rows.items():
+        named = set(re.findall(r"`(\w+)\.py`", row))
+        present = {p.stem for p in (ROOT / "src" / "s2sr" / room).glob("*.py")} - {"__init__"}
+        problems += [f"{room}/{name}.py is named but absent" for name in sorted(named - present)]
+        problems += [f"{room}/{name}.py is not named" for name in sorted(present - named)]
+    assert problems == []
+
+
+def test_architecture_concept_homes_exist() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    homes = text[text.index("## One home per concept"):]
+    missing = [name for name in re.findall(r"`(s2sr(?:\.\w+)+)`", homes)
+               if not (ROOT / "src" / Path(*name.split("."))).with_suffix(".py").exists()
+               and not (ROOT / "src" / Path(*name.split(".")) / "__init__.py").exists()]
+    assert missing == []
+
+
+def _defines(path: Path, name: str) -> bool:
+    """Whether the module at ``path`` defines or imports ``name`` at its top level."""
+    word = re.escape(name)
+    pattern = (rf"^(?:def |class |async def )?{word}\b"  # a definition or assignment
+               rf"|^(?:from .* )?import .*\b{word}\b|^\s+{word},?$"  # an import
+               rf"|[\"']{word}[\"']")  # listed in __all__ or a lazy __getattr__
+    return re.search(pattern, path.read_text(encoding="utf-8"), re.M) is not None
+
+
+def unresolved_names(text: str) -> list[str]:
+    """Dotted ``s2sr.x.y`` names in backticks that are no module, or no name of one."""
+    missing = []
+    for dotted in sorted(set(re.findall(r"`(s2sr(?:\.\w+)+)[`(]", text))):
+        parts = dotted.split(".")
+        for cut in range(len(parts), 0, -1):
+            base = ROOT / "src" / Path(*parts[:cut])
+            module = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+            if module.exists():
+                break
+        rest = parts[cut:]
+        if len(rest) > 1 or (rest and not _defines(module, rest[0])):
+            missing.append(dotted)
+    return missing
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_module_names_in_the_docs_exist(doc: Path) -> None:
+    assert unresolved_names(doc.read_text(encoding="utf-8")) == []
+
+
+def test_a_renamed_module_is_found() -> None:
+    assert unresolved_names("`s2sr.io.baseline` and `s2sr.core.errors.NoSuchError`") == [
+        "s2sr.core.errors.NoSuchError", "s2sr.io.baseline"]
+    assert unresolved_names("`s2sr.core.errors.UsageError` `s2sr.predict(...)`") == []
