@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
+from s2sr.core.constants import BACKENDS, PRECISIONS
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: ``--device`` values; ``cuda`` is refused with a message on a machine without a GPU.
@@ -46,10 +48,6 @@ def device_opt() -> Callable[[F], F]:
                         show_default=True)
 
 
-#: ``--backend`` values (see :func:`s2sr.inference.backends.choose_backend`).
-BACKENDS = ("auto", "torch", "onnxruntime")
-
-
 def backend_opt() -> Callable[[F], F]:
     """``--backend auto|torch|onnxruntime`` (default ``auto``)."""
     return click.option(
@@ -64,11 +62,6 @@ def threads_opt() -> Callable[[F], F]:
         "--threads", type=click.IntRange(1, 1024), default=None,
         help="Threads of the network [default: OMP_NUM_THREADS when set, else one per "
              "physical core].")
-
-
-#: ``--precision`` values (s2sr.models.device.PRECISIONS, repeated so that ``--help`` needs no
-#: torch; a test keeps them equal).
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 def precision_opt() -> Callable[[F], F]:

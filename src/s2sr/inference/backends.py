@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from s2sr.core.constants import BACKENDS
 from s2sr.core.errors import UsageError, WeightsError
 from s2sr.models.device import select_device
 
 log = logging.getLogger(__name__)
 
-BACKENDS: Final[tuple[str, ...]] = ("auto", "torch", "onnxruntime")
 #: Largest ``--threads``.
 MAX_THREADS: Final[int] = 1024
 _INSTALL = "install the onnx extra (pip install 's2sr[onnx]')"

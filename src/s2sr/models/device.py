@@ -15,6 +15,7 @@ from typing import Final
 
 import torch
 
+from s2sr.core.constants import PRECISIONS
 from s2sr.core.errors import UsageError
 
 #: Tiles per forward pass when ``--batch-size`` is not given.
@@ -22,10 +23,6 @@ DEFAULT_BATCH = {"cpu": 1, "cuda": 8}
 
 _CUDA = re.compile(r"cuda(?::(\d+))?")
 
-#: ``--precision`` values. ``auto``: fp32 on the CPU; fp16 on CUDA (as fast as bf16 on an
-#: H200 and 3 to 6 times closer to fp32; a batch that overflows fp16 is run again at fp32),
-#: fp32 with ONNX Runtime, which runs s2sr's graphs in fp32 or int8 only.
-PRECISIONS: Final[tuple[str, ...]] = ("auto", "fp32", "bf16", "fp16", "int8")
 #: The dtype PyTorch's autocast computes in, per reduced precision (weights stay float32).
 AUTOCAST: Final[dict[str, torch.dtype]] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: Bytes per activation element, for the memory estimate of a forward pass. int8 counts
@@ -99,7 +96,7 @@ def choose_precision(precision: str, device: torch.device, backend: str, *,
     """The precision prediction runs at, from ``--precision`` and what runs it.
 
     Args:
-        precision: one of :data:`PRECISIONS`.
+        precision: one of :data:`s2sr.core.constants.PRECISIONS`.
         device: the device chosen by :func:`select_device`.
         backend: ``--backend`` as asked (``auto``, ``torch`` or ``onnxruntime``).
         cuda_bf16: the GPU supports bfloat16 (:func:`cuda_bf16_supported`).
