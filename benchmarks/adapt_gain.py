@@ -40,6 +40,7 @@ import rasterio
 import torch
 from affine import Affine
 
+from s2sr.core.constants import SCALES
 from s2sr.core.errors import DataError
 from s2sr.evaluation.artefacts import LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.evaluation.metrics import Conventions, psnr
@@ -86,7 +87,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", default="../shared/data")
     ap.add_argument("--places", nargs="*", default=[p.name for p in TEST_PLACES])
-    ap.add_argument("--scales", nargs="*", type=int, default=[2, 4])
+    ap.add_argument("--scales", nargs="*", type=int, default=list(SCALES))
     ap.add_argument("--cases", nargs="*", default=["block", "0.3"])
     ap.add_argument("--settings", nargs="*", default=["150:1e-4"],
                     help="steps:learning-rate pairs")

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from s2sr.core.constants import SCALES
 from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, artefact_score
 from s2sr.inference.baselines import upsample
 from s2sr.io.scene import open_scene
@@ -70,7 +71,7 @@ def rows(shared: Path, models: bool) -> list[tuple[str, str, float]]:
         table.append(("real: Sentinel-2 10 m", name, artefact_score(refl)))
     for name, dn, valid in reference_images(shared):
         table.append(("real: finer sensors / Landsat", name, artefact_score(dn, valid)))
-    for scale in (2, 4):
+    for scale in SCALES:
         for name, refl in crops:
             table.append((f"bicubic x{scale} of S2", name,
                           artefact_score(upsample(refl, scale, "bicubic"))))

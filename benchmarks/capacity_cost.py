@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import s2sr
+from s2sr.core.constants import SCALES
 from s2sr.models import build_model
 
 #: (residual blocks, filters); the first is the shipped architecture.
@@ -52,7 +53,7 @@ def seconds(model: torch.nn.Module, scene: np.ndarray, repeat: int) -> tuple[flo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, choices=(2, 4), default=2)
+    parser.add_argument("--scale", type=int, choices=SCALES, default=2)
     parser.add_argument("--side", type=int, default=512, help="input side (px)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)

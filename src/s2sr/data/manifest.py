@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from s2sr.core.constants import SCALES
 from s2sr.core.errors import DataError, UsageError
 from s2sr.data.validation import Thresholds, validate
 
@@ -195,7 +196,7 @@ def _is_transform(v: Any) -> bool:
 
 _PAIR_FIELDS: dict[str, Any] = {
     "kind": _is_str, "site": _is_str, "split": _is_str,
-    "scale": lambda v: v in (2, 4) and _is_int(v),
+    "scale": lambda v: v in SCALES and _is_int(v),
     "patch": lambda v: _is_int(v) and 1 <= v <= MAX_PATCH,
     "bands": lambda v: isinstance(v, list) and 0 < len(v) <= 64 and all(map(_is_str, v)),
     "lr_array": lambda v: _is_str(v) and bool(_ARRAY_NAME.match(v)),

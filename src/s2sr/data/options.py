@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from s2sr.core.bands import DEFAULT_BANDS
+from s2sr.core.constants import SCALES
 from s2sr.core.errors import UsageError
 from s2sr.data.degrade import SENSOR_MTF
 from s2sr.data.validation import Thresholds
@@ -84,7 +85,7 @@ def check_patch_options(patch: Any, stride: Any, cloud_buffer: Any, *, min_patch
 
 def check_build_options(opts: BuildOptions) -> None:
     """Refuse out-of-range options before any work (shared by the CLI and the API)."""
-    if opts.scale not in (2, 4) or isinstance(opts.scale, bool):
+    if opts.scale not in SCALES or isinstance(opts.scale, bool):
         raise UsageError(f"--scale must be 2 or 4, got {opts.scale!r}")
     if not isinstance(opts.degrade_factor, int) or not 1 <= opts.degrade_factor <= 8:
         raise UsageError(f"--degrade must be a whole number from 1 to 8, got "

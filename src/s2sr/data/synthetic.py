@@ -39,6 +39,7 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from s2sr.core.constants import SCALES
 from s2sr.core.errors import UsageError
 from s2sr.data.degrade import block_mean, blur, degradation_sigma, kernel_radius
 
@@ -226,7 +227,7 @@ class SyntheticPairs(Dataset[dict[str, Any]]):
                  degradations: DegradationRange | None = None,
                  fixed: Sequence[Degradation] | None = None, augment: bool = True,
                  seed: int = 0) -> None:
-        if scale not in (2, 4):
+        if scale not in SCALES:
             raise UsageError(f"scale must be 2 or 4, got {scale}")
         if patch < 4 or length < 1:
             raise UsageError(f"patch must be >= 4 and length >= 1, got {patch}, {length}")

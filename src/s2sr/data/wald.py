@@ -21,6 +21,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from s2sr.core.bands import DEFAULT_BANDS
+from s2sr.core.constants import SCALES
 from s2sr.core.dn import to_int16_dn, to_reflectance
 from s2sr.core.errors import DataError, InputNotFoundError, UsageError
 from s2sr.data.degrade import SENSOR_MTF, block_mean, degradation_sigma, degrade
@@ -75,7 +76,7 @@ def nominal(metres: float) -> str:
 
 def check_degrade_options(opts: DegradeOptions) -> None:
     """Refuse out-of-range options before any work (shared by the CLI and the API)."""
-    if opts.scale is not None and (opts.scale not in (2, 4) or isinstance(opts.scale, bool)):
+    if opts.scale is not None and (opts.scale not in SCALES or isinstance(opts.scale, bool)):
         raise UsageError(f"--scale must be 2 or 4, got {opts.scale!r}")
     if opts.resolution is not None:
         check_number("--resolution (metres)", opts.resolution, 0, 1e6, lo_open=True)
@@ -142,7 +143,7 @@ def _factors(native: float, opts: DegradeOptions) -> tuple[int, int, float, floa
         )
     ft_i, fi_i = round(ft), round(fi)
     scale = fi_i // ft_i
-    if fi_i % ft_i or scale not in (2, 4):
+    if fi_i % ft_i or scale not in SCALES:
         raise UsageError(f"--levels {inp:g},{target:g} give a ratio of {fi / ft:g}: use 2 or 4")
     if opts.scale is not None and opts.scale != scale:
         raise UsageError(f"--scale {opts.scale} contradicts --levels {inp:g},{target:g} "

@@ -30,13 +30,13 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from s2sr.core.bands import BANDS
+from s2sr.core.constants import SCALES
 from s2sr.core.errors import SpecError
 
 MAX_BANDS: Final[int] = len(BANDS)
 MAX_RESBLOCKS: Final[int] = 64
 MAX_FEATS: Final[int] = 512
 MAX_RES_SCALE: Final[float] = 10.0
-SCALES: Final[tuple[int, ...]] = (2, 4)
 UPSAMPLER_NORMS: Final[tuple[str | None, ...]] = (None, "batch")
 MAX_ABS_MEAN: Final[float] = 1000.0
 STD_RANGE: Final[tuple[float, float]] = (1e-6, 1000.0)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from s2sr.core.constants import SCALES
 from s2sr.core.errors import SpecError, UsageError, WeightsError
 from s2sr.models.bounds import show
 from s2sr.models.registry import ModelSpec, check_spec
@@ -72,7 +73,7 @@ def _parse_json(label: str, meta: Mapping[str, str], key: str, fix: str) -> Any:
 def _parse_scale(text: str) -> Any:
     """``"2"`` -> 2; anything else stays as it is for the bounds check to report."""
     stripped = text.strip()
-    return int(stripped) if stripped in ("2", "4") else text
+    return int(stripped) if stripped in {str(s) for s in SCALES} else text
 
 
 def spec_error(label: str, err: SpecError | UsageError, fix: str) -> WeightsError:

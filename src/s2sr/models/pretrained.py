@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from s2sr.core.constants import SCALES
 from s2sr.core.errors import UsageError
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -23,7 +24,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 def pretrained_path(scale: int = 2, rgb: bool = False) -> Path:
     """Path of the shipped model for ``scale`` (2 or 4), 4-band or RGB-only."""
-    if scale not in (2, 4):
+    if scale not in SCALES:
         raise UsageError(f"shipped models exist for scale 2 and 4, not {scale}")
     path = WEIGHTS_DIR / f"s2sr_{'rgb_' if rgb else ''}x{scale}.safetensors"
     if not path.exists():

@@ -30,6 +30,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from s2sr.core.constants import SCALES
 from s2sr.core.errors import InputNotFoundError, SpecError, UsageError
 from s2sr.models import check_spec
 from s2sr.models.bounds import MAX_FEATS, MAX_RESBLOCKS
@@ -185,7 +186,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _number(cfg.num_nodes, "num_nodes", 1, _MAX_DEVICES, integer=True)
     _number(cfg.seed, "seed", 0, 2**32 - 1, integer=True)
     _number(cfg.batch_size, "batch_size", 1, _MAX_BATCH, integer=True)
-    if cfg.model.scale not in (2, 4):
+    if cfg.model.scale not in SCALES:
         raise UsageError(f"model.scale must be 2 or 4, got {shown(cfg.model.scale)}")
     if not cfg.model.bands:
         raise UsageError("model.bands must list at least one band")

@@ -19,6 +19,7 @@ import logging
 from pathlib import Path
 
 from s2sr.core.bands import DEFAULT_BANDS
+from s2sr.core.constants import SCALES
 from s2sr.core.dn import from_scaled
 from s2sr.core.errors import InputNotFoundError
 from s2sr.data.pairs import BuildOptions, build_pair
@@ -71,7 +72,7 @@ def prepare(out: Path, shared: Path, patch: int = 16) -> dict[str, Path]:
         big = sorted((s2 / "bigearthnet").iterdir()) if (s2 / "bigearthnet").is_dir() else []
         scenes += list(zip(big, BIGEARTHNET_SPLITS, strict=False))
         for scene, split in scenes:
-            for scale in (2, 4):
+            for scale in SCALES:
                 # x4 inputs are 3/4 of the x2 patch (12 px at 40 m -> 48 px targets)
                 degrade_scene(scene, paths["se_wald"], DegradeOptions(
                     scale=scale, patch=patch if scale == 2 else patch * 3 // 4,
