@@ -61,7 +61,8 @@ def broken_links(path: Path) -> list[str]:
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_resolve(doc: Path) -> None:
     assert doc.exists(), f"{doc} is gone: update tests/test_docs_links.py"
-    assert broken_links(doc) == []
+    broken = broken_links(doc)
+    assert not broken, f"{doc.name}: " + "; ".join(broken)
 
 
 def test_the_docs_folder_is_checked() -> None:
@@ -115,7 +116,7 @@ def test_architecture_names_every_module_of_every_room() -> None:
         present = {p.stem for p in (ROOT / "src" / "s2sr" / room).glob("*.py")} - {"__init__"}
         problems += [f"{room}/{name}.py is named but absent" for name in sorted(named - present)]
         problems += [f"{room}/{name}.py is not named" for name in sorted(present - named)]
-    assert problems == []
+    assert not problems, "docs/architecture.md's rooms: " + "; ".join(problems)
 
 
 def test_architecture_concept_homes_exist() -> None:
@@ -154,10 +155,30 @@ def unresolved_names(text: str) -> list[str]:
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_module_names_in_the_docs_exist(doc: Path) -> None:
-    assert unresolved_names(doc.read_text(encoding="utf-8")) == []
+    missing = unresolved_names(doc.read_text(encoding="utf-8"))
+    assert not missing, f"{doc.name} names what s2sr does not hold: {', '.join(missing)}"
 
 
 def test_a_renamed_module_is_found() -> None:
     assert unresolved_names("`s2sr.io.baseline` and `s2sr.core.errors.NoSuchError`") == [
         "s2sr.core.errors.NoSuchError", "s2sr.io.baseline"]
     assert unresolved_names("`s2sr.core.errors.UsageError` `s2sr.predict(...)`") == []
+
+
+def recipes(makefile: str) -> dict[str, str]:
+    """Make target -> its recipe lines, joined, with ``$(BIN)/`` dropped."""
+    out: dict[str, str] = {}
+    for match in re.finditer(r"^([A-Za-z][\w-]*):[^\n]*\n((?:\t[^\n]*\n?)*)", makefile, re.M):
+        out[match.group(1)] = match.group(2).replace("$(BIN)/", "")
+    return out
+
+
+def test_the_commands_the_readme_gives_for_make_targets_are_their_recipes() -> None:
+    steps = recipes((ROOT / "Makefile").read_text(encoding="utf-8"))
+    readme = re.sub(r"\s+", " ", (ROOT / "README.md").read_text(encoding="utf-8"))
+    said = re.findall(r"`make ([\w-]+)` \(`([^`]+)`", readme)
+    assert len(said) >= 3, said
+    wrong = [f"make {target}: {command}" for target, command in said
+             if command not in steps.get(target, "")]
+    assert wrong == []
+    assert recipes("x: y\n\tpython -m pytest -q\n\nz:\n")["x"] == "\tpython -m pytest -q\n"
