@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
-from s2sr.core.constants import SCALES
+from s2sr.core.constants import PATCH_STATS, SCALES
 from s2sr.core.errors import DataError, UsageError
 from s2sr.data.validation import Thresholds, validate
 
@@ -215,7 +215,6 @@ _ROW_FIELDS: dict[str, Any] = {
 }
 _ROW_FIELDS_V2: dict[str, Any] = {"crs": _is_str, "lr_transform": _is_transform,
                                   "hr_transform": _is_transform}
-_ROW_STATS = ("nodata", "cloud", "corr", "ssim", "shift", "residual")
 
 
 def _check_fields(where: str, item: Any, checks: dict[str, Any], path: Path) -> None:
@@ -274,7 +273,7 @@ def validate_manifest(data: Any, path: Path) -> dict[str, Any]:
             raise DataError(f"{path} is damaged: patch {row['patch_id'][:80]!r} appears twice; "
                             "rebuild the dataset")
         seen.add(row["patch_id"])
-        for key in _ROW_STATS:
+        for key in PATCH_STATS:
             if key in row and row[key] is not None and not _is_num(row[key]):
                 raise DataError(f"{path} is damaged: patch row {k} has a bad {key!r}; rebuild "
                                 "the dataset")

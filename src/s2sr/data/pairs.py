@@ -33,6 +33,7 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
+from s2sr.core.constants import PATCH_STATS
 from s2sr.core.dn import to_int16_dn
 from s2sr.core.errors import DataError, InputNotFoundError
 from s2sr.data.alignment import estimate_alignment, fit_radiometry, to_lr
@@ -215,8 +216,7 @@ def _cut(pair: ScenePair, store: PairStore, n: int, kind: str, gap: float | None
     pid = pair_id_for(lr, hr, kind, opts)
     lr_file, hr_file, lr_arr, hr_arr = store.new_arrays(pid, n, len(opts.bands), opts.patch,
                                                         opts.patch * s)
-    stats: dict[str, list[float]] = {k: [] for k in ("nodata", "cloud", "corr", "ssim",
-                                                     "shift", "residual")}
+    stats: dict[str, list[float]] = {k: [] for k in PATCH_STATS}
     origins: list[tuple[int, int]] = []
     clear_px = cloud_px = 0
     try:

@@ -21,7 +21,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from s2sr.core.bands import DEFAULT_BANDS
-from s2sr.core.constants import SCALES
+from s2sr.core.constants import PATCH_STATS, SCALES
 from s2sr.core.dn import to_int16_dn, to_reflectance
 from s2sr.core.errors import DataError, InputNotFoundError, UsageError
 from s2sr.data.degrade import SENSOR_MTF, block_mean, degradation_sigma, degrade
@@ -185,8 +185,7 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
         n = len(rows) * len(cols)
         lr_file, hr_file, lr_arr, hr_arr = store.new_arrays(pid, n, len(opts.bands), p,
                                                             p * scale)
-        stats: dict[str, list[float]] = {k: [] for k in ("nodata", "cloud", "corr", "ssim",
-                                                         "shift", "residual")}
+        stats: dict[str, list[float]] = {k: [] for k in PATCH_STATS}
         origins = []
         gains = meta.gains if opts.gain is None else (opts.gain,) * len(meta.gains)
         offsets = meta.offsets if opts.gain is None else (0.0,) * len(meta.offsets)

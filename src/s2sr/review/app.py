@@ -33,9 +33,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from s2sr.core.constants import PATCH_STATS
 from s2sr.core.errors import S2SRError, UsageError
 from s2sr.data.manifest import MAX_NOTE, check_text
-from s2sr.review.catalog import CATEGORIES, STATS, Catalog, Query
+from s2sr.review.catalog import CATEGORIES, Catalog, Query
 from s2sr.review.security import TOKEN_HEADER, Guard, cookie_name, same
 from s2sr.review.thumbs import Thumbnails
 
@@ -217,7 +218,7 @@ def parse_query(items: list[tuple[str, str]]) -> Query:
         if key in CATEGORIES:
             if value != "":
                 equals.setdefault(key, set()).add(value)
-        elif key[:4] in ("min_", "max_") and key[4:] in STATS:
+        elif key[:4] in ("min_", "max_") and key[4:] in PATCH_STATS:
             if value == "":
                 continue
             number = _number(key, value)

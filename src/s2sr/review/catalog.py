@@ -21,13 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from s2sr.core.constants import PATCH_STATS
 from s2sr.core.errors import UsageError
 from s2sr.data.manifest import effective_status
 from s2sr.data.store import PairStore
 from s2sr.data.validation import Thresholds
 
-#: The per-patch statistics a page may filter, sort and draw.
-STATS = ("nodata", "cloud", "corr", "ssim", "shift", "residual")
 #: Statistic -> the :class:`Thresholds` field that bounds it (and on which side).
 THRESHOLD_OF = {"nodata": ("max_nodata", "max"), "cloud": ("max_cloud", "max"),
                 "corr": ("min_corr", "min"), "ssim": ("min_ssim", "min"),
@@ -36,7 +35,7 @@ THRESHOLD_OF = {"nodata": ("max_nodata", "max"), "cloud": ("max_cloud", "max"),
 CATEGORIES = ("site", "split", "kind", "status", "reason", "pair_id")
 #: Fields a page row carries (the rest of a manifest row is in the detail view).
 PAGE_FIELDS = ("patch_id", "pair_id", "site", "split", "kind", "status", "reason",
-               "auto_status", "auto_reason", "note", *STATS)
+               "auto_status", "auto_reason", "note", *PATCH_STATS)
 MAX_PAGE = 500
 HIST_BINS = 30
 
@@ -62,13 +61,13 @@ class Query:
 
     def __post_init__(self) -> None:
         bad = [k for k in self.equals if k not in CATEGORIES] + \
-              [k for k in self.ranges if k not in STATS]
+              [k for k in self.ranges if k not in PATCH_STATS]
         if bad:
             raise UsageError(f"unknown filter(s) {sorted(bad)}: use {list(CATEGORIES)} or "
-                             f"ranges of {list(STATS)}")
-        if self.sort not in ("", "patch_id", *STATS):
+                             f"ranges of {list(PATCH_STATS)}")
+        if self.sort not in ("", "patch_id", *PATCH_STATS):
             raise UsageError(f"cannot sort by {self.sort!r}: use patch_id or one of "
-                             f"{list(STATS)}")
+                             f"{list(PATCH_STATS)}")
         if self.offset < 0 or not 1 <= self.limit <= MAX_PAGE:
             raise UsageError(f"page offset {self.offset} / limit {self.limit}: the offset "
                              f"must be >= 0 and the limit 1-{MAX_PAGE}")
@@ -105,13 +104,13 @@ class Catalog:
         self.index = {r["patch_id"]: k for k, r in enumerate(self._raw)}
         n = len(self._raw)
         self.stats = {s: np.array([_float(r.get(s)) for r in self._raw], dtype=float)
-                      for s in STATS}
+                      for s in PATCH_STATS}
         self._cols: dict[str, np.ndarray] = {
             col: np.array([r[col] for r in self._raw], dtype=object)
             for col in ("patch_id", "site", "split", "kind", "pair_id")}
         for col in ("status", "reason", "note"):
             self._cols[col] = np.empty(n, dtype=object)
-        self._edges = {s: _edges(self.stats[s]) for s in STATS}
+        self._edges = {s: _edges(self.stats[s]) for s in PATCH_STATS}
         self._apply_decisions()
 
     def _apply_decisions(self) -> None:
@@ -169,7 +168,7 @@ class Catalog:
 
     def thresholds(self) -> dict[str, list[float]]:
         """Statistic -> the distinct automatic thresholds of the dataset's pairs."""
-        out: dict[str, set[float]] = {s: set() for s in STATS}
+        out: dict[str, set[float]] = {s: set() for s in PATCH_STATS}
         for info in self.store.data["pairs"].values():
             t = Thresholds.from_dict(info.get("thresholds", {})).as_dict()
             for stat, (name, _) in THRESHOLD_OF.items():
@@ -198,7 +197,7 @@ class Catalog:
         with self._lock:
             mask = self._mask(q)
             selected = np.flatnonzero(mask)
-            if q.sort in STATS:
+            if q.sort in PATCH_STATS:
                 keys = self.stats[q.sort][selected]
                 # NaN (no value) last in either order; ties in manifest order
                 order = np.lexsort((selected, -keys if q.descending else keys,
@@ -219,7 +218,7 @@ class Catalog:
                 "offset": q.offset, "limit": q.limit, "rows": rows,
                 "counts": {c: dict(Counter(self._column(c)[mask].tolist()))
                            for c in ("site", "split", "kind", "status", "reason")},
-                "histograms": {s: self._histogram(s, mask) for s in STATS},
+                "histograms": {s: self._histogram(s, mask) for s in PATCH_STATS},
             }
 
     def _field(self, k: int, name: str) -> Any:
@@ -243,7 +242,7 @@ class Catalog:
                 "values": {c: sorted({str(v) for v in self._column(c).tolist()})
                            for c in ("site", "split", "kind", "reason", "pair_id")},
                 "statuses": ["auto-accepted", "auto-rejected", "accepted", "rejected"],
-                "stats": list(STATS), "thresholds": self.thresholds(),
+                "stats": list(PATCH_STATS), "thresholds": self.thresholds(),
                 "has_nir": any("B08" in info["bands"]
                                for info in self.store.data["pairs"].values()),
                 "threshold_side": {s: side for s, (_, side) in THRESHOLD_OF.items()},
