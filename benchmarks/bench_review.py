@@ -1,6 +1,6 @@
 """Benchmark of ``s2sr review`` on a large dataset (issue #14).
 
-Generates a dataset of N patches (default 20,000; ``s2sr.review.generated``: written with
+Generates a dataset of N patches (default 20,000; ``tests/support/generated.py``: written with
 the store's own writer and commit), serves it with :class:`s2sr.review.ReviewServer` on
 127.0.0.1 and measures over real HTTP:
 
@@ -24,14 +24,18 @@ import json
 import shutil
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from s2sr.review.catalog import Catalog
-from s2sr.review.generated import generate_dataset
 from s2sr.review.server import ReviewServer
+
+# the generator of the review tests' dataset (a test fixture: it is not in the wheel)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.generated import generate_dataset
 
 
 def timed(fn: Any, repeat: int) -> tuple[float, float]:

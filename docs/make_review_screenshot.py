@@ -2,7 +2,7 @@
 
 The dataset is made with ``s2sr pairs degrade`` (Wald pairs, 20 m -> 10 m) from two real
 Sentinel-2 scenes in ``../shared/data/sentinel2`` plus 300 generated patches
-(``s2sr.review.generated``, whose varied statistics fill the histograms); the page is
+(``tests/support/generated.py``, whose varied statistics fill the histograms); the page is
 filtered to the first site (Boadella), one patch rejected by click, and photographed.
 
 Usage: python docs/make_review_screenshot.py [-o docs/img/review.png]
@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
 from s2sr.data import DegradeOptions, degrade_scene
-from s2sr.review.generated import generate_dataset
 from s2sr.review.server import ReviewServer
+
+# the generator of the review tests' dataset (a test fixture: it is not in the wheel)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.generated import generate_dataset
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentinel2"
 SCENES = (("boadella_20200113_L2A.tif", "boadella", "train"),

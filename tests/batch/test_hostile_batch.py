@@ -25,7 +25,6 @@ from click.testing import CliRunner
 
 from batch.test_inputs import BANDS, _RangeHandler, stac_item
 from batch.test_many import OPTS, pixels, scenes
-from conftest import can_mount_tmpfs, field, write_geotiff
 from s2sr import predict_many
 from s2sr.batch.naming import check_name_pattern
 from s2sr.batch.record import file_fingerprint, read_record
@@ -36,6 +35,8 @@ from s2sr.io.inputs import expand_inputs
 from s2sr.io.outputs import exclusive_output, lock_path, sweep_stale_locks
 from s2sr.io.scene import open_scene
 from s2sr.io.stac import ORIGIN_KEY, resolve_href
+from support.cli import can_mount_tmpfs
+from support.rasters import field, write_geotiff
 
 EXE = [sys.executable, "-m", "s2sr.cli.main"]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from rasterio.windows import Window
 
-from conftest import field, write_geotiff
 from s2sr.core.errors import BandError, InputNotFoundError, S2SRError, StacError, UsageError
 from s2sr.io.gdal_safety import open_raster
 from s2sr.io.inputs import expand_inputs
 from s2sr.io.scene import open_scene
 from s2sr.io.stac import MAX_ITEMS, open_stac_item, resolve_href, stac_items
+from support.rasters import field, write_geotiff
 
 BANDS = ("B02", "B03", "B04", "B08")
 COMMON = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir"}

@@ -12,10 +12,10 @@ import pytest
 import rasterio
 
 from batch.test_inputs import BANDS, collection, stac_item
-from conftest import field, write_geotiff
 from s2sr import predict, predict_many
 from s2sr.batch.record import check_record, read_record, record_path
 from s2sr.core.errors import UsageError
+from support.rasters import field, write_geotiff
 
 OPTS = {"tile": 40, "overlap": 8, "backend": "torch"}
 

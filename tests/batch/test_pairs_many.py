@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import texture
 from s2sr.batch.pairs import build_pairs, read_pairs_csv
 from s2sr.cli.main import cli
 from s2sr.core.errors import UsageError
 from s2sr.data import BuildOptions, PairStore, build_pair
 from s2sr.data.simulate import Perturbation, make_pair
+from support.rasters import texture
 
 OPTS = BuildOptions(patch=32, max_cloud=0.5)
 

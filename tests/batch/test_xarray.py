@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import field, write_geotiff
 from s2sr import super_resolve, super_resolve_xarray
 from s2sr.core.errors import UsageError
 from s2sr.models import load_model
+from support.rasters import field, write_geotiff
 
 rioxarray = pytest.importorskip("rioxarray")
 

@@ -13,8 +13,9 @@ import pytest
 import rasterio
 import torch
 
-from conftest import field, make_safe, run_cli, write_geotiff
 from s2sr.models import build_model, save_model
+from support.cli import run_cli
+from support.rasters import field, make_safe, write_geotiff
 
 
 def _no_outputs(folder: Path) -> None:

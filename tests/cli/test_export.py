@@ -9,12 +9,13 @@ import click
 import pytest
 import rasterio
 
-from conftest import field, no_ort, run_cli, write_geotiff
 from s2sr.cli import export as export_cli
 from s2sr.cli import options
 from s2sr.cli.main import cli
 from s2sr.inference import backends
 from s2sr.models import export as export_models
+from support.cli import no_ort, run_cli
+from support.rasters import field, write_geotiff
 
 
 def _error_line(out: str) -> str:

@@ -16,17 +16,10 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from conftest import (
-    UTM_TRANSFORM,
-    can_mount_tmpfs,
-    field,
-    no_ort,
-    run_cli,
-    texture,
-    write_geotiff,
-)
 from s2sr.core.errors import COMMAND_LINE_ENV, OutputExistsError
 from s2sr.inference.export import export_model
+from support.cli import can_mount_tmpfs, no_ort, run_cli
+from support.rasters import UTM_TRANSFORM, field, texture, write_geotiff
 
 EXE = [sys.executable, "-m", "s2sr.cli.main"]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

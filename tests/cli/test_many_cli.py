@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import field, run_cli, write_geotiff
+from support.cli import run_cli
+from support.rasters import field, write_geotiff
 
 ARGS = ("--tile", "40", "--overlap", "8", "--backend", "torch")
 

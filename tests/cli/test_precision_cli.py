@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import field, no_ort, run_cli, write_geotiff
 from s2sr.cli import options
 from s2sr.cli.main import cli
 from s2sr.models import device
+from support.cli import no_ort, run_cli
+from support.rasters import field, write_geotiff
 
 
 def test_precision_choices_match_the_library() -> None:

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import SENTINEL2, requires_shared, texture
 from s2sr.core.errors import UsageError
 from s2sr.data.degrade import block_mean, box_mtf, degradation_sigma, degrade, gaussian_sigma
 from s2sr.data.masks import brightness_mask, dilate
 from s2sr.data.registration import apply_shift, estimate_shift, global_shift
 from s2sr.data.sensor_fit import huber_fit
 from s2sr.data.validation import Thresholds, robust_z, validate
+from support.rasters import texture
+from support.shared import SENTINEL2, requires_shared
 
 
 @pytest.mark.parametrize(("factor", "mtf"), [(2, 0.3), (4, 0.2), (2, 0.5)])

@@ -10,7 +10,6 @@ import pytest
 import torch
 from scipy import ndimage
 
-from conftest import texture
 from s2sr.core.errors import UsageError
 from s2sr.data.degrade import (
     blur,
@@ -19,6 +18,7 @@ from s2sr.data.degrade import (
     kernel_radius,
 )
 from s2sr.data.degrade_torch import back_project, blur_torch, degrade_torch, mirror_pad
+from support.rasters import texture
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

@@ -22,7 +22,6 @@ from click.testing import CliRunner
 from rasterio.windows import Window
 from torch.utils.data import default_collate
 
-from conftest import make_safe, one_error_line, texture, write_geotiff
 from s2sr.cli.main import cli
 from s2sr.core.errors import DataError, UsageError
 from s2sr.data import (
@@ -34,6 +33,8 @@ from s2sr.data import (
     degrade_scene,
 )
 from s2sr.data.simulate import Perturbation, make_pair
+from support.cli import one_error_line
+from support.rasters import make_safe, texture, write_geotiff
 
 S2SR = [sys.executable, "-m", "s2sr.cli.main"]
 DATES = {"lr_date": "2020-06-01", "hr_date": "2020-06-10"}

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import can_mount_tmpfs, one_error_line, texture, write_geotiff
 from s2sr.cli.main import cli
 from s2sr.core.errors import UsageError
 from s2sr.data import DegradeOptions, PairStore, degrade_scene
+from support.cli import can_mount_tmpfs, one_error_line
+from support.rasters import texture, write_geotiff
 
 # A note as a Latin-1 terminal passes it: Python decodes argv with surrogateescape
 LATIN1_NOTE = os.fsdecode(b"caf\xe9")

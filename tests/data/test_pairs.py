@@ -11,12 +11,13 @@ import rasterio
 from affine import Affine
 from click.testing import CliRunner
 
-from conftest import SENTINEL2, requires_shared, texture
 from s2sr.cli.main import cli
 from s2sr.core.errors import BandError, DataError, UsageError
 from s2sr.data import BuildOptions, PairDataset, PairStore, build_pair
 from s2sr.data.simulate import Perturbation, make_pair
 from s2sr.inference.baselines import upsample
+from support.rasters import texture
+from support.shared import SENTINEL2, requires_shared
 
 PERT = dict(shift=(0.3, -0.45), gain=(1.1, 0.9, 1.05, 0.95), offset=(0.01, -0.005, 0.0, 0.02),
             mix=0.1, blur_sigma=0.6)

@@ -13,10 +13,10 @@ import pytest
 import rasterio
 from affine import Affine
 
-from conftest import SENTINEL2, requires_shared
 from s2sr.core.errors import DataError
 from s2sr.data import BuildOptions, build_pair
 from s2sr.inference.baselines import upsample
+from support.shared import SENTINEL2, requires_shared
 
 pytestmark = requires_shared
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 import yaml
 
-from conftest import texture, write_geotiff
 from s2sr.core.errors import UsageError
 from s2sr.data.degrade import block_mean, box_mtf, degradation_sigma, degrade
 from s2sr.data.synthetic import (
@@ -22,6 +21,7 @@ from s2sr.data.synthetic import (
     sample_degradation,
 )
 from s2sr.data.synthetic import Source as SyntheticSource
+from support.rasters import texture, write_geotiff
 
 
 def test_sampler_covers_the_documented_range() -> None:

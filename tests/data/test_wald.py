@@ -9,11 +9,11 @@ import pytest
 from affine import Affine
 from click.testing import CliRunner
 
-from conftest import texture, write_geotiff
 from s2sr.cli.main import cli
 from s2sr.core.errors import DataError, UsageError
 from s2sr.data import DegradeOptions, PairDataset, PairStore, degrade_scene
 from s2sr.data.degrade import degrade
+from support.rasters import texture, write_geotiff
 
 
 @pytest.fixture

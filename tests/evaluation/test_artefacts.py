@@ -10,7 +10,6 @@ import pytest
 import torch
 from scipy import ndimage
 
-from conftest import SENTINEL2, requires_shared, texture
 from s2sr.core.errors import DataError, UsageError
 from s2sr.evaluation.artefacts import (
     ARTEFACT_THRESHOLD,
@@ -23,6 +22,8 @@ from s2sr.evaluation.artefacts import (
     power_spectrum,
 )
 from s2sr.inference.baselines import upsample
+from support.rasters import texture
+from support.shared import SENTINEL2, requires_shared
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "src" / "s2sr" / "weights"
 

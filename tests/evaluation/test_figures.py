@@ -14,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import texture
 from s2sr.evaluation.figures import (
     DPI,
     MAX_SIDE,
@@ -30,6 +29,7 @@ from s2sr.evaluation.figures import (
 from s2sr.evaluation.metrics import Conventions
 from s2sr.evaluation.writer import ReportWriter, write_figures
 from s2sr.inference.baselines import upsample
+from support.rasters import texture
 
 BANDS = ["B02", "B03", "B04", "B08"]
 

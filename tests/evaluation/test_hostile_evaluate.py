@@ -19,12 +19,12 @@ import torch
 from affine import Affine
 from click.testing import CliRunner, Result
 
-from conftest import UTM_TRANSFORM, texture, write_geotiff
 from s2sr.cli.main import cli
 from s2sr.data import DegradeOptions, degrade_scene
 from s2sr.data.degrade import degrade
 from s2sr.evaluation.report import evaluate_scene
 from s2sr.models import build_model, save_model
+from support.rasters import UTM_TRANSFORM, texture, write_geotiff
 
 LR_TRANSFORM = UTM_TRANSFORM * Affine.scale(2)  # 20 m input over the 10 m reference
 

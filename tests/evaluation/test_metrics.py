@@ -7,7 +7,6 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from conftest import SENTINEL2, needs_shared
 from s2sr.core.errors import DataError, UsageError
 from s2sr.evaluation import (
     Conventions,
@@ -19,6 +18,7 @@ from s2sr.evaluation import (
     ssim,
     ssim_bands,
 )
+from support.shared import SENTINEL2, needs_shared
 
 REAL_S2 = SENTINEL2 / "dsen2_T33UUB_20170527_L1C.tif"
 

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from affine import Affine
 from scipy import ndimage
 
-from conftest import UTM_TRANSFORM, texture, write_geotiff
 from s2sr import super_resolve
 from s2sr.core.errors import DataError, UsageError
 from s2sr.data.degrade import degrade
@@ -25,6 +24,7 @@ from s2sr.evaluation.panel import evaluate_panel
 from s2sr.evaluation.report import evaluate_consistency, evaluate_scene
 from s2sr.inference.baselines import upsample
 from s2sr.models import load_model
+from support.rasters import UTM_TRANSFORM, texture, write_geotiff
 
 
 def _field(n: int, seed: int, bands: int = 4) -> np.ndarray:

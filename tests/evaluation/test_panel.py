@@ -14,13 +14,14 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from conftest import SHARED, requires_shared, texture, write_geotiff
 from s2sr import super_resolve
 from s2sr.cli.main import cli
 from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.evaluation.panel import default_scenes, evaluate_panel, panel_cases, panel_rows
 from s2sr.inference.baselines import UNSHARP_AMOUNT, upsample
 from s2sr.models import load_model
+from support.rasters import texture, write_geotiff
+from support.shared import SHARED, requires_shared
 
 CASES = ["x2 block mean", "x2 MTF 0.20", "x2 MTF 0.30", "x2 MTF 0.45", "x2 MTF 0.60",
          "x4 block mean", "x4 MTF 0.20", "x4 MTF 0.30", "x4 MTF 0.45", "x4 MTF 0.60"]

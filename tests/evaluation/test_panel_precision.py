@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import texture
 from s2sr.evaluation.panel import artefact_rows, panel_rows
 from s2sr.models import load_model
+from support.rasters import texture
 
 
 def _gains(rows: list[dict], name: str) -> dict[str, float]:

@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from PIL import Image
 from scipy import ndimage
 
-from conftest import UTM_TRANSFORM, texture, write_geotiff
 from s2sr import super_resolve
 from s2sr.cli.main import cli
 from s2sr.data.degrade import degrade
@@ -26,6 +25,7 @@ from s2sr.evaluation.report import evaluate_consistency, evaluate_models, evalua
 from s2sr.inference.baselines import upsample
 from s2sr.models import build_model, load_model, save_model
 from s2sr.models.pretrained import pretrained_path
+from support.rasters import UTM_TRANSFORM, texture, write_geotiff
 
 
 def _keys_bicubic(lr: np.ndarray, scale: int) -> np.ndarray:

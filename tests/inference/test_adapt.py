@@ -10,15 +10,6 @@ import pytest
 import rasterio
 import torch
 
-from conftest import (
-    SHARED,
-    needs_shared,
-    no_ort,
-    one_error_line,
-    run_cli,
-    texture,
-    write_geotiff,
-)
 from s2sr.data.degrade import degrade
 from s2sr.evaluation.places import TEST_PLACES
 from s2sr.inference import predict, super_resolve
@@ -31,6 +22,9 @@ from s2sr.inference.adapt import (
 )
 from s2sr.io.scene import open_scene
 from s2sr.models import file_sha256, load_model, pretrained_path
+from support.cli import no_ort, one_error_line, run_cli
+from support.rasters import texture, write_geotiff
+from support.shared import SHARED, needs_shared
 
 
 def _scene(path: Path, shape: tuple[int, int], seed: int = 0, **kwargs: object) -> Path:

@@ -10,7 +10,6 @@ import pytest
 import torch
 from rasterio.windows import Window
 
-from conftest import field
 from s2sr.core.errors import UsageError
 from s2sr.inference import super_resolve
 from s2sr.inference.backends import (
@@ -27,6 +26,7 @@ from s2sr.inference.backends import (
 from s2sr.inference.engine import Radiometry, TiledSuperResolver
 from s2sr.inference.tiling import TileLayout
 from s2sr.models import build_model
+from support.rasters import field
 
 CPU_ORT = ["AzureExecutionProvider", "CPUExecutionProvider"]
 GPU_ORT = ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -163,9 +163,9 @@ def test_default_tile_per_backend(tmp_path: os.PathLike[str]) -> None:
     PyTorch's 544; x4 is 288 for both; --tile still wins; the tag records what ran."""
     from pathlib import Path
 
-    from conftest import texture, write_geotiff
     from s2sr.inference.predict import _layout, default_tile, prepare_run
     from s2sr.models import pretrained_path
+    from support.rasters import texture, write_geotiff
 
     assert (default_tile(2, "onnxruntime"), default_tile(2, "torch")) == (288, 544)
     assert default_tile(4, "onnxruntime") == default_tile(4, "torch") == 288

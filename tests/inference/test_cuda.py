@@ -16,11 +16,11 @@ import pytest
 import rasterio
 import torch
 
-from conftest import texture, write_geotiff
 from s2sr import predict, super_resolve
 from s2sr.inference.backends import TorchBackend
 from s2sr.inference.predict import prepare_run
 from s2sr.models import load_model, pretrained_path
+from support.rasters import texture, write_geotiff
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(),

@@ -14,7 +14,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import field, write_geotiff
 from s2sr.cli.main import cli
 from s2sr.core.errors import UsageError
 from s2sr.inference import predict, super_resolve
@@ -26,6 +25,7 @@ from s2sr.models.device import (
     resolve_device,
     select_device,
 )
+from support.rasters import field, write_geotiff
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(),
                              reason="checks the refusal of --device cuda on a machine without "

@@ -7,12 +7,12 @@ import pytest
 import torch
 from rasterio.windows import Window
 
-from conftest import field
 from s2sr import super_resolve
 from s2sr.core.errors import DataError, UsageError
 from s2sr.inference.engine import Radiometry, TiledSuperResolver, read_tile
 from s2sr.inference.tiling import TileLayout, blend
 from s2sr.models import build_model
+from support.rasters import field
 
 
 def _model(scale: int = 2) -> torch.nn.Module:

@@ -16,11 +16,12 @@ import pytest
 import rasterio
 import torch
 
-from conftest import UTM_TRANSFORM, can_mount_tmpfs, field, run_cli, write_geotiff
 from s2sr.core.errors import DataError, OutputBusyError, UsageError, WeightsError
 from s2sr.inference import predict, super_resolve
 from s2sr.inference.engine import Radiometry
 from s2sr.models import build_model, save_model
+from support.cli import can_mount_tmpfs, run_cli
+from support.rasters import UTM_TRANSFORM, field, write_geotiff
 
 EXE = [sys.executable, "-m", "s2sr.cli.main"]
 

@@ -13,7 +13,6 @@ import pytest
 import rasterio
 import torch
 
-from conftest import texture, write_geotiff
 from s2sr import predict, super_resolve
 from s2sr.core.errors import UsageError
 from s2sr.inference.backends import Staged, TorchBackend, choose_backend
@@ -29,6 +28,7 @@ from s2sr.models.device import (
     choose_precision,
     inference_plan,
 )
+from support.rasters import texture, write_geotiff
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 ORT = ["CPUExecutionProvider"]

@@ -12,11 +12,12 @@ import rasterio
 import torch
 from affine import Affine
 
-from conftest import SENTINEL2, field, requires_shared, write_geotiff
 from s2sr import predict
 from s2sr.core.errors import OutputExistsError
 from s2sr.inference.baselines import upsample
 from s2sr.models import build_model, file_sha256, save_model
+from support.rasters import field, write_geotiff
+from support.shared import SENTINEL2, requires_shared
 
 
 def _read(path: Path) -> tuple[np.ndarray, dict]:

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import texture, write_geotiff
 from s2sr import predict
 from s2sr.core.errors import UsageError, WeightsError
 from s2sr.inference.export import export_model
@@ -29,6 +28,7 @@ from s2sr.inference.quantize import (
 )
 from s2sr.models import build_model, file_sha256, load_model
 from s2sr.models.exported import OnnxModel, read_onnx
+from support.rasters import texture, write_geotiff
 
 ort = pytest.importorskip("onnxruntime", reason="int8 runs on ONNX Runtime (pip install "
                                                 "'s2sr[onnx]')")

@@ -15,13 +15,13 @@ import pytest
 import rasterio
 import torch
 
-from conftest import field, write_geotiff
 from s2sr import predict
 from s2sr.core.errors import UsageError, WeightsError
 from s2sr.inference.export import export_model
 from s2sr.models import build_model, file_sha256, get_spec, load_model, save_model
 from s2sr.models.export import HEADER_ENTRY, WEIGHTS_ENTRY
 from s2sr.models.exported import load_torchscript, read_torchscript_header, sniff
+from support.rasters import field, write_geotiff
 
 # torch.jit is deprecated upstream; libtorch deployments still load TorchScript
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import field, one_error_line, run_cli, write_geotiff
 from s2sr.data.options import BuildOptions, pair_id_for
+from support.cli import one_error_line, run_cli
+from support.rasters import field, write_geotiff
 
 LATIN1 = os.fsdecode(b"caf\xe9")  # the byte 0xE9 kept as the surrogate escape \udce9
 

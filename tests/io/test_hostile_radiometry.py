@@ -18,7 +18,6 @@ from affine import Affine
 from click.testing import CliRunner
 from rasterio.control import GroundControlPoint
 
-from conftest import SENTINEL2, field, make_safe, needs_shared, write_geotiff
 from s2sr import predict
 from s2sr.bands import DEFAULT_BANDS, parse_baseline
 from s2sr.cli.main import cli
@@ -26,6 +25,8 @@ from s2sr.core.errors import BandError, DataError, StacError
 from s2sr.core.safe_text import printable
 from s2sr.io import open_scene
 from s2sr.io.stac import open_stac_item
+from support.rasters import field, make_safe, write_geotiff
+from support.shared import SENTINEL2, needs_shared
 
 BAND_COMMON = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir"}
 

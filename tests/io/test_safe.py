@@ -12,10 +12,10 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from conftest import field, make_safe, write_geotiff
 from s2sr import predict
 from s2sr.core.errors import UnsafeArchiveError
 from s2sr.io import open_scene, parse_safe_metadata
+from support.rasters import field, make_safe, write_geotiff
 
 
 @pytest.mark.parametrize("as_zip", [False, True])

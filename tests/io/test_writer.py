@@ -12,8 +12,8 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 import s2sr.io.writer as writer_module
-from conftest import UTM_TRANSFORM, field
 from s2sr.io import GeoMeta, RasterWriter
+from support.rasters import UTM_TRANSFORM, field
 
 
 def _meta(data: np.ndarray) -> GeoMeta:

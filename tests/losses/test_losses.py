@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import SHARED_ROOT, needs_shared
 from s2sr.core.errors import InputNotFoundError, UsageError, WeightsError
 from s2sr.losses import (
     VGG16_URL,
@@ -23,6 +22,7 @@ from s2sr.losses import (
 )
 from s2sr.losses.perceptual import gram
 from s2sr.losses.vgg import VGG16_LAYERS
+from support.shared import SHARED_ROOT, needs_shared
 
 REAL_VGG = SHARED_ROOT / "weights" / "vgg16_hed_features.pth"
 

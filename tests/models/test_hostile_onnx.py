@@ -31,7 +31,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import texture, write_geotiff
 from s2sr import predict
 from s2sr.cli.main import cli
 from s2sr.core.errors import WeightsError
@@ -40,6 +39,7 @@ from s2sr.inference.quantize import int8_onnx
 from s2sr.models import build_model, file_sha256, load_model, save_model
 from s2sr.models.exported import read_onnx
 from s2sr.models.onnx_graph import OPERATORS
+from support.rasters import texture, write_geotiff
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the optional "
                                                 "extra: pip install 's2sr[onnx]')")

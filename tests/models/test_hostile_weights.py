@@ -36,7 +36,6 @@ from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from conftest import field, write_geotiff
 from s2sr.cli.main import cli
 from s2sr.core.errors import UsageError, WeightsError
 from s2sr.models import (
@@ -49,6 +48,7 @@ from s2sr.models import (
     save_model,
 )
 from s2sr.models.pretrained import WEIGHTS_DIR
+from support.rasters import field, write_geotiff
 
 BANDS4 = '["B02", "B03", "B04", "B08"]'
 

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import SENTINEL2, field, requires_shared, write_geotiff
 from s2sr import predict, super_resolve
 from s2sr.data.degrade import degrade
 from s2sr.evaluation.metrics import Conventions, psnr, ssim
 from s2sr.inference.baselines import upsample
 from s2sr.models import get_spec, list_pretrained, load_model, pretrained_path
+from support.rasters import field, write_geotiff
+from support.shared import SENTINEL2, requires_shared
 
 SHIPPED = {"s2sr_x2": (("B02", "B03", "B04", "B08"), 2),
            "s2sr_x4": (("B02", "B03", "B04", "B08"), 4),

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from review.helpers import degrade_into
-from s2sr.review.generated import generate_dataset
 from s2sr.review.server import ReviewServer
+from support.generated import generate_dataset
+from support.review import degrade_into
 
 
 @pytest.fixture(scope="session")

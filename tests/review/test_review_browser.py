@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import write_config
 from s2sr.data import PairDataset, PairStore
 from s2sr.review.server import ReviewServer
 from s2sr.training.config import load_config
 from s2sr.training.data import datasets
+from support.cli import write_config
 
 try:
     from playwright.sync_api import Page, expect, sync_playwright
@@ -171,8 +171,8 @@ LONG = "S2B_MSIL2A_20230715T102559_N0509_R108_T32TQM_20230715T141603"
 def long_ids(tmp_path: Path) -> Path:
     """Two pairs whose scene names share their first 60 characters, so that their patch
     ids differ only at the end (the pair's hash and the patch's row:col)."""
-    from conftest import texture, write_geotiff
     from s2sr.data import DegradeOptions, degrade_scene
+    from support.rasters import texture, write_geotiff
 
     for k, site in enumerate(("alpha", "beta")):
         dn = np.rint(texture((96, 96), seed=60 + k) * 10000).astype(np.uint16)

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from review.helpers import manifest_rows, rebuild
 from s2sr.core.errors import UsageError
 from s2sr.data import PairDataset, PairStore
 from s2sr.review.catalog import STATS, Catalog, Query
+from support.review import manifest_rows, rebuild
 
 
 def test_filters_sort_and_pages_match_the_manifest(generated: Path) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from review.helpers import rebuild
 from s2sr.data import PairStore
 from s2sr.review.catalog import Catalog, Query
 from s2sr.review.thumbs import THUMB, Thumbnails, diverging, render
+from support.review import rebuild
 
 
 def _png(data: bytes) -> np.ndarray:

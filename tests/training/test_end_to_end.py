@@ -10,10 +10,10 @@ import pytest
 import rasterio
 import yaml
 
-from conftest import SENTINEL2, requires_shared
 from s2sr import predict
 from s2sr.data import DegradeOptions, degrade_scene
 from s2sr.training import load_config, train
+from support.shared import SENTINEL2, requires_shared
 
 
 def _config(path: Path, dataset: Path, epochs: int) -> Path:

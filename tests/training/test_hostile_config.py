@@ -24,12 +24,13 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from conftest import SHARED_ROOT, needs_shared, write_config
 from s2sr.cli.main import cli
 from s2sr.core.errors import UsageError
 from s2sr.training import load_config, train
 from s2sr.training.module import build_loss
 from s2sr.training.yamlfile import MAX_ALIASES, MAX_CONFIG_BYTES, read_yaml, shown
+from support.cli import write_config
+from support.shared import SHARED_ROOT, needs_shared
 
 BASE = "data: {datasets: [ds]}\n"
 STAGES = [{"epochs": 2, "lr": 3e-3, "patch": 8}, {"epochs": 2, "lr": 1e-3, "patch": 8}]

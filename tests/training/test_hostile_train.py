@@ -22,7 +22,6 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from conftest import write_config
 from s2sr.cli.main import cli
 from s2sr.core.errors import (
     CheckpointError,
@@ -33,6 +32,7 @@ from s2sr.core.errors import (
 )
 from s2sr.training import Trainer, load_config, train
 from s2sr.training.trainer import load_checkpoint, restore_rng
+from support.cli import write_config
 
 BASE = "data: {datasets: [ds]}\n"
 

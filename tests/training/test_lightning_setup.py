@@ -15,12 +15,12 @@ import torch
 from lightning.pytorch.plugins import MixedPrecision
 from safetensors.torch import load_file
 
-from conftest import write_config
 from s2sr.core.errors import UsageError
 from s2sr.training import load_config, train
 from s2sr.training.data import EpochBatches
 from s2sr.training.module import stage_of
 from s2sr.training.trainer import distributed_layout, lightning_precision
+from support.cli import write_config
 
 
 @pytest.mark.filterwarnings("ignore:.*GradScaler is enabled, but CUDA is not available")

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SENTINEL2, needs_shared, texture, write_geotiff
 from s2sr.core.errors import UsageError
 from s2sr.evaluation.places import HELD_OUT, TEST_PLACES, held_out
 from s2sr.training.config import load_config
 from s2sr.training.schema import SourceConfig
 from s2sr.training.sources import load_source
+from support.rasters import texture, write_geotiff
+from support.shared import SENTINEL2, needs_shared
 
 BANDS = ["B02", "B03", "B04", "B08"]
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -12,8 +12,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import SHARED, requires_shared
 from s2sr.training.table1 import ORDER, default_configs, run_table1, vgg_default
+from support.shared import SHARED, requires_shared
 
 
 def _parents(configs: Path) -> dict[str, str]:

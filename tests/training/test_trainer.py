@@ -15,12 +15,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import write_config
 from s2sr.core.errors import OutputExistsError
 from s2sr.io.outputs import Terminated
 from s2sr.training import Trainer, load_config, train
 from s2sr.training.module import SRModule
 from s2sr.training.schedule import one_cycle
+from support.cli import write_config
 
 
 def _rows(run: Path) -> list[dict[str, str]]:
@@ -136,8 +136,8 @@ def test_init_from_and_frozen_parts(wald_dataset: Path, tmp_path: Path) -> None:
 def test_cli_train_and_predict_with_result(wald_dataset: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from conftest import texture, write_geotiff
     from s2sr.cli.main import cli
+    from support.rasters import texture, write_geotiff
 
     cfg = write_config(tmp_path / "c.yaml", wald_dataset)
     res = CliRunner().invoke(cli, ["train", str(cfg), "-o", str(tmp_path / "run"), "-q",

@@ -1,4 +1,5 @@
-"""Plain helpers of the review tests (fixtures are in this folder's conftest.py)."""
+"""Datasets built for the review tests through the real degrade path, and their manifest
+read without s2sr (the fixtures are in tests/review/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from conftest import texture, write_geotiff
 from s2sr.data import DegradeOptions, degrade_scene
+from support.rasters import texture, write_geotiff
 
 
 def manifest_rows(dataset: Path) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """A generated dataset of many patches, for the review page's tests, benchmark and
 screenshot: written quickly through the dataset store's own writer and commit (no scene
 is read, aligned or cut), with plausible statistics that the automatic validation then
-judges as it does for real pairs."""
+judges as it does for real pairs. A test fixture: it lives with the tests, not in the wheel."""
 
 from __future__ import annotations
 
