@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from affine import Affine
 
 from s2sr.models import build_model, save_model
 from support.cli import run_cli
-from support.rasters import field, make_safe, write_geotiff
+from support.rasters import UTM_TRANSFORM, field, make_safe, write_geotiff
 
 
 def _no_outputs(folder: Path) -> None:
@@ -165,11 +166,30 @@ def test_usage_errors(tmp_path: Path, tiny_weights: Path) -> None:
 
 
 def test_safe_folder_through_cli(tmp_path: Path, tiny_weights: Path) -> None:
-    product = make_safe(tmp_path, field((30, 30), 4) + 1000)
+    """A SAFE product (baseline 04.00: DN offset -1000) comes out on its own grid at half the
+    pixel size, in its bands and DN encoding: the plain GeoTIFF of the same reflectance's
+    output plus the offset. The output stands alone once the product is gone."""
+    dn = field((30, 30), 4)
+    product = make_safe(tmp_path, dn + 1000)
     code, out = run_cli("predict", product, "-o", tmp_path / "o.tif", "--weights", tiny_weights,
                     "-q")
     assert code == 0, out
+    plain = write_geotiff(tmp_path / "plain.tif", dn)
+    code, out = run_cli("predict", plain, "-o", tmp_path / "plain_x2.tif", "--weights",
+                        tiny_weights, "-q")
+    assert code == 0, out
     shutil.rmtree(product)
+    with rasterio.open(tmp_path / "o.tif") as ds, rasterio.open(tmp_path / "plain_x2.tif") as ref:
+        assert (ds.count, ds.height, ds.width) == (4, 60, 60)
+        assert ds.crs == "EPSG:32633"
+        assert ds.transform == UTM_TRANSFORM * Affine.scale(0.5)
+        assert ds.descriptions == ("B02", "B03", "B04", "B08")
+        assert ds.dtypes == ("uint16",) * 4
+        tags = ds.tags()
+        assert tags["S2_PROCESSING_LEVEL"] == "L2A" and tags["S2_PROCESSING_BASELINE"] == "04.00"
+        assert tags["S2_DN_OFFSET"] == "B02:-1000,B03:-1000,B04:-1000,B08:-1000"
+        got, want = ds.read().astype(np.int32), ref.read().astype(np.int32)
+    assert np.abs(got - 1000 - want).max() <= 1  # rounding
 
 
 def test_demo_command(tmp_path: Path) -> None:
