@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import pickle
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -204,33 +211,115 @@ def test_file_url_goes_through_hub_cache(
     assert len(state) == 26
 
 
-def test_https_url_routed_to_torch_hub(random_state: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[str, dict[str, Any]]] = []
+@pytest.fixture
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """torch.hub's checkpoint cache, redirected into ``tmp_path`` (TORCH_HOME); proxies are
+    bypassed for the local server."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    if not Path(torch.hub.get_dir()).is_relative_to(tmp_path):
+        pytest.skip("torch.hub.set_dir() was called elsewhere; the hub cache cannot be redirected")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    return Path(torch.hub.get_dir()) / "checkpoints"
 
-    def fake(url: str, **kwargs: Any) -> dict[str, torch.Tensor]:
-        calls.append((url, kwargs))
-        return dict(random_state)
 
-    def no_local_load(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("a URL must not be read with torch.load directly")
+@contextmanager
+def weights_server(folder: Path, tls: ssl.SSLContext | None = None
+                   ) -> Iterator[tuple[str, list[str]]]:
+    """A real HTTP(S) server on 127.0.0.1 serving ``folder``: its base URL and the paths
+    it was asked for."""
+    asked: list[str] = []
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake)
-    monkeypatch.setattr(torch, "load", no_local_load)
-    state = load_vgg16_state(VGG16_URL)
-    assert calls == [(VGG16_URL, {"map_location": "cpu", "weights_only": True, "progress": False})]
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            super().do_GET()
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_port}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def self_signed(folder: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A certificate for 127.0.0.1 made with the openssl command and trusted by this
+    process's default HTTPS context (SSL_CERT_FILE): the server's TLS context."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    return tls
+
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None,
+                                   reason="the openssl command (to make a test certificate) "
+                                          "is not installed")
+
+
+@pytest.mark.parametrize("scheme", ["http", pytest.param("https", marks=needs_openssl)])
+def test_url_downloads_once_through_torch_hub(
+    scheme: str, random_weights: Path, random_state: dict, hub_cache: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tls = self_signed(tmp_path, monkeypatch) if scheme == "https" else None
+    with weights_server(random_weights.parent, tls) as (base, asked):
+        url = f"{base}/{random_weights.name}"
+        state = load_vgg16_state(url)
+        assert asked == [f"/{random_weights.name}"]
+        assert (hub_cache / random_weights.name).is_file()
+        loss = PerceptualLoss(url, feature_layers={"relu1_1": 1.0})
+        assert asked == [f"/{random_weights.name}"]  # the second load reads the cache
     assert set(state) == set(random_state)
-    loss = PerceptualLoss("http://example.invalid/vgg16.pth", feature_layers={"relu1_1": 1.0})
-    assert calls[-1][0] == "http://example.invalid/vgg16.pth"
+    for key, value in random_state.items():
+        assert torch.equal(state[key], value)
     assert torch.equal(loss.vgg.features[0].weight, random_state["features.0.weight"])
 
 
-def test_download_failure_is_weights_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(url: str, **kwargs: Any) -> None:
-        raise OSError("network unreachable")
+class Touch:
+    """Unpickled, it creates the file ``path``: the proof that the pickle ran code."""
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fail)
-    with pytest.raises(WeightsError, match="network unreachable"):
-        load_vgg16_state(VGG16_URL)
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.path), "w"))
+
+
+def test_downloaded_objects_are_not_unpickled(tmp_path: Path, hub_cache: Path) -> None:
+    served, ran = tmp_path / "served", tmp_path / "pickle_ran"
+    served.mkdir()
+    with (served / "evil.pth").open("wb") as fh:
+        pickle.dump({"features.0.weight": Touch(ran)}, fh, protocol=2)
+    with weights_server(served) as (base, asked), pytest.raises(WeightsError, match="evil"):
+        load_vgg16_state(f"{base}/evil.pth")
+    assert asked == ["/evil.pth"]
+    assert not ran.exists()
+
+
+def test_download_failure_is_weights_error(tmp_path: Path, hub_cache: Path) -> None:
+    with weights_server(tmp_path) as (base, _asked), pytest.raises(
+            WeightsError, match=r"HTTPError: HTTP Error 404.*delete a broken copy"):
+        load_vgg16_state(f"{base}/missing.pth")
+    # the server has stopped: nothing listens on its port
+    with pytest.raises(WeightsError, match=r"could not load VGG16 weights .*URLError"):
+        load_vgg16_state(f"{base}/missing.pth")
+    assert not (hub_cache / "missing.pth").exists()
 
 
 def test_full_torchvision_dict_loads_features_only(random_state: dict, tmp_path: Path) -> None:
