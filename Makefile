@@ -84,10 +84,10 @@ models: $(STAMP)
 	  $(BIN)/python -m s2sr.training.release $(RUNS)/$${m}_world \
 	    src/s2sr/weights/s2sr_$$m.safetensors || exit 1; \
 	done
-	$(BIN)/s2sr evaluate --panel --shared $(SHARED)/data --overwrite -o $(RUNS)/panel \
+	$(BIN)/s2sr evaluate panel --shared $(SHARED)/data --overwrite -o $(RUNS)/panel \
 	  --weights s2sr_x2=src/s2sr/weights/s2sr_x2.safetensors \
 	  --weights s2sr_x4=src/s2sr/weights/s2sr_x4.safetensors
-	$(BIN)/s2sr evaluate --panel --shared $(SHARED)/data --overwrite -o $(RUNS)/panel_rgb \
+	$(BIN)/s2sr evaluate panel --shared $(SHARED)/data --overwrite -o $(RUNS)/panel_rgb \
 	  --weights s2sr_rgb_x2=src/s2sr/weights/s2sr_rgb_x2.safetensors \
 	  --weights s2sr_rgb_x4=src/s2sr/weights/s2sr_rgb_x4.safetensors
 
@@ -102,7 +102,7 @@ ablation: $(STAMP)
 	    configs/robust/ablation_x2_$$v.yaml -o $(RUNS)/ablation_x2_$$v \
 	    --data-root $(SHARED)/data --runs-root $(RUNS) -q || exit 1; \
 	done
-	$(BIN)/s2sr evaluate --panel --shared $(SHARED)/data --overwrite -o $(RUNS)/ablation \
+	$(BIN)/s2sr evaluate panel --shared $(SHARED)/data --overwrite -o $(RUNS)/ablation \
 	  --weights L1=$(RUNS)/ablation_x2_l1/best.safetensors \
 	  --weights L1+feature=$(RUNS)/ablation_x2_feature/best.safetensors \
 	  --weights L1+feature+style=$(RUNS)/ablation_x2_style/best.safetensors

@@ -1,7 +1,7 @@
 """Is reduced precision good enough to offer? The robustness panel at fp32, bf16, int8.
 
 For the shipped s2sr_x2 and s2sr_x4 models it runs the robustness panel of
-``s2sr evaluate --panel`` (:func:`s2sr.evaluation.panel.panel_rows`, on the held-out real
+``s2sr evaluate panel`` (:func:`s2sr.evaluation.panel.panel_rows`, on the held-out real
 scenes under ``--shared``) and the artefact score on the undegraded scenes
 (:func:`s2sr.evaluation.panel.artefact_rows`) three times, on the CPU:
 

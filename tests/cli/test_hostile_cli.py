@@ -127,7 +127,7 @@ _UMASK_SCRIPT = textwrap.dedent("""
          "--offset", "0", "-q"],
         ["export", "--weights", weights, "--format", "torchscript", "-o",
          os.path.join(out, "new", "m.pt"), "-q"],
-        ["evaluate", "--weights", weights, "--lr", lr, "--hr", hr, "-o",
+        ["evaluate", "scene", "--weights", weights, "--lr", lr, "--hr", hr, "-o",
          os.path.join(out, "report")],
     ]
     if len(sys.argv) > 6:

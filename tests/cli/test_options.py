@@ -28,8 +28,9 @@ def _options(long: str) -> list[tuple[str, click.Option]]:
 
 def test_every_output_option_is_a_required_path_behind_o() -> None:
     found = _options("--output")
-    assert {name for name, _ in found} >= {"predict", "evaluate", "pairs build",
-                                          "pairs degrade", "train", "table1"}
+    assert {name for name, _ in found} >= {"predict", "evaluate dataset", "evaluate scene",
+                                          "evaluate consistency", "evaluate panel",
+                                          "pairs build", "pairs degrade", "train", "table1"}
     for name, opt in found:
         assert opt.opts == ["-o", "--output"], name
         assert opt.required, name
@@ -42,7 +43,8 @@ def test_every_quiet_overwrite_and_device_option_agrees() -> None:
     for name, opt in quiet:
         assert opt.opts == ["-q", "--quiet"] and opt.is_flag, name
     overwrite = _options("--overwrite")
-    assert {name for name, _ in overwrite} >= {"predict", "evaluate"}
+    assert {name for name, _ in overwrite} >= {"predict", "evaluate dataset", "evaluate scene",
+                                              "evaluate consistency", "evaluate panel"}
     for name, opt in overwrite:
         assert opt.opts == ["--overwrite"] and opt.is_flag, name
     for name, opt in _options("--device"):

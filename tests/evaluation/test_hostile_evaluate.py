@@ -82,24 +82,25 @@ class TestScaleAndBandMismatch:
     """Item 1: a model that fits no evaluated pair kind is an error, never left out."""
 
     def test_x4_model_on_x2_dataset(self, data: dict[str, Path], tmp_path: Path) -> None:
-        res = _run("--weights", f"big={data['m4']}", "--dataset", data["x2"], "-o",
+        res = _run("dataset", "--weights", f"big={data['m4']}", "--dataset", data["x2"], "-o",
                    tmp_path / "rep")
         _one_line_error(res, 2, "model big is x4", "SE20>SE10 (x2)", "--kinds")
         assert not (tmp_path / "rep").exists()
 
     def test_kinds_selection_leaves_no_overlap(self, data: dict[str, Path],
                                                tmp_path: Path) -> None:
-        res = _run("--weights", data["m4"], "--dataset", data["mixed"], "--kinds",
+        res = _run("dataset", "--weights", data["m4"], "--dataset", data["mixed"], "--kinds",
                    "SE20>SE10", "-o", tmp_path / "rep")
         _one_line_error(res, 2, "model m4 is x4", "--kinds", "SE40>SE10")
 
     def test_kind_without_a_model_of_its_scale(self, data: dict[str, Path],
                                                tmp_path: Path) -> None:
-        res = _run("--weights", data["m2"], "--dataset", data["mixed"], "-o", tmp_path / "rep")
+        res = _run("dataset", "--weights", data["m2"], "--dataset", data["mixed"], "-o",
+                   tmp_path / "rep")
         _one_line_error(res, 2, "SE40>SE10 is x4", "--kinds SE20>SE10")
 
     def test_each_model_on_its_own_scale(self, data: dict[str, Path], tmp_path: Path) -> None:
-        res = _run("--weights", data["m2"], "--weights", data["m4"], "--dataset",
+        res = _run("dataset", "--weights", data["m2"], "--weights", data["m4"], "--dataset",
                    data["mixed"], "--no-figures", "-o", tmp_path / "rep")
         assert res.exit_code == 0, res.output
         summary = json.loads((tmp_path / "rep" / "report.json").read_text())["summary"]
@@ -109,11 +110,13 @@ class TestScaleAndBandMismatch:
 
     def test_model_bands_missing_from_dataset(self, data: dict[str, Path],
                                               tmp_path: Path) -> None:
-        res = _run("--weights", data["m2"], "--dataset", data["rgb"], "-o", tmp_path / "rep")
+        res = _run("dataset", "--weights", data["m2"], "--dataset", data["rgb"], "-o",
+                   tmp_path / "rep")
         _one_line_error(res, 1, "lack B08", "B02, B03, B04")
 
     def test_models_with_different_bands(self, data: dict[str, Path], tmp_path: Path) -> None:
-        res = _run("--weights", data["m2"], "--weights", data["mrgb"], "--dataset", data["x2"],
+        res = _run("dataset", "--weights", data["m2"], "--weights", data["mrgb"], "--dataset",
+                   data["x2"],
                    "-o", tmp_path / "rep")
         _one_line_error(res, 2, "different bands", "mrgb: B02,B03,B04")
 
@@ -126,7 +129,7 @@ class TestOutputPolicy:
         rep = tmp_path / "rep"
         rep.mkdir()
         (rep / "old.txt").write_text("keep me")
-        args: list[str | Path] = ["--weights", data["m2"], "--dataset", data["x2"],
+        args: list[str | Path] = ["dataset", "--weights", data["m2"], "--dataset", data["x2"],
                                   "--no-figures", "-o", rep]
         _one_line_error(_run(*args), 2, "not empty", "--overwrite")
         assert (rep / "old.txt").read_text() == "keep me"
@@ -139,7 +142,8 @@ class TestOutputPolicy:
     def test_existing_empty_folder_is_used(self, data: dict[str, Path],
                                            tmp_path: Path) -> None:
         (tmp_path / "rep").mkdir()
-        res = _run("--weights", data["m2"], "--dataset", data["x2"], "--no-figures", "-o",
+        res = _run("dataset", "--weights", data["m2"], "--dataset", data["x2"], "--no-figures",
+                   "-o",
                    tmp_path / "rep")
         assert res.exit_code == 0 and (tmp_path / "rep" / "report.md").is_file(), res.output
 
@@ -149,20 +153,21 @@ class TestOutputPolicy:
         target = tmp_path / "report.md"
         target.write_text("mine")
         # garbage weights: the refusal must come before the model is loaded
-        res = _run("--weights", data["garbage"], "--dataset", data["x2"], "-o", target,
+        res = _run("dataset", "--weights", data["garbage"], "--dataset", data["x2"], "-o", target,
                    *overwrite)
         _one_line_error(res, 2, "is a file")
         assert target.read_text() == "mine"
 
     def test_output_inside_the_dataset(self, data: dict[str, Path]) -> None:
-        res = _run("--weights", data["garbage"], "--dataset", data["x2"], "--overwrite", "-o",
+        res = _run("dataset", "--weights", data["garbage"], "--dataset", data["x2"],
+                   "--overwrite", "-o",
                    data["x2"] / "report")
         _one_line_error(res, 2, "inside the input folder")
         assert not (data["x2"] / "report").exists()
 
     def test_output_equal_to_the_dataset(self, data: dict[str, Path]) -> None:
         before = sorted(p.name for p in data["x2"].iterdir())
-        res = _run("--weights", data["m2"], "--dataset", data["x2"], "--overwrite", "-o",
+        res = _run("dataset", "--weights", data["m2"], "--dataset", data["x2"], "--overwrite", "-o",
                    data["x2"])
         _one_line_error(res, 2, "is the input")
         assert sorted(p.name for p in data["x2"].iterdir()) == before
@@ -172,7 +177,7 @@ class TestOutputPolicy:
         rep = tmp_path / "rep"
         rep.mkdir()
         (rep / "x").write_text("x")
-        res = _run("--weights", data["garbage"], "--lr", data["lr"], "--hr", data["hr"],
+        res = _run("scene", "--weights", data["garbage"], "--lr", data["lr"], "--hr", data["hr"],
                    "-o", rep)
         _one_line_error(res, 2, "not empty")
 
@@ -181,9 +186,9 @@ class TestOutputPolicy:
         rep = tmp_path / "rep"
         rep.mkdir()
         (rep / "x").write_text("x")
-        res = _run("--consistency", data["hr"], "--lr", data["lr"], "-o", rep)
+        res = _run("consistency", data["hr"], "--lr", data["lr"], "-o", rep)
         _one_line_error(res, 2, "not empty")
-        res = _run("--consistency", data["hr"], "--lr", data["lr"], "-o", rep, "--overwrite")
+        res = _run("consistency", data["hr"], "--lr", data["lr"], "-o", rep, "--overwrite")
         assert res.exit_code == 0, res.output
         assert sorted(p.name for p in rep.iterdir()) == ["consistency.json", "consistency.md"]
 
@@ -197,7 +202,8 @@ class TestAtomicReport:
         write_geotiff(tmp_path / "hr.tif", np.zeros((4, 64, 64), np.uint16))
         torch.manual_seed(0)
         w = save_model(build_model("edsr-tiny", scale=2), tmp_path / "m.safetensors")
-        res = _run("--weights", w, "--lr", tmp_path / "lr.tif", "--hr", tmp_path / "hr.tif",
+        res = _run("scene", "--weights", w, "--lr", tmp_path / "lr.tif", "--hr",
+                   tmp_path / "hr.tif",
                    "-o", tmp_path / "out" / "rep")
         _one_line_error(res, 1, "spectral angle")
         assert _left(tmp_path / "out", "rep") == []
@@ -213,8 +219,8 @@ class TestAtomicReport:
         out.mkdir()
         # the figures are the slow part: stop the run once its temporary report exists
         proc = subprocess.Popen(
-            [sys.executable, "-m", "s2sr.cli.main", "evaluate", "--weights", str(w), "--lr",
-             str(lr), "--hr", str(hr_path), "-o", str(out / "rep")],
+            [sys.executable, "-m", "s2sr.cli.main", "evaluate", "scene", "--weights", str(w),
+             "--lr", str(lr), "--hr", str(hr_path), "-o", str(out / "rep")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
@@ -247,23 +253,24 @@ class TestOptions:
     ])
     def test_dataset_form(self, data: dict[str, Path], tmp_path: Path, args: list[str],
                           code: int, needle: str) -> None:
-        res = _run("--weights", data["m2"], "--dataset", data["x2"], *args, "-o",
+        res = _run("dataset", "--weights", data["m2"], "--dataset", data["x2"], *args, "-o",
                    tmp_path / "rep")
         _one_line_error(res, code, needle)
         assert not (tmp_path / "rep").exists()
 
     def test_weights_with_empty_name(self, data: dict[str, Path], tmp_path: Path) -> None:
-        res = _run("--weights", f"={data['m2']}", "--dataset", data["x2"], "-o",
+        res = _run("dataset", "--weights", f"={data['m2']}", "--dataset", data["x2"], "-o",
                    tmp_path / "rep")
         _one_line_error(res, 2, "empty name", "NAME=FILE")
 
     def test_two_weights_with_one_name(self, data: dict[str, Path], tmp_path: Path) -> None:
-        res = _run("--weights", f"a={data['m2']}", "--weights", f"a={data['m4']}",
+        res = _run("dataset", "--weights", f"a={data['m2']}", "--weights", f"a={data['m4']}",
                    "--dataset", data["x2"], "-o", tmp_path / "rep")
         _one_line_error(res, 2, "two --weights are named 'a'")
 
     def test_weights_is_a_folder(self, data: dict[str, Path], tmp_path: Path) -> None:
-        res = _run("--weights", data["x2"], "--dataset", data["x2"], "-o", tmp_path / "rep")
+        res = _run("dataset", "--weights", data["x2"], "--dataset", data["x2"], "-o",
+                   tmp_path / "rep")
         _one_line_error(res, 2, "is a folder")
 
 
@@ -275,20 +282,20 @@ class TestSceneGrids:
         return write_geotiff(tmp_path / "hr_x.tif", hr, **kwargs)
 
     def test_hr_not_scale_times_lr(self, data: dict[str, Path], tmp_path: Path) -> None:
-        res = _run("--weights", data["m4"], "--lr", data["lr"], "--hr", data["hr"], "-o",
+        res = _run("scene", "--weights", data["m4"], "--lr", data["lr"], "--hr", data["hr"], "-o",
                    tmp_path / "rep")
         _one_line_error(res, 2, "size ratio must equal the scale (4)")
         assert not (tmp_path / "rep").exists()
 
     def test_crs_differs(self, data: dict[str, Path], tmp_path: Path) -> None:
         hr = self._hr(tmp_path, crs="EPSG:32632")
-        res = _run("--weights", data["m2"], "--lr", data["lr"], "--hr", hr, "-o",
+        res = _run("scene", "--weights", data["m2"], "--lr", data["lr"], "--hr", hr, "-o",
                    tmp_path / "rep")
         _one_line_error(res, 2, "different coordinate systems")
 
     def test_bounds_differ(self, data: dict[str, Path], tmp_path: Path) -> None:
         hr = self._hr(tmp_path, transform=UTM_TRANSFORM * Affine.translation(8, 0))
-        res = _run("--weights", data["m2"], "--lr", data["lr"], "--hr", hr, "-o",
+        res = _run("scene", "--weights", data["m2"], "--lr", data["lr"], "--hr", hr, "-o",
                    tmp_path / "rep")
         _one_line_error(res, 2, "cover the same area")
 
@@ -300,7 +307,7 @@ class TestSceneGrids:
                                count=4, dtype="uint16", crs="EPSG:32633", transform=transform,
                                tiled=True, sparse_ok=True) as dst:
                 dst.descriptions = ("B02", "B03", "B04", "B08")
-        res = _run("--weights", data["m2"], "--lr", tmp_path / "big_lr.tif", "--hr",
+        res = _run("scene", "--weights", data["m2"], "--lr", tmp_path / "big_lr.tif", "--hr",
                    tmp_path / "big_hr.tif", "-o", tmp_path / "rep")
         _one_line_error(res, 1, "16000x16000 px", "gdal_translate -srcwin")
 
@@ -316,7 +323,8 @@ class TestSceneData:
                                                   tmp_path: Path) -> None:
         lr = degrade(texture((64, 64), seed=41), 2).astype(np.float32)
         lr[2, 5, 7] = np.nan
-        res = _run("--weights", data["m2"], "--lr", self._lr(tmp_path, lr), "--hr", data["hr"],
+        res = _run("scene", "--weights", data["m2"], "--lr", self._lr(tmp_path, lr), "--hr",
+                   data["hr"],
                    "-o", tmp_path / "rep")
         _one_line_error(res, 1, "1 NaN/inf pixel(s), the first at row 5, column 7")
         assert not (tmp_path / "rep").exists()
@@ -325,13 +333,13 @@ class TestSceneData:
         hr = texture((64, 64), seed=41).astype(np.float32)
         hr[0, 60, 3] = np.inf
         path = write_geotiff(tmp_path / "hr_inf.tif", hr)
-        res = _run("--weights", data["m2"], "--lr", data["lr"], "--hr", path, "-o",
+        res = _run("scene", "--weights", data["m2"], "--lr", data["lr"], "--hr", path, "-o",
                    tmp_path / "rep")
         _one_line_error(res, 1, "reference", "row 60, column 3")
 
     def test_all_nodata_input(self, data: dict[str, Path], tmp_path: Path) -> None:
         lr = self._lr(tmp_path, np.zeros((4, 32, 32), np.uint16), nodata=0)
-        res = _run("--weights", data["m2"], "--lr", lr, "--hr", data["hr"], "-o",
+        res = _run("scene", "--weights", data["m2"], "--lr", lr, "--hr", data["hr"], "-o",
                    tmp_path / "rep")
         _one_line_error(res, 1, "holds no valid pixel")
 
@@ -339,7 +347,7 @@ class TestSceneData:
                                                       tmp_path: Path) -> None:
         lr = degrade(texture((64, 64), seed=41), 2).astype(np.float32)
         lr[:, :4, :] = np.nan
-        res = _run("--weights", data["m2"], "--lr", self._lr(tmp_path, lr, nodata=np.nan),
+        res = _run("scene", "--weights", data["m2"], "--lr", self._lr(tmp_path, lr, nodata=np.nan),
                    "--hr", data["hr"], "-o", tmp_path / "rep")
         _one_line_error(res, 1, "128 nodata pixel(s)", "crop both rasters")
 
@@ -347,7 +355,7 @@ class TestSceneData:
         hr = np.rint(texture((64, 64), seed=41) * 10000).astype(np.uint16)
         path = write_geotiff(tmp_path / "hr_b.tif", hr,
                              descriptions=("B02", "B03", "B04", "B05"))
-        res = _run("--weights", data["m2"], "--lr", data["lr"], "--hr", path, "-o",
+        res = _run("scene", "--weights", data["m2"], "--lr", data["lr"], "--hr", path, "-o",
                    tmp_path / "rep")
         _one_line_error(res, 1, "B08")
 
@@ -355,7 +363,7 @@ class TestSceneData:
         sr = texture((64, 64), seed=41).astype(np.float32)
         sr[1, 10, 20] = np.nan
         path = write_geotiff(tmp_path / "sr.tif", sr)
-        res = _run("--consistency", path, "--lr", data["lr"], "-o", tmp_path / "rep")
+        res = _run("consistency", path, "--lr", data["lr"], "-o", tmp_path / "rep")
         _one_line_error(res, 1, "output", "row 10, column 20")
 
 
@@ -370,7 +378,8 @@ class TestFigures:
         assert ("## Figures" in (rep / "report.md").read_text()) is not no_figures
 
     def test_scene_form_cli(self, data: dict[str, Path], tmp_path: Path) -> None:
-        res = _run("--weights", f"mine={data['m2']}", "--lr", data["lr"], "--hr", data["hr"],
+        res = _run("scene", "--weights", f"mine={data['m2']}", "--lr", data["lr"], "--hr",
+                   data["hr"],
                    "--no-figures", "-o", tmp_path / "rep")
         assert res.exit_code == 0, res.output
         assert not (tmp_path / "rep" / "figures").exists()

@@ -149,16 +149,16 @@ def test_panel_cli_runs_and_validates(tmp_path: Path, tiny_weights: Path,
     run = CliRunner().invoke
     scene = _scene(tmp_path / "s.tif", 24)
     out = tmp_path / "rep"
-    res = run(cli, ["evaluate", "--panel", "--weights", f"tiny={tiny_weights}", "--scene",
+    res = run(cli, ["evaluate", "panel", "--weights", f"tiny={tiny_weights}", "--scene",
                     str(scene), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert "report:" in res.output and (out / "report.md").is_file()
     assert "| x2 block mean |" in (out / "report.md").read_text()
     # an existing report needs --overwrite, and is then replaced whole
-    res = run(cli, ["evaluate", "--panel", "--weights", str(tiny_weights), "--scene",
+    res = run(cli, ["evaluate", "panel", "--weights", str(tiny_weights), "--scene",
                     str(scene), "-o", str(out)])
     assert res.exit_code == 2 and "--overwrite" in res.output
-    res = run(cli, ["evaluate", "--panel", "--weights", str(tiny_weights), "--scene",
+    res = run(cli, ["evaluate", "panel", "--weights", str(tiny_weights), "--scene",
                     str(scene), "-o", str(out), "--overwrite"])
     assert res.exit_code == 0 and "| tiny_x2 |" in (out / "report.md").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep", "s.tif"]  # no temp left
@@ -176,20 +176,20 @@ def test_panel_cli_hostile_options(tmp_path: Path, tiny_weights: Path,
     scene = _scene(tmp_path / "s.tif", 25)
     o = ["-o", str(tmp_path / "r")]
     w = ["--weights", str(tiny_weights)]
-    code, out = _err(["--panel", "--scene", str(scene), *o])
-    assert code == 2 and "--panel needs at least one --weights" in out
-    code, out = _err([*w, "--scene", str(scene), *o])
-    assert code == 2 and "--scene is for the robustness panel: add --panel" in out
-    code, out = _err(["--panel", *w, "--dataset", str(tmp_path), *o])
-    assert code == 2 and "drop --dataset" in out
-    code, out = _err(["--panel", *w, "--lr", str(scene), *o])
-    assert code == 2 and "drop --lr" in out
-    code, out = _err(["--panel", *w, "--shared", str(tmp_path / "nowhere"), *o])
+    code, out = _err(["panel", "--scene", str(scene), *o])
+    assert code == 2 and "evaluate panel needs at least one --weights" in out
+    code, out = _err(["dataset", *w, "--scene", str(scene), *o])
+    assert code == 2 and "No such option '--scene'" in out
+    code, out = _err(["panel", *w, "--dataset", str(tmp_path), *o])
+    assert code == 2 and "No such option '--dataset'" in out
+    code, out = _err(["panel", *w, "--lr", str(scene), *o])
+    assert code == 2 and "No such option '--lr'" in out
+    code, out = _err(["panel", *w, "--shared", str(tmp_path / "nowhere"), *o])
     assert code == 2 and "test places are not under" in out and "--shared" in out
     assert out.count("\n") == 1
-    code, out = _err(["--panel", *w, "--scene", str(tmp_path / "missing.tif"), *o])
+    code, out = _err(["panel", *w, "--scene", str(tmp_path / "missing.tif"), *o])
     assert code == 2 and "missing.tif does not exist" in out
-    code, out = _err(["--panel", *w, "--weights", str(rgb_weights), "--scene", str(scene), *o])
+    code, out = _err(["panel", *w, "--weights", str(rgb_weights), "--scene", str(scene), *o])
     assert code == 2 and "different bands" in out
     assert not (tmp_path / "r").exists()
 
@@ -197,15 +197,15 @@ def test_panel_cli_hostile_options(tmp_path: Path, tiny_weights: Path,
 def test_panel_refuses_hostile_scenes(tmp_path: Path, tiny_weights: Path) -> None:
     w = ["--weights", str(tiny_weights)]
     small = _scene(tmp_path / "small.tif", 26, (20, 20))
-    code, out = _err(["--panel", *w, "--scene", str(small), "-o", str(tmp_path / "r1")])
+    code, out = _err(["panel", *w, "--scene", str(small), "-o", str(tmp_path / "r1")])
     assert code == 1 and "too small for the panel" in out
     dn = np.rint(texture((64, 64), seed=27) * 10000).astype(np.uint16)
     dn[:, :5, :5] = 0
     holes = write_geotiff(tmp_path / "holes.tif", dn, nodata=0)
-    code, out = _err(["--panel", *w, "--scene", str(holes), "-o", str(tmp_path / "r2")])
+    code, out = _err(["panel", *w, "--scene", str(holes), "-o", str(tmp_path / "r2")])
     assert code == 1 and "nodata pixel" in out
     three = write_geotiff(tmp_path / "rgb.tif", dn[:3], descriptions=("B02", "B03", "B04"))
-    code, out = _err(["--panel", *w, "--scene", str(three), "-o", str(tmp_path / "r3")])
+    code, out = _err(["panel", *w, "--scene", str(three), "-o", str(tmp_path / "r3")])
     assert code == 1 and "B08" in out
     assert not any((tmp_path / f"r{k}").exists() for k in (1, 2, 3))
 

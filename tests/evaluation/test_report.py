@@ -147,16 +147,16 @@ def test_scene_form_and_bad_input(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert data["conventions"]["crop"] == 4 and report.exists()
     run = CliRunner().invoke
-    res = run(cli, ["evaluate", "--weights", str(w), "--lr", str(tmp_path / "lr.tif"), "--hr",
-                    str(tmp_path / "odd.tif"), "-o", str(tmp_path / "r2")])
+    res = run(cli, ["evaluate", "scene", "--weights", str(w), "--lr", str(tmp_path / "lr.tif"),
+                    "--hr", str(tmp_path / "odd.tif"), "-o", str(tmp_path / "r2")])
     assert res.exit_code == 2 and "size ratio" in res.output
-    res = run(cli, ["evaluate", "--weights", str(w), "--lr", str(tmp_path / "lr.tif"), "--hr",
-                    str(tmp_path / "hr3.tif"), "-o", str(tmp_path / "r3")])
+    res = run(cli, ["evaluate", "scene", "--weights", str(w), "--lr", str(tmp_path / "lr.tif"),
+                    "--hr", str(tmp_path / "hr3.tif"), "-o", str(tmp_path / "r3")])
     assert res.exit_code == 1 and "lacks band(s) B08" in res.output
-    res = run(cli, ["evaluate", "--weights", str(w), "--dataset", str(tmp_path / "none"),
-                    "-o", str(tmp_path / "r4")])
+    res = run(cli, ["evaluate", "dataset", "--weights", str(w), "--dataset",
+                    str(tmp_path / "none"), "-o", str(tmp_path / "r4")])
     assert res.exit_code == 2 and "does not exist" in res.output
-    res = run(cli, ["evaluate", "--weights", str(tmp_path / "x.safetensors"), "--lr",
+    res = run(cli, ["evaluate", "scene", "--weights", str(tmp_path / "x.safetensors"), "--lr",
                     str(tmp_path / "lr.tif"), "--hr", str(tmp_path / "hr.tif"), "-o",
                     str(tmp_path / "r5")])
     assert res.exit_code == 2 and "does not exist" in res.output
@@ -180,6 +180,6 @@ def test_predict_consistency_flag_and_check(tmp_path: Path) -> None:
     assert max(mae_cons) < 0.25 * min(mae_plain)
     with rasterio.open(tmp_path / "cons.tif") as ds:
         assert ds.tags()["S2SR_CONSISTENCY"].startswith("back-projection")
-    res = run(cli, ["evaluate", "--consistency", str(tmp_path / "cons.tif"), "--lr",
+    res = run(cli, ["evaluate", "consistency", str(tmp_path / "cons.tif"), "--lr",
                     str(tmp_path / "cons.tif"), "-o", str(tmp_path / "c3")])
     assert res.exit_code == 2 and "not 2 or 4 times" in res.output

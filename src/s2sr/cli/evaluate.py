@@ -1,9 +1,19 @@
-"""``s2sr evaluate``: Table 2-style reports, scene evaluation and consistency checks."""
+"""``s2sr evaluate``: one subcommand per kind of evaluation.
+
+``dataset`` (Table 2-style report on datasets from ``s2sr pairs``), ``scene`` (one
+co-registered scene pair), ``consistency`` (a predict output against its input, no
+reference) and ``panel`` (the robustness panel on held-out real scenes). Each takes only
+its own options. The flag form of earlier releases (``s2sr evaluate --panel ...``) is
+refused with a one-line error naming the subcommand to use.
+"""
 
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -11,123 +21,232 @@ from s2sr.cli.common import handle_errors, setup_logging
 from s2sr.cli.options import output_opt, overwrite_opt
 from s2sr.core.errors import InputNotFoundError, UsageError
 
+if TYPE_CHECKING:
+    from s2sr.evaluation.metrics import Conventions
+
 # Library modules are imported inside the commands: they pull in torch, rasterio and numpy
 # (seconds), which ``s2sr --help`` and shell completion should not wait for.
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: The splits ``s2sr pairs`` writes.
 SPLITS = ("train", "val", "test")
 
 
-@click.command()
-@click.option("--weights", multiple=True, type=click.Path(path_type=Path),
-              help="Model weights (repeatable; NAME=FILE sets the row name).")
+def _old_form(args: Sequence[str]) -> str:
+    """What replaces an ``s2sr evaluate --flag ...`` command line of earlier releases."""
+    flags = {a.partition("=")[0] for a in args}
+    if "--panel" in flags:
+        return "s2sr evaluate panel ... (the same options, without --panel)"
+    if "--consistency" in flags:
+        return ("s2sr evaluate consistency OUTPUT --lr INPUT -o REPORT (OUTPUT was "
+                "--consistency's value)")
+    if flags & {"--lr", "--hr"}:
+        return "s2sr evaluate scene ... (the same options)"
+    return "s2sr evaluate dataset ... (the same options)"
+
+
+class _Evaluate(click.Group):
+    """The ``evaluate`` group; refuses the flag form of earlier releases in one line."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0].startswith("-") and args[0] not in ctx.help_option_names:
+            click.echo("s2sr: error: s2sr evaluate takes a subcommand (dataset, scene, "
+                       f"consistency, panel): write {_old_form(args)}", err=True)
+            sys.exit(2)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Evaluate)
+def evaluate() -> None:
+    """Score models and outputs: on datasets, a scene pair, the panel, or consistency.
+
+    \b
+    s2sr evaluate dataset --weights A.safetensors [--weights B ...] --dataset DS -o REPORT
+    s2sr evaluate scene --weights A.safetensors --lr LR.tif --hr HR.tif -o REPORT
+    s2sr evaluate consistency OUTPUT.tif --lr INPUT.tif -o REPORT
+    s2sr evaluate panel --weights A.safetensors [--weights B ...] [--scene S.tif ...] -o REPORT
+    """
+
+
+def _weights_opt(help: str) -> Callable[[F], F]:
+    return click.option("--weights", multiple=True, type=click.Path(path_type=Path),
+                        help=help)
+
+
+def _scoring_opts(func: F) -> F:
+    """``--data-range`` and ``--crop``: the PSNR/SSIM conventions."""
+    func = click.option("--crop", type=int, default=None,
+                        help="Border crop in output pixels, >= 0 [default: the scale].")(func)
+    return click.option("--data-range", type=float, default=1.0, show_default=True,
+                        help="PSNR/SSIM data range, in reflectance (a positive number)."
+                        )(func)
+
+
+_no_figures_opt = click.option("--no-figures", is_flag=True,
+                               help="Write no comparison figures.")
+
+
+@evaluate.command("dataset", short_help="Models on datasets from s2sr pairs (Table 2).")
+@_weights_opt("Model weights (repeatable; NAME=FILE sets the row name).")
 @click.option("--dataset", "datasets", multiple=True, type=click.Path(path_type=Path),
               help="Dataset folder made by s2sr pairs (repeatable).")
 @click.option("--split", default="test", show_default=True,
               help="Which split of the datasets: train, val or test.")
 @click.option("--kinds", default=None, help="Pair kinds, comma-separated (e.g. SE10>RE5,RE10>RE5).")
-@click.option("--lr", "lr", type=click.Path(path_type=Path), default=None,
-              help="Scene form: the low-resolution scene (or, with --consistency, the input "
-                   "of a predict output).")
-@click.option("--hr", "hr", type=click.Path(path_type=Path), default=None,
-              help="Scene form: the co-registered reference, --scale times larger.")
-@click.option("--consistency", "consistency_of", type=click.Path(path_type=Path), default=None,
-              help="Check a predict OUTPUT against its input (--lr); no reference needed.")
-@click.option("--panel", is_flag=True,
-              help="Robustness panel: the models on held-out real 10 m scenes degraded in "
-                   "five ways (block mean; MTF 0.2, 0.3, 0.45, 0.6) at their scale, against "
-                   "bicubic, Lanczos and an unsharp mask, per place with the worst place, "
-                   "artefact scores and Nyquist-line ratios.")
-@click.option("--scene", "scenes", multiple=True, type=click.Path(path_type=Path),
-              help="Panel: a real 10 m scene playing the truth (repeatable) [default: the "
-                   "test places under --shared: OSCD abudhabi, rio, hongkong, milano and "
-                   "boston_roads].")
-@click.option("--shared", type=click.Path(path_type=Path), default=Path("../shared/data"),
-              show_default=True, help="Panel: where the default scenes are (sentinel2/).")
-@click.option("--data-range", type=float, default=1.0, show_default=True,
-              help="PSNR/SSIM data range, in reflectance (a positive number).")
-@click.option("--crop", type=int, default=None,
-              help="Border crop in output pixels, >= 0 [default: the scale].")
-@click.option("--no-figures", is_flag=True, help="Write no comparison figures.")
+@_scoring_opts
+@_no_figures_opt
 @overwrite_opt("Replace an existing, non-empty report folder.")
 @output_opt("Report folder.", "out")
 @handle_errors
-def evaluate(weights: tuple[Path, ...], datasets: tuple[Path, ...], split: str,
-             kinds: str | None, lr: Path | None, hr: Path | None,
-             consistency_of: Path | None, panel: bool, scenes: tuple[Path, ...],
-             shared: Path, data_range: float, crop: int | None,
-             no_figures: bool, overwrite: bool, out: Path) -> None:
-    """PSNR/SSIM of models against bicubic, Lanczos and unsharp mask (Table 2 layout).
+def dataset(weights: tuple[Path, ...], datasets: tuple[Path, ...], split: str,
+            kinds: str | None, data_range: float, crop: int | None, no_figures: bool,
+            overwrite: bool, out: Path) -> None:
+    """PSNR/SSIM of models on datasets against bicubic, Lanczos and unsharp mask (Table 2).
 
     \b
-    s2sr evaluate --weights A.safetensors [--weights B ...] --dataset DS -o REPORT
-    s2sr evaluate --weights A.safetensors --lr LR.tif --hr HR.tif -o REPORT
-    s2sr evaluate --consistency OUTPUT.tif --lr INPUT.tif -o REPORT
-    s2sr evaluate --panel --weights A.safetensors [--weights B ...] [--scene S.tif ...] -o REPORT
+    s2sr evaluate dataset --weights A.safetensors [--weights NAME=B.safetensors ...] \\
+        --dataset DS [--dataset DS2 ...] -o REPORT
     """
     setup_logging(False)
-    from s2sr.evaluation.metrics import Conventions
-    from s2sr.evaluation.report import evaluate_consistency, evaluate_models, evaluate_scene
-    from s2sr.io.outputs import check_output_dir
+    conv = _conventions(data_range, crop)
+    if split not in SPLITS:
+        raise UsageError(f"--split {split!r} is not a split: use one of {', '.join(SPLITS)}")
+    kind_list = _kinds(kinds)
+    if not weights or not datasets:
+        raise UsageError("evaluate dataset needs --weights and --dataset")
+    _exist(datasets)
+    names, files = _named(weights)
+    _check_out(out, overwrite, [*datasets, *files])
+    from s2sr.evaluation.report import evaluate_models
 
-    # Options first, then inputs, then the output: all before any model or data is loaded.
+    report = evaluate_models(dict(zip(names, files, strict=True)), datasets, out,
+                             kinds=kind_list, split=split, conv=conv,
+                             figures=not no_figures, overwrite=overwrite)
+    click.echo(f"report: {report}")
+
+
+@evaluate.command("scene", short_help="One model on a co-registered scene pair.")
+@_weights_opt("Model weights (exactly one; NAME=FILE sets the row name).")
+@click.option("--lr", "lr", type=click.Path(path_type=Path), default=None,
+              help="The low-resolution scene.")
+@click.option("--hr", "hr", type=click.Path(path_type=Path), default=None,
+              help="The co-registered reference, the model's scale times larger.")
+@_scoring_opts
+@_no_figures_opt
+@overwrite_opt("Replace an existing, non-empty report folder.")
+@output_opt("Report folder.", "out")
+@handle_errors
+def scene(weights: tuple[Path, ...], lr: Path | None, hr: Path | None, data_range: float,
+          crop: int | None, no_figures: bool, overwrite: bool, out: Path) -> None:
+    """PSNR/SSIM of one model on a co-registered scene pair, with figures.
+
+    \b
+    s2sr evaluate scene --weights A.safetensors --lr LR.tif --hr HR.tif -o REPORT
+    """
+    setup_logging(False)
+    conv = _conventions(data_range, crop)
+    if lr is None or hr is None or len(weights) != 1:
+        raise UsageError("evaluate scene needs --lr, --hr and exactly one --weights")
+    _exist([lr, hr])
+    names, files = _named(weights)
+    _check_out(out, overwrite, [lr, hr, *files])
+    from s2sr.evaluation.report import evaluate_scene
+
+    report = evaluate_scene(files[0], lr, hr, out, conv=conv, name=names[0],
+                            figures=not no_figures, overwrite=overwrite)
+    click.echo(f"report: {report}")
+
+
+@evaluate.command("consistency", short_help="A predict output against its input.")
+@click.argument("output", type=click.Path(path_type=Path), metavar="OUTPUT")
+@click.option("--lr", "lr", type=click.Path(path_type=Path), default=None,
+              help="The input OUTPUT was made from (required).")
+@overwrite_opt("Replace an existing, non-empty report folder.")
+@output_opt("Report folder.", "out")
+@handle_errors
+def consistency(output: Path, lr: Path | None, overwrite: bool, out: Path) -> None:
+    """Check a predict OUTPUT against its input: no reference needed.
+
+    \b
+    s2sr evaluate consistency OUTPUT.tif --lr INPUT.tif -o REPORT
+    """
+    setup_logging(False)
+    if lr is None:
+        raise UsageError("evaluate consistency needs --lr, the input the output was made from")
+    _exist([output, lr])
+    _check_out(out, overwrite, [output, lr])
+    from s2sr.evaluation.report import evaluate_consistency
+
+    report = evaluate_consistency(output, lr, out, overwrite=overwrite)
+    click.echo(f"report: {report}")
+
+
+@evaluate.command("panel", short_help="The robustness panel on held-out real scenes.")
+@_weights_opt("Model weights (repeatable; NAME=FILE sets the column name).")
+@click.option("--scene", "scenes", multiple=True, type=click.Path(path_type=Path),
+              help="A real 10 m scene playing the truth (repeatable) [default: the test "
+                   "places under --shared: OSCD abudhabi, rio, hongkong, milano and "
+                   "boston_roads].")
+@click.option("--shared", type=click.Path(path_type=Path), default=Path("../shared/data"),
+              show_default=True, help="Where the default scenes are (sentinel2/).")
+@_scoring_opts
+@overwrite_opt("Replace an existing, non-empty report folder.")
+@output_opt("Report folder.", "out")
+@handle_errors
+def panel(weights: tuple[Path, ...], scenes: tuple[Path, ...], shared: Path,
+          data_range: float, crop: int | None, overwrite: bool, out: Path) -> None:
+    """Robustness panel: the models on held-out real 10 m scenes degraded five ways.
+
+    The block mean and MTF 0.2, 0.3, 0.45, 0.6 at each model's scale, against bicubic,
+    Lanczos and an unsharp mask, per place with the worst place, artefact scores and
+    Nyquist-line ratios.
+
+    \b
+    s2sr evaluate panel --weights A.safetensors [--weights B ...] [--scene S.tif ...] -o REPORT
+    """
+    setup_logging(False)
+    conv = _conventions(data_range, crop)
+    if not weights:
+        raise UsageError("evaluate panel needs at least one --weights")
+    _exist(scenes)
+    names, files = _named(weights)
+    from s2sr.evaluation.panel import default_scenes, evaluate_panel
+
+    scene_list: list[Path] = list(scenes)
+    dn_offset: float | None = None  # user scenes: detected
+    if not scenes:
+        scene_list, dn_offset = default_scenes(shared), 0.0  # the shared crops: DN = refl x 1e4
+    _check_out(out, overwrite, [*files, *scene_list])
+    report = evaluate_panel(dict(zip(names, files, strict=True)), scene_list, out,
+                            overwrite=overwrite, conv=conv, dn_offset=dn_offset)
+    click.echo(f"report: {report}")
+
+
+def _conventions(data_range: float, crop: int | None) -> Conventions:
+    """The checked ``--data-range`` and ``--crop`` as :class:`Conventions`."""
     if not (math.isfinite(data_range) and data_range > 0):
         raise UsageError(f"--data-range must be a positive number, got {data_range:g}: use "
                          "1.0 for reflectance")
     if crop is not None and crop < 0:
         raise UsageError(f"--crop must be 0 or more output pixels, got {crop}: leave it out "
                          "to crop the scale")
-    if split not in SPLITS:
-        raise UsageError(f"--split {split!r} is not a split: use one of {', '.join(SPLITS)}")
-    kind_list = _kinds(kinds)
-    if scenes and not panel:
-        raise UsageError("--scene is for the robustness panel: add --panel")
-    if panel:
-        others = [name for name, given in (("--dataset", datasets), ("--lr", lr), ("--hr", hr),
-                                           ("--consistency", consistency_of),
-                                           ("--kinds", kinds)) if given]
-        if others:
-            raise UsageError(f"--panel takes --weights, --scene and -o: drop {others[0]}")
-        if not weights:
-            raise UsageError("--panel needs at least one --weights")
-    for path in [*datasets, *scenes, *(p for p in (lr, hr, consistency_of) if p)]:
+    from s2sr.evaluation.metrics import Conventions as Conv
+
+    return Conv(data_range=data_range, crop=crop)
+
+
+def _exist(paths: Sequence[Path]) -> None:
+    for path in paths:
         if not Path(path).exists():
             raise InputNotFoundError(f"{path} does not exist: check the path")
-    names, files = _named(weights)
-    scene_list: list[Path] = list(scenes)
-    dn_offset: float | None = None  # user scenes: detected
-    if panel and not scenes:
-        from s2sr.evaluation.panel import default_scenes
 
-        scene_list, dn_offset = default_scenes(shared), 0.0  # the shared crops: DN = refl x 1e4
-    check_output_dir(out, overwrite, [*datasets, lr, hr, consistency_of, *files, *scene_list])
-    conv = Conventions(data_range=data_range, crop=crop)
-    if panel:
-        from s2sr.evaluation.panel import evaluate_panel
 
-        report = evaluate_panel(dict(zip(names, files, strict=True)), scene_list, out,
-                                overwrite=overwrite, conv=conv, dn_offset=dn_offset)
-    elif consistency_of is not None:
-        if lr is None:
-            raise UsageError("--consistency needs --lr, the input the output was made from")
-        if hr is not None or weights or datasets:
-            raise UsageError("--consistency takes only --lr (the input) and -o: drop "
-                             "--hr, --weights and --dataset")
-        report = evaluate_consistency(consistency_of, lr, out, overwrite=overwrite)
-    elif lr is not None or hr is not None:
-        if lr is None or hr is None or len(weights) != 1:
-            raise UsageError("the scene form needs --lr, --hr and exactly one --weights")
-        if datasets:
-            raise UsageError("give either --dataset or --lr/--hr, not both")
-        report = evaluate_scene(files[0], lr, hr, out, conv=conv, name=names[0],
-                                figures=not no_figures, overwrite=overwrite)
-    else:
-        if not weights or not datasets:
-            raise UsageError("give --weights and --dataset (or --lr/--hr, or --consistency)")
-        report = evaluate_models(dict(zip(names, files, strict=True)), datasets, out,
-                                 kinds=kind_list, split=split, conv=conv,
-                                 figures=not no_figures, overwrite=overwrite)
-    click.echo(f"report: {report}")
+def _check_out(out: Path, overwrite: bool, inputs: Sequence[Path]) -> None:
+    """The report folder is checked before any model or data is loaded."""
+    from s2sr.io.outputs import check_output_dir
+
+    check_output_dir(out, overwrite, list(inputs))
 
 
 def _kinds(kinds: str | None) -> list[str] | None:
