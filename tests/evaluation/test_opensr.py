@@ -20,7 +20,7 @@ from s2sr import super_resolve
 from s2sr.core.errors import DataError, UsageError
 from s2sr.data.degrade import degrade
 from s2sr.evaluation import opensr as o
-from s2sr.evaluation.panel import evaluate_panel
+from s2sr.evaluation.panel_report import evaluate_panel
 from s2sr.evaluation.report import evaluate_consistency, evaluate_scene
 from s2sr.inference.baselines import upsample
 from s2sr.models import load_model

@@ -211,7 +211,8 @@ def panel(weights: tuple[Path, ...], scenes: tuple[Path, ...], shared: Path,
         raise UsageError("evaluate panel needs at least one --weights")
     _exist(scenes)
     names, files = _named(weights)
-    from s2sr.evaluation.panel import default_scenes, evaluate_panel
+    from s2sr.evaluation.panel import default_scenes
+    from s2sr.evaluation.panel_report import evaluate_panel
 
     scene_list: list[Path] = list(scenes)
     dn_offset: float | None = None  # user scenes: detected
