@@ -131,7 +131,7 @@ def test_architecture_concept_homes_exist() -> None:
 def _defines(path: Path, name: str) -> bool:
     """Whether the module at ``path`` defines or imports ``name`` at its top level."""
     word = re.escape(name)
-    pattern = (rf"^(?:def |class |async def )?{word}\b"  # a definition or assignment
+    pattern = (rf"^\s*(?:def |class |async def ){word}\b|^{word}\b"  # a definition or assignment
                rf"|^(?:from .* )?import .*\b{word}\b|^\s+{word},?$"  # an import
                rf"|[\"']{word}[\"']")  # listed in __all__ or a lazy __getattr__
     return re.search(pattern, path.read_text(encoding="utf-8"), re.M) is not None
@@ -148,7 +148,8 @@ def unresolved_names(text: str) -> list[str]:
             if module.exists():
                 break
         rest = parts[cut:]
-        if len(rest) > 1 or (rest and not _defines(module, rest[0])):
+        # a name of the module, or a method of one of its classes
+        if len(rest) > 2 or not all(_defines(module, name) for name in rest):
             missing.append(dotted)
     return missing
 
@@ -163,6 +164,8 @@ def test_a_renamed_module_is_found() -> None:
     assert unresolved_names("`s2sr.io.baseline` and `s2sr.core.errors.NoSuchError`") == [
         "s2sr.core.errors.NoSuchError", "s2sr.io.baseline"]
     assert unresolved_names("`s2sr.core.errors.UsageError` `s2sr.predict(...)`") == []
+    assert unresolved_names("`s2sr.io.writer.RasterWriter.write` `s2sr.io.writer.RasterWriter.x.y`"
+                            ) == ["s2sr.io.writer.RasterWriter.x.y"]
 
 
 def recipes(makefile: str) -> dict[str, str]:
