@@ -18,7 +18,8 @@ from s2sr.core.errors import BandError, InputNotFoundError, S2SRError, StacError
 from s2sr.io.gdal_safety import open_raster
 from s2sr.io.inputs import expand_inputs
 from s2sr.io.scene import open_scene
-from s2sr.io.stac import MAX_ITEMS, open_stac_item, resolve_href, stac_items
+from s2sr.io.stac import open_stac_item
+from s2sr.io.stac_document import MAX_ITEMS, resolve_href, stac_items
 from support.rasters import field, write_geotiff
 
 BANDS = ("B02", "B03", "B04", "B08")
@@ -162,7 +163,7 @@ def test_too_many_items_and_too_large(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(StacError, match=f"more than {MAX_ITEMS}") as err:
         stac_items({"type": "FeatureCollection", "features": [item] * (MAX_ITEMS + 1)}, "c")
     _one_line(err)
-    monkeypatch.setattr("s2sr.io.stac.MAX_JSON_BYTES", 1000)
+    monkeypatch.setattr("s2sr.io.stac_document.MAX_JSON_BYTES", 1000)
     path = _write(tmp_path, {"type": "FeatureCollection", "features": [item] * 50})
     with pytest.raises(StacError, match="more than the 1000") as err:
         expand_inputs([str(path)])

@@ -59,8 +59,8 @@ from s2sr.io.outputs import (
     sweep_stale_temps,
     write_atomic,
 )
+from s2sr.io.remote import is_url
 from s2sr.io.scene import open_scene
-from s2sr.io.stac import is_url
 from s2sr.models import file_sha256, get_spec
 from s2sr.models.exported import OnnxModel
 

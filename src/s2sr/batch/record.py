@@ -25,7 +25,8 @@ from s2sr.core.errors import S2SRError
 from s2sr.core.version import __version__
 from s2sr.io.gdal_safety import open_raster
 from s2sr.io.outputs import temp_path
-from s2sr.io.stac import is_url, item_band_files, open_url
+from s2sr.io.remote import is_url, open_url
+from s2sr.io.stac import item_band_files
 from s2sr.models.weights import file_sha256
 
 RECORD_SUFFIX: Final[str] = ".s2sr.json"

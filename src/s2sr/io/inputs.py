@@ -36,10 +36,10 @@ from s2sr.io.bandfolder import band_files, band_folder_files
 from s2sr.io.base import short_error
 from s2sr.io.gdal_safety import open_raster
 from s2sr.io.outputs import is_temp_name
+from s2sr.io.remote import is_url
 from s2sr.io.safe import is_safe_folder
-from s2sr.io.stac import (
+from s2sr.io.stac_document import (
     MAX_ITEMS,
-    is_url,
     item_with_absolute_hrefs,
     read_json_bounded,
     safe_stem,
