@@ -25,10 +25,11 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from s2sr.cli.main import cli
+from s2sr.core.checks import shown
 from s2sr.core.errors import UsageError
 from s2sr.training import load_config, train
 from s2sr.training.module import build_loss
-from s2sr.training.yamlfile import MAX_ALIASES, MAX_CONFIG_BYTES, read_yaml, shown
+from s2sr.training.yamlfile import MAX_ALIASES, MAX_CONFIG_BYTES, read_yaml
 from support.cli import write_config
 from support.shared import SHARED_ROOT, needs_shared
 

@@ -21,12 +21,13 @@ from affine import Affine
 from rasterio.windows import Window
 
 from s2sr.core.bands import DEFAULT_BANDS
+from s2sr.core.checks import check_number
 from s2sr.core.constants import PATCH_STATS, SCALES
 from s2sr.core.dn import to_int16_dn, to_reflectance
 from s2sr.core.errors import DataError, InputNotFoundError, UsageError
 from s2sr.data.degrade import SENSOR_MTF, block_mean, degradation_sigma, degrade
 from s2sr.data.masks import band_cloud_mask, dilate
-from s2sr.data.options import BuildOptions, check_number, check_patch_options, pair_id_for
+from s2sr.data.options import BuildOptions, check_patch_options, pair_id_for
 from s2sr.data.store import PairStore, patch_rows
 from s2sr.data.validation import Thresholds
 from s2sr.io.nodata import valid_mask
@@ -79,21 +80,20 @@ def check_degrade_options(opts: DegradeOptions) -> None:
     if opts.scale is not None and (opts.scale not in SCALES or isinstance(opts.scale, bool)):
         raise UsageError(f"--scale must be 2 or 4, got {opts.scale!r}")
     if opts.resolution is not None:
-        check_number("--resolution (metres)", opts.resolution, 0, 1e6, lo_open=True)
+        check_number("--resolution (metres)", opts.resolution, 0, 1e6, low_open=True)
     if opts.levels is not None:
         if len(opts.levels) != 2:
             raise UsageError(f"--levels {opts.levels!r} is not INPUT,TARGET in metres, e.g. "
                              "20,10")
         for v in opts.levels:
-            check_number("--levels value (metres)", v, 0, 1e6, lo_open=True)
+            check_number("--levels value (metres)", v, 0, 1e6, low_open=True)
         inp, target = opts.levels
         if inp <= target:
             raise UsageError(f"--levels {inp:g},{target:g}: the input pixel size (first) must "
                              "be larger than the target's (second), e.g. 20,10")
-    if not isinstance(opts.mtf, int | float) or not 0 < opts.mtf < 1:  # NaN fails too
-        raise UsageError(f"--mtf {opts.mtf!r} is out of range: give a number in (0, 1)")
+    check_number("--mtf", opts.mtf, 0, 1, low_open=True, high_open=True)
     if opts.gain is not None:
-        check_number("--gain", opts.gain, 0, 1e6, lo_open=True)
+        check_number("--gain", opts.gain, 0, 1e6, low_open=True)
     check_patch_options(opts.patch, opts.stride, opts.cloud_buffer, min_patch=4)
 
 

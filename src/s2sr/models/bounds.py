@@ -24,12 +24,11 @@ At the largest bounds an EDSR has about 330 million parameters (1.3 GB in float3
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 from typing import Any, Final
 
 from s2sr.core.bands import BANDS
+from s2sr.core.checks import in_range, interval
 from s2sr.core.constants import SCALES
 from s2sr.core.errors import SpecError
 
@@ -52,22 +51,17 @@ def show(value: Any, limit: int = 60) -> str:
 
 def check_int(key: str, value: Any, low: int, high: int) -> int:
     """An integer (not a bool, not a float) in ``[low, high]``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (
-            low <= int(value) <= high):
+    if not in_range(value, low, high, integer=True):
         raise SpecError(key, f"must be an integer from {low} to {high}, got {show(value)}")
     return int(value)
 
 
 def check_float(key: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float:
     """A finite number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    number = float(value) if ok else math.nan
-    inside = (low < number if low_open else low <= number) and number <= high
-    if not (math.isfinite(number) and inside):
-        bracket = "(" if low_open else "["
-        raise SpecError(key, f"must be a finite number in {bracket}{low:g}, {high:g}], "
-                             f"got {show(value)}")
-    return number
+    if not in_range(value, low, high, low_open=low_open):
+        raise SpecError(key, f"must be a finite number in "
+                             f"{interval(low, high, low_open=low_open)}, got {show(value)}")
+    return float(value)
 
 
 def check_bool(key: str, value: Any) -> bool:

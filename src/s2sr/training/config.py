@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import types
@@ -30,6 +31,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from s2sr.core.checks import check_choice, check_number, shown
 from s2sr.core.constants import SCALES
 from s2sr.core.errors import InputNotFoundError, SpecError, UsageError
 from s2sr.models import check_spec
@@ -48,7 +50,7 @@ from s2sr.training.schema import (
     SyntheticConfig,
     TrainConfig,
 )
-from s2sr.training.yamlfile import MAX_CONFIG_BYTES, read_yaml, shown, shown_key
+from s2sr.training.yamlfile import MAX_CONFIG_BYTES, read_yaml, shown_key
 
 __all__ = [  # the dataclasses are defined in s2sr.training.schema; importable from here
     "MAX_CONFIG_BYTES", "OPTIMIZERS", "PARTS", "PRECISIONS", "DataConfig", "DegradationConfig",
@@ -130,38 +132,26 @@ _MAX_BATCH_PIXELS = 64 * 1024 * 1024
 OPTIMIZERS = ("adam", "adamw")
 
 
-def _number(value: Any, where: str, low: float, high: float, *, low_open: bool = False,
-            high_open: bool = False, integer: bool = False) -> None:
-    """Refuse ``value`` outside ``[low, high]`` (open ends when asked), NaN and inf."""
-    left = "(" if low_open else "["
-    right = ")" if high_open else "]"
-    kind = "an integer" if integer else "a number"
-    bounds = (f"{int(low)}, {int(high)}" if integer else f"{low:g}, {high:g}")
-    allowed = f"{kind} in {left}{bounds}{right}"
-    if isinstance(value, bool) or not isinstance(value, int | float) or (
-            integer and not isinstance(value, int)):
-        raise UsageError(f"{where} must be {allowed}, got {shown(value)}")
-    if not math.isfinite(value) or value < low or value > high or (
-            low_open and value == low) or (high_open and value == high):
-        raise UsageError(f"{where} must be {allowed}, got {shown(value)}: fix it in the config")
+#: A config value out of range: :func:`s2sr.core.checks.check_number` with the fix.
+_number = functools.partial(check_number, fix=": fix it in the config")
 
 
 def _check_options(options: dict[str, Any], n_bands: int) -> None:
     for key, value in options.items():
         where = f"model.options.{shown_key(key)}"
         if key in _INT_OPTIONS:
-            _number(value, where, 1, _MAX_OPTION, integer=True)
+            _number(where, value, 1, _MAX_OPTION, integer=True)
         elif key == "res_scale":
-            _number(value, where, 0, 100, low_open=True)
+            _number(where, value, 0, 100, low_open=True)
         elif key in ("mean", "std"):
             if not isinstance(value, list) or len(value) != n_bands:
                 raise UsageError(f"{where} must list one number per band of model.bands "
                                  f"({n_bands}), got {shown(value)}")
             for i, v in enumerate(value):
                 if key == "std":
-                    _number(v, f"{where}[{i}]", 0, 1e6, low_open=True)
+                    _number(f"{where}[{i}]", v, 0, 1e6, low_open=True)
                 else:
-                    _number(v, f"{where}[{i}]", -1e6, 1e6)
+                    _number(f"{where}[{i}]", v, -1e6, 1e6)
         elif isinstance(value, float) and not math.isfinite(value):
             raise UsageError(f"{where} must be a finite number, got {shown(value)}")
 
@@ -179,43 +169,41 @@ def _check_model(model: ModelConfig) -> None:
 
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check values that types alone do not catch: every number against its range."""
-    if cfg.precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got "
-                         f"{shown(cfg.precision)}")
-    _number(cfg.devices, "devices", 1, _MAX_DEVICES, integer=True)
-    _number(cfg.num_nodes, "num_nodes", 1, _MAX_DEVICES, integer=True)
-    _number(cfg.seed, "seed", 0, 2**32 - 1, integer=True)
-    _number(cfg.batch_size, "batch_size", 1, _MAX_BATCH, integer=True)
+    check_choice("precision", cfg.precision, PRECISIONS)
+    _number("devices", cfg.devices, 1, _MAX_DEVICES, integer=True)
+    _number("num_nodes", cfg.num_nodes, 1, _MAX_DEVICES, integer=True)
+    _number("seed", cfg.seed, 0, 2**32 - 1, integer=True)
+    _number("batch_size", cfg.batch_size, 1, _MAX_BATCH, integer=True)
     if cfg.model.scale not in SCALES:
         raise UsageError(f"model.scale must be 2 or 4, got {shown(cfg.model.scale)}")
     if not cfg.model.bands:
         raise UsageError("model.bands must list at least one band")
     _check_options(cfg.model.options, len(cfg.model.bands))
     _check_model(cfg.model)
-    _number(cfg.data.workers, "data.workers", 0, _MAX_WORKERS, integer=True)
+    _number("data.workers", cfg.data.workers, 0, _MAX_WORKERS, integer=True)
     if cfg.data.max_val_patches is not None:
-        _number(cfg.data.max_val_patches, "data.max_val_patches", 1, 1_000_000, integer=True)
+        _number("data.max_val_patches", cfg.data.max_val_patches, 1, 1_000_000, integer=True)
     loss = cfg.loss
-    _number(loss.pixel, "loss.pixel", 0, _MAX_WEIGHT)
-    _number(loss.style_weight, "loss.style_weight", 0, _MAX_WEIGHT)
+    _number("loss.pixel", loss.pixel, 0, _MAX_WEIGHT)
+    _number("loss.style_weight", loss.style_weight, 0, _MAX_WEIGHT)
     for part in ("feature", "style"):
         for layer, weight in getattr(loss, part).items():
-            _number(weight, f"loss.{part}.{shown_key(layer)}", 0, _MAX_WEIGHT)
-    _number(loss.rgb_scale, "loss.rgb_scale", 0, 100, low_open=True)
+            _number(f"loss.{part}.{shown_key(layer)}", weight, 0, _MAX_WEIGHT)
+    _number("loss.rgb_scale", loss.rgb_scale, 0, 100, low_open=True)
     if len(loss.rgb_bands) != 3:
         raise UsageError(f"loss.rgb_bands must name 3 bands (red, green, blue), got "
                          f"{shown(loss.rgb_bands)}")
     opt = cfg.optimizer
     if opt.name not in OPTIMIZERS:
         raise UsageError(f"optimizer.name must be adam or adamw, got {shown(opt.name)}")
-    _number(opt.weight_decay, "optimizer.weight_decay", 0, 1)
+    _number("optimizer.weight_decay", opt.weight_decay, 0, 1)
     if len(opt.betas) != 2:
         raise UsageError(f"optimizer.betas must hold 2 numbers, got {shown(opt.betas)}")
     # betas[0] drives the one-cycle's momentum range (betas[0] - 0.1 at its lowest)
-    _number(opt.betas[0], "optimizer.betas[0]", MOMENTUM_DIP, 1, high_open=True)
-    _number(opt.betas[1], "optimizer.betas[1]", 0, 1, high_open=True)
+    _number("optimizer.betas[0]", opt.betas[0], MOMENTUM_DIP, 1, high_open=True)
+    _number("optimizer.betas[1]", opt.betas[1], 0, 1, high_open=True)
     if opt.clip_grad_norm is not None:
-        _number(opt.clip_grad_norm, "optimizer.clip_grad_norm", 0, 1e6, low_open=True)
+        _number("optimizer.clip_grad_norm", opt.clip_grad_norm, 0, 1e6, low_open=True)
     if not cfg.stages:
         raise UsageError("stages must list at least one stage")
     if len(cfg.stages) > _MAX_STAGES:
@@ -225,13 +213,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad = [p for p in stage.freeze if p not in PARTS]
         if bad:
             raise UsageError(f"{where}.freeze has {shown(bad)}: parts are {', '.join(PARTS)}")
-        _number(stage.epochs, f"{where}.epochs", 1, _MAX_EPOCHS, integer=True)
-        _number(stage.lr, f"{where}.lr", 0, 10, low_open=True)
-        _number(stage.pct_start, f"{where}.pct_start", 0, 1, low_open=True, high_open=True)
+        _number(f"{where}.epochs", stage.epochs, 1, _MAX_EPOCHS, integer=True)
+        _number(f"{where}.lr", stage.lr, 0, 10, low_open=True)
+        _number(f"{where}.pct_start", stage.pct_start, 0, 1, low_open=True, high_open=True)
         if stage.patch is not None:
-            _number(stage.patch, f"{where}.patch", 2, _MAX_PATCH, integer=True)
+            _number(f"{where}.patch", stage.patch, 2, _MAX_PATCH, integer=True)
         if stage.batch_size is not None:
-            _number(stage.batch_size, f"{where}.batch_size", 1, _MAX_BATCH, integer=True)
+            _number(f"{where}.batch_size", stage.batch_size, 1, _MAX_BATCH, integer=True)
         batch = stage.batch_size or cfg.batch_size
         if stage.patch is not None and batch * stage.patch ** 2 > _MAX_BATCH_PIXELS:
             raise UsageError(
@@ -249,9 +237,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise UsageError("give data.datasets or data.synthetic, not both")
         if not syn.train:
             raise UsageError("data.synthetic.train must list at least one image")
-        _number(syn.samples_per_epoch, "data.synthetic.samples_per_epoch", 1, 10_000_000,
+        _number("data.synthetic.samples_per_epoch", syn.samples_per_epoch, 1, 10_000_000,
                 integer=True)
-        _number(syn.val_samples, "data.synthetic.val_samples", 0, 100_000, integer=True)
+        _number("data.synthetic.val_samples", syn.val_samples, 0, 100_000, integer=True)
         for part in ("train", "val"):
             for k, src in enumerate(getattr(syn, part)):
                 where = f"data.synthetic.{part}[{k}]"
@@ -264,9 +252,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                     raise UsageError(f"{where}.bands must give one index per model band "
                                      f"({len(cfg.model.bands)})")
                 if src.gain is not None:
-                    _number(src.gain, f"{where}.gain", 0, 10, low_open=True)
-                _number(src.offset, f"{where}.offset", -10, 10)
-                _number(src.weight, f"{where}.weight", 0, 1000, low_open=True)
+                    _number(f"{where}.gain", src.gain, 0, 10, low_open=True)
+                _number(f"{where}.offset", src.offset, -10, 10)
+                _number(f"{where}.weight", src.weight, 0, 1000, low_open=True)
         syn.degradation.as_range()
     return cfg
 

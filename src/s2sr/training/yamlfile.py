@@ -13,22 +13,22 @@ A config is untrusted: it is read with a bounded size, composed by PyYAML's safe
   merged one.
 
 Every refusal is a :class:`~s2sr.core.errors.UsageError` that names the file, the line and the
-fix; :func:`shown` is how any value from the file appears in a message (clipped, however
-large or deep the value).
+fix; :func:`s2sr.core.checks.shown` is how any value from the file appears in a message
+(clipped, however large or deep the value).
 """
 
 from __future__ import annotations
 
-import reprlib
 from pathlib import Path
 from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from s2sr.core.checks import shown
 from s2sr.core.errors import UsageError
 
-__all__ = ["MAX_ALIASES", "MAX_CONFIG_BYTES", "MAX_DEPTH", "MAX_NODES", "read_yaml", "shown",
+__all__ = ["MAX_ALIASES", "MAX_CONFIG_BYTES", "MAX_DEPTH", "MAX_NODES", "read_yaml",
            "shown_key"]
 
 #: A config file is a few kilobytes; anything this large is not one.
@@ -39,31 +39,9 @@ MAX_ALIASES = 64
 MAX_NODES = 100_000
 #: Levels of nesting (an experiment file has about five).
 MAX_DEPTH = 64
-#: Characters of a value echoed in an error message.
-MAX_SHOWN = 80
 
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE = "tag:yaml.org,2002:merge"
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel = 3
-_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = 6
-_REPR.maxdict = 4
-_REPR.maxstring = _REPR.maxother = 60
-_REPR.maxlong = 40
-
-
-def shown(value: Any, limit: int = MAX_SHOWN) -> str:
-    """``repr(value)`` for an error message: at most ``limit`` characters, built without
-    ever producing the full text (a value from a file may be huge, deep or circular)."""
-    try:
-        text = _REPR.repr(value)
-    except (ValueError, RecursionError):  # an int too long to print (Python's digit limit)
-        bits = value.bit_length() if isinstance(value, int) else 0
-        text = (f"<an integer of about {int(bits * 0.30103) + 1} digits>" if bits
-                else f"<a {type(value).__name__}>")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
 
 def shown_key(key: Any, limit: int = 40) -> str:
     """A mapping key for a message's dotted place (``loss.feature.<key>``), clipped."""
