@@ -17,9 +17,9 @@ from s2sr.inference.adapt import (
     AdaptSettings,
     adapt_model,
     auto_adapts,
-    read_sources,
     weights_sha256,
 )
+from s2sr.inference.adapt_sources import read_sources
 from s2sr.io.scene import open_scene
 from s2sr.models import file_sha256, load_model, pretrained_path
 from support.cli import no_ort, one_error_line, run_cli
@@ -70,9 +70,9 @@ def test_same_seed_gives_the_same_weights_and_another_seed_others(
 
 
 def test_windows_are_few_bounded_and_spread_over_a_large_scene() -> None:
-    from s2sr.inference.adapt import MAX_READ_PIXELS, MAX_WINDOWS, _windows
+    from s2sr.inference.adapt_sources import MAX_READ_PIXELS, MAX_WINDOWS, spread_windows
 
-    wins = _windows(10_980, 10_980, 256)
+    wins = spread_windows(10_980, 10_980, 256)
     assert len(wins) <= MAX_WINDOWS
     assert sum(h * w for _, _, h, w in wins) <= MAX_READ_PIXELS
     assert all(r >= 0 and r + h <= 10_980 and c >= 0 and c + w <= 10_980
@@ -80,7 +80,7 @@ def test_windows_are_few_bounded_and_spread_over_a_large_scene() -> None:
     rows, cols = {r for r, *_ in wins}, {c for _, c, *_ in wins}
     assert min(rows) == 0 and max(rows) == 10_980 - 256  # from edge to edge
     assert min(cols) == 0 and max(cols) == 10_980 - 256
-    small = _windows(300, 200, 256)  # a small scene is read whole
+    small = spread_windows(300, 200, 256)  # a small scene is read whole
     assert {(r, c) for r, c, _, _ in small} == {(0, 0), (44, 0)}
 
 
