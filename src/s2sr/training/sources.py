@@ -13,6 +13,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from s2sr.core.bands import TYPICAL_MEAN, TYPICAL_STD
+from s2sr.core.dn import gdal_gains, to_reflectance
 from s2sr.core.errors import InputNotFoundError, UsageError
 from s2sr.data.synthetic import Source
 from s2sr.evaluation.places import held_out
@@ -27,8 +28,12 @@ log = logging.getLogger(__name__)
 MAX_SAMPLES = 400_000_000
 
 
-def _read_bands(paths: list[tuple[str, int]]) -> tuple[np.ndarray, list[float | None]]:
-    planes, nodatas = [], []
+def _read_bands(paths: list[tuple[str, int]]
+                ) -> tuple[np.ndarray, list[float | None], list[float], list[float]]:
+    """The bands ``(file, 1-based index)`` as ``(C, H, W)`` float32 DN, with each band's
+    nodata and what the file says of its reflectance (:func:`s2sr.core.dn.gdal_gains`: the
+    GDAL scale/offset, else 1e-4 for integers and 1 for floats)."""
+    planes, nodatas, gains, offsets = [], [], [], []
     for path, index in paths:
         with open_reference(path) as ds:
             if not 1 <= index <= ds.count:
@@ -39,11 +44,14 @@ def _read_bands(paths: list[tuple[str, int]]) -> tuple[np.ndarray, list[float | 
                                  f"({ds.width}x{ds.height}): crop it")
             planes.append(ds.read(index).astype(np.float32))
             nodatas.append(ds.nodatavals[index - 1])
+            gain, offset, _ = gdal_gains(ds, [index], path)
+            gains += gain
+            offsets += offset
     shapes = {p.shape for p in planes}
     if len(shapes) != 1:
         raise UsageError(f"training image bands differ in size ({sorted(shapes)}): use bands "
                          "of one grid")
-    return np.stack(planes), nodatas
+    return np.stack(planes), nodatas, gains, offsets
 
 
 def load_source(cfg: SourceConfig, root: Path, bands: list[str]) -> Source:
@@ -65,11 +73,13 @@ def load_source(cfg: SourceConfig, root: Path, bands: list[str]) -> Source:
             if not Path(path).exists():
                 raise InputNotFoundError(f"training image {path} does not exist: check "
                                          "data.synthetic.root and the paths")
-        dn, nodatas = _read_bands(items)
+        dn, nodatas, gains, offsets = _read_bands(items)
         nodata = cfg.nodata if cfg.nodata is not None else nodatas[0]
         valid = valid_mask(dn, nodata)
-        gain = 1e-4 if cfg.gain is None else cfg.gain
-        refl = (dn * gain + cfg.offset).astype(np.float32)
+        if cfg.gain is None:  # what the files say, as a scene's bands
+            refl = to_reflectance(dn, gains, offsets) + np.float32(cfg.offset)
+        else:
+            refl = to_reflectance(dn, [cfg.gain] * len(dn), [cfg.offset] * len(dn))
     else:
         scene_path = base / cfg.path
         if not scene_path.exists():
@@ -79,9 +89,10 @@ def load_source(cfg: SourceConfig, root: Path, bands: list[str]) -> Source:
             dn = scene.read(Window(0, 0, scene.meta.width, scene.meta.height))
             nodata = cfg.nodata if cfg.nodata is not None else scene.meta.nodata
             valid = valid_mask(dn, nodata)
-            refl = scene.reflectance(dn).astype(np.float32)
-            if cfg.gain is not None:
-                refl = (dn.astype(np.float32) * cfg.gain + cfg.offset).astype(np.float32)
+            if cfg.gain is None:
+                refl = scene.reflectance(dn).astype(np.float32) + np.float32(cfg.offset)
+            else:
+                refl = to_reflectance(dn, [cfg.gain] * len(dn), [cfg.offset] * len(dn))
     if not valid.any():
         raise UsageError(f"training image {name} holds no valid pixel")
     if cfg.match:
