@@ -10,10 +10,9 @@ import pytest
 import rasterio
 
 from s2sr.cli import export as export_cli
-from s2sr.cli import options
 from s2sr.cli.main import cli
-from s2sr.inference import backends
-from s2sr.models import export as export_models
+from s2sr.core.constants import BACKENDS
+from s2sr.models import serialize as export_models
 from support.cli import no_ort, run_cli
 from support.rasters import field, write_geotiff
 
@@ -27,10 +26,10 @@ def _error_line(out: str) -> str:
 def test_cli_choices_match_the_library() -> None:
     """The CLI repeats them so that ``--help`` needs no torch."""
     assert export_cli.FORMATS == export_models.FORMATS
-    assert options.BACKENDS == backends.BACKENDS
     predict = cli.commands["predict"]
     backend = next(p for p in predict.params if p.name == "backend")
     assert isinstance(backend.type, click.Choice) and backend.default == "auto"
+    assert list(backend.type.choices) == list(BACKENDS)
     threads = next(p for p in predict.params if p.name == "threads")
     assert threads.default is None
 

@@ -10,18 +10,16 @@ import numpy as np
 import pytest
 import rasterio
 
-from s2sr.cli import options
 from s2sr.cli.main import cli
-from s2sr.models import device
+from s2sr.core.constants import PRECISIONS
 from support.cli import no_ort, run_cli
 from support.rasters import field, write_geotiff
 
 
 def test_precision_choices_match_the_library() -> None:
-    assert options.PRECISIONS == device.PRECISIONS
     param = next(p for p in cli.commands["predict"].params if p.name == "precision")
     assert isinstance(param.type, click.Choice) and param.default == "auto"
-    assert list(param.type.choices) == list(device.PRECISIONS)
+    assert list(param.type.choices) == list(PRECISIONS)
 
 
 @pytest.mark.parametrize(("args", "message"), [
