@@ -47,10 +47,11 @@ def test_filters_sort_and_pages_match_the_manifest(generated: Path) -> None:
 def test_ascending_sort_puts_missing_values_last(built: Path) -> None:
     # the degraded dataset: some statistics may be null (no valid pixels) -> NaN last
     cat = Catalog(built)
-    store = PairStore(built)
-    k = store.data["patches"][3]
-    k["corr"] = None
-    store._write(store.data)  # a null statistic, as a patch without valid pixels has
+    manifest = built / "manifest.json"
+    data = json.loads(manifest.read_text())
+    k = data["patches"][3]
+    k["corr"] = None  # a null statistic, as a patch without valid pixels has
+    manifest.write_text(json.dumps(data))
     cat.refresh()
     ordered = cat.page(Query(sort="corr", limit=500))["rows"]
     values = [r["corr"] for r in ordered]

@@ -79,7 +79,11 @@ def test_memory_and_disk_caches(built: Path, tmp_path: Path) -> None:
     tiny = Thumbnails(cat, memory_bytes=1)  # the LRU keeps within its size (at least one)
     for view in ("lr", "hr", "diff"):
         tiny.image(pid, view, "true", "thumb")
-    assert len(tiny._cache) == 1
+    assert tiny.rendered == 3
+    tiny.image(pid, "diff", "true", "thumb")  # the last image is kept
+    assert tiny.rendered == 3
+    tiny.image(pid, "lr", "true", "thumb")  # the others were let go
+    assert tiny.rendered == 4
 
 
 def test_large_patches_are_shrunk_for_the_grid() -> None:
