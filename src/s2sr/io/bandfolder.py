@@ -75,41 +75,12 @@ def open_band_files(
             "multi-band GeoTIFF, a folder of per-band files or a SAFE product"
         )
     wanted = list(bands) if bands is not None else sorted(files)
-    available_paths = {b: files[b] for b in wanted if b in files}
     owned: list[Any] = []
     tags = dict(tags or {})
     try:
-        available = {}
-        for band, path in available_paths.items():
-            dataset = opener(path, source) if opener else open_raster(path, product=source)
-            owned.append(dataset)
-            if dataset.count != 1:
-                raise DataError(f"{path} in {source} has {dataset.count} bands: a per-band file "
-                                "holds one band; pass a multi-band file as the scene itself")
-            available[band] = BandRef(path, 1, dataset)
-        missing = [b for b in wanted if b not in files]
-        if missing:
-            raise BandError(
-                f"{source} lacks band(s) {', '.join(missing)} (it has {', '.join(sorted(files))}): "
-                f"supply a scene with {', '.join(wanted)}"
-            )
-        refs = [available[b] for b in wanted]
+        refs = _open_band_refs(files, wanted, source, opener, owned)
         if gains is None:
-            g, o = [], []
-            explicit = False
-            for ref in refs:
-                gg, oo, ex = gdal_gains(ref.dataset, [1], ref.path)
-                g.append(gg[0])
-                o.append(oo[0])
-                explicit = explicit or ex
-            s2_files = all(is_s2_product_band(r.path) or r.path.lower().endswith(".jp2")
-                           for r in refs)
-            for ref in refs:  # baseline/date tags of the band files (gdal_edit.py -mo ...)
-                file_tags = ref.dataset.tags()
-                tags.update({k: v for k, v in file_tags.items()
-                             if k in FILE_BASELINE_TAGS and k not in tags})
-            g, o = apply_offsets(wanted, g, o, explicit, refs[0].dataset.dtypes[0], dn_offset,
-                                  source, tags, s2_files)
+            g, o = _file_radiometry(refs, wanted, source, tags, dn_offset)
         else:
             offsets = offsets or {}
             g = [gains[b] for b in wanted]
@@ -126,6 +97,54 @@ def open_band_files(
         for dataset in owned:
             dataset.close()
         raise
+
+
+def _open_band_refs(files: dict[str, str], wanted: list[str], source: str,
+                    opener: Callable[[str, str], Any] | None, owned: list[Any]
+                    ) -> list[BandRef]:
+    """Open the file of each wanted band (appending each open dataset to ``owned``, which
+    the caller closes on failure).
+
+    Raises:
+        DataError: a file with more than one band. BandError: a wanted band has no file.
+    """
+    available = {}
+    for band, path in {b: files[b] for b in wanted if b in files}.items():
+        dataset = opener(path, source) if opener else open_raster(path, product=source)
+        owned.append(dataset)
+        if dataset.count != 1:
+            raise DataError(f"{path} in {source} has {dataset.count} bands: a per-band file "
+                            "holds one band; pass a multi-band file as the scene itself")
+        available[band] = BandRef(path, 1, dataset)
+    missing = [b for b in wanted if b not in files]
+    if missing:
+        raise BandError(
+            f"{source} lacks band(s) {', '.join(missing)} (it has {', '.join(sorted(files))}): "
+            f"supply a scene with {', '.join(wanted)}"
+        )
+    return [available[b] for b in wanted]
+
+
+def _file_radiometry(refs: list[BandRef], wanted: list[str], source: str,
+                     tags: dict[str, str], dn_offset: float | None
+                     ) -> tuple[list[float], list[float]]:
+    """Gains and offsets from the files' GDAL scale/offset or the processing baseline (its
+    tags taken from the band files into ``tags``)."""
+    g, o = [], []
+    explicit = False
+    for ref in refs:
+        gg, oo, ex = gdal_gains(ref.dataset, [1], ref.path)
+        g.append(gg[0])
+        o.append(oo[0])
+        explicit = explicit or ex
+    s2_files = all(is_s2_product_band(r.path) or r.path.lower().endswith(".jp2")
+                   for r in refs)
+    for ref in refs:  # baseline/date tags of the band files (gdal_edit.py -mo ...)
+        file_tags = ref.dataset.tags()
+        tags.update({k: v for k, v in file_tags.items()
+                     if k in FILE_BASELINE_TAGS and k not in tags})
+    return apply_offsets(wanted, g, o, explicit, refs[0].dataset.dtypes[0], dn_offset,
+                         source, tags, s2_files)
 
 
 def band_folder_files(folder: Path) -> list[str]:

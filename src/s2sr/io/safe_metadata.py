@@ -79,17 +79,7 @@ def parse_safe_metadata(xml: bytes, source: str) -> SafeMetadata:
         RasterReadError: not XML, a DOCTYPE/ENTITY declaration (XXE, billion laughs), or a
             value out of its documented range (band ids, quantification, offsets).
     """
-    if len(xml) > MAX_MTD_BYTES:
-        raise _bad(source, f"is {len(xml)} bytes (more than {MAX_MTD_BYTES})")
-    if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
-        raise _bad(source, "declares a DOCTYPE/ENTITY (never in ESA products; refused as "
-                           "unsafe)")
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as err:
-        raise RasterReadError(
-            f"{source}: product metadata is not valid XML ({err}): re-download the product"
-        ) from None
+    root = _parse_xml(xml, source)
     level = "L2A" if "2A" in _local(root.tag) else "L1C"
     baseline, start, quant = "", None, None
     band_by_id = dict(enumerate(SAFE_BAND_IDS))
@@ -125,6 +115,33 @@ def parse_safe_metadata(xml: bytes, source: str) -> SafeMetadata:
     if unknown:
         raise _bad(source, f"gives offsets for band_id {unknown} that no band has (0-12)")
     offsets = {band_by_id[i]: v for i, v in raw_offsets.items()}
+    baseline, baseline_error, offsets = _baseline_and_offsets(baseline, offsets, source)
+    return SafeMetadata(
+        level=level, baseline=baseline or "unknown", quantification=quant or QUANTIFICATION_VALUE,
+        offsets=offsets, start_time=start, baseline_error=baseline_error,
+    )
+
+
+def _parse_xml(xml: bytes, source: str) -> ET.Element:
+    """The root of MTD XML bytes, refused when too large or declaring a DOCTYPE/ENTITY."""
+    if len(xml) > MAX_MTD_BYTES:
+        raise _bad(source, f"is {len(xml)} bytes (more than {MAX_MTD_BYTES})")
+    if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
+        raise _bad(source, "declares a DOCTYPE/ENTITY (never in ESA products; refused as "
+                           "unsafe)")
+    try:
+        return ET.fromstring(xml)
+    except ET.ParseError as err:
+        raise RasterReadError(
+            f"{source}: product metadata is not valid XML ({err}): re-download the product"
+        ) from None
+
+
+def _baseline_and_offsets(baseline: str, offsets: dict[str, float], source: str
+                          ) -> tuple[str, str | None, dict[str, float]]:
+    """The parsed baseline ("" when unknown), what is wrong with it (None when nothing),
+    and the offsets: the documented one for every band at baseline 04.00 or later when
+    the metadata gives none."""
     baseline_error = None
     try:
         baseline = parse_baseline(baseline) or ""
@@ -141,8 +158,4 @@ def parse_safe_metadata(xml: bytes, source: str) -> SafeMetadata:
             source, baseline, BASELINE_04_OFFSET,
         )
         offsets = {b: BASELINE_04_OFFSET for b in SAFE_BAND_IDS}
-    return SafeMetadata(
-        level=level, baseline=baseline or "unknown", quantification=quant or QUANTIFICATION_VALUE,
-        offsets=offsets, start_time=start, baseline_error=baseline_error,
-    )
-
+    return baseline, baseline_error, offsets
