@@ -1,6 +1,8 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   super-resolve a real Sentinel-2 sample (shipped on PyPI) into demo_output/
-#   make test   lint (ruff), type-check (mypy) and run the test suite (pytest)
+#   make test   lint (ruff), type-check (mypy) and run the test suite (pytest) but its slow
+#               tests (training end to end, Dask clusters, the browser, ...)
+#   make test-all  the same with the slow tests too: what CI runs (.ci/run)
 # Both create or reuse the virtual environment .venv and install what they need.
 
 PYTHON ?= python3
@@ -8,7 +10,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.s2sr-installed
 
-.PHONY: demo test lint typecheck pytest browser bench models ablation clean
+.PHONY: demo test test-all lint typecheck pytest pytest-all browser bench models ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,10 +40,16 @@ browser:
 	  echo "make: chromium could not be installed (no apt or not root): the browser tests" \
 	    "of s2sr review will skip"
 
+# the tests marked slow are deselected by default (pyproject.toml's addopts)
 pytest: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
+pytest-all: $(STAMP) browser
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
 test: lint typecheck pytest
+
+test-all: lint typecheck pytest-all
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_predict.py
