@@ -202,12 +202,7 @@ def build_figure(panels: Sequence[Panel | tuple[str, np.ndarray]], bands: Sequen
     rows = display_rows(bands)
     window = display_window(cols[-1].array, bands) if crop else None
     if window is not None:
-        r0, r1, c0, c1 = window
-        full = cols[-1].array.shape[-2:]
-        cols = [p._replace(array=p.array[:, r0:r1, c0:c1]) for p in cols]
-        caption = (f"Shown: rows {r0}-{r1} and columns {c0}-{c1} of the {full[0]}x{full[1]} "
-                   f"px patch, the {r1 - r0}x{c1 - c0} px window with the most contrast. "
-                   + caption).strip()
+        cols, caption = _crop(cols, window, caption)
     h, w = cols[0].array.shape[-2:]
     zoom = max(1, math.ceil(MIN_PANEL / min(h, w)))
     pw, ph = w * zoom, h * zoom
@@ -222,18 +217,15 @@ def build_figure(panels: Sequence[Panel | tuple[str, np.ndarray]], bands: Sequen
     height = top + len(rows) * ph + (len(rows) - 1) * _GAP + 8 + \
         len(cap_lines) * line[SMALL_PT] + _MARGIN + 4
     fig.set_size_inches(width / DPI, height / DPI)
-
-    def text(x: float, y: float, s: str, pt: float, **kw: Any) -> None:
-        fig.text(x / width, 1 - y / height, s, fontsize=pt, parse_math=False, **kw)
-
+    page = _Page(fig, renderer, width, height)
     y = _MARGIN
     if title:
         s, pt = fit(renderer, title, inner, TITLE_PT)
-        text(_MARGIN, y, s, pt, va="top", fontweight="bold")
+        page.text(_MARGIN, y, s, pt, va="top", fontweight="bold")
         y += line[TITLE_PT]
     if subtitle:
         s, pt = fit(renderer, subtitle, inner, SMALL_PT)
-        text(_MARGIN, y, s, pt, va="top")
+        page.text(_MARGIN, y, s, pt, va="top")
         y += line[SMALL_PT]
     info = FigureInfo(width, height, DPI, 0, window=window)
     for c, p in enumerate(cols):
@@ -241,30 +233,65 @@ def build_figure(panels: Sequence[Panel | tuple[str, np.ndarray]], bands: Sequen
         label = f"{p.name}: {p.scores}" if p.scores else p.name
         s, pt = fit(renderer, label, pw, LABEL_PT, keep_end=len(p.scores) + 2 if p.scores
                     else 0)
-        text(x + pw / 2, top - 4, s, pt, ha="center", va="bottom")
+        page.text(x + pw / 2, top - 4, s, pt, ha="center", va="bottom")
     for r, (row_name, idx) in enumerate(rows):
-        y0 = top + r * (ph + _GAP)
-        stretch = shared_stretch([p.array[idx] for p in cols])
-        info.stretches[row_name] = stretch
-        names = [row_name] + ([" ".join(bands[i] for i in idx)] if len(set(idx)) > 1
-                              else [])
-        fitted = [fit(renderer, n, ph, LABEL_PT) for n in names]
-        text(_LEFT / 2 - 2, y0 + ph / 2, "\n".join(s for s, _ in fitted),
-             min(pt for _, pt in fitted), rotation=90, ha="center", va="center",
-             multialignment="center")
-        for c, p in enumerate(cols):
-            x0 = _LEFT + c * (pw + _GAP)
-            img = np.repeat(np.repeat(stretch.apply(p.array[idx]), zoom, 0), zoom, 1)
-            ax = fig.add_axes((x0 / width, 1 - (y0 + ph) / height, pw / width, ph / height))
-            ax.imshow(img, interpolation="nearest", resample=False)
-            ax.set_axis_off()
-            info.boxes[(r, c)] = (x0, y0, x0 + pw, y0 + ph)
-            info.panels += 1
+        _draw_row(page, info, cols, r, row_name, idx, bands, zoom, top, (pw, ph))
     y = top + len(rows) * ph + (len(rows) - 1) * _GAP + 8
     for ln in cap_lines:
-        text(_MARGIN, y, ln, SMALL_PT, va="top")
+        page.text(_MARGIN, y, ln, SMALL_PT, va="top")
         y += line[SMALL_PT]
     return fig, info
+
+
+def _crop(cols: list[Panel], window: tuple[int, int, int, int], caption: str
+          ) -> tuple[list[Panel], str]:
+    """The panels cut to ``window`` (rows r0-r1, columns c0-c1), and the caption saying so."""
+    r0, r1, c0, c1 = window
+    full = cols[-1].array.shape[-2:]
+    cols = [p._replace(array=p.array[:, r0:r1, c0:c1]) for p in cols]
+    caption = (f"Shown: rows {r0}-{r1} and columns {c0}-{c1} of the {full[0]}x{full[1]} "
+               f"px patch, the {r1 - r0}x{c1 - c0} px window with the most contrast. "
+               + caption).strip()
+    return cols, caption
+
+
+@dataclass(frozen=True)
+class _Page:
+    """A figure being laid out in pixels from its top left corner."""
+
+    fig: Figure
+    renderer: RendererAgg
+    width: int
+    height: int
+
+    def text(self, x: float, y: float, s: str, pt: float, **kw: Any) -> None:
+        self.fig.text(x / self.width, 1 - y / self.height, s, fontsize=pt, parse_math=False,
+                      **kw)
+
+
+def _draw_row(page: _Page, info: FigureInfo, cols: list[Panel], r: int, row_name: str,
+              idx: Sequence[int], bands: Sequence[str], zoom: int, top: int,
+              size: tuple[int, int]) -> None:
+    """Row ``r`` of the figure: its name at the left, then each panel in one stretch."""
+    pw, ph = size
+    width, height = page.width, page.height
+    y0 = top + r * (ph + _GAP)
+    stretch = shared_stretch([p.array[idx] for p in cols])
+    info.stretches[row_name] = stretch
+    names = [row_name] + ([" ".join(bands[i] for i in idx)] if len(set(idx)) > 1
+                          else [])
+    fitted = [fit(page.renderer, n, ph, LABEL_PT) for n in names]
+    page.text(_LEFT / 2 - 2, y0 + ph / 2, "\n".join(s for s, _ in fitted),
+              min(pt for _, pt in fitted), rotation=90, ha="center", va="center",
+              multialignment="center")
+    for c, p in enumerate(cols):
+        x0 = _LEFT + c * (pw + _GAP)
+        img = np.repeat(np.repeat(stretch.apply(p.array[idx]), zoom, 0), zoom, 1)
+        ax = page.fig.add_axes((x0 / width, 1 - (y0 + ph) / height, pw / width, ph / height))
+        ax.imshow(img, interpolation="nearest", resample=False)
+        ax.set_axis_off()
+        info.boxes[(r, c)] = (x0, y0, x0 + pw, y0 + ph)
+        info.panels += 1
 
 
 def comparison_figure(panels: Sequence[Panel | tuple[str, np.ndarray]], bands: Sequence[str],

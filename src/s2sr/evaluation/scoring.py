@@ -20,7 +20,7 @@ from s2sr.core.errors import BandError, DataError, UsageError
 from s2sr.data.dataset import PairDataset
 from s2sr.evaluation.consistency import back_project, consistency
 from s2sr.evaluation.metrics import Conventions, psnr_bands, ssim_bands
-from s2sr.models import get_spec
+from s2sr.models import ModelSpec, get_spec
 
 BASELINES = ("bicubic", "lanczos", "unsharp")
 CONSISTENCY_ITERATIONS = 3
@@ -63,23 +63,10 @@ def plan(models: Mapping[str, nn.Module], sets: Sequence[PairDataset],
         The scale of each evaluated kind and the models' common bands.
     """
     where = ", ".join(map(str, datasets))
-    # every kind of the split (accepted patches), whatever --kinds says
-    present: dict[str, int] = {}
-    bands_of: dict[str, set[str]] = {}  # kind -> bands every pair of that kind has
-    for ds in sets:
-        pairs = ds.store.pairs
-        for row in ds.store.rows():
-            if row["split"] != split or row["status"] not in ("accepted", "auto-accepted"):
-                continue
-            present.setdefault(row["kind"], scale_of(row))
-            have = set(pairs.get(row["pair_id"], {}).get("bands", []))
-            bands_of[row["kind"]] = bands_of.get(row["kind"], have) & have
-    if not present:
-        raise DataError(f"no accepted '{split}' patches in {where}: check --split (or accept "
-                        "patches with s2sr pairs review)")
+    present, bands_of = _present_kinds(sets, split, where)
 
     def listing(names: Iterable[str]) -> str:
-        return ", ".join(f"{k} (x{present[k]})" for k in sorted(names))
+        return _listing(present, names)
 
     if kinds is not None:
         absent = [k for k in kinds if k not in present]
@@ -106,6 +93,45 @@ def plan(models: Mapping[str, nn.Module], sets: Sequence[PairDataset],
         raise UsageError(f"model {name} is x{spec.scale} but the '{split}' pairs of {where} "
                          f"are {listing(present)}, so no --kinds selection fits: evaluate it on "
                          f"a dataset of x{spec.scale} pairs, or leave it out")
+    _check_kinds(chosen, specs, bands, bands_of, where)
+    return chosen, bands
+
+
+def _listing(present: Mapping[str, int], names: Iterable[str]) -> str:
+    return ", ".join(f"{k} (x{present[k]})" for k in sorted(names))
+
+
+def _present_kinds(sets: Sequence[PairDataset], split: str, where: str
+                   ) -> tuple[dict[str, int], dict[str, set[str]]]:
+    """Every pair kind of ``split`` (accepted patches) with its scale, whatever --kinds
+    says, and the bands every pair of each kind has.
+
+    Raises:
+        DataError: the split has no accepted patch.
+    """
+    present: dict[str, int] = {}
+    bands_of: dict[str, set[str]] = {}  # kind -> bands every pair of that kind has
+    for ds in sets:
+        pairs = ds.store.pairs
+        for row in ds.store.rows():
+            if row["split"] != split or row["status"] not in ("accepted", "auto-accepted"):
+                continue
+            present.setdefault(row["kind"], scale_of(row))
+            have = set(pairs.get(row["pair_id"], {}).get("bands", []))
+            bands_of[row["kind"]] = bands_of.get(row["kind"], have) & have
+    if not present:
+        raise DataError(f"no accepted '{split}' patches in {where}: check --split (or accept "
+                        "patches with s2sr pairs review)")
+    return present, bands_of
+
+
+def _check_kinds(chosen: Mapping[str, int], specs: Mapping[str, ModelSpec], bands: list[str],
+                 bands_of: Mapping[str, set[str]], where: str) -> None:
+    """Every chosen kind has a model of its scale and the models' bands.
+
+    Raises:
+        UsageError: a kind without a model of its scale. BandError: a kind lacking bands.
+    """
     scales = {s.scale for s in specs.values()}
     for kind, s in chosen.items():
         if s not in scales:
@@ -119,7 +145,6 @@ def plan(models: Mapping[str, nn.Module], sets: Sequence[PairDataset],
                             f"have {', '.join(sorted(bands_of.get(kind, set()))) or 'none'}) "
                             f"needed by the models ({', '.join(bands)}): evaluate models on "
                             "bands the dataset has, or leave the kind out with --kinds")
-    return chosen, bands
 
 
 def check_crop(conv: Conventions | None, sizes: Iterable[tuple[int, int]]) -> None:
