@@ -1,6 +1,6 @@
 """Does scene adaptation (``s2sr predict --adapt``) pay, where, and at what cost?
 
-For every test place (:data:`s2sr.evaluation.places.TEST_PLACES`, under ``--shared``) and
+For every test place (:data:`s2sr.data.places.TEST_PLACES`, under ``--shared``) and
 scale, the native 10 m scene is the truth. Two Wald cases of the robustness panel make the
 input from it (block mean; MTF 0.30, :class:`s2sr.evaluation.panel.Case`). The input,
 written as a float32 GeoTIFF, is all adaptation sees (:func:`s2sr.inference.adapt.adapt_model`:
@@ -42,10 +42,10 @@ from affine import Affine
 
 from s2sr.core.constants import SCALES
 from s2sr.core.errors import DataError
+from s2sr.data.places import TEST_PLACES
 from s2sr.evaluation.artefacts import LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.evaluation.metrics import Conventions, psnr
 from s2sr.evaluation.panel import Case
-from s2sr.evaluation.places import TEST_PLACES
 from s2sr.evaluation.scenes import read_checked
 from s2sr.inference.adapt import AdaptSettings, adapt_model
 from s2sr.inference.baselines import upsample

@@ -1,6 +1,6 @@
 """Make docs/img/test_places_x{2,4}.png: 100 % crops of the native 10 m test places (issue 20).
 
-For every test place of :data:`s2sr.evaluation.places.TEST_PLACES`, the most textured
+For every test place of :data:`s2sr.data.places.TEST_PLACES`, the most textured
 ``--crop`` px window of the native 10 m scene (no degradation: what a user feeds the model)
 shown as the input enlarged by nearest neighbour, bicubic, the shipped s2sr_x2 (or s2sr_x4
 with ``--scale 4``) and the difference model - bicubic, each output pixel one screen pixel
@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from s2sr import super_resolve
-from s2sr.evaluation.places import TEST_PLACES
+from s2sr.data.places import TEST_PLACES
 from s2sr.inference.baselines import upsample
 from s2sr.io.scene import open_scene
 from s2sr.io.visualize import shared_stretch

@@ -213,8 +213,8 @@ def test_panel_refuses_hostile_scenes(tmp_path: Path, tiny_weights: Path) -> Non
 
 @requires_shared
 def test_default_scenes_are_the_test_places_and_named_by_place() -> None:
+    from s2sr.data.places import TEST_PLACES
     from s2sr.evaluation.panel import scene_name
-    from s2sr.evaluation.places import TEST_PLACES
 
     scenes = default_scenes(SHARED)
     assert [scene_name(p) for p in scenes] == ["abudhabi/imgs_1", "rio/imgs_1",

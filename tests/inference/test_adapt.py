@@ -11,7 +11,7 @@ import rasterio
 import torch
 
 from s2sr.data.degrade import degrade
-from s2sr.evaluation.places import TEST_PLACES
+from s2sr.data.places import TEST_PLACES
 from s2sr.inference import predict, super_resolve
 from s2sr.inference.adapt import (
     AdaptSettings,

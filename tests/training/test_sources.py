@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 from s2sr.core.errors import UsageError
-from s2sr.evaluation.places import HELD_OUT, TEST_PLACES, held_out
+from s2sr.data.places import HELD_OUT, TEST_PLACES, held_out
 from s2sr.training.config import load_config
 from s2sr.training.schema import SourceConfig
 from s2sr.training.sources import load_source

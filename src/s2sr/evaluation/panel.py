@@ -19,7 +19,7 @@ same scale and the threshold, and the Nyquist-line ratio per axis of each model'
 minus bicubic (:func:`~s2sr.evaluation.artefacts.nyquist_line_ratio`: the 2-pixel stripe
 pattern of a pixel-shuffle head) against :data:`~s2sr.evaluation.artefacts.LINE_THRESHOLD`.
 
-Per place: by default the scenes are the test places (:mod:`s2sr.evaluation.places`,
+Per place: by default the scenes are the test places (:mod:`s2sr.data.places`,
 held out of training and model selection), and the report gives every place's numbers
 with the unsharp mask beside every row, and each method's *worst place* per case (the
 scene where it gains least over bicubic): the worst place decides, not the mean.
@@ -42,6 +42,7 @@ from torch import nn
 from s2sr.core.constants import SCALES
 from s2sr.core.errors import InputNotFoundError, UsageError
 from s2sr.data.degrade import block_mean, degrade
+from s2sr.data.places import TEST_PLACES
 from s2sr.evaluation.artefacts import (
     ARTEFACT_THRESHOLD,
     LINE_THRESHOLD,
@@ -55,7 +56,6 @@ from s2sr.evaluation.opensr_report import (
     native_metrics,
     panel_metrics,
 )
-from s2sr.evaluation.places import TEST_PLACES
 from s2sr.inference.baselines import upsample
 from s2sr.inference.predict import super_resolve
 from s2sr.models import get_spec
@@ -103,7 +103,7 @@ def panel_cases(scales: Sequence[int]) -> list[Case]:
 
 def default_scenes(shared: str | os.PathLike[str]) -> list[Path]:
     """The test places' scenes under ``shared`` (``../shared/data``): see
-    :data:`s2sr.evaluation.places.TEST_PLACES` (held out of training and selection).
+    :data:`s2sr.data.places.TEST_PLACES` (held out of training and selection).
 
     Raises:
         InputNotFoundError: when they are not there (one line, naming ``--shared``).

@@ -1,6 +1,6 @@
 """Loading the real images of ``data.synthetic`` as reflectance in the model's bands.
 
-Any image of a held-out test place (:mod:`s2sr.evaluation.places`) is refused, for
+Any image of a held-out test place (:mod:`s2sr.data.places`) is refused, for
 training and validation alike: the test places stay out of training and model selection.
 """
 
@@ -15,8 +15,8 @@ from rasterio.windows import Window
 from s2sr.core.bands import TYPICAL_MEAN, TYPICAL_STD
 from s2sr.core.dn import gdal_gains, to_reflectance
 from s2sr.core.errors import InputNotFoundError, UsageError
+from s2sr.data.places import held_out
 from s2sr.data.synthetic import Source
-from s2sr.evaluation.places import held_out
 from s2sr.io.nodata import valid_mask
 from s2sr.io.raster import open_reference
 from s2sr.io.scene import open_scene
@@ -62,7 +62,7 @@ def load_source(cfg: SourceConfig, root: Path, bands: list[str]) -> Source:
         entry = held_out(base / given) if given else None
         if entry is not None:
             raise UsageError(f"training image {given} is a held-out test place ({entry}, "
-                             "s2sr.evaluation.places): remove it from data.synthetic.train "
+                             "s2sr.data.places): remove it from data.synthetic.train "
                              "and .val")
     if cfg.files is not None or cfg.bands is not None:
         if cfg.files is not None:
