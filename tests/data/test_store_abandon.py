@@ -13,8 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+from s2sr.core.files import temp_path
 from s2sr.data.store import LOCK_NAME, PairStore
-from s2sr.io.outputs import temp_path
 
 
 def _pair(store: PairStore, pid: str = "p") -> None:

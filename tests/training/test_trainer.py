@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from s2sr.core.errors import OutputExistsError
-from s2sr.io.outputs import Terminated
+from s2sr.core.signals import Terminated
 from s2sr.training import Trainer, load_config, train
 from s2sr.training.module import SRModule
 from s2sr.training.schedule import one_cycle

@@ -23,9 +23,10 @@ import numpy as np
 from rasterio.windows import Window
 
 from s2sr.core.errors import DataError
+from s2sr.core.files import exclusive_output
 from s2sr.inference.engine import TiledSuperResolver
 from s2sr.inference.predict import prepare_run
-from s2sr.io.outputs import check_output_file, exclusive_output
+from s2sr.io.outputs import check_output_file
 from s2sr.io.writer import RasterWriter
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,9 @@ from typing import Any, Final
 
 from s2sr.batch.record import record_path
 from s2sr.core.errors import UsageError
+from s2sr.core.files import write_atomic
 from s2sr.core.version import __version__
-from s2sr.io.outputs import check_not_input, check_output_file, write_atomic
+from s2sr.io.outputs import check_not_input, check_output_file
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 import click
 
 from s2sr.core.errors import S2SRError, command_line_words
+from s2sr.core.files import is_disk_full
 from s2sr.core.safe_text import printable
+from s2sr.core.signals import exit_code, stop_name, terminate_raises
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,8 +51,6 @@ def handle_errors(func: F) -> F:
         from rasterio._err import CPLE_BaseError
         from rasterio.errors import RasterioError
 
-        from s2sr.io.outputs import Terminated, is_disk_full, terminate_raises
-
         try:
             with terminate_raises(), command_line_words():
                 return func(*args, **kwargs)
@@ -76,7 +76,7 @@ def handle_errors(func: F) -> F:
                        "machine with more memory", err=True)
             sys.exit(1)
         except KeyboardInterrupt as err:
-            what = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
+            what = stop_name(err)
             left = getattr(err, "leftovers", None)  # what a clean-up could not remove
             if left:
                 names = ", ".join(str(p) for p in left[:3]) + (" ..." if len(left) > 3 else "")
@@ -85,6 +85,6 @@ def handle_errors(func: F) -> F:
                            err=True)
             else:
                 click.echo(f"s2sr: stopped by {what}; no partial output was left", err=True)
-            sys.exit(143 if isinstance(err, Terminated) else 130)
+            sys.exit(exit_code(err))
 
     return wrapper  # type: ignore[return-value]

@@ -12,6 +12,7 @@ from s2sr.cli.common import handle_errors, setup_logging
 from s2sr.cli.options import F, output_opt
 from s2sr.core.bands import normalize_band_name
 from s2sr.core.errors import UsageError
+from s2sr.core.signals import terminate_raises
 
 # Library modules are imported inside the commands: they pull in torch, rasterio and numpy
 # (seconds), which ``s2sr --help`` and shell completion should not wait for.
@@ -135,8 +136,6 @@ def build(lr: Path | None, hr: Path | None, pairs_csv: Path | None, workers: int
         thresholds=_thresholds(threshold), kind=kind,  # type: ignore[arg-type]
         degrade_factor=degrade_factor,
     )
-    from s2sr.io.outputs import terminate_raises
-
     if pairs_csv is not None:
         from s2sr.batch.pairs import build_pairs
 
@@ -185,7 +184,6 @@ def degrade(scene: Path, dataset: Path, patch: int, stride: int | None, site: st
     """Add degraded (Wald-protocol) pairs made from one SCENE to DATASET."""
     setup_logging(False)
     from s2sr.data.wald import DegradeOptions, degrade_scene
-    from s2sr.io.outputs import terminate_raises
 
     _labels(site=site, sensor=sensor)
     lv = None

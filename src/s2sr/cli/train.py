@@ -9,6 +9,7 @@ import click
 
 from s2sr.cli.common import handle_errors, setup_logging
 from s2sr.cli.options import quiet_opt
+from s2sr.core.signals import exit_code, stop_name
 
 
 @click.command()
@@ -51,16 +52,14 @@ def train(config: Path, run_dir: Path, resume: bool, epoch_scale: float,
         final = run_train(cfg, run_dir, resume=resume, epoch_scale=epoch_scale,
                           progress=not quiet and sys.stderr.isatty())
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (timeout, job schedulers)
-        from s2sr.io.outputs import Terminated
-
-        what = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
+        what = stop_name(err)
         if (run_dir / "checkpoint.pt").is_file():
             click.echo(f"s2sr: interrupted by {what}; continue from the last checkpoint with: "
                        f"s2sr train {config} -o {run_dir} --resume", err=True)
         else:
             click.echo(f"s2sr: interrupted by {what} before the first checkpoint; nothing "
                        "was kept", err=True)
-        sys.exit(143 if isinstance(err, Terminated) else 130)
+        sys.exit(exit_code(err))
     if not quiet:
         click.echo(f"wrote {final}", err=True)
 

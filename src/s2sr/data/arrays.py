@@ -4,20 +4,19 @@ memory-mapped when read (:mod:`s2sr.data.store` names, publishes and deletes the
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 import numpy as np
 
 from s2sr.core.errors import DataError
-from s2sr.io.outputs import temp_path
+from s2sr.core.files import remove_quietly, replace_all, temp_path
 
 
 class NpyWriter:
     """Writes an int16 ``.npy`` file of known shape item by item, in order.
 
     The data goes to a hidden temporary beside ``path`` (see
-    :func:`s2sr.io.outputs.temp_path`); :meth:`PairStore.commit_pair` renames it to
+    :func:`s2sr.core.files.temp_path`); :meth:`PairStore.commit_pair` renames it to
     ``path`` under the dataset lock. Unlike a memory map, written data does not stay
     resident, so building a dataset from whole scenes keeps a flat memory profile.
     ``writer[k] = patch`` requires ``k`` to be the next index.
@@ -29,9 +28,13 @@ class NpyWriter:
         self.shape = shape
         self.next = 0
         self._handle = open(self.tmp, "wb")  # noqa: SIM115 - closed in flush()/discard()
-        np.lib.format.write_array_header_1_0(
-            self._handle, {"descr": np.dtype(np.int16).str, "fortran_order": False,
-                           "shape": shape})
+        try:
+            np.lib.format.write_array_header_1_0(
+                self._handle, {"descr": np.dtype(np.int16).str, "fortran_order": False,
+                               "shape": shape})
+        except BaseException:
+            self.discard()
+            raise
 
     def __setitem__(self, index: int, value: np.ndarray) -> None:
         if index != self.next:
@@ -47,14 +50,14 @@ class NpyWriter:
 
     def publish(self) -> None:
         """Give the complete file its final name (call under the dataset lock)."""
-        os.replace(self.tmp, self.path)
+        replace_all([(self.tmp, self.path)])
 
     def discard(self) -> None:
         """Close and delete the temporary (on failure). Never raises for the file: on a
         full disk closing fails too (the buffer cannot be flushed), yet it is deleted."""
         with contextlib.suppress(OSError):
             self._handle.close()
-        self.tmp.unlink(missing_ok=True)
+        remove_quietly(self.tmp)
 
 
 def load_patch_array(path: Path, shape: tuple[int, int, int, int], pair_id: str

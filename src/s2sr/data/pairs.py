@@ -36,6 +36,7 @@ from rasterio.windows import Window
 from s2sr.core.constants import PATCH_STATS
 from s2sr.core.dn import to_int16_dn
 from s2sr.core.errors import DataError, InputNotFoundError
+from s2sr.core.files import remove_quietly, replace_all
 from s2sr.data.alignment import estimate_alignment, fit_radiometry, to_lr
 from s2sr.data.dates import scene_date
 from s2sr.data.degrade import degrade
@@ -124,10 +125,10 @@ class _Written:
     tmp: Path
 
     def publish(self) -> None:
-        os.replace(self.tmp, self.path)
+        replace_all([(self.tmp, self.path)])
 
     def discard(self) -> None:
-        self.tmp.unlink(missing_ok=True)
+        remove_quietly(self.tmp)
 
 
 def commit_prepared(store: PairStore, prepared: PreparedPair) -> dict[str, Any]:

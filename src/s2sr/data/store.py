@@ -47,6 +47,7 @@ import numpy as np
 
 from s2sr.core.dn import DN_SCALE
 from s2sr.core.errors import DataError, InputNotFoundError, UsageError
+from s2sr.core.files import replace_all, sweep_stale_temps, write_atomic
 from s2sr.data.arrays import NpyWriter, load_patch_array
 from s2sr.data.manifest import (
     FORMAT,
@@ -64,8 +65,7 @@ from s2sr.data.manifest import (
     validate_decisions,
     validate_manifest,
 )
-from s2sr.data.storefiles import atomic_write, replace_all, stage, stage_csv
-from s2sr.io.outputs import sweep_stale_temps
+from s2sr.data.storefiles import stage, stage_csv
 
 __all__ = [  # the manifest's names are defined in s2sr.data.manifest, DN_SCALE in s2sr.core.dn
     "DN_SCALE", "FORMAT", "FORMAT_VERSION", "LOCK_NAME", "MAX_NOTE", "MAX_PATCH", "STATUSES",
@@ -275,7 +275,7 @@ class PairStore:
         return validate_decisions(data, self.decisions_path)
 
     def _write(self, data: dict[str, Any]) -> None:
-        atomic_write(self.manifest_path, _manifest_text(data))
+        write_atomic(self.manifest_path, _manifest_text(data))
 
     @property
     def pairs(self) -> dict[str, dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Writing a dataset's files: complete temporaries first, then renames.
 
 A dataset's ``manifest.json``, ``manifest.csv`` and ``decisions.json`` are written to
-hidden temporaries (:func:`s2sr.io.outputs.temp_path`) that are renamed to their final
+hidden temporaries (:func:`s2sr.core.files.temp_path`) that are renamed to their final
 names only when all of an update's files are complete: a full disk, or any other failure,
 leaves the previous files (see :mod:`s2sr.data.store`).
 """
@@ -9,46 +9,20 @@ leaves the previous files (see :mod:`s2sr.data.store`).
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Any
 
-from s2sr.io.outputs import temp_path
+from s2sr.core.files import temporary
 
-__all__ = ["atomic_write", "replace_all", "stage", "stage_csv"]
+__all__ = ["stage", "stage_csv"]
 
 
 def stage(path: Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to a temporary beside ``path``; returns it (rename it, or
     unlink it on failure). A full disk leaves nothing."""
-    tmp = temp_path(path)
-    try:
+    with temporary(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return tmp
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` (UTF-8) atomically: temporary, then rename."""
-    tmp = stage(path, text)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def replace_all(staged: list[tuple[Path, Path]]) -> None:
-    """Rename staged temporaries to their final names (a rename needs no space); on a
-    failure the temporaries not yet renamed are removed."""
-    try:
-        for tmp, final in staged:
-            os.replace(tmp, final)
-    finally:
-        for tmp, _ in staged:
-            tmp.unlink(missing_ok=True)
 
 
 #: Characters that make a spreadsheet read a cell as a formula (CSV injection).
@@ -73,17 +47,11 @@ def stage_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     UTF-8; any character that cannot be encoded is written as a backslash escape, and
     text cells a spreadsheet would run as formulas get a leading ``'``.
     """
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8",
-                  errors="backslashreplace") as handle:
-            if rows:
-                writer = csv.DictWriter(handle, fieldnames=list(rows[0]),
-                                        extrasaction="ignore")
-                writer.writeheader()
-                for row in rows:
-                    writer.writerow({k: _csv_cell(v) for k, v in row.items()})
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with temporary(path) as tmp, open(tmp, "w", newline="", encoding="utf-8",
+                                      errors="backslashreplace") as handle:
+        if rows:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]), extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: _csv_cell(v) for k, v in row.items()})
     return tmp

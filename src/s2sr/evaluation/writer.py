@@ -13,14 +13,15 @@ import contextlib
 import csv
 import json
 import os
-import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from s2sr.core.files import atomic_folder, exclusive_output, sweep_stale_temps
 from s2sr.core.safe_text import printable
+from s2sr.core.signals import terminate_raises
 from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, MIN_SIDE, artefact_score
 from s2sr.evaluation.figures import (
     MIN_CONTRAST,
@@ -33,13 +34,7 @@ from s2sr.evaluation.metrics import Conventions
 from s2sr.evaluation.opensr_report import metric_lines, scene_metrics
 from s2sr.evaluation.scoring import CONSISTENCY_ITERATIONS
 from s2sr.inference.baselines import upsample
-from s2sr.io.outputs import (
-    check_output_dir,
-    exclusive_output,
-    sweep_stale_temps,
-    temp_path,
-    terminate_raises,
-)
+from s2sr.io.outputs import check_output_dir
 
 
 @contextlib.contextmanager
@@ -59,20 +54,8 @@ def staged_report(out: str | os.PathLike[str], overwrite: bool,
     sweep_stale_temps(parent, final.name)
     with terminate_raises(), exclusive_output(final):
         check_output_dir(final, overwrite, inputs)  # again, now that the output is ours
-        tmp = temp_path(final)
-        tmp.mkdir()
-        try:
+        with atomic_folder(final) as tmp:
             yield tmp
-            old = None
-            if final.is_dir():
-                old = temp_path(final)
-                os.replace(final, old)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 class ReportWriter:

@@ -23,16 +23,11 @@ import torch
 from torch import nn
 
 from s2sr.core.errors import UsageError, WeightsError
+from s2sr.core.files import atomic_path, disk_full_error, exclusive_output, is_disk_full
 from s2sr.inference.backends import OnnxRuntimeBackend, TorchBackend
 from s2sr.inference.quantize import INT8_MAX, INT8_P99, int8_onnx
 from s2sr.io.output_paths import make_parents, remove_made
-from s2sr.io.outputs import (
-    check_output_file,
-    disk_full_error,
-    exclusive_output,
-    is_disk_full,
-    temp_path,
-)
+from s2sr.io.outputs import check_output_file
 from s2sr.models import get_spec, load_model
 from s2sr.models.export import (
     FORMATS,
@@ -149,15 +144,10 @@ def _write(out: Path, data: bytes, overwrite: bool) -> None:
         with exclusive_output(out):
             if out.exists() and not overwrite:  # appeared since the first check
                 check_output_file(out, overwrite)
-            tmp = temp_path(out)
-            try:
-                with open(tmp, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, out)
-            finally:
-                tmp.unlink(missing_ok=True)
+            with atomic_path(out) as tmp, open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
     except BaseException as err:
         remove_made(made)
         if isinstance(err, OSError) and is_disk_full(

@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from s2sr.core.errors import BandError, UsageError, WeightsError
+from s2sr.core.files import write_atomic
 from s2sr.inference.backends import OnnxRuntimeBackend
-from s2sr.io.outputs import temp_path
 from s2sr.io.sample import extract_sample
 from s2sr.io.scene import open_scene
 from s2sr.models import get_spec
@@ -248,12 +248,7 @@ def _read_cached(path: Path, key: str) -> bytes | None:
 def _write_cache(path: Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path(path)
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomic(path, data)
     except OSError as err:  # an unwritable cache costs time, not the run
         log.warning("could not cache the int8 model in %s (%s)", path.parent, err)
 

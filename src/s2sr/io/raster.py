@@ -25,8 +25,8 @@ from rasterio.vrt import WarpedVRT
 
 from s2sr.core.bands import normalize_band_name
 from s2sr.core.errors import BandError
+from s2sr.core.files import atomic_path
 from s2sr.io.gdal_safety import open_raster, safe_env
-from s2sr.io.outputs import temp_path
 
 __all__ = ["Resampling", "open_reference", "read_bands", "warped", "write_geotiff"]
 
@@ -107,7 +107,6 @@ def write_geotiff(path: str | os.PathLike[str], data: np.ndarray, *, transform: 
     if data.ndim != 3:
         raise ValueError(f"write_geotiff takes (C, H, W) data, got shape {data.shape}")
     out = Path(path)
-    tmp = temp_path(out, ".tif")
     profile: dict[str, Any] = {
         "driver": "GTiff", "width": data.shape[2], "height": data.shape[1],
         "count": data.shape[0], "dtype": data.dtype.name, "transform": transform,
@@ -116,13 +115,8 @@ def write_geotiff(path: str | os.PathLike[str], data: np.ndarray, *, transform: 
     }
     if crs is not None:
         profile["crs"] = crs
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data)
-            if descriptions is not None:
-                dst.descriptions = tuple(descriptions)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(out, ".tif") as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(data)
+        if descriptions is not None:
+            dst.descriptions = tuple(descriptions)
     return out

@@ -1,7 +1,7 @@
 """Writing georeferenced GeoTIFF/COG atomically, window by window.
 
 The raster is written under a hidden temporary name next to the output (unique to the
-call, see :mod:`s2sr.io.outputs`) and renamed only when complete, so no half-written file
+call, see :mod:`s2sr.core.files`) and renamed only when complete, so no half-written file
 ever carries the final name. Without ``overwrite`` the final name is created with a hard
 link, which fails if another run created it meanwhile: two concurrent runs cannot both
 "succeed" in writing one output. ``--cog`` output is made by GDAL's COG driver from the
@@ -29,15 +29,16 @@ from rasterio.control import GroundControlPoint
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from s2sr.core.errors import OutputExistsError, RasterReadError, S2SRError
-from s2sr.io.base import GeoMeta
-from s2sr.io.outputs import (
-    check_output_file,
+from s2sr.core.errors import RasterReadError, S2SRError
+from s2sr.core.files import (
     disk_full_error,
     is_disk_full,
+    publish,
     sweep_stale_temps,
     temp_path,
 )
+from s2sr.io.base import GeoMeta
+from s2sr.io.outputs import check_output_file
 
 log = logging.getLogger(__name__)
 
@@ -151,27 +152,6 @@ def block_size_for(stride: int) -> int:
     return 256
 
 
-def _publish(src: Path, dest: Path, overwrite: bool) -> None:
-    """Move the finished ``src`` to ``dest``; without ``overwrite`` never replace a file."""
-    if overwrite:
-        os.replace(src, dest)
-        return
-    try:  # create-if-absent: fails when the name appeared meanwhile
-        os.link(src, dest)
-    except FileExistsError:
-        raise OutputExistsError(
-            f"output {dest} was created by another run while this one worked: pass "
-            "--overwrite to replace it") from None
-    except OSError:  # a file system without hard links: check, then rename
-        if dest.exists():
-            raise OutputExistsError(
-                f"output {dest} was created by another run while this one worked: pass "
-                "--overwrite to replace it") from None
-        os.replace(src, dest)
-        return
-    src.unlink()
-
-
 class RasterWriter:
     """An output raster opened for window writes; commit with :meth:`commit`.
 
@@ -233,6 +213,9 @@ class RasterWriter:
             failure = write_failure(err, self.path)
             self.abort()
             raise failure from None
+        except BaseException:  # refused by rasterio itself (band counts), Ctrl-C...
+            self.abort()
+            raise
 
     def write(self, window: Window, data: np.ndarray) -> None:
         """Write ``(C, h, w)`` data of the output dtype into ``window``."""
@@ -256,7 +239,7 @@ class RasterWriter:
                 to_cog(self.tmp, self._cog_tmp)
                 self.tmp.unlink(missing_ok=True)
                 src = self._cog_tmp
-            _publish(src, self.path, self.overwrite)
+            publish(src, self.path, overwrite=self.overwrite)
         except S2SRError:
             self.abort()
             raise

@@ -18,8 +18,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from s2sr.core.errors import InputNotFoundError, UsageError, WeightsError
+from s2sr.core.files import atomic_path
 from s2sr.io.output_paths import normal_permissions
-from s2sr.io.outputs import temp_path
 from s2sr.models.bounds import show
 from s2sr.models.header import parse_spec, spec_error, spec_header
 from s2sr.models.registry import ModelSpec, build_spec, expected_state, get_spec
@@ -62,13 +62,9 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], *, half: bool = F
             f"cannot save to {path}: tensor {bad[0]} holds NaN or infinite values"
             f"{' once stored as float16' if half else ''}; the model is broken (did training "
             "diverge?)" + ("" if not half else " or too large for float16: save without half"))
-    tmp = temp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
         normal_permissions(tmp)  # safetensors makes its files 0o600
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -31,8 +30,8 @@ import numpy as np
 from PIL import Image
 
 from s2sr.core.errors import UsageError
+from s2sr.core.files import write_atomic
 from s2sr.data.store import DN_SCALE
-from s2sr.io.outputs import temp_path
 from s2sr.review.catalog import Catalog
 
 #: Bumped when the rendering changes, so that disk caches are not reused across it.
@@ -191,8 +190,6 @@ class Thumbnails:
         path = self.disk / key[:2] / f"{key}.png"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temp_path(path)
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            write_atomic(path, data)
         except OSError:  # a full or read-only cache only costs speed
             return

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from s2sr.core.errors import CheckpointError
-from s2sr.io.outputs import temp_path
+from s2sr.core.files import atomic_path
 from s2sr.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -36,13 +35,8 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
                         storage_options: Any | None = None) -> None:
-        final = Path(path)
-        tmp = temp_path(final)
-        try:
+        with atomic_path(Path(path)) as tmp:
             torch.save(checkpoint, tmp)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None,
                         weights_only: bool | None = None) -> dict[str, Any]:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from s2sr.io.outputs import temp_path
+from s2sr.core.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +27,10 @@ class MetricsFile:
 
     def rewrite(self, rows: list[list[str]]) -> None:
         """Write the header and ``rows`` (atomically)."""
-        tmp = temp_path(self.path)
-        try:
-            with open(tmp, "w", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(METRIC_FIELDS)
-                writer.writerows(rows)
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(METRIC_FIELDS)
+            writer.writerows(rows)
         self.rows = len(rows)
 
     def truncate(self, rows: int) -> None:

@@ -18,7 +18,6 @@ import contextlib
 import logging
 import math
 import os
-import signal
 import sys
 import warnings
 from collections.abc import Iterator
@@ -38,13 +37,9 @@ from s2sr.core.errors import (
     OutputExistsError,
     UsageError,
 )
-from s2sr.io.outputs import (
-    Terminated,
-    check_output_dir,
-    exclusive_output,
-    sweep_stale_temps,
-    terminate_raises,
-)
+from s2sr.core.files import exclusive_output, sweep_stale_temps
+from s2sr.core.signals import on_stop_signals, stop_exception, terminate_raises
+from s2sr.io.outputs import check_output_dir
 from s2sr.models import save_model
 from s2sr.models.device import resolve_device
 from s2sr.training.checkpoint import (
@@ -304,7 +299,7 @@ class Trainer:
                     raise
                 raise KeyboardInterrupt from None
         if self.stopped_by is not None and not trainer.fit_loop.done:
-            raise Terminated() if self.stopped_by == signal.SIGTERM else KeyboardInterrupt()
+            raise stop_exception(self.stopped_by)
         final = self.run_dir / "model.safetensors"
         if trainer.is_global_zero:
             save_model(module.model, final)
@@ -353,14 +348,8 @@ class Trainer:
             self.stopped_by = signum
             trainer._signal_connector.received_sigterm = True  # Lightning's stop flag
 
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            for s in previous:
-                signal.signal(s, stop)
+        with on_stop_signals(stop):
             yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
 
     def save_checkpoint(self, trainer: pl.Trainer) -> None:
         """Save ``checkpoint.pt`` (every rank takes part; rank 0 writes)."""
