@@ -31,8 +31,8 @@ from s2sr.batch.record import file_fingerprint, read_record
 from s2sr.batch.report import RunReport, SceneResult
 from s2sr.cli.main import cli
 from s2sr.core.errors import OutputExistsError, S2SRError, StacError, UsageError
+from s2sr.core.files import exclusive_output, lock_path, sweep_stale_locks
 from s2sr.io.inputs import expand_inputs
-from s2sr.io.outputs import exclusive_output, lock_path, sweep_stale_locks
 from s2sr.io.scene import open_scene
 from s2sr.io.stac_document import ORIGIN_KEY, resolve_href
 from support.cli import can_mount_tmpfs

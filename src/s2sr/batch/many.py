@@ -47,18 +47,13 @@ from s2sr.batch.report import (
     write_report,
 )
 from s2sr.core.errors import OutputExistsError, S2SRError, UsageError
+from s2sr.core.files import leftovers, sweep_stale_locks, sweep_stale_temps, write_atomic
 from s2sr.core.heap import pin_mmap_threshold
 from s2sr.inference.predict import _load, choose_weights, predict
 from s2sr.io.base import short_error
 from s2sr.io.gdal_safety import open_raster
 from s2sr.io.inputs import SceneInput, expand_inputs
-from s2sr.io.outputs import (
-    check_utf8_name,
-    leftovers,
-    sweep_stale_locks,
-    sweep_stale_temps,
-    write_atomic,
-)
+from s2sr.io.outputs import check_utf8_name
 from s2sr.io.remote import is_url
 from s2sr.io.scene import open_scene
 from s2sr.models import file_sha256, get_spec

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from s2sr.core.errors import S2SRError
+from s2sr.core.files import write_atomic
 from s2sr.core.version import __version__
 from s2sr.io.gdal_safety import open_raster
-from s2sr.io.outputs import temp_path
 from s2sr.io.remote import is_url, open_url
 from s2sr.io.stac import item_band_files
 from s2sr.models.weights import file_sha256
@@ -150,13 +150,7 @@ def write_record(output: str | os.PathLike[str], request: dict[str, Any],
         **(extra or {}),
     }
     path = record_path(out)
-    tmp = temp_path(path)
-    try:
-        tmp.write_text(json.dumps(record, indent=1))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(record, indent=1))
     return record
 
 

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from s2sr.core.errors import InputNotFoundError, S2SRError, UsageError
+from s2sr.core.files import is_temp_name
 from s2sr.io.bandfolder import band_files, band_folder_files
 from s2sr.io.base import short_error
 from s2sr.io.gdal_safety import open_raster
-from s2sr.io.outputs import is_temp_name
 from s2sr.io.remote import is_url
 from s2sr.io.safe import is_safe_folder
 from s2sr.io.stac_document import (
