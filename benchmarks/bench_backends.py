@@ -37,7 +37,7 @@ import torch
 
 from s2sr.inference.backends import OnnxRuntimeBackend, default_threads
 from s2sr.models import load_model, pretrained_path
-from s2sr.models.export import onnx_bytes
+from s2sr.models.serialize import onnx_bytes
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_predict import make_scene, run_predict

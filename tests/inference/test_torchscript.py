@@ -19,8 +19,8 @@ from s2sr import predict
 from s2sr.core.errors import UsageError, WeightsError
 from s2sr.inference.export import export_model
 from s2sr.models import build_model, file_sha256, get_spec, load_model, save_model
-from s2sr.models.export import HEADER_ENTRY, WEIGHTS_ENTRY
 from s2sr.models.exported import load_torchscript, read_torchscript_header, sniff
+from s2sr.models.serialize import HEADER_ENTRY, WEIGHTS_ENTRY
 from support.rasters import field, write_geotiff
 
 # torch.jit is deprecated upstream; libtorch deployments still load TorchScript

@@ -9,7 +9,7 @@ import click
 from s2sr.cli.common import handle_errors, setup_logging
 from s2sr.cli.options import output_opt, overwrite_opt, quiet_opt
 
-#: ``--format`` values (s2sr.models.export.FORMATS, repeated so that ``--help`` needs no
+#: ``--format`` values (s2sr.models.serialize.FORMATS, repeated so that ``--help`` needs no
 #: torch; a test keeps them equal).
 FORMATS = ("onnx", "torchscript")
 

@@ -29,14 +29,14 @@ from s2sr.inference.quantize import INT8_MAX, INT8_P99, int8_onnx
 from s2sr.io.output_paths import make_parents, remove_made
 from s2sr.io.outputs import check_output_file
 from s2sr.models import get_spec, load_model
-from s2sr.models.export import (
+from s2sr.models.exported import sniff
+from s2sr.models.serialize import (
     FORMATS,
     check_opset,
     export_header,
     onnx_bytes,
     torchscript_bytes,
 )
-from s2sr.models.exported import sniff
 
 #: Largest difference to PyTorch (reflectance) an exported model may show.
 TOLERANCE: Final[float] = 1e-4
@@ -166,7 +166,7 @@ def export_model(weights: str | os.PathLike[str], output: str | os.PathLike[str]
         output: the file to write (refused if it exists, unless ``overwrite``); missing
             folders above it are made (and removed again if the export fails).
         format: ``onnx`` or ``torchscript``.
-        opset: the ONNX opset (default :data:`s2sr.models.export.DEFAULT_OPSET`).
+        opset: the ONNX opset (default :data:`s2sr.models.serialize.DEFAULT_OPSET`).
         overwrite: replace an existing output.
         int8: write the int8 model (ONNX only, the default opset): ONNX Runtime static
             quantisation calibrated on the packaged sample (see

@@ -37,8 +37,8 @@ from s2sr.inference.backends import OnnxRuntimeBackend
 from s2sr.io.sample import extract_sample
 from s2sr.io.scene import open_scene
 from s2sr.models import get_spec
-from s2sr.models.export import export_header, onnx_bytes
 from s2sr.models.exported import read_onnx
+from s2sr.models.serialize import export_header, onnx_bytes
 
 log = logging.getLogger(__name__)
 

@@ -30,16 +30,16 @@ from torch import nn
 
 from s2sr.core.errors import InputNotFoundError, UsageError, WeightsError
 from s2sr.models.bounds import show
-from s2sr.models.export import (
+from s2sr.models.header import MAX_KEYS, check_mapping, parse_sha256, parse_spec, spec_error
+from s2sr.models.onnx_graph import check_graph
+from s2sr.models.registry import ModelSpec, expected_state, get_spec
+from s2sr.models.serialize import (
     EXPORT_FORMAT,
     EXPORT_VERSION,
     HEADER_ENTRY,
     OPSETS,
     WEIGHTS_ENTRY,
 )
-from s2sr.models.header import MAX_KEYS, check_mapping, parse_sha256, parse_spec, spec_error
-from s2sr.models.onnx_graph import check_graph
-from s2sr.models.registry import ModelSpec, expected_state, get_spec
 from s2sr.models.weights import MAX_FILE_BYTES, MAX_HEADER_BYTES, load_model
 
 KINDS: Final[tuple[str, ...]] = ("safetensors", "onnx", "torchscript")

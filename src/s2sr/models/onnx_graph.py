@@ -3,7 +3,7 @@
 An ONNX file is untrusted data that ONNX Runtime turns into allocations and file reads, so
 the graph is checked before any session is made (:func:`check_graph`):
 
-* operators: an allow-list (:data:`OPERATORS`) of those :func:`s2sr.models.export.onnx_bytes`
+* operators: an allow-list (:data:`OPERATORS`) of those :func:`s2sr.models.serialize.onnx_bytes`
   and the int8 quantiser (:mod:`s2sr.inference.quantize`, QDQ) emit, each with the
   attributes and attribute types it emits. Nothing that allocates from data
   (``ConstantOfShape``, ``Expand``, ``Tile``, ``Range``, ``Reshape``...), no subgraphs
