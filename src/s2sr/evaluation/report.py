@@ -14,7 +14,7 @@ method's outputs as one number per method (the mean over outputs of at least
 The parts: :mod:`s2sr.evaluation.scoring` (what can be evaluated together, the scores),
 :mod:`s2sr.evaluation.writer` (the report folder, its tables and figures) and
 :mod:`s2sr.evaluation.scenes` (whole scenes read and checked); this module runs the three
-forms of ``s2sr evaluate``. Their public names are importable from here as before.
+forms of ``s2sr evaluate`` (its dataset, scene and consistency subcommands).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from s2sr.data.dataset import PairDataset
 from s2sr.evaluation.consistency import back_project, consistency
 from s2sr.evaluation.metrics import Conventions
 from s2sr.evaluation.opensr_report import metric_lines, scene_metrics
-from s2sr.evaluation.scenes import MAX_SCENE_PIXELS, check_grids, read_checked
+from s2sr.evaluation.scenes import check_grids, read_checked
 from s2sr.evaluation.scoring import (
     BASELINES,
     CONSISTENCY_ITERATIONS,
@@ -51,10 +51,7 @@ from s2sr.io.outputs import check_output_dir
 from s2sr.io.scene import open_scene
 from s2sr.models import get_spec, load_model
 
-__all__ = [  # the parts are defined in scoring, writer and scenes; importable from here
-    "BASELINES", "CONSISTENCY_ITERATIONS", "MAX_SCENE_PIXELS", "ReportWriter",
-    "evaluate_consistency", "evaluate_models", "evaluate_scene", "staged_report",
-]
+__all__ = ["evaluate_consistency", "evaluate_models", "evaluate_scene"]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +99,25 @@ def evaluate_models(
         if not any(r["kind"] in chosen for r in ds.rows):
             log.warning("%s has no accepted '%s' pairs of kind %s: it adds nothing to the "
                         "report", root, split, ", ".join(chosen))
+    by_kind = _items_by_kind(sets, chosen, bands)
+    final = Path(out)
+    with staged_report(final, overwrite, inputs) as tmp:
+        report = ReportWriter(tmp, conv or Conventions(), bands, note)
+        for kind, items in sorted(by_kind.items()):
+            scale = chosen[kind]
+            report.conv = (conv or Conventions()).resolve(scale) \
+                if (conv is None or conv.crop is None) else conv
+            mine = {n: m for n, m in models.items() if get_spec(m).scale == scale}
+            preds = _score_kind(report, kind, items, scale, mine, with_consistency)
+            if figures:
+                write_figures(report, kind, items, preds, list(mine), bands)
+        report.write()
+    return final / "report.md"
+
+
+def _items_by_kind(sets: Sequence[PairDataset], chosen: Mapping[str, int],
+                   bands: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The chosen kinds' patches, each cut to ``bands`` (in the models' order)."""
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for ds in sets:
         pairs = ds.store.pairs
@@ -113,37 +129,33 @@ def evaluate_models(
             idx = [have.index(b) for b in bands]  # _plan checked every pair has them
             item = {**item, "lr": item["lr"][idx], "hr": item["hr"][idx]}
             by_kind.setdefault(item["kind"], []).append(item)
-    final = Path(out)
-    with staged_report(final, overwrite, inputs) as tmp:
-        report = ReportWriter(tmp, conv or Conventions(), bands, note)
-        for kind, items in sorted(by_kind.items()):
-            scale = chosen[kind]
-            c = (conv or Conventions()).resolve(scale) if (conv is None or conv.crop is None) \
-                else conv
-            report.conv = c
-            preds: dict[str, list[np.ndarray]] = {}
-            mine = {n: m for n, m in models.items() if get_spec(m).scale == scale}
-            for item in items:
-                lr, hr = item["lr"].numpy(), item["hr"].numpy()
-                for method in BASELINES:
-                    pred = upsample(lr, scale, method)
-                    report.add(method, kind, item["patch_id"], scores(pred, hr, lr, scale, c))
-                    report.add_artefact(method, pred)
-                    preds.setdefault(method, []).append(pred)
-                for name, model in mine.items():
-                    variants = [(name, False)] + ([(f"{name} +consistency", True)]
-                                                  if with_consistency else [])
-                    for label, consistent in variants:
-                        pred = predict_patch(model, lr, consistent)
-                        report.add(label, kind, item["patch_id"],
-                                   scores(pred, hr, lr, scale, c))
-                        if not consistent:
-                            preds.setdefault(label, []).append(pred)
-                            report.add_artefact(label, pred)
-            if figures:
-                write_figures(report, kind, items, preds, list(mine), bands)
-        report.write()
-    return final / "report.md"
+    return by_kind
+
+
+def _score_kind(report: ReportWriter, kind: str, items: list[dict[str, Any]], scale: int,
+                mine: Mapping[str, torch.nn.Module], with_consistency: bool
+                ) -> dict[str, list[np.ndarray]]:
+    """Score the baselines and the models of ``scale`` on one kind's patches (with
+    ``report.conv``); returns each method's outputs, for the figures."""
+    c = report.conv
+    preds: dict[str, list[np.ndarray]] = {}
+    for item in items:
+        lr, hr = item["lr"].numpy(), item["hr"].numpy()
+        for method in BASELINES:
+            pred = upsample(lr, scale, method)
+            report.add(method, kind, item["patch_id"], scores(pred, hr, lr, scale, c))
+            report.add_artefact(method, pred)
+            preds.setdefault(method, []).append(pred)
+        for name, model in mine.items():
+            variants = [(name, False)] + ([(f"{name} +consistency", True)]
+                                          if with_consistency else [])
+            for label, consistent in variants:
+                pred = predict_patch(model, lr, consistent)
+                report.add(label, kind, item["patch_id"], scores(pred, hr, lr, scale, c))
+                if not consistent:
+                    preds.setdefault(label, []).append(pred)
+                    report.add_artefact(label, pred)
+    return preds
 
 
 def evaluate_scene(weights: str | os.PathLike[str], lr: str | os.PathLike[str],

@@ -110,10 +110,28 @@ class ReportWriter:
     def write(self) -> Path:
         """Write ``report.json``, ``report.csv`` and ``report.md``; returns the last."""
         summary = self.summary()
-        kinds = sorted({s["kind"] for s in summary})
-        methods = list(dict.fromkeys(s["method"] for s in summary))
-        table = {(s["method"], s["kind"]): s for s in summary}
         arts = self.artefact_means()
+        self._write_data(summary, arts)
+        kinds = sorted({s["kind"] for s in summary})
+        lines = ["# s2sr evaluation", ""]
+        if self.note:
+            lines += [self.note, ""]
+        lines += [f"Conventions: {self.conv.describe()}.", "",
+                  "## PSNR (dB) / SSIM (Table 2 layout)", "",
+                  "| method | " + " | ".join(f"{k} PSNR | {k} SSIM" for k in kinds) + " |",
+                  "|---|" + "---:|---:|" * len(kinds)]
+        lines += self._score_lines(summary, kinds)
+        lines += self._detail_lines(summary, arts)
+        if self.figures:
+            lines += ["", "## Figures", ""] + [f"- ![{f}]({f})" for f in self.figures]
+        if self.opensr:
+            lines += metric_lines(self.opensr)
+        path = self.out / "report.md"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def _write_data(self, summary: list[dict[str, Any]], arts: dict[str, float]) -> None:
+        """``report.json`` (everything) and ``report.csv`` (one row per method and kind)."""
         (self.out / "report.json").write_text(json.dumps({
             "conventions": {**self.conv.as_dict(), "description": self.conv.describe()},
             "note": self.note, "bands": self.bands, "summary": summary,
@@ -135,13 +153,13 @@ class ReportWriter:
                 row.update({f"ssim_{b}": v for b, v in zip(self.bands, s["ssim_bands"],
                                                            strict=True)})
                 writer.writerow(row)
-        lines = ["# s2sr evaluation", ""]
-        if self.note:
-            lines += [self.note, ""]
-        lines += [f"Conventions: {self.conv.describe()}.", "",
-                  "## PSNR (dB) / SSIM (Table 2 layout)", "",
-                  "| method | " + " | ".join(f"{k} PSNR | {k} SSIM" for k in kinds) + " |",
-                  "|---|" + "---:|---:|" * len(kinds)]
+
+    def _score_lines(self, summary: list[dict[str, Any]], kinds: list[str]) -> list[str]:
+        """The rows of the PSNR/SSIM table (best PSNR in bold) and the gain-over-bicubic
+        table."""
+        methods = list(dict.fromkeys(s["method"] for s in summary))
+        table = {(s["method"], s["kind"]): s for s in summary}
+        lines: list[str] = []
         best = {k: max(table[(m, k)]["psnr"] for m in methods if (m, k) in table)
                 for k in kinds}
         for m in methods:
@@ -163,6 +181,12 @@ class ReportWriter:
                 cells.append(f"{got['psnr'] - b['psnr']:+.2f} / {got['ssim'] - b['ssim']:+.4f}"
                              if got and b else "")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        return lines
+
+    def _detail_lines(self, summary: list[dict[str, Any]], arts: dict[str, float]
+                      ) -> list[str]:
+        """The consistency, per-band and artefact-score sections."""
+        lines: list[str] = []
         lines += ["", "## Consistency with the input", "",
                   "Output degraded back to the input grid (Gaussian MTF 0.3 + block mean) vs "
                   "the input: mean absolute error and bias (reflectance), spectral angle "
@@ -189,14 +213,7 @@ class ReportWriter:
             for m, v in arts.items():
                 verdict = "**over the threshold**" if v > ARTEFACT_THRESHOLD else "below"
                 lines.append(f"| {m} | {v:.3f} | {verdict} |")
-        if self.figures:
-            lines += ["", "## Figures", ""] + [f"- ![{f}]({f})" for f in self.figures]
-        if self.opensr:
-            lines += metric_lines(self.opensr)
-        path = self.out / "report.md"
-        path.write_text("\n".join(lines) + "\n")
-        return path
-
+        return lines
 
 def scores_text(s: dict[str, Any] | None) -> str:
     """A figure panel's scores: PSNR / SSIM when scored, else ""."""
