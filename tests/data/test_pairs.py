@@ -144,7 +144,7 @@ def test_interrupted_build_leaves_dataset_valid(simulated: tuple[Path, Path, dic
     _build(lr, hr, ds)
     before = (ds / "manifest.json").read_text()
     calls = {"n": 0}
-    import s2sr.data.pairs as pairs_module
+    import s2sr.data.pair_builder as pairs_module
 
     real_stats = pairs_module.patch_stats
 

@@ -2,9 +2,9 @@
 
 Each row of the CSV (columns ``lr``, ``hr``, and optionally ``site``, ``split``,
 ``lr_date``, ``hr_date`` or ``dates`` as ``LR/HR``) is one pair. Each pair is aligned and
-cut by :func:`s2sr.data.pairs.prepare_pair` (in this process, or as a task on a Dask
+cut by :func:`s2sr.data.pair_builder.prepare_pair` (in this process, or as a task on a Dask
 cluster), which leaves its arrays as temporaries in the dataset; this process alone
-commits them (:func:`s2sr.data.pairs.commit_prepared`: the arrays renamed and the
+commits them (:func:`s2sr.data.pair_builder.commit_prepared`: the arrays renamed and the
 manifest rewritten under the dataset's lock), one pair at a time as they finish. A pair
 that fails is reported and the others go on; a pair whose worker died is computed again.
 """
@@ -26,7 +26,7 @@ from s2sr.batch.many import SceneResult
 from s2sr.core.errors import InputNotFoundError, S2SRError, UsageError
 from s2sr.data.manifest import MAX_LABEL, check_text
 from s2sr.data.options import BuildOptions
-from s2sr.data.pairs import PreparedPair, commit_prepared, prepare_pair
+from s2sr.data.pair_builder import PreparedPair, commit_prepared, prepare_pair
 from s2sr.data.store import PairStore
 from s2sr.io.base import short_error
 

@@ -1,7 +1,7 @@
 """Paired datasets: pair building, degradation (Wald pairs), storage and the Dataset."""
 
 from s2sr.data.dataset import PairDataset
-from s2sr.data.pairs import BuildOptions, build_pair
+from s2sr.data.pair_builder import BuildOptions, build_pair
 from s2sr.data.store import PairStore
 from s2sr.data.validation import Thresholds
 from s2sr.data.wald import DegradeOptions, degrade_scene

@@ -1,4 +1,4 @@
-"""Options of pair building shared by ``s2sr pairs build`` (:mod:`s2sr.data.pairs`) and
+"""Options of pair building shared by ``s2sr pairs build`` (:mod:`s2sr.data.pair_builder`) and
 ``s2sr pairs degrade`` (:mod:`s2sr.data.wald`): the build options, their range checks, and
 the deterministic id of a scene pair.
 """
