@@ -14,7 +14,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from s2sr.core.errors import CheckpointError
 from s2sr.core.files import atomic_path
-from s2sr.training.config import TrainConfig
+from s2sr.training.schema import TrainConfig
 
 log = logging.getLogger(__name__)
 

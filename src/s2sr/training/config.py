@@ -40,23 +40,14 @@ from s2sr.models.registry import expected_state
 from s2sr.training.schedule import MOMENTUM_DIP
 from s2sr.training.schema import (
     PARTS,
-    DataConfig,
-    DegradationConfig,
     LossConfig,
     ModelConfig,
     OptimizerConfig,
-    SourceConfig,
-    StageConfig,
-    SyntheticConfig,
     TrainConfig,
 )
-from s2sr.training.yamlfile import MAX_CONFIG_BYTES, read_yaml, shown_key
+from s2sr.training.yamlfile import read_yaml, shown_key
 
-__all__ = [  # the dataclasses are defined in s2sr.training.schema; importable from here
-    "MAX_CONFIG_BYTES", "OPTIMIZERS", "PARTS", "PRECISIONS", "DataConfig", "DegradationConfig",
-    "LossConfig", "ModelConfig", "OptimizerConfig", "SourceConfig", "StageConfig",
-    "SyntheticConfig", "TrainConfig", "load_config", "validate",
-]
+__all__ = ["OPTIMIZERS", "PRECISIONS", "load_config", "validate"]
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
@@ -183,7 +174,15 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _number("data.workers", cfg.data.workers, 0, _MAX_WORKERS, integer=True)
     if cfg.data.max_val_patches is not None:
         _number("data.max_val_patches", cfg.data.max_val_patches, 1, 1_000_000, integer=True)
-    loss = cfg.loss
+    _check_loss(cfg.loss)
+    _check_optimizer(cfg.optimizer)
+    _check_stages(cfg)
+    _check_data_source(cfg)
+    return cfg
+
+
+def _check_loss(loss: LossConfig) -> None:
+    """The loss weights, the RGB scale and bands of the perceptual terms."""
     _number("loss.pixel", loss.pixel, 0, _MAX_WEIGHT)
     _number("loss.style_weight", loss.style_weight, 0, _MAX_WEIGHT)
     for part in ("feature", "style"):
@@ -193,7 +192,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if len(loss.rgb_bands) != 3:
         raise UsageError(f"loss.rgb_bands must name 3 bands (red, green, blue), got "
                          f"{shown(loss.rgb_bands)}")
-    opt = cfg.optimizer
+
+
+def _check_optimizer(opt: OptimizerConfig) -> None:
+    """The optimizer, its weight decay, betas and gradient clip."""
     if opt.name not in OPTIMIZERS:
         raise UsageError(f"optimizer.name must be adam or adamw, got {shown(opt.name)}")
     _number("optimizer.weight_decay", opt.weight_decay, 0, 1)
@@ -204,6 +206,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _number("optimizer.betas[1]", opt.betas[1], 0, 1, high_open=True)
     if opt.clip_grad_norm is not None:
         _number("optimizer.clip_grad_norm", opt.clip_grad_norm, 0, 1e6, low_open=True)
+
+
+def _check_stages(cfg: TrainConfig) -> None:
+    """Each stage: frozen parts, epochs, learning rate, patch and batch (and their product)."""
     if not cfg.stages:
         raise UsageError("stages must list at least one stage")
     if len(cfg.stages) > _MAX_STAGES:
@@ -228,6 +234,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                 f"{_MAX_BATCH_PIXELS}: lower {where}.patch or the batch size")
         if set(stage.freeze) == set(PARTS):
             raise UsageError(f"{where} freezes every part: nothing would train")
+
+
+def _check_data_source(cfg: TrainConfig) -> None:
+    """data.datasets or data.synthetic, and the synthetic sources' numbers."""
     syn = cfg.data.synthetic
     if syn is None and not cfg.data.datasets:
         raise UsageError("data.datasets must name at least one dataset folder (or use "
@@ -256,7 +266,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                 _number(f"{where}.offset", src.offset, -10, 10)
                 _number(f"{where}.weight", src.weight, 0, 1000, low_open=True)
         syn.degradation.as_range()
-    return cfg
 
 
 def load_config(path: str | os.PathLike[str], *, data_root: str | os.PathLike[str] | None = None,

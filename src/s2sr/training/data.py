@@ -17,7 +17,7 @@ from s2sr.core.errors import InputNotFoundError
 from s2sr.data.dataset import PairDataset
 from s2sr.data.synthetic import SyntheticPairs, panel_degradations
 from s2sr.io.base import SCENE_LOGGER
-from s2sr.training.config import TrainConfig
+from s2sr.training.schema import TrainConfig
 from s2sr.training.sources import load_source
 
 #: Target patch of synthetic pairs when a stage names none, and for validation (input

@@ -49,10 +49,11 @@ from s2sr.training.checkpoint import (
     load_checkpoint,
     restore_rng,
 )
-from s2sr.training.config import PRECISIONS, TrainConfig, validate
+from s2sr.training.config import PRECISIONS, validate
 from s2sr.training.data import SRDataModule, check_datasets, datasets
 from s2sr.training.metrics_file import MetricsFile
 from s2sr.training.module import SRModule, build_loss, build_network, stage_of
+from s2sr.training.schema import TrainConfig
 
 log = logging.getLogger(__name__)
 
