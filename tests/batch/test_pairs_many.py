@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from s2sr.batch.pairs import build_pairs, read_pairs_csv
+from s2sr.batch.many_pairs import build_pairs, read_pairs_csv
 from s2sr.cli.main import cli
 from s2sr.core.errors import UsageError
 from s2sr.data import BuildOptions, PairStore, build_pair

@@ -110,7 +110,7 @@ class TestNotes:
             assert not (tmp_path / "new").exists()
 
     def test_a_pairs_csv_site_is_checked_before_any_work(self, tmp_path: Path) -> None:
-        from s2sr.batch.pairs import read_pairs_csv
+        from s2sr.batch.many_pairs import read_pairs_csv
         from s2sr.data import BuildOptions
 
         for site, word in (('"a\nb"', "control character"), ("s" * 101, "101 characters"),

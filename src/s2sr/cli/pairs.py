@@ -137,7 +137,7 @@ def build(lr: Path | None, hr: Path | None, pairs_csv: Path | None, workers: int
         degrade_factor=degrade_factor,
     )
     if pairs_csv is not None:
-        from s2sr.batch.pairs import build_pairs
+        from s2sr.batch.many_pairs import build_pairs
 
         with terminate_raises():
             results = build_pairs(pairs_csv, dataset, opts, workers=workers,

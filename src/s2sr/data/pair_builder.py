@@ -102,7 +102,7 @@ def prepare_pair(lr: str | os.PathLike[str], hr: str | os.PathLike[str],
     """Everything :func:`build_pair` does but the commit: the pair's arrays stay
     temporaries in the dataset's ``arrays/`` (named after this process), for one writer
     to commit with :func:`commit_prepared` (many pairs on a Dask cluster,
-    :mod:`s2sr.batch.pairs`)."""
+    :mod:`s2sr.batch.many_pairs`)."""
     return cast(PreparedPair, _build_or_prepare(lr, hr, dataset, opts, commit=False))
 
 
