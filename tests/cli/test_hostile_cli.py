@@ -17,7 +17,7 @@ import pytest
 from affine import Affine
 
 from s2sr.core.errors import COMMAND_LINE_ENV, OutputExistsError
-from s2sr.inference.export import export_model
+from s2sr.inference.verified_export import export_model
 from support.cli import can_mount_tmpfs, no_ort, run_cli
 from support.rasters import UTM_TRANSFORM, field, texture, write_geotiff
 

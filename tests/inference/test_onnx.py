@@ -14,7 +14,7 @@ import torch
 from s2sr import predict
 from s2sr.core.errors import OutputExistsError, UsageError, WeightsError
 from s2sr.inference.backends import OnnxRuntimeBackend
-from s2sr.inference.export import Check, check_tolerance, compare, export_model
+from s2sr.inference.verified_export import Check, check_tolerance, compare, export_model
 from s2sr.models import file_sha256, get_spec, load_model, pretrained_path
 from s2sr.models.exported import read_onnx, sniff
 from s2sr.models.serialize import DEFAULT_OPSET, onnx_bytes

@@ -12,7 +12,6 @@ import rasterio
 
 from s2sr import predict
 from s2sr.core.errors import UsageError, WeightsError
-from s2sr.inference.export import export_model
 from s2sr.inference.quantize import (
     CALIBRATION_TILE,
     INT8_MAX,
@@ -26,6 +25,7 @@ from s2sr.inference.quantize import (
     sample_reflectance,
     with_header,
 )
+from s2sr.inference.verified_export import export_model
 from s2sr.models import build_model, file_sha256, load_model
 from s2sr.models.exported import OnnxModel, read_onnx
 from support.rasters import texture, write_geotiff

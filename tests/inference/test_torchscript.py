@@ -17,7 +17,7 @@ import torch
 
 from s2sr import predict
 from s2sr.core.errors import UsageError, WeightsError
-from s2sr.inference.export import export_model
+from s2sr.inference.verified_export import export_model
 from s2sr.models import build_model, file_sha256, get_spec, load_model, save_model
 from s2sr.models.exported import load_torchscript, read_torchscript_header, sniff
 from s2sr.models.serialize import HEADER_ENTRY, WEIGHTS_ENTRY

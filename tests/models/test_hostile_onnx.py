@@ -34,8 +34,8 @@ from click.testing import CliRunner
 from s2sr import predict
 from s2sr.cli.main import cli
 from s2sr.core.errors import WeightsError
-from s2sr.inference.export import export_model
 from s2sr.inference.quantize import int8_onnx
+from s2sr.inference.verified_export import export_model
 from s2sr.models import build_model, file_sha256, load_model, save_model
 from s2sr.models.exported import read_onnx
 from s2sr.models.onnx_graph import OPERATORS

@@ -534,7 +534,7 @@ def _archive(tmp_path: Path, replace: Callable[[str, bytes], bytes | None],
     through ``replace(name, data)`` (``None``: kept) and ``extra`` entries added."""
     import zipfile
 
-    from s2sr.inference.export import export_model
+    from s2sr.inference.verified_export import export_model
 
     torch.manual_seed(0)
     weights = save_model(build_model("edsr-tiny"), tmp_path / "w.safetensors")

@@ -38,7 +38,7 @@ def export(weights: Path, fmt: str, output: Path, opset: int | None, int8: bool,
     The file works as --weights of s2sr predict.
     """
     setup_logging(quiet)
-    from s2sr.inference.export import export_model
+    from s2sr.inference.verified_export import export_model
 
     result = export_model(weights, output, fmt, opset=opset, overwrite=overwrite, int8=int8)
     if quiet:

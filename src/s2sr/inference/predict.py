@@ -41,9 +41,9 @@ from s2sr.inference.backends import (
     torch_threads,
 )
 from s2sr.inference.engine import DnEncoding, TiledSuperResolver
-from s2sr.inference.export import onnx_backend
 from s2sr.inference.quantize import int8_onnx
 from s2sr.inference.tiling import TileLayout
+from s2sr.inference.verified_export import onnx_backend
 from s2sr.io.base import SCENE_LOGGER
 from s2sr.io.output_paths import make_parents, remove_made
 from s2sr.io.outputs import check_output_file
