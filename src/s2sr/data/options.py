@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from s2sr.core.bands import DEFAULT_BANDS
+from s2sr.core.checks import check_number
 from s2sr.core.constants import SCALES
 from s2sr.core.errors import UsageError
 from s2sr.data.degrade import SENSOR_MTF
@@ -54,18 +55,6 @@ def pair_id_for(lr: str | Path, hr: str | Path, kind: str, opts: BuildOptions) -
     return f"{stem(lr)}__{stem(hr)}__{digest}"
 
 
-def check_number(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False,
-                 allow_inf: bool = False) -> None:
-    """Refuse ``value`` unless it is a real number (not bool, not NaN) in the range
-    ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``; infinite only with ``allow_inf``)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) \
-        and not math.isnan(value) and (allow_inf or math.isfinite(value)) \
-        and (value > lo if lo_open else value >= lo) and value <= hi
-    if not ok:
-        bound = f"({lo:g}" if lo_open else f"[{lo:g}"
-        raise UsageError(f"{name} {value!r} is out of range: give a number in {bound}, {hi:g}]")
-
-
 #: Largest input patch side (pixels): a larger one would need gigabytes per block.
 MAX_PATCH = 1024
 
@@ -93,5 +82,5 @@ def check_build_options(opts: BuildOptions) -> None:
     check_patch_options(opts.patch, opts.stride, opts.cloud_buffer, min_patch=16)
     check_number("--max-days", opts.max_days, 0, math.inf, allow_inf=True)
     check_number("--max-cloud", opts.max_cloud, 0, 1)
-    check_number("Sentinel-2 MTF", opts.lr_mtf, 0, 1, lo_open=True)
-    check_number("reference MTF", opts.hr_mtf, 0, 1, lo_open=True)
+    check_number("Sentinel-2 MTF", opts.lr_mtf, 0, 1, low_open=True)
+    check_number("reference MTF", opts.hr_mtf, 0, 1, low_open=True)

@@ -46,7 +46,6 @@ from s2sr.data.options import (
     MAX_PATCH,
     BuildOptions,
     check_build_options,
-    check_number,
     check_patch_options,
     pair_id_for,
 )
@@ -58,7 +57,7 @@ from s2sr.io.outputs import check_output_dir
 
 __all__ = [  # the options are defined in s2sr.data.options; importable from here as before
     "BLOCK_PATCHES", "MAX_PATCH", "BuildOptions", "ScenePair", "build_pair",
-    "check_build_options", "check_number", "check_patch_options", "estimate_alignment",
+    "check_build_options", "check_patch_options", "estimate_alignment",
     "fit_radiometry", "pair_id_for",
 ]
 

@@ -31,6 +31,7 @@ import yaml
 from lightning.pytorch.plugins import MixedPrecision
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from s2sr.core.checks import check_choice, check_epoch_scale
 from s2sr.core.errors import (
     CheckpointError,
     DataError,
@@ -64,9 +65,7 @@ def lightning_precision(precision: str, device_type: str) -> tuple[str | None, l
     to bf16 on its own) through an explicit :class:`MixedPrecision` plugin with a
     gradient scaler; bf16 needs no scaler; fp32 runs without autocast.
     """
-    name = PRECISIONS.get(precision)
-    if name is None:
-        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    name = PRECISIONS[check_choice("precision", precision, PRECISIONS)]
     if name == "16-mixed":
         return None, [MixedPrecision("16-mixed", device_type)]
     return name, []
@@ -428,8 +427,7 @@ def _restart_validation(checkpoint: dict[str, Any]) -> None:
 def train(cfg: TrainConfig, run_dir: str | os.PathLike[str], *, resume: bool = False,
           epoch_scale: float = 1.0, progress: bool | None = None) -> Path:
     """Run an experiment (see :class:`Trainer`); ``epoch_scale`` shrinks every stage."""
-    if not (epoch_scale > 0 and math.isfinite(epoch_scale)) or epoch_scale > 1e4:
-        raise UsageError(f"--epoch-scale must be a number in (0, 10000], got {epoch_scale}")
+    check_epoch_scale(epoch_scale)
     if epoch_scale != 1.0:
         cfg = validate(cfg.scaled(epoch_scale))
     return Trainer(cfg, run_dir, resume=resume, progress=progress).run()
