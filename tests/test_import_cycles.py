@@ -260,7 +260,7 @@ def test_command_line_starts_without_heavy_modules() -> None:
 
 #: Names the split modules had before their parts moved out: still importable from there.
 FORMER_NAMES = {
-    "s2sr.data.store": ["DN_SCALE", "FORMAT", "FORMAT_VERSION", "LOCK_NAME", "MAX_PATCH",
+    "s2sr.data.store": ["FORMAT", "FORMAT_VERSION", "LOCK_NAME", "MAX_PATCH",
                         "STATUSES", "NpyWriter", "PairStore", "effective_status",
                         "patch_rows", "transform_tuple", "validate_decisions",
                         "validate_manifest"],

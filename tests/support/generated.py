@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
+from s2sr.core.dn import DN_SCALE
 from s2sr.data.manifest import patch_rows
-from s2sr.data.store import DN_SCALE, PairStore
+from s2sr.data.store import PairStore
 from s2sr.data.validation import Thresholds
 
 BANDS = ("B02", "B03", "B04", "B08")

@@ -21,8 +21,9 @@ import torch
 from affine import Affine
 from torch.utils.data import Dataset
 
+from s2sr.core.dn import from_scaled
 from s2sr.core.errors import UsageError
-from s2sr.data.store import DN_SCALE, PairStore
+from s2sr.data.store import PairStore
 
 ACCEPTED = ("auto-accepted", "accepted")
 
@@ -106,8 +107,8 @@ class PairDataset(Dataset[dict[str, Any]]):
             gen = torch.Generator().manual_seed(
                 (self.seed * 1_000_003 + self.epoch * 10_007 + index) % (2**63))
         lr_all, hr_all = self._pair(row["pair_id"])
-        lr = np.asarray(lr_all[row["index"]], np.float32) / DN_SCALE
-        hr = np.asarray(hr_all[row["index"]], np.float32) / DN_SCALE
+        lr = from_scaled(np.asarray(lr_all[row["index"]]))
+        hr = from_scaled(np.asarray(hr_all[row["index"]]))
         pick = self._band_index.get(row["pair_id"])
         if pick is not None:
             lr, hr = lr[pick], hr[pick]

@@ -45,7 +45,6 @@ from typing import Any
 
 import numpy as np
 
-from s2sr.core.dn import DN_SCALE
 from s2sr.core.errors import DataError, InputNotFoundError, UsageError
 from s2sr.core.files import replace_all, sweep_stale_temps, write_atomic
 from s2sr.data.arrays import NpyWriter, load_patch_array
@@ -67,8 +66,8 @@ from s2sr.data.manifest import (
 )
 from s2sr.data.storefiles import stage, stage_csv
 
-__all__ = [  # the manifest's names are defined in s2sr.data.manifest, DN_SCALE in s2sr.core.dn
-    "DN_SCALE", "FORMAT", "FORMAT_VERSION", "LOCK_NAME", "MAX_NOTE", "MAX_PATCH", "STATUSES",
+__all__ = [  # the manifest's names are defined in s2sr.data.manifest
+    "FORMAT", "FORMAT_VERSION", "LOCK_NAME", "MAX_NOTE", "MAX_PATCH", "STATUSES",
     "NpyWriter", "PairStore", "effective_status", "patch_rows", "transform_tuple",
     "validate_decisions", "validate_manifest",
 ]

@@ -40,11 +40,12 @@ from scipy import ndimage
 from torch.utils.data import Dataset
 
 from s2sr.core.constants import SCALES
+from s2sr.core.dn import DN_SCALE
 from s2sr.core.errors import UsageError
 from s2sr.data.degrade import block_mean, blur, degradation_sigma, kernel_radius
 
 #: Reflectance quantisation of Sentinel-2 products (DN = reflectance x 10000).
-QUANTUM = 1e-4
+QUANTUM = 1.0 / DN_SCALE
 #: Contrast and additive offset (reflectance) of the simulated haze (see the module doc).
 HAZE_GAIN = (0.35, 1.0)
 HAZE_OFFSET = (0.0, 0.35)

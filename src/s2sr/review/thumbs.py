@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from s2sr.core.dn import from_scaled
 from s2sr.core.errors import UsageError
 from s2sr.core.files import write_atomic
-from s2sr.data.store import DN_SCALE
 from s2sr.review.catalog import Catalog
 
 #: Bumped when the rendering changes, so that disk caches are not reused across it.
@@ -99,11 +99,11 @@ def render(lr_dn: np.ndarray, hr_dn: np.ndarray, bands: list[str], view: str, mo
     """
     pick, tops = band_pick(bands, mode)
     side = hr_dn.shape[-1]
-    hr = np.asarray(hr_dn[pick], np.float32) / DN_SCALE
+    hr = from_scaled(np.asarray(hr_dn[pick]))
     if view == "hr":
         rgb = to_rgb(hr, tops)
     else:
-        lr_up = enlarge(np.asarray(lr_dn[pick], np.float32) / DN_SCALE, side)
+        lr_up = enlarge(from_scaled(np.asarray(lr_dn[pick])), side)
         rgb = to_rgb(lr_up, tops) if view == "lr" else diverging((hr - lr_up).mean(axis=0))
     image = Image.fromarray(rgb, mode="RGB")
     if size == "thumb" and side > THUMB:
