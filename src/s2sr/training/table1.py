@@ -4,17 +4,17 @@
 :mod:`s2sr.training.standins`) under ``RUNS/data``, trains the nine configurations of
 ``configs/table1`` into ``RUNS/<experiment>`` (1.1 before 1.2 and 1.3, ...), skipping
 finished runs and resuming interrupted ones, then writes the Table 2 report with
-``s2sr evaluate`` into ``RUNS/report``.
+``s2sr evaluate dataset`` into ``RUNS/report``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from importlib import resources
 from pathlib import Path
 
+from s2sr.core.checks import check_epoch_scale
 from s2sr.core.errors import InputNotFoundError, UsageError
 from s2sr.evaluation.report import evaluate_models
 from s2sr.io.outputs import check_output_dir
@@ -70,8 +70,7 @@ def run_table1(out: Path, *, shared: Path, configs: Path | None = None,
                prepare_only: bool = False, progress: bool = False) -> Path | None:
     """Prepare data, train the experiments in order and write the report."""
     only = check_only(only)
-    if not (epoch_scale > 0 and math.isfinite(epoch_scale)) or epoch_scale > 1e4:
-        raise UsageError(f"--epoch-scale must be a number in (0, 10000], got {epoch_scale}")
+    check_epoch_scale(epoch_scale)
     check_output_dir(out, overwrite=True, inputs=[shared])
     configs = check_configs(configs or default_configs(), only)
     # every config is read and checked before hours of data preparation and training
