@@ -185,3 +185,30 @@ def test_the_commands_the_readme_gives_for_make_targets_are_their_recipes() -> N
              if command not in steps.get(target, "")]
     assert wrong == []
     assert recipes("x: y\n\tpython -m pytest -q\n\nz:\n")["x"] == "\tpython -m pytest -q\n"
+
+
+def unresolved_imports(text: str) -> list[str]:
+    """``from s2sr... import a, b`` lines in code blocks whose module or names do not exist."""
+    missing = []
+    for block in re.findall(r"^```python\n(.*?)^```", text, re.S | re.M):
+        for module_name, names in re.findall(r"^\s*from (s2sr[\w.]*) import ([\w, ]+)$", block,
+                                             re.M):
+            base = ROOT / "src" / Path(*module_name.split("."))
+            module = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+            for name in (n.strip() for n in names.split(",")):
+                if not module.exists() or not _defines(module, name):
+                    missing.append(f"from {module_name} import {name}")
+    return missing
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_imports_of_the_examples_exist(doc: Path) -> None:
+    missing = unresolved_imports(doc.read_text(encoding="utf-8"))
+    assert not missing, f"{doc.name}: " + "; ".join(missing)
+
+
+def test_a_wrong_import_in_an_example_is_found() -> None:
+    text = ("```python\nfrom s2sr.models import build_model, gone\nfrom s2sr.nowhere import x\n"
+            "```\n")
+    assert unresolved_imports(text) == ["from s2sr.models import gone",
+                                        "from s2sr.nowhere import x"]
