@@ -4,20 +4,17 @@ The mechanics every writer uses (the output *policy*, what may be written where,
 :mod:`s2sr.io.outputs`):
 
 * :func:`temp_path`: a hidden temporary name beside the final one, unique per call (process
-  id *and* a random token), so two writers in one process never share it;
-* :func:`temporary`: a temporary that the block fills and the caller renames later; removed
-  if the block fails;
-* :func:`atomic_path` / :func:`write_atomic`: a file written through a temporary and renamed
-  into place (``os.replace``) once complete; the temporary never outlives a failure (a full
-  disk, an exception, Ctrl-C);
-* :func:`atomic_folder`: the same for a folder (a report), replacing an old one in one rename;
-* :func:`publish`: a finished temporary to its final name, never replacing a file unless asked;
-* :func:`replace_all`: rename several finished temporaries; those not renamed are removed;
-* :func:`sweep_stale_temps`: removes the temporaries of processes that no longer run (left
-  by ``kill -9`` or a power cut), so they never pile up;
-* :func:`exclusive_output`: an advisory lock file next to an output, so two concurrent runs
-  writing the same output cannot both succeed; :func:`sweep_stale_locks` removes the lock
-  files nobody holds;
+  id and a random token); :func:`temporary`: one the block fills, removed if it fails;
+* :func:`atomic_path` / :func:`write_atomic` / :func:`atomic_folder`: a file or folder
+  written through a temporary and renamed into place once complete; the temporary never
+  outlives a failure (a full disk, an exception, Ctrl-C);
+* :func:`publish` (never replacing a file unless asked), :func:`replace_all` (several
+  finished temporaries; those not renamed are removed);
+* :func:`sweep_stale_temps` / :func:`sweep_stale_locks`: what killed processes left;
+* :func:`exclusive_output`: a lock file beside an output, so two concurrent runs writing
+  the same output cannot both succeed;
+* :func:`make_parents` / :func:`remove_made`: missing output folders made, and taken away
+  again on failure; :func:`normal_permissions`: the umask's permissions on what s2sr wrote;
 * :func:`is_disk_full` / :func:`disk_full_error`: a full disk recognised and reported once.
 """
 
@@ -343,3 +340,56 @@ def disk_full_error(path: str | os.PathLike[str]) -> DiskFullError:
     folder = Path(path).parent
     return DiskFullError(f"the disk holding {folder} is full while writing {Path(path).name}: "
                          "free some space or write to another disk; nothing was left behind")
+
+
+def make_parents(path: str | os.PathLike[str]) -> list[Path]:
+    """Make the missing folders above the output file ``path``.
+
+    Returns:
+        The folders made, outermost first: :func:`remove_made` takes them away again if
+        the write fails, so that a failed command leaves nothing.
+    """
+    missing: list[Path] = []
+    folder = Path(path).parent
+    while not (folder.exists() or folder.is_symlink()) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    made: list[Path] = []
+    try:
+        for f in reversed(missing):
+            f.mkdir()
+            made.append(f)
+    except BaseException:
+        remove_made(made)
+        raise
+    return made
+
+
+def remove_made(folders: Iterable[Path]) -> None:
+    """Remove folders :func:`make_parents` made, innermost first, if they are empty."""
+    for f in reversed(list(folders)):
+        with contextlib.suppress(OSError):
+            f.rmdir()
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _LOCAL_LOCK:  # read by setting it: the stricter 0o077 for that instant
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def normal_permissions(path: str | os.PathLike[str]) -> None:
+    """Give a file s2sr wrote the permissions of any new file here (0o666 less the umask).
+
+    Some writers (safetensors) create their files 0o600, readable by their owner alone; a
+    weights file, like every other output, is meant to be shared as the umask allows.
+    """
+    os.chmod(path, 0o666 & ~_umask())

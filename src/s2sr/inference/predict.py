@@ -24,7 +24,7 @@ from s2sr.core.errors import (
     UsageError,
     WeightsError,
 )
-from s2sr.core.files import exclusive_output
+from s2sr.core.files import exclusive_output, make_parents, remove_made
 from s2sr.core.version import __version__
 from s2sr.inference.adapt import adapt_for_run, check_options
 from s2sr.inference.backends import (
@@ -45,7 +45,6 @@ from s2sr.inference.quantize import int8_onnx
 from s2sr.inference.tiling import TileLayout
 from s2sr.inference.verified_export import onnx_backend
 from s2sr.io.base import SCENE_LOGGER
-from s2sr.io.output_paths import make_parents, remove_made
 from s2sr.io.outputs import check_output_file
 from s2sr.io.scene import GeoMeta, Scene, open_scene
 from s2sr.io.writer import ALL_CPUS, RasterWriter, block_size_for, carried_tags, output_meta

@@ -6,7 +6,8 @@ file where a folder is wanted (and the reverse), a missing parent folder, a name
 UTF-8, or an output that is one of the inputs are refused with or without it.
 
 * :func:`check_output_file` / :func:`check_output_dir`: the checks of one output;
-* :func:`check_not_input`, :func:`check_utf8_name`: two of them on their own.
+* :func:`check_not_input`, :func:`check_utf8_name`, :func:`check_creatable`: three of them
+  on their own (the last: a missing output folder that could not be made).
 
 How the files are then written (temporaries, atomic renames, locks, clean-up) is
 :mod:`s2sr.core.files`; signals are :mod:`s2sr.core.signals`.
@@ -20,7 +21,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from s2sr.core.errors import OutputExistsError, UsageError
-from s2sr.io.output_paths import check_creatable
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -64,6 +64,29 @@ def check_utf8_name(path: Path) -> Path:
     return path
 
 
+def check_creatable(folder: str | os.PathLike[str]) -> Path:
+    """Refuse a missing output folder that could not be made: the nearest existing folder
+    above it must be a writable folder (not a file, nor a broken link).
+
+    Returns:
+        ``folder`` as a :class:`Path`.
+    """
+    f = Path(folder)
+    above = f
+    while not (above.exists() or above.is_symlink()) and above != above.parent:
+        above = above.parent
+    if above.is_symlink() and not above.exists():
+        raise UsageError(f"output folder {f} cannot be made: {above} is a broken link; "
+                         "choose another output path")
+    if above.exists() and not above.is_dir():
+        raise UsageError(f"output folder {f} cannot be made: {above} is a file, not a "
+                         "folder; choose another output path")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise UsageError(f"output folder {f} cannot be made: {above} is not writable; "
+                         "choose another output path")
+    return f
+
+
 def check_output_file(
     path: str | os.PathLike[str], overwrite: bool,
     inputs: Iterable[str | os.PathLike[str] | None] = (), *, create_parent: bool = False,
@@ -75,7 +98,7 @@ def check_output_file(
         overwrite: allow replacing an existing file.
         inputs: the command's inputs; the output may be none of them (or inside one).
         create_parent: a missing parent folder is made when the file is written
-            (:func:`s2sr.io.output_paths.make_parents`; checked here that it can be);
+            (:func:`s2sr.core.files.make_parents`; checked here that it can be);
             otherwise it is refused.
 
     Returns:

@@ -18,8 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from s2sr.core.errors import InputNotFoundError, UsageError, WeightsError
-from s2sr.core.files import atomic_path
-from s2sr.io.output_paths import normal_permissions
+from s2sr.core.files import atomic_path, normal_permissions
 from s2sr.models.bounds import show
 from s2sr.models.header import parse_spec, spec_error, spec_header
 from s2sr.models.registry import ModelSpec, build_spec, expected_state, get_spec
