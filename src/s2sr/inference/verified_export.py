@@ -23,10 +23,16 @@ import torch
 from torch import nn
 
 from s2sr.core.errors import UsageError, WeightsError
-from s2sr.core.files import atomic_path, disk_full_error, exclusive_output, is_disk_full
+from s2sr.core.files import (
+    atomic_path,
+    disk_full_error,
+    exclusive_output,
+    is_disk_full,
+    make_parents,
+    remove_made,
+)
 from s2sr.inference.backends import OnnxRuntimeBackend, TorchBackend
 from s2sr.inference.quantize import INT8_MAX, INT8_P99, int8_onnx
-from s2sr.io.output_paths import make_parents, remove_made
 from s2sr.io.outputs import check_output_file
 from s2sr.models import get_spec, load_model
 from s2sr.models.exported import sniff
