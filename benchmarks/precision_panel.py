@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from s2sr.core.constants import SCALES
 from s2sr.evaluation.panel import (
     MAX_PANEL_PIXELS,
     artefact_rows,
@@ -110,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "scenes under --shared]")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "int8"],
                         choices=list(BACKEND))
-    parser.add_argument("--scales", nargs="+", type=int, default=[2, 4], choices=[2, 4])
+    parser.add_argument("--scales", nargs="+", type=int, default=list(SCALES), choices=SCALES)
     parser.add_argument("--crop", type=int, default=None,
                         help="keep the top-left N x N pixels of each scene (smoke run)")
     parser.add_argument("--threads", type=int, default=None,

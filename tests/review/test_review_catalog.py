@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from s2sr.core.constants import PATCH_STATS
 from s2sr.core.errors import UsageError
 from s2sr.data import PairDataset, PairStore
-from s2sr.review.catalog import STATS, Catalog, Query
+from s2sr.review.catalog import Catalog, Query
 from support.review import manifest_rows, rebuild
 
 
@@ -131,4 +132,4 @@ def test_decisions_survive_a_rebuild(built: Path) -> None:
 def test_nan_statistics_are_json_null(generated: Path) -> None:
     cat = Catalog(generated)
     for row in cat.page(Query(limit=50))["rows"]:
-        assert all(row[s] is None or math.isfinite(row[s]) for s in STATS)
+        assert all(row[s] is None or math.isfinite(row[s]) for s in PATCH_STATS)

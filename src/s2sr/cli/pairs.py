@@ -11,6 +11,7 @@ import click
 from s2sr.cli.common import handle_errors, setup_logging
 from s2sr.cli.options import F, output_opt
 from s2sr.core.bands import normalize_band_name
+from s2sr.core.constants import SCALES
 from s2sr.core.errors import UsageError
 from s2sr.core.signals import terminate_raises
 
@@ -94,7 +95,8 @@ def pairs() -> None:
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="With --pairs: use an existing Dask cluster (e.g. tcp://host:8786).")
 @common
-@click.option("--scale", type=click.Choice(["2", "4"]), default="2", show_default=True)
+@click.option("--scale", type=click.Choice([str(s) for s in SCALES]), default="2",
+              show_default=True)
 @click.option("--band-map", default=None,
               help="Reference bands: a preset (rapideye, planetscope4, planetscope8, spot, "
                    "rgbn) or B02=1,B03=2,B04=3,B08=5 [default: from band descriptions].")
@@ -160,7 +162,7 @@ def build(lr: Path | None, hr: Path | None, pairs_csv: Path | None, workers: int
 @pairs.command()
 @click.argument("scene", type=click.Path(path_type=Path))
 @common
-@click.option("--scale", type=click.Choice(["2", "4"]), default=None,
+@click.option("--scale", type=click.Choice([str(s) for s in SCALES]), default=None,
               help="Input/target pixel ratio [default: 2, or from --levels].")
 @click.option("--levels", default=None,
               help="INPUT,TARGET pixel sizes in metres, e.g. 20,10 [default: target = the "
