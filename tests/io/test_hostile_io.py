@@ -31,7 +31,8 @@ from s2sr.core.errors import (
     UnsafeInputError,
     UsageError,
 )
-from s2sr.io import open_scene, parse_safe_metadata
+from s2sr.io.safe_metadata import parse_safe_metadata
+from s2sr.io.scene import open_scene
 from support.rasters import UTM_TRANSFORM, field, make_safe, write_geotiff
 
 SECRET = b"S2SR-TOP-SECRET-" * 64

@@ -24,7 +24,7 @@ from s2sr.bands import DEFAULT_BANDS, parse_baseline
 from s2sr.cli.main import cli
 from s2sr.core.errors import BandError, DataError, StacError
 from s2sr.core.safe_text import printable
-from s2sr.io import open_scene
+from s2sr.io.scene import open_scene
 from s2sr.io.stac import open_stac_item
 from support.rasters import field, make_safe, write_geotiff
 from support.shared import SENTINEL2, needs_shared

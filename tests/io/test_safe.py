@@ -14,7 +14,8 @@ from rasterio.windows import Window
 
 from s2sr import predict
 from s2sr.core.errors import UnsafeArchiveError
-from s2sr.io import open_scene, parse_safe_metadata
+from s2sr.io.safe_metadata import parse_safe_metadata
+from s2sr.io.scene import open_scene
 from support.rasters import field, make_safe, write_geotiff
 
 

@@ -10,7 +10,7 @@ from rasterio.windows import Window
 
 from s2sr.core.bands import normalize_band_name
 from s2sr.core.errors import BandError, DataError, InputNotFoundError, UsageError
-from s2sr.io import open_scene
+from s2sr.io.scene import open_scene
 from support.rasters import field, write_geotiff
 
 

@@ -12,7 +12,8 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 import s2sr.io.writer as writer_module
-from s2sr.io import GeoMeta, RasterWriter
+from s2sr.io.base import GeoMeta
+from s2sr.io.writer import RasterWriter
 from support.rasters import UTM_TRANSFORM, field
 
 

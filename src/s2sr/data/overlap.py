@@ -21,9 +21,10 @@ from s2sr.core.errors import DataError
 from s2sr.data.bandmap import parse_band_map, resolve_band_map
 from s2sr.data.masks import band_cloud_mask, scl_mask
 from s2sr.data.options import BuildOptions
+from s2sr.io.base import Scene
 from s2sr.io.nodata import valid_mask
 from s2sr.io.raster import Resampling, open_reference, warped
-from s2sr.io.scene import Scene, open_scene
+from s2sr.io.scene import open_scene
 
 
 def _find_scl(lr: Path) -> Path | None:

@@ -14,8 +14,9 @@ import numpy as np
 from rasterio.windows import Window
 
 from s2sr.core.errors import DataError, UsageError
+from s2sr.io.base import GeoMeta
 from s2sr.io.nodata import valid_mask
-from s2sr.io.scene import GeoMeta, open_scene
+from s2sr.io.scene import open_scene
 
 #: Largest scene the scene and consistency forms read whole (output pixels per band).
 MAX_SCENE_PIXELS = 10_000 * 10_000

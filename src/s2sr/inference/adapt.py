@@ -46,7 +46,7 @@ from s2sr.data.synthetic import (
     psf_margin,
 )
 from s2sr.inference.adapt_sources import read_sources
-from s2sr.io.scene import Scene
+from s2sr.io.base import Scene
 from s2sr.losses.pixel import PixelLoss
 from s2sr.models import get_spec
 from s2sr.models.header import spec_header

@@ -44,9 +44,9 @@ from s2sr.inference.engine import DnEncoding, TiledSuperResolver
 from s2sr.inference.quantize import int8_onnx
 from s2sr.inference.tiling import TileLayout
 from s2sr.inference.verified_export import onnx_backend
-from s2sr.io.base import SCENE_LOGGER
+from s2sr.io.base import SCENE_LOGGER, GeoMeta, Scene
 from s2sr.io.outputs import check_output_file
-from s2sr.io.scene import GeoMeta, Scene, open_scene
+from s2sr.io.scene import open_scene
 from s2sr.io.writer import ALL_CPUS, RasterWriter, block_size_for, carried_tags, output_meta
 from s2sr.models import ModelSpec, file_sha256, get_spec, load_model, pretrained_path
 from s2sr.models.device import (

@@ -15,29 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from s2sr.core.errors import DataError, RasterReadError, UnsafeArchiveError
-from s2sr.io.archive import (
-    MAX_COMPRESSION_RATIO,
-    MAX_ENTRIES,
-    MAX_ENTRY_BYTES,
-    check_zip_entries,
-    check_zip_infos,
-)
+from s2sr.io.archive import check_zip_infos
 from s2sr.io.bandfolder import band_files, open_band_files
 from s2sr.io.base import Scene
 from s2sr.io.processing_baseline import OFFSET_FIX, record_offsets, warn_unknown
-from s2sr.io.safe_metadata import (
-    MAX_ABS_OFFSET,
-    MAX_MTD_BYTES,
-    QUANTIFICATION_RANGE,
-    SafeMetadata,
-    parse_safe_metadata,
-)
-
-__all__ = [  # the metadata and archive checks, re-exported from where they used to live
-    "MAX_ABS_OFFSET", "MAX_COMPRESSION_RATIO", "MAX_ENTRIES", "MAX_ENTRY_BYTES",
-    "MAX_MTD_BYTES", "QUANTIFICATION_RANGE", "SafeMetadata", "check_zip_entries",
-    "check_zip_infos", "is_safe_folder", "open_safe", "parse_safe_metadata",
-]
+from s2sr.io.safe_metadata import MAX_MTD_BYTES, SafeMetadata, parse_safe_metadata
 
 _MTD_RE = re.compile(r"(?:^|/)MTD_MSIL(1C|2A)\.xml$")
 _IMG_RE = re.compile(r"GRANULE/[^/]+/IMG_DATA/(?:R10m/)?[^/]+\.jp2$")

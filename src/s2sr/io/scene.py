@@ -4,8 +4,7 @@
 :mod:`s2sr.io.safe`), a folder of per-band files (:mod:`s2sr.io.bandfolder`) or a multi-band
 raster (:mod:`s2sr.io.geotiff`). Each returns a :class:`Scene` (:mod:`s2sr.io.base`), whose
 :class:`GeoMeta` says where the pixels are and how DN map to reflectance
-(``reflectance = DN * gain + offset``). Scene, GeoMeta and SUPPORTED_DTYPES are importable
-from here as before.
+(``reflectance = DN * gain + offset``).
 """
 
 from __future__ import annotations
@@ -14,19 +13,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from s2sr.core.dn import SUPPORTED_DTYPES
 from s2sr.core.errors import InputNotFoundError, UsageError
-from s2sr.io.bandfolder import band_files, band_folder_files, is_s2_product_band, open_band_files
-from s2sr.io.base import BandRef, GeoMeta, Scene, build_scene
+from s2sr.io.bandfolder import band_files, band_folder_files, open_band_files
+from s2sr.io.base import Scene
 from s2sr.io.geotiff import open_geotiff
-from s2sr.io.processing_baseline import MAX_DN_OFFSET, check_dn_offset
+from s2sr.io.processing_baseline import check_dn_offset
 from s2sr.io.safe import is_safe_folder, open_safe
 from s2sr.io.stac import open_stac_item
-
-__all__ = [
-    "MAX_DN_OFFSET", "SUPPORTED_DTYPES", "BandRef", "GeoMeta", "Scene", "band_files",
-    "build_scene", "is_s2_product_band", "open_band_files", "open_geotiff", "open_scene",
-]
 
 
 def open_scene(
