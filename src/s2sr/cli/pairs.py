@@ -122,7 +122,8 @@ def build(lr: Path | None, hr: Path | None, pairs_csv: Path | None, workers: int
           degrade_factor: int) -> None:
     """Add one Sentinel-2 / reference scene pair (or the pairs of a CSV) to DATASET."""
     setup_logging(False)
-    from s2sr.data.pair_builder import BuildOptions, build_pair
+    from s2sr.data.options import BuildOptions
+    from s2sr.data.pair_builder import build_pair
 
     if (pairs_csv is None) == (lr is None or hr is None) or \
             (pairs_csv is not None and (lr is not None or hr is not None)):

@@ -42,24 +42,12 @@ from s2sr.data.dates import scene_date
 from s2sr.data.degrade import degrade
 from s2sr.data.manifest import patch_rows
 from s2sr.data.masks import band_cloud_mask, dilate
-from s2sr.data.options import (
-    MAX_PATCH,
-    BuildOptions,
-    check_build_options,
-    check_patch_options,
-    pair_id_for,
-)
+from s2sr.data.options import BuildOptions, check_build_options, pair_id_for
 from s2sr.data.overlap import ScenePair
 from s2sr.data.registration import ShiftEstimate
 from s2sr.data.stats import patch_stats
 from s2sr.data.store import PairStore
 from s2sr.io.outputs import check_output_dir
-
-__all__ = [  # the options are defined in s2sr.data.options; importable from here as before
-    "BLOCK_PATCHES", "MAX_PATCH", "BuildOptions", "ScenePair", "build_pair",
-    "check_build_options", "check_patch_options", "estimate_alignment",
-    "fit_radiometry", "pair_id_for",
-]
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ the automatic status and survives rebuilding because patch ids are deterministic
 characters (checked before anything is written); text from elsewhere (paths, labels, and
 notes written by older versions) is stored in a form every tool can read.
 
-The manifest's format, its georeferencing and its validation are :mod:`s2sr.data.manifest`
-(its names are importable from here as before). Everything read from the folder is
-validated on open, then array headers against the manifest before use; a damaged file is
-one :class:`~s2sr.core.errors.DataError` naming it and the fix.
+The manifest's format, its georeferencing and its validation are :mod:`s2sr.data.manifest`.
+Everything read from the folder is validated on open, then array headers against the
+manifest before use; a damaged file is one :class:`~s2sr.core.errors.DataError` naming it
+and the fix.
 """
 
 from __future__ import annotations
@@ -52,25 +52,15 @@ from s2sr.data.manifest import (
     FORMAT,
     FORMAT_VERSION,
     MAX_NOTE,
-    MAX_PATCH,
-    STATUSES,
     check_text,
     clean_strings,
     clean_text,
     effective_status,
-    patch_rows,
     read_json,
-    transform_tuple,
     validate_decisions,
     validate_manifest,
 )
 from s2sr.data.storefiles import stage, stage_csv
-
-__all__ = [  # the manifest's names are defined in s2sr.data.manifest
-    "FORMAT", "FORMAT_VERSION", "LOCK_NAME", "MAX_NOTE", "MAX_PATCH", "STATUSES",
-    "NpyWriter", "PairStore", "effective_status", "patch_rows", "transform_tuple",
-    "validate_decisions", "validate_manifest",
-]
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,10 @@ from s2sr.core.constants import PATCH_STATS, SCALES
 from s2sr.core.dn import to_int16_dn, to_reflectance
 from s2sr.core.errors import DataError, InputNotFoundError, UsageError
 from s2sr.data.degrade import SENSOR_MTF, block_mean, degradation_sigma, degrade
+from s2sr.data.manifest import patch_rows
 from s2sr.data.masks import band_cloud_mask, dilate
 from s2sr.data.options import BuildOptions, check_patch_options, pair_id_for
-from s2sr.data.store import PairStore, patch_rows
+from s2sr.data.store import PairStore
 from s2sr.data.validation import Thresholds
 from s2sr.io.nodata import valid_mask
 from s2sr.io.outputs import check_output_dir

@@ -22,7 +22,8 @@ from s2sr.core.bands import DEFAULT_BANDS
 from s2sr.core.constants import SCALES
 from s2sr.core.dn import from_scaled
 from s2sr.core.errors import InputNotFoundError
-from s2sr.data.pair_builder import BuildOptions, build_pair
+from s2sr.data.options import BuildOptions
+from s2sr.data.pair_builder import build_pair
 from s2sr.data.simulate import Perturbation, make_pair
 from s2sr.data.validation import Thresholds
 from s2sr.data.wald import DegradeOptions, degrade_scene
