@@ -246,3 +246,22 @@ def test_band_tables_agree() -> None:
     assert all(normalize_band_name(b) == b for b in BANDS)
     assert set(RGB_BANDS) < set(DEFAULT_BANDS) <= set(BANDS)
     assert nir_index(DEFAULT_BANDS) == DEFAULT_BANDS.index("B08")
+
+
+def test_the_rooms_refuse_out_of_range_values_with_the_one_check() -> None:
+    """Pairs thresholds and options, Wald degradation options, training configs and the
+    epoch scale all say it the same way (each had its own copy, with its own wording)."""
+    from s2sr.data.options import BuildOptions, check_build_options
+    from s2sr.data.validation import Thresholds
+    from s2sr.data.wald import DegradeOptions, check_degrade_options
+    from s2sr.training.trainer import train
+
+    with pytest.raises(UsageError, match=r"^threshold max_cloud must be a number in \[0, 1\], "
+                                         r"got nan$"):
+        Thresholds(max_cloud=math.nan)
+    with pytest.raises(UsageError, match=r"^--max-cloud must be a number in \[0, 1\], got 2$"):
+        check_build_options(BuildOptions(max_cloud=2))
+    with pytest.raises(UsageError, match=r"^--mtf must be a number in \(0, 1\), got 1$"):
+        check_degrade_options(DegradeOptions(mtf=1))
+    with pytest.raises(UsageError, match=r"^--epoch-scale must be a number in \(0, 10000\]"):
+        train(None, Path("unused"), epoch_scale=0)  # type: ignore[arg-type]

@@ -11,12 +11,12 @@ deviation, with a floor per statistic) worse than the scene pair's median.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 
+from s2sr.core.checks import check_number
 from s2sr.core.errors import UsageError
 
 
@@ -36,13 +36,7 @@ class Thresholds:
         for f in fields(self):
             value = getattr(self, f.name)
             lo, hi, lo_open = _RANGES[f.name]
-            ok = isinstance(value, int | float) and not isinstance(value, bool) \
-                and math.isfinite(value) and (value > lo if lo_open else value >= lo) \
-                and value <= hi
-            if not ok:
-                bound = f"({lo:g}" if lo_open else f"[{lo:g}"
-                raise UsageError(f"threshold {f.name}={value!r} is out of range: use a number "
-                                 f"in {bound}, {hi:g}]")
+            check_number(f"threshold {f.name}", value, lo, hi, low_open=lo_open)
 
     def as_dict(self) -> dict[str, float]:
         """Plain dict (for manifests)."""
