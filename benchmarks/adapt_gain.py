@@ -44,13 +44,13 @@ from s2sr.core.constants import SCALES
 from s2sr.core.errors import DataError
 from s2sr.data.places import TEST_PLACES
 from s2sr.evaluation.artefacts import LINE_THRESHOLD, nyquist_line_ratio
-from s2sr.evaluation.metrics import Conventions, psnr
 from s2sr.evaluation.panel import Case
 from s2sr.evaluation.scenes import read_checked
 from s2sr.inference.adapt import AdaptSettings, adapt_model
 from s2sr.inference.baselines import upsample
 from s2sr.inference.predict import super_resolve
 from s2sr.io.scene import open_scene
+from s2sr.losses.metrics import Conventions, psnr
 from s2sr.models import get_spec, load_model, pretrained_path
 
 

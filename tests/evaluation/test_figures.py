@@ -26,9 +26,9 @@ from s2sr.evaluation.figures import (
     contrast,
     pick_patches,
 )
-from s2sr.evaluation.metrics import Conventions
 from s2sr.evaluation.writer import ReportWriter, write_figures
 from s2sr.inference.baselines import upsample
+from s2sr.losses.metrics import Conventions
 from support.rasters import texture
 
 BANDS = ["B02", "B03", "B04", "B08"]

@@ -20,9 +20,9 @@ from s2sr.cli.main import cli
 from s2sr.data.degrade import degrade
 from s2sr.data.degrade_torch import back_project, degrade_torch
 from s2sr.evaluation.consistency import consistency
-from s2sr.evaluation.metrics import Conventions
 from s2sr.evaluation.report import evaluate_consistency, evaluate_models, evaluate_scene
 from s2sr.inference.baselines import upsample
+from s2sr.losses.metrics import Conventions
 from s2sr.models import build_model, load_model, save_model
 from s2sr.models.pretrained import pretrained_path
 from support.rasters import UTM_TRANSFORM, texture, write_geotiff

@@ -10,8 +10,8 @@ import rasterio
 
 from s2sr import predict, super_resolve
 from s2sr.data.degrade import degrade
-from s2sr.evaluation.metrics import Conventions, psnr, ssim
 from s2sr.inference.baselines import upsample
+from s2sr.losses.metrics import Conventions, psnr, ssim
 from s2sr.models import get_spec, list_pretrained, load_model, pretrained_path
 from support.rasters import field, write_geotiff
 from support.shared import SENTINEL2, requires_shared

@@ -22,7 +22,7 @@ from s2sr.cli.options import output_opt, overwrite_opt
 from s2sr.core.errors import InputNotFoundError, UsageError
 
 if TYPE_CHECKING:
-    from s2sr.evaluation.metrics import Conventions
+    from s2sr.losses.metrics import Conventions
 
 # Library modules are imported inside the commands: they pull in torch, rasterio and numpy
 # (seconds), which ``s2sr --help`` and shell completion should not wait for.
@@ -232,7 +232,7 @@ def _conventions(data_range: float, crop: int | None) -> Conventions:
     if crop is not None and crop < 0:
         raise UsageError(f"--crop must be 0 or more output pixels, got {crop}: leave it out "
                          "to crop the scale")
-    from s2sr.evaluation.metrics import Conventions as Conv
+    from s2sr.losses.metrics import Conventions as Conv
 
     return Conv(data_range=data_range, crop=crop)
 

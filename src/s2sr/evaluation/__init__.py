@@ -1,27 +1,6 @@
-"""Image-quality metrics (PSNR, SSIM, spectral angle) with explicit, stated conventions."""
+"""Evaluation of models and outputs: the reports of ``s2sr evaluate`` (:mod:`.report`,
+:mod:`.panel_report`), their scoring, figures, artefact scores and opensr-test metrics.
 
-from s2sr.evaluation.metrics import (
-    SSIM_K1,
-    SSIM_K2,
-    Conventions,
-    crop_border,
-    evaluate_pair,
-    psnr,
-    psnr_bands,
-    spectral_angle,
-    ssim,
-    ssim_bands,
-)
-
-__all__ = [
-    "SSIM_K1",
-    "SSIM_K2",
-    "Conventions",
-    "crop_border",
-    "evaluate_pair",
-    "psnr",
-    "psnr_bands",
-    "spectral_angle",
-    "ssim",
-    "ssim_bands",
-]
+The image-quality metrics (PSNR, SSIM, spectral angle, :class:`Conventions`) are
+:mod:`s2sr.losses.metrics`, shared with training's validation.
+"""

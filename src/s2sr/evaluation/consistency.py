@@ -20,7 +20,7 @@ import numpy as np
 
 from s2sr.data.degrade import block_mean, degrade
 from s2sr.data.degrade_torch import back_project, degrade_torch
-from s2sr.evaluation.metrics import spectral_angle
+from s2sr.losses.metrics import spectral_angle
 
 __all__ = ["back_project", "consistency", "degrade_torch"]
 

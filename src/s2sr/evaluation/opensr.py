@@ -61,7 +61,7 @@ from skimage.exposure import match_histograms
 from skimage.registration import phase_cross_correlation
 
 from s2sr.core.errors import DataError, UsageError
-from s2sr.evaluation.metrics import crop_border
+from s2sr.losses.metrics import crop_border
 
 __all__ = ["BORDER_MASK", "CONSISTENCY_KEYS", "CORRECTNESS_KEYS", "CORRECTNESS_LAMBDA",
            "MAX_TRANSLATION", "MIN_SIDE", "TEMPERATURE", "check_triplet", "consistency",

@@ -8,7 +8,7 @@ Gaussian + block mean with MTF 0.2, 0.3, 0.45 and 0.6 at the coarse Nyquist freq
 0.653 at x4). Methods: bicubic, Lanczos, the unsharp mask (see
 :func:`s2sr.inference.baselines.upsample`) and every model of that scale, run as a user
 runs it (:func:`s2sr.super_resolve`). Scored: PSNR/SSIM per case and scene (and their
-means over scenes) with :class:`~s2sr.evaluation.metrics.Conventions` (data range 1,
+means over scenes) with :class:`~s2sr.losses.metrics.Conventions` (data range 1,
 border crop = scale), the gain over bicubic, and the consistency of each output with its
 input (the output degraded back the same way as the input was made, against the input:
 :func:`s2sr.evaluation.consistency.consistency`).
@@ -50,7 +50,6 @@ from s2sr.evaluation.artefacts import (
     nyquist_line_ratio,
 )
 from s2sr.evaluation.consistency import consistency
-from s2sr.evaluation.metrics import Conventions, psnr_bands, ssim_bands
 from s2sr.evaluation.opensr_report import (
     mean_metrics,
     native_metrics,
@@ -58,6 +57,7 @@ from s2sr.evaluation.opensr_report import (
 )
 from s2sr.inference.baselines import upsample
 from s2sr.inference.predict import super_resolve
+from s2sr.losses.metrics import Conventions, psnr_bands, ssim_bands
 from s2sr.models import get_spec
 
 __all__ = ["BASELINES", "LABELS", "MAX_PANEL_PIXELS", "MIN_PANEL_SIDE", "PANEL_MTFS", "WORST",

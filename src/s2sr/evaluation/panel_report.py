@@ -27,7 +27,6 @@ import numpy as np
 from s2sr.core.errors import DataError, UsageError
 from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, LINE_THRESHOLD
 from s2sr.evaluation.markdown import table as md_table
-from s2sr.evaluation.metrics import Conventions
 from s2sr.evaluation.opensr_report import native_section, panel_section, write_panel_csv
 from s2sr.evaluation.panel import (
     BASELINES,
@@ -43,6 +42,7 @@ from s2sr.evaluation.panel import (
 from s2sr.evaluation.scenes import read_checked
 from s2sr.evaluation.writer import staged_report
 from s2sr.io.outputs import check_output_dir
+from s2sr.losses.metrics import Conventions
 from s2sr.models import get_spec, load_model
 
 __all__ = ["evaluate_panel"]

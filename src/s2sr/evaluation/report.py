@@ -32,7 +32,6 @@ import torch
 from s2sr.core.errors import BandError, UsageError
 from s2sr.data.dataset import PairDataset
 from s2sr.evaluation.consistency import back_project, consistency
-from s2sr.evaluation.metrics import Conventions
 from s2sr.evaluation.opensr_report import metric_lines, scene_metrics
 from s2sr.evaluation.scenes import check_grids, read_checked
 from s2sr.evaluation.scoring import (
@@ -49,6 +48,7 @@ from s2sr.inference.baselines import upsample
 from s2sr.inference.predict import super_resolve
 from s2sr.io.outputs import check_output_dir
 from s2sr.io.scene import open_scene
+from s2sr.losses.metrics import Conventions
 from s2sr.models import get_spec, load_model
 
 __all__ = ["evaluate_consistency", "evaluate_models", "evaluate_scene"]

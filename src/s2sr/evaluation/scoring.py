@@ -19,7 +19,7 @@ from torch import nn
 from s2sr.core.errors import BandError, DataError, UsageError
 from s2sr.data.dataset import PairDataset
 from s2sr.evaluation.consistency import back_project, consistency
-from s2sr.evaluation.metrics import Conventions, psnr_bands, ssim_bands
+from s2sr.losses.metrics import Conventions, psnr_bands, ssim_bands
 from s2sr.models import ModelSpec, get_spec
 
 BASELINES = ("bicubic", "lanczos", "unsharp")

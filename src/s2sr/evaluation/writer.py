@@ -30,11 +30,11 @@ from s2sr.evaluation.figures import (
     contrast,
     pick_patches,
 )
-from s2sr.evaluation.metrics import Conventions
 from s2sr.evaluation.opensr_report import metric_lines, scene_metrics
 from s2sr.evaluation.scoring import CONSISTENCY_ITERATIONS
 from s2sr.inference.baselines import upsample
 from s2sr.io.outputs import check_output_dir
+from s2sr.losses.metrics import Conventions
 
 
 @contextlib.contextmanager

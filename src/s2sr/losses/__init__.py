@@ -2,6 +2,8 @@
 
 Only the RGB bands reach the VGG16 terms; NIR and other bands are only in the pixel loss
 (see :mod:`s2sr.losses.perceptual`; the VGG16 trunk and its weights: :mod:`s2sr.losses.vgg`).
+The image-quality metrics that training and evaluation score with (PSNR, SSIM) are
+:mod:`s2sr.losses.metrics`.
 """
 
 from __future__ import annotations

@@ -24,9 +24,9 @@ from s2sr.core.errors import (
     UsageError,
     WeightsError,
 )
-from s2sr.evaluation.metrics import Conventions, psnr, ssim
 from s2sr.inference.baselines import upsample
 from s2sr.losses import VGG16_URL, PerceptualLoss, SRLoss
+from s2sr.losses.metrics import Conventions, psnr, ssim
 from s2sr.models import build_model, get_spec, load_model
 from s2sr.training.schedule import one_cycle
 from s2sr.training.schema import PARTS, TrainConfig

@@ -1,4 +1,4 @@
-"""Tests of s2sr.evaluation.metrics against skimage and independent numpy computations."""
+"""Tests of s2sr.losses.metrics against skimage and independent numpy computations."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from s2sr.core.errors import DataError, UsageError
-from s2sr.evaluation import (
+from s2sr.losses.metrics import (
     Conventions,
     crop_border,
     evaluate_pair,

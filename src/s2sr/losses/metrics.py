@@ -8,6 +8,9 @@ the one-line statement to print next to the numbers.
 All arrays are ``(C, H, W)`` (bands first) or ``(H, W)`` (one band), in reflectance units
 (Sentinel-2 DN / 10000), not DN and not 8-bit. Numpy arrays and torch tensors are both
 accepted and converted to float64.
+
+This module sits with the losses, below training and evaluation, because both score
+with it: training's validation PSNR/SSIM and evaluation's reports are the same numbers.
 """
 
 from __future__ import annotations
