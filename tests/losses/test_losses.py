@@ -492,9 +492,9 @@ def test_style_term_under_bf16_autocast_keeps_float32_grams(random_weights: Path
 
 
 def test_vgg_trunk_and_loss_modules_share_one_definition() -> None:
-    """The trunk lives in s2sr.losses.vgg; the old import paths name the same objects."""
+    """The trunk lives in s2sr.losses.vgg only: the loss uses it, re-exports nothing of it."""
     from s2sr.losses import perceptual, vgg
 
-    assert perceptual.VGG16Features is vgg.VGG16Features is VGG16Features
-    assert perceptual.load_vgg16_state is vgg.load_vgg16_state is load_vgg16_state
-    assert perceptual.VGG16_URL == vgg.VGG16_URL == VGG16_URL
+    assert VGG16Features is vgg.VGG16Features and load_vgg16_state is vgg.load_vgg16_state
+    assert VGG16_URL == vgg.VGG16_URL
+    assert "VGG16_LAYERS" not in vars(perceptual) and not hasattr(perceptual, "__all__")

@@ -5,8 +5,8 @@ Band rule: by default the input holds ``B02, B03, B04, B08`` (blue, green, red, 
 :func:`s2sr.losses.vgg.reflectance_to_vgg`). NIR, and any other band, is only constrained
 by the pixel loss (:class:`s2sr.losses.PixelLoss`), never by the perceptual or style terms.
 
-The VGG16 trunk and its safe weight loading live in :mod:`s2sr.losses.vgg` (re-exported
-here). Gram matrices are always computed in float32, also under autocast.
+The VGG16 trunk and its safe weight loading live in :mod:`s2sr.losses.vgg`. Gram matrices
+are always computed in float32, also under autocast.
 """
 
 from __future__ import annotations
@@ -21,24 +21,12 @@ from torch import Tensor, nn
 
 from s2sr.core.errors import DataError, UsageError
 from s2sr.losses.vgg import (
-    VGG16_LAYERS,
     VGG16_URL,
     VGG16Features,
     layer_index,
     load_vgg16_state,
     reflectance_to_vgg,
 )
-
-__all__ = [
-    "DEFAULT_FEATURE_LAYERS",
-    "VGG16_LAYERS",
-    "VGG16_URL",
-    "PerceptualLoss",
-    "VGG16Features",
-    "gram",
-    "load_vgg16_state",
-    "reflectance_to_vgg",
-]
 
 DEFAULT_FEATURE_LAYERS: dict[str, float] = {"relu2_2": 1.0, "relu3_3": 1.0}
 
