@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from s2sr.core.files import atomic_path
+
 
 @dataclass(frozen=True)
 class Stretch:
@@ -89,4 +91,5 @@ def side_by_side(panels: Sequence[tuple[str, np.ndarray]], path: str | os.PathLi
         x = k * (w + gap)
         canvas.paste(image, (x, caption_h))
         draw.text((x + 2, 3), caption, fill="black")
-    canvas.save(path)
+    with atomic_path(path, os.path.splitext(path)[1]) as tmp:  # the suffix names the format
+        canvas.save(tmp)

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from s2sr.core.files import atomic_path
+
 
 def plot_curves(metrics: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
     """Loss terms and validation PSNR (model vs bicubic) per epoch, stages shaded."""
@@ -44,5 +46,6 @@ def plot_curves(metrics: str | os.PathLike[str], out: str | os.PathLike[str]) ->
             for ax in (ax1, ax2):
                 ax.axvspan(min(xs) - 0.5, max(xs) + 0.5, color="0.92", zorder=0)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    with atomic_path(out, os.path.splitext(out)[1]) as tmp:  # the suffix names the format
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
