@@ -207,15 +207,15 @@ def test_scales_are_what_models_and_shipped_weights_take() -> None:
 
 def test_default_tiles_fill_whole_blocks_at_every_scale() -> None:
     """The documented property of the tile defaults: (tile - overlap) x scale is a multiple
-    of 512 (whole GeoTIFF blocks per write), and every default passes the tiling check."""
-    from s2sr.inference.tiling import check_tiling, default_tile
+    of 512 (whole GeoTIFF blocks per write), and every default makes a valid tiling."""
+    from s2sr.inference.tiling import TileLayout
 
     assert set(DEFAULT_TILE) == set(SCALES) and set(ORT_TILE) <= set(SCALES)
     for table in (DEFAULT_TILE, ORT_TILE):
         for scale, tile in table.items():
-            assert (tile - DEFAULT_OVERLAP) * scale % 512 == 0 and tile <= MAX_TILE
-            check_tiling(tile, None, scale)
-    assert default_tile(2, "onnxruntime") == ORT_TILE[2] and default_tile(4) == DEFAULT_TILE[4]
+            assert (tile - DEFAULT_OVERLAP) * scale % 512 == 0 and 8 <= tile <= MAX_TILE
+            layout = TileLayout.from_tile(4 * tile, 4 * tile, tile, DEFAULT_OVERLAP, scale)
+            assert layout.tile == tile and layout.stride * scale % 512 == 0
 
 
 def test_backends_are_what_predict_takes() -> None:
