@@ -79,6 +79,8 @@ def test_infinity_only_where_allowed() -> None:
     assert not in_range(math.inf, 0, math.inf)
     assert not in_range(math.nan, 0, math.inf, allow_inf=True)
     assert interval(0, math.inf) == "[0, inf]"
+    assert interval(1, math.inf, integer=True) == "[1, inf]"  # int(inf) raised before
+    assert interval(0, 2**32 - 1, integer=True, high_open=True) == "[0, 4294967295)"
 
 
 def test_check_number_names_the_option_the_interval_and_the_value() -> None:

@@ -71,7 +71,10 @@ def in_range(value: Any, low: float, high: float, *, low_open: bool = False,
 def interval(low: float, high: float, *, low_open: bool = False, high_open: bool = False,
              integer: bool = False) -> str:
     """The interval as a message writes it: ``[1, 64]``, ``(0, 10000]``, ``[0, 1e+06]``."""
-    bounds = f"{int(low)}, {int(high)}" if integer else f"{low:g}, {high:g}"
+    def text(end: float) -> str:
+        return str(int(end)) if integer and math.isfinite(end) else f"{end:g}"
+
+    bounds = f"{text(low)}, {text(high)}"
     return f"{'(' if low_open else '['}{bounds}{')' if high_open else ']'}"
 
 
