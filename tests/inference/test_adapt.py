@@ -184,7 +184,7 @@ def test_auto_skips_a_small_scene_and_says_so(tmp_path: Path, tiny_weights: Path
     out = predict(path, tmp_path / "out.tif", tiny_weights, adapt="auto", backend="torch")
     assert _tags(out)["S2SR_ADAPT"].startswith("auto: off")
     assert not auto_adapts(2, 64, 64)[0]
-    assert not auto_adapts(2, 20_000, 20_000)[0]  # x2: it did not pay (README)
+    assert not auto_adapts(2, 20_000, 20_000)[0]  # x2: it did not pay (docs/benchmarks.md)
     assert not auto_adapts(4, 1000, 1000)[0]  # x4 on a small scene: its cost is too high
     # with the world-trained x4 it did not pay either, even on a whole Sentinel-2 tile
     assert not auto_adapts(4, 10_980, 10_980)[0]
@@ -273,7 +273,7 @@ def test_the_shipped_model_adapted_on_a_real_wald_input_fits_its_scene(tmp_path:
     """The shipped x2 model adapted on a real scene's Wald input (MTF 0.30; the truth is
     never trained on) lowers the L1 on held-out pairs of that scene, and stays within 3 %
     of the plain model's L1 against the truth (short runs gain little there with the
-    world-trained models: README, scene adaptation)."""
+    world-trained models: docs/benchmarks.md, scene adaptation)."""
     from s2sr.evaluation.scenes import read_checked
 
     truth, _ = read_checked(MILANO, ("B02", "B03", "B04", "B08"), "truth")

@@ -71,7 +71,7 @@ def precision_opt() -> Callable[[F], F]:
         help="Arithmetic of the network. auto: fp32 on the CPU, fp16 on CUDA (a batch that "
              "overflows fp16 runs again at fp32). bf16: PyTorch autocast (CPU or CUDA); "
              "fp16: CUDA; "
-             "int8 (experimental, outside the 0.1 dB accuracy bar, see README): ONNX "
+             "int8 (experimental, outside the 0.1 dB accuracy bar, see docs/benchmarks.md): ONNX "
              "Runtime static quantisation on the CPU (calibrated on the packaged sample, "
              "cached in ~/.cache/s2sr).")
 

@@ -39,7 +39,7 @@ omission and hallucination 0.02 each; an interpolation of the input scores omiss
 The aligner works on one grey layer: the band mean, of the first three bands for the
 spatial consistency (``Config.rgb_bands``) and, in the harmonisation, of bands 3, 2, 1 of an
 image with more than three (``satalign``'s default). Choices where the reference code leaves
-room (also in README.md): the aligner's translation is applied with bilinear interpolation
+room (also in docs/evaluation.md): the aligner's translation is applied with bilinear interpolation
 and replicated edges (``scipy.ndimage.shift``, for OpenCV's ``warpAffine``, which
 opensr-test uses); sizes that are not a multiple of the scale after the border cut are
 cropped to the common size; the set-up refuses images left with fewer than

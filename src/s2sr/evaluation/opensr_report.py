@@ -46,7 +46,7 @@ DEFINITION = (
     "where the aligner fails); correctness against the truth: mean softmin memberships of "
     "improvement, omission and hallucination (each pixel's normalised distances to the "
     "truth and to the bilinear-upsampled input; a perfect output scores 0.96 / 0.02 / "
-    "0.02). `s2sr.evaluation.opensr` and README.md define them.")
+    "0.02). `s2sr.evaluation.opensr` and docs/evaluation.md define them.")
 
 
 def _clean(v: float | None) -> float | None:

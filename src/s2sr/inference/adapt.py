@@ -20,7 +20,7 @@ Nothing else is ever trained on; the shipped weights file is never written.
 Refusals: a scene smaller than one patch with its PSF margin, or without enough clean
 pixels, is refused with ``adapt="on"`` (one line, :class:`~s2sr.core.errors.DataError`) and
 skipped with a warning with ``adapt="auto"``. ``auto`` adapts only where it paid in the
-measurement of ``benchmarks/adapt_gain.py`` (see :func:`auto_adapts` and README.md).
+measurement of ``benchmarks/adapt_gain.py`` (see :func:`auto_adapts` and docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ MAX_STEPS = 5000
 #: Patches per step, their input side (px; smaller on a small scene, never below
 #: :data:`MIN_PATCH`: a scene smaller than that and its PSF margin is refused) and the
 #: learning rate (constant). On the x4 Wald inputs of the test places, 27 and 32 px
-#: patches gained, 16 px ones (rio, 106 x 88 px) lost 0.7-0.9 dB (README).
+#: patches gained, 16 px ones (rio, 106 x 88 px) lost 0.7-0.9 dB (docs/benchmarks.md).
 BATCH = 8
 PATCH = 32
 MIN_PATCH = 24
@@ -80,7 +80,7 @@ ADAPT_RANGE = DegradationRange(mtf=(0.15, 0.6), block_only=0.35, shift=0.25,
 #: Held-out pairs scored before and after (the guard).
 GUARD_PAIRS = 16
 #: ``auto`` adapts at these scales only, on scenes of at least this many input pixels
-#: (benchmarks/adapt_gain.py, README.md predict section). With the shipped world-trained
+#: (benchmarks/adapt_gain.py, docs/benchmarks.md, scene adaptation). With the shipped world-trained
 #: models it pays at no scale: at x2 it lost 0.06-0.31 dB on the block-mean input and moved
 #: -0.10 to +0.16 at MTF 0.30; at x4 (b59e42206b92) it lost 0.03-0.22 dB on the block mean
 #: and -0.18 to +0.03 at MTF 0.30 (the x4 before its world stage had gained up to +0.35).
@@ -160,8 +160,8 @@ def check_options(mode: str, steps: int | None, seed: int) -> None:
 def auto_adapts(scale: int, height: int, width: int) -> tuple[bool, str]:
     """Whether ``adapt="auto"`` adapts a scene, and why (see :data:`AUTO_MIN_PIXELS`)."""
     if scale not in AUTO_SCALES:
-        return False, (f"x{scale} adaptation did not pay with the shipped models (README, "
-                       "predict); --adapt on forces it")
+        return False, (f"x{scale} adaptation did not pay with the shipped models (docs/"
+                       "benchmarks.md); --adapt on forces it")
     if height * width < AUTO_MIN_PIXELS:
         return False, (f"the scene ({width}x{height} px) is below {AUTO_MIN_PIXELS / 1e6:g} "
                        "Mpx, where its fixed cost is over 10 % of predict time")
