@@ -370,14 +370,13 @@ class StreamingForward:
         per_row = max(
             3 * f + f,                     # body: a conv's input and output, the skip
             f + 4 * f + 4 * f,             # first upsampling conv, its output, shuffled
-            (4 * f + 4 * f) * (s // 2),    # second stage at x4 (2x rows, 2x columns)
+            9 * f * (s * s // 4),          # the last stage at x4: 2x rows, 2x columns
             (f + 2 * self.bands) * s * s,  # tail at full resolution, bicubic, output
         )
         return _F32 * batch * per_row * width * (band_rows + 2)
 
 
-#: The fastest band heights measured (benchmarks/stream_forward.py): the per-pixel speed is
-#: flat above this and larger bands only cost memory.
+#: Default band height (benchmarks/stream_forward.py; benchmarks/README.md, "Streaming").
 PREFERRED_BAND_ROWS = 64
 
 
