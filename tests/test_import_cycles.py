@@ -260,10 +260,6 @@ def test_command_line_starts_without_heavy_modules() -> None:
 
 #: Names the split modules had before their parts moved out: still importable from there.
 FORMER_NAMES = {
-    "s2sr.data.store": ["FORMAT", "FORMAT_VERSION", "LOCK_NAME", "MAX_PATCH",
-                        "STATUSES", "NpyWriter", "PairStore", "effective_status",
-                        "patch_rows", "transform_tuple", "validate_decisions",
-                        "validate_manifest"],
     "s2sr.evaluation.report": ["BASELINES", "CONSISTENCY_ITERATIONS", "MAX_SCENE_PIXELS",
                                "evaluate_consistency", "evaluate_models", "evaluate_scene",
                                "staged_report"],
