@@ -130,6 +130,21 @@ class TestEqualsWholeScene:
         assert all(b.shape[3] == 20 for b in blocks)
 
 
+    def test_output_flows_before_the_input_ends(self) -> None:
+        # a stream, not a collection: the first rows come out after a few bands are read
+        model = _tiny(2, True)
+        x = _scene(100, 12, seed=10)
+        read = []
+
+        def blocks() -> Iterator[np.ndarray]:
+            for r in range(0, 100, 4):
+                read.append(r)
+                yield x[0, :, r:r + 4].numpy()
+
+        first = next(iter(StreamingForward(model).run(blocks(), band_rows=4)))
+        assert first.shape[2] > 0
+        assert len(read) <= 4  # the network's lag is under 12 input rows
+
 class TestColumnStrips:
     @pytest.mark.parametrize("scale", [2, 4])
     @pytest.mark.parametrize("strip_cols", [1, 5, 17, 100])
