@@ -9,7 +9,9 @@
 3. nobody imports a private name (``_x``) of another room: not the library, not the
    benchmarks, not the docs scripts, not the tests (a name another room needs is public in
    its one home);
-4. ``s2sr.core`` imports no torch and nothing of s2sr outside core (checked by importing it).
+4. ``s2sr.core`` imports no torch and nothing of s2sr outside core (checked by importing it);
+5. no module but a package's ``__init__`` lists in ``__all__`` a name it imports from another
+   module ("importable from here as before"): each name is imported from its one home.
 
 Each check first runs on a small package with known faults, so that it can fail.
 docs/architecture.md states the same map of rooms.
@@ -235,6 +237,28 @@ def outside_files(*folders: Path) -> dict[str, Path]:
             for folder in folders for p in sorted(folder.rglob("*.py"))}
 
 
+def re_exports(src: Path, package: str) -> list[str]:
+    """Names a module (not a package ``__init__``) imports from the package and lists in
+    its ``__all__``."""
+    bad = []
+    for name, path in modules_of(src, package).items():
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        imported: dict[str, str] = {}
+        public: list[str] = []
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom):
+                base = _resolve(node, name, False)
+                if base.split(".")[0] == package:
+                    imported.update({a.asname or a.name: base for a in node.names})
+            elif isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+                public = list(ast.literal_eval(node.value))
+        bad += [f"{name} re-exports {imported[n]}.{n}" for n in public if n in imported]
+    return bad
+
+
 # -- the checks on a package with known faults ------------------------------------------
 
 @pytest.fixture
@@ -253,6 +277,7 @@ def faulty(tmp_path: Path) -> Path:
         "high/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
                      "    from fp.low import a\nfrom fp import high\n",
         "stray.py": "X = 1\n",
+        "high/d.py": "from fp.low.a import f\n__all__ = ['f', 'g']\ndef g():\n    return f\n",
         "core/__init__.py": "",
         "core/k.py": "def f():\n    import torch\n    return torch\n",
     }
@@ -281,6 +306,7 @@ def test_checks_find_known_faults(faulty: Path) -> None:
     assert private == ["fp.high.b:1 imports fp.low.a._hidden",
                        "fp.high.b:4 uses fp.low.a._hidden"]
     assert _core_imports(faulty, "fp") == ["fp.core.k:2 imports torch"]
+    assert re_exports(faulty, "fp") == ["fp.high.d re-exports fp.low.a.f"]
 
 
 # -- the checks on s2sr ------------------------------------------------------------------
@@ -336,3 +362,9 @@ def test_core_is_torch_free() -> None:
                           timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(core) >= 4 and proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_names_are_imported_from_their_one_home() -> None:
+    bad = re_exports(SRC, PACKAGE)
+    assert not bad, "names re-exported outside a package __init__ (import them from their " \
+        "home instead, and drop them from __all__):\n" + "\n".join(bad)

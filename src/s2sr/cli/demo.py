@@ -15,16 +15,13 @@ from s2sr.core.errors import UsageError
 from s2sr.inference.baselines import upsample
 from s2sr.inference.predict import predict
 from s2sr.io.outputs import check_output_dir
-from s2sr.io.sample import SAMPLE_ARCHIVE, SAMPLE_PATCH, extract_sample, sample_archive
+from s2sr.io.sample import extract_sample
 from s2sr.io.scene import open_scene
 from s2sr.io.visualize import side_by_side
 from s2sr.models import build_model, save_model
 from s2sr.models.pretrained import WEIGHTS_DIR
 
-#: The sample's helpers live in s2sr.io.sample (int8 calibration reads it too); their
-#: names stay importable from here.
-__all__ = ["SAMPLE_ARCHIVE", "SAMPLE_PATCH", "DemoResult", "extract_sample", "run_demo",
-           "sample_archive"]
+__all__ = ["DemoResult", "run_demo"]
 
 
 @dataclass(frozen=True)

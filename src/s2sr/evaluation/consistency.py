@@ -7,7 +7,7 @@ spectral angle (degrees). A perfect super-resolution of a Sentinel-2 image repro
 input when degraded, whatever detail it adds.
 
 *Enforcing* (``s2sr predict --consistency``): iterative back-projection (Irani & Peleg,
-1991), :func:`s2sr.data.degrade_torch.back_project` (re-exported here). Each iteration adds
+1991), :func:`s2sr.data.degrade_torch.back_project`. Each iteration adds
 the bicubic upsampling of the residual ``input - degrade(output)`` to the output, which
 corrects the output's low frequencies (what the input constrains) and leaves the high
 frequencies the network added. Three iterations remove most of the residual; it runs per
@@ -19,10 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from s2sr.data.degrade import block_mean, degrade
-from s2sr.data.degrade_torch import back_project, degrade_torch
 from s2sr.losses.metrics import spectral_angle
 
-__all__ = ["back_project", "consistency", "degrade_torch"]
+__all__ = ["consistency"]
 
 
 def consistency(sr: np.ndarray, lr: np.ndarray, scale: int, mtf: float | None = 0.3

@@ -31,7 +31,8 @@ import torch
 
 from s2sr.core.errors import BandError, UsageError
 from s2sr.data.dataset import PairDataset
-from s2sr.evaluation.consistency import back_project, consistency
+from s2sr.data.degrade_torch import back_project
+from s2sr.evaluation.consistency import consistency
 from s2sr.evaluation.opensr_report import metric_lines, scene_metrics
 from s2sr.evaluation.scenes import check_grids, read_checked
 from s2sr.evaluation.scoring import (

@@ -18,7 +18,8 @@ from torch import nn
 
 from s2sr.core.errors import BandError, DataError, UsageError
 from s2sr.data.dataset import PairDataset
-from s2sr.evaluation.consistency import back_project, consistency
+from s2sr.data.degrade_torch import back_project
+from s2sr.evaluation.consistency import consistency
 from s2sr.losses.metrics import Conventions, psnr_bands, ssim_bands
 from s2sr.models import ModelSpec, get_spec
 

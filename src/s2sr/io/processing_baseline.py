@@ -70,7 +70,7 @@ UNKNOWN = "unknown"
 BEFORE_04 = "before 04.00"
 
 __all__ = ["BASELINE_04_DATE", "MAX_DN_OFFSET", "BaselineOffsets", "acquisition_date",
-           "apply_offsets", "check_dn_offset", "detect_offsets", "offset_of", "parse_baseline",
+           "apply_offsets", "check_dn_offset", "detect_offsets", "offset_of",
            "record_offsets", "warn_once", "warn_unknown"]
 
 
