@@ -16,7 +16,6 @@ The checks run on a small package with a known cycle first, so that they can fai
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 import subprocess
 import sys
@@ -256,23 +255,3 @@ def test_command_line_starts_without_heavy_modules() -> None:
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
-
-
-#: Names the split modules had before their parts moved out: still importable from there.
-FORMER_NAMES = {
-    "s2sr.evaluation.report": ["BASELINES", "CONSISTENCY_ITERATIONS", "MAX_SCENE_PIXELS",
-                               "evaluate_consistency", "evaluate_models", "evaluate_scene",
-                               "staged_report"],
-    "s2sr.training.config": ["MAX_CONFIG_BYTES", "OPTIMIZERS", "PARTS", "PRECISIONS",
-                             "DataConfig", "DegradationConfig", "LossConfig", "ModelConfig",
-                             "OptimizerConfig", "SourceConfig", "StageConfig",
-                             "SyntheticConfig", "TrainConfig", "load_config", "validate"],
-}
-
-
-@pytest.mark.parametrize("module", sorted(FORMER_NAMES))
-def test_split_modules_keep_their_names(module: str) -> None:
-    mod = importlib.import_module(module)
-    missing = [n for n in FORMER_NAMES[module] if not hasattr(mod, n)]
-    assert not missing, f"{module} lost {missing}: re-export them"
-    assert set(FORMER_NAMES[module]) <= set(mod.__all__)
