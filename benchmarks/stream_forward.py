@@ -16,6 +16,7 @@ figures are indicative on a shared machine) and a table: input Mpx/s and peak RS
 
 Usage: nice -n 5 python benchmarks/stream_forward.py [--sizes 1024 2048] [--scales 2 4]
            [--bands 16 32 64 128 256 512] [--tiles 4] [--threads N] [--strip-cols N]
+           [--high-pixels N]
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import time
 import torch
 
 from s2sr.core.constants import DEFAULT_OVERLAP
-from s2sr.inference.stream import StreamingForward
+from s2sr.core.heap import pin_mmap_threshold
+from s2sr.inference.stream import HIGH_PIXELS, StreamingForward
 from s2sr.models import load_model, pretrained_path
 
 TILE = {2: 544, 4: 288}
@@ -53,14 +55,15 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def one(kind: str, size: int, scale: int, band: int, tiles: int, strip_cols: int | None
-        ) -> dict[str, float]:
+def one(kind: str, size: int, scale: int, band: int, tiles: int, strip_cols: int | None,
+        high_pixels: int) -> dict[str, float]:
     """One measurement in this process: input Mpx/s and peak RSS."""
+    pin_mmap_threshold()  # as s2sr predict does
     model = load_model(pretrained_path(scale))
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         if kind == "stream":
-            stream = StreamingForward(model)
+            stream = StreamingForward(model, high_pixels=high_pixels)
             x = torch.rand((1, 4, size, size), generator=gen) * 0.4
             for _ in stream.run(x[:, :, :48, :64], band_rows=16):  # warm-up
                 pass
@@ -90,6 +93,7 @@ def run_child(args: argparse.Namespace, kind: str, size: int, scale: int, band: 
         cmd += ["--threads", str(args.threads)]
     if args.strip_cols:
         cmd += ["--strip-cols", str(args.strip_cols)]
+    cmd += ["--high-pixels", str(args.high_pixels)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
 
@@ -102,13 +106,15 @@ def main() -> None:
     p.add_argument("--tiles", type=int, default=4, help="tiles timed for the tiled forward")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     p.add_argument("--strip-cols", type=int, default=0, help="column strips (0: none)")
+    p.add_argument("--high-pixels", type=int, default=HIGH_PIXELS,
+                   help="output pixels of the upsampler and tail at once")
     p.add_argument("--one", choices=["stream", "tiles"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
         print(json.dumps(one(args.one, args.sizes[0], args.scales[0], args.bands[0],
-                             args.tiles, args.strip_cols or None)))
+                             args.tiles, args.strip_cols or None, args.high_pixels)))
         return
     print(f"CPU: {cpu_flags()}")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "

@@ -15,7 +15,8 @@ from rasterio.windows import Window
 from torch import nn
 
 from s2sr.core.errors import UsageError
-from s2sr.inference.stream import StreamingForward, pick_band_rows, stream_refusal
+from s2sr.inference.stream import StreamingForward, stream_refusal
+from s2sr.inference.stream_budget import band_bytes, pick_band_rows, state_bytes
 from s2sr.models import build_model, load_model, pretrained_path
 from s2sr.models.edsr import EDSR
 from support.shared import SENTINEL2, requires_shared
@@ -62,6 +63,18 @@ class TestEqualsWholeScene:
         out = StreamingForward(model).forward(x, band_rows=band_rows)
         assert out.shape == ref.shape == (1, 4, 23 * scale, 31 * scale)
         assert (out - ref).abs().max().item() <= ATOL
+
+    @pytest.mark.parametrize("scale", [2, 4])
+    @pytest.mark.parametrize("high_pixels", [1, 700])
+    def test_upsampler_and_tail_in_smaller_batches_of_rows(self, scale: int,
+                                                          high_pixels: int) -> None:
+        # high_pixels=1: the upsampler and the tail take 1 input row at a time
+        model = _tiny(scale, True)
+        x = _scene(27, 11, seed=2)
+        stream = StreamingForward(model, high_pixels=high_pixels)
+        assert stream.high_rows(11) == max(1, high_pixels // (11 * scale**2)) < 16
+        out = stream.forward(x, band_rows=16)
+        assert (out - _whole(model, x)).abs().max().item() <= ATOL
 
     @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 3), (40, 7)])
     def test_thin_scenes(self, shape: tuple[int, int]) -> None:
@@ -234,15 +247,15 @@ class TestBandHeight:
     def test_budget_limits_the_band(self) -> None:
         stream = StreamingForward(load_model(pretrained_path(4)))
         width = 10980
-        budget = stream.state_bytes(width) + stream.band_bytes(width, 10)
+        budget = state_bytes(stream, width) + band_bytes(stream, width, 10)
         rows = pick_band_rows(stream, width, budget, preferred=512)
         assert 1 <= rows <= 10
-        assert stream.state_bytes(width) + stream.band_bytes(width, rows) <= budget
+        assert state_bytes(stream, width) + band_bytes(stream, width, rows) <= budget
 
     def test_estimate_grows_with_rows_and_width(self) -> None:
         stream = StreamingForward(load_model(pretrained_path(2)))
-        assert stream.band_bytes(1000, 32) < stream.band_bytes(1000, 64)
-        assert stream.state_bytes(1000) < stream.state_bytes(2000)
+        assert band_bytes(stream, 1000, 32) < band_bytes(stream, 1000, 64)
+        assert state_bytes(stream, 1000) < state_bytes(stream, 2000)
 
     def test_too_small_budget_says_use_strips(self) -> None:
         stream = StreamingForward(load_model(pretrained_path(2)))

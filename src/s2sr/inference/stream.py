@@ -25,7 +25,6 @@ from torch import nn
 from s2sr.core.errors import UsageError
 from s2sr.models.edsr import EDSR, ResBlock, Upsampler
 
-_F32 = 4  # bytes of a float32
 Rows = np.ndarray | torch.Tensor
 #: A scene, or its bands of rows top to bottom.
 Source = Rows | Iterable[Rows]
@@ -87,6 +86,22 @@ class _Seq:
         for node in self.nodes:
             x = node.feed(x, last)
         return x
+
+
+class _Rebatch:
+    """Feeds ``node`` at most ``rows`` rows at a time (the full-resolution stages: their
+    activations and im2col buffers are ``scale``^2 times the input's per row)."""
+
+    def __init__(self, node: _Node, rows: int) -> None:
+        self.node, self.rows = node, rows
+
+    def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
+        n = x.shape[2]
+        if n <= self.rows:
+            return self.node.feed(x, last)
+        outs = [self.node.feed(x[:, :, r:r + self.rows], last and r + self.rows >= n)
+                for r in range(0, n, self.rows)]
+        return torch.cat(outs, dim=2)
 
 
 class _Join:
@@ -205,6 +220,10 @@ def stream_refusal(model: nn.Module) -> str | None:
     return None
 
 
+#: Output pixels the upsampler and the tail (full-resolution convolutions) work on at once.
+HIGH_PIXELS = 2 ** 16
+
+
 class StreamingForward:
     """The whole-scene forward of an EDSR-family ``model``, computed in row bands.
 
@@ -213,12 +232,15 @@ class StreamingForward:
             bands are to be computed on.
         channels_last: run the convolutions in channels-last memory format (as the tiled
             engine's :class:`~s2sr.inference.backends.TorchBackend`).
+        high_pixels: output pixels the upsampler and tail compute at once (their
+            activations are ``scale``^2 times larger per input row than the body's).
 
     Raises:
         UsageError: the model cannot stream (the tiled engine runs it instead).
     """
 
-    def __init__(self, model: nn.Module, channels_last: bool = True) -> None:
+    def __init__(self, model: nn.Module, channels_last: bool = True,
+                 high_pixels: int = HIGH_PIXELS) -> None:
         why = stream_refusal(model)
         if why is not None:
             raise UsageError(f"this model cannot run as a stream ({why}): use the tiled "
@@ -227,21 +249,27 @@ class StreamingForward:
         self.model = model
         self.scale = model.scale
         self.channels_last = channels_last
+        self.high_pixels = high_pixels
         self.bands = model.head.in_channels
         self.feats = model.head.out_channels
         self.n_blocks = len(model.body) - 1
         #: input columns each side of a column strip whose result differs from the whole
         #: scene's (zero padding at the strip's sides spreads 1 pixel per convolution, at
         #: that convolution's resolution): the column halo of :meth:`run`
-        self.halo = math.ceil(sum(2.0 ** -k for k in self._conv_levels()))
+        self.halo = math.ceil(sum(2.0 ** -k for k in self.conv_levels()))
 
-    def _conv_levels(self) -> list[int]:
+    def high_rows(self, width: int) -> int:
+        """Input rows fed at once to the upsampler and tail (:data:`HIGH_PIXELS`)."""
+        return max(1, self.high_pixels // (width * self.scale ** 2))
+
+    def conv_levels(self) -> list[int]:
         """log2 of each convolution's resolution relative to the input, in order."""
         stages = int(math.log2(self.scale))
         return [0] * (2 * self.n_blocks + 3) + list(range(1, stages)) + [stages]
 
-    def _pipeline(self) -> _Node:
-        """Fresh streaming stages (each pass over a scene or strip needs its own)."""
+    def _pipeline(self, width: int) -> _Node:
+        """Fresh streaming stages for ``width`` columns (each pass over a scene or strip
+        needs its own)."""
         m = self.model
         mean, std = m.mean, m.std
 
@@ -254,8 +282,8 @@ class StreamingForward:
         body = _Seq([*blocks, _Conv(m.body[-1])])
         up: list[_Node] = [_Conv(layer) if isinstance(layer, nn.Conv2d) else _Map(layer)
                            for layer in m.upsample]
-        net: _Node = _Seq([_Conv(m.head), _Join(_Seq([]), body, _add),
-                           *up, _Conv(m.tail)])
+        high = _Rebatch(_Seq([*up, _Conv(m.tail)]), self.high_rows(width))
+        net: _Node = _Seq([_Conv(m.head), _Join(_Seq([]), body, _add), high])
         if m.global_residual:
             net = _Join(net, _Bicubic(self.scale), _add)
 
@@ -321,7 +349,7 @@ class StreamingForward:
         for c0 in range(0, width, step):
             c1 = min(c0 + step, width)
             a, b = max(0, c0 - self.halo), min(width, c1 + self.halo)
-            out.append((c0, c1, a, b, self._pipeline()))
+            out.append((c0, c1, a, b, self._pipeline(b - a)))
         return out
 
     def _bands(self, source: Source, band_rows: int) -> Iterator[tuple[torch.Tensor, bool]]:
@@ -348,53 +376,3 @@ class StreamingForward:
                 strip_cols: int | None = None) -> torch.Tensor:
         """The whole output of :meth:`run` as one ``(N, C, H*s, W*s)`` tensor."""
         return torch.cat(list(self.run(x, band_rows, strip_cols)), dim=2)
-
-    def state_bytes(self, width: int, batch: int = 1) -> int:
-        """Bytes carried between bands for a scene ``width`` columns wide: two rows per
-        convolution at its resolution, plus the delay lines (about the branch's lag)."""
-        s = self.scale
-        f = self.feats
-        carried = 2 * width * f * (2 * self.n_blocks + 3)   # the low-resolution convs
-        for level in self._conv_levels()[2 * self.n_blocks + 3:]:
-            carried += 2 * width * 2 ** level * f           # upsampler and tail
-        delays = (2 * self.n_blocks + 2) * width * f * 2    # the two body skips' rows
-        bicubic = 6 * width * self.bands + 8 * s * width * s * self.bands
-        return _F32 * batch * (carried + delays + bicubic)
-
-    def band_bytes(self, width: int, band_rows: int, batch: int = 1) -> int:
-        """Estimated peak bytes of one band's activations (beyond :meth:`state_bytes`):
-        the widest convolution's input and output, the skips alive beside it, and the
-        output rows."""
-        s = self.scale
-        f = self.feats
-        per_row = max(
-            3 * f + f,                     # body: a conv's input and output, the skip
-            f + 4 * f + 4 * f,             # first upsampling conv, its output, shuffled
-            9 * f * (s * s // 4),          # the last stage at x4: 2x rows, 2x columns
-            (f + 2 * self.bands) * s * s,  # tail at full resolution, bicubic, output
-        )
-        return _F32 * batch * per_row * width * (band_rows + 2)
-
-
-#: Default band height (benchmarks/stream_forward.py; benchmarks/README.md, "Streaming").
-PREFERRED_BAND_ROWS = 64
-
-
-def pick_band_rows(stream: StreamingForward, width: int, budget_bytes: int, batch: int = 1,
-                   preferred: int = PREFERRED_BAND_ROWS) -> int:
-    """The band height for a scene ``width`` columns wide within ``budget_bytes``: the
-    preferred height where it fits, else the largest that fits (at least 1 row).
-
-    Raises:
-        UsageError: not even one row fits the budget (the caller cuts column strips:
-            :meth:`StreamingForward.run`'s ``strip_cols``).
-    """
-    fixed = stream.state_bytes(width, batch)
-    one = stream.band_bytes(width, 1, batch)
-    if fixed + one > budget_bytes:
-        raise UsageError(f"one band of rows {width} columns wide needs about "
-                         f"{(fixed + one) / 1e6:.0f} MB, over the memory budget of "
-                         f"{budget_bytes / 1e6:.0f} MB: use column strips")
-    per_row = max(1, one // 3)  # band_bytes is linear in band_rows + 2
-    fits = 1 + (budget_bytes - fixed - one) // per_row
-    return int(max(1, min(preferred, fits)))
