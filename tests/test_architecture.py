@@ -20,6 +20,7 @@ docs/architecture.md states the same map of rooms.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import textwrap
@@ -368,3 +369,32 @@ def test_names_are_imported_from_their_one_home() -> None:
     bad = re_exports(SRC, PACKAGE)
     assert not bad, "names re-exported outside a package __init__ (import them from their " \
         "home instead, and drop them from __all__):\n" + "\n".join(bad)
+
+
+def documented_layers(text: str) -> dict[str, frozenset[str]]:
+    """The "may import" table of docs/architecture.md as :data:`LAYERS`' rooms: backquoted
+    rooms in the second column, "every room it may import" adds the rooms the first
+    column's ones may, a row saying only "every room" allows all rooms but ``top``."""
+    rows = [line.split("|")[1:3] for line in text.splitlines()
+            if line.startswith("| `") and line.count("|") >= 3]
+    rooms = set(LAYERS) - {"top"}
+    found: dict[str, frozenset[str]] = {}
+    for left, right in rows:
+        names = re.findall(r"`(\w+)`", left)
+        allowed = set(re.findall(r"`(\w+)`", right)) & rooms
+        if "every room it may import" in right:
+            allowed |= {r for a in list(allowed) for r in found.get(a, ())}
+        elif "every room" in right:
+            allowed = rooms
+        found.update({n: frozenset(allowed - {n}) for n in names})
+    return found
+
+
+def test_docs_state_the_same_layers() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    text = text[text.index("may import (besides itself)"):]
+    documented = documented_layers(text)
+    assert set(documented) == set(LAYERS) - {"top"}, sorted(documented)
+    differ = {room: (sorted(documented[room]), sorted(LAYERS[room])) for room in documented
+              if documented[room] != LAYERS[room]}
+    assert not differ, f"docs/architecture.md and LAYERS disagree (docs, test): {differ}"
