@@ -237,6 +237,8 @@ class TestRefusals:
                                  np.zeros((4, 2, 9), np.float32)]))
         with pytest.raises(UsageError, match="no rows"):
             stream.forward(iter([]))
+        with pytest.raises(UsageError, match="no rows"):
+            stream.forward(np.zeros((4, 0, 5), np.float32))
 
 
 class TestBandHeight:

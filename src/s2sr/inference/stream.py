@@ -355,7 +355,12 @@ class StreamingForward:
     def _bands(self, source: Source, band_rows: int) -> Iterator[tuple[torch.Tensor, bool]]:
         """``(band, last)`` pairs of at most ``band_rows`` rows each."""
         blocks: Iterable[Rows]
-        blocks = [source] if isinstance(source, (np.ndarray, torch.Tensor)) else source
+        if isinstance(source, (np.ndarray, torch.Tensor)):  # converted band by band
+            h = source.shape[-2] if source.ndim >= 2 else 0
+            blocks = [source[..., r:r + band_rows, :] for r in range(0, h, band_rows)] \
+                if h else [source]
+        else:
+            blocks = source
         width: int | None = None
         pending: torch.Tensor | None = None
         for block in blocks:
