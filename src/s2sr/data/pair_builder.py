@@ -17,7 +17,8 @@ Steps (see ``s2sr pairs build --help`` and the README):
 
 Steps 1-2 and the masks are :mod:`s2sr.data.overlap`, step 3 and 5's fit
 :mod:`s2sr.data.alignment`, the options and their checks :mod:`s2sr.data.options`; this
-module cuts and stores the patches.
+module reads the patches block by block, and :mod:`s2sr.data.patches` (shared with
+:mod:`s2sr.data.wald`) cuts and stores them.
 """
 
 from __future__ import annotations
@@ -33,17 +34,15 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from s2sr.core.constants import PATCH_STATS
-from s2sr.core.dn import to_int16_dn
 from s2sr.core.errors import DataError, InputNotFoundError
 from s2sr.core.files import remove_quietly, replace_all
 from s2sr.data.alignment import estimate_alignment, fit_radiometry, to_lr
 from s2sr.data.dates import scene_date
 from s2sr.data.degrade import degrade
-from s2sr.data.manifest import patch_rows
 from s2sr.data.masks import band_cloud_mask, dilate
 from s2sr.data.options import BuildOptions, check_build_options, pair_id_for
 from s2sr.data.overlap import ScenePair
+from s2sr.data.patches import Patch, PatchCutter
 from s2sr.data.registration import ShiftEstimate
 from s2sr.data.stats import patch_stats
 from s2sr.data.store import PairStore
@@ -200,61 +199,10 @@ def _cut(pair: ScenePair, store: PairStore, n: int, kind: str, gap: float | None
     opts = pair.opts
     lr, hr = pair.lr_path, pair.hr_path
     s, k_deg = opts.scale, opts.degrade_factor
-    p = opts.patch * k_deg  # patch size on the native Sentinel-2 grid
     pid = pair_id_for(lr, hr, kind, opts)
-    lr_file, hr_file, lr_arr, hr_arr = store.new_arrays(pid, n, len(opts.bands), opts.patch,
-                                                        opts.patch * s)
-    stats: dict[str, list[float]] = {k: [] for k in PATCH_STATS}
-    origins: list[tuple[int, int]] = []
-    clear_px = cloud_px = 0
-    try:
-        k = 0
-        for r, block_cols, strip in _blocks(pair):
-            lrefl, lvalid, lcloud = pair.read_lr(strip)
-            href, hvalid, hmask = pair.read_hr(strip)
-            href = href * gains[:, None, None] + offsets[:, None, None]
-            deg, dvalid, dmask = to_lr(pair, href, hvalid, hmask)
-            hcloud = dmask if dmask is not None else band_cloud_mask(deg, opts.bands)
-            valid = lvalid & dvalid
-            cloud = dilate(lcloud | hcloud, opts.cloud_buffer) & valid
-            clear_px += int((valid & ~cloud).sum())
-            cloud_px += int(cloud.sum())
-            for c in block_cols:
-                x = c - int(strip.col_off)
-                v, cl = valid[:, x:x + p], cloud[:, x:x + p]
-                lpatch = lrefl[:, :, x:x + p]
-                st = patch_stats(lpatch, deg[:, :, x:x + p], v & ~cl)
-                stats["nodata"].append(float(1 - v.mean()))
-                stats["cloud"].append(float(cl.mean()))
-                for key, val in st.items():
-                    stats[key].append(val)
-                hpatch = href[:, :, x * s:(x + p) * s]
-                if k_deg > 1:
-                    lpatch = degrade(lpatch, k_deg, opts.lr_mtf)
-                    hpatch = degrade(hpatch, k_deg, opts.hr_mtf)
-                lr_arr[k] = to_int16_dn(lpatch)
-                hr_arr[k] = to_int16_dn(hpatch)
-                origins.append((r, c))
-                k += 1
-        lr_arr.flush()
-        hr_arr.flush()
-        total = clear_px + cloud_px
-        if total == 0:
-            raise DataError(f"the overlap of {lr} and {hr} holds no valid pixels (all "
-                            "nodata): choose scenes with data over the same place")
-        cloud_frac = cloud_px / total
-        if cloud_frac >= 0.999:
-            raise DataError(f"the overlap of {lr} and {hr} is entirely cloud: choose a "
-                            "clear pair")
-        if cloud_frac > opts.max_cloud:
-            raise DataError(
-                f"{cloud_frac:.0%} of the overlap is cloud or shadow, more than --max-cloud "
-                f"{opts.max_cloud:.0%}: choose a clearer pair or raise --max-cloud"
-            )
-    except BaseException:
-        lr_arr.discard()
-        hr_arr.discard()
-        raise
+    cutter = PatchCutter(store, pid, n, len(opts.bands), opts.patch, s)
+    tally = _CloudTally()
+    cutter.cut(_patches(pair, gains, offsets, tally))
     meta = pair.scene.meta
     crs = meta.crs.to_string() if meta.crs else ""
     # grids of the stored arrays, anchored at the Sentinel-2 scene's top-left corner: the
@@ -263,34 +211,81 @@ def _cut(pair: ScenePair, store: PairStore, n: int, kind: str, gap: float | None
     # content is registered to Sentinel-2: in Sentinel-2's georeferencing, which the
     # manifest uses, a target patch covers exactly the ground of its input patch (in the
     # reference file's own georeferencing it lies ``shift_px`` Sentinel-2 pixels away).
-    lr_grid = meta.transform * Affine.scale(k_deg)
-    hr_grid = meta.transform * Affine.scale(k_deg / s)
-    rows = patch_rows(
-        pid, [(r // k_deg, c // k_deg) for r, c in origins], stats, opts.thresholds,
-        patch=opts.patch, scale=s, lr_grid=lr_grid, hr_grid=hr_grid,
-        lr_offset=(int(pair.window.row_off) // k_deg, int(pair.window.col_off) // k_deg),
-        common={"kind": kind, "site": opts.site, "split": opts.split, "lr_scene": str(lr),
-                "hr_scene": str(hr), "crs": crs})
+    rows = cutter.rows(
+        opts.thresholds, meta.transform * Affine.scale(k_deg),
+        meta.transform * Affine.scale(k_deg / s),
+        {"kind": kind, "site": opts.site, "split": opts.split, "lr_scene": str(lr),
+         "hr_scene": str(hr), "crs": crs},
+        lr_offset=(int(pair.window.row_off) // k_deg, int(pair.window.col_off) // k_deg))
     info = {
         "kind": kind, "site": opts.site, "split": opts.split, "lr_scene": str(lr),
         "hr_scene": str(hr), "scale": s, "patch": opts.patch, "stride": opts.stride or
         opts.patch, "degrade_factor": k_deg,
         "bands": list(opts.bands), "shift_px": [est.shift[0], est.shift[1]],
         "shift_spread_px": est.spread, "gain": gains.tolist(), "offset": offsets.tolist(),
-        "time_gap_days": gap, "cloud_fraction": cloud_frac, "crs": crs,
+        "time_gap_days": gap, "cloud_fraction": tally.fraction(), "crs": crs,
         "lr_window": [int(pair.window.row_off), int(pair.window.col_off),
                       int(pair.window.height), int(pair.window.width)],
-        "lr_array": lr_file.name, "hr_array": hr_file.name,
+        "lr_array": cutter.lr_file.name, "hr_array": cutter.hr_file.name,
         "thresholds": opts.thresholds.as_dict(),
     }
     if not commit:
-        return PreparedPair(pid, info, rows, tuple((str(w.path), str(w.tmp))
-                                                   for w in (lr_arr, hr_arr)))
-    try:
-        store.commit_pair(pid, info, rows, (lr_arr, hr_arr))
-    except BaseException:
-        lr_arr.discard()
-        hr_arr.discard()
-        raise
-    return store.summary()["pairs"][pid]
+        return PreparedPair(pid, info, rows, cutter.temporaries())
+    return cutter.commit(info, rows)
 
+
+@dataclass
+class _CloudTally:
+    """Clear and cloudy valid pixels of the overlap, counted while the patches are cut."""
+
+    clear: int = 0
+    cloud: int = 0
+
+    def fraction(self) -> float:
+        return self.cloud / (self.clear + self.cloud)
+
+    def check(self, lr: Path, hr: Path, max_cloud: float) -> None:
+        """Refuse an overlap with no valid pixel, all cloud, or more than ``max_cloud``."""
+        if self.clear + self.cloud == 0:
+            raise DataError(f"the overlap of {lr} and {hr} holds no valid pixels (all "
+                            "nodata): choose scenes with data over the same place")
+        cloud_frac = self.fraction()
+        if cloud_frac >= 0.999:
+            raise DataError(f"the overlap of {lr} and {hr} is entirely cloud: choose a "
+                            "clear pair")
+        if cloud_frac > max_cloud:
+            raise DataError(
+                f"{cloud_frac:.0%} of the overlap is cloud or shadow, more than --max-cloud "
+                f"{max_cloud:.0%}: choose a clearer pair or raise --max-cloud"
+            )
+
+
+def _patches(pair: ScenePair, gains: np.ndarray, offsets: np.ndarray, tally: _CloudTally
+             ) -> Iterator[Patch]:
+    """The pair's patches, block by block: Sentinel-2 and the radiometrically fitted
+    reference, with their agreement; once all are seen, the overlap's cloud is checked."""
+    opts = pair.opts
+    s, k_deg = opts.scale, opts.degrade_factor
+    p = opts.patch * k_deg  # patch size on the native Sentinel-2 grid
+    for r, block_cols, strip in _blocks(pair):
+        lrefl, lvalid, lcloud = pair.read_lr(strip)
+        href, hvalid, hmask = pair.read_hr(strip)
+        href = href * gains[:, None, None] + offsets[:, None, None]
+        deg, dvalid, dmask = to_lr(pair, href, hvalid, hmask)
+        hcloud = dmask if dmask is not None else band_cloud_mask(deg, opts.bands)
+        valid = lvalid & dvalid
+        cloud = dilate(lcloud | hcloud, opts.cloud_buffer) & valid
+        tally.clear += int((valid & ~cloud).sum())
+        tally.cloud += int(cloud.sum())
+        for c in block_cols:
+            x = c - int(strip.col_off)
+            v, cl = valid[:, x:x + p], cloud[:, x:x + p]
+            lpatch = lrefl[:, :, x:x + p]
+            st = patch_stats(lpatch, deg[:, :, x:x + p], v & ~cl)
+            hpatch = href[:, :, x * s:(x + p) * s]
+            if k_deg > 1:
+                lpatch = degrade(lpatch, k_deg, opts.lr_mtf)
+                hpatch = degrade(hpatch, k_deg, opts.hr_mtf)
+            yield Patch((r // k_deg, c // k_deg), lpatch, hpatch,
+                        {"nodata": float(1 - v.mean()), "cloud": float(cl.mean()), **st})
+    tally.check(pair.lr_path, pair.hr_path, opts.max_cloud)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,16 @@ from rasterio.windows import Window
 
 from s2sr.core.bands import DEFAULT_BANDS
 from s2sr.core.checks import check_number
-from s2sr.core.constants import PATCH_STATS, SCALES
-from s2sr.core.dn import to_int16_dn, to_reflectance
+from s2sr.core.constants import SCALES
+from s2sr.core.dn import to_reflectance
 from s2sr.core.errors import DataError, InputNotFoundError, UsageError
 from s2sr.data.degrade import SENSOR_MTF, block_mean, degradation_sigma, degrade
-from s2sr.data.manifest import patch_rows
 from s2sr.data.masks import band_cloud_mask, dilate
 from s2sr.data.options import BuildOptions, check_patch_options, pair_id_for
+from s2sr.data.patches import Patch, PatchCutter
 from s2sr.data.store import PairStore
 from s2sr.data.validation import Thresholds
+from s2sr.io.base import GeoMeta, Scene
 from s2sr.io.nodata import valid_mask
 from s2sr.io.outputs import check_output_dir
 from s2sr.io.scene import open_scene
@@ -164,94 +166,123 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
     # is not
     check_output_dir(dataset, overwrite=True, inputs=[path])
     with open_scene(path, bands=opts.bands) as scene:
-        meta = scene.meta
-        native = opts.resolution if opts.resolution is not None else \
-            native_pixel_size(path, meta.crs, meta.res[0], opts)
-        ft, fi, inp_m, tgt_m = _factors(native, opts)
-        scale = fi // ft
-        kind = f"{opts.sensor}{nominal(inp_m)}>{opts.sensor}{nominal(tgt_m)}"
-        p = opts.patch
-        stride = opts.stride or p
-        span = p * fi  # native pixels per input patch
-        cols = list(range(0, meta.width - span + 1, stride * fi))
-        rows = list(range(0, meta.height - span + 1, stride * fi))
-        if not cols or not rows:
-            raise DataError(f"{path} ({meta.width}x{meta.height} px) is smaller than one "
-                            f"{p} px patch at {inp_m:g} m ({span} px): use a smaller --patch")
-        sigma = degradation_sigma(fi, opts.mtf)
-        margin = fi * math.ceil(3 * sigma / fi + 1)
+        levels = _levels(path, scene.meta, opts)
         store = PairStore(dataset, create=True)
-        pid = pair_id_for(path, path, kind, BuildOptions(scale=scale, patch=p,
-                                                         stride=opts.stride, bands=opts.bands))
-        n = len(rows) * len(cols)
-        lr_file, hr_file, lr_arr, hr_arr = store.new_arrays(pid, n, len(opts.bands), p,
-                                                            p * scale)
-        stats: dict[str, list[float]] = {k: [] for k in PATCH_STATS}
-        origins = []
-        gains = meta.gains if opts.gain is None else (opts.gain,) * len(meta.gains)
-        offsets = meta.offsets if opts.gain is None else (0.0,) * len(meta.offsets)
         try:
-            k = 0
-            width = meta.width  # full width: the blur sees real neighbours
-            for r in rows:
-                top, bottom = max(r - margin, 0), min(r + span + margin, meta.height)
-                dn = scene.read(Window(0, top, width, bottom - top))
-                refl = to_reflectance(dn, gains, offsets)
-                valid = valid_mask(dn, meta.nodata) & np.isfinite(refl).all(axis=0)
-                refl = np.where(valid[None], refl, np.float32(0))
-                target = degrade(refl, ft, opts.mtf) if ft > 1 else refl
-                source = degrade(refl, fi, opts.mtf)
-                vin = block_mean(valid[None].astype(np.float32), fi)[0] > 0.999
-                if opts.cloud_test:
-                    cloud = dilate(band_cloud_mask(source, opts.bands), opts.cloud_buffer)
-                else:
-                    cloud = np.zeros(source.shape[1:], bool)
-                ti, si = (r - top) // ft, (r - top) // fi
-                for c in cols:
-                    ci, cs = c // fi, c // ft
-                    v = vin[si:si + p, ci:ci + p]
-                    stats["nodata"].append(float(1 - v.mean()))
-                    stats["cloud"].append(float((cloud[si:si + p, ci:ci + p] & v).mean()))
-                    for key, val in (("corr", 1.0), ("ssim", 1.0), ("shift", 0.0),
-                                     ("residual", 0.0)):
-                        stats[key].append(val)  # one scene: agreement by construction
-                    lr_arr[k] = to_int16_dn(source[:, si:si + p, ci:ci + p])
-                    hr_arr[k] = to_int16_dn(target[:, ti:ti + p * scale, cs:cs + p * scale])
-                    origins.append((r // fi, c // fi))
-                    k += 1
-            lr_arr.flush()
-            hr_arr.flush()
-            nodata = np.asarray(stats["nodata"])
-            if (nodata >= 1).all():
-                raise DataError(f"{path} holds no valid pixels: choose a scene with data")
+            return _cut(scene, path, store, levels, opts)
         except BaseException:
-            lr_arr.discard()
-            hr_arr.discard()
             store.abandon()  # a refused scene leaves no empty dataset behind
             raise
-        crs = meta.crs.to_string() if meta.crs else ""
-        # input grid: the scene's pixels coarsened fi times; target grid: ft times; both
-        # anchored at the scene's top-left corner (patch origins are multiples of fi)
-        rows_out = patch_rows(
-            pid, origins, stats, opts.thresholds, patch=p, scale=scale,
-            lr_grid=meta.transform * Affine.scale(fi), hr_grid=meta.transform * Affine.scale(ft),
-            common={"kind": kind, "site": opts.site, "split": opts.split,
-                    "lr_scene": str(path), "hr_scene": str(path), "crs": crs})
-        info = {
-            "kind": kind, "site": opts.site, "split": opts.split, "lr_scene": str(path),
-            "hr_scene": str(path), "scale": scale, "patch": p, "stride": stride,
-            "bands": list(opts.bands), "shift_px": [0.0, 0.0], "shift_spread_px": 0.0,
-            "gain": [1.0] * len(opts.bands), "offset": [0.0] * len(opts.bands),
-            "time_gap_days": 0.0, "cloud_fraction": float(np.mean(stats["cloud"])),
-            "crs": crs, "levels_m": [inp_m, tgt_m], "native_m": native, "mtf": opts.mtf,
-            "lr_array": lr_file.name, "hr_array": hr_file.name,
-            "thresholds": opts.thresholds.as_dict(),
-        }
-        try:
-            store.commit_pair(pid, info, rows_out, (lr_arr, hr_arr))
-        except BaseException:
-            lr_arr.discard()
-            hr_arr.discard()
-            store.abandon()
-            raise
-        return store.summary()["pairs"][pid]
+
+
+@dataclass(frozen=True)
+class _Levels:
+    """Where a scene's Wald patches are: the native pixel size (m), the target and input
+    pixels as multiples of it (``ft``, ``fi``) and in metres, the pair kind, the patch
+    origins (native pixels) and the rows read around a strip for the blur."""
+
+    native: float
+    ft: int
+    fi: int
+    input_m: float
+    target_m: float
+    kind: str
+    rows: list[int]
+    cols: list[int]
+    margin: int
+
+    @property
+    def scale(self) -> int:
+        return self.fi // self.ft
+
+
+def _levels(path: Path, meta: GeoMeta, opts: DegradeOptions) -> _Levels:
+    """The scene's :class:`_Levels`; refuses a scene smaller than one patch."""
+    native = opts.resolution if opts.resolution is not None else \
+        native_pixel_size(path, meta.crs, meta.res[0], opts)
+    ft, fi, inp_m, tgt_m = _factors(native, opts)
+    kind = f"{opts.sensor}{nominal(inp_m)}>{opts.sensor}{nominal(tgt_m)}"
+    p = opts.patch
+    stride = opts.stride or p
+    span = p * fi  # native pixels per input patch
+    cols = list(range(0, meta.width - span + 1, stride * fi))
+    rows = list(range(0, meta.height - span + 1, stride * fi))
+    if not cols or not rows:
+        raise DataError(f"{path} ({meta.width}x{meta.height} px) is smaller than one "
+                        f"{p} px patch at {inp_m:g} m ({span} px): use a smaller --patch")
+    sigma = degradation_sigma(fi, opts.mtf)
+    margin = fi * math.ceil(3 * sigma / fi + 1)
+    return _Levels(native, ft, fi, inp_m, tgt_m, kind, rows, cols, margin)
+
+
+def _cut(scene: Scene, path: Path, store: PairStore, levels: _Levels, opts: DegradeOptions
+         ) -> dict[str, Any]:
+    """Cut the scene's patches into ``store`` and commit them as one pair."""
+    meta = scene.meta
+    p, scale = opts.patch, levels.scale
+    pid = pair_id_for(path, path, levels.kind, BuildOptions(scale=scale, patch=p,
+                                                            stride=opts.stride, bands=opts.bands))
+    cutter = PatchCutter(store, pid, len(levels.rows) * len(levels.cols), len(opts.bands), p,
+                         scale)
+    cutter.cut(_patches(scene, path, levels, opts))
+    crs = meta.crs.to_string() if meta.crs else ""
+    # input grid: the scene's pixels coarsened fi times; target grid: ft times; both
+    # anchored at the scene's top-left corner (patch origins are multiples of fi)
+    rows = cutter.rows(
+        opts.thresholds, meta.transform * Affine.scale(levels.fi),
+        meta.transform * Affine.scale(levels.ft),
+        {"kind": levels.kind, "site": opts.site, "split": opts.split, "lr_scene": str(path),
+         "hr_scene": str(path), "crs": crs})
+    info = {
+        "kind": levels.kind, "site": opts.site, "split": opts.split, "lr_scene": str(path),
+        "hr_scene": str(path), "scale": scale, "patch": p, "stride": opts.stride or p,
+        "bands": list(opts.bands), "shift_px": [0.0, 0.0], "shift_spread_px": 0.0,
+        "gain": [1.0] * len(opts.bands), "offset": [0.0] * len(opts.bands),
+        "time_gap_days": 0.0, "cloud_fraction": float(np.mean(cutter.stats["cloud"])),
+        "crs": crs, "levels_m": [levels.input_m, levels.target_m], "native_m": levels.native,
+        "mtf": opts.mtf, "lr_array": cutter.lr_file.name, "hr_array": cutter.hr_file.name,
+        "thresholds": opts.thresholds.as_dict(),
+    }
+    return cutter.commit(info, rows)
+
+
+#: The agreement statistics of a Wald patch: one scene agrees with itself by construction.
+_AGREEMENT = {"corr": 1.0, "ssim": 1.0, "shift": 0.0, "residual": 0.0}
+
+
+def _patches(scene: Scene, path: Path, levels: _Levels, opts: DegradeOptions
+             ) -> Iterator[Patch]:
+    """The scene's patches, strip by strip: the target (the scene, or degraded ``ft``
+    times) and the input (degraded ``fi`` times); refuses a scene without valid pixels."""
+    meta = scene.meta
+    p, ft, fi, scale = opts.patch, levels.ft, levels.fi, levels.scale
+    span, margin = p * fi, levels.margin
+    gains = meta.gains if opts.gain is None else (opts.gain,) * len(meta.gains)
+    offsets = meta.offsets if opts.gain is None else (0.0,) * len(meta.offsets)
+    any_valid = False
+    width = meta.width  # full width: the blur sees real neighbours
+    for r in levels.rows:
+        top, bottom = max(r - margin, 0), min(r + span + margin, meta.height)
+        dn = scene.read(Window(0, top, width, bottom - top))
+        refl = to_reflectance(dn, gains, offsets)
+        valid = valid_mask(dn, meta.nodata) & np.isfinite(refl).all(axis=0)
+        refl = np.where(valid[None], refl, np.float32(0))
+        target = degrade(refl, ft, opts.mtf) if ft > 1 else refl
+        source = degrade(refl, fi, opts.mtf)
+        vin = block_mean(valid[None].astype(np.float32), fi)[0] > 0.999
+        if opts.cloud_test:
+            cloud = dilate(band_cloud_mask(source, opts.bands), opts.cloud_buffer)
+        else:
+            cloud = np.zeros(source.shape[1:], bool)
+        ti, si = (r - top) // ft, (r - top) // fi
+        for c in levels.cols:
+            ci, cs = c // fi, c // ft
+            v = vin[si:si + p, ci:ci + p]
+            nodata = float(1 - v.mean())
+            any_valid = any_valid or nodata < 1
+            yield Patch((r // fi, c // fi), source[:, si:si + p, ci:ci + p],
+                        target[:, ti:ti + p * scale, cs:cs + p * scale],
+                        {"nodata": nodata, "cloud": float((cloud[si:si + p, ci:ci + p] & v).mean()),
+                         **_AGREEMENT})
+    if not any_valid:
+        raise DataError(f"{path} holds no valid pixels: choose a scene with data")
