@@ -12,6 +12,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from s2sr.evaluation.table2 import table2_report
 from s2sr.training.table1 import ORDER, default_configs, run_table1, vgg_default
 from support.shared import SHARED, requires_shared
 
@@ -60,9 +61,11 @@ def test_table1_runs_in_order_and_reports(tmp_path: Path) -> None:
     frozen = _first_stage_only(configs, "1.2")
     assert frozen == ["head", "body"]
     runs = tmp_path / "runs"
-    report = run_table1(runs, shared=SHARED, configs=configs, epoch_scale=0.01,
-                        only=["1.2", "1.1"])  # the order of --only does not matter
-    assert report is not None and report.exists()
+    made = run_table1(runs, shared=SHARED, configs=configs, epoch_scale=0.01,
+                      only=["1.2", "1.1"])  # the order of --only does not matter
+    assert made is not None and sorted(made.weights) == ["1.1", "1.2"]
+    report = table2_report(made.weights, made.datasets, runs / "report", epoch_scale=0.01)
+    assert report.exists()
     for name in ("1.1", "1.2"):
         assert (runs / name / "model.safetensors").exists()
     # the parent finished before anything of the child was written
@@ -83,8 +86,10 @@ def test_table1_runs_in_order_and_reports(tmp_path: Path) -> None:
     assert {s["kind"] for s in data["summary"]} == {"RE10>RE5", "SE10>RE5"}
     assert "Stand-in data" in report.read_text()
     # a second call (runs complete) refreshes the report instead of refusing its folder
-    again = run_table1(runs, shared=SHARED, configs=configs, epoch_scale=0.01, only=["1.1"])
-    assert again is not None and again.exists()
+    made = run_table1(runs, shared=SHARED, configs=configs, epoch_scale=0.01, only=["1.1"])
+    assert made is not None
+    again = table2_report(made.weights, made.datasets, runs / "report", epoch_scale=0.01)
+    assert again.exists()
     methods = {s["method"] for s in json.loads(again.with_suffix(".json").read_text()
                                                )["summary"]}
     assert "1.1" in methods and "1.2" not in methods

@@ -82,13 +82,16 @@ def table1(out: Path, epoch_scale: float, shared: Path, configs: Path | None,
            only: str | None, prepare_only: bool, quiet: bool) -> None:
     """Run the study's Table 1 experiments in dependency order and write the Table 2 report."""
     setup_logging(quiet)
+    from s2sr.evaluation.table2 import table2_report
     from s2sr.training.table1 import run_table1, vgg_default
 
     vgg_default(shared)
-    report = run_table1(out, shared=shared, configs=configs, epoch_scale=epoch_scale,
-                        only=only.split(",") if only else None, prepare_only=prepare_only,
-                        progress=not quiet and sys.stderr.isatty())
-    if report is not None:
+    runs = run_table1(out, shared=shared, configs=configs, epoch_scale=epoch_scale,
+                      only=only.split(",") if only else None, prepare_only=prepare_only,
+                      progress=not quiet and sys.stderr.isatty())
+    if runs is not None:
+        report = table2_report(runs.weights, runs.datasets, out / "report",
+                               epoch_scale=runs.epoch_scale)
         click.echo(f"report: {report}")
     else:
         click.echo(f"stand-in datasets: {out / 'data'}")

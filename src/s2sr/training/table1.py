@@ -3,20 +3,21 @@
 ``s2sr table1 -o RUNS --epoch-scale 0.01`` builds the stand-in datasets (see
 :mod:`s2sr.training.standins`) under ``RUNS/data``, trains the nine configurations of
 ``configs/table1`` into ``RUNS/<experiment>`` (1.1 before 1.2 and 1.3, ...), skipping
-finished runs and resuming interrupted ones, then writes the Table 2 report with
-``s2sr evaluate dataset`` into ``RUNS/report``.
+finished runs and resuming interrupted ones. The Table 2 report of the runs is
+:func:`s2sr.evaluation.table2.table2_report` (``s2sr table1`` writes it into
+``RUNS/report``): training does not import evaluation, its sibling.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from s2sr.core.checks import check_epoch_scale
 from s2sr.core.errors import InputNotFoundError, UsageError
-from s2sr.evaluation.report import evaluate_models
 from s2sr.io.outputs import check_output_dir
 from s2sr.training.config import load_config
 from s2sr.training.standins import prepare
@@ -26,8 +27,17 @@ log = logging.getLogger(__name__)
 
 #: Parents before children.
 ORDER = ("1.1", "2.1", "3.1", "4.1", "1.2", "1.3", "1.4", "2.2", "3.2")
-#: Test columns of Table 2: the degraded reference and the real (here simulated) pair.
-TEST_KINDS = ("RE10>RE5", "SE10>RE5")
+
+
+@dataclass(frozen=True)
+class Table1Runs:
+    """What :func:`run_table1` made: each experiment's ``model.safetensors`` by name, the
+    stand-in test datasets (the degraded reference, then the simulated pairs) and the
+    epoch scale they were trained with."""
+
+    weights: dict[str, Path]
+    datasets: list[Path]
+    epoch_scale: float
 
 
 def default_configs() -> Path:
@@ -67,8 +77,8 @@ def check_configs(configs: Path, names: list[str] | None = None) -> Path:
 
 def run_table1(out: Path, *, shared: Path, configs: Path | None = None,
                epoch_scale: float = 1.0, only: list[str] | None = None,
-               prepare_only: bool = False, progress: bool = False) -> Path | None:
-    """Prepare data, train the experiments in order and write the report."""
+               prepare_only: bool = False, progress: bool = False) -> Table1Runs | None:
+    """Prepare data and train the experiments in order (None with ``prepare_only``)."""
     only = check_only(only)
     check_epoch_scale(epoch_scale)
     check_output_dir(out, overwrite=True, inputs=[shared])
@@ -91,17 +101,8 @@ def run_table1(out: Path, *, shared: Path, configs: Path | None = None,
             log.warning("training %s%s", name, " (resuming)" if resume else "")
             train(cfg, run_dir, resume=resume, epoch_scale=epoch_scale, progress=progress)
         weights[name] = final
-    return evaluate_models(
-        dict(sorted(weights.items())), [data["re_wald"], data["se_re"]], out / "report",
-        kinds=list(TEST_KINDS),
-        split="test",
-        overwrite=True,  # the report is rebuilt from the runs on every call
-        note=("Stand-in data, not the study's: no RapidEye imagery exists here. RE10>RE5 is "
-              "real WorldView-2 imagery degraded as if its pixels were 5 m; SE10>RE5 pairs "
-              "are simulated from real Sentinel-2 crops (shifted, re-gained, re-blurred "
-              "references). Epochs scaled by " f"{epoch_scale:g}."),
-    )
-
+    return Table1Runs(dict(sorted(weights.items())), [data["re_wald"], data["se_re"]],
+                      epoch_scale)
 
 def vgg_default(shared: Path) -> None:
     """Point the VGG16 feature loss at ../shared/weights when no other source is set."""
