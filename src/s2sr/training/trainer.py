@@ -27,7 +27,6 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-import yaml
 from lightning.pytorch.plugins import MixedPrecision
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -35,12 +34,10 @@ from s2sr.core.checks import check_choice, check_epoch_scale
 from s2sr.core.errors import (
     CheckpointError,
     DataError,
-    OutputExistsError,
     UsageError,
 )
-from s2sr.core.files import exclusive_output, sweep_stale_temps
+from s2sr.core.files import exclusive_output
 from s2sr.core.signals import on_stop_signals, stop_exception, terminate_raises
-from s2sr.io.outputs import check_output_dir
 from s2sr.models import save_model
 from s2sr.models.device import resolve_device
 from s2sr.training.checkpoint import (
@@ -54,6 +51,7 @@ from s2sr.training.config import PRECISIONS, validate
 from s2sr.training.data import SRDataModule, check_datasets, datasets
 from s2sr.training.metrics_file import MetricsFile
 from s2sr.training.module import SRModule, build_loss, build_network, stage_of
+from s2sr.training.run_folder import make_parents, prepare_run_dir, undo
 from s2sr.training.schema import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -80,9 +78,6 @@ def distributed_layout(devices: int, num_nodes: int) -> tuple[int, int]:
     return devices, num_nodes
 
 
-#: Files a run writes before its first checkpoint; a folder holding only these (and
-#: stale temporaries) is what a run killed before its first checkpoint leaves.
-_EARLY_FILES = frozenset({"config.yaml", "metrics.csv", "best.safetensors"})
 class Trainer:
     """Runs an experiment into a run folder.
 
@@ -118,71 +113,6 @@ class Trainer:
     def lr_history(self) -> list[tuple[int, float]]:
         """(stage, learning rate) of every optimisation step of this process."""
         return self.module.lr_history if self.module is not None else []
-
-    # -- files ---------------------------------------------------------------------------
-    def _make_parents(self) -> list[Path]:
-        """Create the run folder's missing parents; returns them (deepest last)."""
-        missing: list[Path] = []
-        parent = self.run_dir.absolute().parent
-        while not parent.exists():
-            missing.append(parent)
-            parent = parent.parent
-        missing.reverse()
-        for folder in missing:
-            folder.mkdir()
-        return missing
-
-    def _leftovers_only(self) -> bool:
-        """Whether the run folder holds only what a run stopped before its first checkpoint
-        leaves (config.yaml, metrics.csv, best.safetensors)."""
-        names = {p.name for p in self.run_dir.iterdir()}
-        return bool(names) and names <= _EARLY_FILES
-
-    def _prepare_dir(self, created: list[Path]) -> None:
-        """Check the run folder and start it; appends what it creates to ``created``."""
-        check_output_dir(self.run_dir, overwrite=True,
-                         inputs=[*self.cfg.data.datasets, self.cfg.init_from])
-        if self.run_dir.is_dir():
-            for stale in sweep_stale_temps(self.run_dir):
-                log.warning("removed %s, left by an earlier run that was killed", stale.name)
-        ckpt = self.run_dir / "checkpoint.pt"
-        if self.resume and ckpt.is_file():
-            return
-        if self.run_dir.is_dir() and self._leftovers_only():
-            log.warning("run folder %s holds only files of a run stopped before its first "
-                        "checkpoint: starting it again", self.run_dir)
-            for name in _EARLY_FILES:
-                (self.run_dir / name).unlink(missing_ok=True)
-        elif self.resume:
-            raise UsageError(f"--resume given but {ckpt} does not exist: start without "
-                             "--resume")
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
-            raise OutputExistsError(f"run folder {self.run_dir} is not empty: choose a new "
-                                    "one or pass --resume")
-        if not self.run_dir.exists():
-            created.append(self.run_dir)
-            self.run_dir.mkdir()
-        config = self.run_dir / "config.yaml"
-        created.append(config)
-        config.write_text(yaml.safe_dump(self.cfg.as_dict(), sort_keys=False))
-        created.append(self.run_dir / "metrics.csv")
-        self.metrics.rewrite([])
-        created.append(self.run_dir / "best.safetensors")
-
-    def _undo(self, created: list[Path]) -> None:
-        """Remove what a run that failed before its first checkpoint created."""
-        for path in reversed(created):
-            with contextlib.suppress(OSError):
-                if path.is_dir() and not path.is_symlink():
-                    for stale in sweep_stale_temps(path):
-                        log.debug("removed %s", stale)
-                    for entry in path.iterdir():  # this process's own temporaries
-                        if entry.name.startswith(".") and f".s2sr-{os.getpid()}-" in \
-                                entry.name:
-                            entry.unlink()
-                    path.rmdir()
-                else:
-                    path.unlink(missing_ok=True)
 
     # -- resume -------------------------------------------------------------------------
     def _resume_state(self, module: SRModule) -> dict[str, Any]:
@@ -234,15 +164,16 @@ class Trainer:
             created: list[Path] = []
             done = False
             try:
-                created += self._make_parents()
+                created += make_parents(self.run_dir)
                 with exclusive_output(self.run_dir.absolute()):
-                    self._prepare_dir(created)
+                    prepare_run_dir(self.run_dir, self.cfg, self.resume, self.metrics,
+                                    created)
                     final = self._train()
                 done = True
                 return final
             finally:
                 if not done and not self.checkpointed:
-                    self._undo(created)
+                    undo(created)
 
     def _steps(self, data: SRDataModule) -> Any:
         def steps(stage: int) -> int:
