@@ -1,4 +1,4 @@
-"""``s2sr evaluate --panel``: the robustness panel end to end on tiny models and scenes
+"""``s2sr evaluate panel``: the robustness panel end to end on tiny models and scenes
 written by the tests; its numbers against an independent computation; the CLI's checks."""
 
 from __future__ import annotations
