@@ -155,7 +155,8 @@ class _Bicubic:
         if end <= self.done or seen == 0:
             return x.new_zeros((x.shape[0], x.shape[1], 0, x.shape[3] * s))
         a = max(0, _bicubic_first_tap(self.done, s))
-        slab = self.buf[:, :, a - self.base:]
+        b = min(seen, _bicubic_first_tap(end - 1, s) + 4)  # past the last tap needed
+        slab = self.buf[:, :, a - self.base:b - self.base]
         up = F.interpolate(slab, scale_factor=s, mode="bicubic", align_corners=False)
         out = up[:, :, self.done - a * s:end - a * s]
         self.done = end
