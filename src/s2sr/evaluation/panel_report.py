@@ -41,9 +41,11 @@ from s2sr.evaluation.panel import (
 )
 from s2sr.evaluation.scenes import read_checked
 from s2sr.evaluation.writer import staged_report
+from s2sr.inference.modules import as_module
 from s2sr.io.outputs import check_output_dir
 from s2sr.losses.metrics import Conventions
-from s2sr.models import get_spec, load_model
+from s2sr.models import get_spec
+from s2sr.models.open import open_model
 
 __all__ = ["evaluate_panel"]
 
@@ -75,7 +77,7 @@ def evaluate_panel(weights: Mapping[str, str | os.PathLike[str]],
         raise UsageError("give at least one scene (--scene) to the panel")
     inputs = [*weights.values(), *scenes]
     check_output_dir(out, overwrite, inputs)
-    models = {name: load_model(path) for name, path in weights.items()}
+    models = {name: as_module(open_model(path)) for name, path in weights.items()}
     specs = {name: get_spec(m) for name, m in models.items()}
     if len({s.bands for s in specs.values()}) > 1:
         raise UsageError("the models take different bands (" + "; ".join(

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from s2sr.core.constants import SCALES
 from s2sr.core.errors import BandError, UsageError
 from s2sr.data.dataset import PairDataset
 from s2sr.data.degrade_torch import back_project
@@ -46,11 +47,13 @@ from s2sr.evaluation.scoring import (
 )
 from s2sr.evaluation.writer import ReportWriter, staged_report, write_figures
 from s2sr.inference.baselines import upsample
+from s2sr.inference.modules import as_module
 from s2sr.inference.predict import super_resolve
 from s2sr.io.outputs import check_output_dir
 from s2sr.io.scene import open_scene
 from s2sr.losses.metrics import Conventions
-from s2sr.models import get_spec, load_model
+from s2sr.models import get_spec
+from s2sr.models.open import open_model
 
 __all__ = ["evaluate_consistency", "evaluate_models", "evaluate_scene"]
 
@@ -92,7 +95,7 @@ def evaluate_models(
     check_output_dir(out, overwrite, inputs)
     sets = [PairDataset(root, split=split, kind=list(kinds) if kinds else None)
             for root in datasets]
-    models = {name: load_model(path) for name, path in weights.items()}
+    models = {name: as_module(open_model(path)) for name, path in weights.items()}
     chosen, bands = plan(models, sets, datasets, kinds, split)
     check_crop(conv, {(int(r["hr_size"]), scale_of(r)) for ds in sets for r in ds.rows
                       if r["kind"] in chosen})
@@ -172,7 +175,7 @@ def evaluate_scene(weights: str | os.PathLike[str], lr: str | os.PathLike[str],
     """
     inputs = [weights, lr, hr]
     check_output_dir(out, overwrite, inputs)
-    model = load_model(weights)
+    model = as_module(open_model(weights))
     spec = get_spec(model)
     s = spec.scale
     with open_scene(lr, bands=spec.bands) as a, open_scene(hr, bands=spec.bands) as b:
@@ -231,7 +234,7 @@ def evaluate_consistency(output: str | os.PathLike[str], lr: str | os.PathLike[s
     except BandError as err:
         raise BandError(f"{err} (the output has {', '.join(bands)})") from None
     ratio = sr_meta.height / lr_meta.height
-    if ratio not in (2, 4) or sr_meta.width != lr_meta.width * ratio:
+    if ratio not in SCALES or sr_meta.width != lr_meta.width * ratio:
         raise UsageError(f"{output} ({sr_meta.width}x{sr_meta.height}) is not 2 or 4 times "
                          f"{lr} ({lr_meta.width}x{lr_meta.height}): pass the input it was "
                          "made from")
