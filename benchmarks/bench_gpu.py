@@ -39,6 +39,7 @@ import numpy as np
 import rasterio
 import torch
 
+from s2sr.core.constants import SCALES
 from s2sr.inference.backends import cudnn_settings
 from s2sr.models import load_model, pretrained_path
 
@@ -118,7 +119,7 @@ def breakdown(scene: Path, out: Path, **options: Any) -> dict[str, float]:
     thread, network and blending in the main thread, DN conversion and writing in
     another)."""
     from s2sr import predict
-    from s2sr.inference import engine
+    from s2sr.inference import encoding, engine
     from s2sr.io import writer as writer_mod
 
     spent: dict[str, float] = {}
@@ -133,15 +134,15 @@ def breakdown(scene: Path, out: Path, **options: Any) -> dict[str, float]:
         return wrapper
 
     cls = engine.TiledSuperResolver
-    saved = {name: getattr(cls, name) for name in ("_load", "_forward", "_finish", "run")}
+    saved = {name: getattr(cls, name) for name in ("read_batch", "forward", "write_core", "run")}
     saved_write = writer_mod.RasterWriter.write
-    saved_dn = engine.DnEncoding.dn_values
+    saved_dn = encoding.DnEncoding.dn_values
     try:
-        cls._load = timed("read tiles (reading thread)", cls._load)  # type: ignore[method-assign]
-        cls._forward = timed("network (main)", cls._forward)  # type: ignore[method-assign]
-        cls._finish = timed("DN + copy to host + write (writing thread)", cls._finish)  # type: ignore[method-assign]
+        cls.read_batch = timed("read tiles (reading thread)", cls.read_batch)  # type: ignore[method-assign]
+        cls.forward = timed("network (main)", cls.forward)  # type: ignore[method-assign]
+        cls.write_core = timed("DN + copy to host + write (writing thread)", cls.write_core)  # type: ignore[method-assign]
         cls.run = timed("engine run (total)", cls.run)  # type: ignore[method-assign]
-        engine.DnEncoding.dn_values = timed("  of which DN conversion", saved_dn)  # type: ignore[method-assign]
+        encoding.DnEncoding.dn_values = timed("  of which DN conversion", saved_dn)  # type: ignore[method-assign]
         writer_mod.RasterWriter.write = timed("  of which GeoTIFF write", saved_write)  # type: ignore[method-assign]
         t = time.perf_counter()
         predict(scene, out, overwrite=True, **options)
@@ -150,7 +151,7 @@ def breakdown(scene: Path, out: Path, **options: Any) -> dict[str, float]:
         for name, fn in saved.items():
             setattr(cls, name, fn)
         writer_mod.RasterWriter.write = saved_write  # type: ignore[method-assign]
-        engine.DnEncoding.dn_values = saved_dn  # type: ignore[method-assign]
+        encoding.DnEncoding.dn_values = saved_dn  # type: ignore[method-assign]
     total = spent.get("engine run (total)", 0.0)
     spent["blend + waits (main, engine run - network)"] = total - spent.get(
         "network (main)", 0.0)
@@ -284,7 +285,7 @@ def main() -> None:
     def correctness() -> dict[str, Any]:
         from s2sr import predict
         row: dict[str, Any] = {}
-        for scale in (2, 4):
+        for scale in SCALES:
             w = pretrained_path(scale)
             ref = read(predict(small, work / "cpu.tif", w, device="cpu", backend="torch",
                                overwrite=True))

@@ -23,7 +23,8 @@ from s2sr.inference.backends import (
     physical_cores,
     torch_threads,
 )
-from s2sr.inference.engine import Radiometry, TiledSuperResolver
+from s2sr.inference.encoding import DnEncoding
+from s2sr.inference.engine import TiledSuperResolver
 from s2sr.inference.tiling import TileLayout
 from s2sr.models import build_model
 from support.rasters import field
@@ -140,7 +141,7 @@ def test_engine_given_a_backend_equals_engine_given_the_model() -> None:
     model = build_model("edsr-tiny", scale=2).eval()
     data = field((50, 44), 4)
     lay = TileLayout.from_tile(50, 44, 32, 8, 2)
-    radiometry = Radiometry("uint16", (1e-4,) * 4, (0.0,) * 4, None)
+    radiometry = DnEncoding("uint16", (1e-4,) * 4, (0.0,) * 4, None)
     outs = []
     for runner in (model, TorchBackend(model, torch.device("cpu"), channels_last=False)):
         out = np.zeros((4, 100, 88), np.uint16)
@@ -163,14 +164,15 @@ def test_default_tile_per_backend(tmp_path: os.PathLike[str]) -> None:
     PyTorch's 544; x4 is 288 for both; --tile still wins; the tag records what ran."""
     from pathlib import Path
 
-    from s2sr.inference.predict import _layout, default_tile, prepare_run
+    from s2sr.inference.predict import prepare_run
+    from s2sr.inference.tiling import default_tile, fit_layout
     from s2sr.models import pretrained_path
     from support.rasters import texture, write_geotiff
 
     assert (default_tile(2, "onnxruntime"), default_tile(2, "torch")) == (288, 544)
     assert default_tile(4, "onnxruntime") == default_tile(4, "torch") == 288
-    assert _layout(5000, 5000, 2, None, None, "onnxruntime").tile == 288
-    assert _layout(5000, 5000, 2, 256, None, "onnxruntime").tile == 256
+    assert fit_layout(5000, 5000, 2, None, None, "onnxruntime").tile == 288
+    assert fit_layout(5000, 5000, 2, 256, None, "onnxruntime").tile == 256
     pytest.importorskip("onnxruntime", reason="ONNX Runtime (pip install 's2sr[onnx]')")
     src = write_geotiff(Path(tmp_path) / "in.tif",
                         (texture((600, 600), 4) * 10000).astype(np.uint16))

@@ -9,7 +9,8 @@ from rasterio.windows import Window
 
 from s2sr import super_resolve
 from s2sr.core.errors import DataError, UsageError
-from s2sr.inference.engine import Radiometry, TiledSuperResolver, read_tile
+from s2sr.inference.encoding import DnEncoding
+from s2sr.inference.engine import TiledSuperResolver, read_tile
 from s2sr.inference.tiling import TileLayout, blend
 from s2sr.models import build_model
 from support.rasters import field
@@ -25,7 +26,7 @@ def test_streaming_equals_reference_blend(shape: tuple[int, int], tile: int, sca
     model = _model(scale)
     data = field(shape, 4, seed=1, dtype="float32")
     lay = TileLayout.from_tile(*shape, tile, 32 if tile > 48 else 16, scale)
-    radiometry = Radiometry("float32", (1.0,) * 4, (0.0,) * 4, None)
+    radiometry = DnEncoding("float32", (1.0,) * 4, (0.0,) * 4, None)
     out = np.zeros((4, shape[0] * scale, shape[1] * scale), np.float32)
 
     def reader(w: Window) -> np.ndarray:
@@ -180,15 +181,15 @@ def test_scene_smaller_than_a_tile_and_single_pixel() -> None:
 @pytest.mark.parametrize("dtype", ["uint16", "int16", "uint32", "int32", "float32", "float64"])
 @pytest.mark.parametrize("nodata", [None, 0, 1000])
 def test_dn_conversion_in_torch_equals_numpy(dtype: str, nodata: int | None) -> None:
-    """The GPU's DN conversion (Radiometry.dn_values + finish, in PyTorch) gives exactly the
-    CPU's (Radiometry.to_dn, NumPy): rounding, the floor, the dtype's range, the nodata bump
+    """The GPU's DN conversion (DnEncoding.dn_values + finish, in PyTorch) gives exactly the
+    CPU's (DnEncoding.to_dn, NumPy): rounding, the floor, the dtype's range, the nodata bump
     and invalid pixels, at the output's scale."""
     rng = np.random.default_rng(7)
     refl = rng.normal(0.1, 0.5, (3, 16, 12)).astype(np.float32)
     refl[0, 0, :4] = [0.1, 0.10005, -0.1, 1e9]  # on the nodata DN, half-way, floor, range
     valid_lr = rng.random((8, 6)) > 0.2
     valid = np.repeat(np.repeat(valid_lr, 2, axis=0), 2, axis=1)
-    r = Radiometry(dtype, (1e-4, 2e-4, 1e-4), (0.0, -0.1, 0.0), nodata)
+    r = DnEncoding(dtype, (1e-4, 2e-4, 1e-4), (0.0, -0.1, 0.0), nodata)
     want = r.to_dn(refl, valid)
     got = r.finish(r.dn_values(torch.from_numpy(refl)).numpy(), valid_lr)
     assert got.dtype == want.dtype == np.dtype(dtype)

@@ -18,7 +18,7 @@ import torch
 
 from s2sr.core.errors import DataError, OutputBusyError, UsageError, WeightsError
 from s2sr.inference import predict, super_resolve
-from s2sr.inference.engine import Radiometry
+from s2sr.inference.encoding import DnEncoding
 from s2sr.models import build_model, save_model
 from support.cli import can_mount_tmpfs, run_cli
 from support.rasters import UTM_TRANSFORM, field, write_geotiff
@@ -198,9 +198,9 @@ def test_negative_predictions_clamp_at_zero_reflectance_never_nodata() -> None:
 
 
 def test_dn_floor_respects_encoding() -> None:
-    r = Radiometry("int16", (1e-4,), (0.0,), -9999)
+    r = DnEncoding("int16", (1e-4,), (0.0,), -9999)
     assert r.dn_floor().tolist() == [0]
-    r = Radiometry("uint16", (1e-4,), (-0.1,), 1000)  # nodata sits exactly on the floor
+    r = DnEncoding("uint16", (1e-4,), (-0.1,), 1000)  # nodata sits exactly on the floor
     assert r.dn_floor().tolist() == [1001]
 
 

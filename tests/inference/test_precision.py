@@ -6,6 +6,7 @@ generated scene (the bounds state what was measured)."""
 from __future__ import annotations
 
 import importlib.metadata
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +15,16 @@ import rasterio
 import torch
 
 from s2sr import predict, super_resolve
+from s2sr.core.constants import PRECISIONS
 from s2sr.core.errors import UsageError
 from s2sr.inference.backends import Staged, TorchBackend, choose_backend
-from s2sr.inference.predict import _sized, network_bytes
+from s2sr.inference.plan import network_bytes, sized
 from s2sr.inference.tiling import TileLayout
 from s2sr.models import get_spec, load_model, pretrained_path
 from s2sr.models.device import (
     AUTOCAST,
     BYTES_PER_ELEMENT,
     MAX_AUTO_BATCH,
-    PRECISIONS,
     auto_batch,
     choose_precision,
     inference_plan,
@@ -148,11 +149,21 @@ def test_auto_batch_from_free_memory() -> None:
 
 
 def test_cpu_plans_keep_their_batch() -> None:
+    """On the CPU the batch is ``--batch-size``, or 1 without it, never sized from the
+    memory (which would make it larger for this tile); an asked batch stays as asked on
+    CUDA too (sizing from free GPU memory is tested on a GPU, in test_cuda)."""
     spec = get_spec(load_model(pretrained_path(2)))
     lay = TileLayout.from_tile(100, 100, 64, 16, 2)
-    plan = inference_plan("cpu", None, 0, "bf16")
-    assert _sized(plan, spec, lay, None) == plan
-    assert _sized(plan, spec, lay, 3) == plan
+    per_tile = network_bytes(spec, lay.tile, 1, BYTES_PER_ELEMENT["bf16"])
+    assert auto_batch(per_tile, 1 << 30) > 1  # sized from even 1 GiB, the batch would grow
+    default = inference_plan("cpu", None, 0, "bf16")
+    assert default.batch_size == 1
+    assert sized(default, spec, lay, None) == default
+    asked = inference_plan("cpu", 3, 0, "bf16")
+    assert asked.batch_size == 3
+    assert sized(asked, spec, lay, 3) == asked
+    on_cuda = replace(asked, device=CUDA)
+    assert sized(on_cuda, spec, lay, 3) == on_cuda
 
 
 def test_torch_backend_under_cpu_autocast() -> None:

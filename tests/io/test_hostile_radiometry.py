@@ -20,8 +20,8 @@ from rasterio.control import GroundControlPoint
 from rasterio.windows import Window
 
 from s2sr import predict
-from s2sr.bands import DEFAULT_BANDS, parse_baseline
 from s2sr.cli.main import cli
+from s2sr.core.bands import DEFAULT_BANDS, parse_baseline
 from s2sr.core.errors import BandError, DataError, StacError
 from s2sr.core.safe_text import printable
 from s2sr.io.scene import open_scene
@@ -345,9 +345,9 @@ def test_saturation_is_written_the_same_on_the_gpu_path() -> None:
     the CPU's (to_dn) does; run here with CPU tensors, the same code."""
     import torch
 
-    from s2sr.inference.engine import Radiometry
+    from s2sr.inference.encoding import DnEncoding
 
-    radiometry = Radiometry("uint16", (1e-4,) * 2, (-0.1,) * 2, 0)
+    radiometry = DnEncoding("uint16", (1e-4,) * 2, (-0.1,) * 2, 0)
     rng = np.random.default_rng(0)
     refl = rng.uniform(-0.05, 0.8, (2, 8, 8)).astype(np.float32)
     valid = np.ones((4, 4), bool)

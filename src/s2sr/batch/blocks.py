@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from rasterio.windows import Window
 
 from s2sr.core.errors import DataError
 from s2sr.core.files import exclusive_output
-from s2sr.inference.engine import TiledSuperResolver
 from s2sr.inference.predict import prepare_run
 from s2sr.io.outputs import check_output_file
 from s2sr.io.writer import RasterWriter
@@ -36,18 +34,6 @@ RUN_OPTIONS = ("scale", "bands", "tile", "overlap", "batch_size", "device", "con
                "dn_offset", "backend", "threads", "precision")
 
 
-class _BandRunner(TiledSuperResolver):
-    """The engine over tile rows ``first`` to ``stop - 1`` only (row-major as ever)."""
-
-    first = 0
-    stop = 0
-
-    def _batches(self) -> Iterator[list[tuple[int, int]]]:
-        keys = [(i, j) for i in range(self.first, self.stop) for j in range(self.layout.cols)]
-        for k in range(0, len(keys), self.batch_size):
-            yield keys[k:k + self.batch_size]
-
-
 def compute_band(source: str, weights: str, options: dict[str, Any], i0: int, i1: int
                  ) -> tuple[list[tuple[tuple[int, int, int, int], np.ndarray]], int]:
     """Output cores of tile rows ``[i0, i1)`` of a scene (runs on a worker).
@@ -57,12 +43,8 @@ def compute_band(source: str, weights: str, options: dict[str, Any], i0: int, i1
     """
     run_options = {k: v for k, v in options.items() if k in RUN_OPTIONS}
     with prepare_run(source, weights, **run_options) as run:
-        engine = run.runner
-        band = _BandRunner(engine.backend, engine.layout, engine.radiometry,
-                           engine.fill[:, 0, 0], engine.device, engine.batch_size,
-                           consistency=engine.consistency)
-        band.first, band.stop = max(i0 - 1, 0), i1
-        top = i0 * engine.layout.stride * engine.layout.scale
+        lay = run.plan.layout
+        top = i0 * lay.stride * lay.scale
         out: list[tuple[tuple[int, int, int, int], np.ndarray]] = []
 
         def keep(window: Window, data: np.ndarray) -> None:
@@ -70,7 +52,7 @@ def compute_band(source: str, weights: str, options: dict[str, Any], i0: int, i1
                 out.append(((int(window.col_off), int(window.row_off), int(window.width),
                              int(window.height)), data))
 
-        valid = band.run(run.scene.read, keep)
+        valid = run.runner.run(run.scene.read, keep, rows=range(max(i0 - 1, 0), i1))
     return out, valid
 
 
@@ -106,7 +88,7 @@ def predict_blocks(input: str | os.PathLike[str], output: str | os.PathLike[str]
     with prepare_run(input, weights, **run_options) as run, exclusive_output(out_path), \
             RasterWriter(out_path, run.out_meta, overwrite=overwrite, cog=cog, tags=run.tags,
                          blocksize=run.blocksize, write_scales=run.write_scales) as writer:
-        lay = run.runner.layout
+        lay = run.plan.layout
         n = parts or 2 * max(1, len(client.scheduler_info().get("workers", {})))
         bands = row_bands(lay.rows, n)
         futures = [client.submit(compute_band, str(input), str(run.weights), run_options,

@@ -17,27 +17,19 @@ import logging
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
-import rasterio
 from tqdm import tqdm
 
 from s2sr.batch.blocks import predict_blocks
 from s2sr.batch.cluster import MAIN_GUARD_HINT, dask_client, quiet_dask
+from s2sr.batch.job import PREDICT_OPTIONS, Job, model_scale, run_job
 from s2sr.batch.naming import DEFAULT_NAME, check_name_pattern, output_names
-from s2sr.batch.record import (
-    check_record,
-    make_request,
-    read_record,
-    record_path,
-    unverifiable,
-    write_record,
-)
+from s2sr.batch.record import record_path
 from s2sr.batch.report import (
     REPORT_NAME,
     RunReport,
@@ -48,61 +40,17 @@ from s2sr.batch.report import (
 )
 from s2sr.core.errors import OutputExistsError, S2SRError, UsageError
 from s2sr.core.files import leftovers, sweep_stale_locks, sweep_stale_temps, write_atomic
-from s2sr.core.heap import pin_mmap_threshold
-from s2sr.inference.predict import _load, choose_weights, predict
 from s2sr.io.base import short_error
-from s2sr.io.gdal_safety import open_raster
 from s2sr.io.inputs import SceneInput, expand_inputs
 from s2sr.io.outputs import check_utf8_name
 from s2sr.io.remote import is_url
 from s2sr.io.scene import open_scene
-from s2sr.models import file_sha256, get_spec
-from s2sr.models.exported import OnnxModel
 
 log = logging.getLogger(__name__)
 
 #: Folder (inside the output folder) where the items of STAC collections and URLs are
 #: written as one Item file each.
 STAC_FOLDER: Final[str] = ".s2sr-stac"
-#: The options of predict that shape the output: a change makes a completion record stale.
-RECORDED_OPTIONS: Final[tuple[str, ...]] = (
-    "scale", "bands", "tile", "overlap", "device", "cog", "consistency", "dn_offset",
-    "backend", "precision")
-#: Options :func:`predict_many` passes on to :func:`s2sr.inference.predict`.
-#: Scene adaptation's options: recorded only when it is on (earlier records lack them).
-ADAPT_OPTIONS: Final[tuple[str, ...]] = ("adapt", "adapt_steps", "adapt_seed")
-PREDICT_OPTIONS: Final[tuple[str, ...]] = (*RECORDED_OPTIONS, "batch_size", "threads",
-                                           *ADAPT_OPTIONS)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One scene to super-resolve (picklable: sent to a worker)."""
-
-    index: int
-    source: str
-    label: str
-    output: str
-    weights: str | None
-    options: dict[str, Any]
-    overwrite: bool = False
-    progress: bool = False
-    scale: int = 0
-
-
-def model_scale(weights: str | os.PathLike[str] | None, scale: int | None) -> int:
-    """The scale of a run: the model's (checked against ``scale``), or ``scale`` or 2 for
-    the shipped models."""
-    if weights is None:
-        return scale or 2
-    model = _load(weights)
-    spec = model.spec if isinstance(model, OnnxModel) else get_spec(model)
-    if scale is not None and scale != spec.scale:
-        raise UsageError(f"--scale {scale} but {weights} is a x{spec.scale} model: drop "
-                         "--scale or use matching weights")
-    return spec.scale
-
-
 #: Key marking the Item files s2sr writes into :data:`STAC_FOLDER`.
 ITEM_MARK: Final[str] = "s2sr:item_file"
 
@@ -132,104 +80,6 @@ def _write_item(item: dict[str, Any], folder: Path, stem: str, overwrite: bool) 
     return str(path)
 
 
-def _is_ours(output: Path) -> bool:
-    """Whether an existing output was written by s2sr (a record, or s2sr's tags)."""
-    if read_record(output) is not None:
-        return True
-    try:
-        with open_raster(str(output)) as dataset:
-            return "S2SR_MODEL_SHA256" in dataset.tags()
-    except Exception:
-        return False
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def _weights_sha(path: str | os.PathLike[str]) -> str:
-    st = os.stat(path)
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(path)
-    return _SHA_CACHE[key]
-
-
-def _megapixels(output: Path, scale: int) -> float:
-    try:
-        with rasterio.open(output) as dataset:
-            return dataset.width * dataset.height / scale**2 / 1e6
-    except Exception:
-        return 0.0
-
-
-Runner = Callable[..., Path]
-
-
-def run_job(job: Job, runner: Runner | None = None) -> SceneResult:
-    """Make one scene's output unless it is complete (runs on a worker, or here).
-
-    Never raises for a scene's own failure: it is returned as ``failed`` with its reason.
-    """
-    start = time.perf_counter()
-    pin_mmap_threshold()  # on a worker too: large temporaries go back to the OS
-    out = Path(job.output)
-    result = SceneResult(job.label, job.output, "failed", worker=f"pid {os.getpid()}")
-    try:
-        opts = job.options
-        weights = job.weights or str(choose_weights(job.source, opts.get("scale"),
-                                                    opts.get("bands"), opts.get("dn_offset")))
-        recorded = {k: opts.get(k) for k in RECORDED_OPTIONS}
-        if opts.get("adapt", "off") != "off":
-            recorded.update({k: opts.get(k) for k in ADAPT_OPTIONS})
-        request = make_request(job.source, _weights_sha(weights), recorded)
-        replace = job.overwrite
-        if out.exists() and not job.overwrite:
-            complete, why = check_record(out, request)
-            if complete:
-                record = read_record(out) or {}
-                result.status, result.reason = "skipped", "complete"
-                if unverifiable(request):
-                    result.reason = "complete (its remote assets give no ETag or " \
-                        "Last-Modified: a change to them cannot be seen; --overwrite redoes it)"
-                result.megapixels = float(record.get("input_megapixels", 0.0))
-                return result
-            if not _is_ours(out):
-                raise OutputExistsError(f"output {out} exists and was not written by s2sr: "
-                                        "pass --overwrite to replace it, or move it")
-            result.reason = f"redone: {why}"
-            replace = True
-        rec = record_path(out)
-        if (rec.exists() or rec.is_symlink()) and read_record(out) is None and \
-                not job.overwrite:
-            raise OutputExistsError(f"{rec} exists and is not an s2sr completion record: "
-                                    "move it, or pass --overwrite to replace it")
-        rec.unlink(missing_ok=True)  # no record may outlive its output
-        run = runner or predict
-        run(job.source, out, weights, overwrite=replace, progress=job.progress,
-            **{k: v for k, v in opts.items() if k in PREDICT_OPTIONS})
-        scale = job.scale or int(opts.get("scale") or 0) or _scale_of(out)
-        result.megapixels = _megapixels(out, scale)
-        write_record(out, request, {"input_megapixels": result.megapixels,
-                                    "weights": str(weights)})
-        result.status = "done"
-    except S2SRError as err:  # s2sr's messages are one line: keep all of it
-        result.reason = str(err).strip().splitlines()[0][:600] if str(err).strip() else \
-            type(err).__name__
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception as err:  # a bug or an environment failure: keep the others going
-        log.debug("scene %s failed:\n%s", job.label, traceback.format_exc())
-        result.reason = f"{type(err).__name__}: {short_error(err)}"
-    finally:
-        result.seconds = round(time.perf_counter() - start, 3)
-    return result
-
-
-def _scale_of(output: Path) -> int:
-    with rasterio.open(output) as dataset:
-        return int(dataset.tags().get("S2SR_SCALE", "1"))
-
-
 def _scene_megapixels(source: str, options: dict[str, Any]) -> float:
     with open_scene(source, bands=options.get("bands") or ("B02", "B03", "B04"),
                     dn_offset=options.get("dn_offset")) as scene:
@@ -237,21 +87,13 @@ def _scene_megapixels(source: str, options: dict[str, Any]) -> float:
 
 
 def predict_many(
-    inputs: Sequence[str | os.PathLike[str]],
-    out_dir: str | os.PathLike[str],
-    weights: str | os.PathLike[str] | None = None,
-    *,
-    name: str = DEFAULT_NAME,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    client: Any = None,
-    overwrite: bool = False,
-    progress: bool = False,
-    report: str | os.PathLike[str] | None = None,
-    split_mpx: float | None = None,
-    split_parts: int | None = None,
-    on_result: Callable[[SceneResult], None] | None = None,
-    **options: Any,
+    inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+    weights: str | os.PathLike[str] | None = None, *, name: str = DEFAULT_NAME,
+    workers: int | None = None, scheduler: str | None = None, client: Any = None,
+    overwrite: bool = False, progress: bool = False,
+    report: str | os.PathLike[str] | None = None, split_mpx: float | None = None,
+    split_parts: int | None = None, on_result: Callable[[SceneResult], None] | None = None,
+    scenes: Sequence[SceneInput] | None = None, **options: Any,
 ) -> RunReport:
     """Super-resolve many scenes into ``out_dir``, one output per scene.
 
@@ -261,23 +103,108 @@ def predict_many(
         out_dir: the output folder (created if absent).
         weights: as :func:`s2sr.inference.predict`'s (``None``: the shipped model).
         name: output name pattern with ``{stem}``, ``{scale}``, ``{index}``.
-        workers: run on a local Dask cluster of this many worker processes (1 thread
-            each); ``None`` with no ``scheduler``/``client``: in this process.
-        scheduler: address of an existing Dask scheduler (``tcp://host:8786``).
-        client: an existing ``distributed.Client`` (overrides workers/scheduler).
+        workers, scheduler, client: run on a local Dask cluster of ``workers`` processes
+            (1 thread each), on an existing one at ``scheduler`` (``tcp://host:8786``), or
+            through an existing ``distributed.Client`` (it wins); none: in this process.
         overwrite: make every output again, even complete ones.
         progress: a progress bar over scenes (and, in this process, their tiles).
         report: where to write the JSON run report (default ``out_dir/s2sr_run.json``).
-        split_mpx: on a cluster, scenes of more input megapixels than this are cut into
-            row-bands computed on several workers (``None``: never).
-        split_parts: row-bands per split scene (default: twice the workers).
+        split_mpx, split_parts: on a cluster, scenes of more input megapixels than
+            ``split_mpx`` are cut into ``split_parts`` row-bands (default: twice the
+            workers) computed on several workers (``None``: never).
         on_result: called with each scene's result as it finishes (in this process).
+        scenes: ``inputs`` already expanded by :func:`~s2sr.io.inputs.expand_inputs` (as
+            the CLI does to tell one scene from many): not expanded again.
         options: :func:`s2sr.inference.predict`'s options (scale, bands, tile, overlap,
             batch_size, device, cog, consistency, dn_offset, backend, threads, precision).
 
     Returns:
         The run's :class:`RunReport`; failed scenes are in it (nothing is raised for them).
     """
+    _check_run(options, workers, split_mpx)
+    start = time.perf_counter()
+    out = check_utf8_name(Path(out_dir))
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output {out} is a file: with several inputs -o is a folder")
+    check_name_pattern(name)
+    if scenes is None:
+        scenes = expand_inputs([str(i) for i in inputs], per_scene_errors=True)
+    scale = model_scale(weights, options.get("scale"))
+    targets = [out / n for n in output_names(scenes, name, scale)]
+    report_path = _check_outputs(out, inputs, scenes, targets, weights, report, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs, failed_early = _jobs(scenes, targets, out, weights, options, overwrite, scale)
+    result = RunReport(report=str(report_path))
+    _run_jobs(result, jobs, failed_early, len(scenes), out, progress, on_result,
+              _Cluster(workers, scheduler, client, split_mpx, split_parts))
+    result.seconds = time.perf_counter() - start
+    for lost in result.lost_workers:  # said to the user by the summary and the report
+        log.info("Dask worker %s was lost while holding %s", lost["worker"],
+                 ", ".join(lost["scenes"]) or "no scene")
+    write_report(report_path, result)
+    return result
+
+
+@dataclass(frozen=True)
+class _Cluster:
+    """Where a run's jobs run (:func:`predict_many`'s arguments of the same names)."""
+
+    workers: int | None
+    scheduler: str | None
+    client: Any
+    split_mpx: float | None
+    split_parts: int | None
+
+    @property
+    def local(self) -> bool:
+        """The writers run on this machine (so a process id tells whether one still runs)."""
+        return self.client is None and self.scheduler is None
+
+
+def _run_jobs(result: RunReport, jobs: list[Job], failed_early: dict[int, SceneResult],
+              total: int, out: Path, progress: bool,
+              on_result: Callable[[SceneResult], None] | None, cluster: _Cluster) -> None:
+    """Run the jobs, reporting each scene (failed early or run) as it finishes; the
+    scenes' results go into ``result`` in input order."""
+    results: dict[int, SceneResult] = dict(failed_early)
+    bar = tqdm(total=total, unit="scene", disable=not progress, desc="s2sr scenes")
+
+    def finished(index: int, res: SceneResult, label: str) -> None:
+        results[index] = res
+        bar.update(1)
+        if res.status == "failed":
+            log.warning("%s failed: %s", label, res.reason)
+        if on_result is not None:
+            on_result(res)
+
+    for k, res in failed_early.items():
+        finished(k, res, res.input)
+    try:
+        _execute(result, jobs, finished, out, progress, cluster)
+    finally:
+        bar.close()
+    _clean_up(out, cluster.local)
+    result.scenes = [results[k] for k in range(total) if k in results]
+
+
+def _check_outputs(out: Path, inputs: Sequence[str | os.PathLike[str]],
+                   scenes: Sequence[SceneInput], targets: Sequence[Path],
+                   weights: str | os.PathLike[str] | None,
+                   report: str | os.PathLike[str] | None, overwrite: bool) -> Path:
+    """Refuse outputs (scenes, STAC items, the report) that are inputs or lie in input
+    folders, and a report s2sr may not replace; the report's path."""
+    sources = _input_paths(inputs, scenes, weights)
+    _check_targets([t for scene, t in zip(scenes, targets, strict=True) if scene.error is None]
+                   + [out / STAC_FOLDER / f"{scene.stem}.json" for scene in scenes
+                      if scene.item is not None and scene.error is None], sources)
+    report_path = Path(report) if report is not None else out / REPORT_NAME
+    check_report(report_path, overwrite, sources, targets, default=report is None)
+    return report_path
+
+
+def _check_run(options: dict[str, Any], workers: int | None, split_mpx: float | None
+               ) -> None:
+    """Refuse unknown options and combinations a run cannot do, before anything is read."""
     unknown = sorted(set(options) - set(PREDICT_OPTIONS))
     if unknown:
         raise UsageError(f"unknown option(s) {', '.join(unknown)} for predict_many")
@@ -288,22 +215,13 @@ def predict_many(
                          "adapt on its own): drop --split-mpx, or use --adapt off")
     if workers is not None:
         check_main_guard()
-    start = time.perf_counter()
-    out = check_utf8_name(Path(out_dir))
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output {out} is a file: with several inputs -o is a folder")
-    check_name_pattern(name)
-    scenes = expand_inputs([str(i) for i in inputs], per_scene_errors=True)
-    scale = model_scale(weights, options.get("scale"))
-    names = output_names(scenes, name, scale)
-    sources = _input_paths(inputs, scenes, weights)
-    targets = [out / n for n in names]
-    _check_targets([t for scene, t in zip(scenes, targets, strict=True) if scene.error is None]
-                   + [out / STAC_FOLDER / f"{scene.stem}.json" for scene in scenes
-                      if scene.item is not None and scene.error is None], sources)
-    report_path = Path(report) if report is not None else out / REPORT_NAME
-    check_report(report_path, overwrite, sources, targets, default=report is None)
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def _jobs(scenes: Sequence[SceneInput], targets: Sequence[Path], out: Path,
+          weights: str | os.PathLike[str] | None, options: dict[str, Any], overwrite: bool,
+          scale: int) -> tuple[list[Job], dict[int, SceneResult]]:
+    """One job per readable scene (its STAC item written out first); the scenes that
+    failed already (listing errors, items that cannot be written), by index."""
     jobs = []
     failed_early: dict[int, SceneResult] = {}
     for k, (scene, target) in enumerate(zip(scenes, targets, strict=True)):
@@ -323,56 +241,36 @@ def predict_many(
         jobs.append(Job(k, source, scene.source if scene.item is not None else source,
                         str(target), None if weights is None else str(weights),
                         dict(options), overwrite, False, scale))
-    result = RunReport(report=str(report_path))
-    results: dict[int, SceneResult] = dict(failed_early)
-    bar = tqdm(total=len(scenes), unit="scene", disable=not progress, desc="s2sr scenes")
+    return jobs, failed_early
 
-    def finished(job: Job, res: SceneResult) -> None:
-        results[job.index] = res
-        bar.update(1)
-        if res.status == "failed":
-            log.warning("%s failed: %s", job.label, res.reason)
-        if on_result is not None:
-            on_result(res)
 
-    for res in failed_early.values():
-        bar.update(1)
-        log.warning("%s failed: %s", res.input, res.reason)
-        if on_result is not None:
-            on_result(res)
-    # the writers ran on this machine (so a process id tells whether one still runs)
-    local = client is None and scheduler is None
+def _execute(result: RunReport, jobs: list[Job],
+             finished: Callable[[int, SceneResult, str], None], out: Path, progress: bool,
+             cluster: _Cluster) -> None:
+    """Run the jobs here or on the Dask cluster, filling the cluster's part of ``result``;
+    on Ctrl-C, what killed writers left is swept and named on the exception."""
     try:
-        with quiet_dask(), dask_client(workers, scheduler, client) as dask:
+        with quiet_dask(), dask_client(cluster.workers, cluster.scheduler,
+                                       cluster.client) as dask:
             if dask is None:
                 for job in jobs:
                     job = Job(**{**asdict(job), "progress": progress and len(jobs) == 1})
-                    finished(job, run_job(job))
-            else:
-                result.workers = len(dask.scheduler_info().get("workers", {}))
-                result.scheduler = str(dask.scheduler.address)
-                result.dashboard = str(getattr(dask, "dashboard_link", "") or "")
-                since = time.time()
-                try:
-                    _run_on_cluster(dask, jobs, finished, split_mpx, split_parts, workers)
-                finally:
-                    result.lost_workers = lost_workers(
-                        dask, since, {f"s2sr-scene-{j.index}-": j.label for j in jobs})
+                    finished(job.index, run_job(job), job.label)
+                return
+            result.workers = len(dask.scheduler_info().get("workers", {}))
+            result.scheduler = str(dask.scheduler.address)
+            result.dashboard = str(getattr(dask, "dashboard_link", "") or "")
+            since = time.time()
+            try:
+                _run_on_cluster(dask, jobs, finished, cluster)
+            finally:
+                result.lost_workers = lost_workers(
+                    dask, since, {f"s2sr-scene-{j.index}-": j.label for j in jobs})
     except KeyboardInterrupt as err:
-        left = _clean_up(out, local)
+        left = _clean_up(out, cluster.local)
         if left:
             err.leftovers = left  # type: ignore[attr-defined]
         raise
-    finally:
-        bar.close()
-    _clean_up(out, local)
-    result.scenes = [results[k] for k in range(len(scenes)) if k in results]
-    result.seconds = time.perf_counter() - start
-    for lost in result.lost_workers:  # said to the user by the summary and the report
-        log.info("Dask worker %s was lost while holding %s", lost["worker"],
-                 ", ".join(lost["scenes"]) or "no scene")
-    write_report(report_path, result)
-    return result
 
 
 def _input_paths(inputs: Sequence[str | os.PathLike[str]], scenes: Sequence[SceneInput],
@@ -445,11 +343,12 @@ def check_main_guard() -> None:
         raise SystemExit(f"s2sr: error: {MAIN_GUARD_HINT}")
 
 
-def _run_on_cluster(client: Any, jobs: list[Job], finished: Callable[[Job, SceneResult], None],
-                    split_mpx: float | None, split_parts: int | None,
-                    workers: int | None) -> None:
+def _run_on_cluster(client: Any, jobs: list[Job],
+                    finished: Callable[[int, SceneResult, str], None],
+                    cluster: _Cluster) -> None:
     from distributed import as_completed  # optional dependency (s2sr[dask])
 
+    workers, split_mpx = cluster.workers, cluster.split_mpx
     if workers is not None:  # a local cluster: share the cores among the workers
         threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
         jobs = [job if job.options.get("threads") is not None else
@@ -474,8 +373,8 @@ def _run_on_cluster(client: Any, jobs: list[Job], finished: Callable[[Job, Scene
         by_key[future.key] = job
         futures.append(future)
     for job in split:  # row-bands on the workers, written here, while the others run
-        runner = partial(predict_blocks, client=client, parts=split_parts)
-        finished(job, run_job(job, runner))
+        runner = partial(predict_blocks, client=client, parts=cluster.split_parts)
+        finished(job.index, run_job(job, runner), job.label)
     for future in as_completed(futures):
         job = by_key[future.key]
         try:
@@ -484,4 +383,4 @@ def _run_on_cluster(client: Any, jobs: list[Job], finished: Callable[[Job, Scene
             res = SceneResult(job.label, job.output, "failed",
                               f"{type(err).__name__}: {short_error(err)}")
         future.release()
-        finished(job, res)
+        finished(job.index, res, job.label)

@@ -36,6 +36,7 @@ from s2sr.cli.options import (
 from s2sr.cli.pairs import pairs
 from s2sr.cli.review import review
 from s2sr.cli.train import table1, train
+from s2sr.core.constants import SCALES
 from s2sr.core.errors import UsageError
 from s2sr.core.heap import pin_mmap_threshold
 from s2sr.core.safe_text import printable
@@ -69,7 +70,7 @@ def cli() -> None:
               help="s2sr weights file (.safetensors, or a model from s2sr export); its "
                    "scale sets the output pixel size [default: the shipped model, RGB-only "
                    "when the scene has no B08].")
-@click.option("--scale", type=click.Choice(["2", "4"]), default=None,
+@click.option("--scale", type=click.Choice([str(s) for s in SCALES]), default=None,
               help="Shipped model to use: x2 (5 m, default) or x4 (2.5 m).")
 @click.option("--bands", callback=_band_list, default=None,
               help="Names of a multi-band file's bands by position, e.g. B02,B03,B04,B08 "
@@ -137,6 +138,7 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
     from s2sr.batch.naming import check_name_pattern
 
     check_name_pattern(name)  # a bad pattern is a usage error, used or not
+    scenes = None  # expanded once: a STAC URL is fetched once
     if len(inputs) == 1 and workers is None and scheduler is None:
         scenes = expand_inputs(inputs)
         single = len(scenes) == 1 and scenes[0].item is None
@@ -145,7 +147,7 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
                              "to write one output per scene")
     else:
         single = False
-    if single:  # one scene: -o is the file to write, as ever
+    if single and scenes is not None:  # one scene: -o is the file to write, as ever
         result = run_predict(scenes[0].source, output, weights, overwrite=overwrite,
                              progress=progress, **options)
         if not quiet:
@@ -156,7 +158,7 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
     run = predict_many(
         inputs, output, weights, name=name, workers=workers, scheduler=scheduler,
         overwrite=overwrite, progress=progress, report=report, split_mpx=split_mpx,
-        **options)
+        scenes=scenes, **options)
     if not quiet or run.failed:  # scene names are untrusted: escaped, line by line
         click.echo("\n".join(printable(line) for line in run.summary().splitlines()),
                    err=True)

@@ -21,7 +21,7 @@ from s2sr.core.dn import MAX_REFLECTANCE
 from s2sr.core.errors import DataError
 from s2sr.data.masks import brightness_mask, dilate
 from s2sr.data.synthetic import Source, missing_integral, psf_margin
-from s2sr.inference.engine import DnEncoding
+from s2sr.inference.encoding import DnEncoding
 from s2sr.io.base import Scene
 
 #: Side of a window read (px), pixels per band read at most, and windows at most.

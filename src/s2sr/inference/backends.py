@@ -229,6 +229,14 @@ class BackendChoice:
     device: torch.device
 
 
+def _no_ort(onnx_file: bool, precision: str) -> UsageError:
+    """The error for a run that needs ONNX Runtime where it is not installed."""
+    what = "an ONNX model runs on ONNX Runtime" if onnx_file else \
+        "--precision int8 needs ONNX Runtime" if precision == "int8" else \
+        "--backend onnxruntime needs ONNX Runtime"
+    return UsageError(f"{what}: {_INSTALL}")
+
+
 def choose_backend(backend: str, device: str, cuda_count: int,
                    providers: Sequence[str] | None, onnx_file: bool = False,
                    precision: str = "fp32") -> BackendChoice:
@@ -277,10 +285,7 @@ def choose_backend(backend: str, device: str, cuda_count: int,
             return BackendChoice("torch", dev)
         return BackendChoice("onnxruntime", dev)
     if providers is None:
-        what = "an ONNX model runs on ONNX Runtime" if onnx_file else \
-            "--precision int8 needs ONNX Runtime" if precision == "int8" else \
-            "--backend onnxruntime needs ONNX Runtime"
-        raise UsageError(f"{what}: {_INSTALL}")
+        raise _no_ort(onnx_file, precision)
     if precision == "int8" and dev.type == "cuda":
         raise UsageError("--precision int8 runs on ONNX Runtime's CPU provider: add "
                          "--device cpu")

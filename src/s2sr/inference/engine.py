@@ -20,156 +20,17 @@ from rasterio.windows import Window
 from torch import nn
 from tqdm import tqdm
 
-from s2sr.core.dn import implausible, implausible_message, to_reflectance
+from s2sr.core.dn import implausible, implausible_message
 from s2sr.core.errors import DataError, WeightsError
 from s2sr.data.degrade_torch import back_project
 from s2sr.inference.backends import Backend, Staged, TorchBackend
+from s2sr.inference.encoding import DnEncoding
 from s2sr.inference.tiling import TileLayout, col_weights, extent_offsets, row_weights
-from s2sr.io.nodata import valid_mask
 
 log = logging.getLogger(__name__)
 
 Reader = Callable[[Window], np.ndarray]
 Writer = Callable[[Window, np.ndarray], None]
-
-
-@dataclass(frozen=True)
-class DnEncoding:
-    """How a scene's bands encode reflectance as DN, both ways: ``reflectance = DN * gain +
-    offset`` (not :mod:`s2sr.data.sensor_fit`, the cross-sensor fit of pairs).
-
-    Attributes:
-        dtype: numpy dtype name of the DN (input and output).
-        gains: per band. offsets: per band.
-        nodata: the DN marking missing pixels, or ``None``.
-    """
-
-    dtype: str
-    gains: tuple[float, ...]
-    offsets: tuple[float, ...]
-    nodata: float | None
-
-    def valid_mask(self, dn: np.ndarray) -> np.ndarray:
-        """``(h, w)`` True where every band holds data. ``dn``: ``(C, h, w)``."""
-        return valid_mask(dn, self.nodata)
-
-    def saturated_value(self) -> int | None:
-        """The DN marking a saturated sample: the largest value of an integer dtype (65535
-        in uint16, the ``SATURATED`` special value of Sentinel-2 L1C/L2A products), unless
-        it is the nodata value; ``None`` for floats."""
-        dtype = np.dtype(self.dtype)
-        if not np.issubdtype(dtype, np.integer):
-            return None
-        top = int(np.iinfo(dtype).max)
-        return None if self.nodata is not None and self.nodata == top else top
-
-    def saturated_mask(self, dn: np.ndarray) -> np.ndarray | None:
-        """``(C, h, w)`` True where a band is saturated, or ``None`` where none is."""
-        top = self.saturated_value()
-        if top is None:
-            return None
-        mask = dn == top
-        return mask if mask.any() else None
-
-    def to_reflectance(self, dn: np.ndarray) -> np.ndarray:
-        """``(C, h, w)`` float32 reflectance (:func:`s2sr.core.dn.to_reflectance`: what
-        overflows float32 becomes inf, which the engine refuses as implausible)."""
-        return to_reflectance(dn, self.gains, self.offsets)
-
-    def dn_floor(self) -> np.ndarray:
-        """Per band, the lowest DN an output may take: the DN of zero reflectance.
-
-        For integer DN it is rounded up and kept off the nodata value (and off DN 0, the
-        Sentinel-2 no-data convention, when the scene declares no nodata), so that a dark
-        prediction is never written as missing data.
-        """
-        g = np.asarray(self.gains, np.float64)
-        o = np.asarray(self.offsets, np.float64)
-        floor = -o / g
-        dtype = np.dtype(self.dtype)
-        if not np.issubdtype(dtype, np.integer):
-            return floor.astype(np.float32)
-        info = np.iinfo(dtype)
-        floor = np.clip(np.ceil(floor - 1e-6), info.min, info.max)
-        reserved = {self.nodata} if self.nodata is not None else {0}
-        for k, value in enumerate(floor):
-            while value in reserved and value < info.max:
-                value += 1
-            floor[k] = value
-        return floor
-
-    def to_dn(self, refl: np.ndarray, valid: np.ndarray,
-              saturated: np.ndarray | None = None) -> np.ndarray:
-        """Reflectance ``(C, h, w)`` -> DN of ``dtype``; invalid pixels become nodata.
-
-        Negative reflectance (a network can undershoot next to dark pixels) is clamped at
-        :meth:`dn_floor`: the output stays in the range the input's encoding allows.
-
-        In NumPy, single-threaded: on the CPU the writing thread converts while the network
-        computes, and PyTorch's ops would start a second OpenMP thread team beside the
-        network's. :meth:`dn_values` is the same conversion in PyTorch, for tiles on a GPU
-        (a test keeps the two equal).
-        """
-        g = np.asarray(self.gains, np.float32)[:, None, None]
-        o = np.asarray(self.offsets, np.float32)[:, None, None]
-        dn = (refl - o) / g
-        floor = self.dn_floor()[:, None, None]
-        dtype = np.dtype(self.dtype)
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            out = np.clip(np.rint(dn), floor, info.max).astype(dtype)
-            if self.nodata is not None:  # keep real data off the nodata value
-                nd = dtype.type(self.nodata)
-                bump = dtype.type(nd + 1 if nd < info.max else nd - 1)
-                out[out == nd] = bump
-        else:
-            out = np.maximum(dn, floor).astype(dtype)
-        return self.finish(out, valid, saturated)
-
-    def dn_values(self, refl: torch.Tensor) -> torch.Tensor:
-        """The DN of reflectance ``(C, h, w)``, computed where ``refl`` lies (the GPU's
-        output stays there): rounded, clamped to the floor and the dtype's range, off the
-        nodata value; in a carrier dtype (int32 for 8/16-bit, int64 for 32-bit integers,
-        float32 for floats) that :meth:`finish` casts."""
-        dev = refl.device
-        g = torch.tensor(self.gains, dtype=torch.float32, device=dev)[:, None, None]
-        o = torch.tensor(self.offsets, dtype=torch.float32, device=dev)[:, None, None]
-        dn = (refl - o) / g
-        dtype = np.dtype(self.dtype)
-        if not np.issubdtype(dtype, np.integer):
-            return torch.maximum(dn, torch.from_numpy(self.dn_floor()).to(dev)[:, None, None])
-        info = np.iinfo(dtype)
-        wide = dtype.itemsize >= 4  # float32 holds every 8/16-bit integer exactly
-        work = torch.float64 if wide else torch.float32
-        floor = torch.from_numpy(self.dn_floor()).to(device=dev, dtype=work)[:, None, None]
-        out = torch.round(dn).to(work)
-        out = torch.minimum(torch.maximum(out, floor), torch.tensor(float(info.max), dtype=work,
-                                                                     device=dev))
-        out = out.to(torch.int64 if wide else torch.int32)
-        if self.nodata is not None:  # keep real data off the nodata value
-            nd = int(dtype.type(self.nodata))
-            out[out == nd] = nd + 1 if nd < info.max else nd - 1
-        return out
-
-    def finish(self, values: np.ndarray, valid: np.ndarray,
-               saturated: np.ndarray | None = None) -> np.ndarray:
-        """:meth:`dn_values` (on the host) -> the output array: cast to ``dtype``, the
-        saturated value where ``saturated`` (``(C, h, w)`` input samples, or ``None``) is
-        set, nodata where ``valid`` (``(h, w)``, or ``(h / s, w / s)`` input pixels for an
-        output ``s`` times larger) is False."""
-        out = values.astype(self.dtype, copy=False)
-        top = self.saturated_value()
-        if saturated is not None and top is not None:
-            s = out.shape[1] // saturated.shape[1]
-            if s > 1:
-                saturated = np.repeat(np.repeat(saturated, s, axis=1), s, axis=2)
-            out[saturated] = top
-        if self.nodata is not None and not valid.all():
-            s = out.shape[1] // valid.shape[0]
-            if s > 1:
-                valid = np.repeat(np.repeat(valid, s, axis=0), s, axis=1)
-            out[:, ~valid] = self.nodata
-        return out
 
 
 def read_tile(reader: Reader, layout: TileLayout, i: int, j: int) -> np.ndarray:
@@ -193,7 +54,9 @@ def read_tile(reader: Reader, layout: TileLayout, i: int, j: int) -> np.ndarray:
 
 
 @dataclass
-class _Batch:
+class Batch:
+    """Tiles read for one forward pass (see :meth:`TiledSuperResolver.read_batch`)."""
+
     keys: list[tuple[int, int]]
     refl: np.ndarray  # (B, C, t, t) float32
     valid: list[np.ndarray]  # per tile (t, t)
@@ -238,12 +101,14 @@ class TiledSuperResolver:
         self._wy: dict[int, torch.Tensor] = {}
         self._wx: dict[int, torch.Tensor] = {}
 
-    def _batches(self) -> Iterator[list[tuple[int, int]]]:
-        keys = [(i, j) for i in range(self.layout.rows) for j in range(self.layout.cols)]
+    def batches(self, rows: range | None = None) -> Iterator[list[tuple[int, int]]]:
+        """The tiles of tile rows ``rows`` (default: all), row-major, in batches."""
+        keys = [(i, j) for i in rows or range(self.layout.rows) for j in range(self.layout.cols)]
         for k in range(0, len(keys), self.batch_size):
             yield keys[k:k + self.batch_size]
 
-    def _load(self, reader: Reader, keys: list[tuple[int, int]]) -> _Batch:
+    def read_batch(self, reader: Reader, keys: list[tuple[int, int]]) -> Batch:
+        """Read tiles ``keys`` as reflectance, nodata filled (runs in the reading thread)."""
         refls, valids, active, sats = [], [], [], []
         for i, j in keys:
             dn = read_tile(reader, self.layout, i, j)
@@ -269,7 +134,7 @@ class TiledSuperResolver:
             valids.append(valid)
             sats.append(sat)
             active.append(bool(valid.any()))
-        batch = _Batch(keys, np.stack(refls), valids, sats, active)
+        batch = Batch(keys, np.stack(refls), valids, sats, active)
         idx = [k for k, a in enumerate(active) if a]
         if idx and isinstance(self.backend, TorchBackend):
             batch.staged = self.backend.stage(torch.from_numpy(
@@ -300,7 +165,7 @@ class TiledSuperResolver:
             min(max(ox + int(x), 0), self.layout.width - 1)
 
     @torch.inference_mode()
-    def _forward(self, batch: _Batch) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         """The batch's outputs ``(B, C, tile*s, tile*s)`` float32 where the backend left
         them (the GPU's stay on the GPU); zeros for tiles without valid pixels."""
         s = self.layout.scale
@@ -337,44 +202,35 @@ class TiledSuperResolver:
             self._wx[j] = torch.from_numpy(col_weights(self.layout, j)).to(device)
         return self._wy[i][:, None] * self._wx[j][None, :]
 
-    def run(self, reader: Reader, writer: Writer) -> int:
+    def run(self, reader: Reader, writer: Writer, rows: range | None = None) -> int:
         """Super-resolve the scene behind ``reader`` into ``writer``.
 
         Args:
             reader: returns ``(C, h, w)`` DN for an input window.
             writer: receives an output window and ``(C, h, w)`` DN of the output dtype.
+            rows: tile rows to run (default: all), in order: the cores of a row are final
+                once the row above is run too (:mod:`s2sr.batch.blocks` runs a row-band
+                with one row of context above it).
 
         Returns:
             The number of valid input pixels seen.
         """
-        lay, s = self.layout, self.layout.scale
+        lay = self.layout
         pending: dict[tuple[int, int], list[torch.Tensor]] = {}
-        batches = list(self._batches())
-        bar = tqdm(total=lay.rows * lay.cols, unit="tile", disable=not self.progress,
+        batches = list(self.batches(rows))
+        bar = tqdm(total=sum(map(len, batches)), unit="tile", disable=not self.progress,
                    desc="s2sr predict")
         with ThreadPoolExecutor(1) as read_pool, ThreadPoolExecutor(1) as write_pool:
             writes: list[Future[None]] = []
-            nxt = read_pool.submit(self._load, reader, batches[0])
+            nxt = read_pool.submit(self.read_batch, reader, batches[0])
             for b, keys in enumerate(batches):
                 batch = nxt.result()
                 if b + 1 < len(batches):
-                    nxt = read_pool.submit(self._load, reader, batches[b + 1])
-                preds = self._forward(batch)
+                    nxt = read_pool.submit(self.read_batch, reader, batches[b + 1])
+                preds = self.forward(batch)
                 for n, (i, j) in enumerate(keys):
+                    window, core = self._blend(preds[n], i, j, pending)
                     r0, r1, c0, c1 = lay.core(i, j)
-                    y, x, h, w = extent_offsets(lay, i, j)
-                    part = preds[n, :, y:y + h, x:x + w] * self._weights(i, j, preds.device)
-                    ch, cw = (r1 - r0) * s, (c1 - c0) * s
-                    core = part[:, :ch, :cw].contiguous()
-                    for piece in pending.pop((i, j), []):
-                        core[:, :piece.shape[1], :piece.shape[2]] += piece
-                    if part.shape[2] > cw:
-                        pending.setdefault((i, j + 1), []).append(part[:, :ch, cw:].clone())
-                    if part.shape[1] > ch:
-                        pending.setdefault((i + 1, j), []).append(part[:, ch:, :cw].clone())
-                        if part.shape[2] > cw:
-                            pending.setdefault((i + 1, j + 1), []).append(
-                                part[:, ch:, cw:].clone())
                     h = lay.halo
                     valid = batch.valid[n][h:h + r1 - r0, h:h + c1 - c0]
                     sat = batch.saturated[n]
@@ -382,19 +238,39 @@ class TiledSuperResolver:
                         sat = sat[:, h:h + r1 - r0, h:h + c1 - c0]
                         self.saturated_samples += int(sat.sum())
                     self.valid_pixels += int(valid.sum())
-                    window = Window(c0 * s, r0 * s, cw, ch)
                     while len(writes) >= 2:
                         writes.pop(0).result()
-                    writes.append(write_pool.submit(self._finish, writer, window, core, valid,
-                                                    sat))
+                    writes.append(write_pool.submit(self.write_core, writer, window, core,
+                                                    valid, sat))
                 bar.update(len(keys))
             for fut in writes:
                 fut.result()
         bar.close()
         return self.valid_pixels
 
+    def _blend(self, pred: torch.Tensor, i: int, j: int,
+               pending: dict[tuple[int, int], list[torch.Tensor]]
+               ) -> tuple[Window, torch.Tensor]:
+        """Tile ``(i, j)``'s weighted output: its core (the output window and the summed
+        values, final) and the ramps it hands on to the tiles right and below."""
+        lay, s = self.layout, self.layout.scale
+        r0, r1, c0, c1 = lay.core(i, j)
+        y, x, h, w = extent_offsets(lay, i, j)
+        part = pred[:, y:y + h, x:x + w] * self._weights(i, j, pred.device)
+        ch, cw = (r1 - r0) * s, (c1 - c0) * s
+        core = part[:, :ch, :cw].contiguous()
+        for piece in pending.pop((i, j), []):
+            core[:, :piece.shape[1], :piece.shape[2]] += piece
+        if part.shape[2] > cw:
+            pending.setdefault((i, j + 1), []).append(part[:, :ch, cw:].clone())
+        if part.shape[1] > ch:
+            pending.setdefault((i + 1, j), []).append(part[:, ch:, :cw].clone())
+            if part.shape[2] > cw:
+                pending.setdefault((i + 1, j + 1), []).append(part[:, ch:, cw:].clone())
+        return Window(c0 * s, r0 * s, cw, ch), core
+
     @torch.inference_mode()
-    def _finish(self, writer: Writer, window: Window, core: torch.Tensor,
+    def write_core(self, writer: Writer, window: Window, core: torch.Tensor,
                 valid: np.ndarray, saturated: np.ndarray | None = None) -> None:
         """Convert a finished core to DN where it lies, bring it to the host and write it
         (in the writing thread)."""

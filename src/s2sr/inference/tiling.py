@@ -19,7 +19,67 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from s2sr.core.constants import DEFAULT_OVERLAP, DEFAULT_TILE, MAX_TILE, ORT_TILE
 from s2sr.core.errors import UsageError
+
+
+def default_tile(scale: int, backend: str = "torch") -> int:
+    """``--tile`` when not given, for the model's scale and the backend that runs it."""
+    if backend == "onnxruntime" and scale in ORT_TILE:
+        return ORT_TILE[scale]
+    return DEFAULT_TILE.get(scale, 256)
+
+
+def check_overlap(tile: int, overlap: int) -> None:
+    """Refuse an ``overlap`` that is not a multiple of 4, or leaves ``tile`` no core.
+
+    Raises:
+        UsageError: naming the ``--overlap`` or ``--tile`` to use.
+    """
+    if overlap < 0 or overlap % 4:
+        # half of the overlap is cross-faded, a quarter on each side is context: only a
+        # multiple of 4 splits whole, keeps the tile size asked for, and gives context.
+        near = max(4, 4 * round(overlap / 4))
+        raise UsageError(
+            f"--overlap must be a multiple of 4 (0, 4, 8, ... 32), got {overlap}: use "
+            f"--overlap {near}"
+        )
+    ramp = overlap // 2
+    if tile - overlap < max(ramp, 1):
+        raise UsageError(
+            f"--tile {tile} is too small for --overlap {overlap}: use a tile of at least "
+            f"{overlap + max(ramp, 1)} or a smaller overlap"
+        )
+
+
+def check_tiling(tile: int | None, overlap: int | None, scale: int) -> None:
+    """Refuse a ``--tile``/``--overlap`` pair no scene can be tiled with (``None``: the
+    default), before any file is read.
+
+    Raises:
+        UsageError: a tile below 8 or above :data:`~s2sr.core.constants.MAX_TILE`
+            pixels, or a bad overlap.
+    """
+    tile = default_tile(scale) if tile is None else int(tile)
+    overlap = DEFAULT_OVERLAP if overlap is None else int(overlap)
+    if tile < 8:
+        raise UsageError(f"--tile must be at least 8 pixels, got {tile}")
+    if tile > MAX_TILE:
+        raise UsageError(f"--tile {tile} is larger than {MAX_TILE} pixels: use a tile of "
+                         f"{default_tile(scale)} to 2048 (memory grows with its square)")
+    check_overlap(tile, overlap)
+
+
+def fit_layout(height: int, width: int, scale: int, tile: int | None, overlap: int | None,
+               backend: str = "torch") -> TileLayout:
+    """The tiling of a ``height`` x ``width`` scene for ``--tile``/``--overlap`` (checked by
+    :func:`check_tiling`; ``None``: the defaults of ``backend``): a tile larger than the
+    scene only adds padding, so it shrinks to what covers the scene."""
+    tile = default_tile(scale, backend) if tile is None else int(tile)
+    overlap = DEFAULT_OVERLAP if overlap is None else int(overlap)
+    needed = max(height, width, overlap // 2, 8) + overlap
+    needed += -needed % 8
+    return TileLayout.from_tile(height, width, min(tile, needed), overlap, scale)
 
 
 @dataclass(frozen=True)
@@ -48,23 +108,8 @@ class TileLayout:
         ``overlap`` is how far neighbouring tiles overlap: half of it is cross-faded, a
         quarter on each side is context only.
         """
-        if overlap < 0 or overlap % 4:
-            # half of the overlap is cross-faded, a quarter on each side is context: only a
-            # multiple of 4 splits whole, keeps the tile size asked for, and gives context.
-            near = max(4, 4 * round(overlap / 4))
-            raise UsageError(
-                f"--overlap must be a multiple of 4 (0, 4, 8, ... 32), got {overlap}: use "
-                f"--overlap {near}"
-            )
-        ramp = overlap // 2
-        halo = overlap // 4
-        stride = tile - overlap
-        if stride < max(ramp, 1):
-            raise UsageError(
-                f"--tile {tile} is too small for --overlap {overlap}: use a tile of at least "
-                f"{overlap + max(ramp, 1)} or a smaller overlap"
-            )
-        return cls(height, width, stride, ramp, halo, scale)
+        check_overlap(tile, overlap)
+        return cls(height, width, tile - overlap, overlap // 2, overlap // 4, scale)
 
     @property
     def tile(self) -> int:
