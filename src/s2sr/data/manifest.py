@@ -25,6 +25,7 @@ import logging
 import math
 import re
 import unicodedata
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,41 @@ def effective_status(row: dict[str, Any], decisions: dict[str, dict[str, Any]]) 
     if decision:
         return decision["status"], decision.get("note", "") or "manual"
     return row["auto_status"], row["auto_reason"]
+
+
+def effective_rows(data: dict[str, Any], decisions: dict[str, dict[str, Any]]
+                   ) -> list[dict[str, Any]]:
+    """Patch rows of the manifest ``data`` with their effective ``status`` and ``reason``."""
+    out = []
+    for row in data["patches"]:
+        status, reason = effective_status(row, decisions)
+        out.append({**row, "status": status, "reason": reason})
+    return out
+
+
+def summarize(root: Path, pairs: dict[str, dict[str, Any]], rows: list[dict[str, Any]]
+              ) -> dict[str, Any]:
+    """Counts per site, split, kind, status and reason, and per pair details, of a dataset's
+    ``pairs`` and effective ``rows`` (as in ``s2sr pairs info --json``)."""
+    per_pair: dict[str, dict[str, Any]] = {}
+    for pid, info in pairs.items():
+        mine = [r for r in rows if r["pair_id"] == pid]
+        per_pair[pid] = {
+            **{k: v for k, v in info.items() if k not in ("lr_array", "hr_array")},
+            "patches": len(mine),
+            "by_status": dict(Counter(r["status"] for r in mine)),
+            "by_reason": dict(Counter(r["reason"] for r in mine if r["reason"])),
+        }
+    return {
+        "dataset": str(root),
+        "patches": len(rows),
+        "by_site": dict(Counter(r["site"] for r in rows)),
+        "by_split": dict(Counter(r["split"] for r in rows)),
+        "by_kind": dict(Counter(r["kind"] for r in rows)),
+        "by_status": dict(Counter(r["status"] for r in rows)),
+        "by_reason": dict(Counter(r["reason"] for r in rows if r["reason"])),
+        "pairs": per_pair,
+    }
 
 
 def patch_rows(pair_id: str, origins: list[tuple[int, int]], stats: dict[str, list[float]],

@@ -38,7 +38,6 @@ import logging
 import os
 import secrets
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from s2sr.core.errors import DataError, InputNotFoundError, UsageError
-from s2sr.core.files import replace_all, sweep_stale_temps, write_atomic
+from s2sr.core.files import sweep_stale_temps, write_atomic
 from s2sr.data.arrays import NpyWriter, load_patch_array
 from s2sr.data.manifest import (
     FORMAT,
@@ -55,12 +54,13 @@ from s2sr.data.manifest import (
     check_text,
     clean_strings,
     clean_text,
-    effective_status,
+    effective_rows,
     read_json,
+    summarize,
     validate_decisions,
     validate_manifest,
 )
-from s2sr.data.storefiles import stage, stage_csv
+from s2sr.data.storefiles import write_together
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +69,6 @@ LOCK_NAME = ".s2sr-pairs.lock"
 
 def _manifest_text(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=1, default=float)
-
-
-def _effective_rows(data: dict[str, Any], decisions: dict[str, dict[str, Any]]
-                    ) -> list[dict[str, Any]]:
-    """Patch rows of ``data`` with their effective ``status`` and ``reason``."""
-    out = []
-    for row in data["patches"]:
-        status, reason = effective_status(row, decisions)
-        out.append({**row, "status": status, "reason": reason})
-    return out
 
 
 class PairStore:
@@ -273,7 +263,7 @@ class PairStore:
 
     def rows(self) -> list[dict[str, Any]]:
         """Patch rows with their effective ``status`` and ``reason``."""
-        return _effective_rows(self.data, self.decisions)
+        return effective_rows(self.data, self.decisions)
 
     def new_arrays(self, pair_id: str, n: int, bands: int, lr_size: int, hr_size: int
                    ) -> tuple[Path, Path, NpyWriter, NpyWriter]:
@@ -303,7 +293,6 @@ class PairStore:
         # bytes becomes \\xNN): manifest.csv and the review page must never fail on them
         pair_id, info, rows = clean_text(pair_id), clean_strings(info), clean_strings(rows)
         with self._locked(make_root=True):
-            staged: list[tuple[Path, Path]] = []
             try:
                 if not self.manifest_path.exists():  # abandoned by its creator meanwhile
                     self.created = True
@@ -317,14 +306,9 @@ class PairStore:
                 decisions = self._read_decisions()
                 # both files complete on disk before either is renamed: a full disk
                 # leaves the previous dataset (or, for a new one, nothing)
-                staged.append((stage(self.manifest_path, _manifest_text(data)),
-                               self.manifest_path))
-                staged.append((stage_csv(self.csv_path, _effective_rows(data, decisions)),
-                               self.csv_path))
-                replace_all(staged)
+                write_together([(self.manifest_path, _manifest_text(data))], self.csv_path,
+                               effective_rows(data, decisions))
             except BaseException:
-                for tmp, _ in staged:
-                    tmp.unlink(missing_ok=True)
                 for w in writers:
                     w.discard()
                     if w.path.name not in {i.get(k) for i in self.data["pairs"].values()
@@ -372,41 +356,14 @@ class PairStore:
             else:
                 decisions[patch_id] = {"status": status, "note": note,
                                        "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            staged: list[tuple[Path, Path]] = []
-            try:  # both files complete before either is renamed (a full disk: no change)
-                staged.append((stage(self.decisions_path, json.dumps(decisions, indent=1)),
-                               self.decisions_path))
-                staged.append((stage_csv(self.csv_path, _effective_rows(self.data, decisions)),
-                               self.csv_path))
-            except BaseException:
-                for tmp, _ in staged:
-                    tmp.unlink(missing_ok=True)
-                raise
-            replace_all(staged)
+            # both files complete before either is renamed (a full disk: no change)
+            write_together([(self.decisions_path, json.dumps(decisions, indent=1))],
+                           self.csv_path, effective_rows(self.data, decisions))
             self.decisions = decisions
 
     def summary(self) -> dict[str, Any]:
         """Counts per site, split, kind, status and reason, and per pair details."""
-        rows = self.rows()
-        per_pair: dict[str, dict[str, Any]] = {}
-        for pid, info in self.data["pairs"].items():
-            mine = [r for r in rows if r["pair_id"] == pid]
-            per_pair[pid] = {
-                **{k: v for k, v in info.items() if k not in ("lr_array", "hr_array")},
-                "patches": len(mine),
-                "by_status": dict(Counter(r["status"] for r in mine)),
-                "by_reason": dict(Counter(r["reason"] for r in mine if r["reason"])),
-            }
-        return {
-            "dataset": str(self.root),
-            "patches": len(rows),
-            "by_site": dict(Counter(r["site"] for r in rows)),
-            "by_split": dict(Counter(r["split"] for r in rows)),
-            "by_kind": dict(Counter(r["kind"] for r in rows)),
-            "by_status": dict(Counter(r["status"] for r in rows)),
-            "by_reason": dict(Counter(r["reason"] for r in rows if r["reason"])),
-            "pairs": per_pair,
-        }
+        return summarize(self.root, self.data["pairs"], self.rows())
 
     def arrays(self, pair_id: str) -> tuple[np.ndarray, np.ndarray]:
         """Memory-mapped ``(lr, hr)`` int16 arrays of a pair, checked against the manifest.

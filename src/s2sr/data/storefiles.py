@@ -12,9 +12,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from s2sr.core.files import temporary
-
-__all__ = ["stage", "stage_csv"]
+from s2sr.core.files import replace_all, temporary
 
 
 def stage(path: Path, text: str) -> Path:
@@ -55,3 +53,20 @@ def stage_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
             for row in rows:
                 writer.writerow({k: _csv_cell(v) for k, v in row.items()})
     return tmp
+
+
+def write_together(files: list[tuple[Path, str]], csv_path: Path, rows: list[dict[str, Any]]
+                   ) -> None:
+    """Write ``files`` (``(path, text)``) and the CSV of ``rows`` to complete temporaries,
+    then rename them all: a failure (a full disk) leaves the previous files and no
+    temporary."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, text in files:
+            staged.append((stage(path, text), path))
+        staged.append((stage_csv(csv_path, rows), csv_path))
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    replace_all(staged)
