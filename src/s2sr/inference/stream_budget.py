@@ -8,8 +8,9 @@ from s2sr.inference.stream import StreamingForward
 
 _F32 = 4  # bytes of a float32
 
-#: Default band height (benchmarks/stream_forward.py; benchmarks/README.md, "Streaming").
-PREFERRED_BAND_ROWS = 64
+#: Input pixels per band aimed at: as fast per pixel as bands 4x larger, in a quarter of
+#: their memory (benchmarks/stream_forward.py, benchmarks/README.md "Streaming forward").
+PREFERRED_BAND_PIXELS = 2 ** 16
 
 
 def state_bytes(stream: StreamingForward, width: int, batch: int = 1) -> int:
@@ -26,20 +27,23 @@ def state_bytes(stream: StreamingForward, width: int, batch: int = 1) -> int:
 
 
 def band_bytes(stream: StreamingForward, width: int, band_rows: int, batch: int = 1) -> int:
-    """Estimated peak bytes of one band beyond :func:`state_bytes`: per input row, a
-    low-resolution convolution's im2col buffer (9 values per channel), its input and
-    output and the two skips (13 x feats), and the full-resolution output rows with the
-    bicubic residual; plus the upsampler and tail's share, fixed by ``high_pixels``."""
+    """Estimated peak bytes of one band beyond :func:`state_bytes`: per input pixel of the
+    band, 30 x feats float32 values (measured: peak RSS grows by 7-8 MB per row of 1024
+    columns with the shipped 64-filter models; a convolution's input, output, im2col
+    buffer (9 x feats) and the skips account for 14) and the full-resolution output rows
+    with the bicubic residual; plus the upsampler and tail's share, fixed by
+    ``high_pixels``."""
     s, f = stream.scale, stream.feats
-    per_row = 13 * f + 3 * stream.bands * s * s
+    per_row = 30 * f + 3 * stream.bands * s * s
     high = 15 * f * stream.high_rows(width) * width * s * s
     return _F32 * batch * (per_row * width * (band_rows + 2) + high)
 
 
 def pick_band_rows(stream: StreamingForward, width: int, budget_bytes: int, batch: int = 1,
-                   preferred: int = PREFERRED_BAND_ROWS) -> int:
+                   preferred: int | None = None) -> int:
     """The band height for a scene ``width`` columns wide within ``budget_bytes``: the
-    preferred height where it fits, else the largest that fits (at least 1 row).
+    ``preferred`` height (default: :data:`PREFERRED_BAND_PIXELS` / ``width``) where it
+    fits, else the largest that fits (at least 1 row).
 
     Raises:
         UsageError: not even one row fits the budget (the caller cuts column strips:
@@ -53,4 +57,6 @@ def pick_band_rows(stream: StreamingForward, width: int, budget_bytes: int, batc
                          f"{budget_bytes / 1e6:.0f} MB: use column strips (strip_cols)")
     per_row = max(1, band_bytes(stream, width, 2, batch) - one)  # linear in band_rows
     fits = 1 + (budget_bytes - fixed - one) // per_row
+    if preferred is None:
+        preferred = max(1, PREFERRED_BAND_PIXELS // width)
     return int(max(1, min(preferred, fits)))
