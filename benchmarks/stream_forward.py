@@ -16,7 +16,7 @@ figures are indicative on a shared machine) and a table: input Mpx/s and peak RS
 
 Usage: nice -n 5 python benchmarks/stream_forward.py [--sizes 1024 2048] [--scales 2 4]
            [--bands 16 32 64 128 256 512] [--tiles 4] [--threads N] [--strip-cols N]
-           [--high-pixels N]
+           [--high-pixels N] [--interleave ROUNDS]
 """
 
 from __future__ import annotations
@@ -85,6 +85,32 @@ def one(kind: str, size: int, scale: int, band: int, tiles: int, strip_cols: int
     return {"seconds": dt, "mpx_s": pixels / dt / 1e6, "peak_mb": _peak_mb()}
 
 
+def interleaved(size: int, scale: int, band: int, tiles: int, rounds: int) -> None:
+    """Tiles and stream alternately in this process (``rounds`` times each): on a shared
+    machine, each pair ran under about the same load."""
+    pin_mmap_threshold()
+    model = load_model(pretrained_path(scale))
+    stream = StreamingForward(model)
+    t = TILE[scale]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand((1, 4, size, size), generator=gen) * 0.4
+    tile = (torch.rand((1, 4, t, t), generator=gen) * 0.4).contiguous(
+        memory_format=torch.channels_last)
+    with torch.inference_mode():
+        model(tile)
+        for k in range(rounds):
+            t0 = time.perf_counter()
+            for _ in range(tiles):
+                model(tile)
+            tiled = tiles * (t - DEFAULT_OVERLAP) ** 2 / (time.perf_counter() - t0) / 1e6
+            t0 = time.perf_counter()
+            for _ in stream.run(x, band_rows=band):
+                pass
+            streamed = size * size / (time.perf_counter() - t0) / 1e6
+            print(f"| x{scale} | round {k + 1} | {t} px tiles {tiled:.4f} | {size}^2 stream "
+                  f"{band} rows {streamed:.4f} | {streamed / tiled:.2f} |", flush=True)
+
+
 def run_child(args: argparse.Namespace, kind: str, size: int, scale: int, band: int
               ) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--one", kind, "--sizes", str(size), "--scales",
@@ -108,6 +134,9 @@ def main() -> None:
     p.add_argument("--strip-cols", type=int, default=0, help="column strips (0: none)")
     p.add_argument("--high-pixels", type=int, default=HIGH_PIXELS,
                    help="output pixels of the upsampler and tail at once")
+    p.add_argument("--interleave", type=int, default=0,
+                   help="rounds of tiles and stream alternately in one process (first size "
+                        "and band only)")
     p.add_argument("--one", choices=["stream", "tiles"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
@@ -120,6 +149,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} "
           "(a shared machine: the figures are indicative)")
+    if args.interleave:
+        print("| scale | round | tiles Mpx/s (core px) | stream Mpx/s | stream/tiles |")
+        print("|---:|---:|---:|---:|---:|")
+        for scale in args.scales:
+            interleaved(args.sizes[0], scale, args.bands[0], args.tiles, args.interleave)
+        return
     print("| scale | input | run | input Mpx/s | seconds | peak RSS MB |")
     print("|---:|---:|---|---:|---:|---:|")
     for scale in args.scales:
