@@ -15,6 +15,7 @@ import csv
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -122,53 +123,68 @@ def build_pairs(pairs_csv: str | os.PathLike[str], dataset: str | os.PathLike[st
     rows = read_pairs_csv(pairs_csv, opts or BuildOptions())
     store = PairStore(dataset, create=True)
     results: dict[int, SceneResult] = {}
-
-    def commit(k: int, row: PairRow, prepared: PreparedPair | Exception, start: float
-               ) -> None:
-        res = SceneResult(f"{row.lr} + {row.hr}", str(dataset), "failed",
-                          worker=f"pid {os.getpid()}")
-        try:
-            if isinstance(prepared, Exception):
-                raise prepared
-            info = commit_prepared(store, prepared)
-            res.status, res.reason = "done", f"{sum(info['by_status'].values())} patches"
-        except S2SRError as err:
-            res.reason = short_error(err)
-        except Exception as err:
-            res.reason = f"{type(err).__name__}: {short_error(err)}"
-        res.seconds = round(time.perf_counter() - start, 3)
-        if res.status == "failed":
-            log.warning("pair %s failed: %s", res.input, res.reason)
-        results[k] = res
-
     start = time.perf_counter()
     with dask_client(workers, scheduler, client) as dask, \
             tqdm(total=len(rows), unit="pair", disable=not progress, desc="s2sr pairs") as bar:
-        if dask is None:
-            for k, row in enumerate(rows):
-                t0 = time.perf_counter()
-                try:
-                    prepared: PreparedPair | Exception = _prepare(row, str(dataset))
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except Exception as err:
-                    prepared = err
-                commit(k, row, prepared, t0)
-                bar.update(1)
-        else:
-            from distributed import as_completed  # optional dependency (s2sr[dask])
-
-            futures = {dask.submit(_prepare, row, str(dataset), pure=False): k
-                       for k, row in enumerate(rows)}
-            for future in as_completed(list(futures)):
-                k = futures[future]
-                try:
-                    prepared = future.result()
-                except Exception as err:
-                    prepared = err
-                future.release()
-                commit(k, rows[k], prepared, start)
-                bar.update(1)
+        prepared = _prepared_here(rows, str(dataset)) if dask is None else \
+            _prepared_on_dask(dask, rows, str(dataset), start)
+        for k, pair, t0 in prepared:
+            results[k] = _commit(store, str(dataset), rows[k], pair, t0)
+            bar.update(1)
     if not store.pairs:
         store.abandon()  # nothing was added: no empty dataset left behind
     return [results[k] for k in range(len(rows))]
+
+
+#: A pair prepared (or its failure): its index in the CSV, and when its work started.
+_Prepared = tuple[int, PreparedPair | Exception, float]
+
+
+def _prepared_here(rows: list[PairRow], dataset: str) -> Iterator[_Prepared]:
+    """Prepare the pairs one by one in this process (each committed before the next)."""
+    for k, row in enumerate(rows):
+        t0 = time.perf_counter()
+        try:
+            prepared: PreparedPair | Exception = _prepare(row, dataset)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:
+            prepared = err
+        yield k, prepared, t0
+
+
+def _prepared_on_dask(dask: Any, rows: list[PairRow], dataset: str, start: float
+                      ) -> Iterator[_Prepared]:
+    """Prepare the pairs as tasks on the cluster, in the order they finish."""
+    from distributed import as_completed  # optional dependency (s2sr[dask])
+
+    futures = {dask.submit(_prepare, row, dataset, pure=False): k
+               for k, row in enumerate(rows)}
+    for future in as_completed(list(futures)):
+        k = futures[future]
+        try:
+            prepared: PreparedPair | Exception = future.result()
+        except Exception as err:
+            prepared = err
+        future.release()
+        yield k, prepared, start
+
+
+def _commit(store: PairStore, dataset: str, row: PairRow, prepared: PreparedPair | Exception,
+            start: float) -> SceneResult:
+    """Commit one prepared pair into ``store``; a failure (its own or the commit's) is
+    the pair's result, not an error."""
+    res = SceneResult(f"{row.lr} + {row.hr}", dataset, "failed", worker=f"pid {os.getpid()}")
+    try:
+        if isinstance(prepared, Exception):
+            raise prepared
+        info = commit_prepared(store, prepared)
+        res.status, res.reason = "done", f"{sum(info['by_status'].values())} patches"
+    except S2SRError as err:
+        res.reason = short_error(err)
+    except Exception as err:
+        res.reason = f"{type(err).__name__}: {short_error(err)}"
+    res.seconds = round(time.perf_counter() - start, 3)
+    if res.status == "failed":
+        log.warning("pair %s failed: %s", res.input, res.reason)
+    return res

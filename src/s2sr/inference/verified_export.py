@@ -162,6 +162,20 @@ def _write(out: Path, data: bytes, overwrite: bool) -> None:
         raise
 
 
+def _check_options(format: str, opset: int | None, int8: bool) -> int | None:
+    """Refuse option combinations that make no sense; the ONNX opset to write (``None``
+    for TorchScript)."""
+    if format not in FORMATS:
+        raise UsageError(f"unknown --format {format!r}: use {' or '.join(FORMATS)}")
+    if format == "torchscript" and opset is not None:
+        raise UsageError("--opset applies to --format onnx only: drop it")
+    if int8 and format != "onnx":
+        raise UsageError("--int8 applies to --format onnx only (ONNX Runtime runs it)")
+    if int8 and opset is not None:
+        raise UsageError("--int8 writes the default opset: drop --opset")
+    return check_opset(opset) if format == "onnx" else None
+
+
 def export_model(weights: str | os.PathLike[str], output: str | os.PathLike[str],
                  format: str, *, opset: int | None = None, overwrite: bool = False,
                  int8: bool = False) -> ExportResult:
@@ -188,15 +202,7 @@ def export_model(weights: str | os.PathLike[str], output: str | os.PathLike[str]
         WeightsError: the weights are unusable, or the export differs from PyTorch by more
             than :data:`TOLERANCE` (nothing is written).
     """
-    if format not in FORMATS:
-        raise UsageError(f"unknown --format {format!r}: use {' or '.join(FORMATS)}")
-    if format == "torchscript" and opset is not None:
-        raise UsageError("--opset applies to --format onnx only: drop it")
-    if int8 and format != "onnx":
-        raise UsageError("--int8 applies to --format onnx only (ONNX Runtime runs it)")
-    if int8 and opset is not None:
-        raise UsageError("--int8 writes the default opset: drop --opset")
-    opset = check_opset(opset) if format == "onnx" else None
+    opset = _check_options(format, opset, int8)
     out = check_output_file(output, overwrite, (weights,), create_parent=True)
     kind = sniff(weights)
     if kind != "safetensors":
