@@ -267,3 +267,15 @@ def test_the_rooms_refuse_out_of_range_values_with_the_one_check() -> None:
         check_degrade_options(DegradeOptions(mtf=1))
     with pytest.raises(UsageError, match=r"^--epoch-scale must be a number in \(0, 10000\]"):
         train(None, Path("unused"), epoch_scale=0)  # type: ignore[arg-type]
+
+
+def test_model_bounds_show_a_huge_value_with_the_one_shown() -> None:
+    """models/bounds had its own repr-and-clip: repr of a 100000-digit integer raised
+    ValueError (Python's digit limit) instead of the SpecError naming the option."""
+    from s2sr.models.bounds import check_float, check_int
+
+    with pytest.raises(SpecError, match=r"n_feats must be an integer from 1 to 512, got "
+                                        r"<an integer of about 100001 digits>"):
+        check_int("n_feats", 10**100_000, 1, 512)
+    with pytest.raises(SpecError, match=r"res_scale must be a finite number in \(0, 10\]"):
+        check_float("res_scale", 10**100_000, 0, 10, low_open=True)

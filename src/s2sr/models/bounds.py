@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from s2sr.core.bands import BANDS
-from s2sr.core.checks import in_range, interval
+from s2sr.core.checks import in_range, interval, shown
 from s2sr.core.constants import SCALES
 from s2sr.core.errors import SpecError
 
@@ -43,16 +43,10 @@ STD_RANGE: Final[tuple[float, float]] = (1e-6, 1000.0)
 
 
 
-def show(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` clipped to ``limit`` characters (hostile values may be huge)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def check_int(key: str, value: Any, low: int, high: int) -> int:
     """An integer (not a bool, not a float) in ``[low, high]``."""
     if not in_range(value, low, high, integer=True):
-        raise SpecError(key, f"must be an integer from {low} to {high}, got {show(value)}")
+        raise SpecError(key, f"must be an integer from {low} to {high}, got {shown(value)}")
     return int(value)
 
 
@@ -60,14 +54,14 @@ def check_float(key: str, value: Any, low: float, high: float, *, low_open: bool
     """A finite number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
     if not in_range(value, low, high, low_open=low_open):
         raise SpecError(key, f"must be a finite number in "
-                             f"{interval(low, high, low_open=low_open)}, got {show(value)}")
+                             f"{interval(low, high, low_open=low_open)}, got {shown(value)}")
     return float(value)
 
 
 def check_bool(key: str, value: Any) -> bool:
     """Exactly ``True`` or ``False``."""
     if not isinstance(value, bool):
-        raise SpecError(key, f"must be true or false, got {show(value)}")
+        raise SpecError(key, f"must be true or false, got {shown(value)}")
     return value
 
 
@@ -75,14 +69,14 @@ def check_choice(key: str, value: Any, choices: Sequence[Any]) -> Any:
     """One of ``choices`` (compared by type as well, so ``1`` is not ``True``)."""
     if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
         names = ", ".join("none" if c is None else repr(c) for c in choices)
-        raise SpecError(key, f"must be one of {names}, got {show(value)}")
+        raise SpecError(key, f"must be one of {names}, got {shown(value)}")
     return value
 
 
 def check_floats(key: str, values: Any, n: int, low: float, high: float) -> list[float]:
     """A list of exactly ``n`` finite numbers, each in ``[low, high]``."""
     if isinstance(values, str | bytes) or not isinstance(values, Sequence):
-        raise SpecError(key, f"must be a list of {n} numbers (one per band), got {show(values)}")
+        raise SpecError(key, f"must be a list of {n} numbers (one per band), got {shown(values)}")
     if len(values) != n:
         raise SpecError(key, f"must have {n} values (one per band), got {len(values)}")
     return [check_float(f"{key}[{i}]", v, low, high) for i, v in enumerate(values)]
@@ -92,20 +86,20 @@ def check_bands(bands: Any) -> tuple[str, ...]:
     """1 to 13 distinct Sentinel-2 band names, as a tuple."""
     if isinstance(bands, str | bytes) or not isinstance(bands, Sequence):
         raise SpecError("bands", f"must be a list of band names such as ['B02', 'B03'], "
-                                 f"got {show(bands)}")
+                                 f"got {shown(bands)}")
     if not 1 <= len(bands) <= MAX_BANDS:
         raise SpecError("bands", f"must name 1 to {MAX_BANDS} bands, got {len(bands)}")
     unknown = [b for b in bands if not isinstance(b, str) or b not in BANDS]
     if unknown:
-        raise SpecError("bands", f"has unknown Sentinel-2 band(s) {show(unknown)}: "
+        raise SpecError("bands", f"has unknown Sentinel-2 band(s) {shown(unknown)}: "
                                  "use names such as B02, B8A")
     if len(set(bands)) != len(bands):
-        raise SpecError("bands", f"names a band twice: {show(list(bands))}")
+        raise SpecError("bands", f"names a band twice: {shown(list(bands))}")
     return tuple(bands)
 
 
 def check_scale(scale: Any) -> int:
     """2 or 4."""
     if isinstance(scale, bool) or not isinstance(scale, int) or scale not in SCALES:
-        raise SpecError("scale", f"must be 2 or 4, got {show(scale)}")
+        raise SpecError("scale", f"must be 2 or 4, got {shown(scale)}")
     return scale

@@ -28,8 +28,8 @@ from typing import Any, Final
 
 from torch import nn
 
+from s2sr.core.checks import shown
 from s2sr.core.errors import InputNotFoundError, UsageError, WeightsError
-from s2sr.models.bounds import show
 from s2sr.models.header import MAX_KEYS, check_mapping, parse_sha256, parse_spec, spec_error
 from s2sr.models.onnx_graph import check_graph
 from s2sr.models.registry import ModelSpec, expected_state, get_spec
@@ -130,7 +130,7 @@ def _check_format(label: str, meta: dict[str, str], kind: str) -> None:
                            f"'{EXPORT_FORMAT}' header): {_FIX} --format {kind.lower()}")
     version = meta.get("format_version")
     if version != EXPORT_VERSION:
-        raise WeightsError(f"{label}: header format_version {show(version)} is not one this "
+        raise WeightsError(f"{label}: header format_version {shown(version)} is not one this "
                            f"s2sr reads ({EXPORT_VERSION}): upgrade s2sr or {_FIX}")
 
 
@@ -142,7 +142,7 @@ def _check_graph(label: str, proto: Any, spec: ModelSpec) -> None:
     low, high = OPSETS
     for entry in proto.opset_import:
         if entry.domain not in _DOMAINS:
-            raise WeightsError(f"{label} imports operator domain {show(entry.domain)}; s2sr "
+            raise WeightsError(f"{label} imports operator domain {shown(entry.domain)}; s2sr "
                                f"runs standard ONNX operators only: {_FIX}")
         if not low <= entry.version <= high:
             raise WeightsError(f"{label} uses opset {entry.version}, not one s2sr exports "
@@ -167,7 +167,7 @@ def _check_graph(label: str, proto: Any, spec: ModelSpec) -> None:
         onnx.checker.check_model(proto)
     except Exception as err:  # onnx raises its own ValidationError (and others)
         raise WeightsError(f"{label} is not a valid ONNX model "
-                           f"({show(str(err).strip().splitlines()[0], 120)}): {_FIX}") from None
+                           f"({shown(str(err).strip().splitlines()[0], 120)}): {_FIX}") from None
 
 
 def read_onnx(path: str | os.PathLike[str]) -> OnnxModel:
@@ -192,7 +192,7 @@ def read_onnx(path: str | os.PathLike[str]) -> OnnxModel:
         proto = onnx.load_model_from_string(data)
     except Exception as err:  # protobuf's DecodeError and friends
         raise WeightsError(f"{label} is corrupt, truncated or not an ONNX file "
-                           f"({show(str(err), 80)}): {_FIX}") from None
+                           f"({shown(str(err), 80)}): {_FIX}") from None
     props = list(proto.metadata_props)
     if len(props) > MAX_KEYS:
         raise WeightsError(f"{label}: the s2sr header has {len(props)} keys, more than the "
@@ -233,7 +233,7 @@ def _read_archive(path: Path) -> tuple[dict[str, str], bytes]:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as err:
         if isinstance(err, WeightsError):
             raise
-        raise WeightsError(f"{label} is corrupt or truncated ({show(str(err), 80)}): "
+        raise WeightsError(f"{label} is corrupt or truncated ({shown(str(err), 80)}): "
                            f"{_FIX} --format torchscript") from None
     try:
         header = json.loads(raw)

@@ -15,9 +15,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from s2sr.core.checks import shown
 from s2sr.core.constants import SCALES
 from s2sr.core.errors import SpecError, UsageError, WeightsError
-from s2sr.models.bounds import show
 from s2sr.models.registry import ModelSpec, check_spec
 
 #: Largest header value read (a 13-band model's options are well under 2 kB).
@@ -51,10 +51,10 @@ def check_mapping(meta: Any, label: str, fix: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in meta.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise WeightsError(f"{label}: header key {show(key, 40)} does not hold a string; "
+            raise WeightsError(f"{label}: header key {shown(key, 40)} does not hold a string; "
                                f"{fix}")
         if len(value) > MAX_VALUE_CHARS:
-            raise WeightsError(f"{label}: header {show(key, 40)} is {len(value)} characters "
+            raise WeightsError(f"{label}: header {shown(key, 40)} is {len(value)} characters "
                                f"long, more than the {MAX_VALUE_CHARS} s2sr reads; {fix}")
         out[key] = value
     return out
@@ -67,7 +67,7 @@ def _parse_json(label: str, meta: Mapping[str, str], key: str, fix: str) -> Any:
         return json.loads(meta[key])
     except (ValueError, RecursionError):
         raise WeightsError(f"{label}: header {key} is not valid JSON "
-                           f"({show(meta[key])}); {fix}") from None
+                           f"({shown(meta[key])}); {fix}") from None
 
 
 def _parse_scale(text: str) -> Any:
@@ -116,5 +116,5 @@ def parse_sha256(label: str, meta: Mapping[str, str], key: str, fix: str) -> str
         raise WeightsError(f"{label}: header has no {key!r} key; {fix}")
     if not _SHA256.fullmatch(value):
         raise WeightsError(f"{label}: header {key} must be 64 lower-case hex digits, got "
-                           f"{show(value)}; {fix}")
+                           f"{shown(value)}; {fix}")
     return value

@@ -33,8 +33,8 @@ from typing import Any, Final
 
 import numpy as np
 
+from s2sr.core.checks import shown
 from s2sr.core.errors import WeightsError
-from s2sr.models.bounds import show
 from s2sr.models.registry import ModelSpec, expected_state
 
 _FIX = "export it again with s2sr export --weights FILE.safetensors"
@@ -86,10 +86,10 @@ def _elements(label: str, name: str, dims: Sequence[int]) -> int:
     count = 1
     for d in dims:
         if d < 0:
-            raise _refuse(label, f"tensor {show(name)} has a negative dimension")
+            raise _refuse(label, f"tensor {shown(name)} has a negative dimension")
         count *= d
         if count > MAX_TENSOR_ELEMENTS:
-            raise WeightsError(f"{label}: tensor {show(name)} has shape {show(list(dims), 60)}"
+            raise WeightsError(f"{label}: tensor {shown(name)} has shape {shown(list(dims), 60)}"
                                f", more than the {MAX_TENSOR_ELEMENTS} values any s2sr model "
                                f"tensor has: {_FIX}")
     return count
@@ -102,17 +102,17 @@ def check_tensor(label: str, tensor: Any) -> None:
 
     name = tensor.name or "(unnamed)"
     if tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data):
-        raise WeightsError(f"{label}: tensor {show(name)} refers to an external data file, "
+        raise WeightsError(f"{label}: tensor {shown(name)} refers to an external data file, "
                            f"which s2sr never reads: {_FIX}")
     if tensor.data_type not in DTYPES or tensor.HasField("segment"):
-        raise _refuse(label, f"tensor {show(name)} is of ONNX data type {tensor.data_type}")
+        raise _refuse(label, f"tensor {shown(name)} is of ONNX data type {tensor.data_type}")
     count = _elements(label, name, tensor.dims)
     itemsize = np.dtype(DTYPES[tensor.data_type]).itemsize
     held = len(tensor.raw_data) // itemsize if tensor.raw_data else max(
         len(tensor.float_data), len(tensor.int32_data), len(tensor.int64_data))
     if held != count or (tensor.raw_data and len(tensor.raw_data) != count * itemsize):
-        raise WeightsError(f"{label}: tensor {show(name)} holds {held} values for its shape "
-                           f"{show(list(tensor.dims), 60)} ({count}): {_FIX}")
+        raise WeightsError(f"{label}: tensor {shown(name)} holds {held} values for its shape "
+                           f"{shown(list(tensor.dims), 60)} ({count}): {_FIX}")
 
 
 def _check_containers(label: str, proto: Any) -> None:
@@ -121,7 +121,7 @@ def _check_containers(label: str, proto: Any) -> None:
     if len(graph.sparse_initializer):
         raise _refuse(label, "it holds sparse initializers")
     if len(proto.functions):
-        raise _refuse(label, f"it defines local functions ({show(proto.functions[0].name)})")
+        raise _refuse(label, f"it defines local functions ({shown(proto.functions[0].name)})")
     if len(proto.training_info):
         raise _refuse(label, "it holds training graphs")
     for tensor in graph.initializer:
@@ -133,17 +133,17 @@ def _check_node(label: str, node: Any) -> None:
 
     op = node.op_type
     if node.domain not in ("", "ai.onnx"):
-        raise WeightsError(f"{label}: node {show(op)} of domain {show(node.domain)} is not a "
+        raise WeightsError(f"{label}: node {shown(op)} of domain {shown(node.domain)} is not a "
                            f"standard ONNX operator: {_FIX}")
     allowed = OPERATORS.get(op)
     if allowed is None:
-        raise WeightsError(f"{label}: operator {show(op)} is not one s2sr's exports use "
+        raise WeightsError(f"{label}: operator {shown(op)} is not one s2sr's exports use "
                            f"({', '.join(sorted(OPERATORS))}): {_FIX}")
     values: dict[str, Any] = {}
     for attr in node.attribute:
         if attr.ref_attr_name or allowed.get(attr.name) != attr.type:
             kind = "subgraph" if attr.type in (5, 10) else "attribute"
-            raise _refuse(label, f"node {show(op)} holds {kind} {show(attr.name)} "
+            raise _refuse(label, f"node {shown(op)} holds {kind} {shown(attr.name)} "
                                  f"(type {attr.type})")
         values[attr.name] = attr.t if attr.type == _TENSOR else helper.get_attribute_value(attr)
     if op == "Constant":
@@ -159,9 +159,9 @@ def _check_node(label: str, node: Any) -> None:
                 or values.get("auto_pad", b"NOTSET") != b"NOTSET"
                 or not all(0 <= p <= kernel[i % 2] // 2
                            for i, p in enumerate(values.get("pads", [0] * 4)))):
-            raise _refuse(label, f"a Conv with {show(values, 120)}")
+            raise _refuse(label, f"a Conv with {shown(values, 120)}")
     elif op == "DepthToSpace" and values.get("blocksize") != 2:
-        raise _refuse(label, f"a DepthToSpace of block size {show(values.get('blocksize'))}")
+        raise _refuse(label, f"a DepthToSpace of block size {shown(values.get('blocksize'))}")
     elif op == "Resize" and (len(node.input) != 3 or node.input[1]):
         raise _refuse(label, "a Resize by anything but constant scales")
 
@@ -193,7 +193,7 @@ def _check_resize(label: str, graph: Any, consts: _Constants, scale: int) -> Non
         if node.op_type == "Resize":
             scales = consts.get(node.input[2])
             if scales is None or scales.shape != (4,) or not np.array_equal(scales, want):
-                raise _refuse(label, f"a Resize by {show(node.input[2])}, not by constant "
+                raise _refuse(label, f"a Resize by {shown(node.input[2])}, not by constant "
                                      f"scales (1, 1, {scale}, {scale}) as the header's scale "
                                      "needs")
 
@@ -239,7 +239,7 @@ def _check_int8_weights(label: str, graph: Any, consts: _Constants) -> None:
             if value is None or value.dtype != np.int8 or (value.size and not (
                     low <= int(value.min()) and int(value.max()) <= high)):
                 raise WeightsError(
-                    f"{label}: its int8 Conv weights {show(node.input[0])} are not within "
+                    f"{label}: its int8 Conv weights {shown(node.input[0])} are not within "
                     f"[{low}, {high}] as s2sr's int8 export makes them (full-range int8 "
                     "weights saturate ONNX Runtime on CPUs without AVX-512 VNNI, so results "
                     "would depend on the CPU): export it again with s2sr export --int8")
@@ -277,7 +277,7 @@ def _check_shapes(label: str, proto: Any, spec: ModelSpec) -> None:
                                                      data_prop=True)
     except Exception as err:  # onnx's InferenceError and friends
         raise WeightsError(f"{label}: its shapes do not follow from a (1, {bands}, {PROBE}, "
-                           f"{PROBE}) tile ({show(str(err).strip()[:120])}): {_FIX}") from None
+                           f"{PROBE}) tile ({shown(str(err).strip()[:120])}): {_FIX}") from None
     shapes = {v.name: v.type.tensor_type.shape for v in
               (*inferred.graph.value_info, *inferred.graph.output)}
     widest = max(shape[0] for shape, _ in expected_state(spec).values() if len(shape) == 4)
@@ -289,12 +289,12 @@ def _check_shapes(label: str, proto: Any, spec: ModelSpec) -> None:
             dims = [d.dim_value if d.HasField("dim_value") else -1 for d in shape.dim] \
                 if shape is not None else [-1]
             if any(d < 0 for d in dims):
-                raise _refuse(label, f"a tensor ({show(name)}) whose shape depends on its "
+                raise _refuse(label, f"a tensor ({shown(name)}) whose shape depends on its "
                                      "data")
             count = int(np.prod(dims, dtype=np.int64))
             if count > limit:
                 raise WeightsError(
-                    f"{label}: node {show(node.op_type)} makes {count} values from a {PROBE}x"
+                    f"{label}: node {shown(node.op_type)} makes {count} values from a {PROBE}x"
                     f"{PROBE} tile, more than the {limit} an s2sr model of the header's "
                     f"architecture makes (its memory would not be bounded by the tile "
                     f"size): {_FIX}")

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from s2sr.core.bands import DEFAULT_BANDS, TYPICAL_MEAN, TYPICAL_STD
+from s2sr.core.checks import shown
 from s2sr.core.errors import SpecError, UsageError
 from s2sr.models.bounds import (
     MAX_ABS_MEAN,
@@ -17,7 +18,6 @@ from s2sr.models.bounds import (
     check_bands,
     check_floats,
     check_scale,
-    show,
 )
 from s2sr.models.edsr import EDSR
 
@@ -90,13 +90,13 @@ def check_spec(name: Any, bands: Any, scale: Any, options: Any) -> ModelSpec:
         SpecError: (a ``UsageError``) naming the field that is wrong and what is allowed.
     """
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise SpecError("name", f"{show(name)} is unknown: choose one of "
+        raise SpecError("name", f"{shown(name)} is unknown: choose one of "
                                 f"{', '.join(list_models())}")
     bands = check_bands(bands)
     scale = check_scale(scale)
     if not isinstance(options, Mapping):
         raise SpecError("options", f"must be a mapping of option names to values, "
-                                   f"got {show(options)}")
+                                   f"got {shown(options)}")
     allowed = _OPTIONS[name]
     for key in options:
         if not isinstance(key, str) or (allowed is not None and key not in allowed):

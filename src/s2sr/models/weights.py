@@ -17,9 +17,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from s2sr.core.checks import shown
 from s2sr.core.errors import InputNotFoundError, UsageError, WeightsError
 from s2sr.core.files import atomic_path, normal_permissions
-from s2sr.models.bounds import show
 from s2sr.models.header import parse_spec, spec_error, spec_header
 from s2sr.models.registry import ModelSpec, build_spec, expected_state, get_spec
 
@@ -116,7 +116,7 @@ def _read_header(path: Path) -> tuple[ModelSpec, _Found, _Expected]:
                        for key in handle.keys()}  # noqa: SIM118
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise WeightsError(
-            f"weights file {path} is corrupt or not a safetensors file ({show(str(err), 120)}): "
+            f"weights file {path} is corrupt or not a safetensors file ({shown(str(err), 120)}): "
             "re-download it or write it with s2sr.models.save_model"
         ) from None
     if meta.get("format") != FORMAT:
@@ -127,7 +127,7 @@ def _read_header(path: Path) -> tuple[ModelSpec, _Found, _Expected]:
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise WeightsError(
-            f"weights file {path}: header format_version {show(version)} is not one this s2sr "
+            f"weights file {path}: header format_version {shown(version)} is not one this s2sr "
             f"reads ({FORMAT_VERSION}): upgrade s2sr or write the file again with "
             "s2sr.models.save_model")
     label = f"weights file {path}"
@@ -166,9 +166,9 @@ def _check_tensor_table(path: Path, spec: ModelSpec, found: _Found, expected: _E
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"lacks tensor(s) {show(missing, 100)}")
+            parts.append(f"lacks tensor(s) {shown(missing, 100)}")
         if extra:
-            parts.append(f"has unexpected tensor(s) {show(extra, 100)}")
+            parts.append(f"has unexpected tensor(s) {shown(extra, 100)}")
         raise WeightsError(f"weights file {path} {' and '.join(parts)} for a {spec.name} "
                            f"x{spec.scale} on {len(spec.bands)} bands as its header says; {_FIX}")
     for key, (shape, dtype) in expected.items():
@@ -212,7 +212,7 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
                 state[key] = handle.get_tensor(key).to(reference[key].dtype)
     except Exception as err:  # the file changed or is damaged past its header
         raise WeightsError(f"weights file {path} cannot be read past its header "
-                           f"({show(str(err), 120)}): {_FIX}") from None
+                           f"({shown(str(err), 120)}): {_FIX}") from None
     for key, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise WeightsError(
