@@ -43,6 +43,7 @@ def assert_same_dataset(a: Path, b: Path) -> None:
     assert strip(sa.rows()) == strip(sb.rows())
 
 
+@pytest.mark.slow
 def test_csv_pairs_equal_one_by_one(tmp_path: Path) -> None:
     csv_path = make_pairs(tmp_path / "in", 3)
     results = build_pairs(csv_path, tmp_path / "ds", OPTS)

@@ -224,6 +224,7 @@ class TestConcurrency:
         for pid in store.pairs:
             store.arrays(pid)
 
+    @pytest.mark.slow
     def test_two_processes_into_one_dataset_lose_nothing(self, tmp_path: Path) -> None:
         a = _scene(tmp_path / "a.tif", (480, 480), seed=2)
         b = _scene(tmp_path / "b.tif", (800, 800), seed=3)

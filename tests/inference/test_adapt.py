@@ -267,6 +267,7 @@ def test_adaptation_lowers_the_l1_on_a_textured_scene(tmp_path: Path, tiny_weigh
 MILANO = SHARED / TEST_PLACES[3].path
 
 
+@pytest.mark.slow
 @needs_shared(MILANO, "the milano test place")
 def test_the_shipped_model_adapted_on_a_real_wald_input_fits_its_scene(tmp_path: Path
                                                                         ) -> None:

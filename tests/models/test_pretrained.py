@@ -74,6 +74,7 @@ def test_shipped_models_beat_bicubic_on_a_held_out_crop(name: str, scale: int) -
 
 
 @requires_shared
+@pytest.mark.slow
 @pytest.mark.shipped_models
 @pytest.mark.parametrize(("name", "scale"), [("s2sr_x2", 2), ("s2sr_x4", 4),
                                              ("s2sr_rgb_x2", 2), ("s2sr_rgb_x4", 4)])

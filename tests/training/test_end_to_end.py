@@ -15,6 +15,9 @@ from s2sr.data import DegradeOptions, degrade_scene
 from s2sr.training import load_config, train
 from support.shared import SENTINEL2, requires_shared
 
+#: whole trainings: make test-all and CI run them
+pytestmark = pytest.mark.slow
+
 
 def _config(path: Path, dataset: Path, epochs: int) -> Path:
     cfg = {

@@ -492,6 +492,7 @@ def test_signal_mid_run_then_resume_is_bit_identical(wald_dataset: Path, tmp_pat
     _same_weights(run, reference)
 
 
+@pytest.mark.slow
 def test_sigterm_before_the_first_checkpoint_leaves_nothing(tmp_path: Path,
                                                             wald_dataset: Path) -> None:
     cfg = write_config(tmp_path / "c.yaml", wald_dataset, stages=STAGES)
