@@ -8,8 +8,9 @@ from s2sr.inference.stream import StreamingForward
 
 _F32 = 4  # bytes of a float32
 
-#: Input pixels per band aimed at: as fast per pixel as bands 4x larger, in a quarter of
-#: their memory (benchmarks/stream_forward.py, benchmarks/README.md "Streaming forward").
+#: Input pixels per band aimed at. On a shared 2-core CPU, 16- and 64-row bands of 1024
+#: columns ran at the same speed, 256 rows ~20 % faster in 2.7x the peak RSS (indicative:
+#: benchmarks/README.md, stream_forward.py); to be re-measured on a quiet machine.
 PREFERRED_BAND_PIXELS = 2 ** 16
 
 
