@@ -49,9 +49,13 @@ class _Conv:
         self.bias = conv.bias
         self.held: torch.Tensor | None = None  # input rows not yet consumed
         self.top = True  # no output row emitted yet
+        self.base = 0  # scene row of the first held row
+        self.buf = torch.empty(0)  # the rows the last call read, from scene row ``buf_row``
+        self.buf_row = 0
 
     def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
         buf = x if self.held is None else torch.cat([self.held, x], dim=2)
+        self.buf, self.buf_row = buf, self.base
         n = buf.shape[2]
         start, stop = (0 if self.top else 1), (n if last else n - 1)
         if stop <= start:  # too few rows yet: wait for more
@@ -62,8 +66,25 @@ class _Conv:
         else:
             out = F.conv2d(buf, self.weight, self.bias, padding=(0, 1))
         self.held = None if last else buf[:, :, stop - 1:]
+        self.base += stop - 1 if stop else 0
         self.top = False
         return out
+
+
+class _Residual:
+    """An EDSR block ``x + conv2(relu(conv1(x))) * r``: the skip rows are read from conv1's
+    joined input (the block lags 2 rows, what conv1 carries): no copy of the band."""
+
+    def __init__(self, conv1: _Conv, rest: _Node, r: float) -> None:
+        self.conv1, self.rest, self.r = conv1, rest, r
+        self.done = 0  # output rows emitted
+
+    def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
+        y = self.rest.feed(self.conv1.feed(x, last), last)
+        a = self.done - self.conv1.buf_row
+        assert a >= 0 and a + y.shape[2] <= self.conv1.buf.shape[2], "skip rows misaligned"
+        self.done += y.shape[2]
+        return self.conv1.buf[:, :, a:a + y.shape[2]] + y * self.r
 
 
 class _Map:
@@ -170,11 +191,6 @@ def _add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return x + y  # the body's skip and the global residual (EDSR's order)
 
 
-def _scaled_add(r: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A residual block's join: the skip plus the branch times ``r`` (EDSR's order)."""
-    return lambda x, y: x + y * r
-
-
 def _conv_refusal(conv: nn.Module, where: str) -> str | None:
     if type(conv) is not nn.Conv2d:
         return f"{where} is a {type(conv).__name__}, not a plain Conv2d"
@@ -276,8 +292,8 @@ class StreamingForward:
 
         def block(b: nn.Module) -> _Node:
             assert isinstance(b, ResBlock)
-            body = _Seq([_Conv(b.body[0]), _Map(b.body[1]), _Conv(b.body[2])])
-            return _Join(_Seq([]), body, _scaled_add(b.res_scale))
+            return _Residual(_Conv(b.body[0]), _Seq([_Map(b.body[1]), _Conv(b.body[2])]),
+                             b.res_scale)
 
         blocks: list[_Node] = [block(b) for b in list(m.body)[:-1]]
         body = _Seq([*blocks, _Conv(m.body[-1])])
