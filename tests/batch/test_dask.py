@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import rasterio
 
-from batch.test_many import OPTS, pixels, scenes
-from batch.test_pairs_many import OPTS as PAIR_OPTS
-from batch.test_pairs_many import assert_same_dataset, make_pairs
 from s2sr import predict, predict_many
 from s2sr.batch.blocks import predict_blocks, row_bands
 from s2sr.batch.many_pairs import build_pairs
 from s2sr.batch.record import check_record, read_record
+from support.many import OPTS, pixels, scenes
+from support.pairs import OPTS as PAIR_OPTS
+from support.pairs import assert_same_dataset, make_pairs
 
 distributed = pytest.importorskip("distributed")
 

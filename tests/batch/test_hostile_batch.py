@@ -23,8 +23,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from batch.test_inputs import BANDS, _RangeHandler, stac_item
-from batch.test_many import OPTS, pixels, scenes
 from s2sr import predict_many
 from s2sr.batch.naming import check_name_pattern
 from s2sr.batch.record import file_fingerprint, read_record
@@ -36,7 +34,9 @@ from s2sr.io.inputs import expand_inputs
 from s2sr.io.scene import open_scene
 from s2sr.io.stac_document import ORIGIN_KEY, resolve_href
 from support.cli import can_mount_tmpfs
+from support.many import OPTS, pixels, scenes
 from support.rasters import field, write_geotiff
+from support.stac import BANDS, RangeHandler, stac_item
 
 EXE = [sys.executable, "-m", "s2sr.cli.main"]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -50,7 +50,7 @@ def run_cli(*args: str | Path) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def serve(folder: Path, handler: Any = _RangeHandler) -> Iterator[str]:
+def serve(folder: Path, handler: Any = RangeHandler) -> Iterator[str]:
     """A loopback HTTP server of ``folder`` (with Range support); yields its base URL."""
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
@@ -313,7 +313,7 @@ def test_remote_assets_are_fingerprinted_or_said_unverifiable(tmp_path: Path) ->
     www.mkdir()
     (www / "B02.tif").write_bytes(b"x" * 100)
 
-    class Bare(_RangeHandler):
+    class Bare(RangeHandler):
         def end_headers(self) -> None:  # no Last-Modified, no ETag
             self._headers_buffer = [h for h in self._headers_buffer  # type: ignore[attr-defined]
                                     if not h.lower().startswith((b"last-modified", b"etag"))]
@@ -333,7 +333,7 @@ def test_a_resume_over_unverifiable_remote_assets_says_so(tmp_path: Path, tiny_w
     (www / "items.json").write_text(json.dumps({"type": "FeatureCollection",
                                                 "features": [item]}))
 
-    class Bare(_RangeHandler):
+    class Bare(RangeHandler):
         def end_headers(self) -> None:
             self._headers_buffer = [h for h in self._headers_buffer  # type: ignore[attr-defined]
                                     if not h.lower().startswith((b"last-modified", b"etag"))]

@@ -11,23 +11,12 @@ import numpy as np
 import pytest
 import rasterio
 
-from batch.test_inputs import BANDS, collection, stac_item
 from s2sr import predict, predict_many
 from s2sr.batch.record import check_record, read_record, record_path
 from s2sr.core.errors import UsageError
+from support.many import OPTS, pixels, scenes
 from support.rasters import field, write_geotiff
-
-OPTS = {"tile": 40, "overlap": 8, "backend": "torch"}
-
-
-def scenes(folder: Path, n: int = 3, size: tuple[int, int] = (48, 56)) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    return [write_geotiff(folder / f"scene{k}.tif", field(size, 4, seed=k)) for k in range(n)]
-
-
-def pixels(path: Path) -> np.ndarray:
-    with rasterio.open(path) as ds:
-        return ds.read()
+from support.stac import BANDS, collection, stac_item
 
 
 def test_outputs_equal_predict_and_rerun_skips(tmp_path: Path, tiny_weights: Path) -> None:

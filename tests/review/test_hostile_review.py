@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from review.test_review_http import decisions, login, raw
 from s2sr.data import PairStore
 from s2sr.review.app import MAX_BODY
 from s2sr.review.security import cookie_name
 from s2sr.review.server import ReviewServer
+from support.review import decisions, login, raw
 
 JSON = {"Content-Type": "application/json"}
 

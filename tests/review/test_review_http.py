@@ -22,6 +22,7 @@ from s2sr.review.catalog import Catalog
 from s2sr.review.security import cookie_name
 from s2sr.review.server import ReviewServer
 from s2sr.review.thumbs import Thumbnails
+from support.review import decisions, login, raw
 
 PORT = 8123
 TOKEN = "t" * 43
@@ -36,39 +37,6 @@ def client(generated: Path) -> TestClient:
     c = TestClient(app, base_url=BASE)
     c.cookies.set(cookie_name(PORT), TOKEN)
     return c
-
-
-def raw(server: ReviewServer, method: str, path: str, headers: dict[str, str] | None = None,
-        body: bytes | None = None) -> tuple[int, bytes]:
-    """One request over a real socket, the path sent exactly as given."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-    for k, v in {"Host": f"127.0.0.1:{server.port}", **(headers or {})}.items():
-        conn.putheader(k, v)
-    if body is not None:
-        conn.putheader("Content-Length", str(len(body)))
-    conn.endheaders(body)
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    return response.status, data
-
-
-def login(server: ReviewServer) -> dict[str, str]:
-    """Open the printed URL: the cookie it sets, as request headers."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    conn.request("GET", f"/?token={server.token}")
-    response = conn.getresponse()
-    assert response.status == 303 and response.getheader("location") == "/"
-    cookie = response.getheader("set-cookie")
-    assert cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
-    conn.close()
-    return {"Cookie": cookie.split(";")[0]}
-
-
-def decisions(dataset: Path) -> dict[str, dict[str, str]]:
-    path = dataset / "decisions.json"
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def test_the_page_needs_the_token(server: ReviewServer) -> None:
