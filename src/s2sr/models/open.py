@@ -19,12 +19,12 @@ from typing import Final
 from torch import nn
 
 from s2sr.core.errors import WeightsError
-from s2sr.models.exported import KINDS, OnnxModel, load_torchscript, read_onnx, sniff
+from s2sr.models.exported import OnnxModel, load_torchscript, read_onnx, sniff
 from s2sr.models.pretrained import WEIGHTS_DIR, list_pretrained
 from s2sr.models.registry import ModelSpec, get_spec
 from s2sr.models.weights import load_model
 
-__all__ = ["FILE_PRECISIONS", "KINDS", "OpenModel", "open_model", "shipped_path"]
+__all__ = ["FILE_PRECISIONS", "OpenModel", "open_model", "shipped_path"]
 
 #: Precisions an exported ONNX model can be made at (its header's ``precision``).
 FILE_PRECISIONS: Final[tuple[str, ...]] = ("fp32", "int8")
