@@ -95,7 +95,8 @@ def cli() -> None:
               show_default=True,
               help="Fine-tune a copy of the model on Wald pairs cut from each scene before "
                    "predicting (the scene degraded once more; ~1 min on 2 CPU cores at the "
-                   "default steps). auto: only where it paid in the measurement (README).")
+                   "default steps). auto: only where it paid in the measurement "
+                   "(docs/benchmarks.md).")
 @click.option("--adapt-steps", type=click.IntRange(1, 5000), default=None,
               help="Fine-tuning steps of --adapt [default: 150].")
 @click.option("--adapt-seed", type=click.IntRange(min=0), default=0, show_default=True,

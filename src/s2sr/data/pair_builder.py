@@ -1,6 +1,6 @@
 """Building validated Sentinel-2 / reference-sensor patch pairs from two scenes.
 
-Steps (see ``s2sr pairs build --help`` and the README):
+Steps (see ``s2sr pairs build --help`` and docs/datasets.md):
 
 1. read both scenes (any CRS, resolution, dtype) and map the reference's bands;
 2. intersect footprints; reproject the reference onto the grid aligned with the

@@ -31,7 +31,7 @@ MAX_WINDOWS = 16
 #: Clouds: mean visible reflectance above this and white (Fmask's whiteness < 0.7). The
 #: masks' default 0.22 (and its dark test) took 61 % of abudhabi (sand and city) and the
 #: sea of the coasts; 0.4 leaves every test place and the hazy eolearn_slovenia_0 whole and
-#: still takes 9 % of ukis_clouds (benchmarks/adapt_gain.py's README figures).
+#: still takes 9 % of ukis_clouds (benchmarks/adapt_gain.py; docs/benchmarks.md).
 CLOUD_BRIGHT = 0.4
 #: Cloud masks are grown by this many pixels.
 CLOUD_BUFFER = 2
