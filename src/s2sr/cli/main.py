@@ -36,7 +36,7 @@ from s2sr.cli.options import (
 from s2sr.cli.pairs import pairs
 from s2sr.cli.review import review
 from s2sr.cli.train import table1, train
-from s2sr.core.constants import SCALES
+from s2sr.core.constants import ENGINES, SCALES
 from s2sr.core.errors import UsageError
 from s2sr.core.heap import pin_mmap_threshold
 from s2sr.core.safe_text import printable
@@ -91,6 +91,11 @@ def cli() -> None:
 @click.option("--consistency", is_flag=True,
               help="Correct the output so that, degraded back, it reproduces the input "
                    "(iterative back-projection).")
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
+              help="How the network runs over the scene. tiled: overlapping tiles, blended. "
+                   "stream: row bands, exact (equal to a whole-scene forward, no overlap); "
+                   "PyTorch, fp32, EDSR models, whole scenes only. auto: tiled for now (the "
+                   "stream showed no gain yet on the shared CPUs measured).")
 @click.option("--adapt", type=click.Choice(["off", "on", "auto"]), default="off",
               show_default=True,
               help="Fine-tune a copy of the model on Wald pairs cut from each scene before "
@@ -112,7 +117,7 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
             bands: list[str] | None,
             tile: int | None, overlap: int | None, batch_size: int | None, device: str,
             backend: str, threads: int | None, precision: str, cog: bool, overwrite: bool,
-            consistency: bool, adapt: str, adapt_steps: int | None, adapt_seed: int,
+            consistency: bool, engine: str, adapt: str, adapt_steps: int | None, adapt_seed: int,
             dn_offset: float | None, workers: int | None,
             scheduler: str | None, name: str, report: Path | None, split_mpx: float | None,
             quiet: bool) -> None:
@@ -133,6 +138,11 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
         batch_size=batch_size, device=device, cog=cog, consistency=consistency,
         dn_offset=dn_offset, backend=backend, threads=threads, precision=precision,
     )
+    if engine != "auto":  # nor is --engine
+        if engine == "stream" and split_mpx is not None:
+            raise UsageError("--engine stream runs whole scenes: drop --split-mpx or use "
+                             "--engine tiled")
+        options.update(engine=engine)
     if adapt != "off":  # not in the options of earlier runs' completion records
         options.update(adapt=adapt, adapt_steps=adapt_steps, adapt_seed=adapt_seed)
     progress = not quiet and sys.stderr.isatty()

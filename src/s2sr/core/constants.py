@@ -19,6 +19,10 @@ PRECISIONS: Final[tuple[str, ...]] = ("auto", "fp32", "bf16", "fp16", "int8")
 #: ``--backend`` values: ``auto`` picks PyTorch or ONNX Runtime by the model file's kind.
 BACKENDS: Final[tuple[str, ...]] = ("auto", "torch", "onnxruntime")
 
+#: ``--engine`` values: ``auto`` is ``tiled`` for now (the streamed forward showed no gain
+#: yet on the shared CPUs measured, benchmarks/README.md).
+ENGINES: Final[tuple[str, ...]] = ("auto", "tiled", "stream")
+
 #: Default network input tile per scale: its core (tile - overlap) times the scale is a
 #: multiple of 512, so every write fills whole GeoTIFF blocks.
 DEFAULT_TILE: Final[dict[int, int]] = {2: 544, 4: 288}

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from s2sr.core.bands import DEFAULT_BANDS, RGB_BANDS
-from s2sr.core.constants import BACKENDS, PRECISIONS
+from s2sr.core.constants import BACKENDS, ENGINES, PRECISIONS
 from s2sr.core.errors import BandError, GridMismatchError, InputNotFoundError, UsageError
 from s2sr.inference.adapt import check_options as check_adapt
 from s2sr.inference.backends import (
@@ -40,6 +40,7 @@ from s2sr.inference.backends import (
 from s2sr.inference.encoding import DnEncoding
 from s2sr.inference.engine import TiledSuperResolver
 from s2sr.inference.quantize import int8_onnx
+from s2sr.inference.stream_engine import StreamingSuperResolver, streaming_engine
 from s2sr.inference.tiling import TileLayout, check_tiling, default_tile, fit_layout
 from s2sr.inference.verified_export import onnx_backend
 from s2sr.io.base import Scene
@@ -59,10 +60,13 @@ from s2sr.models.exported import OnnxModel
 
 log = logging.getLogger(__name__)
 
+#: What :func:`make_engine` builds.
+Engine = TiledSuperResolver | StreamingSuperResolver
+
 #: Share of the memory that one batch of tiles may take in the network.
 MEMORY_SHARE: Final[float] = 0.5
 #: How the engine runs the tiles (:attr:`RunPlan.execution_kind`).
-EXECUTIONS: Final[tuple[str, ...]] = ("tiled",)
+EXECUTIONS: Final[tuple[str, ...]] = ("tiled", "stream")
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,9 @@ class RunOptions:
             int8) or ``auto`` (only where it pays, else as ``off``); see
             :mod:`s2sr.inference.adapt`. Recorded in the tags ``S2SR_ADAPT*``.
         adapt_steps: fine-tuning steps (default 150). adapt_seed: its seed (default 0).
+        engine: ``auto`` (today ``tiled``), ``tiled`` or ``stream`` (row bands through
+            :class:`~s2sr.inference.stream.StreamingForward`: PyTorch backend, fp32, EDSR
+            models, without ``consistency``; see :func:`make_engine`).
     """
 
     scale: int | None = None
@@ -116,6 +123,7 @@ class RunOptions:
     adapt_steps: int | None = None
     adapt_seed: int = 0
     progress: bool = False
+    engine: str = "auto"
 
     @property
     def run_device(self) -> str:
@@ -140,6 +148,8 @@ class RunOptions:
             raise UsageError(f"{batch_name} must be at least 1, got {self.batch_size}")
         if self.backend not in BACKENDS:
             raise UsageError(f"unknown --backend {self.backend!r}: use {', '.join(BACKENDS)}")
+        if self.engine not in ENGINES:
+            raise UsageError(f"unknown --engine {self.engine!r}: use {', '.join(ENGINES)}")
         check_threads(self.threads)
         check_adapt(self.adapt, self.adapt_steps, self.adapt_seed)
         check_tiling(self.tile, self.overlap, self.scale or 2)
@@ -282,7 +292,10 @@ def choose_execution(options: RunOptions, asked: torch.device, cuda_count: int,
     PyTorch model)."""
     prec = choose_precision(options.precision, asked, options.backend,
                             cuda_bf16=cuda_bf16_supported(), file_precision=file_precision)
-    choice = choose_backend(options.backend, options.run_device, cuda_count, ort_providers(),
+    asked_backend = options.backend
+    if options.engine == "stream" and asked_backend == "auto" and file_precision is None:
+        asked_backend = "torch"  # the stream runs PyTorch modules only
+    choice = choose_backend(asked_backend, options.run_device, cuda_count, ort_providers(),
                             onnx_file=file_precision is not None, precision=prec)
     hardware = inference_plan(str(choice.device), options.batch_size, cuda_count, prec)
     if prec == "bf16" and hardware.device.type == "cpu" and not cpu_bf16_supported():
@@ -318,7 +331,8 @@ def plan_run(spec: ModelSpec, options: RunOptions, execution: Execution, height:
     _check_memory(spec, lay, hardware, execution.backend)
     return RunPlan(spec, replace(execution, hardware=hardware), lay, encoding,
                    model_fill(spec, len(spec.bands)) if fill is None else fill,
-                   options.threads, 3 if options.consistency else 0, options.progress)
+                   options.threads, 3 if options.consistency else 0, options.progress,
+                   "stream" if options.engine == "stream" else "tiled")
 
 
 def _prepare(model: nn.Module, plan: InferencePlan) -> nn.Module:
@@ -349,13 +363,16 @@ def make_backend(plan: RunPlan, model: nn.Module | OnnxModel,
     return onnx_backend(model, threads, execution_providers(hw.device))
 
 
-def make_engine(plan: RunPlan, backend: Backend) -> TiledSuperResolver:
+def make_engine(plan: RunPlan, backend: Backend) -> Engine:
     """The engine :attr:`RunPlan.execution_kind` names, running ``backend`` over the
-    plan's tiles."""
-    if plan.execution_kind != "tiled":
+    plan's tiles (``tiled``) or row bands (``stream``, :func:`streaming_engine`)."""
+    if plan.execution_kind not in EXECUTIONS:
         raise UsageError(f"unknown execution {plan.execution_kind!r}: use "
                          f"{', '.join(EXECUTIONS)}")
-    hw = plan.execution.hardware
-    return TiledSuperResolver(backend, plan.layout, plan.encoding,
-                              np.asarray(plan.fill, np.float32), hw.device, hw.batch_size,
-                              plan.progress, consistency=plan.consistency)
+    hw, fill = plan.execution.hardware, np.asarray(plan.fill, np.float32)
+    if plan.execution_kind == "stream":
+        return streaming_engine(backend, plan.layout.height, plan.layout.width, plan.encoding,
+                                fill, plan.execution.precision, plan.consistency,
+                                plan.progress)
+    return TiledSuperResolver(backend, plan.layout, plan.encoding, fill, hw.device,
+                              hw.batch_size, plan.progress, consistency=plan.consistency)

@@ -26,8 +26,8 @@ from s2sr.core.version import __version__
 from s2sr.inference.adapt import adapt_for_run
 from s2sr.inference.backends import torch_threads
 from s2sr.inference.encoding import DnEncoding
-from s2sr.inference.engine import TiledSuperResolver
 from s2sr.inference.plan import (
+    Engine,
     RunOptions,
     RunPlan,
     check_scale,
@@ -71,6 +71,7 @@ def predict(
     adapt: str = "off",
     adapt_steps: int | None = None,
     adapt_seed: int = 0,
+    engine: str = "auto",
 ) -> Path:
     """Super-resolve a Sentinel-2 scene into a georeferenced GeoTIFF/COG.
 
@@ -86,7 +87,8 @@ def predict(
         cog: write a Cloud Optimised GeoTIFF.
         overwrite: replace an existing output.
         scale, bands, tile, overlap, batch_size, device, progress, consistency, dn_offset,
-            backend, threads, precision, adapt, adapt_steps, adapt_seed: the run options,
+            backend, threads, precision, adapt, adapt_steps, adapt_seed, engine: the run
+            options,
             each described at :class:`~s2sr.inference.plan.RunOptions`.
 
     Returns:
@@ -100,7 +102,7 @@ def predict(
             input, weights, scale=scale, bands=bands, tile=tile, overlap=overlap,
             batch_size=batch_size, device=device, progress=progress, consistency=consistency,
             dn_offset=dn_offset, backend=backend, threads=threads, precision=precision,
-            adapt=adapt, adapt_steps=adapt_steps, adapt_seed=adapt_seed,
+            adapt=adapt, adapt_steps=adapt_steps, adapt_seed=adapt_seed, engine=engine,
         ) as run:
             made = make_parents(out_path)  # missing folders above -o, as export does
             return _write_scene(run, input, out_path, overwrite, cog)
@@ -144,7 +146,7 @@ class PreparedRun:
     """
 
     scene: Scene
-    runner: TiledSuperResolver
+    runner: Engine
     plan: RunPlan
     weights: Path
     spec: ModelSpec
@@ -251,6 +253,7 @@ def super_resolve(
     precision: str = "auto",
     backend: str = "torch",
     threads: int | None = None,
+    engine: str = "auto",
 ) -> np.ndarray:
     """Super-resolve an in-memory ``(C, H, W)`` array with the same tiling as :func:`predict`.
 
@@ -267,6 +270,7 @@ def super_resolve(
             CUDA; ``int8`` needs ``backend`` ``onnxruntime`` or ``auto``).
         backend: ``torch`` (default), ``onnxruntime`` or ``auto``, as :func:`predict`'s.
         threads: intra-op threads, as :func:`predict`'s.
+        engine: ``auto`` (today ``tiled``), ``tiled`` or ``stream``, as :func:`predict`'s.
 
     Returns:
         ``(C, H*scale, W*scale)`` array of the input dtype.
@@ -282,7 +286,7 @@ def super_resolve(
     if array.shape[1] == 0 or array.shape[2] == 0:
         raise DataError("the array is empty: pass at least one pixel")
     opts = RunOptions(tile=tile, overlap=overlap, batch_size=batch_size, device=device,
-                      precision=precision, backend=backend, threads=threads)
+                      precision=precision, backend=backend, threads=threads, engine=engine)
     cuda_count = cuda_device_count()
     asked = opts.check(cuda_count, batch_name="batch_size")
     n, s = len(spec.bands), spec.scale
