@@ -95,7 +95,7 @@ def cli() -> None:
               help="How the network runs over the scene. tiled: overlapping tiles, blended. "
                    "stream: row bands, exact (equal to a whole-scene forward, no overlap); "
                    "PyTorch, fp32, EDSR models, whole scenes only. auto: tiled for now (the "
-                   "stream showed no gain yet on the shared CPUs measured).")
+                   "stream is not yet measured on a quiet machine).")
 @click.option("--adapt", type=click.Choice(["off", "on", "auto"]), default="off",
               show_default=True,
               help="Fine-tune a copy of the model on Wald pairs cut from each scene before "

@@ -19,8 +19,8 @@ PRECISIONS: Final[tuple[str, ...]] = ("auto", "fp32", "bf16", "fp16", "int8")
 #: ``--backend`` values: ``auto`` picks PyTorch or ONNX Runtime by the model file's kind.
 BACKENDS: Final[tuple[str, ...]] = ("auto", "torch", "onnxruntime")
 
-#: ``--engine`` values: ``auto`` is ``tiled`` for now (the streamed forward showed no gain
-#: yet on the shared CPUs measured, benchmarks/README.md).
+#: ``--engine`` values: ``auto`` is ``tiled`` for now (the streamed engine is not yet
+#: measured on a quiet machine).
 ENGINES: Final[tuple[str, ...]] = ("auto", "tiled", "stream")
 
 #: Default network input tile per scale: its core (tile - overlap) times the scale is a
