@@ -16,7 +16,7 @@ from rasterio.windows import Window
 from torch import nn
 
 from s2sr import predict, super_resolve
-from s2sr.core.errors import UsageError
+from s2sr.core.errors import DataError, UsageError
 from s2sr.inference.backends import TorchBackend
 from s2sr.inference.encoding import DnEncoding
 from s2sr.inference.plan import RunOptions, model_fill
@@ -221,3 +221,15 @@ class TestCli:
         assert code == 2
         assert "--engine tiled" in one_error_line(out)
         assert not (tmp_path / "out").exists()
+
+
+def test_bad_values_in_a_later_band_leave_no_output(tmp_path: Path,
+                                                    tiny_weights: Path) -> None:
+    """A data error found in the third band of rows, after two were written: the
+    half-written output is removed, the error names the scene row."""
+    arr = field(SHAPE, 4).astype(np.float32) * 1e-4
+    arr[2, 140, 7] = np.nan
+    src = write_geotiff(tmp_path / "in.tif", arr)
+    with pytest.raises(DataError, match=r"NaN or infinite values \(first at row 140, column 7\)"):
+        predict(src, tmp_path / "o.tif", tiny_weights, engine="stream")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
