@@ -7,12 +7,14 @@ DN of the scene's dtype (in NumPy on the CPU, in PyTorch where a GPU's output li
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from s2sr.core.dn import to_reflectance
+from s2sr.core.dn import implausible, implausible_message, to_reflectance
+from s2sr.core.errors import DataError
 from s2sr.io.nodata import valid_mask
 
 
@@ -58,6 +60,42 @@ class DnEncoding:
         """``(C, h, w)`` float32 reflectance (:func:`s2sr.core.dn.to_reflectance`: what
         overflows float32 becomes inf, which the engine refuses as implausible)."""
         return to_reflectance(dn, self.gains, self.offsets)
+
+    def decode(self, dn: np.ndarray, fill: np.ndarray,
+               position: Callable[[np.ndarray], tuple[int, int]]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``dn`` (bands, rows, cols) as the network's reflectance, with its valid and
+        saturated masks: nodata and saturated samples hold ``fill`` (no value: the network
+        sees the fill, no dark halo). Refuses NaN or infinite values on valid pixels and
+        reflectance no surface has, naming the scene (row, column) ``position`` gives for
+        the first pixel set in a mask of ``dn``'s grid.
+
+        Raises:
+            DataError: NaN/inf on a valid pixel, or implausible reflectance.
+        """
+        valid = self.valid_mask(dn)
+        sat = self.saturated_mask(dn)
+        if sat is not None:
+            sat &= valid[None]
+        if np.issubdtype(dn.dtype, np.floating):
+            bad = ~np.isfinite(dn).all(axis=0) & valid
+            if bad.any():
+                y, x = position(bad)
+                raise DataError(
+                    f"input holds NaN or infinite values (first at row {y}, column "
+                    f"{x}): mark them as nodata (e.g. gdal_translate -a_nodata nan) "
+                    "or fill them"
+                )
+        refl = np.where(valid[None], self.to_reflectance(dn), fill)
+        if sat is not None:
+            refl = np.where(sat, fill, refl)
+        if valid.any():
+            found = implausible(refl, valid[None] if sat is None else valid[None] & ~sat)
+            if found is not None:
+                band, top, mask = found
+                y, x = position(mask)
+                raise DataError(implausible_message(band, top, y, x, self.dtype))
+        return refl, valid, sat
 
     def dn_floor(self) -> np.ndarray:
         """Per band, the lowest DN an output may take: the DN of zero reflectance.

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -20,8 +21,7 @@ from rasterio.windows import Window
 from torch import nn
 from tqdm import tqdm
 
-from s2sr.core.dn import implausible, implausible_message
-from s2sr.core.errors import DataError, WeightsError
+from s2sr.core.errors import WeightsError
 from s2sr.data.degrade_torch import back_project
 from s2sr.inference.backends import Backend, Staged, TorchBackend
 from s2sr.inference.encoding import DnEncoding
@@ -112,24 +112,8 @@ class TiledSuperResolver:
         refls, valids, active, sats = [], [], [], []
         for i, j in keys:
             dn = read_tile(reader, self.layout, i, j)
-            valid = self.radiometry.valid_mask(dn)
-            sat = self.radiometry.saturated_mask(dn)
-            if sat is not None:
-                sat &= valid[None]
-            if np.issubdtype(dn.dtype, np.floating):
-                bad = ~np.isfinite(dn).all(axis=0) & valid
-                if bad.any():
-                    y, x = self._scene_position(bad, i, j)
-                    raise DataError(
-                        f"input holds NaN or infinite values (first at row {y}, column "
-                        f"{x}): mark them as nodata (e.g. gdal_translate -a_nodata nan) "
-                        "or fill them"
-                    )
-            refl = self.radiometry.to_reflectance(dn)
-            refl = np.where(valid[None], refl, self.fill)
-            if sat is not None:  # no value: the network sees the fill (no dark halo)
-                refl = np.where(sat, self.fill, refl)
-            self._check_plausible(refl, valid, sat, i, j)
+            refl, valid, sat = self.radiometry.decode(
+                dn, self.fill, partial(self._scene_position, i=i, j=j))
             refls.append(refl)
             valids.append(valid)
             sats.append(sat)
@@ -140,17 +124,6 @@ class TiledSuperResolver:
             batch.staged = self.backend.stage(torch.from_numpy(
                 np.ascontiguousarray(batch.refl[idx])))
         return batch
-
-    def _check_plausible(self, refl: np.ndarray, valid: np.ndarray,
-                         sat: np.ndarray | None, i: int, j: int) -> None:
-        """Refuse reflectance no surface has (:func:`s2sr.core.dn.implausible`)."""
-        if not valid.any():
-            return
-        found = implausible(refl, valid[None] if sat is None else valid[None] & ~sat)
-        if found is not None:
-            band, top, mask = found
-            y, x = self._scene_position(mask, i, j)
-            raise DataError(implausible_message(band, top, y, x, self.radiometry.dtype))
 
     def _scene_position(self, mask: np.ndarray, i: int, j: int) -> tuple[int, int]:
         """First (row, column) of the scene where ``mask`` (a tile, padded by reflection)

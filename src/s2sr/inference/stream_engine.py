@@ -18,8 +18,7 @@ import torch
 from rasterio.windows import Window
 from tqdm import tqdm
 
-from s2sr.core.dn import implausible, implausible_message
-from s2sr.core.errors import DataError, UsageError, WeightsError
+from s2sr.core.errors import UsageError, WeightsError
 from s2sr.inference.backends import Backend, TorchBackend
 from s2sr.inference.encoding import DnEncoding
 from s2sr.inference.engine import Reader, Writer
@@ -74,29 +73,9 @@ class StreamingSuperResolver:
         """Input rows ``r0:r1`` as filled reflectance, with their valid and saturated
         masks (runs in the reading thread)."""
         dn = reader(Window(0, r0, self.width, r1 - r0))
-        valid = self.radiometry.valid_mask(dn)
-        sat = self.radiometry.saturated_mask(dn)
-        if sat is not None:
-            sat &= valid[None]
-        if np.issubdtype(dn.dtype, np.floating):
-            bad = ~np.isfinite(dn).all(axis=0) & valid
-            if bad.any():
-                y, x = np.argwhere(bad)[0]
-                raise DataError(
-                    f"input holds NaN or infinite values (first at row {r0 + int(y)}, column "
-                    f"{int(x)}): mark them as nodata (e.g. gdal_translate -a_nodata nan) "
-                    "or fill them"
-                )
-        refl = np.where(valid[None], self.radiometry.to_reflectance(dn), self.fill)
-        if sat is not None:
-            refl = np.where(sat, self.fill, refl)
-        if valid.any():
-            found = implausible(refl, valid[None] if sat is None else valid[None] & ~sat)
-            if found is not None:
-                band, top, mask = found
-                y, x = np.argwhere(mask)[0]
-                raise DataError(implausible_message(band, top, r0 + int(y), int(x),
-                                                    self.radiometry.dtype))
+        refl, valid, sat = self.radiometry.decode(
+            dn, self.fill, lambda mask: (r0 + int(np.argwhere(mask)[0][0]),
+                                         int(np.argwhere(mask)[0][1])))
         return refl.astype(np.float32, copy=False), valid, sat
 
     def _bands(self, reader: Reader, masks: list[tuple[np.ndarray, np.ndarray | None]],
