@@ -133,18 +133,12 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
     from s2sr.inference import predict as run_predict
     from s2sr.io.inputs import expand_inputs
 
-    options: dict[str, Any] = dict(
+    options = _predict_options(
         scale=int(scale) if scale else None, bands=bands, tile=tile, overlap=overlap,
         batch_size=batch_size, device=device, cog=cog, consistency=consistency,
         dn_offset=dn_offset, backend=backend, threads=threads, precision=precision,
-    )
-    if engine != "auto":  # nor is --engine
-        if engine == "stream" and split_mpx is not None:
-            raise UsageError("--engine stream runs whole scenes: drop --split-mpx or use "
-                             "--engine tiled")
-        options.update(engine=engine)
-    if adapt != "off":  # not in the options of earlier runs' completion records
-        options.update(adapt=adapt, adapt_steps=adapt_steps, adapt_seed=adapt_seed)
+        engine=engine, split_mpx=split_mpx, adapt=adapt, adapt_steps=adapt_steps,
+        adapt_seed=adapt_seed)
     progress = not quiet and sys.stderr.isatty()
     from s2sr.batch.naming import check_name_pattern
 
@@ -175,6 +169,20 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
                    err=True)
     if run.failed:
         sys.exit(1)
+
+def _predict_options(engine: str, split_mpx: float | None, adapt: str, adapt_steps: int | None,
+                     adapt_seed: int, **options: Any) -> dict[str, Any]:
+    """The keyword options of predict and predict_many; --engine and --adapt only when not
+    their defaults (earlier runs' completion records hold neither)."""
+    if engine != "auto":
+        if engine == "stream" and split_mpx is not None:
+            raise UsageError("--engine stream runs whole scenes: drop --split-mpx or use "
+                             "--engine tiled")
+        options.update(engine=engine)
+    if adapt != "off":
+        options.update(adapt=adapt, adapt_steps=adapt_steps, adapt_seed=adapt_seed)
+    return options
+
 
 
 @cli.command()
