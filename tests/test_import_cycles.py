@@ -223,6 +223,7 @@ def test_checks_find_a_known_cycle(cyclic: Path) -> None:
     assert "ImportError" in failures["cyc.a"] and "partially initialized" in failures["cyc.a"]
 
 
+@pytest.mark.slow  # one interpreter per module; test_architecture checks cycles statically
 def test_every_module_imports_first() -> None:
     modules, failures = import_each(SRC, PACKAGE)
     assert len(modules) > 60 and "s2sr.data.store" in modules

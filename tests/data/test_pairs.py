@@ -43,7 +43,9 @@ def _clouds(real: bool, shape: tuple[int, int]) -> np.ndarray:
     return cloud
 
 
-@pytest.fixture(params=[pytest.param(True, marks=requires_shared, id="real-dsen2"),
+# the real-dsen2 cases run with the slow tests (make test-all, CI); synthetic ones always
+@pytest.fixture(params=[pytest.param(True, marks=[requires_shared, pytest.mark.slow],
+                                     id="real-dsen2"),
                         pytest.param(False, id="synthetic")])
 def simulated(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path, dict]:
     real = request.param
