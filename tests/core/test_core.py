@@ -279,3 +279,11 @@ def test_model_bounds_show_a_huge_value_with_the_one_shown() -> None:
         check_int("n_feats", 10**100_000, 1, 512)
     with pytest.raises(SpecError, match=r"res_scale must be a finite number in \(0, 10\]"):
         check_float("res_scale", 10**100_000, 0, 10, low_open=True)
+
+
+def test_described_bands_is_the_one_description_matching() -> None:
+    from s2sr.core.bands import described_bands
+
+    got = described_bands(["B02", " b3 ", "red", "B04 (red)", "", None, "   ", "cloud mask",
+                           "B8A", "B13"])
+    assert got == ["B02", "B03", "B04", "B04", None, None, None, None, "B8A", None]

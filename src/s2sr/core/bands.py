@@ -75,6 +75,13 @@ def normalize_band_name(name: str) -> str | None:
     return _COMMON.get(text.lower()) or _COMMON.get(head.lower())
 
 
+
+def described_bands(descriptions: Sequence[str | None]) -> list[str | None]:
+    """The Sentinel-2 band each of a file's band descriptions names, in the file's order
+    (``None`` for a blank or foreign description): the one description -> band matching of
+    every reader."""
+    return [normalize_band_name(d) if d and d.strip() else None for d in descriptions]
+
 def parse_baseline(value: object) -> str | None:
     """A processing baseline as ``"NN.NN"``; ``None`` when ``value`` is absent (``None`` or
     blank).

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from s2sr.core.bands import normalize_band_name
+from s2sr.core.bands import described_bands, normalize_band_name
 from s2sr.core.errors import BandError, UsageError
 
 PRESETS: dict[str, dict[str, int]] = {
@@ -55,8 +55,7 @@ def resolve_band_map(mapping: dict[str, int] | None, descriptions: Sequence[str 
     """Band -> 1-based index in the reference for each wanted Sentinel-2 band."""
     if mapping is None:
         mapping = {}
-        for idx, desc in enumerate(descriptions, start=1):
-            band = normalize_band_name(desc) if desc else None
+        for idx, band in enumerate(described_bands(descriptions), start=1):
             if band is not None and band not in mapping:
                 mapping[band] = idx
         if not mapping and count == len(wanted):

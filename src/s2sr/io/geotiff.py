@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from s2sr.core.bands import normalize_band_name
+from s2sr.core.bands import described_bands, normalize_band_name
 from s2sr.core.dn import gdal_gains
 from s2sr.core.errors import BandError, UsageError
 from s2sr.core.safe_text import printable
@@ -23,7 +23,7 @@ log = logging.getLogger(SCENE_LOGGER)
 
 def _described_names(descriptions: Sequence[str | None]) -> tuple[list[str | None], list[str]]:
     """Sentinel-2 names of a file's bands by description, and the descriptions it has."""
-    names = [normalize_band_name(d) if d and d.strip() else None for d in descriptions]
+    names = described_bands(descriptions)
     present = [d.strip() for d in descriptions if d and d.strip()]
     return names, present
 

@@ -23,7 +23,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
-from s2sr.core.bands import normalize_band_name
+from s2sr.core.bands import described_bands, normalize_band_name
 from s2sr.core.errors import BandError
 from s2sr.core.files import atomic_path
 from s2sr.io.gdal_safety import open_raster, safe_env
@@ -71,7 +71,7 @@ def read_bands(path: str | os.PathLike[str], bands: Sequence[str]) -> np.ndarray
         BandError: a band the descriptions do not name.
     """
     with open_raster(str(path)) as ds:
-        names = [normalize_band_name(d) if d else None for d in ds.descriptions]
+        names = described_bands(ds.descriptions)
         wanted = [normalize_band_name(b) or b for b in bands]
         missing = [b for b in wanted if b not in names]
         if missing:
