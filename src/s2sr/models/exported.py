@@ -29,7 +29,7 @@ from typing import Any, Final
 from torch import nn
 
 from s2sr.core.checks import shown
-from s2sr.core.errors import InputNotFoundError, UsageError, WeightsError
+from s2sr.core.errors import UsageError, WeightsError
 from s2sr.models.header import MAX_KEYS, check_mapping, parse_sha256, parse_spec, spec_error
 from s2sr.models.onnx_graph import check_graph
 from s2sr.models.registry import ModelSpec, expected_state, get_spec
@@ -40,7 +40,7 @@ from s2sr.models.serialize import (
     OPSETS,
     WEIGHTS_ENTRY,
 )
-from s2sr.models.weights import MAX_FILE_BYTES, MAX_HEADER_BYTES, load_model
+from s2sr.models.weights import MAX_FILE_BYTES, MAX_HEADER_BYTES, check_model_file, load_model
 
 KINDS: Final[tuple[str, ...]] = ("safetensors", "onnx", "torchscript")
 #: Most entries read from a TorchScript archive (a 64-block model has about 800).
@@ -65,19 +65,6 @@ class OnnxModel:
     data: bytes
     header: dict[str, str]
     source_sha256: str
-
-
-def _check_file(path: Path, what: str) -> int:
-    if not path.exists():
-        raise InputNotFoundError(f"weights file {path} does not exist: check the path")
-    if path.is_dir():
-        raise UsageError(f"weights path {path} is a folder: pass the {what} file itself")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise WeightsError(
-            f"{what} file {path} is {size / 2**30:.1f} GiB, more than the "
-            f"{MAX_FILE_BYTES >> 30} GiB any model within s2sr's bounds needs; {_FIX}")
-    return size
 
 
 def _is_s2sr_archive(path: Path) -> bool:
@@ -181,7 +168,7 @@ def read_onnx(path: str | os.PathLike[str]) -> OnnxModel:
     """
     path = Path(path)
     label = f"ONNX model {path}"
-    _check_file(path, "ONNX model")
+    check_model_file(path, "ONNX model", _FIX)
     try:
         import onnx  # optional dependency (s2sr[onnx])
     except ImportError:
@@ -222,7 +209,7 @@ def _entry(label: str, archive: zipfile.ZipFile, name: str, limit: int) -> bytes
 
 def _read_archive(path: Path) -> tuple[dict[str, str], bytes]:
     label = f"TorchScript model {path}"
-    _check_file(path, "TorchScript model")
+    check_model_file(path, "TorchScript model", _FIX)
     try:
         with zipfile.ZipFile(path) as archive:
             if len(archive.infolist()) > MAX_ZIP_ENTRIES:

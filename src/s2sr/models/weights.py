@@ -71,17 +71,29 @@ _FIX = ("the file is damaged or was not written by s2sr: re-download it or write
         "s2sr.models.save_model")
 
 
-def _check_file(path: Path) -> None:
-    """Refuse what is not a plausible safetensors file before any parser sees it."""
+def check_model_file(path: Path, what: str, fix: str) -> int:
+    """Refuse a model file that is missing, a folder, or larger than any model within
+    s2sr's bounds, before any parser sees it; its size in bytes.
+
+    Args:
+        path: the file. what: its kind in messages (``".safetensors"``, ``"ONNX model"``).
+        fix: what the user should do about a file too large to be a model.
+    """
     if not path.exists():
         raise InputNotFoundError(f"weights file {path} does not exist: check the path")
     if path.is_dir():
-        raise UsageError(f"weights path {path} is a folder: pass the .safetensors file itself")
+        raise UsageError(f"weights path {path} is a folder: pass the {what} file itself")
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise WeightsError(
-            f"weights file {path} is {size / 2**30:.1f} GiB, more than the {MAX_FILE_BYTES >> 30} "
-            f"GiB any model within s2sr's bounds needs: {_FIX}")
+            f"{what} file {path} is {size / 2**30:.1f} GiB, more than the "
+            f"{MAX_FILE_BYTES >> 30} GiB any model within s2sr's bounds needs: {fix}")
+    return size
+
+
+def _check_file(path: Path) -> None:
+    """Refuse what is not a plausible safetensors file before any parser sees it."""
+    size = check_model_file(path, ".safetensors", _FIX)
     with open(path, "rb") as handle:
         head = handle.read(9)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
