@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import torch
@@ -73,9 +74,7 @@ class StreamingSuperResolver:
         """Input rows ``r0:r1`` as filled reflectance, with their valid and saturated
         masks (runs in the reading thread)."""
         dn = reader(Window(0, r0, self.width, r1 - r0))
-        refl, valid, sat = self.radiometry.decode(
-            dn, self.fill, lambda mask: (r0 + int(np.argwhere(mask)[0][0]),
-                                         int(np.argwhere(mask)[0][1])))
+        refl, valid, sat = self.radiometry.decode(dn, self.fill, partial(_first_set, r0))
         return refl.astype(np.float32, copy=False), valid, sat
 
     def _bands(self, reader: Reader, masks: list[tuple[np.ndarray, np.ndarray | None]],
@@ -196,3 +195,9 @@ def streaming_engine(backend: Backend, height: int, width: int, radiometry: DnEn
         raise UsageError(f"this model cannot stream ({why}): use --engine tiled")
     stream = StreamingForward(backend.model, channels_last=backend.channels_last)
     return StreamingSuperResolver(stream, height, width, radiometry, fill, progress)
+
+
+def _first_set(r0: int, mask: np.ndarray) -> tuple[int, int]:
+    """Scene (row, column) of the first pixel set in ``mask``, a band starting at row ``r0``."""
+    y, x = np.argwhere(mask)[0]
+    return r0 + int(y), int(x)
