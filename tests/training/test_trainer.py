@@ -169,7 +169,10 @@ def test_two_processes_match_one(wald_dataset: Path, tmp_path: Path) -> None:
            str(tmp_path / "two"), "-q"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    # on failure, show what each rank said last (a C++ abort prints before torchrun's summary)
+    said = [line for line in proc.stderr.splitlines()
+            if any(w in line for w in ("terminate", "what()", "Error", "error", "gloo"))]
+    assert proc.returncode == 0, "\n".join(said[-20:]) + proc.stderr[-1500:]
     one = load_file(tmp_path / "one" / "model.safetensors")
     two = load_file(tmp_path / "two" / "model.safetensors")
     for key in one:

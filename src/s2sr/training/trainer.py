@@ -237,6 +237,7 @@ class Trainer:
             from s2sr.training.curves import plot_curves
 
             plot_curves(self.run_dir / "metrics.csv", self.run_dir / "curves.png")
+        _leave_process_group()
         return final
 
     def _lightning(self, data: SRDataModule) -> pl.Trainer:
@@ -286,6 +287,16 @@ class Trainer:
         """Save ``checkpoint.pt`` (every rank takes part; rank 0 writes)."""
         trainer.save_checkpoint(self.run_dir / "checkpoint.pt")
         self.checkpointed = True
+
+
+def _leave_process_group() -> None:
+    """Under torchrun, wait until rank 0 has written the weights, then close the process
+    group on every rank before the interpreter exits: a rank that left early with its gloo
+    pairs still open could abort (SIGABRT) at exit while rank 0 was still writing."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 class _RunFolder(pl.Callback):
