@@ -1,6 +1,7 @@
 """Forward and backward through every registered model (as timm's ``test_model_backward``).
 
-Parametrised over :func:`s2sr.models.list_models`, so a newly registered architecture is
+Parametrised over :func:`s2sr.models.list_models` (the single-input models; the guided ones
+are in test_guided.py), so a newly registered architecture is
 exercised without editing this file: every trainable parameter must receive a finite,
 non-zero gradient, and one small gradient step must lower the loss.
 """
@@ -31,7 +32,7 @@ def _loss(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torc
 @pytest.mark.parametrize("bands", [("B02", "B03", "B04", "B08"), ("B02", "B03", "B04")],
                          ids=["4-band", "rgb"])
 @pytest.mark.parametrize("scale", [2, 4])
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models(guided=False))
 def test_every_registered_model_trains(name: str, scale: int, bands: tuple[str, ...],
                                        variant: str) -> None:
     torch.manual_seed(0)
@@ -59,7 +60,7 @@ def test_every_registered_model_trains(name: str, scale: int, bands: tuple[str, 
         assert float(_loss(model, x.detach(), target)) < before
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models(guided=False))
 def test_buffers_get_no_gradient_and_frozen_parts_stay_out(name: str) -> None:
     """Normalisation buffers are not parameters; a frozen part receives no gradient while
     the rest still does (what the trainer's ``freeze`` relies on)."""

@@ -23,7 +23,7 @@ from s2sr.models import (
 from s2sr.models.edsr import Upsampler
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models(guided=False))
 @pytest.mark.parametrize("scale", [2, 4])
 def test_every_registered_model_upscales(name: str, scale: int) -> None:
     model = build_model(name, scale=scale)

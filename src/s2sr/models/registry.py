@@ -20,6 +20,7 @@ from s2sr.models.bounds import (
     check_scale,
 )
 from s2sr.models.edsr import EDSR
+from s2sr.models.guided import GUIDED_MODELS, GUIDED_OPTIONS, GuidedEDSR
 
 Builder = Callable[..., nn.Module]
 _REGISTRY: dict[str, Builder] = {}
@@ -67,9 +68,14 @@ def register_model(
     return decorator
 
 
-def list_models() -> list[str]:
-    """Names of all registered models, sorted."""
-    return sorted(_REGISTRY)
+def list_models(guided: bool | None = None) -> list[str]:
+    """Names of the registered models, sorted.
+
+    Args:
+        guided: None: all; False: the models of one input (``model(x)``); True: the guided
+            models of the 20 m bands (``model(lr, guide)``, :mod:`s2sr.models.guided`).
+    """
+    return sorted(n for n in _REGISTRY if guided is None or (n in GUIDED_MODELS) == guided)
 
 
 def get_spec(model: nn.Module) -> ModelSpec:
@@ -182,3 +188,17 @@ def edsr_tiny(*, bands: Sequence[str], scale: int, **options: Any) -> nn.Module:
     options.setdefault("n_resblocks", 1)
     options.setdefault("n_feats", 8)
     return EDSR(in_bands=len(bands), scale=scale, **options)
+
+
+@register_model("guided-edsr", options=GUIDED_OPTIONS)
+def guided_edsr(*, bands: Sequence[str], scale: int, **options: Any) -> nn.Module:
+    """The guided network of the 20 m bands: 8 blocks of 64 filters on the 20 m grid."""
+    return GuidedEDSR(bands=bands, scale=scale, **options)
+
+
+@register_model("guided-edsr-tiny", options=GUIDED_OPTIONS)
+def guided_edsr_tiny(*, bands: Sequence[str], scale: int, **options: Any) -> nn.Module:
+    """A tiny guided network (1 block, 8 filters) so that tests run in seconds."""
+    options.setdefault("n_resblocks", 1)
+    options.setdefault("n_feats", 8)
+    return GuidedEDSR(bands=bands, scale=scale, **options)
