@@ -1,0 +1,276 @@
+"""``s2sr evaluate bands``: the 20 m panel, a Wald test of the six 20 m bands per place and band.
+
+The truth is real: each held-out scene's native 20 m bands (B05 B06 B07 B8A B11 B12,
+reflectance). For each factor ``f`` (2: the 10 m product, 20 m -> 10 m; 4: the 5 m product,
+20 m -> 5 m) and each degradation of the 10 m panel (:data:`s2sr.evaluation.panel.PANEL_MTFS`:
+the block mean alone, and a Gaussian + block mean with MTF 0.20, 0.30, 0.45, 0.60 at the
+coarse Nyquist), :func:`s2sr.data.multires.wald` degrades every band by ``f``: the input is
+the 20 m bands at ``20 f`` m, the guide the 10 m bands (B02 B03 B04 B08) at ``10 f`` m (on
+the 20 m grid, honouring its offset), and each method brings the input back to the truth's
+20 m grid:
+
+- ``bicubic``: :func:`s2sr.inference.baselines.upsample` of the input by ``f``;
+- ``guided``: the guided high-pass baseline :func:`s2sr.inference.baselines.guided_highpass`
+  (guide at 2x the input's resolution); at ``f = 4`` its output (at 40 m) is brought to 20 m
+  by bicubic;
+- every guided model of scale ``f`` (``forward(lr, guide)``, :mod:`s2sr.models.guided`).
+
+Scored per place, band and method with :class:`~s2sr.losses.metrics.Conventions` (data
+range 1, border crop ``f`` truth pixels, the 10 m panel's conventions): PSNR and SSIM
+(:func:`~s2sr.losses.metrics.psnr_bands`, :func:`~s2sr.losses.metrics.ssim_bands`), RMSE in
+reflectance (``data_range * 10 ** (-PSNR / 20)``: the same cropped MSE), and the spectral
+angle across the ten bands (:func:`~s2sr.losses.metrics.spectral_angle`, degrees, same crop):
+output = the four 10 m bands at the truth's 20 m (the case's degradation of the 10 m bands by
+2 onto the 20 m grid: the x2 guide) stacked with the six outputs; truth = the same four
+stacked with the real 20 m bands. The four 10 m bands are equal in both, so the angle
+measures the six bands' spectral error within the ten-band spectrum, the same way for every
+method. Gains are over bicubic and over the guided baseline, per band. Each method's worst
+place per case and band (lowest gain over bicubic) is reported beside the mean: the worst
+place decides.
+
+Separately (:func:`line_rows`), on the *native* scenes (no degradation: the 20 m bands at
+20 m and the 10 m guide at 10 m, as a user runs them), the Nyquist-line ratio per axis of
+each model's output minus bicubic (:func:`~s2sr.evaluation.artefacts.nyquist_line_ratio`),
+against the 10 m models' bound :data:`~s2sr.evaluation.artefacts.LINE_THRESHOLD`.
+
+Running it on ``../shared`` and writing the report is :mod:`s2sr.evaluation.panel20_report`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from s2sr.core.errors import UsageError
+from s2sr.evaluation.artefacts import LINE_THRESHOLD, nyquist_line_ratio
+from s2sr.evaluation.panel import WORST, Case, panel_cases
+from s2sr.inference.baselines import guided_highpass, upsample
+from s2sr.losses.metrics import Conventions, psnr_bands, spectral_angle, ssim_bands
+from s2sr.models import get_spec
+from s2sr.models.device import resolve_device
+
+__all__ = ["BANDS20", "BASELINES20", "FACTORS", "GUIDE_BANDS", "LABELS20", "MAX_LINE_SIDE",
+           "SWIR", "Triple", "band_scores", "guided_baseline", "line_rows", "panel20_cases",
+           "panel20_rows", "run_guided", "sam10"]
+
+#: The bands the panel scores (the outputs), in Sentinel-2 order, and the guide bands.
+BANDS20: tuple[str, ...] = ("B05", "B06", "B07", "B8A", "B11", "B12")
+GUIDE_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08")
+#: Short-wave infrared: reported on its own row.
+SWIR: tuple[str, ...] = ("B11", "B12")
+#: The Wald factors: 2 (20 m -> 10 m, the 10 m product), 4 (20 m -> 5 m, the 5 m product).
+FACTORS: tuple[int, ...] = (2, 4)
+#: Baselines, in column order, and display names.
+BASELINES20: tuple[str, ...] = ("bicubic", "guided")
+LABELS20: dict[str, str] = {"bicubic": "bicubic", "guided": "guided high-pass"}
+#: Largest side (20 m px) of a native scene for the line ratio: larger scenes are scored on
+#: their centre crop of this side (the spectra are averaged over 64 px windows anyway).
+MAX_LINE_SIDE = 512
+
+#: One Wald case of a scene: ``(lr, guide, truth)`` as :func:`s2sr.data.multires.wald` makes.
+Triple = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def panel20_cases(factors: Sequence[int] = FACTORS) -> list[Case]:
+    """The cases (the 10 m panel's degradations) per factor, in report order."""
+    bad = [f for f in factors if f not in FACTORS]
+    if bad or not factors:
+        raise UsageError(f"20 m panel factor {bad[0] if bad else 'list'} is not 2 or 4: use "
+                         "factors 2 and/or 4")
+    return panel_cases(factors)
+
+
+def guided_baseline(lr: np.ndarray, guide: np.ndarray, factor: int) -> np.ndarray:
+    """The guided high-pass baseline of a Wald case, on the truth's grid (``factor`` x ``lr``).
+
+    ``guide`` is at 2x the resolution of ``lr``; at factor 4 the baseline's output (2x) is
+    brought to 4x by bicubic.
+    """
+    out = guided_highpass(lr, guide, 2)
+    return out if factor == 2 else upsample(out, factor // 2, "bicubic")
+
+
+def run_guided(model: nn.Module, lr: np.ndarray, guide: np.ndarray,
+               device: str = "auto") -> np.ndarray:
+    """A guided model's output ``(6, h * s, w * s)`` float32 for one scene (whole, fp32)."""
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))[None].to(dev)
+        g = torch.from_numpy(np.ascontiguousarray(guide, dtype=np.float32))[None].to(dev)
+        return np.asarray(model(x, g)[0].float().cpu().numpy(), dtype=np.float32)
+
+
+def band_scores(pred: np.ndarray, truth: np.ndarray, conv: Conventions) -> dict[str, Any]:
+    """PSNR (dB), SSIM and RMSE (reflectance) per band of ``pred`` against ``truth``.
+
+    RMSE is ``data_range * 10 ** (-PSNR / 20)``, the root of the same cropped MSE (0 where
+    the band is exact, PSNR inf).
+    """
+    pb, sb = psnr_bands(pred, truth, conv), ssim_bands(pred, truth, conv)
+    rb = conv.data_range * np.power(10.0, -pb / 20.0)
+    return {"psnr_bands": [float(v) for v in pb], "ssim_bands": [float(v) for v in sb],
+            "rmse_bands": [float(v) for v in rb], "psnr": float(np.mean(pb)),
+            "ssim": float(np.mean(sb)), "rmse": float(np.sqrt(np.mean(rb ** 2)))}
+
+
+def sam10(pred: np.ndarray, truth: np.ndarray, guide10: np.ndarray, crop: int) -> float:
+    """Spectral angle (degrees) of the ten-band stacks ``guide10 + pred`` vs ``guide10 + truth``.
+
+    ``guide10`` ``(4, H, W)``: the 10 m bands at the truth's grid, the same in both stacks.
+    """
+    return spectral_angle(np.concatenate([guide10, pred]), np.concatenate([guide10, truth]),
+                          crop=crop)
+
+
+def _outputs(models: Mapping[str, nn.Module], triple: Triple, factor: int,
+             device: str) -> dict[str, np.ndarray]:
+    lr, guide, _ = triple
+    preds = {"bicubic": upsample(lr, factor, "bicubic"),
+             "guided": guided_baseline(lr, guide, factor)}
+    preds.update({n: run_guided(m, lr, guide, device) for n, m in models.items()})
+    return preds
+
+
+def scene_rows(case: Case, scene: str, preds: Mapping[str, np.ndarray], truth: np.ndarray,
+               guide10: np.ndarray, conv: Conventions) -> list[dict[str, Any]]:
+    """One row per method (bicubic, guided, models) of one case on one scene."""
+    crop = conv.crop if conv.crop is not None else case.scale
+    rows: list[dict[str, Any]] = []
+    for method, pred in preds.items():
+        if pred.shape != truth.shape:
+            raise UsageError(f"{method} gave {pred.shape} for a {truth.shape} truth in "
+                             f"{case.label} on {scene}: a x{case.scale} method must output "
+                             "the truth's grid")
+        row: dict[str, Any] = {"case": case.label, "factor": case.scale, "mtf": case.mtf,
+                               "scene": scene, "method": method,
+                               **band_scores(pred, truth, conv),
+                               "sam": sam10(pred, truth, guide10[:, :truth.shape[1],
+                                                                 :truth.shape[2]], crop)}
+        rows.append(row)
+    ref = {r["method"]: np.asarray(r["psnr_bands"]) for r in rows}
+    for row in rows:
+        own = np.asarray(row["psnr_bands"])
+        for key, base in (("gain", "bicubic"), ("vs_guided", "guided")):
+            row[f"{key}_bands"] = [float(v) for v in own - ref[base]]
+            row[f"{key}_psnr"] = float(np.mean(own - ref[base]))
+        row["gain_swir"] = float(np.mean([row["gain_bands"][BANDS20.index(b)] for b in SWIR]))
+    return rows
+
+
+def summary_rows(case_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each method's mean over the scenes of one case, then its worst place per band.
+
+    The ``worst`` row holds, per band, the scene where the method gains least over bicubic
+    in that band (``places``, one per band) and that scene's numbers for the band; its
+    ``place`` is the scene of lowest mean gain, whose ``sam``, ``gain_psnr`` and
+    ``vs_guided_psnr`` it carries.
+    """
+    rows: list[dict[str, Any]] = []
+    methods = list(dict.fromkeys(r["method"] for r in case_rows))
+    per_band = ("psnr_bands", "ssim_bands", "rmse_bands", "gain_bands", "vs_guided_bands")
+    for method in methods:
+        mrows = [r for r in case_rows if r["method"] == method]
+        mean: dict[str, Any] = {k: mrows[0][k] for k in ("case", "factor", "mtf")}
+        mean.update(scene="mean", method=method)
+        for key in ("psnr", "ssim", "rmse", "sam", "gain_psnr", "vs_guided_psnr", "gain_swir"):
+            mean[key] = float(np.mean([r[key] for r in mrows]))
+        for key in per_band:
+            mean[key] = np.mean([r[key] for r in mrows], axis=0).tolist()
+        rows.append(mean)
+    for method in methods:
+        mrows = [r for r in case_rows if r["method"] == method]
+        low = min(mrows, key=lambda r: r["gain_psnr"])
+        worst: dict[str, Any] = {**low, "scene": WORST, "place": low["scene"]}
+        picks = [mrows[int(np.argmin([r["gain_bands"][b] for r in mrows]))]
+                 for b in range(len(BANDS20))]
+        worst["places"] = [r["scene"] for r in picks]
+        for key in per_band:
+            worst[key] = [r[key][b] for b, r in enumerate(picks)]
+        worst["gain_swir"] = min(r["gain_swir"] for r in mrows)
+        rows.append(worst)
+    return rows
+
+
+def panel20_rows(models: Mapping[str, nn.Module], scenes: Sequence[str],
+                 make: Callable[[str, int, float | None], Triple], *,
+                 factors: Sequence[int] = FACTORS, conv: Conventions | None = None,
+                 device: str = "auto") -> list[dict[str, Any]]:
+    """The 20 m panel's numbers: one row per case, scene and method, then means and worst.
+
+    Args:
+        models: display name -> guided model; each runs on the cases of its scale.
+        scenes: the scene names, in report order.
+        make: ``make(scene, factor, mtf) -> (lr, guide, truth)`` (the Wald case: bound to
+            :func:`s2sr.data.multires.wald` by the report).
+        factors: the Wald factors (default 2 and 4).
+        conv: metric conventions (default: data range 1, border crop = the factor).
+        device: where the models run.
+
+    Returns:
+        Dicts with ``case``, ``factor``, ``mtf``, ``scene`` (a scene, ``mean`` or
+        ``worst``), ``method``, ``psnr_bands``, ``ssim_bands``, ``rmse_bands`` (the six
+        bands), ``psnr``, ``ssim``, ``rmse`` (over the six), ``sam`` (ten bands, degrees),
+        ``gain_bands``/``gain_psnr`` (over bicubic), ``vs_guided_bands``/``vs_guided_psnr``
+        (over the guided baseline), ``gain_swir``; worst rows add ``place`` and ``places``.
+    """
+    if not scenes:
+        raise UsageError("give at least one scene to the 20 m panel")
+    rows: list[dict[str, Any]] = []
+    for case in panel20_cases(factors):
+        c = (conv or Conventions()).resolve(case.scale)
+        mine = {n: m for n, m in models.items() if get_spec(m).scale == case.scale}
+        case_rows: list[dict[str, Any]] = []
+        for scene in scenes:
+            triple = make(scene, case.scale, case.mtf)
+            guide10 = triple[1] if case.scale == 2 else make(scene, 2, case.mtf)[1]
+            preds = _outputs(mine, triple, case.scale, device)
+            case_rows += scene_rows(case, scene, preds, triple[2], guide10, c)
+        rows += case_rows + summary_rows(case_rows)
+    return rows
+
+
+def _centre(lr20: np.ndarray, hr10: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The centre crop of a native scene, at most ``side`` 20 m px a side, and its guide."""
+    h, w = lr20.shape[1:]
+    y, x = max(0, h - side) // 2, max(0, w - side) // 2
+    lr = lr20[:, y:y + side, x:x + side]
+    return lr, hr10[:, 2 * y:2 * (y + lr.shape[1]), 2 * x:2 * (x + lr.shape[2])]
+
+
+def line_rows(models: Mapping[str, nn.Module], scenes: Mapping[str, tuple[np.ndarray,
+                                                                         np.ndarray]], *,
+              device: str = "auto") -> list[dict[str, Any]]:
+    """Nyquist-line ratio per axis of each model's output minus bicubic on native scenes.
+
+    Args:
+        models: display name -> guided model.
+        scenes: name -> ``(lr20, hr10)``: the native 20 m bands ``(6, h, w)`` and the 10 m
+            guide ``(4, 2h, 2w)`` (reflectance); scenes larger than :data:`MAX_LINE_SIDE`
+            are scored on their centre crop.
+        device: where the models run.
+
+    Returns:
+        Dicts with ``scene`` (``max`` for the highest over scenes), ``method``, ``scale``,
+        ``line_x``, ``line_y`` and ``over`` (either above :data:`LINE_THRESHOLD`).
+    """
+    rows: list[dict[str, Any]] = []
+    for scene, (lr20, hr10) in scenes.items():
+        lr, guide = _centre(lr20, hr10, MAX_LINE_SIDE)
+        for name, model in models.items():
+            s = get_spec(model).scale
+            lx, ly = nyquist_line_ratio(run_guided(model, lr, guide, device),
+                                        upsample(lr, s, "bicubic"))
+            rows.append({"scene": scene, "method": name, "scale": s, "line_x": lx,
+                         "line_y": ly, "over": max(lx, ly) > LINE_THRESHOLD})
+    for name in models:
+        mrows = [r for r in rows if r["method"] == name]
+        if mrows:
+            lx, ly = max(r["line_x"] for r in mrows), max(r["line_y"] for r in mrows)
+            rows.append({"scene": "max", "method": name, "scale": mrows[0]["scale"],
+                         "line_x": lx, "line_y": ly, "over": max(lx, ly) > LINE_THRESHOLD})
+    return rows

@@ -1,0 +1,155 @@
+"""The 20 m panel (``s2sr evaluate bands``): its metrics on synthetic multi-resolution scenes
+(a perfect predictor, a guided predictor against bicubic, the spectral angle), its rows and
+worst places, the CLI's refusals, and one run on the real held-out places of ../shared."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.metrics import structural_similarity
+
+from s2sr.core.errors import UsageError
+from s2sr.data.degrade import block_mean, degrade
+from s2sr.evaluation.panel import PANEL_MTFS, WORST, Case
+from s2sr.evaluation.panel20 import (
+    BANDS20,
+    band_scores,
+    guided_baseline,
+    panel20_cases,
+    panel20_rows,
+    sam10,
+    scene_rows,
+    summary_rows,
+)
+from s2sr.losses.metrics import Conventions
+from support.rasters import texture
+
+Triple = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _shared_detail(seed: int, side: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """``(hr10 (4, 2s, 2s), lr20 (6, s, s))``: the 20 m bands are fixed mixes of the 10 m
+    bands brought to 20 m, so they share the guide's detail exactly."""
+    hr10 = texture((2 * side, 2 * side), bands=4, seed=seed)
+    mix = np.random.default_rng(seed).uniform(0.1, 0.6, (6, 4)).astype(np.float32)
+    lr20 = np.tensordot(mix, block_mean(hr10, 2), axes=1).astype(np.float32) + 0.02
+    return hr10, lr20
+
+
+def _maker(scenes: dict[str, tuple[np.ndarray, np.ndarray]]
+           ) -> Callable[[str, int, float | None], Triple]:
+    """Wald cases made as the contract says (every band degraded by f; truth = lr20)."""
+    def make(name: str, factor: int, mtf: float | None) -> Triple:
+        hr10, lr20 = scenes[name]
+
+        def down(a: np.ndarray) -> np.ndarray:
+            return block_mean(a, factor) if mtf is None else degrade(a, factor, mtf)
+
+        return down(lr20), down(hr10), lr20
+    return make
+
+
+def test_perfect_predictor_scores_inf_one_zero_and_sam_zero() -> None:
+    _, truth = _shared_detail(3, 48)
+    s = band_scores(truth.copy(), truth, Conventions().resolve(2))
+    assert s["psnr_bands"] == [np.inf] * 6
+    assert s["ssim_bands"] == pytest.approx([1.0] * 6)
+    assert s["rmse_bands"] == [0.0] * 6 and s["rmse"] == 0.0
+    guide = texture((48, 48), bands=4, seed=4)
+    assert sam10(truth, truth.copy(), guide, 2) == 0.0
+
+
+def test_band_scores_against_independent_computation() -> None:
+    _, truth = _shared_detail(5, 48)
+    pred = truth + np.random.default_rng(0).normal(0, 0.01, truth.shape).astype(np.float32)
+    s = band_scores(pred, truth, Conventions().resolve(2))
+    c = (slice(None), slice(2, -2), slice(2, -2))
+    err = (pred[c].astype(np.float64) - truth[c]) ** 2
+    rmse = np.sqrt(err.mean(axis=(1, 2)))
+    np.testing.assert_allclose(s["rmse_bands"], rmse, rtol=1e-9)
+    np.testing.assert_allclose(s["psnr_bands"], 20 * np.log10(1 / rmse), rtol=1e-9)
+    ssim0 = structural_similarity(pred[c][0].astype(np.float64), truth[c][0].astype(np.float64),
+                                  data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                  use_sample_covariance=False)
+    assert s["ssim_bands"][0] == pytest.approx(ssim0)
+
+
+def test_sam_sees_a_spectral_change_and_not_a_brightness_scale() -> None:
+    _, truth = _shared_detail(6, 40)
+    guide = texture((40, 40), bands=4, seed=7)
+    assert sam10(truth * 1.0, truth, guide, 0) == 0.0
+    assert sam10(truth * 1.3, truth, guide * 1.0, 0) > 0.5  # the ten-band spectrum bends
+    swapped = truth[[0, 1, 2, 3, 5, 4]]
+    assert sam10(swapped, truth, guide, 0) > sam10(truth * 1.01, truth, guide, 0)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_guided_beats_bicubic_where_the_bands_share_detail(factor: int) -> None:
+    scenes = {"a": _shared_detail(8)}
+    rows = panel20_rows({}, ["a"], _maker(scenes), factors=[factor])
+    assert [r["case"] for r in rows if r["scene"] == "a" and r["method"] == "bicubic"] == [
+        Case(factor, m).label for m in PANEL_MTFS]
+    for r in rows:
+        if r["method"] == "guided" and r["scene"] == "a":
+            assert min(r["gain_bands"]) > 1.0, r["case"]  # every band, every case
+            bic = next(b for b in rows if b["case"] == r["case"] and b["scene"] == "a"
+                       and b["method"] == "bicubic")
+            assert r["sam"] < bic["sam"]
+            assert r["rmse"] < bic["rmse"]
+
+
+def test_guided_baseline_grids_and_refusal() -> None:
+    hr10, lr20 = _shared_detail(9, 32)
+    lr, guide = block_mean(lr20, 4), block_mean(hr10, 4)
+    assert guided_baseline(lr, guide, 4).shape == lr20.shape
+    with pytest.raises(UsageError, match="guide grid"):
+        guided_baseline(lr, block_mean(hr10, 2), 4)
+
+
+def test_rows_gains_mean_and_worst_place_per_band() -> None:
+    scenes = {"easy": _shared_detail(10), "hard": _shared_detail(11)}
+    # 'hard': its two SWIR bands get independent detail the guide does not carry
+    noise = ndimage.gaussian_filter(np.random.default_rng(1).normal(0, 0.05, (2, 96, 96)),
+                                    (0, 0.7, 0.7))
+    scenes["hard"][1][4:] += noise.astype(np.float32)
+    rows = panel20_rows({}, list(scenes), _maker(scenes), factors=[2])
+    case = "x2 MTF 0.30"
+    got = {(r["scene"], r["method"]): r for r in rows if r["case"] == case}
+    for scene in scenes:
+        g, b = got[(scene, "guided")], got[(scene, "bicubic")]
+        np.testing.assert_allclose(g["gain_bands"],
+                                   np.subtract(g["psnr_bands"], b["psnr_bands"]))
+        assert g["gain_psnr"] == pytest.approx(np.mean(g["gain_bands"]))
+        assert g["gain_swir"] == pytest.approx(np.mean(g["gain_bands"][4:]))
+        assert g["vs_guided_bands"] == [0.0] * 6
+    mean = got[("mean", "guided")]
+    np.testing.assert_allclose(mean["psnr_bands"], np.mean(
+        [got[(s, "guided")]["psnr_bands"] for s in scenes], axis=0))
+    worst = got[(WORST, "guided")]
+    assert worst["places"][4:] == ["hard", "hard"]
+    assert worst["gain_bands"][4] == pytest.approx(got[("hard", "guided")]["gain_bands"][4])
+    for b in range(6):
+        assert worst["gain_bands"][b] == pytest.approx(min(
+            got[(s, "guided")]["gain_bands"][b] for s in scenes))
+
+
+def test_scene_rows_refuses_a_method_on_another_grid() -> None:
+    hr10, lr20 = _shared_detail(12, 32)
+    preds = {"bicubic": lr20, "guided": lr20[:, :-2]}
+    with pytest.raises(UsageError, match="guided gave"):
+        scene_rows(Case(2, 0.3), "s", preds, lr20, block_mean(hr10, 2),
+                   Conventions().resolve(2))
+    rows = scene_rows(Case(2, 0.3), "s", {"bicubic": lr20 * 1.02, "guided": lr20 * 0.99},
+                      lr20, block_mean(hr10, 2), Conventions().resolve(2))
+    assert [r["scene"] for r in summary_rows(rows)] == ["mean", "mean", WORST, WORST]
+
+
+def test_cases_refuse_other_factors() -> None:
+    assert [c.label for c in panel20_cases([2])][::5] == ["x2 block mean"]
+    for bad in ([3], [], [2, 8]):
+        with pytest.raises(UsageError, match="not 2 or 4"):
+            panel20_cases(bad)
+    assert len(BANDS20) == 6
