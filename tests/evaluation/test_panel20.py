@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
@@ -15,9 +16,9 @@ from s2sr.core.errors import UsageError
 from s2sr.data.degrade import block_mean, degrade
 from s2sr.evaluation.panel import PANEL_MTFS, WORST, Case
 from s2sr.evaluation.panel20 import (
-    BANDS20,
     band_scores,
     guided_baseline,
+    line_rows,
     panel20_cases,
     panel20_rows,
     sam10,
@@ -25,6 +26,8 @@ from s2sr.evaluation.panel20 import (
     summary_rows,
 )
 from s2sr.losses.metrics import Conventions
+from s2sr.models import build_model
+from s2sr.models.guided import BANDS_20M
 from support.rasters import texture
 
 Triple = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -152,4 +155,26 @@ def test_cases_refuse_other_factors() -> None:
     for bad in ([3], [], [2, 8]):
         with pytest.raises(UsageError, match="not 2 or 4"):
             panel20_cases(bad)
-    assert len(BANDS20) == 6
+    assert len(BANDS_20M) == 6
+
+
+def _tiny(scale: int, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model("guided-edsr-tiny", bands=BANDS_20M, scale=scale,
+                       guide_bands=("B02", "B03", "B04", "B08"), guide_scale=2)
+
+
+def test_guided_models_run_on_their_factor_and_lines_are_measured() -> None:
+    scenes = {"a": _shared_detail(13, 64)}
+    models = {"m2": _tiny(2, 0), "m4": _tiny(4, 1)}
+    rows = panel20_rows(models, ["a"], _maker(scenes), device="cpu")
+    for case in {r["case"] for r in rows}:
+        want = {"bicubic", "guided", "m2" if case.startswith("x2") else "m4"}
+        assert {r["method"] for r in rows if r["case"] == case and r["scene"] == "a"} == want
+    m2 = next(r for r in rows if r["method"] == "m2" and r["scene"] == "a")
+    assert np.isfinite(m2["psnr_bands"]).all() and 0 < m2["sam"] < 90
+    lines = line_rows(models, {"a": (scenes["a"][1], scenes["a"][0])}, device="cpu")
+    assert [(r["scene"], r["method"], r["scale"]) for r in lines] == [
+        ("a", "m2", 2), ("a", "m4", 4), ("max", "m2", 2), ("max", "m4", 4)]
+    for r in lines:
+        assert r["line_x"] >= 0 and r["over"] == (max(r["line_x"], r["line_y"]) > 0.3)

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from s2sr.core.constants import SCALES
 from s2sr.core.errors import UsageError
 from s2sr.evaluation.artefacts import LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.evaluation.panel import WORST, Case, panel_cases
@@ -52,18 +53,14 @@ from s2sr.inference.baselines import guided_highpass, upsample
 from s2sr.losses.metrics import Conventions, psnr_bands, spectral_angle, ssim_bands
 from s2sr.models import get_spec
 from s2sr.models.device import resolve_device
+from s2sr.models.guided import BANDS_20M
 
-__all__ = ["BANDS20", "BASELINES20", "FACTORS", "GUIDE_BANDS", "LABELS20", "MAX_LINE_SIDE",
-           "SWIR", "Triple", "band_scores", "guided_baseline", "line_rows", "panel20_cases",
-           "panel20_rows", "run_guided", "sam10"]
+__all__ = ["BASELINES20", "LABELS20", "MAX_LINE_SIDE", "SWIR", "Triple",
+           "band_scores", "guided_baseline", "line_rows", "panel20_cases", "panel20_rows",
+           "run_guided", "sam10", "scene_rows", "summary_rows"]
 
-#: The bands the panel scores (the outputs), in Sentinel-2 order, and the guide bands.
-BANDS20: tuple[str, ...] = ("B05", "B06", "B07", "B8A", "B11", "B12")
-GUIDE_BANDS: tuple[str, ...] = ("B02", "B03", "B04", "B08")
 #: Short-wave infrared: reported on its own row.
 SWIR: tuple[str, ...] = ("B11", "B12")
-#: The Wald factors: 2 (20 m -> 10 m, the 10 m product), 4 (20 m -> 5 m, the 5 m product).
-FACTORS: tuple[int, ...] = (2, 4)
 #: Baselines, in column order, and display names.
 BASELINES20: tuple[str, ...] = ("bicubic", "guided")
 LABELS20: dict[str, str] = {"bicubic": "bicubic", "guided": "guided high-pass"}
@@ -75,9 +72,13 @@ MAX_LINE_SIDE = 512
 Triple = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def panel20_cases(factors: Sequence[int] = FACTORS) -> list[Case]:
-    """The cases (the 10 m panel's degradations) per factor, in report order."""
-    bad = [f for f in factors if f not in FACTORS]
+def panel20_cases(factors: Sequence[int] = SCALES) -> list[Case]:
+    """The cases (the 10 m panel's degradations) per factor, in report order.
+
+    The factors are the models' scales (:data:`~s2sr.core.constants.SCALES`): 2 (20 m ->
+    10 m, the 10 m product) and 4 (20 m -> 5 m, the 5 m product).
+    """
+    bad = [f for f in factors if f not in SCALES]
     if bad or not factors:
         raise UsageError(f"20 m panel factor {bad[0] if bad else 'list'} is not 2 or 4: use "
                          "factors 2 and/or 4")
@@ -158,7 +159,7 @@ def scene_rows(case: Case, scene: str, preds: Mapping[str, np.ndarray], truth: n
         for key, base in (("gain", "bicubic"), ("vs_guided", "guided")):
             row[f"{key}_bands"] = [float(v) for v in own - ref[base]]
             row[f"{key}_psnr"] = float(np.mean(own - ref[base]))
-        row["gain_swir"] = float(np.mean([row["gain_bands"][BANDS20.index(b)] for b in SWIR]))
+        row["gain_swir"] = float(np.mean([row["gain_bands"][BANDS_20M.index(b)] for b in SWIR]))
     return rows
 
 
@@ -187,7 +188,7 @@ def summary_rows(case_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
         low = min(mrows, key=lambda r: r["gain_psnr"])
         worst: dict[str, Any] = {**low, "scene": WORST, "place": low["scene"]}
         picks = [mrows[int(np.argmin([r["gain_bands"][b] for r in mrows]))]
-                 for b in range(len(BANDS20))]
+                 for b in range(len(BANDS_20M))]
         worst["places"] = [r["scene"] for r in picks]
         for key in per_band:
             worst[key] = [r[key][b] for b, r in enumerate(picks)]
@@ -198,7 +199,7 @@ def summary_rows(case_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
 
 def panel20_rows(models: Mapping[str, nn.Module], scenes: Sequence[str],
                  make: Callable[[str, int, float | None], Triple], *,
-                 factors: Sequence[int] = FACTORS, conv: Conventions | None = None,
+                 factors: Sequence[int] = SCALES, conv: Conventions | None = None,
                  device: str = "auto") -> list[dict[str, Any]]:
     """The 20 m panel's numbers: one row per case, scene and method, then means and worst.
 
