@@ -25,6 +25,8 @@ from s2sr.evaluation.panel20 import (
     scene_rows,
     summary_rows,
 )
+from s2sr.evaluation.panel20_tables import markdown, targets
+from s2sr.inference.baselines import upsample
 from s2sr.losses.metrics import Conventions
 from s2sr.models import build_model
 from s2sr.models.guided import BANDS_20M
@@ -178,3 +180,50 @@ def test_guided_models_run_on_their_factor_and_lines_are_measured() -> None:
         ("a", "m2", 2), ("a", "m4", 4), ("max", "m2", 2), ("max", "m4", 4)]
     for r in lines:
         assert r["line_x"] >= 0 and r["over"] == (max(r["line_x"], r["line_y"]) > 0.3)
+
+
+def _case_rows(case: Case, model: Callable[[np.ndarray, np.ndarray], np.ndarray]
+               ) -> list[dict[str, object]]:
+    """Rows of one case on two places with a 'model' made from (bicubic, truth)."""
+    rows: list[dict[str, object]] = []
+    for seed in (14, 15):
+        hr10, lr20 = _shared_detail(seed, 64)
+        lr, guide, truth = _maker({"p": (hr10, lr20)})("p", case.scale, case.mtf)
+        preds = {"bicubic": upsample(lr, case.scale), "guided": guided_baseline(lr, guide,
+                                                                                case.scale)}
+        preds["m"] = model(preds["bicubic"], truth)
+        rows += scene_rows(case, f"place{seed}", preds, truth, block_mean(hr10, 2),
+                           Conventions().resolve(case.scale))
+    return rows
+
+
+def test_targets_met_by_a_near_perfect_model_and_missed_by_bicubic() -> None:
+    cases = [Case(2, 0.3), Case(4, 0.3), Case(4, None)]
+    good = [r for c in cases for r in _case_rows(c, lambda b, t: t + 1e-4)]
+    got = targets(good, "m")
+    assert [t for t, _, _ in got] == [
+        "x2 MTF 0.30: six-band mean >= guided + 1.5 dB",
+        "x2 MTF 0.30: every band >= bicubic + 1 dB", "x2 MTF 0.30: every band >= guided",
+        "x2 MTF 0.30: B11 and B12 each >= bicubic + 2 dB",
+        "x4 MTF 0.30: every band >= bicubic + 3 dB", "x4 MTF 0.30: SAM <= bicubic's"]
+    assert all(ok for _, _, ok in got)
+    bad = [r for c in cases for r in _case_rows(c, lambda b, t: b.copy())]
+    got = dict((t, (m, ok)) for t, m, ok in targets(bad, "m"))
+    assert got["x2 MTF 0.30: every band >= bicubic + 1 dB"] == (pytest.approx(-1.0), False)
+    assert got["x4 MTF 0.30: SAM <= bicubic's"] == (0.0, True)  # equal to bicubic: met
+    assert not got["x2 MTF 0.30: every band >= guided"][1]
+
+
+def test_markdown_has_swir_row_worst_places_targets_and_lines() -> None:
+    rows = [r for c in (Case(2, 0.3), Case(4, 0.3)) for r in _case_rows(c, lambda b, t: b * 1.01)]
+    rows += summary_rows([r for r in rows if r["case"] == "x2 MTF 0.30"])
+    lines = [{"scene": "s", "method": "m", "scale": 2, "line_x": 0.5, "line_y": 0.1,
+              "over": True}]
+    text = "\n".join(markdown(rows, lines, ["bicubic", "guided", "m"],
+                              {"place14": (64, 64), "place15": (64, 64)}, None))
+    assert "| x2 MTF 0.30 | SWIR B11 B12, dB |" in text
+    assert "| x4 MTF 0.30 | SAM ten bands, deg |" in text
+    assert "| worst | m |" in text and "(place1" in text
+    assert "| m | x2 MTF 0.30: every band >= bicubic + 1 dB |" in text and "**no**" in text
+    assert "0.500 / 0.100 **over**" in text
+    assert "Lanaras et al. 2018" in text and "border crop = the factor" in text
