@@ -34,6 +34,12 @@ BANDS: Final[dict[str, tuple[int, float, str]]] = {
 #: The 10 m bands s2sr super-resolves by default, in the order models expect them.
 DEFAULT_BANDS: Final[tuple[str, ...]] = ("B02", "B03", "B04", "B08")
 RGB_BANDS: Final[tuple[str, ...]] = ("B02", "B03", "B04")
+#: The six 20 m bands s2sr sharpens with the 10 m bands' guidance (issue 22).
+BANDS_20M: Final[tuple[str, ...]] = ("B05", "B06", "B07", "B8A", "B11", "B12")
+#: The ten bands of ``--bands all`` (the 10 m and 20 m bands), in Sentinel-2 order; the
+#: 60 m bands (B01, B09, B10) are not super-resolved.
+TEN_BANDS: Final[tuple[str, ...]] = (
+    "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 #: The near-infrared bands the cloud-shadow test uses, by preference (10 m, then narrow).
 NIR_BANDS: Final[tuple[str, ...]] = ("B08", "B8A")
 
@@ -74,6 +80,25 @@ def normalize_band_name(name: str) -> str | None:
         return _COMMON.get(text.lower())  # "red edge" is not "red"
     return _COMMON.get(text.lower()) or _COMMON.get(head.lower())
 
+
+
+def asks_all_bands(bands: str | Sequence[str] | None) -> bool:
+    """Whether ``--bands`` (or ``bands=``) asks for the ten-band product (``all``).
+
+    Raises:
+        ValueError: ``all`` beside band names (naming the 60 m bands when they are asked).
+    """
+    names = [bands] if isinstance(bands, str) else list(bands or [])
+    if not any(str(b).strip().lower() == "all" for b in names):
+        return False
+    others = [str(b) for b in names if str(b).strip().lower() != "all"]
+    if others:
+        sixty = [b for b in others if normalize_band_name(b) in ("B01", "B09", "B10")]
+        why = ("the 60 m bands (B01, B09, B10) are not super-resolved" if sixty
+               else "all is the ten bands B02-B12")
+        raise ValueError(f"--bands all cannot be combined with band names "
+                         f"({', '.join(others)[:80]}): {why}; pass --bands all alone")
+    return True
 
 
 def described_bands(descriptions: Sequence[str | None]) -> list[str | None]:

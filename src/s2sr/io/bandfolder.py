@@ -18,6 +18,9 @@ from s2sr.io.gdal_safety import open_raster
 from s2sr.io.processing_baseline import apply_offsets, record_offsets
 
 _BAND_FILE_RE = re.compile(r"(?:^|_)(B\d{2}|B8A)(?:_10m)?\.(?:tif|tiff|jp2)$", re.IGNORECASE)
+#: The same for the 20 m files (``*_B05.tif``, an L2A product's ``*_B05_20m.jp2``).
+_BAND_FILE_20M_RE = re.compile(r"(?:^|_)(B\d{2}|B8A)(?:_20m)?\.(?:tif|tiff|jp2)$",
+                               re.IGNORECASE)
 #: Band files named as in Sentinel-2 products (``T33UUB_20230601T102031_B02_10m.jp2``, or the
 #: older ``S2A_OPER_MSI_L1C_TL_..._B02.jp2``).
 _S2_PRODUCT_FILE_RE = re.compile(
@@ -33,11 +36,13 @@ FILE_BASELINE_TAGS = ("S2_DN_OFFSET", "S2_DN_OFFSET_SOURCE", "S2_PROCESSING_BASE
                       "PRODUCT_START_TIME", "DATATAKE_1_DATATAKE_SENSING_START")
 
 
-def band_files(names: Sequence[str]) -> dict[str, str]:
-    """Map band name -> file name for names like ``*_B02.tif`` or ``*_B02_10m.jp2``."""
+def band_files(names: Sequence[str], resolution: int = 10) -> dict[str, str]:
+    """Map band name -> file name for names like ``*_B02.tif`` or ``*_B02_10m.jp2``
+    (``resolution`` 20: ``*_B05.tif`` or ``*_B05_20m.jp2``, an L2A product's 20 m files)."""
+    pattern = _BAND_FILE_20M_RE if resolution == 20 else _BAND_FILE_RE
     found: dict[str, str] = {}
     for name in sorted(names):
-        match = _BAND_FILE_RE.search(os.path.basename(name))
+        match = pattern.search(os.path.basename(name))
         if match:
             band = normalize_band_name(match.group(1))
             if band is not None and band not in found:
@@ -147,11 +152,13 @@ def _file_radiometry(refs: list[BandRef], wanted: list[str], source: str,
                          source, tags, s2_files)
 
 
-def band_folder_files(folder: Path) -> list[str]:
+def band_folder_files(folder: Path, resolution: int = 10) -> list[str]:
     """Files of a per-band folder; for a granule folder (``GRANULE/L2A_T.../``) or its
-    ``IMG_DATA`` the bands in ``IMG_DATA/`` and ``IMG_DATA/R10m/`` (L2A) are found too."""
+    ``IMG_DATA`` the bands in ``IMG_DATA/`` and ``IMG_DATA/R10m/`` (L2A) are found too
+    (``resolution`` 20: ``R20m/`` instead of ``R10m/``)."""
     found: list[str] = []
-    for sub in (folder, folder / "IMG_DATA", folder / "IMG_DATA" / "R10m", folder / "R10m"):
+    res = "R20m" if resolution == 20 else "R10m"
+    for sub in (folder, folder / "IMG_DATA", folder / "IMG_DATA" / res, folder / res):
         if sub.is_dir():
             found += [str(f) for f in sub.iterdir() if f.is_file()]
     return found

@@ -22,7 +22,7 @@ from s2sr.io.processing_baseline import OFFSET_FIX, record_offsets, warn_unknown
 from s2sr.io.safe_metadata import MAX_MTD_BYTES, SafeMetadata, parse_safe_metadata
 
 _MTD_RE = re.compile(r"(?:^|/)MTD_MSIL(1C|2A)\.xml$")
-_IMG_RE = re.compile(r"GRANULE/[^/]+/IMG_DATA/(?:R10m/)?[^/]+\.jp2$")
+_IMG_RE = re.compile(r"GRANULE/[^/]+/IMG_DATA/(?:R10m/|R20m/)?[^/]+\.jp2$")
 
 
 def is_safe_folder(path: Path) -> bool:
@@ -68,8 +68,10 @@ def _scene_from(
     return open_band_files(files, bands, source, gains, offsets, nodata=0, tags=tags)
 
 
-def open_safe(path: Path, bands: Sequence[str] | None, dn_offset: float | None = None) -> Scene:
-    """Open a SAFE folder or its ``.zip`` as a :class:`Scene` of its 10 m bands.
+def open_safe(path: Path, bands: Sequence[str] | None, dn_offset: float | None = None,
+              resolution: int = 10) -> Scene:
+    """Open a SAFE folder or its ``.zip`` as a :class:`Scene` of its 10 m bands (of its
+    20 m bands with ``resolution`` 20: an L2A product's ``R20m``, an L1C product's B05...).
 
     ``dn_offset`` (DN units) overrides the metadata's per-band offsets.
     """
@@ -83,7 +85,7 @@ def open_safe(path: Path, bands: Sequence[str] | None, dn_offset: float | None =
         images = [str(p) for p in path.glob("GRANULE/*/IMG_DATA/**/*.jp2")]
         granules = {Path(p).relative_to(path).parts[1] for p in images}
         _check_granules(granules, path)
-        files = band_files(images)
+        files = band_files(images, resolution)
         _check_links(path, list(files.values()))
         return _scene_from(files, meta, bands, str(path), dn_offset)
     try:
@@ -106,7 +108,8 @@ def open_safe(path: Path, bands: Sequence[str] | None, dn_offset: float | None =
         ) from None
     images = [n for n in names if _IMG_RE.search(n)]
     _check_granules({n.split("GRANULE/", 1)[1].split("/", 1)[0] for n in images}, path)
-    vsi = {b: f"/vsizip/{path.resolve()}/{n}" for b, n in band_files(images).items()}
+    vsi = {b: f"/vsizip/{path.resolve()}/{n}"
+           for b, n in band_files(images, resolution).items()}
     return _scene_from(vsi, meta, bands, str(path), dn_offset)
 
 
