@@ -177,5 +177,6 @@ def test_default_tile_per_backend(tmp_path: os.PathLike[str]) -> None:
     src = write_geotiff(Path(tmp_path) / "in.tif",
                         (texture((600, 600), 4) * 10000).astype(np.uint16))
     for backend, want in (("onnxruntime", "288/32"), ("torch", "544/32")):
-        with prepare_run(src, pretrained_path(2), backend=backend, device="cpu") as run:
+        with prepare_run(src, pretrained_path(2), backend=backend, device="cpu",
+                         engine="tiled") as run:
             assert run.tags["S2SR_TILE"] == want and run.tags["S2SR_BACKEND"] == backend

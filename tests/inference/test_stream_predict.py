@@ -1,12 +1,16 @@
-"""``predict(..., engine="stream")`` and ``s2sr predict --engine stream`` (issue 23): the
+"""The streamed engine, the default of ``predict`` and ``s2sr predict`` (issue 23): the
 scene read, run and written in row bands equals the whole-scene forward within 1 DN, and
-the tiled predict within 1 DN away from the scene's border (the tiled engine mirrors the
-scene there, the stream pads with zeros as the whole-scene forward does); same nodata,
-georeferencing and tags; what cannot stream is refused in one line naming --engine tiled."""
+the tiled predict (``--engine tiled``) within 1 DN away from the scene's border (the tiled
+engine mirrors the scene there, the stream pads with zeros as the whole-scene forward
+does); same nodata, georeferencing and tags but the engine's; ``auto`` keeps the tiled
+engine for what cannot stream; ``--engine stream`` refuses it in one line naming
+--engine tiled. Exactness over sizes, --consistency and Dask: test_stream_exact.py."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +24,7 @@ from s2sr.core.errors import DataError, UsageError
 from s2sr.inference.backends import TorchBackend
 from s2sr.inference.encoding import DnEncoding
 from s2sr.inference.plan import RunOptions, model_fill
-from s2sr.inference.stream_engine import streaming_engine
+from s2sr.inference.stream_engine import choose_engine, model_refusal, streaming_engine
 from s2sr.inference.verified_export import export_model
 from s2sr.models import build_model, load_model
 from support.cli import one_error_line, run_cli
@@ -68,9 +72,9 @@ def test_stream_equals_whole_scene_and_tiled(scene: tuple[Path, np.ndarray], tmp
                                              tiny_weights_x4: Path) -> None:
     src, arr = scene
     weights = tiny_weights if scale == 2 else tiny_weights_x4
-    streamed, meta_s, tags_s = _read(predict(src, tmp_path / "s.tif", weights,
-                                             engine="stream", backend="torch"))
-    tiled, meta_t, tags_t = _read(predict(src, tmp_path / "t.tif", weights, backend="torch"))
+    streamed, meta_s, tags_s = _read(predict(src, tmp_path / "s.tif", weights))  # default
+    tiled, meta_t, tags_t = _read(predict(src, tmp_path / "t.tif", weights, backend="torch",
+                                          engine="tiled"))
     whole = _whole_dn(weights, arr, 0)
     assert streamed.shape == (4, SHAPE[0] * scale, SHAPE[1] * scale)
     assert np.abs(streamed.astype(int) - whole).max() <= 1
@@ -80,19 +84,56 @@ def test_stream_equals_whole_scene_and_tiled(scene: tuple[Path, np.ndarray], tmp
     assert ((streamed == 0) == (tiled == 0)).all()  # the same nodata pixels
     assert (streamed[:, :20 * scale, :300 * scale] == 0).all()
     assert meta_s == meta_t  # CRS, transform, nodata, dtype, blocks
+    assert (tags_s.pop("S2SR_ENGINE"), tags_t.pop("S2SR_ENGINE")) == ("stream", "tiled")
+    assert "S2SR_TILE" not in tags_s
+    assert tags_t.pop("S2SR_TILE") == ("544/32" if scale == 2 else "288/32")
     assert tags_s == tags_t
 
 
-def test_auto_is_tiled(scene: tuple[Path, np.ndarray], tmp_path: Path,
-                       tiny_weights: Path) -> None:
+def test_auto_streams_and_says_why(scene: tuple[Path, np.ndarray], tmp_path: Path,
+                                   tiny_weights: Path, caplog: pytest.LogCaptureFixture
+                                   ) -> None:
     src, _ = scene
-    a, _, _ = _read(predict(src, tmp_path / "a.tif", tiny_weights, backend="torch"))
-    t, _, _ = _read(predict(src, tmp_path / "t.tif", tiny_weights, backend="torch",
-                            engine="tiled"))
-    s, _, _ = _read(predict(src, tmp_path / "s.tif", tiny_weights, backend="torch",
-                            engine="stream"))
-    assert (a == t).all()
-    assert (a != s).any()  # the border: a run that streamed would not equal the tiles
+    with caplog.at_level(logging.INFO, logger="s2sr"):
+        a, _, tags = _read(predict(src, tmp_path / "a.tif", tiny_weights))
+    assert (tags["S2SR_ENGINE"], tags["S2SR_BACKEND"]) == ("stream", "torch")
+    assert any(r.getMessage().startswith("engine: stream (exact row bands")
+               for r in caplog.records)
+    t, _, _ = _read(predict(src, tmp_path / "t.tif", tiny_weights, engine="tiled"))
+    s, _, _ = _read(predict(src, tmp_path / "s.tif", tiny_weights, engine="stream"))
+    assert (a == s).all()
+    assert (a != t).any()  # the border: a run that tiled would not equal the stream
+
+
+@pytest.mark.parametrize(("options", "why"), [
+    ({"tile": 64}, "--tile given"),
+    ({"overlap": 16, "batch_size": 2}, "--overlap, --batch-size given"),
+    ({"precision": "bf16", "device": "cpu"}, "not bf16"),
+    ({"backend": "onnxruntime"}, "ONNX Runtime keeps the tiled engine"),
+])
+def test_auto_tiles_what_does_not_stream(tmp_path: Path, tiny_weights: Path,
+                                         caplog: pytest.LogCaptureFixture,
+                                         options: dict[str, Any], why: str) -> None:
+    if options.get("backend") == "onnxruntime":
+        pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed")
+    src = write_geotiff(tmp_path / "in.tif", field((30, 40), 4))
+    with caplog.at_level(logging.INFO, logger="s2sr"):
+        _, _, tags = _read(predict(src, tmp_path / "o.tif", tiny_weights, **options))
+    assert tags["S2SR_ENGINE"] == "tiled" and "S2SR_TILE" in tags
+    assert any(r.getMessage().startswith("engine: tiled") and why in r.getMessage()
+               for r in caplog.records)
+
+
+def test_auto_tiles_a_model_that_cannot_stream() -> None:
+    model = build_model("edsr-tiny", scale=2).eval()
+    arr = field((24, 20), 4)
+    plain = super_resolve(arr, model)  # streamed
+    model.tail = nn.Conv2d(model.tail.in_channels, 4, 5, padding=2)
+    assert model_refusal(model) is not None
+    assert super_resolve(arr, model).shape == plain.shape  # tiled, not refused
+    assert choose_engine("auto", "torch", "fp32", model_refusal(model))[0] == "tiled"
+    assert choose_engine("auto", "torch", "fp32", None) == (
+        "stream", "exact row bands: equal to a whole-scene forward, no overlap recomputed")
 
 
 class _Arrays:
@@ -172,15 +213,8 @@ class TestRefusals:
         with pytest.raises(UsageError, match=r"cannot stream \(.*3x3.*\): use --engine tiled"):
             super_resolve(field((16, 16), 4), model, engine="stream")
 
-    def test_consistency(self, scene: tuple[Path, np.ndarray], tmp_path: Path,
-                         tiny_weights: Path) -> None:
-        with pytest.raises(UsageError, match=r"--consistency.*--engine tiled"):
-            predict(scene[0], tmp_path / "o.tif", tiny_weights, engine="stream",
-                    consistency=True)
-        assert not (tmp_path / "o.tif").exists()
-
     def test_bf16(self, tiny_weights: Path) -> None:
-        with pytest.raises(UsageError, match=r"fp32 only.*--engine tiled"):
+        with pytest.raises(UsageError, match=r"fp32 only, not bf16.*--engine tiled"):
             super_resolve(field((16, 16), 4), load_model(tiny_weights), engine="stream",
                           precision="bf16", device="cpu")
 
@@ -206,21 +240,27 @@ class TestCli:
         assert code == 2 and "--engine" in out
         assert not (tmp_path / "o.tif").exists()
 
-    def test_consistency_refused_in_one_line(self, tmp_path: Path, tiny_weights: Path) -> None:
+    def test_default_streams_with_consistency(self, tmp_path: Path, tiny_weights: Path
+                                              ) -> None:
         src = write_geotiff(tmp_path / "in.tif", field((40, 30), 4))
         code, out = run_cli("predict", src, "-o", tmp_path / "o.tif", "--weights",
-                            tiny_weights, "--engine", "stream", "--consistency")
+                            tiny_weights, "--consistency", "--quiet")
+        assert code == 0, out
+        pixels, _, tags = _read(tmp_path / "o.tif")
+        assert (tags["S2SR_ENGINE"], tags["S2SR_CONSISTENCY"]) == ("stream",
+                                                                   "back-projection x3")
+        plain = _read(predict(src, tmp_path / "p.tif", tiny_weights))[0]
+        assert (pixels != plain).any()
+
+    def test_stream_at_bf16_refused_in_one_line(self, tmp_path: Path,
+                                                  tiny_weights: Path) -> None:
+        src = write_geotiff(tmp_path / "in.tif", field((40, 30), 4))
+        code, out = run_cli("predict", src, "-o", tmp_path / "o.tif", "--weights",
+                            tiny_weights, "--engine", "stream", "--precision", "bf16",
+                            "--device", "cpu")
         assert code == 2
         assert "--engine tiled" in one_error_line(out)
         assert not (tmp_path / "o.tif").exists()
-
-    def test_split_mpx_refused(self, tmp_path: Path, tiny_weights: Path) -> None:
-        src = write_geotiff(tmp_path / "in.tif", field((40, 30), 4))
-        code, out = run_cli("predict", src, "-o", tmp_path / "out", "--weights",
-                            tiny_weights, "--engine", "stream", "--split-mpx", "1")
-        assert code == 2
-        assert "--engine tiled" in one_error_line(out)
-        assert not (tmp_path / "out").exists()
 
 
 def test_bad_values_in_a_later_band_leave_no_output(tmp_path: Path,

@@ -92,10 +92,12 @@ def cli() -> None:
               help="Correct the output so that, degraded back, it reproduces the input "
                    "(iterative back-projection).")
 @click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
-              help="How the network runs over the scene. tiled: overlapping tiles, blended. "
-                   "stream: row bands, exact (equal to a whole-scene forward, no overlap); "
-                   "PyTorch, fp32, EDSR models, whole scenes only. auto: tiled for now (the "
-                   "stream is not yet measured on a quiet machine).")
+              help="How the network runs over the scene. stream: row bands, exact (equal "
+                   "to a whole-scene forward, no overlap recomputed); PyTorch, fp32, "
+                   "EDSR models. tiled: overlapping tiles, blended. auto: stream wherever it "
+                   "runs; tiled on ONNX Runtime (--backend onnxruntime, ONNX exports, "
+                   "int8), bf16, fp16, with --tile/--overlap/--batch-size, or for models that "
+                   "cannot stream.")
 @click.option("--adapt", type=click.Choice(["off", "on", "auto"]), default="off",
               show_default=True,
               help="Fine-tune a copy of the model on Wald pairs cut from each scene before "
@@ -137,7 +139,7 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
         scale=int(scale) if scale else None, bands=bands, tile=tile, overlap=overlap,
         batch_size=batch_size, device=device, cog=cog, consistency=consistency,
         dn_offset=dn_offset, backend=backend, threads=threads, precision=precision,
-        engine=engine, split_mpx=split_mpx, adapt=adapt, adapt_steps=adapt_steps,
+        engine=engine, adapt=adapt, adapt_steps=adapt_steps,
         adapt_seed=adapt_seed)
     progress = not quiet and sys.stderr.isatty()
     from s2sr.batch.naming import check_name_pattern
@@ -170,14 +172,11 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
     if run.failed:
         sys.exit(1)
 
-def _predict_options(engine: str, split_mpx: float | None, adapt: str, adapt_steps: int | None,
+def _predict_options(engine: str, adapt: str, adapt_steps: int | None,
                      adapt_seed: int, **options: Any) -> dict[str, Any]:
     """The keyword options of predict and predict_many; --engine and --adapt only when not
     their defaults (earlier runs' completion records hold neither)."""
     if engine != "auto":
-        if engine == "stream" and split_mpx is not None:
-            raise UsageError("--engine stream runs whole scenes: drop --split-mpx or use "
-                             "--engine tiled")
         options.update(engine=engine)
     if adapt != "off":
         options.update(adapt=adapt, adapt_steps=adapt_steps, adapt_seed=adapt_seed)

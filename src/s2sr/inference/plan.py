@@ -5,8 +5,9 @@ file is read (:meth:`RunOptions.check`). :func:`choose_execution` then decides w
 the network (precision, backend, device, batch) from the options and the model, and
 :func:`plan_run` freezes everything into a :class:`RunPlan` once the scene's grid and DN
 encoding are known (tile layout, batch sized to memory, the fill of nodata pixels).
-:func:`make_engine` builds the engine the plan names (:attr:`RunPlan.execution`: tiled
-today; the seam where a streamed forward can be chosen). ``predict`` and
+:func:`make_engine` builds the engine the plan names (:attr:`RunPlan.execution_kind`:
+the streamed engine wherever the model, backend and precision allow it, see
+:func:`choose_engine`; the tiled engine otherwise). ``predict`` and
 ``super_resolve`` (:mod:`s2sr.inference.predict`) only open their input and call these.
 """
 
@@ -40,7 +41,11 @@ from s2sr.inference.backends import (
 from s2sr.inference.encoding import DnEncoding
 from s2sr.inference.engine import TiledSuperResolver
 from s2sr.inference.quantize import int8_onnx
-from s2sr.inference.stream_engine import StreamingSuperResolver, streaming_engine
+from s2sr.inference.stream_engine import (
+    StreamingSuperResolver,
+    choose_engine,
+    streaming_engine,
+)
 from s2sr.inference.tiling import TileLayout, check_tiling, default_tile, fit_layout
 from s2sr.inference.verified_export import onnx_backend
 from s2sr.io.base import Scene
@@ -103,9 +108,10 @@ class RunOptions:
             int8) or ``auto`` (only where it pays, else as ``off``); see
             :mod:`s2sr.inference.adapt`. Recorded in the tags ``S2SR_ADAPT*``.
         adapt_steps: fine-tuning steps (default 150). adapt_seed: its seed (default 0).
-        engine: ``auto`` (today ``tiled``), ``tiled`` or ``stream`` (row bands through
-            :class:`~s2sr.inference.stream.StreamingForward`: PyTorch backend, fp32, EDSR
-            models, without ``consistency``; see :func:`make_engine`).
+        engine: ``auto`` (``stream`` wherever it runs, else ``tiled``: see
+            :func:`~s2sr.inference.stream_engine.choose_engine`), ``tiled`` or ``stream``
+            (row bands through :class:`~s2sr.inference.stream.StreamingForward`: PyTorch
+            backend, fp32, EDSR models; see :func:`make_engine`).
     """
 
     scale: int | None = None
@@ -158,12 +164,16 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class Execution:
-    """What runs the network: ``precision``, ``backend`` (``torch`` or ``onnxruntime``)
-    and ``hardware`` (device, batch size, memory format)."""
+    """What runs the network: ``precision``, ``backend`` (``torch`` or ``onnxruntime``),
+    ``hardware`` (device, batch size, memory format) and ``engine`` (one of
+    :data:`EXECUTIONS`, chosen by :func:`~s2sr.inference.stream_engine.choose_engine`
+    for the reason ``why``)."""
 
     precision: str
     backend: str
     hardware: InferencePlan
+    engine: str = "tiled"
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -286,14 +296,19 @@ def sized(plan: InferencePlan, spec: ModelSpec, lay: TileLayout, asked: int | No
 
 
 def choose_execution(options: RunOptions, asked: torch.device, cuda_count: int,
-                     file_precision: str | None = None) -> Execution:
-    """Precision, backend, device and batch size of a run (``asked``: from
+                     file_precision: str | None = None,
+                     refusal: str | None = "no model was checked") -> Execution:
+    """Precision, backend, device, batch size and engine of a run (``asked``: from
     :meth:`RunOptions.check`; ``file_precision``: an ONNX export's, ``None`` for a
-    PyTorch model)."""
+    PyTorch model; ``refusal``: why the model cannot stream, ``None`` when it can)."""
     prec = choose_precision(options.precision, asked, options.backend,
                             cuda_bf16=cuda_bf16_supported(), file_precision=file_precision)
+    tiled_options = [name for name, value in (
+        ("--tile", options.tile), ("--overlap", options.overlap),
+        ("--batch-size", options.batch_size)) if value is not None]
     asked_backend = options.backend
-    if options.engine == "stream" and asked_backend == "auto" and file_precision is None:
+    if asked_backend == "auto" and file_precision is None and choose_engine(
+            options.engine, "torch", prec, refusal, tiled_options)[0] == "stream":
         asked_backend = "torch"  # the stream runs PyTorch modules only
     choice = choose_backend(asked_backend, options.run_device, cuda_count, ort_providers(),
                             onnx_file=file_precision is not None, precision=prec)
@@ -301,7 +316,9 @@ def choose_execution(options: RunOptions, asked: torch.device, cuda_count: int,
     if prec == "bf16" and hardware.device.type == "cpu" and not cpu_bf16_supported():
         log.warning("this CPU has no native bfloat16 (AVX512_BF16 or AMX): --precision bf16 "
                     "runs emulated, slower than fp32")
-    return Execution(prec, choice.backend, hardware)
+    engine, why = choose_engine(options.engine, choice.backend, prec, refusal, tiled_options)
+    log.info("engine: %s (%s)", engine, why)
+    return Execution(prec, choice.backend, hardware, engine, why)
 
 
 def model_fill(model: nn.Module | ModelSpec, n: int) -> tuple[float, ...]:
@@ -332,7 +349,7 @@ def plan_run(spec: ModelSpec, options: RunOptions, execution: Execution, height:
     return RunPlan(spec, replace(execution, hardware=hardware), lay, encoding,
                    model_fill(spec, len(spec.bands)) if fill is None else fill,
                    options.threads, 3 if options.consistency else 0, options.progress,
-                   "stream" if options.engine == "stream" else "tiled")
+                   execution.engine)
 
 
 def _prepare(model: nn.Module, plan: InferencePlan) -> nn.Module:

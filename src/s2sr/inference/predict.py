@@ -38,6 +38,7 @@ from s2sr.inference.plan import (
     open_shipped,
     plan_run,
 )
+from s2sr.inference.stream_engine import model_refusal
 from s2sr.io.base import GeoMeta, Scene
 from s2sr.io.outputs import check_output_file
 from s2sr.io.scene import open_scene
@@ -169,12 +170,14 @@ def _tags(plan: RunPlan, model: OpenModel, sha: str, input: str | os.PathLike[st
         "S2SR_SCALE": str(spec.scale),
         "S2SR_SOURCE": str(Path(input).resolve()),
         "S2SR_VERSION": __version__,
-        "S2SR_TILE": f"{lay.tile}/{lay.tile - lay.stride}",
+        "S2SR_ENGINE": plan.execution_kind,
         "S2SR_CONSISTENCY": "back-projection x3" if plan.consistency else "off",
         "S2SR_BACKEND": plan.execution.backend,
         "S2SR_PRECISION": plan.execution.precision,
         **adapt_tags,
     }
+    if plan.execution_kind == "tiled":
+        tags["S2SR_TILE"] = f"{lay.tile}/{lay.tile - lay.stride}"
     if model.source_sha256 is not None:
         tags["S2SR_MODEL_SOURCE_SHA256"] = model.source_sha256
     return tags
@@ -198,7 +201,8 @@ def prepare_run(input: str | os.PathLike[str], weights: str | os.PathLike[str] |
             stack.callback(scene.close)
         model = open_model(weights)
         check_scale(opts.scale, model.spec, weights)
-        execution = choose_execution(opts, asked, cuda_count, model.file_precision)
+        execution = choose_execution(opts, asked, cuda_count, model.file_precision,
+                                     model_refusal(model.network))
         sha = file_sha256(model.path)
         if scene is None:
             scene = stack.enter_context(open_scene(
@@ -270,7 +274,8 @@ def super_resolve(
             CUDA; ``int8`` needs ``backend`` ``onnxruntime`` or ``auto``).
         backend: ``torch`` (default), ``onnxruntime`` or ``auto``, as :func:`predict`'s.
         threads: intra-op threads, as :func:`predict`'s.
-        engine: ``auto`` (today ``tiled``), ``tiled`` or ``stream``, as :func:`predict`'s.
+        engine: ``auto`` (the stream wherever it runs, else ``tiled``), ``tiled`` or
+            ``stream``, as :func:`predict`'s.
 
     Returns:
         ``(C, H*scale, W*scale)`` array of the input dtype.
@@ -291,7 +296,8 @@ def super_resolve(
     asked = opts.check(cuda_count, batch_name="batch_size")
     n, s = len(spec.bands), spec.scale
     g = gain if gain is not None else default_gain(array.dtype.name)
-    plan = plan_run(spec, opts, choose_execution(opts, asked, cuda_count), array.shape[1],
+    plan = plan_run(spec, opts, choose_execution(opts, asked, cuda_count,
+                                                 refusal=model_refusal(model)), array.shape[1],
                     array.shape[2], DnEncoding(array.dtype.name, (g,) * n, (offset,) * n,
                                                nodata), model_fill(model, n))
     arrays = _InMemory(array, s)

@@ -10,26 +10,38 @@ reader, writer, nodata fill and DN encoding as the tiled engine
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
 import numpy as np
 import torch
 from rasterio.windows import Window
+from torch import nn
 from tqdm import tqdm
 
 from s2sr.core.errors import UsageError, WeightsError
-from s2sr.inference.backends import Backend, TorchBackend
+from s2sr.inference.backends import Backend, TorchBackend, cudnn_settings
 from s2sr.inference.encoding import DnEncoding
 from s2sr.inference.engine import Reader, Writer
 from s2sr.inference.stream import StreamingForward, stream_refusal
 from s2sr.inference.stream_budget import pick_band_rows
+from s2sr.inference.stream_consistency import (
+    CHUNK_BYTES,
+    BandBackProjection,
+    back_projection_halo,
+)
 
 log = logging.getLogger(__name__)
 
 #: Memory the streamed bands may take (bytes); the band height is picked to fit it.
 STREAM_BUDGET = 1 << 30
+#: Input pixels per band aimed at on CUDA (within half the free GPU memory).
+GPU_BAND_PIXELS = 1 << 22
+#: Precisions the stream runs at. Not bf16: under autocast the streamed output differed
+#: from the whole-scene bf16 forward by up to 36 DN even in a single band (as much as
+#: bf16 differs from fp32), not yet explained; bf16 and fp16 keep the tiled engine.
+STREAM_PRECISIONS = ("fp32",)
 
 
 class StreamingSuperResolver:
@@ -42,32 +54,35 @@ class StreamingSuperResolver:
         fill: per-band reflectance put into nodata pixels before the network.
         progress: show a progress bar (input rows).
         budget: memory the bands may take (:func:`pick_band_rows`).
+        consistency: back-projection iterations (0: off), applied to the whole scene's
+            rows band by band (:class:`~s2sr.inference.stream_consistency.
+            BandBackProjection`).
     """
 
     def __init__(self, stream: StreamingForward, height: int, width: int,
                  radiometry: DnEncoding, fill: np.ndarray, progress: bool = False,
-                 budget: int = STREAM_BUDGET) -> None:
+                 budget: int = STREAM_BUDGET, consistency: int = 0) -> None:
         self.stream = stream
         self.height, self.width = height, width
         self.radiometry = radiometry
         self.fill = fill.astype(np.float32)[:, None, None]
         self.progress = progress
-        self.strip_cols: int | None = None
-        try:
-            self.band_rows = pick_band_rows(stream, width, budget)
-        except UsageError:  # too wide for one row: column strips of one row
-            self.band_rows, cols = 1, width
-            while cols > 64:
-                cols = (cols + 1) // 2
-                try:
-                    pick_band_rows(stream, cols + 2 * stream.halo, budget)
-                    break
-                except UsageError:
-                    continue
-            self.strip_cols = cols
+        self.consistency = consistency
+        #: output bytes the back-projection works on at once (:class:`BandBackProjection`)
+        self.back_chunk_bytes = CHUNK_BYTES
+        self.device = stream.model.head.weight.device
+        self.band_rows, self.strip_cols = _band_shape(stream, width, budget, self.device)
         self.valid_pixels = 0
         #: saturated input samples seen (band x pixel), written saturated again
         self.saturated_samples = 0
+
+    @property
+    def context_rows(self) -> int:
+        """Input rows above and below a part of the scene that its output rows depend on
+        (the network's receptive field, plus the back-projection's reach)."""
+        extra = back_projection_halo(self.stream.scale, self.consistency) \
+            if self.consistency else 0
+        return max(self.stream.halo, 3) + extra
 
     def read_band(self, reader: Reader, r0: int, r1: int
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -77,72 +92,88 @@ class StreamingSuperResolver:
         refl, valid, sat = self.radiometry.decode(dn, self.fill, partial(_first_set, r0))
         return refl.astype(np.float32, copy=False), valid, sat
 
-    def _bands(self, reader: Reader, masks: list[tuple[np.ndarray, np.ndarray | None]],
-               bar: tqdm) -> Iterator[np.ndarray]:
-        """The scene's reflectance bands top to bottom, each read while the network runs
-        the one before; their masks are appended to ``masks``."""
-        starts = list(range(0, self.height, self.band_rows))
+    def _bands(self, reader: Reader, rows: range, masks: list[_Masks], bar: tqdm,
+               back: BandBackProjection | None) -> Iterator[np.ndarray]:
+        """The reflectance bands of scene rows ``rows`` top to bottom, each read while the
+        network runs the one before; their masks are appended to ``masks`` (and their
+        rows to ``back``)."""
+        starts = list(range(rows.start, rows.stop, self.band_rows))
         with ThreadPoolExecutor(1) as pool:
-            nxt = pool.submit(self.read_band, reader, 0, min(self.band_rows, self.height))
+            nxt = pool.submit(self.read_band, reader, starts[0],
+                              min(starts[0] + self.band_rows, rows.stop))
             for k in range(len(starts)):
                 refl, valid, sat = nxt.result()
                 if k + 1 < len(starts):
                     r1 = starts[k + 1]
                     nxt = pool.submit(self.read_band, reader, r1,
-                                      min(r1 + self.band_rows, self.height))
+                                      min(r1 + self.band_rows, rows.stop))
                 masks.append((valid, sat))
-                self.valid_pixels += int(valid.sum())
-                if sat is not None:
-                    self.saturated_samples += int(sat.sum())
+                if back is not None:
+                    back.add_input(refl)
                 bar.update(refl.shape[1])
                 yield refl
 
     def run(self, reader: Reader, writer: Writer, rows: range | None = None) -> int:
         """Super-resolve the scene behind ``reader`` into ``writer`` (see
-        :meth:`TiledSuperResolver.run`; ``rows`` must be ``None``: the whole scene).
+        :meth:`TiledSuperResolver.run`).
+
+        Args:
+            reader, writer: as :meth:`TiledSuperResolver.run`'s.
+            rows: the input rows whose output rows to write (default: all); the network
+                runs over :attr:`context_rows` more above and below, so that they equal
+                the whole scene's (:mod:`s2sr.batch.blocks` runs a scene's row bands
+                apart).
 
         Returns:
-            The number of valid input pixels seen.
+            The number of valid input pixels of ``rows`` seen.
         """
-        if rows is not None:
-            raise UsageError("the streamed engine runs whole scenes only: use --engine tiled")
-        s = self.stream.scale
-        masks: list[tuple[np.ndarray, np.ndarray | None]] = []
-        bar = tqdm(total=self.height, unit="row", disable=not self.progress,
+        keep = range(0, self.height) if rows is None else rows
+        if keep.step != 1 or not 0 <= keep.start < keep.stop <= self.height:
+            raise UsageError(f"rows {keep} are not a range of the scene's {self.height} "
+                             "rows")
+        ctx = 0 if rows is None else self.context_rows
+        slab = range(max(0, keep.start - ctx), min(self.height, keep.stop + ctx))
+        back = BandBackProjection(self.stream.scale, self.consistency, self.width,
+                                  self.back_chunk_bytes) if self.consistency else None
+        masks: list[_Masks] = []
+        bar = tqdm(total=len(slab), unit="row", disable=not self.progress,
                    desc="s2sr predict")
-        held: list[torch.Tensor] = []  # output rows not yet a whole input row
-        done = 0  # input rows written
-        with ThreadPoolExecutor(1) as write_pool:
-            writes: list[Future[None]] = []
-            for out in self.stream.run(self._bands(reader, masks, bar), self.band_rows,
-                                       self.strip_cols):
-                if not bool(torch.isfinite(out).all()):
-                    raise WeightsError(
-                        "the model produced NaN or infinite values from finite input: its "
-                        "weights are damaged or it diverged in training; use other weights "
-                        "(e.g. the shipped model, without --weights)")
-                held.append(out[0].float().cpu())
-                joined = torch.cat(held, dim=1) if len(held) > 1 else held[0]
-                n = joined.shape[1] // s
-                if n == 0:
-                    held = [joined]
-                    continue
-                held = [joined[:, n * s:]]
-                valid, sat = self._take(masks, n)
-                while len(writes) >= 2:
-                    writes.pop(0).result()
-                writes.append(write_pool.submit(
-                    self._write, writer, Window(0, done * s, self.width * s, n * s),
-                    joined[:, :n * s].contiguous(), valid, sat))
-                done += n
-            for fut in writes:
-                fut.result()
+        out = _RowWriter(self, writer, slab, keep)
+        with ThreadPoolExecutor(1) as write_pool, cudnn_settings(self.device, None):
+            for rows_out in self._rows(self._bands(reader, slab, masks, bar, back), back):
+                out.submit(write_pool, rows_out, masks)
+            out.finish()
         bar.close()
         return self.valid_pixels
 
+    def _rows(self, bands: Iterator[np.ndarray], back: BandBackProjection | None
+              ) -> Iterator[torch.Tensor]:
+        """The output rows of whole input rows ``(C, n * s, W * s)``, top to bottom,
+        back-projected when ``back`` is given (on the network's device)."""
+        s = self.stream.scale
+        held: list[torch.Tensor] = []  # output rows not yet a whole input row
+        for out in self.stream.run(bands, self.band_rows, self.strip_cols):
+            if not bool(torch.isfinite(out).all()):
+                raise WeightsError(
+                    "the model produced NaN or infinite values from finite input: its "
+                    "weights are damaged or it diverged in training; use other weights "
+                    "(e.g. the shipped model, without --weights)")
+            held.append(out[0].float())
+            joined = torch.cat(held, dim=1) if len(held) > 1 else held[0]
+            n = joined.shape[1] // s
+            held = [joined[:, n * s:]]
+            if not n:
+                continue
+            rows = joined[:, :n * s] if back is None else back.feed(joined[:, :n * s], False)
+            if rows.shape[1]:
+                yield rows
+        if back is not None:
+            last = back.feed(held[0][:, :0], last=True)
+            if last.shape[1]:
+                yield last
+
     @staticmethod
-    def _take(masks: list[tuple[np.ndarray, np.ndarray | None]], n: int
-              ) -> tuple[np.ndarray, np.ndarray | None]:
+    def take(masks: list[_Masks], n: int) -> _Masks:
         """The masks of the next ``n`` input rows, removed from ``masks``."""
         valids: list[np.ndarray] = []
         sats: list[np.ndarray | None] = []
@@ -164,10 +195,108 @@ class StreamingSuperResolver:
         return valid, np.concatenate([np.zeros((c, *v.shape), bool) if x is None else x
                                       for v, x in zip(valids, sats, strict=True)], axis=1)
 
-    def _write(self, writer: Writer, window: Window, values: torch.Tensor,
-               valid: np.ndarray, sat: np.ndarray | None) -> None:
+    def write(self, writer: Writer, window: Window, values: torch.Tensor,
+              valid: np.ndarray, sat: np.ndarray | None) -> None:
         """Convert output rows to DN and write them (in the writing thread)."""
-        writer(window, self.radiometry.to_dn(values.numpy(), valid, sat))
+        writer(window, self.radiometry.to_dn(values.cpu().numpy(), valid, sat))
+
+
+_Masks = tuple[np.ndarray, np.ndarray | None]
+
+
+class _RowWriter:
+    """Hands the output rows of ``slab`` to the writing thread, those of ``keep`` only
+    (at most two writes pending)."""
+
+    def __init__(self, engine: StreamingSuperResolver, writer: Writer, slab: range,
+                 keep: range) -> None:
+        self.engine, self.writer = engine, writer
+        self.slab, self.keep = slab, keep
+        self.done = slab.start  # scene row of the next output row
+        self.writes: list[Future[None]] = []
+
+    def submit(self, pool: ThreadPoolExecutor, rows: torch.Tensor,
+               masks: list[_Masks]) -> None:
+        eng, s = self.engine, self.engine.stream.scale
+        n = rows.shape[1] // s
+        valid, sat = eng.take(masks, n)
+        r0, r1 = max(self.done, self.keep.start), min(self.done + n, self.keep.stop)
+        if r1 > r0:
+            a, b = r0 - self.done, r1 - self.done
+            valid = valid[a:b]
+            sat = None if sat is None else sat[:, a:b]
+            eng.valid_pixels += int(valid.sum())
+            if sat is not None:
+                eng.saturated_samples += int(sat.sum())
+            while len(self.writes) >= 2:
+                self.writes.pop(0).result()
+            self.writes.append(pool.submit(
+                eng.write, self.writer, Window(0, r0 * s, eng.width * s, (r1 - r0) * s),
+                rows[:, a * s:b * s].contiguous(), valid, sat))
+        self.done += n
+
+    def finish(self) -> None:
+        for fut in self.writes:
+            fut.result()
+        if self.done != self.slab.stop:  # every row came out once
+            raise RuntimeError(f"the stream wrote rows up to {self.done}, not "
+                               f"{self.slab.stop}")
+
+
+def _band_shape(stream: StreamingForward, width: int, budget: int, device: torch.device
+                ) -> tuple[int, int | None]:
+    """Band height and column strip width (``None``: the full width) within ``budget``;
+    on CUDA larger bands, within half the free memory (small bands starve a GPU)."""
+    preferred = None
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        budget, preferred = max(budget, free // 2), max(1, GPU_BAND_PIXELS // width)
+    try:
+        return pick_band_rows(stream, width, budget, preferred=preferred), None
+    except UsageError:  # too wide for one row: column strips of one row
+        cols = width
+        while cols > 64:
+            cols = (cols + 1) // 2
+            try:
+                pick_band_rows(stream, cols + 2 * stream.halo, budget)
+                break
+            except UsageError:
+                continue
+        return 1, cols
+
+
+#: Why :func:`choose_engine` keeps ONNX Runtime on tiles (measured, docs/predict.md).
+ONNX_TILES = ("ONNX Runtime keeps the tiled engine (its streamed graph, bit-exact, ran "
+              "1.45-1.6x slower than its tiles)")
+
+
+def choose_engine(engine: str, backend: str, precision: str, refusal: str | None,
+                  tiled_options: Sequence[str] = ()) -> tuple[str, str]:
+    """The engine of a run and why: ``engine`` (``--engine``) when not ``auto``; with
+    ``auto``, the stream (exact, no overlap recomputed) wherever it runs: a model
+    :func:`~s2sr.inference.stream.stream_refusal` accepts (``refusal`` is ``None``), on
+    the PyTorch ``backend``, at a :data:`STREAM_PRECISIONS` ``precision``, without the
+    tiled engine's own options given (``tiled_options``: ``--tile``, ``--overlap``,
+    ``--batch-size``); the tiled engine otherwise."""
+    if engine != "auto":
+        return engine, f"--engine {engine}"
+    if refusal is not None:
+        return "tiled", f"the model cannot stream: {refusal}"
+    if tiled_options:
+        return "tiled", f"{', '.join(tiled_options)} given (options of the tiled engine)"
+    if precision not in STREAM_PRECISIONS:
+        return "tiled", f"the stream runs at {' or '.join(STREAM_PRECISIONS)}, not {precision}"
+    if backend != "torch":
+        return "tiled", ONNX_TILES
+    return "stream", "exact row bands: equal to a whole-scene forward, no overlap recomputed"
+
+
+def model_refusal(network: object) -> str | None:
+    """Why ``network`` (a PyTorch model, put in eval mode as every engine runs it, or an
+    ONNX export) cannot stream; ``None`` when it can."""
+    if not isinstance(network, nn.Module):
+        return "an ONNX export runs on ONNX Runtime"
+    return stream_refusal(network.eval())
 
 
 def streaming_engine(backend: Backend, height: int, width: int, radiometry: DnEncoding,
@@ -177,24 +306,21 @@ def streaming_engine(backend: Backend, height: int, width: int, radiometry: DnEn
 
     Raises:
         UsageError: in one line naming ``--engine tiled``, what cannot stream: another
-            backend than PyTorch, another precision than fp32, the consistency option
-            (applied per tile, it has no row-band form yet), a model that is not made of
+            backend than PyTorch, another precision than fp32, a model that is not made of
             the parts :func:`~s2sr.inference.stream.stream_refusal` accepts.
     """
     if not isinstance(backend, TorchBackend):
         raise UsageError(f"--engine stream runs on the PyTorch backend only, not "
                          f"{backend.name}: add --backend torch or use --engine tiled")
-    if precision != "fp32":
-        raise UsageError(f"--engine stream runs at fp32 only, not {precision}: add "
-                         "--precision fp32 or use --engine tiled")
-    if consistency:
-        raise UsageError("--engine stream has no --consistency yet: drop --consistency or "
-                         "use --engine tiled")
+    if precision not in STREAM_PRECISIONS:
+        raise UsageError(f"--engine stream runs at {' or '.join(STREAM_PRECISIONS)} only, "
+                         f"not {precision}: add --precision fp32 or use --engine tiled")
     why = stream_refusal(backend.model)
     if why is not None:
         raise UsageError(f"this model cannot stream ({why}): use --engine tiled")
     stream = StreamingForward(backend.model, channels_last=backend.channels_last)
-    return StreamingSuperResolver(stream, height, width, radiometry, fill, progress)
+    return StreamingSuperResolver(stream, height, width, radiometry, fill, progress,
+                                  consistency=consistency)
 
 
 def _first_set(r0: int, mask: np.ndarray) -> tuple[int, int]:
