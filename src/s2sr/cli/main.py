@@ -20,6 +20,7 @@ os.environ.setdefault("CPL_LOG", os.devnull)
 
 import click
 
+from s2sr.cli.bands import bands_options, predict_all_bands, wants_all_bands
 from s2sr.cli.common import handle_errors, setup_logging
 from s2sr.cli.evaluate import evaluate
 from s2sr.cli.export import export
@@ -74,7 +75,9 @@ def cli() -> None:
               help="Shipped model to use: x2 (5 m, default) or x4 (2.5 m).")
 @click.option("--bands", callback=_band_list, default=None,
               help="Names of a multi-band file's bands by position, e.g. B02,B03,B04,B08 "
-                   "(only needed when the file has no band descriptions).")
+                   "(only needed when the file has no band descriptions); or 'all': the ten "
+                   "bands B02-B12 at 10 m or 5 m (see --resolution).")
+@bands_options
 @click.option("--tile", type=click.IntRange(min=8), default=None,
               help="Network input tile in pixels, at most 8192 and what memory allows "
                    "[default: 544 at x2 with PyTorch, else 288].")
@@ -122,7 +125,8 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
             consistency: bool, engine: str, adapt: str, adapt_steps: int | None, adapt_seed: int,
             dn_offset: float | None, workers: int | None,
             scheduler: str | None, name: str, report: Path | None, split_mpx: float | None,
-            quiet: bool) -> None:
+            quiet: bool, resolution: int | None = None, input_20m: Path | None = None,
+            weights_20m: Path | None = None) -> None:
     """Super-resolve Sentinel-2 scenes INPUT... into georeferenced GeoTIFFs.
 
     INPUT is a multi-band GeoTIFF/COG, a folder of per-band files (*_B02.tif, *_B03.jp2,
@@ -132,6 +136,21 @@ def predict(inputs: tuple[str, ...], output: Path, weights: Path | None, scale: 
     folder, and a re-run skips the outputs that are complete (see --overwrite).
     """
     setup_logging(quiet)
+    if wants_all_bands(bands) or (resolution, input_20m, weights_20m) != (None,) * 3:
+        if not wants_all_bands(bands):
+            raise UsageError("--resolution, --input-20m and --weights-20m go with --bands all")
+        done = predict_all_bands(
+            inputs, output, resolution=resolution, input_20m=input_20m,
+            weights_20m=weights_20m, weights=weights, tile=tile, device=device, cog=cog,
+            overwrite=overwrite, dn_offset=dn_offset, threads=threads,
+            progress=not quiet and sys.stderr.isatty(),
+            many={"workers": workers, "scheduler": scheduler, "report": report,
+                  "split_mpx": split_mpx}, scale=scale, overlap=overlap,
+            batch_size=batch_size, consistency=consistency, backend=backend,
+            precision=precision, adapt=adapt, adapt_steps=adapt_steps, engine=engine)
+        if not quiet:
+            click.echo(f"wrote {printable(done)}", err=True)
+        return
     from s2sr.inference import predict as run_predict
     from s2sr.io.inputs import expand_inputs
 

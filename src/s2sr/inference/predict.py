@@ -26,6 +26,12 @@ from s2sr.core.version import __version__
 from s2sr.inference.adapt import adapt_for_run
 from s2sr.inference.backends import torch_threads
 from s2sr.inference.encoding import DnEncoding
+from s2sr.inference.multires_predict import (
+    predict_ten_bands,
+    refuse_options,
+    super_resolve_bands,
+    ten_bands_asked,
+)
 from s2sr.inference.plan import (
     Engine,
     RunOptions,
@@ -73,6 +79,9 @@ def predict(
     adapt_steps: int | None = None,
     adapt_seed: int = 0,
     engine: str = "auto",
+    resolution: int | None = None,
+    input_20m: str | os.PathLike[str] | None = None,
+    weights_20m: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Super-resolve a Sentinel-2 scene into a georeferenced GeoTIFF/COG.
 
@@ -91,10 +100,19 @@ def predict(
             backend, threads, precision, adapt, adapt_steps, adapt_seed, engine: the run
             options,
             each described at :class:`~s2sr.inference.plan.RunOptions`.
+        resolution, input_20m, weights_20m: with ``bands="all"``, the ten bands B02-B12
+            at ``resolution`` 10 or 5 m (:func:`~s2sr.inference.multires_predict.predict_bands`).
 
     Returns:
         The output path.
     """
+    if ten_bands_asked(bands, resolution, input_20m, weights_20m):
+        return predict_ten_bands(
+            input, output, weights, resolution=resolution, input_20m=input_20m,
+            weights_20m=weights_20m, tile=tile, device=device, cog=cog, overwrite=overwrite,
+            progress=progress, dn_offset=dn_offset, threads=threads, scale=scale,
+            overlap=overlap, batch_size=batch_size, consistency=consistency, backend=backend,
+            precision=precision, adapt=adapt, adapt_steps=adapt_steps, engine=engine)
     out_path = Path(output)
     check_output_file(out_path, overwrite, (input, weights), create_parent=True)
     made: list[Path] = []
@@ -258,6 +276,8 @@ def super_resolve(
     backend: str = "torch",
     threads: int | None = None,
     engine: str = "auto",
+    array_20m: np.ndarray | None = None,
+    model_10m: nn.Module | None = None,
 ) -> np.ndarray:
     """Super-resolve an in-memory ``(C, H, W)`` array with the same tiling as :func:`predict`.
 
@@ -276,10 +296,22 @@ def super_resolve(
         threads: intra-op threads, as :func:`predict`'s.
         engine: ``auto`` (the stream wherever it runs, else ``tiled``), ``tiled`` or
             ``stream``, as :func:`predict`'s.
+        array_20m: the six 20 m bands ``(6, H/2, W/2)`` beside the 10 m bands ``array``
+            ``(4, H, W)``, with a guided ``model``: the ten bands at 10 m (x2) or 5 m (x4,
+            the 10 m bands by ``model_10m``); see
+            :func:`~s2sr.inference.multires_predict.super_resolve_bands`.
 
     Returns:
         ``(C, H*scale, W*scale)`` array of the input dtype.
     """
+    if array_20m is not None or model_10m is not None:
+        if array_20m is None:
+            raise UsageError("model_10m goes with array_20m (the ten bands): pass both")
+        refuse_options(overlap=overlap, batch_size=None if batch_size == 1 else batch_size,
+                       precision=precision, backend=backend, engine=engine)
+        return super_resolve_bands(array, array_20m, model, model_10m=model_10m,
+                                   nodata=nodata, gain=gain, offset=offset, tile=tile,
+                                   device=device, threads=threads)
     spec = get_spec(model)
     if array.ndim != 3 or array.shape[0] != len(spec.bands):
         raise UsageError(

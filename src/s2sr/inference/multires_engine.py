@@ -1,0 +1,260 @@
+"""The ten-band engine of ``--bands all``: the 20 m bands sharpened by a guided model (and
+the 10 m bands by a 10 m model at 5 m), tile by tile, exactly.
+
+The scene is cut into cores of the 20 m grid; each core is read with :attr:`halo` 20 m
+pixels of context on every side (cut at the scene's edges), its 10 m guide with twice as
+many 10 m pixels, so that the tile's result inside the context equals the whole-scene
+forward within float rounding (:func:`~s2sr.models.guided.guided_halo`; the convolutions
+pad with zeros at the scene's edges, where the tile's edges then are). No blending, no
+seams. Reading of the next tile runs in a thread while the networks work; finished cores
+are converted to DN and written in another thread, so memory is one tile's, whatever the
+scene's size.
+
+Output bands, in Sentinel-2 order (:data:`~s2sr.core.bands.TEN_BANDS`): at 10 m the four
+10 m bands are the input's DN, unchanged; at 5 m they come from the 10 m model. The six
+20 m bands come from the guided model, in the 20 m bands' DN encoding. A 20 m band pixel is
+written as nodata where its 20 m input pixel or its guide is missing; saturated 20 m
+samples are written saturated.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+from torch import nn
+from tqdm import tqdm
+
+from s2sr.core.bands import BANDS_20M, DEFAULT_BANDS, TEN_BANDS
+from s2sr.core.errors import UsageError, WeightsError
+from s2sr.inference.encoding import DnEncoding
+from s2sr.inference.engine import Reader, Writer
+from s2sr.inference.plan import model_fill
+from s2sr.inference.stream import StreamingForward
+from s2sr.models import get_spec
+from s2sr.models.guided import guided_halo
+
+log = logging.getLogger(__name__)
+
+#: Positions of the 10 m and of the 20 m bands among :data:`TEN_BANDS`.
+HR_INDEX = [TEN_BANDS.index(b) for b in DEFAULT_BANDS]
+LR_INDEX = [TEN_BANDS.index(b) for b in BANDS_20M]
+#: Default 20 m tile (core and context) per output resolution in metres: about 1100^2
+#: output pixels per tile, as the x2 engine's default tile.
+DEFAULT_BANDS_TILE = {10: 512, 5: 256}
+
+
+def model_halo(model: nn.Module) -> int:
+    """Input pixels of context a tile of a 10 m model needs to equal the whole-scene
+    forward (its receptive field, :attr:`StreamingForward.halo`)."""
+    return StreamingForward(model).halo
+
+
+@dataclass
+class Tile:
+    """One core of the 20 m grid, read with its context.
+
+    Attributes:
+        core: ``(r0, r1, c0, c1)`` the core in 20 m pixels. ctx: ``(a0, b0)`` the first
+            row and column read (20 m pixels).
+        lr, guide: reflectance ``(6, h, w)`` and ``(4, 2h, 2w)``, nodata filled.
+        hr_in: the 10 m model's input (its own fill), at 5 m only.
+        lr_valid, hr_valid: valid masks of the core (20 m and 10 m pixels).
+        lr_sat, hr_sat: saturated samples of the core, or ``None``.
+        hr_dn: the core's 10 m DN (passed through at 10 m).
+    """
+
+    core: tuple[int, int, int, int]
+    ctx: tuple[int, int]
+    lr: np.ndarray
+    guide: np.ndarray
+    hr_in: np.ndarray | None
+    lr_valid: np.ndarray
+    hr_valid: np.ndarray
+    lr_sat: np.ndarray | None
+    hr_sat: np.ndarray | None
+    hr_dn: np.ndarray
+
+
+class BandsSuperResolver:
+    """Runs a guided model (and, at 5 m, a 10 m model) over a scene tile by tile.
+
+    Args:
+        guided: the guided model (x2: the 20 m bands to 10 m; x4: to 5 m).
+        hr_model: the x2 model of the 10 m bands, for a 5 m output; ``None`` at 10 m.
+        height, width: the scene in 20 m pixels.
+        hr_enc, lr_enc: DN encodings of the 10 m and the 20 m bands.
+        tile: 20 m pixels per tile side, context included (``None``: the default).
+        device: where the networks run.
+        progress: show a progress bar.
+    """
+
+    def __init__(self, guided: nn.Module, hr_model: nn.Module | None, height: int, width: int,
+                 hr_enc: DnEncoding, lr_enc: DnEncoding, tile: int | None = None,
+                 device: torch.device | None = None, progress: bool = False) -> None:
+        self.scale = get_spec(guided).scale
+        self.device = device or torch.device("cpu")
+        self.guided = self._ready(guided)
+        self.hr_model = None if hr_model is None else self._ready(hr_model)
+        self.height, self.width = height, width
+        self.hr_enc, self.lr_enc = hr_enc, lr_enc
+        self.halo = guided_halo(guided)
+        if hr_model is not None:
+            self.halo = max(self.halo, math.ceil(model_halo(hr_model) / 2))
+        self.tile = DEFAULT_BANDS_TILE[20 // self.scale] if tile is None else int(tile)
+        self.core = self.tile - 2 * self.halo
+        if self.core < 8:
+            raise UsageError(f"--tile {self.tile} leaves no room inside the models' context "
+                             f"of {self.halo} 20 m pixels each side: use a tile of at least "
+                             f"{2 * self.halo + 8}")
+        self.lr_fill = np.asarray(model_fill(guided, len(BANDS_20M)), np.float32)[:, None, None]
+        gm = guided.get_buffer("guide_mean")
+        self.guide_fill = gm.detach().cpu().numpy().reshape(-1, 1, 1).astype(np.float32)
+        self.hr_fill = None if hr_model is None else np.asarray(
+            model_fill(hr_model, len(DEFAULT_BANDS)), np.float32)[:, None, None]
+        self.progress = progress
+        self.valid_pixels = 0
+        self.saturated_samples = 0
+
+    def _ready(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device).eval()
+        if self.device.type == "cpu":
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        return model
+
+    def cores(self) -> list[tuple[int, int, int, int]]:
+        """The cores ``(r0, r1, c0, c1)`` of the 20 m grid, row-major."""
+        c = self.core
+        return [(r, min(r + c, self.height), q, min(q + c, self.width))
+                for r in range(0, self.height, c) for q in range(0, self.width, c)]
+
+    def read_tile(self, read_hr: Reader, read_lr: Reader,
+                  core: tuple[int, int, int, int]) -> Tile:
+        """Read a core with its context as filled reflectance (in the reading thread)."""
+        r0, r1, c0, c1 = core
+        h = self.halo
+        a0, a1 = max(0, r0 - h), min(self.height, r1 + h)
+        b0, b1 = max(0, c0 - h), min(self.width, c1 + h)
+        lr_dn = read_lr(Window(b0, a0, b1 - b0, a1 - a0))
+        hr_dn = read_hr(Window(2 * b0, 2 * a0, 2 * (b1 - b0), 2 * (a1 - a0)))
+        lr, lr_valid, lr_sat = self.lr_enc.decode(lr_dn, self.lr_fill, _where(a0, b0))
+        guide, hr_valid, hr_sat = self.hr_enc.decode(hr_dn, self.guide_fill,
+                                                     _where(2 * a0, 2 * b0))
+        hr_in = None
+        if self.hr_fill is not None:
+            hr_in = self.hr_enc.decode(hr_dn, self.hr_fill, _where(2 * a0, 2 * b0))[0]
+        y, x = r0 - a0, c0 - b0
+        ch, cw = r1 - r0, c1 - c0
+        return Tile(core, (a0, b0), lr, guide, hr_in,
+                    lr_valid[y:y + ch, x:x + cw], hr_valid[2 * y:2 * (y + ch), 2 * x:2 * (x + cw)],
+                    None if lr_sat is None else lr_sat[:, y:y + ch, x:x + cw],
+                    None if hr_sat is None else hr_sat[:, 2 * y:2 * (y + ch), 2 * x:2 * (x + cw)],
+                    hr_dn[:, 2 * y:2 * (y + ch), 2 * x:2 * (x + cw)])
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(array, np.float32))[None].to(self.device)
+        return t.contiguous(memory_format=torch.channels_last) \
+            if self.device.type == "cpu" else t
+
+    @torch.inference_mode()
+    def forward(self, tile: Tile) -> tuple[np.ndarray, np.ndarray | None]:
+        """The core's 20 m bands at the output resolution, and at 5 m its 10 m bands
+        (reflectance, ``None`` at 10 m)."""
+        r0, r1, c0, c1 = tile.core
+        a0, b0 = tile.ctx
+        s = self.scale
+        out = self.guided(self._tensor(tile.lr), self._tensor(tile.guide))
+        lr_out = out[0, :, (r0 - a0) * s:(r1 - a0) * s, (c0 - b0) * s:(c1 - b0) * s]
+        hr_out = None
+        if self.hr_model is not None and tile.hr_in is not None:
+            up = self.hr_model(self._tensor(tile.hr_in))
+            hr_out = up[0, :, (r0 - a0) * 4:(r1 - a0) * 4, (c0 - b0) * 4:(c1 - b0) * 4]
+        for y in (lr_out, hr_out):
+            if y is not None and not bool(torch.isfinite(y).all()):
+                raise WeightsError(
+                    "the model produced NaN or infinite values from finite input: its "
+                    "weights are damaged or it diverged in training; use other weights (e.g. "
+                    "the shipped models, without --weights-20m/--weights)")
+        return lr_out.float().cpu().numpy(), \
+            None if hr_out is None else hr_out.float().cpu().numpy()
+
+    def ten_bands(self, tile: Tile, lr_refl: np.ndarray, hr_refl: np.ndarray | None
+                  ) -> np.ndarray:
+        """The core's ten bands as DN at the output resolution (in the writing thread)."""
+        s = self.scale
+        lr_valid = np.repeat(np.repeat(tile.lr_valid, s, axis=0), s, axis=1)
+        guide_valid = np.repeat(np.repeat(tile.hr_valid, s // 2, axis=0), s // 2, axis=1)
+        lr_dn = self.lr_enc.to_dn(lr_refl, lr_valid & guide_valid, tile.lr_sat)
+        out = np.empty((len(TEN_BANDS), *lr_dn.shape[1:]), lr_dn.dtype)
+        out[LR_INDEX] = lr_dn
+        if hr_refl is None:
+            out[HR_INDEX] = tile.hr_dn  # the 10 m bands, unchanged
+        else:
+            out[HR_INDEX] = self.hr_enc.to_dn(hr_refl, tile.hr_valid, tile.hr_sat)
+        return out
+
+    def _tiles(self, read_hr: Reader, read_lr: Reader, cores: list[tuple[int, int, int, int]]
+               ) -> Iterator[Tile]:
+        """The tiles in order, each read while the one before runs."""
+        with ThreadPoolExecutor(1) as pool:
+            nxt = pool.submit(self.read_tile, read_hr, read_lr, cores[0])
+            for k in range(len(cores)):
+                tile = nxt.result()
+                if k + 1 < len(cores):
+                    nxt = pool.submit(self.read_tile, read_hr, read_lr, cores[k + 1])
+                yield tile
+
+    def run(self, read_hr: Reader, read_lr: Reader, writer: Writer) -> int:
+        """Super-resolve the scene into ``writer`` (windows of the output grid).
+
+        Args:
+            read_hr: DN of the 10 m bands for a window of 10 m pixels.
+            read_lr: DN of the 20 m bands for a window of 20 m pixels.
+            writer: receives an output window and its ten bands' DN.
+
+        Returns:
+            The number of valid 20 m input pixels seen (with a valid guide).
+        """
+        cores = self.cores()
+        s = self.scale
+        bar = tqdm(total=len(cores), unit="tile", disable=not self.progress,
+                   desc="s2sr predict --bands all")
+        with ThreadPoolExecutor(1) as write_pool:
+            writes: list[Future[None]] = []
+            for tile in self._tiles(read_hr, read_lr, cores):
+                lr_refl, hr_refl = self.forward(tile)
+                ch, cw = tile.lr_valid.shape
+                both = tile.lr_valid & tile.hr_valid.reshape(ch, 2, cw, 2).all(axis=(1, 3))
+                self.valid_pixels += int(both.sum())
+                for sat in (tile.lr_sat, tile.hr_sat):
+                    self.saturated_samples += 0 if sat is None else int(sat.sum())
+                r0, r1, c0, c1 = tile.core
+                window = Window(c0 * s, r0 * s, (c1 - c0) * s, (r1 - r0) * s)
+                while len(writes) >= 2:
+                    writes.pop(0).result()
+                writes.append(write_pool.submit(self._write, writer, window, tile, lr_refl,
+                                                hr_refl))
+                bar.update(1)
+            for fut in writes:
+                fut.result()
+        bar.close()
+        return self.valid_pixels
+
+    def _write(self, writer: Writer, window: Window, tile: Tile, lr_refl: np.ndarray,
+               hr_refl: np.ndarray | None) -> None:
+        writer(window, self.ten_bands(tile, lr_refl, hr_refl))
+
+
+def _where(a0: int, b0: int) -> Callable[[np.ndarray], tuple[int, int]]:
+    """The scene (row, column) of the first pixel set in a mask of a tile read from
+    ``(a0, b0)`` (pixels of the mask's grid)."""
+    def position(mask: np.ndarray) -> tuple[int, int]:
+        y, x = np.argwhere(mask)[0]
+        return a0 + int(y), b0 + int(x)
+    return position
