@@ -17,6 +17,7 @@ from torch import nn
 from s2sr.core.errors import UsageError
 from s2sr.inference.stream import StreamingForward, stream_refusal
 from s2sr.inference.stream_budget import band_bytes, pick_band_rows, state_bytes
+from s2sr.inference.stream_stages import BicubicResidual, Conv, Seq
 from s2sr.models import build_model, load_model, pretrained_path
 from s2sr.models.edsr import EDSR
 from support.shared import SENTINEL2, requires_shared
@@ -160,11 +161,13 @@ class TestEqualsWholeScene:
 
 class TestColumnStrips:
     @pytest.mark.parametrize("scale", [2, 4])
-    @pytest.mark.parametrize("strip_cols", [1, 5, 17, 100])
-    def test_strips_equal_whole(self, scale: int, strip_cols: int) -> None:
+    @pytest.mark.parametrize("strip_cols", [8, 11, 17, 100])
+    @pytest.mark.parametrize("band_rows", [1, 4, 9])
+    def test_strips_equal_whole(self, scale: int, strip_cols: int, band_rows: int) -> None:
+        # 37 columns (odd): strips of 8 cut at 8, 16, 24, 32 (the last 5 < halo 8 merge)
         model = _tiny(scale, True)
         x = _scene(21, 37, seed=7)
-        out = StreamingForward(model).forward(x, band_rows=4, strip_cols=strip_cols)
+        out = StreamingForward(model).forward(x, band_rows=band_rows, strip_cols=strip_cols)
         assert out.shape == (1, 4, 21 * scale, 37 * scale)
         assert (out - _whole(model, x)).abs().max().item() <= ATOL
 
@@ -172,19 +175,48 @@ class TestColumnStrips:
         model = load_model(pretrained_path(4))
         stream = StreamingForward(model)
         assert stream.halo == 20  # 19 low-resolution convolutions, then 1/2 and 1/4
-        x = _scene(10, 64, seed=8)
+        x = _scene(10, 65, seed=8)
         out = stream.forward(x, band_rows=3, strip_cols=24)
         assert (out - _whole(model, x)).abs().max().item() <= ATOL
 
-    def test_a_halo_too_small_would_show(self) -> None:
-        # the halo is needed: strips cut without it differ from the whole scene
+    @pytest.mark.parametrize("scale", [2, 4])
+    def test_a_halo_one_column_short_shows(self, scale: int) -> None:
+        # the halo is exactly the receptive field: one column less and the strips' edges
+        # differ from the whole scene (2 blocks: 7 convolutions, then 1/2 (and 1/4) -> 8)
+        model = _tiny(scale, True)
+        stream = StreamingForward(model)
+        assert stream.halo == 8
+        x = _scene(12, 40, seed=9)
+        ref = _whole(model, x)
+        assert (stream.forward(x, band_rows=4, strip_cols=10) - ref).abs().max() <= ATOL
+        stream.halo = 7  # measured: 2.5e-5 (x2), 5.8e-5 (x4) off, at the cuts only
+        bad = (stream.forward(x, band_rows=4, strip_cols=10) - ref).abs().amax(dim=(0, 1, 2))
+        assert bad.max().item() > 5 * ATOL
+        cuts = {c * scale for c in (10, 20, 30)}
+        assert all(min(abs(int(c) - k) for k in cuts) <= scale
+                   for c in (bad > ATOL).nonzero().flatten())
+
+    def test_a_strip_narrower_than_the_halo_is_refused(self) -> None:
+        stream = StreamingForward(_tiny(2, True))
+        with pytest.raises(UsageError, match=r"at least the column halo \(8 columns"):
+            stream.forward(_scene(4, 30), strip_cols=7)
+
+    def test_a_last_strip_narrower_than_the_halo_joins_the_one_before(self) -> None:
         model = _tiny(2, True)
         stream = StreamingForward(model)
-        x = _scene(12, 30, seed=9)
-        ref = _whole(model, x)
-        stream.halo = 1
-        bad = stream.forward(x, band_rows=4, strip_cols=10)
-        assert (bad - ref).abs().max().item() > 1e-3
+        x = _scene(6, 35, seed=11)
+        calls: list[int] = []
+        pipeline = stream.pipeline
+
+        def counted(width: int) -> object:
+            calls.append(width)
+            return pipeline(width)
+
+        stream.pipeline = counted  # type: ignore[method-assign,assignment]
+        out = stream.forward(x, band_rows=3, strip_cols=16)
+        # cuts 0-16, 16-35 (not 16-32 and a 3-column strip): computed over 0-24, 8-35
+        assert calls == [24, 27]
+        assert (out - _whole(model, x)).abs().max().item() <= ATOL
 
 
 class _Plain(nn.Module):
@@ -267,3 +299,35 @@ class TestBandHeight:
         stream = StreamingForward(load_model(pretrained_path(2)))
         with pytest.raises(UsageError, match="column strips"):
             pick_band_rows(stream, 10980, 10**6)
+
+
+class TestMemory:
+    """What keeps the streamed memory flat (benchmarks/README.md, stream_memory.py)."""
+
+    def test_a_convolution_reuses_one_buffer_and_frees_it_at_the_end(self) -> None:
+        conv = Conv(nn.Conv2d(4, 8, 3, padding=1).eval())
+        x = _scene(40, 16).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            conv.feed(x[:, :, :5], False)
+            assert conv.buf is not None
+            ptr, cap = conv.buf.data_ptr(), conv.buf.shape[2]
+            assert cap == 7  # a band and the two rows it carries: no whole band pinned
+            for r in range(5, 35, 5):
+                conv.feed(x[:, :, r:r + 5], False)
+                assert conv.buf.data_ptr() == ptr  # the same memory, band after band
+            conv.feed(x[:, :, 35:], True)
+        assert conv.buf is None and conv.rows.numel() == 0
+
+    def test_the_bicubic_residual_waits_as_input_rows(self) -> None:
+        # the global residual holds low-resolution input rows for the network's lag, never
+        # upsampled rows (16x larger at x4)
+        model = _tiny(4, True)
+        stream = StreamingForward(model)
+        node = stream.pipeline(20)
+        assert isinstance(node, Seq)
+        res = node.nodes[1]
+        assert isinstance(res, BicubicResidual)
+        with torch.inference_mode():
+            for r in range(0, 24, 3):
+                node.feed(_scene(3, 20, seed=r), False)
+                assert res.buf is not None and res.buf.shape[2] <= 3 + 12

@@ -1,11 +1,12 @@
 """An exact streaming forward for the EDSR family: row bands, no overlap, no seams.
 
 A 3x3 convolution's output row ``r`` needs its input rows ``r - 1 .. r + 1``: over bands of
-rows, each convolution keeps the last two rows of its own input (:class:`_Conv`) and every
-output pixel sums the same products as in the whole-scene forward. Residual adds align
-their inputs with delay lines (:class:`_Join`), pixel shuffle and pointwise ops stream row
-by row, the global residual's bicubic upsampling keeps its own 4-tap halo
-(:class:`_Bicubic`). Memory: a few rows per layer plus one band; nothing is recomputed.
+rows, each convolution keeps the last two rows of its own input
+(:class:`~s2sr.inference.stream_stages.Conv`) and every output pixel sums the same products
+as in the whole-scene forward. Residual adds align their inputs (the skip rows wait for the
+body's), pixel shuffle and pointwise ops stream row by row, the global residual's bicubic
+upsampling keeps its own 4-tap halo (:mod:`s2sr.inference.stream_stages`). Memory: a few
+rows per layer plus one band; nothing is recomputed.
 Column strips (when the width does not fit) add an exact column halo each side, the
 receptive field (:attr:`StreamingForward.halo`): those columns are recomputed, rows never.
 Models made of other parts are refused (:func:`stream_refusal`): they keep the tiled engine.
@@ -13,182 +14,30 @@ Models made of other parts are refused (:func:`stream_refusal`): they keep the t
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from s2sr.core.errors import UsageError
+from s2sr.inference.stream_stages import (
+    BicubicResidual,
+    Conv,
+    Map,
+    Node,
+    Rebatch,
+    Residual,
+    Seq,
+    SkipAdd,
+)
 from s2sr.models.edsr import EDSR, ResBlock, Upsampler
 
 Rows = np.ndarray | torch.Tensor
 #: A scene, or its bands of rows top to bottom.
 Source = Rows | Iterable[Rows]
-
-
-class _Node(Protocol):
-    """A stage: the next rows of its input in, its next rows (maybe none) out."""
-
-    def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor: ...
-
-
-class _Conv:
-    """A 3x3, stride-1, zero-padded convolution over row bands: keeps the last two rows of
-    its input. Inside the scene each band is convolved with its two carried rows above and
-    no row padding; the first and last bands use the convolution's own zero padding (in
-    channels-last format, explicit zero rows would change the summation order of the
-    border rows: the result would differ from the whole scene's in the last bit)."""
-
-    def __init__(self, conv: nn.Module) -> None:
-        assert isinstance(conv, nn.Conv2d)
-        self.weight = conv.weight
-        self.bias = conv.bias
-        self.held: torch.Tensor | None = None  # input rows not yet consumed
-        self.top = True  # no output row emitted yet
-        self.base = 0  # scene row of the first held row
-        self.buf = torch.empty(0)  # the rows the last call read, from scene row ``buf_row``
-        self.buf_row = 0
-
-    def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
-        buf = x if self.held is None else torch.cat([self.held, x], dim=2)
-        self.buf, self.buf_row = buf, self.base
-        n = buf.shape[2]
-        start, stop = (0 if self.top else 1), (n if last else n - 1)
-        if stop <= start:  # too few rows yet: wait for more
-            self.held = buf
-            return buf.new_zeros((buf.shape[0], self.weight.shape[0], 0, buf.shape[3]))
-        if self.top or last:
-            out = F.conv2d(buf, self.weight, self.bias, padding=1)[:, :, start:stop]
-        else:
-            out = F.conv2d(buf, self.weight, self.bias, padding=(0, 1))
-        self.held = None if last else buf[:, :, stop - 1:]
-        self.base += stop - 1 if stop else 0
-        self.top = False
-        return out
-
-
-class _Residual:
-    """An EDSR block ``x + conv2(relu(conv1(x))) * r``: the skip rows are read from conv1's
-    joined input (the block lags 2 rows, what conv1 carries): no copy of the band."""
-
-    def __init__(self, conv1: _Conv, rest: _Node, r: float) -> None:
-        self.conv1, self.rest, self.r = conv1, rest, r
-        self.done = 0  # output rows emitted
-
-    def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
-        y = self.rest.feed(self.conv1.feed(x, last), last)
-        a = self.done - self.conv1.buf_row
-        assert a >= 0 and a + y.shape[2] <= self.conv1.buf.shape[2], "skip rows misaligned"
-        self.done += y.shape[2]
-        return self.conv1.buf[:, :, a:a + y.shape[2]] + y * self.r
-
-
-class _Map:
-    """A row-local operation: ReLU, eval BatchNorm, (de)normalisation, pixel shuffle."""
-
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        self.fn = fn
-
-    def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
-        return self.fn(x)
-
-
-class _Seq:
-    """Stages one after the other."""
-
-    def __init__(self, nodes: list[_Node]) -> None:
-        self.nodes = nodes
-
-    def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
-        for node in self.nodes:
-            x = node.feed(x, last)
-        return x
-
-
-class _Rebatch:
-    """Feeds ``node`` at most ``rows`` rows at a time (the full-resolution stages: their
-    activations and im2col buffers are ``scale``^2 times the input's per row)."""
-
-    def __init__(self, node: _Node, rows: int) -> None:
-        self.node, self.rows = node, rows
-
-    def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
-        n = x.shape[2]
-        if n <= self.rows:
-            return self.node.feed(x, last)
-        outs = [self.node.feed(x[:, :, r:r + self.rows], last and r + self.rows >= n)
-                for r in range(0, n, self.rows)]
-        return torch.cat(outs, dim=2)
-
-
-class _Join:
-    """Two branches of the same input combined row by row (``combine(left, right)``): the
-    rows one branch has produced before the other wait in a delay line."""
-
-    def __init__(self, left: _Node, right: _Node,
-                 combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-        self.left, self.right, self.combine = left, right, combine
-        self.wait_l: torch.Tensor | None = None  # rows of one branch waiting for the other
-        self.wait_r: torch.Tensor | None = None
-
-    def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
-        a = self.left.feed(x, last)
-        b = self.right.feed(x, last)
-        if self.wait_l is not None:
-            a = torch.cat([self.wait_l, a], dim=2)
-        if self.wait_r is not None:
-            b = torch.cat([self.wait_r, b], dim=2)
-        n = min(a.shape[2], b.shape[2])
-        self.wait_l = a[:, :, n:] if a.shape[2] > n else None
-        self.wait_r = b[:, :, n:] if b.shape[2] > n else None
-        return self.combine(a[:, :, 0:n], b[:, :, 0:n])
-
-
-def _bicubic_first_tap(o: int, s: int) -> int:
-    """Input row of the first of the 4 taps of output row ``o`` (align_corners=False)."""
-    return math.floor((o + 0.5) / s - 0.5) - 1
-
-
-class _Bicubic:
-    """``F.interpolate(x, scale_factor=s, mode="bicubic")`` over row bands: each band's
-    output rows are computed from a slab of input rows holding all 4 taps of every row
-    (PyTorch clamps taps at the slab's edges, so a slab starts at the scene's top or
-    above the first tap needed), with exactly the whole-scene weights (``s`` is a power of
-    two: the source coordinates are exact)."""
-
-    def __init__(self, s: int) -> None:
-        self.s = s
-        self.buf: torch.Tensor | None = None
-        self.base = 0  # scene row of buf's first row
-        self.done = 0  # output rows emitted
-
-    def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
-        s = self.s
-        self.buf = x if self.buf is None else torch.cat([self.buf, x], dim=2)
-        seen = self.base + self.buf.shape[2]
-        # output rows whose last tap (first + 3) has arrived; all of them at the end
-        end = s * seen if last else max(0, math.ceil(s * (seen - 3 + 1.5) - 0.5))
-        end = min(end, s * seen)
-        if end <= self.done or seen == 0:
-            return x.new_zeros((x.shape[0], x.shape[1], 0, x.shape[3] * s))
-        a = max(0, _bicubic_first_tap(self.done, s))
-        b = min(seen, _bicubic_first_tap(end - 1, s) + 4)  # past the last tap needed
-        slab = self.buf[:, :, a - self.base:b - self.base]
-        up = F.interpolate(slab, scale_factor=s, mode="bicubic", align_corners=False)
-        out = up[:, :, self.done - a * s:end - a * s]
-        self.done = end
-        keep = max(0, _bicubic_first_tap(end, s))
-        self.buf = self.buf[:, :, keep - self.base:]
-        self.base = keep
-        return out
-
-
-def _add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return x + y  # the body's skip and the global residual (EDSR's order)
 
 
 def _conv_refusal(conv: nn.Module, where: str) -> str | None:
@@ -284,33 +133,33 @@ class StreamingForward:
         stages = int(math.log2(self.scale))
         return [0] * (2 * self.n_blocks + 3) + list(range(1, stages)) + [stages]
 
-    def _pipeline(self, width: int) -> _Node:
+    def pipeline(self, width: int) -> Node:
         """Fresh streaming stages for ``width`` columns (each pass over a scene or strip
         needs its own)."""
-        m = self.model
+        m, cl = self.model, self.channels_last
         mean, std = m.mean, m.std
 
-        def block(b: nn.Module) -> _Node:
+        def block(b: nn.Module) -> Node:
             assert isinstance(b, ResBlock)
-            return _Residual(_Conv(b.body[0]), _Seq([_Map(b.body[1]), _Conv(b.body[2])]),
-                             b.res_scale)
+            return Residual(Conv(b.body[0], cl), Seq([Map(b.body[1]), Conv(b.body[2], cl)]),
+                            b.res_scale)
 
-        blocks: list[_Node] = [block(b) for b in list(m.body)[:-1]]
-        body = _Seq([*blocks, _Conv(m.body[-1])])
-        up: list[_Node] = [_Conv(layer) if isinstance(layer, nn.Conv2d) else _Map(layer)
-                           for layer in m.upsample]
-        high = _Rebatch(_Seq([*up, _Conv(m.tail)]), self.high_rows(width))
-        net: _Node = _Seq([_Conv(m.head), _Join(_Seq([]), body, _add), high])
+        blocks: list[Node] = [block(b) for b in list(m.body)[:-1]]
+        body = Seq([*blocks, Conv(m.body[-1], cl)])
+        up: list[Node] = [Conv(layer, cl) if isinstance(layer, nn.Conv2d) else Map(layer)
+                          for layer in m.upsample]
+        high = Rebatch(Seq([*up, Conv(m.tail, cl)]), self.high_rows(width))
+        net: Node = Seq([Conv(m.head, cl), SkipAdd(body), high])
         if m.global_residual:
-            net = _Join(net, _Bicubic(self.scale), _add)
+            net = BicubicResidual(net, self.scale)
 
         def norm(x: torch.Tensor) -> torch.Tensor:
             return (x - mean.to(x.dtype)) / std.to(x.dtype)
 
-        def denorm(y: torch.Tensor) -> torch.Tensor:
-            return y * std.to(y.dtype) + mean.to(y.dtype)
+        def denorm(y: torch.Tensor) -> torch.Tensor:  # y is the network's own: in place
+            return y.mul_(std.to(y.dtype)).add_(mean.to(y.dtype))
 
-        return _Seq([_Map(norm), net, _Map(denorm)])
+        return Seq([Map(norm), net, Map(denorm)])
 
     def _tensor(self, block: Rows) -> torch.Tensor:
         x = torch.as_tensor(block)
@@ -335,8 +184,9 @@ class StreamingForward:
                 ``(N, C, h, W)``, any heights).
             band_rows: most input rows fed at once (bands of ``source`` longer than this
                 are cut).
-            strip_cols: widest column strip (``None``: the full width); each strip
-                is computed with :attr:`halo` more columns each side.
+            strip_cols: widest column strip (``None``: the full width), at least
+                :attr:`halo` columns; each strip is computed with :attr:`halo` more columns
+                each side (a last strip narrower than the halo joins the one before).
 
         Yields:
             ``(N, C, rows, W * scale)`` float32 on the model's device; the row counts vary
@@ -344,9 +194,12 @@ class StreamingForward:
         """
         if not isinstance(band_rows, int) or band_rows < 1:
             raise UsageError(f"band_rows must be a positive integer, got {band_rows!r}")
-        if strip_cols is not None and (not isinstance(strip_cols, int) or strip_cols < 1):
-            raise UsageError(f"strip_cols must be a positive integer, got {strip_cols!r}")
-        strips: list[tuple[int, int, int, int, _Node]] | None = None
+        if strip_cols is not None and (not isinstance(strip_cols, int)
+                                       or strip_cols < self.halo):
+            raise UsageError(f"strip_cols must be an integer of at least the column halo "
+                             f"({self.halo} columns for this model), got {strip_cols!r}: "
+                             "narrower strips would recompute more than they keep")
+        strips: list[tuple[int, int, int, int, Node]] | None = None
         for x, last in self._bands(source, band_rows):
             if strips is None:
                 strips = self._strips(x.shape[3], strip_cols)
@@ -358,15 +211,17 @@ class StreamingForward:
                 yield out
 
     def _strips(self, width: int, strip_cols: int | None
-                ) -> list[tuple[int, int, int, int, _Node]]:
+                ) -> list[tuple[int, int, int, int, Node]]:
         """``(c0, c1, a, b, pipeline)`` per strip: core columns ``c0:c1``, computed over
-        ``a:b``."""
+        ``a:b``; a last strip narrower than the halo joins the one before."""
         step = width if strip_cols is None else strip_cols
+        cuts = [*range(0, width, step), width]
+        if len(cuts) > 2 and cuts[-1] - cuts[-2] < self.halo:
+            del cuts[-2]
         out = []
-        for c0 in range(0, width, step):
-            c1 = min(c0 + step, width)
+        for c0, c1 in itertools.pairwise(cuts):
             a, b = max(0, c0 - self.halo), min(width, c1 + self.halo)
-            out.append((c0, c1, a, b, self._pipeline(b - a)))
+            out.append((c0, c1, a, b, self.pipeline(b - a)))
         return out
 
     def _bands(self, source: Source, band_rows: int) -> Iterator[tuple[torch.Tensor, bool]]:
