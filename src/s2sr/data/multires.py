@@ -51,7 +51,7 @@ MAX_SNAP: Final[float] = 0.21
 _DN_SCALE: Final[float] = 10000.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NativeScene:
     """A real scene with native 10 m and 20 m bands.
 

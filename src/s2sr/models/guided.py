@@ -59,6 +59,9 @@ DEFAULT_GUIDE: Final[tuple[str, ...]] = DEFAULT_BANDS
 #: Allowed ``guide_scale`` values (guide pixel = coarse pixel / guide_scale).
 GUIDE_SCALES: Final[tuple[int, ...]] = (2, 4)
 DEFAULT_GUIDE_SCALE: Final[int] = 2
+#: The tail's default initialisation is scaled by this, so an untrained model starts near
+#: bicubic (an unscaled tail adds the normalised guide's texture: -9 dB against bicubic).
+TAIL_INIT_GAIN: Final[float] = 0.01
 
 
 def _check_guide(bands: tuple[str, ...], guide_bands: Any, guide_scale: Any, scale: int
@@ -145,6 +148,9 @@ class GuidedEDSR(nn.Module):
         )
         self.upsample = Upsampler(self.scale, n_feats, None)
         self.tail = nn.Conv2d(n_feats + len(guide), len(bands_t), 3, padding=1)
+        if not self.tail.weight.is_meta:  # start near the global residual (bicubic): the
+            with torch.no_grad():         # guide's raw texture would otherwise swamp it
+                self.tail.weight.mul_(TAIL_INIT_GAIN)
 
     def forward(self, lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         """Sharpen ``lr`` with ``guide`` (shapes in the class docstring)."""

@@ -1,0 +1,130 @@
+"""Training of the guided 20 m models (issue 22): the Wald triples, the config, a whole run."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from s2sr.core.errors import UsageError
+from s2sr.data.degrade import block_mean
+from s2sr.data.multires import BANDS_20M, GUIDE_BANDS, NativeScene, native_scenes
+from s2sr.data.synthetic import Degradation, DegradationRange
+from s2sr.models import load_model
+from s2sr.models.guided import guide_of
+from s2sr.training.guided import main, split_scenes, train_guided
+from s2sr.training.guided_config import load_guided_config
+from s2sr.training.guided_data import GuidedPairs
+from support.rasters import texture, write_geotiff
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "bands20"
+
+
+def _uniform_scene(offset: tuple[float, float], h: int = 100, seed: int = 0) -> NativeScene:
+    """Every band one landscape of uniform 10 m pixels; the 20 m bands its footprint
+    means at ``offset`` (so the guide, degraded onto the truth's footprints, *is* the
+    truth's landscape)."""
+    ten = texture((2 * h + 2, 2 * h + 2), 1, seed)[0]
+    fine = np.repeat(np.repeat(ten, 2, axis=0), 2, axis=1)
+    dy, dx = (int(2 * o) for o in offset)
+    lr = block_mean(fine[None, dy:dy + 4 * h, dx:dx + 4 * h], 4)[0]
+    hr10 = np.repeat(ten[None, :2 * h, :2 * h], 4, axis=0)
+    lr20 = np.repeat(lr[None], 6, axis=0)
+    return NativeScene("u", "u", hr10, lr20, offset, np.ones((2 * h, 2 * h), bool),
+                       np.ones((h, h), bool), None)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+@pytest.mark.parametrize("offset", [(0.0, 0.0), (0.5, 0.5)])
+def test_triples_are_nested_and_the_guide_sits_on_the_truth(factor: int,
+                                                           offset: tuple[float, float]) -> None:
+    scene = _uniform_scene(offset)
+    data = GuidedPairs([scene], factor, 16 * factor // 2 * 2, 6,
+                       fixed=[Degradation(None)], augment=False)
+    for i in range(len(data)):
+        item = data[i]
+        lr, guide, hr = item["lr"].numpy(), item["guide"].numpy(), item["hr"].numpy()
+        p = hr.shape[-1]
+        assert lr.shape == (6, p // factor, p // factor) and guide.shape == (4, 2 * p // factor,
+                                                                             2 * p // factor)
+        # the guide (block mean onto the truth grid / 2) equals the truth's block mean
+        want = block_mean(hr[:1], factor // 2) if factor == 4 else hr[:1]
+        assert np.abs(guide[:1] - want).max() < 1e-5
+        assert np.abs(lr[:1] - block_mean(hr[:1], factor)).max() < 1e-5
+
+
+def test_triples_are_repeatable_and_move_on_with_the_epoch() -> None:
+    scene = _uniform_scene((0.0, 0.0))
+    data = GuidedPairs([scene], 2, 32, 4, degradations=DegradationRange(haze=0.5), seed=3)
+    a = data[1]
+    assert torch.equal(a["lr"], data[1]["lr"]) and torch.equal(a["guide"], data[1]["guide"])
+    data.epoch = 1
+    assert not torch.equal(a["hr"], data[1]["hr"])
+    with pytest.raises(IndexError):
+        data[4]
+
+
+def test_triples_refuse_bad_sizes() -> None:
+    scene = _uniform_scene((0.0, 0.0), h=40)
+    with pytest.raises(UsageError, match="patch must be a multiple of 4"):
+        GuidedPairs([scene], 2, 30, 4)
+    with pytest.raises(UsageError, match="no scene is large enough"):
+        GuidedPairs([scene], 2, 64, 4)
+
+
+def test_split_scenes_by_name_or_place() -> None:
+    a, b = _uniform_scene((0.0, 0.0)), _uniform_scene((0.0, 0.0), seed=1)
+    a = NativeScene("oscd/x/imgs_1", "x", a.hr10, a.lr20, a.offset, a.valid10, a.valid20, None)
+    b = NativeScene("oscd/y/imgs_1", "y", b.hr10, b.lr20, b.offset, b.valid10, b.valid20, None)
+    assert split_scenes([a, b], ("y",)) == ([a], [b])
+    assert split_scenes([a, b], ("oscd/x/imgs_1",)) == ([b], [a])
+    with pytest.raises(UsageError, match=r"data\.val names rio, which no training scene is"):
+        split_scenes([a, b], ("rio",))
+
+
+def test_shipped_configs_load() -> None:
+    for name in ("s2sr_20m_x2.yaml", "s2sr_20m_x4.yaml"):
+        cfg = load_guided_config(CONFIG / name, data_root="/nowhere")
+        assert cfg.model == "guided-edsr" and cfg.bands == BANDS_20M
+        assert cfg.guide_bands == GUIDE_BANDS and cfg.scale in (2, 4)
+        assert cfg.val and cfg.root == Path("/nowhere")
+
+
+def _write_city(root: Path, city: str, seed: int, size: int = 80) -> None:
+    """A per-band OSCD-like folder of one landscape (even sides: grids on each other)."""
+    folder = root / "sentinel2" / "oscd" / city / "imgs_1"
+    folder.mkdir(parents=True)
+    ten = texture((2 * size, 2 * size), 4, seed)
+    lr = block_mean(np.concatenate([ten, ten[:2]]), 2)
+    for i, band in enumerate(GUIDE_BANDS):
+        write_geotiff(folder / f"T00XXX_{band}.tif", (ten[i:i + 1] * 1e4).astype(np.uint16),
+                      crs="EPSG:4326", descriptions=None)
+    for i, band in enumerate(BANDS_20M):
+        write_geotiff(folder / f"T00XXX_{band}.tif", (lr[i:i + 1] * 1e4).astype(np.uint16),
+                      crs="EPSG:4326", descriptions=None)
+
+
+def test_a_whole_run_trains_selects_and_never_reads_a_test_place(tmp_path: Path) -> None:
+    for seed, city in enumerate(("paris", "nantes", "rio")):  # rio: a test place
+        _write_city(tmp_path / "shared", city, seed)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "name: tiny\nmodel: {name: guided-edsr-tiny, scale: 2}\n"
+        "data: {val: [nantes], patch: 32, samples_per_epoch: 8}\n"
+        "batch_size: 4\nepochs: 2\nlr: 1.0e-3\nprecision: fp32\n")
+    cfg = load_guided_config(config, data_root=tmp_path / "shared")
+    assert [s.place for s in native_scenes(cfg.root, held_out=False)] == ["nantes", "paris"]
+    best = train_guided(cfg, tmp_path / "run")
+    assert best.name == "best.safetensors"
+    model = load_model(best)
+    assert guide_of(model) == (GUIDE_BANDS, 2)
+    with open(tmp_path / "run" / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert all(np.isfinite(float(r["mtf0.30_gain_guided"])) for r in rows)
+    # the command line: a data error (no data folder) is exit 1, no traceback
+    assert main([str(config), "-o", str(tmp_path / "r2"), "--data-root",
+                 str(tmp_path / "none")]) == 1
