@@ -15,7 +15,7 @@ from s2sr.cli.main import cli
 from s2sr.data.degrade import degrade
 from support.rasters import UTM_TRANSFORM, texture, write_geotiff
 
-SUBCOMMANDS = ("dataset", "scene", "consistency", "panel")
+SUBCOMMANDS = ("dataset", "scene", "consistency", "panel", "bands")
 
 #: The options each subcommand has; every other evaluate option must be absent from it.
 OWN = {
@@ -25,6 +25,8 @@ OWN = {
               "--overwrite", "--output"},
     "consistency": {"--lr", "--overwrite", "--output"},
     "panel": {"--weights", "--scene", "--shared", "--data-range", "--crop", "--overwrite",
+              "--output"},
+    "bands": {"--weights-20m", "--shared", "--data-range", "--crop", "--overwrite",
               "--output"},
 }
 

@@ -52,7 +52,7 @@ class _Evaluate(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0].startswith("-") and args[0] not in ctx.help_option_names:
             click.echo("s2sr: error: s2sr evaluate takes a subcommand (dataset, scene, "
-                       f"consistency, panel): write {_old_form(args)}", err=True)
+                       f"consistency, panel, bands): write {_old_form(args)}", err=True)
             sys.exit(2)
         return super().parse_args(ctx, args)
 
@@ -66,6 +66,7 @@ def evaluate() -> None:
     s2sr evaluate scene --weights A.safetensors --lr LR.tif --hr HR.tif -o REPORT
     s2sr evaluate consistency OUTPUT.tif --lr INPUT.tif -o REPORT
     s2sr evaluate panel --weights A.safetensors [--weights B ...] [--scene S.tif ...] -o REPORT
+    s2sr evaluate bands [--weights-20m M.safetensors ...] [--shared ../shared/data] -o REPORT
     """
 
 
@@ -224,6 +225,42 @@ def panel(weights: tuple[Path, ...], scenes: tuple[Path, ...], shared: Path,
     click.echo(f"report: {report}")
 
 
+@evaluate.command("bands", short_help="The 20 m panel: the 20 m bands on held-out places.")
+@click.option("--weights-20m", "weights", multiple=True, type=click.Path(path_type=Path),
+              help="Guided 20 m model weights (repeatable; NAME=FILE sets the column name) "
+                   "[default: none, the baselines only].")
+@click.option("--shared", type=click.Path(path_type=Path), default=Path("../shared/data"),
+              show_default=True, help="Where the held-out multi-resolution scenes are "
+                                      "(sentinel2/).")
+@_scoring_opts
+@overwrite_opt("Replace an existing, non-empty report folder.")
+@output_opt("Report folder.", "out")
+@handle_errors
+def bands(weights: tuple[Path, ...], shared: Path, data_range: float, crop: int | None,
+          overwrite: bool, out: Path) -> None:
+    """The 20 m panel: B05 B06 B07 B8A B11 B12 by Wald at x2 and x4 on the held-out places.
+
+    Per place and band PSNR, SSIM and RMSE, the ten-band spectral angle, SWIR on its own
+    row, against bicubic and the guided high-pass baseline; the worst place; the models'
+    Nyquist-line ratios on the native scenes (docs/evaluation.md).
+
+    \b
+    s2sr evaluate bands [--weights-20m M.safetensors ...] [--shared ../shared/data] -o REPORT
+    """
+    setup_logging(False)
+    conv = _conventions(data_range, crop)
+    if not (shared / "sentinel2").is_dir():
+        raise InputNotFoundError(f"no sentinel2/ folder under --shared {shared}: pass "
+                                 "--shared DIR, the shared data folder (../shared/data)")
+    names, files = _named(weights, "--weights-20m")
+    _check_out(out, overwrite, [*files, shared])
+    from s2sr.evaluation.panel20_report import evaluate_bands
+
+    report = evaluate_bands(shared, out, dict(zip(names, files, strict=True)),
+                            overwrite=overwrite, conv=conv)
+    click.echo(f"report: {report}")
+
+
 def _conventions(data_range: float, crop: int | None) -> Conventions:
     """The checked ``--data-range`` and ``--crop`` as :class:`Conventions`."""
     if not (math.isfinite(data_range) and data_range > 0):
@@ -260,7 +297,8 @@ def _kinds(kinds: str | None) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
-def _named(weights: tuple[Path, ...]) -> tuple[list[str], list[Path]]:
+def _named(weights: tuple[Path, ...], flag: str = "--weights"
+           ) -> tuple[list[str], list[Path]]:
     names: list[str] = []
     files: list[Path] = []
     for w in weights:
@@ -269,10 +307,10 @@ def _named(weights: tuple[Path, ...]) -> tuple[list[str], list[Path]]:
             name, _, file = text.partition("=")
             name = name.strip()
             if not name:
-                raise UsageError(f"--weights {text!r} has an empty name: write NAME=FILE, "
+                raise UsageError(f"{flag} {text!r} has an empty name: write NAME=FILE, "
                                  "e.g. edsr=model.safetensors")
             if not file:
-                raise UsageError(f"--weights {text!r} has no file: write NAME=FILE")
+                raise UsageError(f"{flag} {text!r} has no file: write NAME=FILE")
         else:
             name, file = Path(text).stem, text
         if not Path(file).exists():
@@ -280,7 +318,7 @@ def _named(weights: tuple[Path, ...]) -> tuple[list[str], list[Path]]:
         if Path(file).is_dir():
             raise UsageError(f"weights {file} is a folder: give a .safetensors file")
         if name in names:
-            raise UsageError(f"two --weights are named {name!r}: name them apart with "
+            raise UsageError(f"two {flag} are named {name!r}: name them apart with "
                              "NAME=FILE, e.g. a={file}")
         names.append(name)
         files.append(Path(file))

@@ -45,17 +45,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from s2sr.core.bands import BANDS_20M
 from s2sr.core.constants import SCALES
 from s2sr.core.errors import UsageError
+from s2sr.data.degrade import degrade
 from s2sr.evaluation.artefacts import LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.evaluation.panel import WORST, Case, panel_cases
 from s2sr.inference.baselines import guided_highpass, upsample
 from s2sr.losses.metrics import Conventions, psnr_bands, spectral_angle, ssim_bands
 from s2sr.models import get_spec
 from s2sr.models.device import resolve_device
-from s2sr.models.guided import BANDS_20M
 
-__all__ = ["BASELINES20", "LABELS20", "MAX_LINE_SIDE", "SWIR", "Triple",
+__all__ = ["BASELINES20", "LABELS20", "LINE_REFERENCES", "MAX_LINE_SIDE", "SWIR", "Triple",
            "band_scores", "guided_baseline", "line_rows", "panel20_cases", "panel20_rows",
            "run_guided", "sam10", "scene_rows", "summary_rows"]
 
@@ -243,10 +244,27 @@ def _centre(lr20: np.ndarray, hr10: np.ndarray, side: int) -> tuple[np.ndarray, 
     return lr, hr10[:, 2 * y:2 * (y + lr.shape[1]), 2 * x:2 * (x + lr.shape[2])]
 
 
+#: The reference rows of :func:`line_rows`: the guided baseline on the native scene, and
+#: real detail (the 20 m truth minus bicubic of its Wald x2 input, MTF 0.30).
+LINE_REFERENCES: tuple[str, ...] = ("guided", "truth")
+
+
+def _line(name: str, scene: str, scale: int, out: np.ndarray, ref: np.ndarray
+          ) -> dict[str, Any]:
+    lx, ly = nyquist_line_ratio(out, ref)
+    return {"scene": scene, "method": name, "scale": scale, "line_x": lx, "line_y": ly,
+            "over": max(lx, ly) > LINE_THRESHOLD}
+
+
 def line_rows(models: Mapping[str, nn.Module], scenes: Mapping[str, tuple[np.ndarray,
                                                                          np.ndarray]], *,
               device: str = "auto") -> list[dict[str, Any]]:
     """Nyquist-line ratio per axis of each model's output minus bicubic on native scenes.
+
+    Beside the models, two references at x2 (:data:`LINE_REFERENCES`): ``guided``, the
+    guided high-pass baseline of the native scene minus bicubic (detail injected from the
+    real 10 m bands), and ``truth``, the real 20 m bands minus bicubic of their Wald x2
+    input (Gaussian MTF 0.30 + block mean): what real detail scores at this grid.
 
     Args:
         models: display name -> guided model.
@@ -256,19 +274,23 @@ def line_rows(models: Mapping[str, nn.Module], scenes: Mapping[str, tuple[np.nda
         device: where the models run.
 
     Returns:
-        Dicts with ``scene`` (``max`` for the highest over scenes), ``method``, ``scale``,
-        ``line_x``, ``line_y`` and ``over`` (either above :data:`LINE_THRESHOLD`).
+        Dicts with ``scene`` (``max`` for the highest over scenes), ``method`` (a model or
+        a reference), ``scale``, ``line_x``, ``line_y`` and ``over`` (either above
+        :data:`LINE_THRESHOLD`).
     """
     rows: list[dict[str, Any]] = []
     for scene, (lr20, hr10) in scenes.items():
         lr, guide = _centre(lr20, hr10, MAX_LINE_SIDE)
+        rows.append(_line("guided", scene, 2, guided_highpass(lr, guide, 2),
+                          upsample(lr, 2, "bicubic")))
+        low = degrade(lr, 2, 0.30)
+        rows.append(_line("truth", scene, 2, lr[:, :2 * low.shape[1], :2 * low.shape[2]],
+                          upsample(low, 2, "bicubic")))
         for name, model in models.items():
             s = get_spec(model).scale
-            lx, ly = nyquist_line_ratio(run_guided(model, lr, guide, device),
-                                        upsample(lr, s, "bicubic"))
-            rows.append({"scene": scene, "method": name, "scale": s, "line_x": lx,
-                         "line_y": ly, "over": max(lx, ly) > LINE_THRESHOLD})
-    for name in models:
+            rows.append(_line(name, scene, s, run_guided(model, lr, guide, device),
+                              upsample(lr, s, "bicubic")))
+    for name in [*LINE_REFERENCES, *models]:
         mrows = [r for r in rows if r["method"] == name]
         if mrows:
             lx, ly = max(r["line_x"] for r in mrows), max(r["line_y"] for r in mrows)

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from s2sr.core.bands import BANDS_20M
 from s2sr.evaluation.artefacts import LINE_THRESHOLD
 from s2sr.evaluation.markdown import table as md_table
 from s2sr.evaluation.panel import WORST
 from s2sr.evaluation.panel20 import BASELINES20, LABELS20, SWIR
 from s2sr.losses.metrics import Conventions
-from s2sr.models.guided import BANDS_20M
 
 __all__ = ["DEFINITION", "markdown", "targets"]
 
@@ -142,18 +142,20 @@ def _band_cell(r: Mapping[str, Any], b: int) -> str:
 
 
 def _line_lines(lines_rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    if not lines_rows:
-        return ["", "## Nyquist-line ratio on the native scenes", "",
-                "No model given (--weights-20m): nothing to measure."]
     methods = list(dict.fromkeys(r["method"] for r in lines_rows))
     scenes = list(dict.fromkeys(r["scene"] for r in lines_rows))
     table = {(r["scene"], r["method"]): r for r in lines_rows}
     out = ["", f"## Nyquist-line ratio on the native scenes, x / y (threshold "
            f"{LINE_THRESHOLD:.2f})", "",
-           "The 20 m bands of every native scene sharpened as a user runs the model (input at "
-           "20 m, guide at 10 m; centre crop of 512 20 m px at most): power of (model - "
-           "bicubic) on the output's Nyquist lines over its power in the ring 0.30-0.40 "
-           "cycles/px (`s2sr.evaluation.artefacts`), the 10 m models' bound.", ""]
+           "The 20 m bands of every native multi-resolution scene sharpened as a user runs "
+           "the model (input at 20 m, guide at 10 m; centre crop of 512 20 m px at most): "
+           "power of (output - bicubic) on the output's Nyquist lines over its power in the "
+           "ring 0.30-0.40 cycles/px (`s2sr.evaluation.artefacts`), against the 10 m models' "
+           "bound. References (x2): `guided` = the guided high-pass baseline of the native "
+           "scene (detail of the real 10 m bands); `truth` = the real 20 m bands minus "
+           "bicubic of their Wald x2 input (MTF 0.30): real detail at the 20 m grid.", ""]
+    if not lines_rows:
+        return [*out, "No native scene."]
     out += md_table(["scene"], methods, (
         ([s], ["—" if (r := table.get((s, m))) is None else
                f"{r['line_x']:.3f} / {r['line_y']:.3f}" + (" **over**" if r["over"] else "")
@@ -162,15 +164,16 @@ def _line_lines(lines_rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def markdown(rows: Sequence[Mapping[str, Any]], lines_rows: Sequence[Mapping[str, Any]],
-             methods: Sequence[str], shapes: Mapping[str, tuple[int, ...]],
+             methods: Sequence[str], places: Mapping[str, str],
              conv: Conventions | None) -> list[str]:
-    """The lines of ``report.md``."""
+    """The lines of ``report.md``; ``places``: scene name -> a few words on it (size,
+    offset, invalid pixels)."""
     c = conv or Conventions()
     label = {m: LABELS20.get(m, m) for m in methods}
     cases = list(dict.fromkeys(r["case"] for r in rows))
-    places = ", ".join(f"{n} ({s[1]}x{s[0]} px at 20 m)" for n, s in shapes.items())
-    out = ["# s2sr 20 m panel", "", f"Held-out places: {places}; bands "
-           f"{' '.join(BANDS_20M)}, reflectance.", "", DEFINITION, "",
+    out = ["# s2sr 20 m panel", "", f"Bands {' '.join(BANDS_20M)}, reflectance. The held-out "
+           "scenes (`s2sr.data.multires.native_scenes(held_out=True)`):", "",
+           *(f"- {n}: {text}" for n, text in places.items()), "", DEFINITION, "",
            "Conventions: " + c.describe().replace("border crop = scale (unresolved)",
                                                   "border crop = the factor") + ".", ""]
     out += _summary(rows, cases, methods, label)
