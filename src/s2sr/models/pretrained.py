@@ -1,15 +1,21 @@
 """The models shipped inside the package (``s2sr/weights/*.safetensors``).
 
-Four EDSR models for Sentinel-2, trained with ``make models`` (see MODEL_CARD.md):
+Four EDSR models for Sentinel-2 and two guided models of the 20 m bands (issue 22), trained
+with ``make models`` (see MODEL_CARD.md):
 
-==================  =====================  =====
-file                bands                  scale
-==================  =====================  =====
-s2sr_x2             B02, B03, B04, B08     2
-s2sr_x4             B02, B03, B04, B08     4
-s2sr_rgb_x2         B02, B03, B04          2
-s2sr_rgb_x4         B02, B03, B04          4
-==================  =====================  =====
+==================  ===================================  =====  ==========================
+file                bands                                scale  guide
+==================  ===================================  =====  ==========================
+s2sr_x2             B02, B03, B04, B08                   2
+s2sr_x4             B02, B03, B04, B08                   4
+s2sr_rgb_x2         B02, B03, B04                        2
+s2sr_rgb_x4         B02, B03, B04                        4
+s2sr_20m_x2         B05, B06, B07, B8A, B11, B12 (20 m)  2      B02 B03 B04 B08 at 10 m
+s2sr_20m_x4         B05, B06, B07, B8A, B11, B12 (20 m)  4      B02 B03 B04 B08 at 10 m
+==================  ===================================  =====  ==========================
+
+The guided models (:mod:`s2sr.models.guided`) take the 20 m bands at 20 m and the 10 m
+bands at 10 m and return the 20 m bands at 10 m (x2) or 5 m (x4).
 """
 
 from __future__ import annotations
@@ -36,3 +42,15 @@ def pretrained_path(scale: int = 2, rgb: bool = False) -> Path:
 def list_pretrained() -> list[str]:
     """Names of the shipped models present in this installation."""
     return sorted(p.stem for p in WEIGHTS_DIR.glob("s2sr_*.safetensors"))
+
+
+def pretrained_20m_path(scale: int = 2) -> Path:
+    """Path of the shipped guided model of the 20 m bands for ``scale`` (2: to 10 m;
+    4: to 5 m)."""
+    if scale not in SCALES:
+        raise UsageError(f"shipped 20 m models exist for scale 2 and 4, not {scale}")
+    path = WEIGHTS_DIR / f"s2sr_20m_x{scale}.safetensors"
+    if not path.exists():
+        raise UsageError(f"the shipped model {path.name} is missing from this installation: "
+                         "reinstall s2sr or pass the 20 m model's weights file")
+    return path
