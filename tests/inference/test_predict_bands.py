@@ -116,6 +116,19 @@ class TestTenBandsAt10m:
         assert not list(tmp_path.iterdir())
 
 
+    @pytest.mark.parametrize(("tile", "core"), [(200, 128), (100, 64), (60, 44), (None, 384)])
+    def test_cores_cut_to_whole_output_blocks(self, tile: int | None, core: int) -> None:
+        """A core of 64 20 m pixels or more is a multiple of 64, so that the output blocks
+        (256 or 128 pixels at 10 m) are each written once, whole."""
+        from s2sr.inference.multires_engine import BandsSuperResolver
+
+        enc = DnEncoding("uint16", (1e-4,) * 4, (0.0,) * 4, None)
+        lr_enc = DnEncoding("uint16", (1e-4,) * 6, (0.0,) * 6, None)
+        model = tiny_guided(2)
+        engine = BandsSuperResolver(model, None, 1000, 1000, enc, lr_enc, tile)
+        assert engine.core == core and engine.tile == core + 2 * guided_halo(model)
+
+
 class TestTenBandsAt5m:
     @pytest.mark.parametrize("tile", [None, 26])
     def test_all_ten_bands_at_5m_equal_whole_forwards(self, tmp_path: Path, pair: tuple,

@@ -198,7 +198,8 @@ def predict_bands(
         weights_20m: a guided model (``--weights-20m``); default ``s2sr_20m_x2`` /
             ``s2sr_20m_x4``. weights: at 5 m, the x2 model of the 10 m bands (default
             ``s2sr_x2``).
-        tile: 20 m pixels per tile side, context included (default 512 at 10 m, 256 at 5 m).
+        tile: 20 m pixels per tile side, context included (default: a core of 384 20 m
+            pixels at 10 m, 256 at 5 m, and the models' context around it).
         device, cog, overwrite, progress, dn_offset, threads: as :func:`s2sr.predict`'s.
 
     Returns:
