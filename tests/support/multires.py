@@ -4,7 +4,6 @@ GeoTIFF pair, a per-band folder at both resolutions, SAFE L1C/L2A products (fold
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from affine import Affine
 
 from s2sr.core.bands import BANDS_20M, DEFAULT_BANDS
 from s2sr.models import build_model, save_model
-from support.rasters import UTM_TRANSFORM, field, make_safe, write_geotiff
+from support.rasters import UTM_TRANSFORM, field, make_safe, write_geotiff, zip_product
 
 #: The 20 m grid of :data:`UTM_TRANSFORM`'s 10 m grid (same origin).
 UTM_20M = UTM_TRANSFORM @ Affine.scale(2)
@@ -67,13 +66,7 @@ def make_safe_multires(root: Path, hr: np.ndarray, lr: np.ndarray, *, level: str
                       QUALITY=100, REVERSIBLE="YES")
     for aux in safe.rglob("*.aux.xml"):
         aux.unlink()
-    if not as_zip:
-        return safe
-    archive = root / (safe.name[:-5] + ".zip")
-    with zipfile.ZipFile(archive, "w") as zf:
-        for file in sorted(safe.rglob("*")):
-            zf.write(file, file.relative_to(root).as_posix())
-    return archive
+    return zip_product(safe) if as_zip else safe
 
 
 def tiny_guided(scale: int = 2, seed: int = 0) -> torch.nn.Module:

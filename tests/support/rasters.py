@@ -118,11 +118,15 @@ def make_safe(root: Path, data: np.ndarray, *, level: str = "L2A", baseline: str
         write_geotiff(r20 / "T33UUB_20230601T102031_B02_20m.jp2", data[:1, ::2, ::2],
                       descriptions=None, driver="JP2OpenJPEG",
                       transform=UTM_TRANSFORM @ Affine.scale(2))
-    if not as_zip:
-        return safe
-    archive = root / (safe.name[:-5] + ".zip")
+    return zip_product(safe) if as_zip else safe
+
+
+def zip_product(safe: Path) -> Path:
+    """The ``.zip`` of a SAFE folder beside it (``NAME.zip``, the ``NAME.SAFE/`` folder
+    inside, as ESA distributes products)."""
+    archive = safe.parent / (safe.name[:-5] + ".zip")
     with zipfile.ZipFile(archive, "w") as zf:
         for file in sorted(safe.rglob("*")):
-            zf.write(file, file.relative_to(root).as_posix())
+            zf.write(file, file.relative_to(safe.parent).as_posix())
     return archive
 
