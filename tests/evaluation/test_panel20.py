@@ -159,6 +159,11 @@ def test_cases_refuse_other_factors() -> None:
     for bad in ([3], [], [2, 8]):
         with pytest.raises(UsageError, match="not 2 or 4"):
             panel20_cases(bad)
+    assert [c.label for c in panel20_cases([4], [0.3, None])] == ["x4 block mean",
+                                                                 "x4 MTF 0.30"]
+    for bad_mtfs in ([0.25], []):
+        with pytest.raises(UsageError, match="not one of the panel's"):
+            panel20_cases([2], bad_mtfs)
     assert len(BANDS_20M) == 6
 
 
@@ -233,7 +238,6 @@ def test_markdown_has_swir_row_worst_places_targets_and_lines() -> None:
     assert "border crop = the factor" in text
 
 
-@pytest.mark.slow  # 22 s on the shared 2-core machine
 @requires_shared
 def test_real_held_out_places_guided_beats_bicubic_on_red_edge() -> None:
     """On the real test places (both OSCD dates): the guided baseline gains on the red-edge
@@ -247,7 +251,7 @@ def test_real_held_out_places_guided_beats_bicubic_on_red_edge() -> None:
     def make(name: str, factor: int, mtf: float | None) -> Triple:
         return wald(scenes[name], factor, mtf)
 
-    rows = panel20_rows({}, list(scenes), make, factors=[2])
+    rows = panel20_rows({}, list(scenes), make, factors=[2], mtfs=[0.3])
     worst = next(r for r in rows if r["case"] == "x2 MTF 0.30" and r["scene"] == WORST
                  and r["method"] == "guided")
     assert min(worst["gain_bands"][:4]) > 1.0, worst["places"]

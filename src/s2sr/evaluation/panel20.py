@@ -50,7 +50,7 @@ from s2sr.core.constants import SCALES
 from s2sr.core.errors import UsageError
 from s2sr.data.degrade import degrade
 from s2sr.evaluation.artefacts import LINE_THRESHOLD, nyquist_line_ratio
-from s2sr.evaluation.panel import WORST, Case, panel_cases
+from s2sr.evaluation.panel import PANEL_MTFS, WORST, Case, panel_cases
 from s2sr.inference.baselines import guided_highpass, upsample
 from s2sr.losses.metrics import Conventions, psnr_bands, spectral_angle, ssim_bands
 from s2sr.models import get_spec
@@ -73,17 +73,24 @@ MAX_LINE_SIDE = 512
 Triple = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def panel20_cases(factors: Sequence[int] = SCALES) -> list[Case]:
+def panel20_cases(factors: Sequence[int] = SCALES,
+                  mtfs: Sequence[float | None] = PANEL_MTFS) -> list[Case]:
     """The cases (the 10 m panel's degradations) per factor, in report order.
 
     The factors are the models' scales (:data:`~s2sr.core.constants.SCALES`): 2 (20 m ->
-    10 m, the 10 m product) and 4 (20 m -> 5 m, the 5 m product).
+    10 m, the 10 m product) and 4 (20 m -> 5 m, the 5 m product); ``mtfs`` a subset of
+    :data:`~s2sr.evaluation.panel.PANEL_MTFS` (all by default).
     """
     bad = [f for f in factors if f not in SCALES]
     if bad or not factors:
         raise UsageError(f"20 m panel factor {bad[0] if bad else 'list'} is not 2 or 4: use "
                          "factors 2 and/or 4")
-    return panel_cases(factors)
+    bad_mtfs = [m for m in mtfs if m not in PANEL_MTFS]
+    if bad_mtfs or not mtfs:
+        raise UsageError(f"20 m panel degradation {bad_mtfs[0] if bad_mtfs else 'list'} is "
+                         f"not one of the panel's: use None (block mean) or "
+                         f"{', '.join(str(m) for m in PANEL_MTFS if m)}")
+    return [c for c in panel_cases(factors) if c.mtf in mtfs]
 
 
 def guided_baseline(lr: np.ndarray, guide: np.ndarray, factor: int) -> np.ndarray:
@@ -200,7 +207,8 @@ def summary_rows(case_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
 
 def panel20_rows(models: Mapping[str, nn.Module], scenes: Sequence[str],
                  make: Callable[[str, int, float | None], Triple], *,
-                 factors: Sequence[int] = SCALES, conv: Conventions | None = None,
+                 factors: Sequence[int] = SCALES,
+                 mtfs: Sequence[float | None] = PANEL_MTFS, conv: Conventions | None = None,
                  device: str = "auto") -> list[dict[str, Any]]:
     """The 20 m panel's numbers: one row per case, scene and method, then means and worst.
 
@@ -210,6 +218,7 @@ def panel20_rows(models: Mapping[str, nn.Module], scenes: Sequence[str],
         make: ``make(scene, factor, mtf) -> (lr, guide, truth)`` (the Wald case: bound to
             :func:`s2sr.data.multires.wald` by the report).
         factors: the Wald factors (default 2 and 4).
+        mtfs: the degradations (default: all of the 10 m panel's).
         conv: metric conventions (default: data range 1, border crop = the factor).
         device: where the models run.
 
@@ -223,7 +232,7 @@ def panel20_rows(models: Mapping[str, nn.Module], scenes: Sequence[str],
     if not scenes:
         raise UsageError("give at least one scene to the 20 m panel")
     rows: list[dict[str, Any]] = []
-    for case in panel20_cases(factors):
+    for case in panel20_cases(factors, mtfs):
         c = (conv or Conventions()).resolve(case.scale)
         mine = {n: m for n, m in models.items() if get_spec(m).scale == case.scale}
         case_rows: list[dict[str, Any]] = []
