@@ -253,9 +253,13 @@ def test_band_tables_agree() -> None:
 def test_the_rooms_refuse_out_of_range_values_with_the_one_check() -> None:
     """Pairs thresholds and options, Wald degradation options, training configs and the
     epoch scale all say it the same way (each had its own copy, with its own wording)."""
-    from s2sr.data.options import BuildOptions, check_build_options
+    from s2sr.data.options import (
+        BuildOptions,
+        DegradeOptions,
+        check_build_options,
+        check_degrade_options,
+    )
     from s2sr.data.validation import Thresholds
-    from s2sr.data.wald import DegradeOptions, check_degrade_options
     from s2sr.training.trainer import train
 
     with pytest.raises(UsageError, match=r"^threshold max_cloud must be a number in \[0, 1\], "

@@ -10,7 +10,7 @@ import click
 
 from s2sr.cli.common import handle_errors, setup_logging
 from s2sr.cli.options import F, output_opt
-from s2sr.core.bands import normalize_band_name
+from s2sr.core.bands import TEN_BANDS, normalize_band_name
 from s2sr.core.constants import SCALES
 from s2sr.core.errors import UsageError
 from s2sr.core.signals import terminate_raises
@@ -45,6 +45,8 @@ def _labels(**labels: str | None) -> None:
 
 
 def _bands(value: str) -> tuple[str, ...]:
+    if value.strip().lower() == "all":  # the 10 m and 20 m bands, in Sentinel-2 order
+        return TEN_BANDS
     names = tuple(normalize_band_name(v) or "" for v in value.split(","))
     if not all(names):
         raise UsageError(f"--bands {value!r} holds a name that is not a Sentinel-2 band")
@@ -61,7 +63,8 @@ _common = [
     click.option("--split", type=click.Choice(["train", "val", "test"]), default="train",
                  show_default=True),
     click.option("--bands", default="B02,B03,B04,B08", show_default=True,
-                 help="Sentinel-2 bands to pair."),
+                 help="Sentinel-2 bands to pair; with degrade, 'all' (or 10 m and 20 m bands "
+                      "together) makes the 20 m bands' Wald pairs, guided by the 10 m bands."),
     click.option("--threshold", multiple=True,
                  help="Validation threshold KEY=VALUE (max_nodata, max_cloud, max_shift, "
                       "min_corr, min_ssim, max_residual, mad_z); repeatable."),
@@ -179,14 +182,18 @@ def build(lr: Path | None, hr: Path | None, pairs_csv: Path | None, workers: int
               help="Skip the brightness cloud test (for imagery not in reflectance x 10000).")
 @click.option("--gain", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Reflectance per DN, overriding the scene's (for imagery in raw DN).")
+@click.option("--input-20m", "input_20m", default=None, type=click.Path(path_type=Path),
+              help="The 20 m bands (GeoTIFF or per-band folder) when SCENE holds only the "
+                   "10 m ones; their grid must fall on SCENE's.")
 @handle_errors
 def degrade(scene: Path, dataset: Path, patch: int, stride: int | None, site: str, split: str,
             bands: str, threshold: tuple[str, ...], scale: str | None, levels: str | None,
             resolution: float | None, sensor: str, mtf: float, no_cloud_test: bool,
-            gain: float | None) -> None:
+            gain: float | None, input_20m: Path | None) -> None:
     """Add degraded (Wald-protocol) pairs made from one SCENE to DATASET."""
     setup_logging(False)
-    from s2sr.data.wald import DegradeOptions, degrade_scene
+    from s2sr.data.options import DegradeOptions
+    from s2sr.data.wald import degrade_scene
 
     _labels(site=site, sensor=sensor)
     lv = None
@@ -202,6 +209,7 @@ def degrade(scene: Path, dataset: Path, patch: int, stride: int | None, site: st
         mtf=mtf, patch=patch, stride=stride, site=site, split=split, bands=_bands(bands),
         cloud_test=not no_cloud_test, gain=gain,
         thresholds=_thresholds(threshold),  # type: ignore[arg-type]
+        input_20m=str(input_20m) if input_20m is not None else None,
     )
     with terminate_raises():  # SIGTERM cleans up like Ctrl-C: no temporaries left
         info = degrade_scene(scene, dataset, opts)

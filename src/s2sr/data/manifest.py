@@ -1,7 +1,8 @@
 """The manifest of a paired dataset: its format, its rows, and their validation.
 
 ``manifest.json`` holds the format name and version, one entry per scene pair (``pairs``:
-pair id -> kind, site, split, scale, patch size, bands, array file names, ...) and one row
+pair id -> kind, site, split, scale, patch size, bands, array file names, each band's
+resolution and further band groups (:mod:`s2sr.data.bandgroups`), ...) and one row
 per patch (``patches``); ``decisions.json`` maps patch ids to a person's decisions. The
 folder that holds them, its lock and its arrays are :mod:`s2sr.data.store`.
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -34,6 +34,7 @@ from affine import Affine
 
 from s2sr.core.constants import PATCH_STATS, SCALES
 from s2sr.core.errors import DataError, UsageError
+from s2sr.data.bandgroups import ARRAY_NAME, MAX_PATCH, check_band_groups
 from s2sr.data.validation import Thresholds, validate
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,6 @@ log = logging.getLogger(__name__)
 FORMAT = "s2sr-pairs"
 FORMAT_VERSION = 2
 STATUSES = ("auto-accepted", "auto-rejected", "accepted", "rejected")
-#: Largest patch side (input pixels) a manifest may declare.
-MAX_PATCH = 4096
-_ARRAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.npy$")
 #: Longest note a decision may carry (characters).
 MAX_NOTE = 500
 #: Longest label (site, kind, sensor) a pair may carry (characters).
@@ -235,8 +233,8 @@ _PAIR_FIELDS: dict[str, Any] = {
     "scale": lambda v: v in SCALES and _is_int(v),
     "patch": lambda v: _is_int(v) and 1 <= v <= MAX_PATCH,
     "bands": lambda v: isinstance(v, list) and 0 < len(v) <= 64 and all(map(_is_str, v)),
-    "lr_array": lambda v: _is_str(v) and bool(_ARRAY_NAME.match(v)),
-    "hr_array": lambda v: _is_str(v) and bool(_ARRAY_NAME.match(v)),
+    "lr_array": lambda v: _is_str(v) and bool(ARRAY_NAME.match(v)),
+    "hr_array": lambda v: _is_str(v) and bool(ARRAY_NAME.match(v)),
     "shift_px": lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_num, v)),
     "time_gap_days": lambda v: v is None or _is_num(v),
 }
@@ -292,6 +290,7 @@ def validate_manifest(data: Any, path: Path) -> dict[str, Any]:
                         "the dataset")
     for pid, info in pairs.items():
         _check_fields(f"pair {pid[:60]!r}", info, _PAIR_FIELDS, path)
+        check_band_groups(pid, info, path)  # groups and resolutions (issue 22)
     seen: set[str] = set()
     checks = {**_ROW_FIELDS, **(_ROW_FIELDS_V2 if version >= 2 else {})}
     for k, row in enumerate(patches):

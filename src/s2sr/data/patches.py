@@ -11,7 +11,8 @@ from (two co-registered scenes, :mod:`s2sr.data.pair_builder`; one scene degrade
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -19,6 +20,7 @@ from affine import Affine
 
 from s2sr.core.constants import PATCH_STATS
 from s2sr.core.dn import to_int16_dn
+from s2sr.data.arrays import NpyWriter
 from s2sr.data.manifest import patch_rows
 from s2sr.data.store import PairStore
 from s2sr.data.validation import Thresholds
@@ -32,12 +34,15 @@ class Patch(NamedTuple):
         lr: the input ``(C, p, p)``, reflectance.
         hr: the target ``(C, p * scale, p * scale)``, reflectance.
         stats: a value for each of :data:`~s2sr.core.constants.PATCH_STATS`.
+        groups: ``(lr, hr)`` of each further band group (:mod:`s2sr.data.bandgroups`),
+            in the cutter's ``groups`` order.
     """
 
     origin: tuple[int, int]
     lr: np.ndarray
     hr: np.ndarray
     stats: Mapping[str, float]
+    groups: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
 
 class PatchCutter:
@@ -50,13 +55,25 @@ class PatchCutter:
         bands: bands per patch.
         patch: input patch side (pixels); the target's is ``patch * scale``.
         scale: target pixels per input pixel.
+        groups: ``(bands, patch)`` of each further band group, written to array files
+            of their own (``group_files``).
     """
 
     def __init__(self, store: PairStore, pair_id: str, n: int, bands: int, patch: int,
-                 scale: int) -> None:
+                 scale: int, groups: Sequence[tuple[int, int]] = ()) -> None:
         self.store, self.pair_id, self.patch, self.scale = store, pair_id, patch, scale
         self.lr_file, self.hr_file, self._lr, self._hr = store.new_arrays(
             pair_id, n, bands, patch, patch * scale)
+        self._groups: list[tuple[NpyWriter, NpyWriter]] = []
+        self.group_files: list[tuple[Path, Path]] = []
+        try:
+            for c, p in groups:
+                lr_file, hr_file, lr_w, hr_w = store.new_arrays(pair_id, n, c, p, p * scale)
+                self._groups.append((lr_w, hr_w))
+                self.group_files.append((lr_file, hr_file))
+        except BaseException:
+            self.discard()
+            raise
         self.stats: dict[str, list[float]] = {k: [] for k in PATCH_STATS}
         self.origins: list[tuple[int, int]] = []
 
@@ -70,9 +87,11 @@ class PatchCutter:
                     self.stats[key].append(item.stats[key])
                 self._lr[k] = to_int16_dn(item.lr)
                 self._hr[k] = to_int16_dn(item.hr)
+                for (lr_w, hr_w), (lr, hr) in zip(self._groups, item.groups, strict=True):
+                    lr_w[k], hr_w[k] = to_int16_dn(lr), to_int16_dn(hr)
                 self.origins.append(item.origin)
-            self._lr.flush()
-            self._hr.flush()
+            for w in self._writers():
+                w.flush()
         except BaseException:
             self.discard()
             raise
@@ -87,7 +106,7 @@ class PatchCutter:
 
     def temporaries(self) -> tuple[tuple[str, str], ...]:
         """The array files as ``(final path, temporary path)``, for a later commit."""
-        return tuple((str(w.path), str(w.tmp)) for w in (self._lr, self._hr))
+        return tuple((str(w.path), str(w.tmp)) for w in self._writers())
 
     def commit(self, info: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Commit the pair (its arrays renamed, the manifest rewritten, under the lock).
@@ -96,14 +115,17 @@ class PatchCutter:
             The pair's summary as in ``s2sr pairs info --json``.
         """
         try:
-            self.store.commit_pair(self.pair_id, info, rows, (self._lr, self._hr))
+            self.store.commit_pair(self.pair_id, info, rows, self._writers())
         except BaseException:
             self.discard()
             raise
         return self.store.summary()["pairs"][self.pair_id]
 
+    def _writers(self) -> list[NpyWriter]:
+        return [self._lr, self._hr, *(w for pair in self._groups for w in pair)]
+
     def discard(self) -> None:
         """Remove the pair's temporary array files."""
-        self._lr.discard()
-        self._hr.discard()
+        for w in self._writers():
+            w.discard()
 

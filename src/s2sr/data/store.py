@@ -47,6 +47,7 @@ import numpy as np
 from s2sr.core.errors import DataError, InputNotFoundError, UsageError
 from s2sr.core.files import sweep_stale_temps, write_atomic
 from s2sr.data.arrays import NpyWriter, load_patch_array
+from s2sr.data.bandgroups import BandGroup, array_names, group_arrays
 from s2sr.data.manifest import (
     FORMAT,
     FORMAT_VERSION,
@@ -311,8 +312,8 @@ class PairStore:
             except BaseException:
                 for w in writers:
                     w.discard()
-                    if w.path.name not in {i.get(k) for i in self.data["pairs"].values()
-                                           for k in ("lr_array", "hr_array")}:
+                    if w.path.name not in {n for i in self.data["pairs"].values()
+                                           for n in array_names(i)}:
                         w.path.unlink(missing_ok=True)
                 raise
             self.data = data
@@ -326,8 +327,7 @@ class PairStore:
         process) writes temporaries, which are renamed under the lock together with the
         manifest update. Call with the lock held (``commit_pair`` does).
         """
-        used = {info[k] for info in self.data["pairs"].values() for k in ("lr_array",
-                                                                           "hr_array")}
+        used = {n for info in self.data["pairs"].values() for n in array_names(info)}
         for path in (self.root / "arrays").glob("*.npy"):
             if not path.name.startswith(".") and path.name not in used:
                 path.unlink(missing_ok=True)
@@ -378,3 +378,10 @@ class PairStore:
         folder = self.root / "arrays"
         return (load_patch_array(folder / info["lr_array"], (n, c, p, p), pair_id),
                 load_patch_array(folder / info["hr_array"], (n, c, p * s, p * s), pair_id))
+
+    def groups(self, pair_id: str) -> list[tuple[BandGroup, np.ndarray, np.ndarray]]:
+        """Each band group of a pair (its bands, their resolutions in metres at the input
+        and the target, patch sides) with its memory-mapped ``(lr, hr)`` arrays, the
+        pair's own bands (:meth:`arrays`) first; see :mod:`s2sr.data.bandgroups`."""
+        n = sum(1 for r in self.data["patches"] if r["pair_id"] == pair_id)
+        return group_arrays(self.root / "arrays", self.data["pairs"][pair_id], n, pair_id)

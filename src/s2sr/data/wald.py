@@ -13,91 +13,31 @@ import logging
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from affine import Affine
-from rasterio.windows import Window
 
-from s2sr.core.bands import DEFAULT_BANDS
-from s2sr.core.checks import check_number
+from s2sr.core.bands import BANDS
 from s2sr.core.constants import SCALES
-from s2sr.core.dn import to_reflectance
 from s2sr.core.errors import DataError, InputNotFoundError, UsageError
-from s2sr.data.degrade import SENSOR_MTF, block_mean, degradation_sigma, degrade
-from s2sr.data.masks import band_cloud_mask, dilate
-from s2sr.data.options import BuildOptions, check_patch_options, pair_id_for
+from s2sr.data.options import BuildOptions, DegradeOptions, check_degrade_options, pair_id_for
 from s2sr.data.patches import Patch, PatchCutter
 from s2sr.data.store import PairStore
-from s2sr.data.validation import Thresholds
+from s2sr.data.wald20 import COARSE_M, FINE_M, degrade_bands, split_bands
+from s2sr.data.wald_strips import AGREEMENT, StripPlan, strip_cuts
 from s2sr.io.base import GeoMeta, Scene
-from s2sr.io.nodata import valid_mask
 from s2sr.io.outputs import check_output_dir
 from s2sr.io.scene import open_scene
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class DegradeOptions:
-    """Options of ``s2sr pairs degrade``.
-
-    Attributes:
-        scale: input pixel / target pixel (2 or 4); implied by ``levels`` when given.
-        levels: ``(input_m, target_m)``, e.g. ``(20, 10)``; default: target = native.
-        resolution: native pixel size in metres (default: from a projected CRS; else the
-            sensor's nominal size, 10 m for ``SE``, unless ``levels`` are given).
-        sensor: short sensor code for the pair kind (``SE`` Sentinel-2, ``RE`` reference).
-        cloud_test: run the brightness cloud test (needs reflectance-scaled DN; turn it
-            off for raw-DN imagery such as the WorldView-2 crops).
-        gain: reflectance per DN, overriding the scene's (for imagery in raw DN).
-        mtf: Nyquist MTF of the simulated coarse sensor.
-        bands: bands to read (names, by description).
-    """
-
-    scale: int | None = None
-    levels: tuple[float, float] | None = None
-    resolution: float | None = None
-    sensor: str = "SE"
-    mtf: float = SENSOR_MTF["sentinel2"]
-    patch: int = 96
-    stride: int | None = None
-    site: str = "default"
-    split: str = "train"
-    bands: tuple[str, ...] = DEFAULT_BANDS
-    cloud_buffer: int = 2
-    cloud_test: bool = True
-    gain: float | None = None
-    thresholds: Thresholds = field(default_factory=Thresholds)
-
-
 def nominal(metres: float) -> str:
     """A pixel size as pair kinds write it: 9.99 -> "10", 2.5 -> "2.5"."""
     return f"{round(metres):d}" if metres >= 2 else f"{metres:.2g}"
-
-
-def check_degrade_options(opts: DegradeOptions) -> None:
-    """Refuse out-of-range options before any work (shared by the CLI and the API)."""
-    if opts.scale is not None and (opts.scale not in SCALES or isinstance(opts.scale, bool)):
-        raise UsageError(f"--scale must be 2 or 4, got {opts.scale!r}")
-    if opts.resolution is not None:
-        check_number("--resolution (metres)", opts.resolution, 0, 1e6, low_open=True)
-    if opts.levels is not None:
-        if len(opts.levels) != 2:
-            raise UsageError(f"--levels {opts.levels!r} is not INPUT,TARGET in metres, e.g. "
-                             "20,10")
-        for v in opts.levels:
-            check_number("--levels value (metres)", v, 0, 1e6, low_open=True)
-        inp, target = opts.levels
-        if inp <= target:
-            raise UsageError(f"--levels {inp:g},{target:g}: the input pixel size (first) must "
-                             "be larger than the target's (second), e.g. 20,10")
-    check_number("--mtf", opts.mtf, 0, 1, low_open=True, high_open=True)
-    if opts.gain is not None:
-        check_number("--gain", opts.gain, 0, 1e6, low_open=True)
-    check_patch_options(opts.patch, opts.stride, opts.cloud_buffer, min_patch=4)
 
 
 #: Nominal pixel size (metres) of a sensor code's bands, taken when a scene does not say.
@@ -122,6 +62,8 @@ def native_pixel_size(path: Path, crs: Any, res: float, opts: DegradeOptions) ->
     why = ("has a geographic CRS (pixels in degrees)" if crs is not None
            else "is not georeferenced")
     nominal_m = SENSOR_PIXEL_M.get(opts.sensor)
+    if nominal_m is not None and all(BANDS.get(b, (0,))[0] == COARSE_M for b in opts.bands):
+        nominal_m = COARSE_M  # Sentinel-2's 20 m bands alone
     if opts.levels is None and nominal_m is not None:
         log.warning("%s %s: its pixels are taken as %g m, Sentinel-2's (as s2sr predict "
                     "takes them); pass --resolution if they are not", path, why, nominal_m)
@@ -156,15 +98,31 @@ def _factors(native: float, opts: DegradeOptions) -> tuple[int, int, float, floa
 
 def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike[str],
                   opts: DegradeOptions | None = None) -> dict[str, Any]:
-    """Add Wald pairs made from one scene to a dataset; returns the pair's summary."""
+    """Add Wald pairs made from one scene to a dataset; returns the pair's summary.
+
+    10 m and 20 m bands together in ``opts.bands`` make one pair of both
+    (:func:`s2sr.data.wald20.degrade_bands`); other bands, a pair of the bands given.
+    """
     opts = opts or DegradeOptions()
     check_degrade_options(opts)
     path = Path(scene_path)
     if not path.exists():
         raise InputNotFoundError(f"input {path} does not exist: check the path")
+    fine, coarse = split_bands(opts.bands)
+    extra = [Path(opts.input_20m)] if opts.input_20m is not None else []
+    if extra and not extra[0].exists():
+        raise InputNotFoundError(f"--input-20m {extra[0]} does not exist: check the path")
     # adding to an existing dataset is a feature; a file, or a folder inside the input,
     # is not
-    check_output_dir(dataset, overwrite=True, inputs=[path])
+    check_output_dir(dataset, overwrite=True, inputs=[path, *extra])
+    if extra and not (fine and coarse):
+        raise UsageError("--input-20m holds the 20 m bands that SCENE's 10 m bands guide: "
+                         "name both in --bands (e.g. --bands all); to pair the 20 m bands "
+                         "alone, give their raster as SCENE")
+    if fine and coarse:
+        ft, fi, inp, _ = _factors(FINE_M, opts)
+        kind = f"{opts.sensor}{nominal(inp)}>{opts.sensor}{nominal(FINE_M * ft)}"
+        return degrade_bands(path, dataset, opts, fi // ft, kind)
     with open_scene(path, bands=opts.bands) as scene:
         levels = _levels(path, scene.meta, opts)
         store = PairStore(dataset, create=True)
@@ -179,7 +137,7 @@ def degrade_scene(scene_path: str | os.PathLike[str], dataset: str | os.PathLike
 class _Levels:
     """Where a scene's Wald patches are: the native pixel size (m), the target and input
     pixels as multiples of it (``ft``, ``fi``) and in metres, the pair kind, the patch
-    origins (native pixels) and the rows read around a strip for the blur."""
+    origins (native pixels)."""
 
     native: float
     ft: int
@@ -189,7 +147,6 @@ class _Levels:
     kind: str
     rows: list[int]
     cols: list[int]
-    margin: int
 
     @property
     def scale(self) -> int:
@@ -210,9 +167,7 @@ def _levels(path: Path, meta: GeoMeta, opts: DegradeOptions) -> _Levels:
     if not cols or not rows:
         raise DataError(f"{path} ({meta.width}x{meta.height} px) is smaller than one "
                         f"{p} px patch at {inp_m:g} m ({span} px): use a smaller --patch")
-    sigma = degradation_sigma(fi, opts.mtf)
-    margin = fi * math.ceil(3 * sigma / fi + 1)
-    return _Levels(native, ft, fi, inp_m, tgt_m, kind, rows, cols, margin)
+    return _Levels(native, ft, fi, inp_m, tgt_m, kind, rows, cols)
 
 
 def _cut(scene: Scene, path: Path, store: PairStore, levels: _Levels, opts: DegradeOptions
@@ -241,48 +196,25 @@ def _cut(scene: Scene, path: Path, store: PairStore, levels: _Levels, opts: Degr
         "time_gap_days": 0.0, "cloud_fraction": float(np.mean(cutter.stats["cloud"])),
         "crs": crs, "levels_m": [levels.input_m, levels.target_m], "native_m": levels.native,
         "mtf": opts.mtf, "lr_array": cutter.lr_file.name, "hr_array": cutter.hr_file.name,
+        "band_resolution_m": {b: [levels.input_m, levels.target_m] for b in opts.bands},
         "thresholds": opts.thresholds.as_dict(),
     }
     return cutter.commit(info, rows)
-
-
-#: The agreement statistics of a Wald patch: one scene agrees with itself by construction.
-_AGREEMENT = {"corr": 1.0, "ssim": 1.0, "shift": 0.0, "residual": 0.0}
 
 
 def _patches(scene: Scene, path: Path, levels: _Levels, opts: DegradeOptions
              ) -> Iterator[Patch]:
     """The scene's patches, strip by strip: the target (the scene, or degraded ``ft``
     times) and the input (degraded ``fi`` times); refuses a scene without valid pixels."""
-    meta = scene.meta
-    p, ft, fi, scale = opts.patch, levels.ft, levels.fi, levels.scale
-    span, margin = p * fi, levels.margin
-    gains = meta.gains if opts.gain is None else (opts.gain,) * len(meta.gains)
-    offsets = meta.offsets if opts.gain is None else (0.0,) * len(meta.offsets)
+    plan = StripPlan(levels.fi, levels.ft, opts.patch, levels.rows, levels.cols, opts.mtf,
+                     opts.gain)
     any_valid = False
-    width = meta.width  # full width: the blur sees real neighbours
-    for r in levels.rows:
-        top, bottom = max(r - margin, 0), min(r + span + margin, meta.height)
-        dn = scene.read(Window(0, top, width, bottom - top))
-        refl = to_reflectance(dn, gains, offsets)
-        valid = valid_mask(dn, meta.nodata) & np.isfinite(refl).all(axis=0)
-        refl = np.where(valid[None], refl, np.float32(0))
-        target = degrade(refl, ft, opts.mtf) if ft > 1 else refl
-        source = degrade(refl, fi, opts.mtf)
-        vin = block_mean(valid[None].astype(np.float32), fi)[0] > 0.999
-        if opts.cloud_test:
-            cloud = dilate(band_cloud_mask(source, opts.bands), opts.cloud_buffer)
-        else:
-            cloud = np.zeros(source.shape[1:], bool)
-        ti, si = (r - top) // ft, (r - top) // fi
-        for c in levels.cols:
-            ci, cs = c // fi, c // ft
-            v = vin[si:si + p, ci:ci + p]
-            nodata = float(1 - v.mean())
-            any_valid = any_valid or nodata < 1
-            yield Patch((r // fi, c // fi), source[:, si:si + p, ci:ci + p],
-                        target[:, ti:ti + p * scale, cs:cs + p * scale],
-                        {"nodata": nodata, "cloud": float((cloud[si:si + p, ci:ci + p] & v).mean()),
-                         **_AGREEMENT})
+    for cut in strip_cuts(scene, plan, opts.bands if opts.cloud_test else None,
+                          opts.cloud_buffer):
+        v = cut.valid
+        nodata = float(1 - v.mean())
+        any_valid = any_valid or nodata < 1
+        cloud = 0.0 if cut.cloud is None else float((cut.cloud & v).mean())
+        yield Patch(cut.origin, cut.lr, cut.hr, {"nodata": nodata, "cloud": cloud, **AGREEMENT})
     if not any_valid:
         raise DataError(f"{path} holds no valid pixels: choose a scene with data")

@@ -22,11 +22,11 @@ from s2sr.core.bands import DEFAULT_BANDS
 from s2sr.core.constants import SCALES
 from s2sr.core.dn import from_scaled
 from s2sr.core.errors import InputNotFoundError
-from s2sr.data.options import BuildOptions
+from s2sr.data.options import BuildOptions, DegradeOptions
 from s2sr.data.pair_builder import build_pair
 from s2sr.data.simulate import Perturbation, make_pair
 from s2sr.data.validation import Thresholds
-from s2sr.data.wald import DegradeOptions, degrade_scene
+from s2sr.data.wald import degrade_scene
 from s2sr.io.raster import read_bands
 
 log = logging.getLogger(__name__)
