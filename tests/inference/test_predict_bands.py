@@ -279,6 +279,16 @@ class TestRefusals:
                              pair[1], "--weights-20m", models["hr"])
         assert "not a guided model" in line
 
+    def test_shipped_20m_model_missing_names_the_option(
+            self, tmp_path: Path, pair: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An installation without s2sr_20m_x2 (an empty weights folder) asks for
+        --weights-20m rather than failing later."""
+        import s2sr.models.pretrained as pretrained
+
+        monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "no-weights")
+        line = self._refused(tmp_path, 2, pair[0], "--bands", "all", "--input-20m", pair[1])
+        assert "s2sr_20m_x2" in line and "--weights-20m FILE" in line
+
     def test_weights_at_10m(self, tmp_path: Path, pair: tuple,
                             models: dict[str, Path]) -> None:
         line = self._refused(tmp_path, 2, pair[0], "--bands", "all", "--input-20m",

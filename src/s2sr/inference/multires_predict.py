@@ -37,7 +37,8 @@ from s2sr.io.writer import RasterWriter, block_size_for, carried_tags, output_me
 from s2sr.models import file_sha256, get_spec
 from s2sr.models.device import cuda_device_count, select_device
 from s2sr.models.guided import guide_of
-from s2sr.models.open import open_model, shipped_path
+from s2sr.models.open import open_model
+from s2sr.models.pretrained import pretrained_20m_path
 
 #: Output pixel sizes of ``--bands all`` (metres) and the guided model's scale for each.
 RESOLUTIONS: Final[dict[int, int]] = {10: 2, 5: 4}
@@ -84,12 +85,12 @@ def open_guided(weights_20m: str | os.PathLike[str] | None, resolution: int
     """
     scale = RESOLUTIONS[resolution]
     if weights_20m is None:
-        name = f"s2sr_20m_x{scale}"
-        found = shipped_path(name)
-        if found is None:
-            raise UsageError(f"the shipped 20 m model {name} is not in this installation: "
-                             "pass a guided model (guided-edsr) with --weights-20m FILE")
-        weights_20m = found
+        try:
+            weights_20m = pretrained_20m_path(scale)
+        except UsageError:
+            raise UsageError(f"the shipped 20 m model s2sr_20m_x{scale} is not in this "
+                             "installation: pass a guided model (guided-edsr) with "
+                             "--weights-20m FILE") from None
     opened = open_model(weights_20m)
     model = opened.module
     guide = guide_of(opened.spec)
