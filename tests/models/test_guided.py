@@ -37,8 +37,9 @@ def test_registered_as_guided_and_kept_out_of_single_input_lists() -> None:
 
 @pytest.mark.parametrize("name", ["guided-edsr", "guided-edsr-tiny"])
 @pytest.mark.parametrize("scale", [2, 4])
-def test_shapes_spec_and_guide(name: str, scale: int) -> None:
-    model = _guided(name, scale)
+@pytest.mark.parametrize("inject", [False, True])
+def test_shapes_spec_and_guide(name: str, scale: int, inject: bool) -> None:
+    model = _guided(name, scale, inject=inject)
     lr, guide = _inputs(10, 12)
     with torch.no_grad():
         out = model(lr, guide)
@@ -82,6 +83,7 @@ def test_untrained_model_has_no_checkerboard_on_a_flat_scene() -> None:
     ({"guide_mean": [0.1] * 3}, "guide_mean"),
     ({"guide_std": [0.0] * 4}, "guide_std[0]"),
     ({"mean": [1e9] * 6}, "mean[0]"),
+    ({"inject": 1}, "inject"),
 ])
 def test_options_out_of_bounds_are_refused_before_allocating(options: dict[str, object],
                                                              key: str) -> None:
@@ -141,21 +143,23 @@ def test_hostile_header_of_a_guided_file_is_refused(tmp_path: Path) -> None:
         load_model(path)
 
 
-def _randomised(scale: int, n_resblocks: int) -> torch.nn.Module:
+def _randomised(scale: int, n_resblocks: int, inject: bool = False) -> torch.nn.Module:
     """A tiny model with every weight random (so any missed context row shows), float64."""
     torch.manual_seed(3)
-    model = _guided(scale=scale, n_resblocks=n_resblocks).double()
+    model = _guided(scale=scale, n_resblocks=n_resblocks, inject=inject).double()
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn_like(p) * 0.3)
     return model
 
 
-@pytest.mark.parametrize(("scale", "n_resblocks"), [(2, 1), (2, 2), (4, 1)])
-def test_guided_halo_is_exactly_enough(scale: int, n_resblocks: int) -> None:
+@pytest.mark.parametrize(("scale", "n_resblocks", "inject"),
+                         [(2, 1, False), (2, 2, False), (4, 1, False), (2, 1, True),
+                          (4, 2, True)])
+def test_guided_halo_is_exactly_enough(scale: int, n_resblocks: int, inject: bool) -> None:
     """A tile with ``guided_halo`` coarse rows and columns of context equals the whole
     forward inside the context; with one fewer it does not."""
-    model = _randomised(scale, n_resblocks)
+    model = _randomised(scale, n_resblocks, inject)
     halo = guided_halo(model)
     assert halo == 2 * n_resblocks + 4
     h = w = 2 * halo + 12
@@ -185,7 +189,7 @@ def test_guided_halo_refuses_other_models() -> None:
 def test_trains(scale: int) -> None:
     """Every parameter gets a finite non-zero gradient and one step lowers the loss."""
     torch.manual_seed(0)
-    model = _guided(scale=scale).train()
+    model = _guided(scale=scale, inject=True).train()
     lr, guide = _inputs(8, 10)
     target = torch.rand(1, 6, 8 * scale, 10 * scale) * 0.3
     loss = F.mse_loss(model(lr, guide), target)

@@ -39,6 +39,7 @@ from s2sr.models.bounds import (
     MAX_RESBLOCKS,
     STD_RANGE,
     check_bands,
+    check_bool,
     check_float,
     check_floats,
     check_int,
@@ -51,7 +52,7 @@ GUIDED_MODELS: Final[tuple[str, ...]] = ("guided-edsr", "guided-edsr-tiny")
 #: The builder options of a guided model (any other is refused before building).
 GUIDED_OPTIONS: Final[tuple[str, ...]] = (
     "guide_bands", "guide_scale", "n_resblocks", "n_feats", "res_scale", "mean", "std",
-    "guide_mean", "guide_std")
+    "guide_mean", "guide_std", "inject")
 #: The 20 m bands (the output of the shipped guided models), in Sentinel-2 order.
 BANDS_20M: Final[tuple[str, ...]] = ("B05", "B06", "B07", "B8A", "B11", "B12")
 #: The guide bands by default: the four 10 m bands.
@@ -105,6 +106,10 @@ class GuidedEDSR(nn.Module):
         res_scale: scaling of each residual branch, in (0, 10].
         mean, std: per coarse band reflectance statistics (typical values when None).
         guide_mean, guide_std: the same for the guide bands.
+        inject: also add the guide's high-pass (the guide minus the bicubic upsampling of
+            its block mean, as the guided high-pass baseline injects it) weighted per
+            output pixel and band by coefficients the body predicts (a learned, local
+            version of the baseline's regression; zero at initialisation).
 
     Shapes:
         ``forward(lr, guide)``: ``lr`` ``(B, len(bands), h, w)`` and ``guide``
@@ -125,7 +130,7 @@ class GuidedEDSR(nn.Module):
                  n_feats: int = 64, res_scale: float = 1.0, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None,
                  guide_mean: Sequence[float] | None = None,
-                 guide_std: Sequence[float] | None = None) -> None:
+                 guide_std: Sequence[float] | None = None, inject: bool = False) -> None:
         super().__init__()
         bands_t = check_bands(bands)
         self.scale = check_scale(scale)
@@ -147,6 +152,14 @@ class GuidedEDSR(nn.Module):
             nn.Conv2d(n_feats, n_feats, 3, padding=1),
         )
         self.upsample = Upsampler(self.scale, n_feats, None)
+        self.inject: nn.Conv2d | None = None
+        if check_bool("inject", inject):
+            conv = nn.Conv2d(n_feats, len(bands_t) * len(guide), 3, padding=1)
+            if not conv.weight.is_meta:  # zero: the model starts without injected detail
+                nn.init.zeros_(conv.weight)
+                if conv.bias is not None:
+                    nn.init.zeros_(conv.bias)
+            self.inject = conv
         self.tail = nn.Conv2d(n_feats + len(guide), len(bands_t), 3, padding=1)
         if not self.tail.weight.is_meta:  # start near the global residual (bicubic): the
             with torch.no_grad():         # guide's raw texture would otherwise swamp it
@@ -167,13 +180,33 @@ class GuidedEDSR(nn.Module):
         feats = self.head(torch.cat([x, F.pixel_unshuffle(g, gs)], dim=1))
         feats = feats + self.body(feats)
         up = self.upsample(feats)
-        if self.scale != gs:
-            g = F.interpolate(g, scale_factor=self.scale // gs, mode="bicubic",
-                              align_corners=False)
-        out = self.tail(torch.cat([up, g], dim=1))
+        fine = self._to_output(g)
+        out = self.tail(torch.cat([up, fine], dim=1))
         out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic",
                                   align_corners=False)
+        if self.inject is not None:
+            out = out + self._injected(self.inject, feats, g)
         return out * self.std.to(out.dtype) + self.mean.to(out.dtype)
+
+    def _to_output(self, g: torch.Tensor) -> torch.Tensor:
+        """A guide-grid tensor on the output grid (bicubic when the output is finer)."""
+        if self.scale == self.guide_scale:
+            return g
+        return F.interpolate(g, scale_factor=self.scale // self.guide_scale, mode="bicubic",
+                             align_corners=False)
+
+    def _injected(self, inject: nn.Conv2d, feats: torch.Tensor, g: torch.Tensor
+                  ) -> torch.Tensor:
+        """The guide's high-pass weighted by the coefficients ``inject`` predicts."""
+        gs = self.guide_scale
+        coarse = F.avg_pool2d(g, gs)
+        highpass = self._to_output(g - F.interpolate(coarse, scale_factor=gs, mode="bicubic",
+                                                     align_corners=False))
+        coef = F.interpolate(inject(feats), scale_factor=self.scale, mode="bilinear",
+                             align_corners=False)
+        b, k = highpass.shape[:2]
+        coef = coef.view(b, -1, k, *coef.shape[-2:])
+        return (coef * highpass.unsqueeze(1)).sum(dim=2)
 
     @property
     def halo(self) -> int:
