@@ -13,7 +13,7 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from s2sr.core.bands import BANDS_20M
-from s2sr.core.errors import UsageError
+from s2sr.core.errors import DataError, UsageError
 from s2sr.data.degrade import block_mean, degrade
 from s2sr.data.multires import native_scenes, wald
 from s2sr.data.places import TEST_PLACES
@@ -260,3 +260,14 @@ def test_real_held_out_places_guided_beats_bicubic_on_red_edge() -> None:
     for r in rows:
         if r["case"] == "x2 MTF 0.30" and r["method"] == "guided" and r["scene"] in bic:
             assert r["sam"] < bic[r["scene"]]["sam"], r["scene"]
+
+
+def test_a_model_giving_nan_is_named() -> None:
+    model = _tiny(2, 3)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    scenes = {"a": _shared_detail(16, 48)}
+    with pytest.raises(DataError, match=r"broken gave NaN or inf in x2 block mean on a: check"):
+        panel20_rows({"broken": model}, ["a"], _maker(scenes), factors=[2], device="cpu")
+    with pytest.raises(DataError, match="broken gave NaN or inf in the native scene a"):
+        line_rows({"broken": model}, {"a": (scenes["a"][1], scenes["a"][0])}, device="cpu")

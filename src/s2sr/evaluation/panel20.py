@@ -47,7 +47,7 @@ from torch import nn
 
 from s2sr.core.bands import BANDS_20M
 from s2sr.core.constants import SCALES
-from s2sr.core.errors import UsageError
+from s2sr.core.errors import DataError, UsageError
 from s2sr.data.degrade import degrade
 from s2sr.evaluation.artefacts import LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.evaluation.panel import PANEL_MTFS, WORST, Case, panel_cases
@@ -145,6 +145,13 @@ def _outputs(models: Mapping[str, nn.Module], triple: Triple, factor: int,
     return preds
 
 
+def _check_finite(method: str, out: np.ndarray, where: str) -> None:
+    """Refuse an output holding NaN or inf, naming the method (a broken model) and where."""
+    if not np.isfinite(out).all():
+        raise DataError(f"{method} gave NaN or inf in {where}: check its weights (a diverged "
+                        "training?) and leave it out of the panel")
+
+
 def scene_rows(case: Case, scene: str, preds: Mapping[str, np.ndarray], truth: np.ndarray,
                guide10: np.ndarray, conv: Conventions) -> list[dict[str, Any]]:
     """One row per method (bicubic, guided, models) of one case on one scene."""
@@ -155,6 +162,7 @@ def scene_rows(case: Case, scene: str, preds: Mapping[str, np.ndarray], truth: n
             raise UsageError(f"{method} gave {pred.shape} for a {truth.shape} truth in "
                              f"{case.label} on {scene}: a x{case.scale} method must output "
                              "the truth's grid")
+        _check_finite(method, pred, f"{case.label} on {scene}")
         row: dict[str, Any] = {"case": case.label, "factor": case.scale, "mtf": case.mtf,
                                "scene": scene, "method": method,
                                **band_scores(pred, truth, conv),
@@ -260,6 +268,7 @@ LINE_REFERENCES: tuple[str, ...] = ("guided", "truth")
 
 def _line(name: str, scene: str, scale: int, out: np.ndarray, ref: np.ndarray
           ) -> dict[str, Any]:
+    _check_finite(name, out, f"the native scene {scene}")
     lx, ly = nyquist_line_ratio(out, ref)
     return {"scene": scene, "method": name, "scale": scale, "line_x": lx, "line_y": ly,
             "over": max(lx, ly) > LINE_THRESHOLD}
