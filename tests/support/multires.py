@@ -77,10 +77,13 @@ def tiny_guided(scale: int = 2, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def tiny_hr_model(seed: int = 1) -> torch.nn.Module:
-    """A tiny x2 EDSR of the 10 m bands."""
+def tiny_hr_model(seed: int = 1, n_resblocks: int = 8) -> torch.nn.Module:
+    """A tiny x2 EDSR of the 10 m bands (8 blocks: its receptive field, 20 10 m pixels,
+    is wider than :func:`tiny_guided`'s 8 20 m pixels, so that it sets a 5 m tile's
+    context)."""
     torch.manual_seed(seed)
-    return build_model("edsr-tiny", bands=DEFAULT_BANDS, scale=2).eval()
+    return build_model("edsr-tiny", bands=DEFAULT_BANDS, scale=2,
+                       n_resblocks=n_resblocks).eval()
 
 
 def save(model: torch.nn.Module, path: Path) -> Path:
