@@ -105,6 +105,22 @@ class TestTenBandsAt10m:
         assert diff.max() <= 1, diff.max()
         assert np.abs(out[LR_INDEX].astype(int) - np.repeat(np.repeat(lr, 2, 1), 2, 2)).max() > 5
 
+    def test_float_reflectance_exact_and_the_halo_needed(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """On float32 reflectance (no DN rounding) the tiles equal the whole-scene forward
+        to float rounding; with half the context they do not (the check can fail)."""
+        import s2sr.inference.multires_engine as engine
+
+        hr, lr = scene_arrays(SIDE, dtype="float32")
+        model = tiny_guided(2)
+        ref = np.maximum(_whole(model, lr, hr), 0)
+        halo = guided_halo(model)
+        out = s2sr.super_resolve(hr, model, array_20m=lr, tile=2 * halo + 12)
+        assert np.abs(out[LR_INDEX] - ref).max() < 1e-6
+        monkeypatch.setattr(engine, "guided_halo", lambda m: halo // 2)
+        short = s2sr.super_resolve(hr, model, array_20m=lr, tile=halo + 12)
+        assert np.abs(short[LR_INDEX] - ref).max() > 1e-6
+
     def test_tile_smaller_than_the_context_refused(self, tmp_path: Path, pair: tuple,
                                                    models: dict[str, Path]) -> None:
         a, b, *_ = pair
