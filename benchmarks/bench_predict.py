@@ -1,18 +1,23 @@
-"""Benchmark of whole-scene prediction against the raw network (issue #2).
+"""Benchmark of ``s2sr predict`` against the bare network, streamed and tiled (issues 2, 23).
 
-Prints, on the current machine:
+Prints, in one run on the current machine, for each scale (x2, x4) of the shipped models:
 
-(a) raw network throughput: megapixels of *input* per second through the network alone,
-    one large in-memory batch (same model, threads and memory format as ``s2sr predict``);
-(b) ``s2sr predict`` end to end (a fresh process: start-up, reading, tiling, network,
-    blending, writing) on generated 2048x2048 and 4096x4096 4-band uint16 GeoTIFFs,
-    in input megapixels per second, with the peak RSS of that process;
-and the ratio (b)/(a) and the RSS ratio 4096/2048.
+(a) the bare forward of the PyTorch backend: input megapixels per second of the network
+    alone on one in-memory 512x512 tile (no overlap), with the same threads, memory format
+    (channels-last) and inference mode as ``s2sr predict``;
+(b) ``s2sr predict --backend torch`` end to end, in a fresh process each (start-up,
+    reading, network, writing), with ``--engine stream`` and ``--engine tiled``, on
+    generated 4-band uint16 GeoTIFFs of each size: wall seconds, input megapixels per
+    second, the ratio (b)/(a), and the peak RSS of the process;
+and the CPU's instruction sets that matter to the backends (``lscpu`` flags: AVX2,
+AVX-512, its BF16 and VNNI extensions, AMX). ONNX Runtime keeps the tiled engine: its
+figures are bench_backends.py's.
 
-Targets at default settings on 2 CPU cores: (b)/(a) >= 0.85, peak RSS <= 1.5 GB, and
-peak RSS the same for 2048 and 4096 within 10 %.
+Targets (issue 23, quiet machine): (b)/(a) >= 0.95 streamed at x2 and x4 on 2048^2 and
+4096^2; peak RSS <= 1.0 GB, flat in the scene size.
 
-Usage: python benchmarks/bench_predict.py [--sizes 2048 4096] [--scale 2] [--keep DIR]
+Usage: python benchmarks/bench_predict.py [--sizes 2048 4096] [--scales 2 4]
+       [--engines stream tiled] [--keep DIR] [--extra "--threads 2"]
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import rasterio
 import torch
 from affine import Affine
 
-from s2sr.models import build_model, save_model
+from s2sr.models import load_model, pretrained_path
 
 CHILD = """
 import resource, subprocess, sys, time
@@ -42,13 +47,35 @@ wall = time.perf_counter() - t
 print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc)
 """
 
+#: ``lscpu`` flags that decide which kernels the backends run.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16",
+             "amx_int8")
+
+
+def cpu_flags() -> str:
+    """The CPU's model name and which of :data:`CPU_FLAGS` it has (from /proc/cpuinfo,
+    what ``lscpu`` reads)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU (no /proc/cpuinfo)"
+    flags: set[str] = set()
+    name = "unknown CPU"
+    for line in text.splitlines():
+        if line.startswith("flags") and not flags:
+            flags = set(line.split(":", 1)[1].split())
+        elif line.startswith("model name") and name == "unknown CPU":
+            name = line.split(":", 1)[1].strip()
+    have = [f for f in CPU_FLAGS if f in flags]
+    return f"{name}; {', '.join(have) or 'none of ' + ', '.join(CPU_FLAGS)}"
+
 
 def make_scene(path: Path, size: int, seed: int = 0) -> None:
     """A textured 4-band uint16 reflectance scene, written block by block."""
     profile = {
         "driver": "GTiff", "width": size, "height": size, "count": 4, "dtype": "uint16",
         "crs": "EPSG:32633", "transform": Affine(10, 0, 500000, 0, -10, 5000000),
-        "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "deflate",
+        "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
         "nodata": 0,
     }
     rng = np.random.default_rng(seed)
@@ -63,19 +90,19 @@ def make_scene(path: Path, size: int, seed: int = 0) -> None:
             dst.write(np.clip(block, 1, 65535).astype("uint16"), window=window)
 
 
-def raw_throughput(model: torch.nn.Module, shape: tuple[int, int, int, int] = (4, 4, 512, 512),
-                   repeats: int = 3) -> float:
-    """Input megapixels per second through the network alone, one in-memory batch."""
-    x = (torch.rand(*shape) * 0.3).contiguous(memory_format=torch.channels_last)
+def bare_forward(model: torch.nn.Module, tile: int = 512, repeats: int = 3) -> float:
+    """Input megapixels per second through the network alone on one ``tile`` x ``tile``
+    in-memory tile (no overlap), channels-last, in inference mode."""
+    x = (torch.rand(1, 4, tile, tile) * 0.3).contiguous(memory_format=torch.channels_last)
     model = model.to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]
     times = []
     with torch.inference_mode():
-        model(x[:1, :, :128, :128])  # warm-up
+        model(x[:, :, :64, :64])  # warm-up
         for _ in range(repeats):
             t = time.perf_counter()
             model(x)
             times.append(time.perf_counter() - t)
-    return x.shape[0] * x.shape[2] * x.shape[3] / statistics.median(times) / 1e6
+    return tile * tile / statistics.median(times) / 1e6
 
 
 def run_predict(scene: Path, weights: Path, out: Path, extra: list[str]) -> tuple[float, float]:
@@ -86,48 +113,46 @@ def run_predict(scene: Path, weights: Path, out: Path, extra: list[str]) -> tupl
     wall, rss_kb, rc = subprocess.run(cmd, capture_output=True, text=True,
                                       check=True).stdout.split()
     if rc != "0":
-        raise SystemExit(f"s2sr predict failed with exit code {rc}")
+        raise SystemExit(f"s2sr predict {' '.join(extra)} failed with exit code {rc}")
     return float(wall), int(rss_kb) / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
-    parser.add_argument("--scale", type=int, default=2)
+    parser.add_argument("--scales", type=int, nargs="+", default=[2, 4], choices=[2, 4])
+    parser.add_argument("--engines", nargs="+", default=["stream", "tiled"],
+                        choices=["stream", "tiled"])
     parser.add_argument("--keep", type=Path, default=None, help="keep scenes here")
     parser.add_argument("--extra", default="", help="extra predict options, quoted")
     args = parser.parse_args()
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="s2sr-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    model = build_model("edsr", scale=args.scale)
-    weights = save_model(model, workdir / f"edsr_x{args.scale}.safetensors")
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"EDSR 8x64 x{args.scale}")
-    raw = raw_throughput(model)
-    tile = 544 if args.scale == 2 else 288
-    raw_tile = raw_throughput(model, (1, 4, tile, tile))
-    print(f"(a) raw network, one 4x512x512 batch: {raw:.4f} input MP/s")
-    print(f"    (for reference: one {tile}x{tile} tile, predict's default: {raw_tile:.4f} "
-          "input MP/s)")
-    results = {}
-    for size in args.sizes:
-        scene = workdir / f"scene_{size}.tif"
-        if not scene.exists():
-            make_scene(scene, size)
-        wall, rss = run_predict(scene, weights, workdir / f"out_{size}.tif", args.extra.split())
-        mps = size * size / wall / 1e6
-        results[size] = {"wall_s": wall, "input_MP_per_s": mps, "peak_rss_MB": rss,
-                         "ratio_b_over_a": mps / raw}
-        print(f"(b) predict {size}x{size}: {wall:.1f} s, {mps:.4f} input MP/s, "
-              f"(b)/(a) = {mps / raw:.3f} (vs one tile: {mps / raw_tile:.3f}), "
-              f"peak RSS {rss:.0f} MB")
-    if len(args.sizes) >= 2:
-        lo, hi = results[args.sizes[0]], results[args.sizes[-1]]
-        print(f"peak RSS {args.sizes[-1]}/{args.sizes[0]} = "
-              f"{hi['peak_rss_MB'] / lo['peak_rss_MB']:.3f}")
-    print(json.dumps({"raw_MP_per_s": raw, "raw_tile_MP_per_s": raw_tile, "predict": results}))
+    print(f"CPU: {cpu_flags()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, shipped models, "
+          f"fp32, PyTorch backend; predict options: {args.extra or '(defaults)'}")
+    results: dict[str, dict[str, float]] = {}
+    for scale in args.scales:
+        weights = pretrained_path(scale)
+        bare = bare_forward(load_model(weights))
+        print(f"x{scale} (a) bare forward, one 512^2 tile: {bare:.4f} input Mpx/s")
+        for size in args.sizes:
+            scene = workdir / f"scene_{size}.tif"
+            if not scene.exists():
+                make_scene(scene, size)
+            for engine in args.engines:
+                wall, rss = run_predict(scene, weights, workdir / f"out_{size}.tif",
+                                        ["--backend", "torch", "--engine", engine,
+                                         *args.extra.split()])
+                mps = size * size / wall / 1e6
+                results[f"x{scale}_{size}_{engine}"] = {
+                    "bare_Mpx_s": bare, "wall_s": wall, "input_Mpx_s": mps,
+                    "predict_over_bare": mps / bare, "peak_rss_MB": rss}
+                print(f"x{scale} (b) predict {size}^2 --engine {engine}: {wall:.1f} s, "
+                      f"{mps:.4f} input Mpx/s, predict/bare {mps / bare:.3f}, "
+                      f"peak RSS {rss:.0f} MB")
+    print(json.dumps({"cpu": cpu_flags(), "results": results}))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"(benchmark process itself: peak RSS {peak:.0f} MB)")
 

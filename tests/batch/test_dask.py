@@ -22,6 +22,7 @@ from s2sr import predict, predict_many
 from s2sr.batch.blocks import predict_blocks, row_bands
 from s2sr.batch.many_pairs import build_pairs
 from s2sr.batch.record import check_record, read_record
+from support.cluster import local_client
 from support.many import OPTS, pixels, scenes
 from support.pairs import OPTS as PAIR_OPTS
 from support.pairs import assert_same_dataset, make_pairs
@@ -33,15 +34,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None,
-                                       silence_logs=50)
-    dask = distributed.Client(cluster)
-    try:
+    with local_client() as dask:
         yield dask
-    finally:
-        dask.close()
-        cluster.close()
 
 
 def test_outputs_equal_single_process(tmp_path: Path, tiny_weights: Path, client: Any

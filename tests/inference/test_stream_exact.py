@@ -25,6 +25,7 @@ from s2sr.inference.plan import model_fill
 from s2sr.inference.stream_consistency import BandBackProjection, back_projection_halo
 from s2sr.inference.stream_engine import streaming_engine
 from s2sr.models import load_model, pretrained_path
+from support.cluster import local_client
 from support.rasters import field, write_geotiff
 
 
@@ -161,16 +162,8 @@ def test_engine_consistency_in_small_chunks(tiny_weights_x4: Path, band_rows: in
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None,
-                                       silence_logs=50)
-    dask = distributed.Client(cluster)
-    try:
+    with local_client() as dask:
         yield dask
-    finally:
-        dask.close()
-        cluster.close()
 
 
 @pytest.mark.slow

@@ -136,6 +136,19 @@ def test_auto_tiles_a_model_that_cannot_stream() -> None:
         "stream", "exact row bands: equal to a whole-scene forward, no overlap recomputed")
 
 
+def test_default_stream_writes_a_cog_with_progress(tmp_path: Path, tiny_weights: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_geotiff(tmp_path / "in.tif", field((70, 90), 4))
+    out = predict(src, tmp_path / "o.tif", tiny_weights, cog=True, progress=True)
+    with rasterio.open(out) as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert ds.tags()["S2SR_ENGINE"] == "stream"
+    plain, _, _ = _read(predict(src, tmp_path / "p.tif", tiny_weights))
+    assert (_read(out)[0] == plain).all()
+    bar = capsys.readouterr().err
+    assert "s2sr predict" in bar and "70/70" in bar and "row" in bar
+
+
 class _Arrays:
     def __init__(self, arr: np.ndarray, scale: int) -> None:
         self.arr = arr
