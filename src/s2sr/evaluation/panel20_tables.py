@@ -128,7 +128,8 @@ def _place_lines(rows: Sequence[Mapping[str, Any]], cases: Sequence[str],
         lines += ["", f"### {case}", ""]
         crows = [r for r in rows if r["case"] == case and r["scene"] != "mean"]
         order = {m: k for k, m in enumerate(methods)}
-        crows.sort(key=lambda r: (r["scene"] == WORST, order.get(r["method"], 99)))
+        crows.sort(key=lambda r: (r["scene"] == WORST, 0 if r["scene"] != WORST
+                                  else order.get(r["method"], 99)))  # stable: by place
         lines += md_table(["place", "method"], [*BANDS_20M, "SAM (deg)"], (
             ([r["scene"], label[r["method"]]], [*(_band_cell(r, b) for b in range(6)),
                                                 f"{r['sam']:.3f}"]) for r in crows))
