@@ -18,6 +18,7 @@ import torch
 from rasterio.windows import Window
 
 from s2sr import predict, predict_many
+from s2sr.core.errors import UsageError
 from s2sr.data.degrade_torch import back_project
 from s2sr.inference.backends import TorchBackend
 from s2sr.inference.encoding import DnEncoding
@@ -156,6 +157,30 @@ def test_engine_consistency_in_small_chunks(tiny_weights_x4: Path, band_rows: in
     assert written.sum() == len(keep) * 4 * 37 * 4 and written[keep.start * 4].all()
     diff = np.abs(out - _whole(tiny_weights_x4, arr, consistency=True))
     assert diff[:, keep.start * 4:keep.stop * 4].max() <= 1
+
+
+def test_engine_refuses_rows_outside_the_scene(tiny_weights: Path) -> None:
+    model = load_model(tiny_weights).eval()
+    engine = streaming_engine(TorchBackend(model, torch.device("cpu")), 20, 10,
+                              DnEncoding("uint16", (1e-4,) * 4, (0.0,) * 4, 0),
+                              np.asarray(model_fill(model, 4), np.float32), "fp32")
+    arr = field((20, 10), 4)
+    for rows in (range(5, 3), range(0, 21), range(-1, 4), range(0, 20, 2)):
+        with pytest.raises(UsageError, match=r"not a range of the scene's 20 rows"):
+            engine.run(lambda w: arr, lambda w, d: None, rows)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
+@pytest.mark.parametrize("scale", [2, 4])
+def test_default_on_cuda_equals_the_cpu(tmp_path: Path, scale: int) -> None:
+    """fp32 on the GPU (cuDNN without TF32) streams, in larger bands: the CPU's output."""
+    src, _ = _scene(tmp_path / "in.tif", (150, 1100))
+    gpu, tags = _read(predict(src, tmp_path / "g.tif", scale=scale, device="cuda",
+                              precision="fp32"))
+    cpu, _ = _read(predict(src, tmp_path / "c.tif", scale=scale, device="cpu"))
+    assert (tags["S2SR_ENGINE"], tags["S2SR_PRECISION"]) == ("stream", "fp32")
+    assert np.abs(gpu - cpu).max() <= 1
 
 
 # ======================================================== row bands on a Dask cluster

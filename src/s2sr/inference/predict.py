@@ -279,7 +279,7 @@ def super_resolve(
     array_20m: np.ndarray | None = None,
     model_10m: nn.Module | None = None,
 ) -> np.ndarray:
-    """Super-resolve an in-memory ``(C, H, W)`` array with the same tiling as :func:`predict`.
+    """Super-resolve an in-memory ``(C, H, W)`` array with the same engine as :func:`predict`.
 
     Args:
         array: DN in the model's band order; integers are reflectance x 10000 (unless
