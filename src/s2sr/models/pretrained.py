@@ -28,15 +28,20 @@ from s2sr.core.errors import UsageError
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
-def pretrained_path(scale: int = 2, rgb: bool = False) -> Path:
-    """Path of the shipped model for ``scale`` (2 or 4), 4-band or RGB-only."""
+def _shipped(stem: str, scale: int, what: str, fix: str) -> Path:
+    """The weights file ``stem.safetensors`` of a shipped model, or a UsageError."""
     if scale not in SCALES:
-        raise UsageError(f"shipped models exist for scale 2 and 4, not {scale}")
-    path = WEIGHTS_DIR / f"s2sr_{'rgb_' if rgb else ''}x{scale}.safetensors"
+        raise UsageError(f"shipped {what}models exist for scale 2 and 4, not {scale}")
+    path = WEIGHTS_DIR / f"{stem}.safetensors"
     if not path.exists():
         raise UsageError(f"the shipped model {path.name} is missing from this installation: "
-                         "reinstall s2sr or pass --weights")
+                         f"reinstall s2sr or pass {fix}")
     return path
+
+
+def pretrained_path(scale: int = 2, rgb: bool = False) -> Path:
+    """Path of the shipped model for ``scale`` (2 or 4), 4-band or RGB-only."""
+    return _shipped(f"s2sr_{'rgb_' if rgb else ''}x{scale}", scale, "", "--weights")
 
 
 def list_pretrained() -> list[str]:
@@ -47,10 +52,5 @@ def list_pretrained() -> list[str]:
 def pretrained_20m_path(scale: int = 2) -> Path:
     """Path of the shipped guided model of the 20 m bands for ``scale`` (2: to 10 m;
     4: to 5 m)."""
-    if scale not in SCALES:
-        raise UsageError(f"shipped 20 m models exist for scale 2 and 4, not {scale}")
-    path = WEIGHTS_DIR / f"s2sr_20m_x{scale}.safetensors"
-    if not path.exists():
-        raise UsageError(f"the shipped model {path.name} is missing from this installation: "
-                         "reinstall s2sr or pass the 20 m model's weights file")
-    return path
+    return _shipped(f"s2sr_20m_x{scale}", scale, "20 m ",
+                    "the 20 m model's weights file")
