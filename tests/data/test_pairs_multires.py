@@ -13,13 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import torch
 from affine import Affine
+from torch.utils.data import default_collate
 
 from s2sr.core.errors import BandError, DataError, GridMismatchError, UsageError
 from s2sr.data import DegradeOptions, PairDataset, PairStore, degrade_scene
 from s2sr.data.bandgroups import band_groups, band_resolutions
 from s2sr.data.degrade import block_mean, degrade
 from support.cli import one_error_line, run_cli
+from support.multires import make_safe_multires, scene_arrays
 from support.rasters import UTM_TRANSFORM, texture, write_geotiff
 from support.shared import SENTINEL2, needs_shared
 
@@ -148,6 +151,19 @@ class TestPair:
         want = degrade(_read(p20), 4, 0.3)[:, :4, :4]
         np.testing.assert_allclose(lr20[0] / 1e4, want, atol=1.5e-4)
 
+    def test_a_safe_l2a_zip_with_the_baseline_offset(self, tmp_path: Path) -> None:
+        """The SAFE form (R10m + R20m in a .zip, baseline 04.00): the targets are the
+        files' DN with the -1000 offset applied, as predict reads them."""
+        hr, lr = scene_arrays(side20=40, seed=5)
+        safe = make_safe_multires(tmp_path / "p", hr, lr, as_zip=True)
+        info = degrade_scene(safe, tmp_path / "ds", DegradeOptions(patch=16, bands=TEN))
+        assert info["groups"][0]["bands"] == list(COARSE)
+        store = PairStore(tmp_path / "ds")
+        (_, _, hr10), (_, _, hr20) = store.groups(info_pid(store))
+        assert hr20.shape == (4, 6, 16, 16)  # 80 10 m px: 2 x 2 patches of 32
+        np.testing.assert_array_equal(hr20[3], lr[:, 16:32, 16:32].astype(np.int16) - 1000)
+        np.testing.assert_array_equal(hr10[3], hr[:, 32:64, 32:64].astype(np.int16) - 1000)
+
     def test_the_bands_given_are_kept_in_their_order(self, rasters: tuple[Path, Path],
                                                      tmp_path: Path) -> None:
         info = degrade_scene(rasters[0], tmp_path / "ds", DegradeOptions(
@@ -181,6 +197,66 @@ class TestPair:
         assert len(store.pairs) == 2
         for pid in store.pairs:
             assert all(lr.shape[0] == 12 for _, lr, _ in store.groups(pid))
+
+
+class TestGuidedDataset:
+    def test_items_hold_the_20_m_bands_and_their_guide(self, made: tuple[Path, dict],
+                                                       rasters: tuple[Path, Path],
+                                                       tmp_path: Path) -> None:
+        shutil.copytree(made[0], tmp_path / "ds")  # with a pair of the 10 m bands only
+        degrade_scene(rasters[0], tmp_path / "ds", DegradeOptions(patch=16, site="ten"))
+        assert len(PairDataset(tmp_path / "ds")) == 24
+        ds = PairDataset(tmp_path / "ds", guided=True, crop=6,
+                         generator=torch.Generator().manual_seed(0))
+        assert len(ds) == 12 and {r["site"] for r in ds.rows} == {"default"}
+        store = PairStore(made[0])
+        (_, guide, _), (_, lr20, hr20) = store.groups(info_pid(store))
+        for k in range(len(ds)):
+            item = ds[k]
+            assert item["lr"].shape == (6, 6, 6) and item["hr"].shape == (6, 12, 12)
+            assert item["guide"].shape == (4, 12, 12)
+            lr_t, g_t, hr_t = (Affine(*item[f"{n}_transform"]) for n in ("lr", "guide", "hr"))
+            assert lr_t.a == 40 and g_t.a == 20 and hr_t.a == 20
+            assert lr_t.c == g_t.c == hr_t.c and lr_t.f == g_t.f == hr_t.f
+            # the crop is where its transform says, in all three arrays
+            i = ds.rows[k]["index"]
+            col, row = ~(Affine(*ds.rows[k]["lr_transform"]) * Affine.scale(2)) * (lr_t.c,
+                                                                                 lr_t.f)
+            y, x = round(row), round(col)
+            np.testing.assert_allclose(item["lr"].numpy(),
+                                       lr20[i, :, y:y + 6, x:x + 6] / 1e4, atol=1e-7)
+            np.testing.assert_allclose(item["hr"].numpy(),
+                                       hr20[i, :, 2 * y:2 * y + 12, 2 * x:2 * x + 12] / 1e4,
+                                       atol=1e-7)
+            np.testing.assert_allclose(item["guide"].numpy(),
+                                       guide[i, :, 2 * y:2 * y + 12, 2 * x:2 * x + 12] / 1e4,
+                                       atol=1e-7)
+        batch = default_collate([ds[0], ds[1]])
+        assert batch["guide"].shape == (2, 4, 12, 12)
+
+    def test_augmentation_turns_the_three_alike(self, made: tuple[Path, dict]) -> None:
+        plain = PairDataset(made[0], guided=True)
+        turned = PairDataset(made[0], guided=True, augment=True, seed=3)
+        seen = set()
+        for k in range(len(plain)):
+            a, b = plain[k], turned[k]
+            (turn,) = [t for t in range(8) if torch.equal(_dihedral(a["lr"], t), b["lr"])]
+            seen.add(turn)
+            for name in ("hr", "guide"):
+                assert torch.equal(_dihedral(a[name], turn), b[name])
+        assert len(seen) > 2
+
+    def test_guided_refuses_bands_and_too_large_crops(self, made: tuple[Path, dict]) -> None:
+        with pytest.raises(UsageError, match="guided=True"):
+            PairDataset(made[0], guided=True, bands=["B05"])
+        with pytest.raises(UsageError, match="larger than the 8 px"):
+            PairDataset(made[0], guided=True, crop=10)
+        assert len(PairDataset(made[0], crop=10)) == 12  # the 10 m bands' patches are 16
+
+
+def _dihedral(t: torch.Tensor, turn: int) -> torch.Tensor:
+    out = torch.rot90(t, turn % 4, (1, 2))
+    return out.flip(2) if turn >= 4 else out
 
 
 def self_made(rasters: tuple[Path, Path], tmp_path: Path) -> Path:
@@ -273,6 +349,9 @@ class TestRefusals:
         code, out = run_cli("pairs", "degrade", p10, "--input-20m", tmp_path / "nope.tif",
                             "-o", tmp_path / "ds", "--bands", "all")
         assert code == 2 and "--input-20m" in one_error_line(out)
+        code, out = run_cli("pairs", "build", "--lr", p10, "--hr", p10, "-o", tmp_path / "ds",
+                            "--bands", "all")
+        assert code == 2 and "pairs degrade" in one_error_line(out)
         assert not (tmp_path / "ds").exists()
 
 

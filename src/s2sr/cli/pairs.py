@@ -134,6 +134,10 @@ def build(lr: Path | None, hr: Path | None, pairs_csv: Path | None, workers: int
     if pairs_csv is None and (workers is not None or scheduler is not None):
         raise UsageError("--workers and --scheduler go with --pairs CSV")
     _labels(site=site, kind=kind)
+    if bands.strip().lower() == "all":
+        raise UsageError("--bands all (the 20 m bands with their 10 m guide) is for "
+                         "s2sr pairs degrade; build pairs of bands on one grid, e.g. "
+                         "--bands B02,B03,B04,B08")
 
     opts = BuildOptions(
         scale=int(scale), patch=patch, stride=stride, band_map=band_map, bands=_bands(bands),

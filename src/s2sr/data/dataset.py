@@ -8,6 +8,11 @@ order) of the returned ``lr`` / ``hr`` pixel (0, 0), random crops included (a ra
 rotation or flip is not: the transforms are those of the un-augmented crop). All of it
 batches with the default ``collate``. Arrays are memory-mapped, so opening a large dataset
 is instant; their headers are checked against the manifest when the dataset is opened.
+
+``guided=True`` reads the pairs made with the 20 m bands (``s2sr pairs degrade --bands
+all``, :mod:`s2sr.data.wald20`): ``lr`` and ``hr`` are then the 20 m bands' input and
+target and ``guide`` the 10 m bands' input (twice as fine as ``lr``), with its
+``guide_transform``; pairs without 20 m bands are left out.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class PairDataset(Dataset[dict[str, Any]]):
             by ``(seed, epoch, index)`` instead: the same item gets the same crop whichever
             process loads it (data-parallel training) and after a resume. Set ``epoch``
             before each epoch.
+        guided: items of the 20 m bands with their 10 m guide (see the module); ``crop``
+            is then in pixels of the 20 m bands' input.
     """
 
     def __init__(self, root: str | os.PathLike[str], *, split: str | Sequence[str] | None = None,
@@ -59,12 +66,17 @@ class PairDataset(Dataset[dict[str, Any]]):
                  site: str | Sequence[str] | None = None, kind: str | Sequence[str] | None = None,
                  crop: int | None = None, augment: bool = False,
                  generator: torch.Generator | None = None, seed: int | None = None,
-                 bands: Sequence[str] | None = None) -> None:
+                 bands: Sequence[str] | None = None, guided: bool = False) -> None:
         self.store = PairStore(root)
+        if guided and bands is not None:
+            raise UsageError("bands= picks among one group's bands: leave it out with "
+                             "guided=True (the 20 m bands and their 10 m guide)")
+        self.guided = guided
         wanted = {"split": _as_set(split), "status": _as_set(status), "site": _as_set(site),
                   "kind": _as_set(kind)}
         self.rows = [r for r in self.store.rows()
-                     if all(v is None or r[k] in v for k, v in wanted.items())]
+                     if all(v is None or r[k] in v for k, v in wanted.items())
+                     and not (guided and not self.store.pairs[r["pair_id"]].get("groups"))]
         self.crop = crop
         self.augment = augment
         self.generator = generator
@@ -80,21 +92,26 @@ class PairDataset(Dataset[dict[str, Any]]):
             if missing and any(r["pair_id"] == pid for r in self.rows):
                 raise UsageError(f"pair {pid} in {root} lacks band(s) {', '.join(missing)}")
             self._band_index[pid] = [have.index(b) for b in bands if b in have]
-        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for row in self.rows:
-            if crop is not None and crop > row["lr_size"]:
-                raise UsageError(f"crop {crop} is larger than the {row['lr_size']} px patches")
+        self._arrays: dict[str, tuple[np.ndarray, ...]] = {}
         # check every used pair's array files now (shape, dtype), not in a loader worker;
         # the maps are opened again lazily in each process
         for pid in sorted({r["pair_id"] for r in self.rows}):
-            self.store.arrays(pid)
+            side = self._pair(pid)[0].shape[-1]
+            if crop is not None and crop > side:
+                raise UsageError(f"crop {crop} is larger than the {side} px patches")
+        self._arrays.clear()
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _pair(self, pair_id: str) -> tuple[np.ndarray, np.ndarray]:
+    def _pair(self, pair_id: str) -> tuple[np.ndarray, ...]:
+        """``(lr, hr)``, or guided ``(lr, hr, guide)``, memory-mapped."""
         if pair_id not in self._arrays:
-            self._arrays[pair_id] = self.store.arrays(pair_id)
+            if self.guided:
+                (_, guide, _), (_, lr, hr), *_ = self.store.groups(pair_id)
+                self._arrays[pair_id] = (lr, hr, guide)
+            else:
+                self._arrays[pair_id] = self.store.arrays(pair_id)
         return self._arrays[pair_id]
 
     def _randint(self, high: int, gen: torch.Generator | None) -> int:
@@ -106,31 +123,47 @@ class PairDataset(Dataset[dict[str, Any]]):
         if self.seed is not None:
             gen = torch.Generator().manual_seed(
                 (self.seed * 1_000_003 + self.epoch * 10_007 + index) % (2**63))
-        lr_all, hr_all = self._pair(row["pair_id"])
-        lr = from_scaled(np.asarray(lr_all[row["index"]]))
-        hr = from_scaled(np.asarray(hr_all[row["index"]]))
+        # lr, hr (and guided: the guide), each some whole factor finer than lr
+        arrays = [from_scaled(np.asarray(a[row["index"]])) for a in self._pair(row["pair_id"])]
         pick = self._band_index.get(row["pair_id"])
         if pick is not None:
-            lr, hr = lr[pick], hr[pick]
-        scale = hr.shape[-1] // lr.shape[-1]
+            arrays = [a[pick] for a in arrays]
+        side = arrays[0].shape[-1]
+        factors = [a.shape[-1] // side for a in arrays]
         y = x = 0
-        if self.crop is not None and self.crop < lr.shape[-1]:
-            y = self._randint(lr.shape[-2] - self.crop + 1, gen)
-            x = self._randint(lr.shape[-1] - self.crop + 1, gen)
-            lr = lr[:, y:y + self.crop, x:x + self.crop]
-            hr = hr[:, y * scale:(y + self.crop) * scale, x * scale:(x + self.crop) * scale]
-        lr_t, hr_t = torch.from_numpy(np.ascontiguousarray(lr)), torch.from_numpy(
-            np.ascontiguousarray(hr))
+        if self.crop is not None and self.crop < side:
+            y = self._randint(arrays[0].shape[-2] - self.crop + 1, gen)
+            x = self._randint(side - self.crop + 1, gen)
+            c = self.crop
+            arrays = [a[:, y * f:(y + c) * f, x * f:(x + c) * f]
+                      for a, f in zip(arrays, factors, strict=True)]
+        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
         if self.augment:
             k = self._randint(4, gen)
             flip = self._randint(2, gen)
-            lr_t, hr_t = torch.rot90(lr_t, k, (1, 2)), torch.rot90(hr_t, k, (1, 2))
+            tensors = [torch.rot90(t, k, (1, 2)) for t in tensors]
             if flip:
-                lr_t, hr_t = lr_t.flip(2), hr_t.flip(2)
-            lr_t, hr_t = lr_t.contiguous(), hr_t.contiguous()
-        lr_tf = Affine(*row["lr_transform"]) * Affine.translation(x, y)
-        hr_tf = Affine(*row["hr_transform"]) * Affine.translation(x * scale, y * scale)
-        return {"lr": lr_t, "hr": hr_t, "patch_id": row["patch_id"], "pair_id": row["pair_id"],
-                "kind": row["kind"], "site": row["site"], "split": row["split"],
-                "crs": row["crs"], "lr_transform": tuple(lr_tf)[:6],
-                "hr_transform": tuple(hr_tf)[:6]}
+                tensors = [t.flip(2) for t in tensors]
+            tensors = [t.contiguous() for t in tensors]
+        item: dict[str, Any] = {"lr": tensors[0], "hr": tensors[1], "patch_id": row["patch_id"],
+                "pair_id": row["pair_id"], "kind": row["kind"], "site": row["site"],
+                "split": row["split"], "crs": row["crs"]}
+        item.update(_transforms(row, x, y, factors))
+        if self.guided:
+            item["guide"] = tensors[2]
+        return item
+
+
+def _transforms(row: dict[str, Any], x: int, y: int, factors: list[int]
+                ) -> dict[str, tuple[float, ...]]:
+    """The returned arrays' transforms: a row's are the 10 m bands'; a guided item's
+    ``lr``/``hr`` are ``factors[2]`` times coarser than them and its guide is their input."""
+    lr, hr, s = Affine(*row["lr_transform"]), Affine(*row["hr_transform"]), factors[1]
+    out = {}
+    if len(factors) > 2:
+        g = factors[2]
+        out["guide_transform"] = tuple(lr * Affine.translation(x * g, y * g))[:6]
+        lr, hr = lr * Affine.scale(g), hr * Affine.scale(g)
+    out["lr_transform"] = tuple(lr * Affine.translation(x, y))[:6]
+    out["hr_transform"] = tuple(hr * Affine.translation(x * s, y * s))[:6]
+    return out
