@@ -112,10 +112,13 @@ def test_bands_baselines_only(tmp_path: Path, shared: Path) -> None:
     (["--weights-20m", "a={x2}", "--weights-20m", "a={x4}"], 2, ["two --weights-20m"]),
     (["--data-range", "0"], 2, ["--data-range must be a positive number"]),
     (["--crop", "-1"], 2, ["--crop must be 0 or more"]),
+    (["--weights-20m", "{junk}"], 1, ["junk.safetensors"]),  # untrusted file: no traceback
 ])
 def test_bands_refusals(tmp_path: Path, shared: Path, weights: dict[str, Path],
                         args: list[str], code: int, needles: list[str]) -> None:
-    fill = {"tmp": tmp_path, **weights}
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\xff" * 64)
+    fill = {"tmp": tmp_path, "junk": junk, **weights}
     argv = [a.format(**fill) for a in args]
     if "--shared" not in argv:
         argv += ["--shared", str(shared)]
@@ -123,6 +126,11 @@ def test_bands_refusals(tmp_path: Path, shared: Path, weights: dict[str, Path],
     _one_line_error(res, code, *needles)
     assert not (tmp_path / "rep").exists()
     assert [p.name for p in tmp_path.iterdir() if "rep" in p.name] == []
+
+
+def test_bands_refuses_a_report_inside_the_shared_data(tmp_path: Path, shared: Path) -> None:
+    _one_line_error(_run("--shared", shared, "-o", shared / "sentinel2" / "rep"), 2)
+    assert not (shared / "sentinel2" / "rep").exists()
 
 
 def test_bands_refuses_a_folder_without_test_places(tmp_path: Path) -> None:
