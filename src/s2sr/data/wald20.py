@@ -179,7 +179,7 @@ def _cut(scenes: tuple[Scene, Scene], paths: tuple[Path, Path], store: PairStore
     lr20, hr20 = cutter.group_files[0]
     in10, in20 = FINE_M * scale, COARSE_M * scale
     info = {
-        **{k: v for k, v in common.items() if k != "crs"}, "scene_20m": str(path20),
+        **{k: v for k, v in common.items() if k != "crs"}, "input_20m": str(path20),
         "scale": scale, "patch": p, "stride": opts.stride or p, "bands": list(fine),
         "shift_px": [0.0, 0.0], "shift_spread_px": 0.0, "gain": [1.0] * len(fine),
         "offset": [0.0] * len(fine), "time_gap_days": 0.0,
