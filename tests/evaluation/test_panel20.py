@@ -13,7 +13,7 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from s2sr.core.bands import BANDS_20M
-from s2sr.core.errors import DataError, UsageError
+from s2sr.core.errors import DataError, UsageError, WeightsError
 from s2sr.data.degrade import block_mean, degrade
 from s2sr.data.multires import native_scenes, wald
 from s2sr.data.places import TEST_PLACES
@@ -21,7 +21,6 @@ from s2sr.evaluation.panel import PANEL_MTFS, WORST, Case
 from s2sr.evaluation.panel20 import (
     Triple,
     band_scores,
-    guided_baseline,
     line_rows,
     panel20_cases,
     panel20_rows,
@@ -30,7 +29,7 @@ from s2sr.evaluation.panel20 import (
     summary_rows,
 )
 from s2sr.evaluation.panel20_tables import markdown, targets
-from s2sr.inference.baselines import upsample
+from s2sr.inference.baselines import guided_baseline, upsample
 from s2sr.losses.metrics import Conventions
 from s2sr.models import build_model
 from support.rasters import texture
@@ -267,7 +266,12 @@ def test_a_model_giving_nan_is_named() -> None:
     with torch.no_grad():
         next(model.parameters()).fill_(float("nan"))
     scenes = {"a": _shared_detail(16, 48)}
-    with pytest.raises(DataError, match=r"broken gave NaN or inf in x2 block mean on a: check"):
+    with pytest.raises(WeightsError, match=r"^broken: the model produced NaN"):
         panel20_rows({"broken": model}, ["a"], _maker(scenes), factors=[2], device="cpu")
-    with pytest.raises(DataError, match="broken gave NaN or inf in the native scene a"):
+    with pytest.raises(WeightsError, match=r"^broken: the model produced NaN"):
         line_rows({"broken": model}, {"a": (scenes["a"][1], scenes["a"][0])}, device="cpu")
+    hr10, lr20 = scenes["a"]
+    preds = {"bicubic": lr20 * 1.01, "guided": lr20 * np.nan}  # any method: named
+    with pytest.raises(DataError, match=r"guided gave NaN or inf in x2 MTF 0.30 on s: check"):
+        scene_rows(Case(2, 0.3), "s", preds, lr20, block_mean(hr10, 2),
+                   Conventions().resolve(2))

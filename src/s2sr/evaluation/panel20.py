@@ -10,10 +10,11 @@ the 20 m grid, honouring its offset), and each method brings the input back to t
 20 m grid:
 
 - ``bicubic``: :func:`s2sr.inference.baselines.upsample` of the input by ``f``;
-- ``guided``: the guided high-pass baseline :func:`s2sr.inference.baselines.guided_highpass`
-  (guide at 2x the input's resolution); at ``f = 4`` its output (at 40 m) is brought to 20 m
-  by bicubic;
-- every guided model of scale ``f`` (``forward(lr, guide)``, :mod:`s2sr.models.guided`).
+- ``guided``: the guided high-pass baseline (:func:`s2sr.inference.baselines.guided_baseline`:
+  :func:`~s2sr.inference.baselines.guided_highpass` with the guide at 2x the input's
+  resolution; at ``f = 4`` its output, at 40 m, brought to 20 m by bicubic);
+- every guided model of scale ``f`` (:mod:`s2sr.models.guided`), run as ``s2sr predict
+  --bands all`` runs it (:func:`run_guided`).
 
 Scored per place, band and method with :class:`~s2sr.losses.metrics.Conventions` (data
 range 1, border crop ``f`` truth pixels, the 10 m panel's conventions): PSNR and SSIM
@@ -38,26 +39,26 @@ Running it on ``../shared`` and writing the report is :mod:`s2sr.evaluation.pane
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
-from s2sr.core.bands import BANDS_20M
+from s2sr.core.bands import BANDS_20M, TEN_BANDS
 from s2sr.core.constants import SCALES
-from s2sr.core.errors import DataError, UsageError
+from s2sr.core.errors import DataError, UsageError, WeightsError
 from s2sr.data.degrade import degrade
 from s2sr.evaluation.artefacts import LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.evaluation.panel import PANEL_MTFS, WORST, Case, panel_cases
-from s2sr.inference.baselines import guided_highpass, upsample
+from s2sr.inference.baselines import guided_baseline, guided_highpass, upsample
+from s2sr.inference.multires_predict import super_resolve_bands
 from s2sr.losses.metrics import Conventions, psnr_bands, spectral_angle, ssim_bands
-from s2sr.models import get_spec
-from s2sr.models.device import resolve_device
+from s2sr.models import get_spec, load_model, pretrained_path
 
 __all__ = ["BASELINES20", "LABELS20", "LINE_REFERENCES", "MAX_LINE_SIDE", "SWIR", "Triple",
-           "band_scores", "guided_baseline", "line_rows", "panel20_cases", "panel20_rows",
+           "band_scores", "line_rows", "panel20_cases", "panel20_rows",
            "run_guided", "sam10", "scene_rows", "summary_rows"]
 
 #: Short-wave infrared: reported on its own row.
@@ -93,25 +94,34 @@ def panel20_cases(factors: Sequence[int] = SCALES,
     return [c for c in panel_cases(factors) if c.mtf in mtfs]
 
 
-def guided_baseline(lr: np.ndarray, guide: np.ndarray, factor: int) -> np.ndarray:
-    """The guided high-pass baseline of a Wald case, on the truth's grid (``factor`` x ``lr``).
-
-    ``guide`` is at 2x the resolution of ``lr``; at factor 4 the baseline's output (2x) is
-    brought to 4x by bicubic.
-    """
-    out = guided_highpass(lr, guide, 2)
-    return out if factor == 2 else upsample(out, factor // 2, "bicubic")
+@functools.lru_cache(maxsize=1)
+def _model_10m() -> nn.Module:
+    """The shipped x2 model of the 10 m bands: the 5 m product's other half."""
+    return load_model(pretrained_path(2))
 
 
 def run_guided(model: nn.Module, lr: np.ndarray, guide: np.ndarray,
                device: str = "auto") -> np.ndarray:
-    """A guided model's output ``(6, h * s, w * s)`` float32 for one scene (whole, fp32)."""
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))[None].to(dev)
-        g = torch.from_numpy(np.ascontiguousarray(guide, dtype=np.float32))[None].to(dev)
-        return np.asarray(model(x, g)[0].float().cpu().numpy(), dtype=np.float32)
+    """A guided model's six bands ``(6, h * s, w * s)`` float32 as a user gets them.
+
+    Run by :func:`s2sr.inference.multires_predict.super_resolve_bands` (the engine of
+    ``s2sr predict --bands all``: tiles with the model's halo, negative reflectance written
+    as 0); at x4 with the shipped x2 model for the 10 m bands, whose output is not scored.
+    """
+    hr_model = _model_10m() if get_spec(model).scale == 4 else None
+    ten = super_resolve_bands(np.ascontiguousarray(guide, dtype=np.float32),
+                              np.ascontiguousarray(lr, dtype=np.float32), model,
+                              model_10m=hr_model, device=device)
+    return np.asarray(ten[[TEN_BANDS.index(b) for b in BANDS_20M]], dtype=np.float32)
+
+
+def _run_named(name: str, model: nn.Module, lr: np.ndarray, guide: np.ndarray,
+               device: str) -> np.ndarray:
+    """:func:`run_guided`, its refusal of a broken model naming the model."""
+    try:
+        return run_guided(model, lr, guide, device)
+    except WeightsError as err:
+        raise WeightsError(f"{name}: {err}") from None
 
 
 def band_scores(pred: np.ndarray, truth: np.ndarray, conv: Conventions) -> dict[str, Any]:
@@ -141,7 +151,7 @@ def _outputs(models: Mapping[str, nn.Module], triple: Triple, factor: int,
     lr, guide, _ = triple
     preds = {"bicubic": upsample(lr, factor, "bicubic"),
              "guided": guided_baseline(lr, guide, factor)}
-    preds.update({n: run_guided(m, lr, guide, device) for n, m in models.items()})
+    preds.update({n: _run_named(n, m, lr, guide, device) for n, m in models.items()})
     return preds
 
 
@@ -306,7 +316,7 @@ def line_rows(models: Mapping[str, nn.Module], scenes: Mapping[str, tuple[np.nda
                           upsample(low, 2, "bicubic")))
         for name, model in models.items():
             s = get_spec(model).scale
-            rows.append(_line(name, scene, s, run_guided(model, lr, guide, device),
+            rows.append(_line(name, scene, s, _run_named(name, model, lr, guide, device),
                               upsample(lr, s, "bicubic")))
     for name in [*LINE_REFERENCES, *models]:
         mrows = [r for r in rows if r["method"] == name]

@@ -163,3 +163,20 @@ def guided_highpass(lr20: np.ndarray, hr10: np.ndarray, scale: int = 2,
         out[c] = upsample(band, scale, "bicubic")[0] + detail
         out[c][np.repeat(np.repeat(bad, scale, axis=0), scale, axis=1) | bad_fine] = np.nan
     return out
+
+
+def guided_baseline(lr: np.ndarray, guide: np.ndarray, scale: int) -> np.ndarray:
+    """The guided high-pass baseline of a guided model of ``scale`` (guide 2x finer than ``lr``).
+
+    At x2 :func:`guided_highpass` itself; at x4 (the 5 m product: the guide is still only
+    twice as fine as the input) its x2 output brought to x4 by bicubic (:func:`upsample`).
+    Shared by the 20 m panel (:mod:`s2sr.evaluation.panel20`) and the guided training's
+    validation.
+
+    Returns:
+        ``(C, h * scale, w * scale)`` float32.
+    """
+    if scale not in (2, 4):
+        raise UsageError(f"the guided baseline's scale must be 2 or 4, got {scale!r}")
+    out = guided_highpass(lr, guide, 2)
+    return out if scale == 2 else upsample(out, 2, "bicubic")
