@@ -16,7 +16,7 @@ figures are indicative on a shared machine) and a table: input Mpx/s and peak RS
 
 Usage: nice -n 5 python benchmarks/stream_forward.py [--sizes 1024 2048] [--scales 2 4]
            [--bands 16 32 64 128 256 512] [--tiles 4] [--threads N] [--strip-cols N]
-           [--high-pixels N] [--interleave ROUNDS]
+           [--high-pixels N] [--interleave ROUNDS] [--rows N] [--sweep ROUNDS]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -56,7 +57,7 @@ def _peak_mb() -> float:
 
 
 def one(kind: str, size: int, scale: int, band: int, tiles: int, strip_cols: int | None,
-        high_pixels: int) -> dict[str, float]:
+        high_pixels: int, rows: int = 0) -> dict[str, float]:
     """One measurement in this process: input Mpx/s and peak RSS."""
     pin_mmap_threshold()  # as s2sr predict does
     model = load_model(pretrained_path(scale))
@@ -64,14 +65,15 @@ def one(kind: str, size: int, scale: int, band: int, tiles: int, strip_cols: int
     with torch.inference_mode():
         if kind == "stream":
             stream = StreamingForward(model, high_pixels=high_pixels)
-            x = torch.rand((1, 4, size, size), generator=gen) * 0.4
+            height = rows or size
+            x = torch.rand((1, 4, height, size), generator=gen) * 0.4
             for _ in stream.run(x[:, :, :48, :64], band_rows=16):  # warm-up
                 pass
             t0 = time.perf_counter()
-            rows = sum(b.shape[2] for b in stream.run(x, band_rows=band, strip_cols=strip_cols))
+            out = sum(b.shape[2] for b in stream.run(x, band_rows=band, strip_cols=strip_cols))
             dt = time.perf_counter() - t0
-            assert rows == size * scale
-            pixels = size * size
+            assert out == height * scale
+            pixels = height * size
         else:
             t = TILE[scale]
             x = (torch.rand((1, 4, t, t), generator=gen) * 0.4).contiguous(
@@ -111,6 +113,32 @@ def interleaved(size: int, scale: int, band: int, tiles: int, rounds: int) -> No
                   f"{band} rows {streamed:.4f} | {streamed / tiled:.2f} |", flush=True)
 
 
+def sweep(width: int, rows: int, scale: int, bands: list[int], rounds: int,
+          strip_cols: int | None = None) -> None:
+    """Band heights in turn in this process, ``rounds`` times (each round under about the
+    same load): input Mpx/s per band height, median over the rounds."""
+    pin_mmap_threshold()
+    stream = StreamingForward(load_model(pretrained_path(scale)))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand((1, 4, rows, width), generator=gen) * 0.4
+    speeds: dict[int, list[float]] = {b: [] for b in bands}
+    with torch.inference_mode():
+        for _ in stream.run(x[:, :, :48], band_rows=16):  # warm-up
+            pass
+        for _ in range(rounds):
+            for band in bands:
+                t0 = time.perf_counter()
+                for _ in stream.run(x, band_rows=band, strip_cols=strip_cols):
+                    pass
+                speeds[band].append(rows * width / (time.perf_counter() - t0) / 1e6)
+    best = max(statistics.median(v) for v in speeds.values())
+    for band, v in speeds.items():
+        med = statistics.median(v)
+        cut = f", strips of {strip_cols}" if strip_cols else ""
+        print(f"| x{scale} | {width} x {rows}{cut} | {band} | {band * width} | {med:.4f} | "
+              f"{med / best:.2f} | {' '.join(f'{s:.4f}' for s in v)} |", flush=True)
+
+
 def run_child(args: argparse.Namespace, kind: str, size: int, scale: int, band: int
               ) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--one", kind, "--sizes", str(size), "--scales",
@@ -119,7 +147,7 @@ def run_child(args: argparse.Namespace, kind: str, size: int, scale: int, band: 
         cmd += ["--threads", str(args.threads)]
     if args.strip_cols:
         cmd += ["--strip-cols", str(args.strip_cols)]
-    cmd += ["--high-pixels", str(args.high_pixels)]
+    cmd += ["--high-pixels", str(args.high_pixels), "--rows", str(args.rows)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
 
@@ -134,21 +162,34 @@ def main() -> None:
     p.add_argument("--strip-cols", type=int, default=0, help="column strips (0: none)")
     p.add_argument("--high-pixels", type=int, default=HIGH_PIXELS,
                    help="output pixels of the upsampler and tail at once")
+    p.add_argument("--rows", type=int, default=0,
+                   help="rows of the streamed scenes (0: square scenes); the width is --sizes")
     p.add_argument("--interleave", type=int, default=0,
                    help="rounds of tiles and stream alternately in one process (first size "
                         "and band only)")
+    p.add_argument("--sweep", type=int, default=0,
+                   help="rounds of all --bands in turn in one process (speed only; first "
+                        "size as the width, --rows rows)")
     p.add_argument("--one", choices=["stream", "tiles"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
         print(json.dumps(one(args.one, args.sizes[0], args.scales[0], args.bands[0],
-                             args.tiles, args.strip_cols or None, args.high_pixels)))
+                             args.tiles, args.strip_cols or None, args.high_pixels,
+                             args.rows)))
         return
     print(f"CPU: {cpu_flags()}")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} "
           "(a shared machine: the figures are indicative)")
+    if args.sweep:
+        print("| scale | input | band rows | band px | input Mpx/s (median) | of best | rounds |")
+        print("|---:|---:|---:|---:|---:|---:|---|")
+        for scale in args.scales:
+            sweep(args.sizes[0], args.rows or args.sizes[0], scale, args.bands, args.sweep,
+                  args.strip_cols or None)
+        return
     if args.interleave:
         print("| scale | round | tiles Mpx/s (core px) | stream Mpx/s | stream/tiles |")
         print("|---:|---:|---:|---:|---:|")
@@ -166,7 +207,8 @@ def main() -> None:
         for size in args.sizes:
             for band in args.bands:
                 r = run_child(args, "stream", size, scale, band)
-                print(f"| x{scale} | {size}^2 | stream, {band} rows | {r['mpx_s']:.4f} | "
+                shape = f"{size}^2" if not args.rows else f"{size} x {args.rows} rows"
+                print(f"| x{scale} | {shape} | stream, {band} rows | {r['mpx_s']:.4f} | "
                       f"{r['seconds']:.1f} | {r['peak_mb']:.0f} |", flush=True)
 
 

@@ -16,8 +16,16 @@ from torch import nn
 
 from s2sr.core.errors import UsageError
 from s2sr.inference.stream import StreamingForward, stream_refusal
-from s2sr.inference.stream_budget import band_bytes, pick_band_rows, state_bytes
-from s2sr.inference.stream_stages import BicubicResidual, Conv, Seq
+from s2sr.inference.stream_budget import (
+    STREAM_BUDGET,
+    band_bytes,
+    carried_bytes,
+    high_bytes,
+    pick_band_rows,
+    pick_layout,
+    state_bytes,
+)
+from s2sr.inference.stream_stages import BicubicResidual, Conv, Scratch, Seq
 from s2sr.models import build_model, load_model, pretrained_path
 from s2sr.models.edsr import EDSR
 from support.shared import SENTINEL2, requires_shared
@@ -208,9 +216,9 @@ class TestColumnStrips:
         calls: list[int] = []
         pipeline = stream.pipeline
 
-        def counted(width: int) -> object:
+        def counted(width: int, scratch: Scratch | None = None) -> object:
             calls.append(width)
-            return pipeline(width)
+            return pipeline(width, scratch)
 
         stream.pipeline = counted  # type: ignore[method-assign,assignment]
         out = stream.forward(x, band_rows=3, strip_cols=16)
@@ -301,22 +309,56 @@ class TestBandHeight:
             pick_band_rows(stream, 10980, 10**6)
 
 
+class TestLayout:
+    @pytest.mark.parametrize("scale", [2, 4])
+    def test_a_sentinel2_tile_streams_in_full_width_rows(self, scale: int) -> None:
+        # measured (benchmarks/stream_memory.py): full-width bands of a 10980-column scene
+        # stay under 1.0 GB at x2 and x4
+        stream = StreamingForward(load_model(pretrained_path(scale)))
+        rows, strips = pick_layout(stream, 10980, STREAM_BUDGET)
+        assert strips is None and rows >= 1
+        assert state_bytes(stream, 10980) + band_bytes(stream, 10980, rows) <= STREAM_BUDGET
+
+    def test_a_tight_budget_cuts_column_strips_that_fit_it(self) -> None:
+        stream = StreamingForward(load_model(pretrained_path(4)))
+        width = 10980
+        budget = state_bytes(stream, width + 8 * stream.halo)
+        assert budget < state_bytes(stream, width) + band_bytes(stream, width, 1)
+        rows, cols = pick_layout(stream, width, budget)
+        assert cols is not None and stream.halo <= cols < width and rows >= 1
+        # all strips' carried rows, one strip's upsampler batch and band
+        strips = -(-width // cols)
+        strip = cols + 2 * stream.halo
+        assert carried_bytes(stream, width + 2 * stream.halo * strips) \
+            + high_bytes(stream, strip) + band_bytes(stream, strip, rows) <= budget
+
+    def test_a_budget_below_the_carried_rows_is_refused(self) -> None:
+        stream = StreamingForward(load_model(pretrained_path(2)))
+        with pytest.raises(UsageError, match="raise the budget or use the tiled engine"):
+            pick_layout(stream, 10980, 10**6)
+
+
 class TestMemory:
     """What keeps the streamed memory flat (benchmarks/README.md, stream_memory.py)."""
 
-    def test_a_convolution_reuses_one_buffer_and_frees_it_at_the_end(self) -> None:
-        conv = Conv(nn.Conv2d(4, 8, 3, padding=1).eval())
+    def test_convolutions_share_two_buffers_and_carry_two_rows(self) -> None:
+        scratch = Scratch()
+        convs = [Conv(nn.Conv2d(4, 4, 3, padding=1).eval(), scratch, k % 2) for k in range(3)]
         x = _scene(40, 16).contiguous(memory_format=torch.channels_last)
+        ptrs = set()
         with torch.inference_mode():
-            conv.feed(x[:, :, :5], False)
-            assert conv.buf is not None
-            ptr, cap = conv.buf.data_ptr(), conv.buf.shape[2]
-            assert cap == 7  # a band and the two rows it carries: no whole band pinned
-            for r in range(5, 35, 5):
-                conv.feed(x[:, :, r:r + 5], False)
-                assert conv.buf.data_ptr() == ptr  # the same memory, band after band
-            conv.feed(x[:, :, 35:], True)
-        assert conv.buf is None and conv.rows.numel() == 0
+            for r in range(0, 35, 5):
+                y = x[:, :, r:r + 5]
+                for conv in convs:
+                    y = conv.feed(y, False)
+                    assert conv.carry is not None and conv.carry.shape[2] == 2
+                if r:  # the first band has no carried rows: the buffers grow once
+                    ptrs |= {f.data_ptr() for f in scratch.flat if f is not None}
+            for conv in convs:
+                y = conv.feed(y if conv is not convs[0] else x[:, :, 35:], True)
+        # the same two buffers band after band: no band-sized tensor kept per convolution
+        assert len(ptrs) == 2
+        assert all(conv.carry is None for conv in convs)
 
     def test_the_bicubic_residual_waits_as_input_rows(self) -> None:
         # the global residual holds low-resolution input rows for the network's lag, never

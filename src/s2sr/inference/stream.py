@@ -30,6 +30,7 @@ from s2sr.inference.stream_stages import (
     Node,
     Rebatch,
     Residual,
+    Scratch,
     Seq,
     SkipAdd,
 )
@@ -133,25 +134,31 @@ class StreamingForward:
         stages = int(math.log2(self.scale))
         return [0] * (2 * self.n_blocks + 3) + list(range(1, stages)) + [stages]
 
-    def pipeline(self, width: int) -> Node:
+    def pipeline(self, width: int, scratch: Scratch | None = None) -> Node:
         """Fresh streaming stages for ``width`` columns (each pass over a scene or strip
-        needs its own)."""
-        m, cl = self.model, self.channels_last
-        mean, std = m.mean, m.std
+        needs its own; the strips of one pass share their ``scratch`` buffers)."""
+        m = self.model
+        scratch = scratch or Scratch(self.channels_last)
+        convs = iter(range(10 ** 6))
+
+        def conv(layer: nn.Module) -> Conv:  # alternate slots (see Scratch)
+            return Conv(layer, scratch, next(convs) % 2)
 
         def block(b: nn.Module) -> Node:
             assert isinstance(b, ResBlock)
-            return Residual(Conv(b.body[0], cl), Seq([Map(b.body[1]), Conv(b.body[2], cl)]),
-                            b.res_scale)
+            first = conv(b.body[0])
+            return Residual(first, Seq([Map(b.body[1]), conv(b.body[2])]), b.res_scale)
 
+        head = conv(m.head)
         blocks: list[Node] = [block(b) for b in list(m.body)[:-1]]
-        body = Seq([*blocks, Conv(m.body[-1], cl)])
-        up: list[Node] = [Conv(layer, cl) if isinstance(layer, nn.Conv2d) else Map(layer)
+        body = Seq([*blocks, conv(m.body[-1])])
+        up: list[Node] = [conv(layer) if isinstance(layer, nn.Conv2d) else Map(layer)
                           for layer in m.upsample]
-        high = Rebatch(Seq([*up, Conv(m.tail, cl)]), self.high_rows(width))
-        net: Node = Seq([Conv(m.head, cl), SkipAdd(body), high])
+        high = Rebatch(Seq([*up, conv(m.tail)]), self.high_rows(width))
+        net: Node = Seq([head, SkipAdd(body), high])
         if m.global_residual:
             net = BicubicResidual(net, self.scale)
+        mean, std = m.mean, m.std
 
         def norm(x: torch.Tensor) -> torch.Tensor:
             return (x - mean.to(x.dtype)) / std.to(x.dtype)
@@ -200,17 +207,20 @@ class StreamingForward:
                              f"({self.halo} columns for this model), got {strip_cols!r}: "
                              "narrower strips would recompute more than they keep")
         strips: list[tuple[int, int, int, int, Node]] | None = None
+        scratch = Scratch(self.channels_last)
         for x, last in self._bands(source, band_rows):
             if strips is None:
-                strips = self._strips(x.shape[3], strip_cols)
+                strips = self._strips(x.shape[3], strip_cols, scratch)
             s = self.scale
             outs = [node.feed(x[..., a:b], last)[..., (c0 - a) * s:(c1 - a) * s]
                     for c0, c1, a, b, node in strips]
             out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=3)
+            if last:
+                scratch.free()
             if out.shape[2]:
                 yield out
 
-    def _strips(self, width: int, strip_cols: int | None
+    def _strips(self, width: int, strip_cols: int | None, scratch: Scratch
                 ) -> list[tuple[int, int, int, int, Node]]:
         """``(c0, c1, a, b, pipeline)`` per strip: core columns ``c0:c1``, computed over
         ``a:b``; a last strip narrower than the halo joins the one before."""
@@ -221,7 +231,7 @@ class StreamingForward:
         out = []
         for c0, c1 in itertools.pairwise(cuts):
             a, b = max(0, c0 - self.halo), min(width, c1 + self.halo)
-            out.append((c0, c1, a, b, self.pipeline(b - a)))
+            out.append((c0, c1, a, b, self.pipeline(b - a, scratch)))
         return out
 
     def _bands(self, source: Source, band_rows: int) -> Iterator[tuple[torch.Tensor, bool]]:

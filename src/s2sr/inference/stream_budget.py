@@ -1,5 +1,12 @@
 """How much memory a :class:`~s2sr.inference.stream.StreamingForward` needs, and the band
-height that fits a memory budget."""
+height (and column strips) that fit a memory budget.
+
+The estimates are fitted to peak RSS measured with the shipped 8x64 models
+(benchmarks/stream_memory.py, benchmarks/README.md): beyond the process with its model
+loaded (about 280 MB), a stream takes a part proportional to the width (the rows every
+convolution carries, the skip rows waiting for the body, the last band's flush through the
+network's lag) and a part proportional to the band's pixels.
+"""
 
 from __future__ import annotations
 
@@ -8,36 +15,49 @@ from s2sr.inference.stream import StreamingForward
 
 _F32 = 4  # bytes of a float32
 
-#: Input pixels per band aimed at. On a shared 2-core CPU, 16- and 64-row bands of 1024
-#: columns ran at the same speed, 256 rows ~20 % faster in 2.7x the peak RSS (indicative:
-#: benchmarks/README.md, stream_forward.py); to be re-measured on a quiet machine.
+#: Bytes the stream may take beyond the process with its model loaded (about 280 MB with
+#: torch and the shipped models): with the engine's reading and writing, a whole 10980^2
+#: tile stays under 1.0 GB at x2 and x4.
+STREAM_BUDGET = 600 << 20
+
+#: Input pixels per band aimed at. On the shared 2-core AVX-512 machine (2 MB L2 per core),
+#: bands of 2048 columns ran at the same speed per pixel from 4 to 96 rows (8k-200k
+#: pixels), 1 to 2 rows about 10 % slower (benchmarks/README.md, stream_forward.py --sweep):
+#: small bands cost nothing here, large ones only memory.
 PREFERRED_BAND_PIXELS = 2 ** 16
+
+#: Fitted float32 values per input column, in units of the model's filters: carried with
+#: the scene's width (``_STATE``) and per band row (``_ROW``); per output pixel of the
+#: upsampler and tail's batch of rows (``_HIGH``).
+_STATE = 130
+_ROW = 12
+_HIGH = 5
+
+
+def carried_bytes(stream: StreamingForward, width: int, batch: int = 1) -> int:
+    """Bytes a stream ``width`` columns wide holds whatever its band height: the rows each
+    convolution carries, the skip rows waiting for the body's, the input rows the bicubic
+    residual waits on, the last band's flush through the network's lag."""
+    return _F32 * batch * _STATE * stream.feats * width
+
+
+def high_bytes(stream: StreamingForward, width: int, batch: int = 1) -> int:
+    """Bytes of the upsampler and tail's batch of rows (:meth:`StreamingForward.high_rows`)
+    for a scene or strip ``width`` columns wide."""
+    s, f = stream.scale, stream.feats
+    return _F32 * batch * _HIGH * f * stream.high_rows(width) * width * s * s
 
 
 def state_bytes(stream: StreamingForward, width: int, batch: int = 1) -> int:
-    """Bytes carried between bands for a scene ``width`` columns wide: two rows per
-    convolution at its resolution, the delay lines (about each branch's lag) and the
-    bicubic residual's rows."""
-    s, f, low = stream.scale, stream.feats, 2 * stream.n_blocks + 3
-    carried = 2 * width * f * low                     # the low-resolution convolutions
-    for level in stream.conv_levels()[low:]:
-        carried += 2 * width * 2 ** level * f         # upsampler and tail
-    delays = (2 * stream.n_blocks + 2) * width * f * 2  # the body's skips
-    bicubic = 6 * width * stream.bands + 8 * s * width * s * stream.bands
-    return _F32 * batch * (carried + delays + bicubic)
+    """Bytes of a stream ``width`` columns wide beyond its band: :func:`carried_bytes` and
+    :func:`high_bytes`."""
+    return carried_bytes(stream, width, batch) + high_bytes(stream, width, batch)
 
 
 def band_bytes(stream: StreamingForward, width: int, band_rows: int, batch: int = 1) -> int:
-    """Estimated peak bytes of one band beyond :func:`state_bytes`: per input pixel of the
-    band, 30 x feats float32 values (measured: peak RSS grows by 7-8 MB per row of 1024
-    columns with the shipped 64-filter models; a convolution's input, output, im2col
-    buffer (9 x feats) and the skips account for 14) and the full-resolution output rows
-    with the bicubic residual; plus the upsampler and tail's share, fixed by
-    ``high_pixels``."""
-    s, f = stream.scale, stream.feats
-    per_row = 30 * f + 3 * stream.bands * s * s
-    high = 15 * f * stream.high_rows(width) * width * s * s
-    return _F32 * batch * (per_row * width * (band_rows + 2) + high)
+    """Bytes of ``band_rows`` rows of ``width`` columns beyond :func:`state_bytes` (each
+    convolution's input buffer holds the band, its output and the skips a band)."""
+    return _F32 * batch * _ROW * stream.feats * width * band_rows
 
 
 def pick_band_rows(stream: StreamingForward, width: int, budget_bytes: int, batch: int = 1,
@@ -47,8 +67,8 @@ def pick_band_rows(stream: StreamingForward, width: int, budget_bytes: int, batc
     fits, else the largest that fits (at least 1 row).
 
     Raises:
-        UsageError: not even one row fits the budget (the caller cuts column strips:
-            :meth:`StreamingForward.run`'s ``strip_cols``).
+        UsageError: not even one row fits the budget (:func:`pick_layout` then cuts
+            column strips).
     """
     fixed = state_bytes(stream, width, batch)
     one = band_bytes(stream, width, 1, batch)
@@ -56,8 +76,41 @@ def pick_band_rows(stream: StreamingForward, width: int, budget_bytes: int, batc
         raise UsageError(f"one band of rows {width} columns wide needs about "
                          f"{(fixed + one) / 1e6:.0f} MB, over the memory budget of "
                          f"{budget_bytes / 1e6:.0f} MB: use column strips (strip_cols)")
-    per_row = max(1, band_bytes(stream, width, 2, batch) - one)  # linear in band_rows
-    fits = 1 + (budget_bytes - fixed - one) // per_row
+    fits = 1 + (budget_bytes - fixed - one) // one
     if preferred is None:
         preferred = max(1, PREFERRED_BAND_PIXELS // width)
     return int(max(1, min(preferred, fits)))
+
+
+def pick_layout(stream: StreamingForward, width: int, budget_bytes: int, batch: int = 1,
+                preferred: int | None = None) -> tuple[int, int | None]:
+    """Band height and column strip width (``None``: full-width rows) within
+    ``budget_bytes`` for a scene ``width`` columns wide.
+
+    Full-width rows where one band fits (:func:`pick_band_rows`); else column strips, the
+    widest (halving) whose band and upsampler batch fit beside the carried rows of all the
+    strips (they advance together: their carried rows add up to the width plus the halos).
+
+    Raises:
+        UsageError: not even the carried rows fit: the budget is too small for this width.
+    """
+    try:
+        return pick_band_rows(stream, width, budget_bytes, batch, preferred), None
+    except UsageError:
+        pass
+    cols, halo = width, stream.halo
+    while cols >= 2 * halo:
+        cols = (cols + 1) // 2
+        strips = -(-width // cols)
+        fixed = carried_bytes(stream, width + 2 * halo * strips, batch) \
+            - carried_bytes(stream, cols + 2 * halo, batch)
+        try:
+            rows = pick_band_rows(stream, cols + 2 * halo, budget_bytes - fixed, batch,
+                                  preferred)
+        except UsageError:
+            continue
+        return rows, cols
+    raise UsageError(f"a stream {width} columns wide needs more than the memory budget of "
+                     f"{budget_bytes / 1e6:.0f} MB (about "
+                     f"{carried_bytes(stream, width) / 1e6:.0f} MB of carried rows): raise the "
+                     "budget or use the tiled engine")

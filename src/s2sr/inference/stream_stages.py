@@ -31,6 +31,34 @@ def _no_rows(x: torch.Tensor, channels: int, width: int) -> torch.Tensor:
     return x.new_zeros((x.shape[0], channels, 0, width))
 
 
+class Scratch:
+    """Two input buffers shared by all the convolutions of a pipeline (and its strips):
+    convolution ``i`` joins its carried rows and its new rows in slot ``i % 2``, so a
+    residual block's skip rows (its first convolution's input) survive its second
+    convolution. Reused band after band: no band-sized allocation per convolution."""
+
+    def __init__(self, channels_last: bool = True) -> None:
+        self.channels_last = channels_last
+        self.flat: list[torch.Tensor | None] = [None, None]
+
+    def rows(self, slot: int, like: torch.Tensor, n: int) -> torch.Tensor:
+        """A ``(N, C, n, W)`` buffer of ``like``'s batch, channels and width in ``slot``."""
+        b, c, _, w = like.shape
+        size = b * c * n * w
+        flat = self.flat[slot]
+        if flat is None or flat.numel() < size or flat.dtype != like.dtype \
+                or flat.device != like.device:
+            flat = torch.empty(max(size, 1), dtype=like.dtype, device=like.device)
+            self.flat[slot] = flat
+        if self.channels_last:
+            return flat[:size].view(b, n, w, c).permute(0, 3, 1, 2)
+        return flat[:size].view(b, c, n, w)
+
+    def free(self) -> None:
+        """Drop the buffers (after the last band)."""
+        self.flat = [None, None]
+
+
 class Conv:
     """A 3x3, stride-1, zero-padded convolution over row bands: keeps the last two rows of
     its input. Inside the scene each band is convolved with its two carried rows above and
@@ -38,61 +66,70 @@ class Conv:
     channels-last format, explicit zero rows would change the summation order of the
     border rows: the result would differ from the whole scene's in the last bit).
 
-    The rows the last call read (:attr:`rows`, from scene row :attr:`rows_at`) stay valid
-    until the next call: a residual block reads its skip rows there.
+    The carried rows (at most 2) wait in a small tensor of their own; the joined rows are
+    built in the pipeline's :class:`Scratch` (slot ``slot``). The rows the last call read
+    (:attr:`rows`, from scene row :attr:`rows_at`) stay valid until a convolution of the
+    same slot runs: a residual block reads its skip rows there.
     """
 
-    def __init__(self, conv: nn.Module, channels_last: bool = True) -> None:
+    def __init__(self, conv: nn.Module, scratch: Scratch, slot: int) -> None:
         assert isinstance(conv, nn.Conv2d)
-        self.format = torch.channels_last if channels_last else torch.contiguous_format
         self.weight = conv.weight
         self.bias = conv.bias
-        self.buf: torch.Tensor | None = None  # input rows, reused from call to call
-        self.n = 0  # rows of buf in use, from its top
-        self.keep = 0  # first row of buf still needed (moved to the top at the next call)
+        self.scratch, self.slot = scratch, slot
+        self.carry: torch.Tensor | None = None  # persistent room for the carried rows
+        self.held = 0  # rows of carry in use
         self.top = True  # no output row emitted yet
-        self.base = 0  # scene row of buf's first row
+        self.base = 0  # scene row of the first carried row
         self.rows = torch.empty(0)
         self.rows_at = 0
-        self.expose = False  # keep :attr:`rows` after the last call (a residual reads them)
+        self.expose = False  # keep :attr:`rows` (for a residual block, which then drops them)
 
-    def _append(self, x: torch.Tensor) -> torch.Tensor:
-        """buf with its needed rows on top and ``x`` below them; returns the rows in use."""
-        held = self.n - self.keep
-        n = held + x.shape[2]
-        buf = self.buf
-        if buf is None or buf.shape[2] < n or buf.shape[3] != x.shape[3] \
-                or buf.shape[0] != x.shape[0]:
-            size = (x.shape[0], x.shape[1], max(n, x.shape[2] + 2), x.shape[3])
-            new = torch.empty(size, dtype=x.dtype, device=x.device,
-                              memory_format=self.format)
-            if held and buf is not None:
-                new[:, :, :held] = buf[:, :, self.keep:self.n]
-            self.buf = buf = new
-        elif held and self.keep:  # overlapping only when few rows: copy through a clone
-            buf[:, :, :held] = buf[:, :, self.keep:self.n].clone()
-        self.base += self.keep
-        buf[:, :, held:n] = x
-        self.n, self.keep = n, 0
-        return buf[:, :, :n]
+    def _join(self, x: torch.Tensor) -> torch.Tensor:
+        """The carried rows and ``x`` below them, in the scratch buffer."""
+        held = self.held
+        rows = self.scratch.rows(self.slot, x, held + x.shape[2])
+        if held:
+            assert self.carry is not None
+            rows[:, :, :held] = self.carry[:, :, :held]
+        rows[:, :, held:] = x
+        return rows
+
+    def _keep(self, rows: torch.Tensor, keep: int) -> None:
+        """Carry ``rows[keep:]`` (at most 2 rows) to the next call."""
+        h = rows.shape[2] - keep
+        assert h <= 2, "a convolution carries at most 2 rows"
+        c = self.carry
+        if c is None or c.shape[0] != rows.shape[0] or c.shape[1] != rows.shape[1] \
+                or c.shape[3] != rows.shape[3]:
+            fmt = torch.channels_last if self.scratch.channels_last \
+                else torch.contiguous_format
+            c = self.carry = torch.empty((rows.shape[0], rows.shape[1], 2, rows.shape[3]),
+                                         dtype=rows.dtype, device=rows.device,
+                                         memory_format=fmt)
+        if h:
+            c[:, :, :h] = rows[:, :, keep:]
+        self.held = h
+        self.base += keep
 
     def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
-        rows = self._append(x)
-        n = self.n
+        rows = self._join(x)
+        n = rows.shape[2]
         start, stop = (0 if self.top else 1), (n if last else n - 1)
         if stop <= start:  # too few rows yet: wait for more
+            self._keep(rows, 0)
             return _no_rows(x, self.weight.shape[0], x.shape[3])
-        self.rows, self.rows_at = rows, self.base
+        if self.expose:
+            self.rows, self.rows_at = rows, self.base
         if self.top or last:
             out = F.conv2d(rows, self.weight, self.bias, padding=1)[:, :, start:stop]
         else:
             out = F.conv2d(rows, self.weight, self.bias, padding=(0, 1))
-        self.keep = n if last else stop - 1
         self.top = False
-        if last:  # the buffer goes now, not with the pipeline (the last call is the longest)
-            self.buf = None
-            if not self.expose:
-                self.rows = torch.empty(0)
+        if last:
+            self.carry, self.held = None, 0
+        else:
+            self._keep(rows, stop - 1)
         return out
 
 
@@ -115,8 +152,7 @@ class Residual:
         assert a >= 0 and a + m <= self.conv1.rows.shape[2], "skip rows misaligned"
         self.done += m
         y.mul_(self.r).add_(self.conv1.rows[:, :, a:a + m])
-        if last:
-            self.conv1.rows = torch.empty(0)
+        self.conv1.rows = torch.empty(0)  # no old scratch buffer pinned (they grow at the end)
         return y
 
 
