@@ -17,6 +17,7 @@ figures are indicative on a shared machine) and a table: input Mpx/s and peak RS
 Usage: nice -n 5 python benchmarks/stream_forward.py [--sizes 1024 2048] [--scales 2 4]
            [--bands 16 32 64 128 256 512] [--tiles 4] [--threads N] [--strip-cols N]
            [--high-pixels N] [--interleave ROUNDS] [--rows N] [--sweep ROUNDS]
+           [--sweep-strips 0 2048 1024]
 """
 
 from __future__ import annotations
@@ -114,28 +115,30 @@ def interleaved(size: int, scale: int, band: int, tiles: int, rounds: int) -> No
 
 
 def sweep(width: int, rows: int, scale: int, bands: list[int], rounds: int,
-          strip_cols: int | None = None) -> None:
-    """Band heights in turn in this process, ``rounds`` times (each round under about the
-    same load): input Mpx/s per band height, median over the rounds."""
+          strips: list[int]) -> None:
+    """Band heights (and column strip widths, 0: full-width rows) in turn in this process,
+    ``rounds`` times (each round under about the same load): input Mpx/s per layout,
+    median over the rounds."""
     pin_mmap_threshold()
     stream = StreamingForward(load_model(pretrained_path(scale)))
     gen = torch.Generator().manual_seed(0)
     x = torch.rand((1, 4, rows, width), generator=gen) * 0.4
-    speeds: dict[int, list[float]] = {b: [] for b in bands}
+    layouts = [(b, c) for c in strips for b in bands]
+    speeds: dict[tuple[int, int], list[float]] = {k: [] for k in layouts}
     with torch.inference_mode():
         for _ in stream.run(x[:, :, :48], band_rows=16):  # warm-up
             pass
         for _ in range(rounds):
-            for band in bands:
+            for band, cols in layouts:
                 t0 = time.perf_counter()
-                for _ in stream.run(x, band_rows=band, strip_cols=strip_cols):
+                for _ in stream.run(x, band_rows=band, strip_cols=cols or None):
                     pass
-                speeds[band].append(rows * width / (time.perf_counter() - t0) / 1e6)
+                speeds[band, cols].append(rows * width / (time.perf_counter() - t0) / 1e6)
     best = max(statistics.median(v) for v in speeds.values())
-    for band, v in speeds.items():
+    for (band, cols), v in speeds.items():
         med = statistics.median(v)
-        cut = f", strips of {strip_cols}" if strip_cols else ""
-        print(f"| x{scale} | {width} x {rows}{cut} | {band} | {band * width} | {med:.4f} | "
+        cut = f"{cols} + 2 x {stream.halo}" if cols else "full width"
+        print(f"| x{scale} | {width} x {rows} | {cut} | {band} | {med:.4f} | "
               f"{med / best:.2f} | {' '.join(f'{s:.4f}' for s in v)} |", flush=True)
 
 
@@ -170,6 +173,8 @@ def main() -> None:
     p.add_argument("--sweep", type=int, default=0,
                    help="rounds of all --bands in turn in one process (speed only; first "
                         "size as the width, --rows rows)")
+    p.add_argument("--sweep-strips", type=int, nargs="+", default=[0],
+                   help="column strip widths of --sweep (0: full-width rows)")
     p.add_argument("--one", choices=["stream", "tiles"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.threads:
@@ -184,11 +189,12 @@ def main() -> None:
           f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} "
           "(a shared machine: the figures are indicative)")
     if args.sweep:
-        print("| scale | input | band rows | band px | input Mpx/s (median) | of best | rounds |")
-        print("|---:|---:|---:|---:|---:|---:|---|")
+        print("| scale | input | columns | band rows | input Mpx/s (median) | of best | "
+              "rounds |")
+        print("|---:|---:|---|---:|---:|---:|---|")
         for scale in args.scales:
             sweep(args.sizes[0], args.rows or args.sizes[0], scale, args.bands, args.sweep,
-                  args.strip_cols or None)
+                  args.sweep_strips)
         return
     if args.interleave:
         print("| scale | round | tiles Mpx/s (core px) | stream Mpx/s | stream/tiles |")

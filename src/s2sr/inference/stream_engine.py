@@ -25,7 +25,7 @@ from s2sr.inference.backends import Backend, TorchBackend, cudnn_settings
 from s2sr.inference.encoding import DnEncoding
 from s2sr.inference.engine import Reader, Writer
 from s2sr.inference.stream import StreamingForward, stream_refusal
-from s2sr.inference.stream_budget import pick_band_rows
+from s2sr.inference.stream_budget import STREAM_BUDGET, pick_layout
 from s2sr.inference.stream_consistency import (
     CHUNK_BYTES,
     BandBackProjection,
@@ -34,8 +34,6 @@ from s2sr.inference.stream_consistency import (
 
 log = logging.getLogger(__name__)
 
-#: Memory the streamed bands may take (bytes); the band height is picked to fit it.
-STREAM_BUDGET = 1 << 30
 #: Input pixels per band aimed at on CUDA (within half the free GPU memory).
 GPU_BAND_PIXELS = 1 << 22
 #: Precisions the stream runs at. Not bf16 yet: under autocast the stream's output is
@@ -55,7 +53,8 @@ class StreamingSuperResolver:
         radiometry: DN encoding of input and output.
         fill: per-band reflectance put into nodata pixels before the network.
         progress: show a progress bar (input rows).
-        budget: memory the bands may take (:func:`pick_band_rows`).
+        budget: memory the stream may take beyond the process with its model loaded
+            (:func:`~s2sr.inference.stream_budget.pick_layout`).
         consistency: back-projection iterations (0: off), applied to the whole scene's
             rows band by band (:class:`~s2sr.inference.stream_consistency.
             BandBackProjection`).
@@ -253,18 +252,7 @@ def _band_shape(stream: StreamingForward, width: int, budget: int, device: torch
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         budget, preferred = max(budget, free // 2), max(1, GPU_BAND_PIXELS // width)
-    try:
-        return pick_band_rows(stream, width, budget, preferred=preferred), None
-    except UsageError:  # too wide for one row: column strips of one row
-        cols = width
-        while cols > 64:
-            cols = (cols + 1) // 2
-            try:
-                pick_band_rows(stream, cols + 2 * stream.halo, budget)
-                break
-            except UsageError:
-                continue
-        return 1, cols
+    return pick_layout(stream, width, budget, preferred=preferred)
 
 
 #: Why :func:`choose_engine` keeps ONNX Runtime on tiles (measured, docs/predict.md).
