@@ -128,3 +128,12 @@ def test_a_whole_run_trains_selects_and_never_reads_a_test_place(tmp_path: Path)
     # the command line: a data error (no data folder) is exit 1, no traceback
     assert main([str(config), "-o", str(tmp_path / "r2"), "--data-root",
                  str(tmp_path / "none")]) == 1
+    # a second stage from the first one's weights; another architecture is refused
+    shared = str(tmp_path / "shared")
+    assert main([str(config), "-o", str(tmp_path / "r3"), "--data-root", shared,
+                 "--init-from", str(best)]) == 0
+    assert (tmp_path / "r3" / "best.safetensors").exists()
+    other = tmp_path / "x4.yaml"
+    other.write_text(config.read_text().replace("scale: 2", "scale: 4"))
+    assert main([str(other), "-o", str(tmp_path / "r4"), "--data-root", shared,
+                 "--init-from", str(best)]) == 2

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import logging
 import math
 import sys
@@ -37,6 +38,7 @@ from s2sr.data.multires import NativeScene, native_scenes, wald
 from s2sr.inference.baselines import guided_highpass, upsample
 from s2sr.losses.metrics import Conventions, psnr_bands
 from s2sr.models import build_model, get_spec, load_model, save_model
+from s2sr.models.guided import guide_of
 from s2sr.training.guided_config import GuidedConfig, load_guided_config
 from s2sr.training.guided_data import GuidedPairs
 from s2sr.training.schedule import one_cycle
@@ -174,7 +176,11 @@ def build_guided(cfg: GuidedConfig) -> nn.Module:
                         guide_bands=cfg.guide_bands, **cfg.options)
     if cfg.init_from:
         parent = load_model(cfg.init_from)
-        if get_spec(parent) != get_spec(model):
+        a, b = get_spec(parent), get_spec(model)
+        shapes = [{k: v.shape for k, v in m.state_dict().items()} for m in (parent, model)]
+        if ((a.name, a.bands, a.scale, guide_of(parent)) != (b.name, b.bands, b.scale,
+                                                            guide_of(model))
+                or shapes[0] != shapes[1]):
             raise UsageError(f"init_from {cfg.init_from} is not the configured architecture "
                              f"({cfg.model} x{cfg.scale}): train it from scratch")
         model = parent
@@ -216,10 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, required=True, help="run folder")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="the shared data folder (default: data.root of the config)")
+    parser.add_argument("--init-from", default=None,
+                        help="start from these weights (default: init_from of the config)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         cfg = load_guided_config(args.config, data_root=args.data_root)
+        if args.init_from is not None:
+            cfg = dataclasses.replace(cfg, init_from=args.init_from)
         path = train_guided(cfg, args.output)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
