@@ -67,8 +67,9 @@ SWIR: tuple[str, ...] = ("B11", "B12")
 BASELINES20: tuple[str, ...] = ("bicubic", "guided")
 LABELS20: dict[str, str] = {"bicubic": "bicubic", "guided": "guided high-pass"}
 #: Largest side (20 m px) of a native scene for the line ratio: larger scenes are scored on
-#: their centre crop of this side (the spectra are averaged over 64 px windows anyway).
-MAX_LINE_SIDE = 512
+#: their centre crop of this side (512 px at 10 m, 1024 at 5 m: 15 x 15 and 31 x 31 of the
+#: 64 px windows the spectra average; at x4 the shipped 10 m model runs on the guide too).
+MAX_LINE_SIDE = 256
 
 #: One Wald case of a scene: ``(lr, guide, truth)`` as :func:`s2sr.data.multires.wald` makes.
 Triple = tuple[np.ndarray, np.ndarray, np.ndarray]

@@ -17,7 +17,7 @@ from s2sr.core.bands import BANDS_20M
 from s2sr.evaluation.artefacts import LINE_THRESHOLD
 from s2sr.evaluation.markdown import table as md_table
 from s2sr.evaluation.panel import WORST
-from s2sr.evaluation.panel20 import BASELINES20, LABELS20, SWIR
+from s2sr.evaluation.panel20 import BASELINES20, LABELS20, MAX_LINE_SIDE, SWIR
 from s2sr.losses.metrics import Conventions
 
 __all__ = ["DEFINITION", "markdown", "targets"]
@@ -149,7 +149,8 @@ def _line_lines(lines_rows: Sequence[Mapping[str, Any]]) -> list[str]:
     out = ["", f"## Nyquist-line ratio on the native scenes, x / y (threshold "
            f"{LINE_THRESHOLD:.2f})", "",
            "The 20 m bands of every native multi-resolution scene sharpened as a user runs "
-           "the model (input at 20 m, guide at 10 m; centre crop of 512 20 m px at most): "
+           f"the model (input at 20 m, guide at 10 m; centre crop of {MAX_LINE_SIDE} 20 m px "
+           "at most): "
            "power of (output - bicubic) on the output's Nyquist lines over its power in the "
            "ring 0.30-0.40 cycles/px (`s2sr.evaluation.artefacts`), against the 10 m models' "
            "bound. References (x2): `guided` = the guided high-pass baseline of the native "
