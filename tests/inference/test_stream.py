@@ -285,10 +285,13 @@ class TestBandHeight:
     def test_preferred_when_it_fits(self) -> None:
         stream = StreamingForward(load_model(pretrained_path(2)))
         assert pick_band_rows(stream, 10980, 8 * 10**9, preferred=64) == 64
-        # by default, bands of about 65536 input pixels: 64 rows of 1024, 5 of 10980
-        assert pick_band_rows(stream, 1024, 8 * 10**9) == 64
-        assert pick_band_rows(stream, 10980, 8 * 10**9) == 5
-        assert pick_band_rows(stream, 20000, 8 * 10**9) == 3
+        # by default, bands of about 8192 input pixels within 2 to 8 rows (the fastest
+        # per pixel measured): 8 rows of 1024, 4 of 2048, 2 of 4096 and of 10980
+        assert pick_band_rows(stream, 512, 8 * 10**9) == 8
+        assert pick_band_rows(stream, 1024, 8 * 10**9) == 8
+        assert pick_band_rows(stream, 2048, 8 * 10**9) == 4
+        assert pick_band_rows(stream, 4096, 8 * 10**9) == 2
+        assert pick_band_rows(stream, 10980, 8 * 10**9) == 2
 
     def test_budget_limits_the_band(self) -> None:
         stream = StreamingForward(load_model(pretrained_path(4)))

@@ -20,11 +20,15 @@ _F32 = 4  # bytes of a float32
 #: tile stays under 1.0 GB at x2 and x4.
 STREAM_BUDGET = 600 << 20
 
-#: Input pixels per band aimed at. On the shared 2-core AVX-512 machine (2 MB L2 per core),
-#: bands of 2048 columns ran at the same speed per pixel from 4 to 96 rows (8k-200k
-#: pixels), 1 to 2 rows about 10 % slower (benchmarks/README.md, stream_forward.py --sweep):
-#: small bands cost nothing here, large ones only memory.
-PREFERRED_BAND_PIXELS = 2 ** 16
+#: Input pixels per band aimed at, within :data:`PREFERRED_ROWS`. Measured on the shared
+#: 2-core AVX-512 machine (2 MB L2 per core; benchmarks/README.md, stream_forward.py
+#: --sweep, band heights in turn in one process): at 2048 columns, 1-2-row bands ran
+#: fastest per pixel, 4-8 rows at 0.86-0.89 of that, 16-32 rows at 0.61-0.71; at 10980
+#: columns 1 to 8 rows within 0.85-1.0 (the noise of the load). Small bands cost nothing
+#: here and take the least memory; the budget only ever lowers the height.
+PREFERRED_BAND_PIXELS = 8192
+#: Fewest and most rows of the preferred band (1-row bands carry 2 rows per new row).
+PREFERRED_ROWS = (2, 8)
 
 #: Fitted float32 values per input column, in units of the model's filters: carried with
 #: the scene's width (``_STATE``) and per band row (``_ROW``); per output pixel of the
@@ -63,8 +67,8 @@ def band_bytes(stream: StreamingForward, width: int, band_rows: int, batch: int 
 def pick_band_rows(stream: StreamingForward, width: int, budget_bytes: int, batch: int = 1,
                    preferred: int | None = None) -> int:
     """The band height for a scene ``width`` columns wide within ``budget_bytes``: the
-    ``preferred`` height (default: :data:`PREFERRED_BAND_PIXELS` / ``width``) where it
-    fits, else the largest that fits (at least 1 row).
+    ``preferred`` height (default: :data:`PREFERRED_BAND_PIXELS` / ``width`` within
+    :data:`PREFERRED_ROWS`) where it fits, else the largest that fits (at least 1 row).
 
     Raises:
         UsageError: not even one row fits the budget (:func:`pick_layout` then cuts
@@ -78,7 +82,8 @@ def pick_band_rows(stream: StreamingForward, width: int, budget_bytes: int, batc
                          f"{budget_bytes / 1e6:.0f} MB: use column strips (strip_cols)")
     fits = 1 + (budget_bytes - fixed - one) // one
     if preferred is None:
-        preferred = max(1, PREFERRED_BAND_PIXELS // width)
+        low, high = PREFERRED_ROWS
+        preferred = max(low, min(high, PREFERRED_BAND_PIXELS // width))
     return int(max(1, min(preferred, fits)))
 
 
