@@ -5,7 +5,8 @@ The estimates are fitted to peak RSS measured with the shipped 8x64 models
 (benchmarks/stream_memory.py, benchmarks/README.md): beyond the process with its model
 loaded (about 280 MB), a stream takes a part proportional to the width (the rows every
 convolution carries, the skip rows waiting for the body, the last band's flush through the
-network's lag) and a part proportional to the band's pixels.
+network's lag), a small part proportional to the band's pixels and a fixed part. Column
+strips shrink only the band's part and the upsampler's batch: all strips advance together.
 """
 
 from __future__ import annotations
@@ -30,19 +31,29 @@ PREFERRED_BAND_PIXELS = 8192
 #: Fewest and most rows of the preferred band (1-row bands carry 2 rows per new row).
 PREFERRED_ROWS = (2, 8)
 
-#: Fitted float32 values per input column, in units of the model's filters: carried with
-#: the scene's width (``_STATE``) and per band row (``_ROW``); per output pixel of the
-#: upsampler and tail's batch of rows (``_HIGH``).
-_STATE = 130
-_ROW = 12
-_HIGH = 5
+#: Fitted to the peak RSS beyond the process with its model loaded, measured with the
+#: shipped models at 2048, 4096 and 10980 columns, x2 and x4 (benchmarks/README.md,
+#: stream_memory.py; within +36/-0 MB of each): float32 values per input column in units of
+#: the filters, carried with the width (``_STATE``) and per band row (``_ROW``); per output
+#: column, band and row of the scale (``_DRAIN``: the last band's flush through the
+#: network's lag, at full resolution); per output pixel of the upsampler and tail's batch
+#: in units of the filters (``_HIGH``); and bytes whatever the size (``_FIXED``: oneDNN's
+#: and the threads' working memory).
+_STATE = 84
+_ROW = 3
+_DRAIN = 70
+_HIGH = 1
+_FIXED = 80 << 20
 
 
 def carried_bytes(stream: StreamingForward, width: int, batch: int = 1) -> int:
     """Bytes a stream ``width`` columns wide holds whatever its band height: the rows each
     convolution carries, the skip rows waiting for the body's, the input rows the bicubic
-    residual waits on, the last band's flush through the network's lag."""
-    return _F32 * batch * _STATE * stream.feats * width
+    residual waits on, the last band's flush through the network's lag (all the strips
+    together: they advance band by band side by side)."""
+    s = stream.scale
+    per_column = _STATE * stream.feats + _DRAIN * stream.bands * s * s
+    return _F32 * batch * per_column * width
 
 
 def high_bytes(stream: StreamingForward, width: int, batch: int = 1) -> int:
@@ -53,14 +64,14 @@ def high_bytes(stream: StreamingForward, width: int, batch: int = 1) -> int:
 
 
 def state_bytes(stream: StreamingForward, width: int, batch: int = 1) -> int:
-    """Bytes of a stream ``width`` columns wide beyond its band: :func:`carried_bytes` and
-    :func:`high_bytes`."""
-    return carried_bytes(stream, width, batch) + high_bytes(stream, width, batch)
+    """Bytes of a stream ``width`` columns wide beyond its band: ``_FIXED``,
+    :func:`carried_bytes` and :func:`high_bytes`."""
+    return _FIXED + carried_bytes(stream, width, batch) + high_bytes(stream, width, batch)
 
 
 def band_bytes(stream: StreamingForward, width: int, band_rows: int, batch: int = 1) -> int:
-    """Bytes of ``band_rows`` rows of ``width`` columns beyond :func:`state_bytes` (each
-    convolution's input buffer holds the band, its output and the skips a band)."""
+    """Bytes of ``band_rows`` rows of ``width`` columns beyond :func:`state_bytes` (the two
+    shared input buffers, a convolution's output, the skips)."""
     return _F32 * batch * _ROW * stream.feats * width * band_rows
 
 

@@ -189,9 +189,20 @@ class Rebatch:
         n = x.shape[2]
         if n <= self.rows:
             return self.node.feed(x, last)
-        outs = [self.node.feed(x[:, :, r:r + self.rows], last and r + self.rows >= n)
-                for r in range(0, n, self.rows)]
-        return torch.cat(outs, dim=2)
+        out: torch.Tensor | None = None  # the pieces copied in as they come (no cat)
+        done = 0
+        for r in range(0, n, self.rows):
+            y = self.node.feed(x[:, :, r:r + self.rows], last and r + self.rows >= n)
+            if out is None:  # at most scale x (rows fed + the 2 held) rows come out
+                bound = y.shape[2] * -(-(n + 2) // min(n, self.rows))
+                out = y.new_empty((y.shape[0], y.shape[1], bound, y.shape[3]))
+            if done + y.shape[2] > out.shape[2]:
+                out = torch.cat([out[:, :, :done], y], dim=2)
+            else:
+                out[:, :, done:done + y.shape[2]] = y
+            done += y.shape[2]
+        assert out is not None
+        return out[:, :, :done]
 
 
 class SkipAdd:
@@ -248,12 +259,15 @@ class BicubicResidual:
         if m == 0:
             return y
         seen, end = self.base + self.buf.shape[2], self.done + m
-        b = _bicubic_first_tap(end - 1, s) + 4  # past the last tap needed
-        assert last or b <= seen, "the network emitted rows before their bicubic taps"
-        a, b = max(0, _bicubic_first_tap(self.done, s)), min(seen, b)
-        slab = self.buf[:, :, a - self.base:b - self.base]
-        up = F.interpolate(slab, scale_factor=s, mode="bicubic", align_corners=False)
-        y.add_(up[:, :, self.done - a * s:end - a * s])
+        assert last or _bicubic_first_tap(end - 1, s) + 4 <= seen, \
+            "the network emitted rows before their bicubic taps"
+        for o0 in range(self.done, end, 8 * s):  # a few rows at a time: small temporaries
+            o1 = min(o0 + 8 * s, end)
+            a = max(0, _bicubic_first_tap(o0, s))
+            b = min(seen, _bicubic_first_tap(o1 - 1, s) + 4)
+            slab = self.buf[:, :, a - self.base:b - self.base]
+            up = F.interpolate(slab, scale_factor=s, mode="bicubic", align_corners=False)
+            y[:, :, o0 - self.done:o1 - self.done].add_(up[:, :, o0 - a * s:o1 - a * s])
         self.done = end
         keep = max(0, _bicubic_first_tap(end, s))
         self.buf = self.buf[:, :, keep - self.base:]
