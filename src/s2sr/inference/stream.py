@@ -196,8 +196,9 @@ class StreamingForward:
                 each side (a last strip narrower than the halo joins the one before).
 
         Yields:
-            ``(N, C, rows, W * scale)`` float32 on the model's device; the row counts vary
-            (the first bands wait for the rows below them) and add up to ``H * scale``.
+            ``(N, C, rows, W * scale)`` float32 on the model's device, at most
+            ``scale * band_rows`` rows each; the row counts vary (the first bands wait for
+            the rows below them) and add up to ``H * scale``.
         """
         if not isinstance(band_rows, int) or band_rows < 1:
             raise UsageError(f"band_rows must be a positive integer, got {band_rows!r}")
@@ -217,8 +218,9 @@ class StreamingForward:
             out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=3)
             if last:
                 scratch.free()
-            if out.shape[2]:
-                yield out
+            step = self.scale * band_rows  # the last band's flush (the lag) in band-sized
+            for r in range(0, out.shape[2], step):  # blocks: the consumer's copies stay small
+                yield out[:, :, r:r + step]
 
     def _strips(self, width: int, strip_cols: int | None, scratch: Scratch
                 ) -> list[tuple[int, int, int, int, Node]]:
