@@ -479,7 +479,7 @@ def test_edsr_output_is_always_reflectance() -> None:
 # --- good files keep working ------------------------------------------------------------
 
 def test_shipped_models_pass_every_check() -> None:
-    assert len(list_pretrained()) == 4
+    assert len(list_pretrained()) == 6  # four 10 m models, two guided 20 m models
     for name in list_pretrained():
         path = WEIGHTS_DIR / f"{name}.safetensors"
         with safe_open(str(path), framework="pt") as handle:
