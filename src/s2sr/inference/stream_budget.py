@@ -11,8 +11,12 @@ strips shrink only the band's part and the upsampler's batch: all strips advance
 
 from __future__ import annotations
 
+import logging
+
 from s2sr.core.errors import UsageError
 from s2sr.inference.stream import StreamingForward
+
+log = logging.getLogger(__name__)
 
 _F32 = 4  # bytes of a float32
 
@@ -107,8 +111,9 @@ def pick_layout(stream: StreamingForward, width: int, budget_bytes: int, batch: 
     widest (halving) whose band and upsampler batch fit beside the carried rows of all the
     strips (they advance together: their carried rows add up to the width plus the halos).
 
-    Raises:
-        UsageError: not even the carried rows fit: the budget is too small for this width.
+    Where not even the carried rows fit (wider than about 12000 columns at x4,
+    19000 at x2 in :data:`STREAM_BUDGET`), 1-row full-width bands, with a warning: strips would not help
+    (their carried rows add up to the width) and the stream still runs.
     """
     try:
         return pick_band_rows(stream, width, budget_bytes, batch, preferred), None
@@ -126,7 +131,7 @@ def pick_layout(stream: StreamingForward, width: int, budget_bytes: int, batch: 
         except UsageError:
             continue
         return rows, cols
-    raise UsageError(f"a stream {width} columns wide needs more than the memory budget of "
-                     f"{budget_bytes / 1e6:.0f} MB (about "
-                     f"{carried_bytes(stream, width) / 1e6:.0f} MB of carried rows): raise the "
-                     "budget or use the tiled engine")
+    log.warning("a stream %d columns wide needs about %.0f MB (its carried rows), over the "
+                "memory budget of %.0f MB: running it in 1-row bands anyway",
+                width, state_bytes(stream, width, batch) / 1e6, budget_bytes / 1e6)
+    return 1, None
