@@ -31,6 +31,17 @@ def _no_rows(x: torch.Tensor, channels: int, width: int) -> torch.Tensor:
     return x.new_zeros((x.shape[0], channels, 0, width))
 
 
+def copy_rows(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """``dst[...] = src``: one flat copy where both are dense in channels-last order
+    (PyTorch's copy between channels-last views of one batch ran at about half that speed
+    here), else PyTorch's."""
+    d, s = dst.permute(0, 2, 3, 1), src.permute(0, 2, 3, 1)
+    if d.is_contiguous() and s.is_contiguous():
+        d.view(-1).copy_(s.view(-1))
+    else:
+        dst.copy_(src)
+
+
 class Scratch:
     """Two input buffers shared by all the convolutions of a pipeline (and its strips):
     convolution ``i`` joins its carried rows and its new rows in slot ``i % 2``, so a
@@ -91,8 +102,8 @@ class Conv:
         rows = self.scratch.rows(self.slot, x, held + x.shape[2])
         if held:
             assert self.carry is not None
-            rows[:, :, :held] = self.carry[:, :, :held]
-        rows[:, :, held:] = x
+            copy_rows(rows[:, :, :held], self.carry[:, :, :held])
+        copy_rows(rows[:, :, held:], x)
         return rows
 
     def _keep(self, rows: torch.Tensor, keep: int) -> None:
@@ -108,7 +119,7 @@ class Conv:
                                          dtype=rows.dtype, device=rows.device,
                                          memory_format=fmt)
         if h:
-            c[:, :, :h] = rows[:, :, keep:]
+            copy_rows(c[:, :, :h], rows[:, :, keep:])
         self.held = h
         self.base += keep
 
