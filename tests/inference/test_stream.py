@@ -101,6 +101,16 @@ class TestEqualsWholeScene:
         x = _scene(20, 24, seed=4)
         assert torch.equal(StreamingForward(model).forward(x, band_rows=20), _whole(model, x))
 
+    @pytest.mark.parametrize("channels_last", [True, False])
+    def test_a_batch_of_two_scenes(self, channels_last: bool) -> None:
+        # a batch's rows are not one dense block: the copies take PyTorch's general path
+        model = _tiny(4, True)
+        x = torch.cat([_scene(14, 19, seed=13), _scene(14, 19, seed=14)])
+        out = StreamingForward(model, channels_last=channels_last).forward(x, band_rows=3)
+        ref = _whole(model, x, channels_last=channels_last)
+        assert out.shape == ref.shape == (2, 4, 56, 76)
+        assert (out - ref).abs().max().item() <= ATOL
+
     def test_contiguous_format(self) -> None:
         model = _tiny(2, True)
         x = _scene(30, 26, seed=5)
