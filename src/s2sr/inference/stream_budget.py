@@ -111,9 +111,9 @@ def pick_layout(stream: StreamingForward, width: int, budget_bytes: int, batch: 
     widest (halving) whose band and upsampler batch fit beside the carried rows of all the
     strips (they advance together: their carried rows add up to the width plus the halos).
 
-    Where not even the carried rows fit (wider than about 12000 columns at x4,
-    19000 at x2 in :data:`STREAM_BUDGET`), 1-row full-width bands, with a warning: strips would not help
-    (their carried rows add up to the width) and the stream still runs.
+    Where not even the carried rows fit (wider than about 12000 columns at x4, 19000 at
+    x2 in :data:`STREAM_BUDGET`): 1-row full-width bands, with a warning (strips would not
+    help: their carried rows add up to the width) and the stream still runs.
     """
     try:
         return pick_band_rows(stream, width, budget_bytes, batch, preferred), None
