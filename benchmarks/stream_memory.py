@@ -135,7 +135,12 @@ def main() -> None:
     print("| scale | width x rows | run | band rows | strips | RSS, model loaded | peak RSS "
           "| seconds |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|")
-    folder = args.keep or Path(tempfile.mkdtemp(prefix="stream_memory_"))
+    with tempfile.TemporaryDirectory(prefix="stream_memory_") as tmp:
+        run_cases(args, args.keep or Path(tmp))
+
+
+def run_cases(args: argparse.Namespace, folder: Path) -> None:
+    """Each case (and its ``s2sr predict`` with ``--predict``) in a fresh process."""
     for scale in args.scales:
         for case in args.cases:
             width, rows = (int(v) for v in case.split("x"))
