@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from s2sr.data.multires import BANDS_20M, NativeScene, native_scenes, wald
-from s2sr.evaluation.panel20 import guided_baseline, run_guided
-from s2sr.inference.baselines import upsample
+from s2sr.evaluation.panel20 import run_guided
+from s2sr.inference.baselines import guided_baseline, upsample
 from s2sr.losses.metrics import Conventions, psnr_bands
 from s2sr.models import load_model, pretrained_path
 from s2sr.models.pretrained import pretrained_20m_path

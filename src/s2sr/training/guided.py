@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from s2sr.core.errors import S2SRError, TrainingDivergedError, UsageError
 from s2sr.core.files import atomic_path
 from s2sr.data.multires import NativeScene, native_scenes, wald
-from s2sr.inference.baselines import guided_highpass, upsample
+from s2sr.inference.baselines import guided_baseline, upsample
 from s2sr.losses.metrics import Conventions, psnr_bands
 from s2sr.models import build_model, get_spec, load_model, save_model
 from s2sr.models.guided import guide_of
@@ -86,14 +86,6 @@ def wald_scores(model: nn.Module, scenes: list[NativeScene], scale: int
         for k in out:
             out[k].append(rows[k])
     return {k: np.asarray(v, np.float64) for k, v in out.items()}
-
-
-def guided_baseline(lr: np.ndarray, guide: np.ndarray, scale: int) -> np.ndarray:
-    """The guided high-pass baseline at ``scale``: at x2 with the guide itself; at x4 the
-    guide is only 2x finer than the input, so its x2 result is brought to x4 by bicubic."""
-    if scale == 2:
-        return guided_highpass(lr, guide, 2)
-    return upsample(guided_highpass(lr, guide, 2), 2)
 
 
 class GuidedModule(pl.LightningModule):
