@@ -1,7 +1,7 @@
 """Forward and backward through every registered model (as timm's ``test_model_backward``).
 
 Parametrised over :func:`s2sr.models.list_models` (the single-input models; the guided ones
-are in test_guided.py), so a newly registered architecture is
+are in test_guided_model.py), so a newly registered architecture is
 exercised without editing this file: every trainable parameter must receive a finite,
 non-zero gradient, and one small gradient step must lower the loss.
 """
