@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from s2sr.core.bands import BANDS_20M, DEFAULT_BANDS, TEN_BANDS
 from s2sr.core.errors import UsageError, WeightsError
+from s2sr.inference.domain_guard import guard_reach, guard_tile, warn_fallback
 from s2sr.inference.encoding import DnEncoding
 from s2sr.inference.engine import Reader, Writer
 from s2sr.inference.plan import model_fill
@@ -113,6 +114,7 @@ class BandsSuperResolver:
         self.halo = guided_halo(guided)
         if hr_model is not None:
             self.halo = max(self.halo, math.ceil(model_halo(hr_model) / 2))
+        self.halo = max(self.halo, guard_reach(self.scale))  # the snow guard's context
         core = DEFAULT_CORE[20 // self.scale] if tile is None else int(tile) - 2 * self.halo
         if core < 8:
             raise UsageError(f"--tile {tile} leaves no room inside the models' context of "
@@ -129,6 +131,8 @@ class BandsSuperResolver:
         self.progress = progress
         self.valid_pixels = 0
         self.saturated_samples = 0
+        #: 20 m pixels whose SWIR fell back to bicubic (:mod:`~s2sr.inference.domain_guard`)
+        self.guard_fallback = 0
 
     def _ready(self, model: nn.Module) -> nn.Module:
         model = model.to(self.device).eval()
@@ -189,8 +193,10 @@ class BandsSuperResolver:
                     "the model produced NaN or infinite values from finite input: its "
                     "weights are damaged or it diverged in training; use other weights (e.g. "
                     "the shipped models, without --weights-20m/--weights)")
-        return lr_out.float().cpu().numpy(), \
-            None if hr_out is None else hr_out.float().cpu().numpy()
+        lr_np, fell = guard_tile(lr_out.float().cpu().numpy(), tile.lr, tile.guide, s,
+                                 (r0 - a0, c0 - b0, r1 - r0, c1 - c0))
+        self.guard_fallback += fell
+        return lr_np, None if hr_out is None else hr_out.float().cpu().numpy()
 
     def ten_bands(self, tile: Tile, lr_refl: np.ndarray, hr_refl: np.ndarray | None
                   ) -> np.ndarray:
@@ -252,6 +258,7 @@ class BandsSuperResolver:
             for fut in writes:
                 fut.result()
         bar.close()
+        warn_fallback(self.guard_fallback, self.height * self.width)
         return self.valid_pixels
 
     def _write(self, writer: Writer, window: Window, tile: Tile, lr_refl: np.ndarray,

@@ -1,0 +1,150 @@
+"""A guard on the guided 20 m models' output where the scene leaves their training domain.
+
+The shipped guided models (``s2sr_20m_x2``, ``s2sr_20m_x4``) were trained without snow. On
+snow the visible bands are bright and the SWIR bands dark, the opposite of everything they
+saw, and the network injects the visible bands' detail into B11 and B12 with the wrong
+sign: on a snowy held-out BigEarthNet patch B11/B12 lose 11 to 19 dB against bicubic.
+
+:func:`snow_mask` finds snow per 20 m pixel with the standard Sentinel-2 snow test, the
+Normalised Difference Snow Index of Hall et al. (1995, "Development of methods for mapping
+global snow cover using MODIS data", Remote Sens. Environ. 54) as Sen2Cor's scene
+classification applies it to Sentinel-2 (ATBD S2PAD-ATBD-0001: NDSI = (B03 - B11) /
+(B03 + B11) above 0.4 and a NIR reflectance above 0.11, the latter keeping dark water out):
+the 10 m guide bands B03 and B08 are block-meaned to 20 m. The mask is dilated by
+:data:`DILATE` 20 m pixels; in it the guarded bands (:data:`GUARDED_BANDS`) fall back to
+the bicubic upsampling of the 20 m input, feathered over :data:`FEATHER` output pixels
+outside the dilated mask's edge (a box-filtered weight, so no seam). Outside the mask's
+reach the model's output is returned bit for bit.
+
+The guard only looks at the 20 m pixels within :func:`guard_reach` of an output pixel, so a
+tiled predict whose context covers that reach equals the whole-scene result exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Final
+
+import numpy as np
+from scipy import ndimage
+
+from s2sr.core.bands import BANDS_20M, DEFAULT_BANDS
+from s2sr.inference.baselines import upsample
+
+log = logging.getLogger(__name__)
+
+#: Sen2Cor / Hall et al. snow test: NDSI above this ...
+NDSI_MIN: Final[float] = 0.4
+#: ... and the NIR (B08) reflectance above this.
+NIR_MIN: Final[float] = 0.11
+#: 20 m pixels the snow mask is dilated by.
+DILATE: Final[int] = 2
+#: Output pixels of the feathered edge beyond the dilated mask.
+FEATHER: Final[int] = 3
+#: The 20 m bands that fall back inside the mask (snow is bright through the NIR, as the
+#: guide is; only the SWIR bands see it dark, and only they lose on the snow patch).
+GUARDED_BANDS: Final[tuple[str, ...]] = ("B11", "B12")
+#: Share of fallback pixels above which the engine logs a warning.
+WARN_FRACTION: Final[float] = 0.01
+#: The output tag counting the 20 m pixels that fell back.
+TAG: Final[str] = "S2SR_GUARD_FALLBACK"
+#: Reach of the bicubic fallback, in 20 m pixels (its 4-tap kernel, 2 each side).
+_BICUBIC_REACH: Final[int] = 2
+
+_B03, _B08 = DEFAULT_BANDS.index("B03"), DEFAULT_BANDS.index("B08")
+_B11 = BANDS_20M.index("B11")
+_GUARDED = [BANDS_20M.index(b) for b in GUARDED_BANDS]
+
+
+def guard_reach(scale: int) -> int:
+    """20 m pixels of context an output pixel's guard depends on (dilation, feather and
+    the bicubic fallback's kernel): a tile's context must cover it to be exact."""
+    return DILATE + math.ceil(FEATHER / scale) + _BICUBIC_REACH
+
+
+def snow_mask(lr: np.ndarray, guide: np.ndarray) -> np.ndarray:
+    """Snow per 20 m pixel: NDSI = (B03 - B11) / (B03 + B11) > :data:`NDSI_MIN` and
+    B08 > :data:`NIR_MIN` (reflectance), B03 and B08 block-meaned from 10 m to 20 m.
+
+    Args:
+        lr: ``(6, h, w)`` reflectance of :data:`~s2sr.core.bands.BANDS_20M`.
+        guide: ``(4, 2h, 2w)`` reflectance of :data:`~s2sr.core.bands.DEFAULT_BANDS`.
+
+    Returns:
+        ``(h, w)`` booleans (undilated).
+    """
+    h, w = lr.shape[1:]
+    g = guide[[_B03, _B08]].reshape(2, h, 2, w, 2).mean(axis=(2, 4), dtype=np.float64)
+    b03, b08 = g[0], g[1]
+    b11 = lr[_B11].astype(np.float64)
+    total = b03 + b11
+    ndsi = np.divide(b03 - b11, total, out=np.zeros_like(total), where=total > 0)
+    return (ndsi > NDSI_MIN) & (b08 > NIR_MIN)
+
+
+def _box_count(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Number of set pixels in the ``(2 radius + 1)^2`` box around each pixel (zero
+    outside), in integers: exact, so a pixel far from the mask weighs exactly 0."""
+    ones = np.ones(2 * radius + 1, np.int32)
+    count = ndimage.correlate1d(mask.astype(np.int32), ones, axis=0, mode="constant")
+    return ndimage.correlate1d(count, ones, axis=1, mode="constant")
+
+
+def fallback_weight(mask: np.ndarray, scale: int) -> np.ndarray:
+    """The fallback's weight per output pixel, in [0, 1]: the mask dilated by
+    :data:`DILATE` 20 m pixels, brought to the output grid, box-filtered over
+    ``2 FEATHER + 1`` output pixels; 1 on the undilated mask, exactly 0 beyond its reach."""
+    grown = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=DILATE) \
+        if mask.any() else mask
+    fine = np.repeat(np.repeat(grown, scale, axis=0), scale, axis=1)
+    return (_box_count(fine, FEATHER) / float((2 * FEATHER + 1) ** 2)).astype(np.float32)
+
+
+def guard_tile(out: np.ndarray, lr: np.ndarray, guide: np.ndarray, scale: int,
+               core: tuple[int, int, int, int]) -> tuple[np.ndarray, int]:
+    """The guided model's output on a tile's core, with the fallback applied on snow.
+
+    Args:
+        out: ``(6, ch * scale, cw * scale)`` the model's reflectance on the core.
+        lr, guide: the tile's inputs with their context, ``(6, H, W)`` and ``(4, 2H, 2W)``
+            reflectance (nodata filled).
+        scale: the model's scale (2 or 4).
+        core: ``(y, x, ch, cw)`` the core's place in the context, in 20 m pixels.
+
+    Returns:
+        The output (``out`` itself, untouched, where no snow is within reach; else a copy)
+        and the number of the core's 20 m pixels in the dilated mask.
+    """
+    mask = snow_mask(lr, guide)
+    if not mask.any():
+        return out, 0
+    y, x, ch, cw = core
+    weight = fallback_weight(mask, scale)[y * scale:(y + ch) * scale, x * scale:(x + cw) * scale]
+    if not weight.any():
+        return out, 0
+    bic = upsample(lr[_GUARDED], scale, "bicubic")[
+        :, y * scale:(y + ch) * scale, x * scale:(x + cw) * scale]
+    guarded = out.copy()
+    near = weight > 0
+    for k, band in enumerate(_GUARDED):
+        model = out[band][near]
+        guarded[band][near] = model + weight[near] * (bic[k][near] - model)
+    fell = int((weight.reshape(ch, scale, cw, scale) >= 1.0).all(axis=(1, 3)).sum())
+    return guarded, fell
+
+
+def guard_tags(fallback: int, total: int) -> dict[str, str]:
+    """The output's tag: the 20 m pixels that fell back, and their share."""
+    share = fallback / total if total else 0.0
+    return {TAG: f"{fallback} of {total} 20 m pixels ({100 * share:.2f} %; "
+                 f"{', '.join(GUARDED_BANDS)} bicubic where NDSI > {NDSI_MIN} and "
+                 f"B08 > {NIR_MIN})"}
+
+
+def warn_fallback(fallback: int, total: int) -> None:
+    """Log a warning when more than :data:`WARN_FRACTION` of the pixels fell back."""
+    if total and fallback / total > WARN_FRACTION:
+        log.warning("%.1f %% of the scene's 20 m pixels look like snow (NDSI > %s, B08 > %s): "
+                    "%s fell back to bicubic there, as the 20 m models were not trained on "
+                    "snow", 100 * fallback / total, NDSI_MIN, NIR_MIN, ", ".join(GUARDED_BANDS))
