@@ -26,6 +26,7 @@ from s2sr.core.errors import DataError, UsageError, WeightsError
 from s2sr.core.files import exclusive_output, make_parents, remove_made
 from s2sr.core.version import __version__
 from s2sr.inference.backends import check_threads, torch_threads
+from s2sr.inference.domain_guard import guard_tags
 from s2sr.inference.encoding import DnEncoding
 from s2sr.inference.multires_engine import HR_INDEX, LR_INDEX, BandsSuperResolver
 from s2sr.inference.stream import stream_refusal
@@ -241,6 +242,8 @@ def predict_bands(
                     raise DataError(f"{input} holds no valid pixels where the 10 m and the "
                                     "20 m bands are both present: check the scene or its "
                                     "nodata value")
+                writer.update_tags(**guard_tags(engine.guard_fallback,
+                                                engine.height * engine.width))
                 return writer.commit()
         except BaseException:
             remove_made(made)

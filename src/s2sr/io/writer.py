@@ -224,6 +224,10 @@ class RasterWriter:
         except GDAL_ERRORS as err:
             raise write_failure(err, self.path) from None
 
+    def update_tags(self, **tags: str) -> None:
+        """Record more dataset tags before :meth:`commit` (e.g. counts known at the end)."""
+        self._dataset.update_tags(**tags)
+
     def commit(self) -> Path:
         """Close, convert to COG if asked, and move to the final path.
 

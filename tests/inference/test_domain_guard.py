@@ -1,0 +1,144 @@
+"""The snow guard of the guided 20 m models (:mod:`s2sr.inference.domain_guard`): the
+Sen2Cor/Hall NDSI test finds snow, B11/B12 fall back to bicubic there, feathered, nothing
+changes outside its reach, and a tiled ``--bands all`` equals the whole scene across a
+snow field that crosses the tile borders (the tag counts the fallback)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+import s2sr
+from s2sr.core.bands import BANDS_20M, DEFAULT_BANDS
+from s2sr.inference import domain_guard as dg
+from s2sr.inference.baselines import upsample
+from s2sr.inference.multires_engine import LR_INDEX
+from support.cli import run_cli
+from support.multires import save, tiny_guided, write_pair
+
+SIDE = 48  # 20 m pixels
+SNOW = (slice(10, 30), slice(14, 40))  # a snow field, 20 m pixels
+B03, B08 = DEFAULT_BANDS.index("B03"), DEFAULT_BANDS.index("B08")
+B11, B12 = BANDS_20M.index("B11"), BANDS_20M.index("B12")
+OTHERS = [k for k in range(len(BANDS_20M)) if k not in (B11, B12)]
+
+
+def _scene(snow: bool = True, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Vegetation-like float32 reflectance ``(4, 2S, 2S)`` and ``(6, S, S)``, with a snow
+    field (bright visible and NIR, dark SWIR) in :data:`SNOW`."""
+    rng = np.random.default_rng(seed)
+    guide = (np.array([0.04, 0.06, 0.05, 0.30])[:, None, None]
+             + 0.02 * rng.random((4, 2 * SIDE, 2 * SIDE))).astype(np.float32)
+    lr = (np.array([0.08, 0.20, 0.25, 0.30, 0.20, 0.10])[:, None, None]
+          + 0.02 * rng.random((6, SIDE, SIDE))).astype(np.float32)
+    if snow:
+        r, c = SNOW
+        fine = (slice(2 * r.start, 2 * r.stop), slice(2 * c.start, 2 * c.stop))
+        guide[(slice(None), *fine)] = 0.8 + 0.1 * rng.random((4, 40, 52))
+        lr[(slice(0, 4), *SNOW)] = 0.75 + 0.1 * rng.random((4, 20, 26))
+        lr[(slice(4, 6), *SNOW)] = 0.05 + 0.02 * rng.random((2, 20, 26))
+    return guide, lr
+
+
+def _model_out(scale: int, seed: int = 5) -> np.ndarray:
+    return np.random.default_rng(seed).random((6, SIDE * scale, SIDE * scale)).astype(
+        np.float32)
+
+
+class TestSnowMask:
+    def test_the_snow_field_found_exactly(self) -> None:
+        guide, lr = _scene()
+        mask = dg.snow_mask(lr, guide)
+        want = np.zeros((SIDE, SIDE), bool)
+        want[SNOW] = True
+        assert np.array_equal(mask, want)
+
+    def test_dark_water_is_not_snow(self) -> None:
+        """High NDSI but NIR (B08) under 0.11: clear water, not snow (Sen2Cor's NIR test)."""
+        guide, lr = _scene(snow=False)
+        guide[B03], guide[B08], lr[B11] = 0.08, 0.02, 0.01
+        assert (guide[B03].mean() - 0.01) / (guide[B03].mean() + 0.01) > dg.NDSI_MIN
+        assert not dg.snow_mask(lr, guide).any()
+
+
+class TestFallback:
+    @pytest.mark.parametrize("scale", [2, 4])
+    def test_swir_falls_back_to_bicubic_feathered_nothing_else_changes(self, scale: int
+                                                                       ) -> None:
+        guide, lr = _scene()
+        out = _model_out(scale)
+        got, fell = dg.guard_tile(out, lr, guide, scale, (0, 0, SIDE, SIDE))
+        weight = dg.fallback_weight(dg.snow_mask(lr, guide), scale)
+        bic = upsample(lr, scale, "bicubic")
+        r, c = SNOW
+        inside = (slice(r.start * scale, r.stop * scale), slice(c.start * scale, c.stop * scale))
+        for band in (B11, B12):
+            assert np.allclose(got[band][inside], bic[band][inside], atol=1e-6)
+            edge = (weight > 0) & (weight < 1)
+            assert edge.any()
+            mixed = out[band] + weight * (bic[band] - out[band])
+            assert np.allclose(got[band][edge], mixed[edge], atol=1e-6)
+            far = weight == 0
+            assert np.array_equal(got[band][far], out[band][far])  # bit for bit
+        assert np.array_equal(got[OTHERS], out[OTHERS])  # the red edge keeps the model's
+        # feathered: the weight moves by at most one box column per output pixel (no seam)
+        step = 1 / (2 * dg.FEATHER + 1) + 1e-6
+        assert np.abs(np.diff(weight, axis=0)).max() <= step
+        assert np.abs(np.diff(weight, axis=1)).max() <= step
+        assert (20 + 2 * dg.DILATE) * (26 + 2 * dg.DILATE) >= fell >= 20 * 26
+
+    def test_no_snow_unchanged_bit_for_bit(self) -> None:
+        guide, lr = _scene(snow=False)
+        out = _model_out(2)
+        got, fell = dg.guard_tile(out, lr, guide, 2, (0, 0, SIDE, SIDE))
+        assert got is out and fell == 0
+        assert np.array_equal(got, _model_out(2))
+
+    def test_tags_and_the_warning(self, caplog: pytest.LogCaptureFixture) -> None:
+        assert dg.guard_tags(30, 1000)[dg.TAG].startswith("30 of 1000 20 m pixels (3.00 %")
+        with caplog.at_level(logging.WARNING, logger=dg.__name__):
+            dg.warn_fallback(5, 1000)
+            assert not caplog.records
+            dg.warn_fallback(30, 1000)
+        assert "3.0 %" in caplog.records[0].getMessage()
+
+
+class TestTiledScenes:
+    def test_tiles_equal_the_whole_scene_across_a_snow_field(self) -> None:
+        """Cores of 8 20 m pixels cut the snow field many times over: the same result as
+        one tile (float32, no DN rounding), and the guard did act."""
+        guide, lr = _scene()
+        model = tiny_guided(2)
+        halo = max(s2sr.models.guided.guided_halo(model), dg.guard_reach(2))
+        whole = s2sr.super_resolve(guide, model, array_20m=lr)[LR_INDEX]
+        tiled = s2sr.super_resolve(guide, model, array_20m=lr, tile=2 * halo + 8)[LR_INDEX]
+        assert np.abs(tiled - whole).max() < 1e-6
+        with torch.no_grad():
+            bare = model(torch.from_numpy(lr)[None], torch.from_numpy(guide)[None])[0].numpy()
+        r, c = SNOW
+        inside = (slice(2 * r.start, 2 * r.stop), slice(2 * c.start, 2 * c.stop))
+        bic = upsample(lr, 2, "bicubic")
+        assert np.allclose(whole[B11][inside], np.maximum(bic[B11][inside], 0), atol=1e-6)
+        assert np.abs(bare[B11][inside] - bic[B11][inside]).max() > 1e-3
+
+    def test_cli_tiles_within_1_dn_and_the_tag(self, tmp_path: Path) -> None:
+        guide, lr = _scene()
+        a, b = write_pair(tmp_path / "pair", np.round(guide * 1e4).astype(np.uint16),
+                          np.round(lr * 1e4).astype(np.uint16))
+        weights = save(tiny_guided(2), tmp_path / "g2.safetensors")
+        outs = []
+        for name, extra in (("whole.tif", []), ("tiled.tif", ["--tile", "40"])):
+            code, text = run_cli("predict", a, "-o", tmp_path / name, "--bands", "all",
+                                 "--weights-20m", weights, "--input-20m", b, "-q", *extra)
+            assert code == 0, text
+            with rasterio.open(tmp_path / name) as ds:
+                outs.append(ds.read().astype(int))
+                tag = ds.tags()[dg.TAG]
+        assert np.abs(outs[0] - outs[1]).max() <= 1
+        fell = int(tag.split()[0])
+        assert 20 * 26 <= fell <= 24 * 30 and tag.split()[2] == str(SIDE * SIDE)
