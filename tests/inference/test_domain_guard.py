@@ -66,6 +66,14 @@ class TestSnowMask:
         assert (guide[B03].mean() - 0.01) / (guide[B03].mean() + 0.01) > dg.NDSI_MIN
         assert not dg.snow_mask(lr, guide).any()
 
+    def test_dim_green_is_not_snow(self) -> None:
+        """NDSI and NIR pass but green under 0.10 (turbid coastal water at Rio): not snow."""
+        guide, lr = _scene(snow=False)
+        guide[B03], guide[B08], lr[B11] = 0.09, 0.13, 0.015
+        assert not dg.snow_mask(lr, guide).any()
+        guide[B03] = 0.12  # the same, green above 0.10: snow by the test
+        assert dg.snow_mask(lr, guide).all()
+
 
 class TestFallback:
     @pytest.mark.parametrize("scale", [2, 4])

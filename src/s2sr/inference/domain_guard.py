@@ -8,16 +8,18 @@ sign: on a snowy held-out BigEarthNet patch B11/B12 lose 11 to 19 dB against bic
 :func:`snow_mask` finds snow per 20 m pixel with the standard Sentinel-2 snow test, the
 Normalised Difference Snow Index of Hall et al. (1995, "Development of methods for mapping
 global snow cover using MODIS data", Remote Sens. Environ. 54) as Sen2Cor's scene
-classification applies it to Sentinel-2 (ATBD S2PAD-ATBD-0001: NDSI = (B03 - B11) /
-(B03 + B11) above 0.4 and a NIR reflectance above 0.11, the latter keeping dark water out):
-the 10 m guide bands B03 and B08 are block-meaned to 20 m. The mask is dilated by
-:data:`DILATE` 20 m pixels; in it the guarded bands (:data:`GUARDED_BANDS`) fall back to
-:func:`local_guided`, the guided high-pass baseline with its regression fitted in a window
-of :data:`RADIUS` 20 m pixels around each pixel instead of over the scene (local, so that a
-tile equals the whole scene; on the snow patch it beats both bicubic and the scene-wide
-regression), feathered over :data:`FEATHER` output pixels outside the dilated mask's edge
-(a box-filtered weight, so no seam). Outside the mask's reach the model's output is
-returned bit for bit.
+classification applies it to Sentinel-2 (ATBD S2PAD-ATBD-0001): NDSI = (B03 - B11) /
+(B03 + B11) above 0.4, with SNOMAP's NIR reflectance above 0.11 and green reflectance above
+0.10, both keeping dark water out (without the green test turbid coastal water at Rio,
+B03 0.08-0.095, passed); the 10 m guide bands B03 and B08 are block-meaned to 20 m.
+
+The mask is dilated by :data:`DILATE` 20 m pixels; in it the guarded bands
+(:data:`GUARDED_BANDS`) fall back to :func:`local_guided`, the guided high-pass baseline
+with its regression fitted in a window of :data:`RADIUS` 20 m pixels around each pixel
+instead of over the scene (local, so that a tile equals the whole scene; on the snow patch
+it beats both bicubic and the scene-wide regression), feathered over :data:`FEATHER` output
+pixels outside the dilated mask's edge (a box-filtered weight, so no seam). Outside the
+mask's reach the model's output is returned bit for bit.
 
 The guard only looks at the 20 m pixels within :func:`guard_reach` of an output pixel, so a
 tiled predict whose context covers that reach equals the whole-scene result exactly.
@@ -39,8 +41,10 @@ log = logging.getLogger(__name__)
 
 #: Sen2Cor / Hall et al. snow test: NDSI above this ...
 NDSI_MIN: Final[float] = 0.4
-#: ... and the NIR (B08) reflectance above this.
+#: ... and the NIR (B08) reflectance above this ...
 NIR_MIN: Final[float] = 0.11
+#: ... and the green (B03) reflectance above this.
+GREEN_MIN: Final[float] = 0.10
 #: 20 m pixels the snow mask is dilated by.
 DILATE: Final[int] = 2
 #: Output pixels of the feathered edge beyond the dilated mask.
@@ -73,8 +77,9 @@ def guard_reach(scale: int) -> int:
 
 
 def snow_mask(lr: np.ndarray, guide: np.ndarray) -> np.ndarray:
-    """Snow per 20 m pixel: NDSI = (B03 - B11) / (B03 + B11) > :data:`NDSI_MIN` and
-    B08 > :data:`NIR_MIN` (reflectance), B03 and B08 block-meaned from 10 m to 20 m.
+    """Snow per 20 m pixel: NDSI = (B03 - B11) / (B03 + B11) > :data:`NDSI_MIN`,
+    B08 > :data:`NIR_MIN` and B03 > :data:`GREEN_MIN` (reflectance), B03 and B08
+    block-meaned from 10 m to 20 m.
 
     Args:
         lr: ``(6, h, w)`` reflectance of :data:`~s2sr.core.bands.BANDS_20M`.
@@ -89,7 +94,7 @@ def snow_mask(lr: np.ndarray, guide: np.ndarray) -> np.ndarray:
     b11 = lr[_B11].astype(np.float64)
     total = b03 + b11
     ndsi = np.divide(b03 - b11, total, out=np.zeros_like(total), where=total > 0)
-    return (ndsi > NDSI_MIN) & (b08 > NIR_MIN)
+    return (ndsi > NDSI_MIN) & (b08 > NIR_MIN) & (b03 > GREEN_MIN)
 
 
 def _box_count(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -189,7 +194,7 @@ def guard_tags(fallback: int, total: int) -> dict[str, str]:
     share = fallback / total if total else 0.0
     return {TAG: f"{fallback} of {total} 20 m pixels ({100 * share:.2f} %; "
                  f"{', '.join(GUARDED_BANDS)} by a local guided high-pass where "
-                 f"NDSI > {NDSI_MIN} and B08 > {NIR_MIN})"}
+                 f"NDSI > {NDSI_MIN}, B08 > {NIR_MIN}, B03 > {GREEN_MIN})"}
 
 
 def warn_fallback(fallback: int, total: int) -> None:
