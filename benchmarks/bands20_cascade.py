@@ -1,4 +1,4 @@
-"""The guided 20 m models per place and band, and the 5 m product two ways (issue 22).
+"""The guided 20 m model per place and band, and the 5 m product (issue 22).
 
 A measurement, not a test. Wald pairs of the native scenes (:func:`s2sr.data.multires.wald`:
 the guide degraded onto the 20 m bands' own footprints, the real 20 m bands the truth), PSNR
@@ -6,16 +6,19 @@ per band (reflectance, data range 1, border crop = the scale) of bicubic, the gu
 high-pass baseline and the models, as gains over bicubic:
 
 * x2 (block mean and MTF 0.30): ``s2sr_20m_x2``;
-* x4 (MTF 0.30): the dedicated ``s2sr_20m_x4``, and the cascade: ``s2sr_20m_x2`` from the
-  input to the guide's grid, then ``s2sr_20m_x2`` again guided by the guide sharpened x2 by
-  the shipped 10 m model ``s2sr_x2`` (what a 5 m product has at hand: it computes the 10 m
-  bands at 5 m anyway).
+* x4 (MTF 0.30): the cascade, as ``s2sr predict --bands all --resolution 5`` runs it
+  (:func:`s2sr.evaluation.panel20.run_guided` at factor 4, the engine's tiles):
+  ``s2sr_20m_x2`` from the input to the guide's grid, then ``s2sr_20m_x2`` again guided by
+  the guide sharpened x2 by the shipped 10 m model ``s2sr_x2`` (what a 5 m product has at
+  hand: it computes the 10 m bands at 5 m anyway); with ``--x4 FILE`` beside it a dedicated
+  x4 guided model (the dropped ``s2sr_20m_x4``, MODEL_CARD.md's "Tried and dropped").
 
 ``--split test``: the held-out places (date 1: abudhabi, rio, hongkong, milano);
 ``--split val``: the validation place of the training (OSCD beihai, both dates), where the
 choice between the dedicated x4 model and the cascade was made.
 
 Usage: nice -n 5 python benchmarks/bands20_cascade.py [--split test|val] [--shared ../shared/data]
+       [--x4 FILE] [--only-x4]
 """
 
 from __future__ import annotations
@@ -25,26 +28,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 from s2sr.data.multires import BANDS_20M, NativeScene, native_scenes, wald
 from s2sr.evaluation.panel20 import run_guided
 from s2sr.inference.baselines import guided_baseline, upsample
 from s2sr.losses.metrics import Conventions, psnr_bands
-from s2sr.models import load_model, pretrained_path
+from s2sr.models import load_model
 from s2sr.models.pretrained import pretrained_20m_path
 
 CASES: tuple[tuple[int, float | None], ...] = ((2, None), (2, 0.30), (4, 0.30))
-
-
-def cascade(x2: nn.Module, ten: nn.Module, lr: np.ndarray, guide: np.ndarray) -> np.ndarray:
-    """The x4 product by the x2 guided model twice; the second guide is ``guide`` sharpened
-    x2 by the 10 m model ``ten``."""
-    mid = run_guided(x2, lr, guide, "cpu")
-    with torch.inference_mode():
-        guide2 = ten(torch.from_numpy(guide)[None]).float()[0].numpy()
-    return run_guided(x2, mid, guide2, "cpu")
 
 
 def scores(scene: NativeScene, factor: int, mtf: float | None,
@@ -57,9 +50,10 @@ def scores(scene: NativeScene, factor: int, mtf: float | None,
     if factor == 2:
         out["s2sr_20m_x2"] = psnr_bands(run_guided(models["x2"], lr, guide, "cpu"), truth, conv)
     else:
-        out["s2sr_20m_x4"] = psnr_bands(run_guided(models["x4"], lr, guide, "cpu"), truth,
-                                        conv)
-        out["cascade"] = psnr_bands(cascade(models["x2"], models["ten"], lr, guide), truth,
+        if "x4" in models:
+            out["x4 model"] = psnr_bands(run_guided(models["x4"], lr, guide, "cpu"), truth,
+                                         conv)
+        out["cascade"] = psnr_bands(run_guided(models["x2"], lr, guide, "cpu", 4), truth,
                                     conv)
     return out
 
@@ -95,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
     parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--x4", type=Path, default=None, help="a dedicated x4 guided model")
+    parser.add_argument("--only-x4", action="store_true", help="the x4 case only")
     args = parser.parse_args(argv)
     if not (args.shared / "sentinel2").is_dir():
         print(f"no Sentinel-2 data at {args.shared}/sentinel2: pass --shared DIR",
@@ -105,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
                   if s.name.startswith("oscd/") and s.name.endswith("imgs_1")]
     else:
         scenes = [s for s in native_scenes(args.shared, held_out=False) if s.place == "beihai"]
-    models = {"x2": load_model(pretrained_20m_path(2)), "x4": load_model(pretrained_20m_path(4)),
-              "ten": load_model(pretrained_path(2)).eval()}
-    for factor, mtf in CASES:
+    models = {"x2": load_model(pretrained_20m_path(2))}
+    if args.x4 is not None:
+        models["x4"] = load_model(args.x4)
+    for factor, mtf in CASES[-1:] if args.only_x4 else CASES:
         print("\n".join(table(scenes, factor, mtf, models)))
-    print(f"\ncommand: nice -n 5 python benchmarks/bands20_cascade.py --split {args.split}")
+    print("\ncommand: nice -n 5 python benchmarks/bands20_cascade.py " + " ".join(
+        sys.argv[1:] if argv is None else argv))
     return 0
 
 

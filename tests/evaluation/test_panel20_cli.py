@@ -84,7 +84,8 @@ def test_bands_report_with_models(tmp_path: Path, shared: Path,
     assert data["scenes"] == ["oscd/milano/imgs_1", "oscd/rio/imgs_1"]  # not paris
     assert len(data["cases"]) == 10 and data["bands"] == list(BANDS_20M)
     x2 = [r for r in data["rows"] if r["method"] == "x2"]
-    assert {r["factor"] for r in x2} == {2}
+    assert {r["factor"] for r in x2} == {2, 4}  # x4: the cascade, the 5 m product
+    assert {r["factor"] for r in data["rows"] if r["method"] == "four"} == {4}
     assert {r["scene"] for r in data["lines"]} == {"oscd/milano/imgs_1", "oscd/paris/imgs_1",
                                                    "oscd/rio/imgs_1", "max"}
     text = (out / "report.md").read_text()

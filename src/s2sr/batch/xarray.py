@@ -56,7 +56,7 @@ def _meta(array: Any, rio: Any, what: str) -> GeoMeta:
 def _ten_bands(array: Any, array_20m: Any, model: nn.Module, model_10m: nn.Module | None,
                band_dim: str, **options: Any) -> Any:
     """:func:`super_resolve_xarray` with ``array_20m``: the ten bands ``(band, y, x)`` at
-    the guided ``model``'s resolution (10 m at x2, 5 m at x4) on the common extent of the
+    10 m, or 5 m with ``model_10m`` or a x4 guided ``model``, on the common extent of the
     10 m ``array`` and the 20 m ``array_20m``, whose grids must nest (:func:`nest_grids`)."""
     arrays = []
     for a, what in ((array, "array"), (array_20m, "array_20m")):
@@ -76,7 +76,7 @@ def _ten_bands(array: Any, array_20m: Any, model: nn.Module, model_10m: nn.Modul
     options.setdefault("nodata", None if nodata is None else float(nodata))
     out = super_resolve(np.ascontiguousarray(hr), model, array_20m=np.ascontiguousarray(lr),
                         model_10m=model_10m, **options)
-    k = get_spec(model).scale // 2  # output pixels per 10 m pixel
+    k = out.shape[-1] // (2 * n.width)  # output pixels per 10 m pixel (2 at 5 m)
     transform: Affine = hr_rio.transform() * Affine.translation(n.hr_col, n.hr_row) \
         * Affine.scale(1 / k)
     return _result(out, transform, arrays[0], band_dim, list(TEN_BANDS), nodata,

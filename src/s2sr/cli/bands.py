@@ -64,8 +64,9 @@ def bands_options(func: Any) -> Any:
                           "a grid nesting in INPUT's (same CRS, origin on a 10 m pixel edge)."),
         click.option("--weights-20m", type=click.Path(path_type=Path), default=None,
                      help="With --bands all: the guided model of the 20 m bands [default: the "
-                          "shipped s2sr_20m_x2, or s2sr_20m_x4 at --resolution 5]; --weights "
-                          "is then the 10 m bands' x2 model at --resolution 5."),
+                          "shipped s2sr_20m_x2, run twice at --resolution 5; a x4 guided "
+                          "model runs once there]; --weights is then the 10 m bands' x2 "
+                          "model at --resolution 5."),
     ]
     for option in reversed(options):
         func = option(func)

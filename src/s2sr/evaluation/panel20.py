@@ -13,8 +13,10 @@ the 20 m grid, honouring its offset), and each method brings the input back to t
 - ``guided``: the guided high-pass baseline (:func:`s2sr.inference.baselines.guided_baseline`:
   :func:`~s2sr.inference.baselines.guided_highpass` with the guide at 2x the input's
   resolution; at ``f = 4`` its output, at 40 m, brought to 20 m by bicubic);
-- every guided model of scale ``f`` (:mod:`s2sr.models.guided`), run as ``s2sr predict
-  --bands all`` runs it (:func:`run_guided`).
+- every guided model of scale ``f`` (:mod:`s2sr.models.guided`), and at ``f = 4`` every x2
+  model as the cascade (twice, the second pass guided by the shipped 10 m model's output:
+  the 5 m product's default), run as ``s2sr predict --bands all`` runs it
+  (:func:`run_guided`).
 
 Scored per place, band and method with :class:`~s2sr.losses.metrics.Conventions` (data
 range 1, border crop ``f`` truth pixels, the 10 m panel's conventions): PSNR and SSIM
@@ -59,7 +61,7 @@ from s2sr.models import get_spec, load_model, pretrained_path
 
 __all__ = ["BASELINES20", "LABELS20", "LINE_REFERENCES", "MAX_LINE_SIDE", "SWIR", "Triple",
            "band_scores", "line_rows", "panel20_cases", "panel20_rows",
-           "run_guided", "sam10", "scene_rows", "summary_rows"]
+           "run_guided", "runs_at", "sam10", "scene_rows", "summary_rows"]
 
 #: Short-wave infrared: reported on its own row.
 SWIR: tuple[str, ...] = ("B11", "B12")
@@ -101,15 +103,27 @@ def _model_10m() -> nn.Module:
     return load_model(pretrained_path(2))
 
 
+def runs_at(model: nn.Module, factor: int) -> bool:
+    """Whether a guided model gives the ``factor`` product: its own scale, or x4 by the
+    cascade of a x2 model."""
+    scale = get_spec(model).scale
+    return scale == factor or (scale, factor) == (2, 4)
+
+
 def run_guided(model: nn.Module, lr: np.ndarray, guide: np.ndarray,
-               device: str = "auto") -> np.ndarray:
-    """A guided model's six bands ``(6, h * s, w * s)`` float32 as a user gets them.
+               device: str = "auto", factor: int | None = None) -> np.ndarray:
+    """A guided model's six bands ``(6, h * f, w * f)`` float32 as a user gets them.
 
     Run by :func:`s2sr.inference.multires_predict.super_resolve_bands` (the engine of
-    ``s2sr predict --bands all``: tiles with the model's halo, negative reflectance written
-    as 0); at x4 with the shipped x2 model for the 10 m bands, whose output is not scored.
+    ``s2sr predict --bands all``: tiles with the context, negative reflectance written as
+    0); at ``factor`` 4 (default: the model's scale) with the shipped x2 model for the 10 m
+    bands, whose output is not scored (a x2 model then runs twice: the cascade).
     """
-    hr_model = _model_10m() if get_spec(model).scale == 4 else None
+    factor = get_spec(model).scale if factor is None else factor
+    if not runs_at(model, factor):
+        raise UsageError(f"a x{get_spec(model).scale} guided model does not give the x{factor} "
+                         "product: score it at its scale")
+    hr_model = _model_10m() if factor == 4 else None
     ten = super_resolve_bands(np.ascontiguousarray(guide, dtype=np.float32),
                               np.ascontiguousarray(lr, dtype=np.float32), model,
                               model_10m=hr_model, device=device)
@@ -117,10 +131,10 @@ def run_guided(model: nn.Module, lr: np.ndarray, guide: np.ndarray,
 
 
 def _run_named(name: str, model: nn.Module, lr: np.ndarray, guide: np.ndarray,
-               device: str) -> np.ndarray:
+               device: str, factor: int | None = None) -> np.ndarray:
     """:func:`run_guided`, its refusal of a broken model naming the model."""
     try:
-        return run_guided(model, lr, guide, device)
+        return run_guided(model, lr, guide, device, factor)
     except WeightsError as err:
         raise WeightsError(f"{name}: {err}") from None
 
@@ -152,7 +166,7 @@ def _outputs(models: Mapping[str, nn.Module], triple: Triple, factor: int,
     lr, guide, _ = triple
     preds = {"bicubic": upsample(lr, factor, "bicubic"),
              "guided": guided_baseline(lr, guide, factor)}
-    preds.update({n: _run_named(n, m, lr, guide, device) for n, m in models.items()})
+    preds.update({n: _run_named(n, m, lr, guide, device, factor) for n, m in models.items()})
     return preds
 
 
@@ -232,7 +246,8 @@ def panel20_rows(models: Mapping[str, nn.Module], scenes: Sequence[str],
     """The 20 m panel's numbers: one row per case, scene and method, then means and worst.
 
     Args:
-        models: display name -> guided model; each runs on the cases of its scale.
+        models: display name -> guided model; each runs on the cases of its scale (a x2
+            model on the x4 cases too, as the cascade: :func:`runs_at`).
         scenes: the scene names, in report order.
         make: ``make(scene, factor, mtf) -> (lr, guide, truth)`` (the Wald case: bound to
             :func:`s2sr.data.multires.wald` by the report).
@@ -253,7 +268,7 @@ def panel20_rows(models: Mapping[str, nn.Module], scenes: Sequence[str],
     rows: list[dict[str, Any]] = []
     for case in panel20_cases(factors, mtfs):
         c = (conv or Conventions()).resolve(case.scale)
-        mine = {n: m for n, m in models.items() if get_spec(m).scale == case.scale}
+        mine = {n: m for n, m in models.items() if runs_at(m, case.scale)}
         case_rows: list[dict[str, Any]] = []
         for scene in scenes:
             triple = make(scene, case.scale, case.mtf)

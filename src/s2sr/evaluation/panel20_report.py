@@ -31,6 +31,7 @@ from s2sr.evaluation.panel20 import (
     Triple,
     line_rows,
     panel20_rows,
+    runs_at,
 )
 from s2sr.evaluation.panel20_tables import DEFINITION, markdown
 from s2sr.evaluation.writer import staged_report
@@ -109,7 +110,8 @@ def evaluate_bands(shared: str | os.PathLike[str], out: str | os.PathLike[str],
     inputs = [*weights.values(), shared]
     check_output_dir(out, overwrite, inputs)
     models = {name: _open(name, path) for name, path in weights.items()}
-    missing = sorted({get_spec(m).scale for m in models.values()} - set(factors))
+    missing = sorted(get_spec(m).scale for m in models.values()
+                     if not any(runs_at(m, f) for f in factors))
     if missing:
         raise UsageError(f"a model is x{missing[0]} but the panel factors are "
                          f"{', '.join(f'x{f}' for f in factors)}: add x{missing[0]}")

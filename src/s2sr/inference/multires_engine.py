@@ -1,14 +1,19 @@
 """The ten-band engine of ``--bands all``: the 20 m bands sharpened by a guided model (and
 the 10 m bands by a 10 m model at 5 m), tile by tile, exactly.
 
+At 5 m the 20 m bands come from the cascade (the default; better than a one-pass x4 model by
+0.7 dB on the held-out places, MODEL_CARD.md): the x2 guided model brings them to 10 m
+guided by the native 10 m bands, then again to 5 m guided by the 10 m bands the 10 m model
+has just sharpened to 5 m. A x4 guided model (one pass) is still run as it is.
+
 The scene is cut into cores of the 20 m grid; each core is read with :attr:`halo` 20 m
 pixels of context on every side (cut at the scene's edges), its 10 m guide with twice as
 many 10 m pixels, so that the tile's result inside the context equals the whole-scene
 forward within float rounding (:func:`~s2sr.models.guided.guided_halo`; the convolutions
-pad with zeros at the scene's edges, where the tile's edges then are). No blending, no
-seams. Reading of the next tile runs in a thread while the networks work; finished cores
-are converted to DN and written in another thread, so memory is one tile's, whatever the
-scene's size.
+pad with zeros at the scene's edges, where the tile's edges then are): :func:`context`.
+No blending, no seams. Reading of the next tile runs in a thread while the networks work;
+finished cores are converted to DN and written in another thread, so memory is one tile's,
+whatever the scene's size.
 
 Output bands, in Sentinel-2 order (:data:`~s2sr.core.bands.TEN_BANDS`): at 10 m the four
 10 m bands are the input's DN, unchanged; at 5 m they come from the 10 m model. The six
@@ -48,7 +53,8 @@ HR_INDEX = [TEN_BANDS.index(b) for b in DEFAULT_BANDS]
 LR_INDEX = [TEN_BANDS.index(b) for b in BANDS_20M]
 #: Default core (20 m pixels, without the context) per output resolution in metres: 768^2
 #: and 1024^2 output pixels, about 0.75 and 1.05 GB of peak process memory with the
-#: guided-edsr and EDSR x2 networks on the CPU (measured 2026-12-06).
+#: guided-edsr and EDSR x2 networks on the CPU (measured 2026-12-06; the 5 m cascade:
+#: benchmarks/README.md).
 DEFAULT_CORE = {10: 384, 5: 256}
 #: Cores of at least this many 20 m pixels are cut to a multiple of it, so that the output
 #: blocks (:func:`~s2sr.io.writer.block_size_for`) are written whole, once.
@@ -59,6 +65,24 @@ def model_halo(model: nn.Module) -> int:
     """Input pixels of context a tile of a 10 m model needs to equal the whole-scene
     forward (its receptive field, :attr:`StreamingForward.halo`)."""
     return StreamingForward(model).halo
+
+
+def context(guided: int, hr_model: int | None, cascade: bool) -> int:
+    """20 m pixels of context around a core for the tile to equal the whole scene.
+
+    Args:
+        guided: the guided model's :func:`~s2sr.models.guided.guided_halo` (its input
+            pixels: 20 m in the first pass, 10 m in the cascade's second).
+        hr_model: the 10 m model's :func:`model_halo` (10 m pixels), at 5 m.
+        cascade: the 20 m bands by the x2 model twice.
+
+    The second pass needs its input (the first pass's 10 m output) and its guide (the
+    10 m model's 5 m output) exact over the core and ``guided`` 10 m pixels around it;
+    the first pass and the 10 m model both read the tile's inputs directly, so their own
+    contexts come on top of that, the larger of the two.
+    """
+    own = max(guided, 0 if hr_model is None else math.ceil(hr_model / 2))
+    return own + math.ceil(guided / 2) if cascade else own
 
 
 @dataclass
@@ -91,7 +115,8 @@ class BandsSuperResolver:
     """Runs a guided model (and, at 5 m, a 10 m model) over a scene tile by tile.
 
     Args:
-        guided: the guided model (x2: the 20 m bands to 10 m; x4: to 5 m).
+        guided: the guided model (x2: the 20 m bands to 10 m, or to 5 m in two passes
+            with ``hr_model``; x4: to 5 m in one).
         hr_model: the x2 model of the 10 m bands, for a 5 m output; ``None`` at 10 m.
         height, width: the scene in 20 m pixels.
         hr_enc, lr_enc: DN encodings of the 10 m and the 20 m bands.
@@ -105,15 +130,16 @@ class BandsSuperResolver:
     def __init__(self, guided: nn.Module, hr_model: nn.Module | None, height: int, width: int,
                  hr_enc: DnEncoding, lr_enc: DnEncoding, tile: int | None = None,
                  device: torch.device | None = None, progress: bool = False) -> None:
-        self.scale = get_spec(guided).scale
+        #: the 20 m bands by the x2 guided model twice (a 5 m output from a x2 model)
+        self.cascade = hr_model is not None and get_spec(guided).scale == 2
+        self.scale = 4 if self.cascade else get_spec(guided).scale
         self.device = device or torch.device("cpu")
         self.guided = self._ready(guided)
         self.hr_model = None if hr_model is None else self._ready(hr_model)
         self.height, self.width = height, width
         self.hr_enc, self.lr_enc = hr_enc, lr_enc
-        self.halo = guided_halo(guided)
-        if hr_model is not None:
-            self.halo = max(self.halo, math.ceil(model_halo(hr_model) / 2))
+        self.halo = context(guided_halo(guided),
+                            None if hr_model is None else model_halo(hr_model), self.cascade)
         self.halo = max(self.halo, guard_reach(self.scale))  # the snow guard's context
         core = DEFAULT_CORE[20 // self.scale] if tile is None else int(tile) - 2 * self.halo
         if core < 8:
@@ -181,12 +207,16 @@ class BandsSuperResolver:
         r0, r1, c0, c1 = tile.core
         a0, b0 = tile.ctx
         s = self.scale
-        out = self.guided(self._tensor(tile.lr), self._tensor(tile.guide))
-        lr_out = out[0, :, (r0 - a0) * s:(r1 - a0) * s, (c0 - b0) * s:(c1 - b0) * s]
-        hr_out = None
+        hr_out = up = None
         if self.hr_model is not None and tile.hr_in is not None:
             up = self.hr_model(self._tensor(tile.hr_in))
             hr_out = up[0, :, (r0 - a0) * 4:(r1 - a0) * 4, (c0 - b0) * 4:(c1 - b0) * 4]
+        out = self.guided(self._tensor(tile.lr), self._tensor(tile.guide))
+        if self.cascade and up is not None:
+            # the second pass: the 10 m result (negative reflectance cut to 0, as it would
+            # be written) guided by the 10 m bands at 5 m
+            out = self.guided(out.clamp_min_(0), up)
+        lr_out = out[0, :, (r0 - a0) * s:(r1 - a0) * s, (c0 - b0) * s:(c1 - b0) * s]
         for y in (lr_out, hr_out):
             if y is not None and not bool(torch.isfinite(y).all()):
                 raise WeightsError(

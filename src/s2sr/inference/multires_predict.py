@@ -2,8 +2,9 @@
 10 m or 5 m, in one GeoTIFF/COG (issue 22).
 
 :func:`predict_bands` opens the scene's 10 m and 20 m bands (:mod:`s2sr.io.multires`), the
-guided model of the 20 m bands (``s2sr_20m_x2`` for 10 m, ``s2sr_20m_x4`` for 5 m, or
-``weights_20m``) and, at 5 m, the 10 m model (``s2sr_x2`` or ``weights``), and runs
+guided model of the 20 m bands (``s2sr_20m_x2``, or ``weights_20m``; at 5 m it runs twice,
+the cascade, or a x4 guided model once) and, at 5 m, the 10 m model (``s2sr_x2`` or
+``weights``), and runs
 :class:`~s2sr.inference.multires_engine.BandsSuperResolver` into the atomic writer of the
 4-band predict. :func:`super_resolve_bands` is the same on in-memory arrays. The 60 m bands
 (B01, B09, B10) are not super-resolved.
@@ -41,8 +42,9 @@ from s2sr.models.guided import guide_of
 from s2sr.models.open import open_model
 from s2sr.models.pretrained import pretrained_20m_path
 
-#: Output pixel sizes of ``--bands all`` (metres) and the guided model's scale for each.
-RESOLUTIONS: Final[dict[int, int]] = {10: 2, 5: 4}
+#: Output pixel sizes of ``--bands all`` (metres) and the guided models' scales each takes
+#: (at 5 m: x2 twice, the cascade and the default, or a x4 model once).
+RESOLUTIONS: Final[dict[int, tuple[int, ...]]] = {10: (2,), 5: (2, 4)}
 _SIXTY = "the 60 m bands (B01, B09, B10) are not super-resolved"
 
 
@@ -78,18 +80,19 @@ def check_resolution(resolution: object) -> int:
 def open_guided(weights_20m: str | os.PathLike[str] | None, resolution: int
                 ) -> tuple[nn.Module, Path]:
     """The guided model of the 20 m bands for ``resolution``: ``weights_20m`` or the
-    shipped ``s2sr_20m_x2`` / ``s2sr_20m_x4``, checked to fit (its bands, guide, scale).
+    shipped ``s2sr_20m_x2``, checked to fit (its bands, guide, scale: x2 at 10 m, x2 or x4
+    at 5 m).
 
     Raises:
         UsageError: the shipped model is not installed, or the model does not fit.
         WeightsError: the file is not a weights file of a guided model.
     """
-    scale = RESOLUTIONS[resolution]
+    scales = RESOLUTIONS[resolution]
     if weights_20m is None:
         try:
-            weights_20m = pretrained_20m_path(scale)
+            weights_20m = pretrained_20m_path(2)
         except UsageError:
-            raise UsageError(f"the shipped 20 m model s2sr_20m_x{scale} is not in this "
+            raise UsageError("the shipped 20 m model s2sr_20m_x2 is not in this "
                              "installation: pass a guided model (guided-edsr) with "
                              "--weights-20m FILE") from None
     opened = open_model(weights_20m)
@@ -104,10 +107,10 @@ def open_guided(weights_20m: str | os.PathLike[str] | None, resolution: int
         raise UsageError(f"{weights_20m} sharpens {', '.join(spec.bands)} guided by "
                          f"{', '.join(guide[0])} at guide scale {guide[1]}; --bands all needs "
                          f"{', '.join(BANDS_20M)} guided by {', '.join(DEFAULT_BANDS)} at 2")
-    if spec.scale != scale:
+    if spec.scale not in scales:
         raise UsageError(f"{weights_20m} is a x{spec.scale} guided model (20 m to "
-                         f"{20 // spec.scale} m) but --resolution {resolution} needs x{scale}: "
-                         "pass the matching --weights-20m or --resolution")
+                         f"{20 // spec.scale} m) but --resolution {resolution} needs x2: "
+                         "pass a x2 guided model with --weights-20m, or --resolution 5")
     return model, opened.path
 
 
@@ -197,9 +200,9 @@ def predict_bands(
         resolution: 10 (the 20 m bands to 10 m, the 10 m bands unchanged) or 5 (all ten).
         input_20m: the six 20 m bands (B05 B06 B07 B8A B11 B12) at their native 20 m, on a
             grid nesting in the 10 m grid (``--input-20m``).
-        weights_20m: a guided model (``--weights-20m``); default ``s2sr_20m_x2`` /
-            ``s2sr_20m_x4``. weights: at 5 m, the x2 model of the 10 m bands (default
-            ``s2sr_x2``).
+        weights_20m: a guided model (``--weights-20m``); default ``s2sr_20m_x2`` (at 5 m
+            run twice, the cascade; a x4 guided model runs once). weights: at 5 m, the x2
+            model of the 10 m bands (default ``s2sr_x2``).
         tile: 20 m pixels per tile side, context included (default: a core of 384 20 m
             pixels at 10 m, 256 at 5 m, and the models' context around it).
         device, cog, overwrite, progress, dn_offset, threads: as :func:`s2sr.predict`'s.
@@ -320,23 +323,26 @@ def super_resolve_bands(
     Args:
         array: ``(4, 2h, 2w)`` DN of B02 B03 B04 B08 (10 m).
         array_20m: ``(6, h, w)`` DN of B05 B06 B07 B8A B11 B12 (20 m), on the same extent.
-        model: a guided model: x2 gives 10 m (the 10 m bands copied), x4 gives 5 m.
-        model_10m: at 5 m, the x2 model of the 10 m bands.
+        model: a guided model: x2 gives 10 m (the 10 m bands copied), or 5 m with
+            ``model_10m`` (the cascade: the model twice); x4 gives 5 m in one pass.
+        model_10m: the x2 model of the 10 m bands: asks for 5 m.
         nodata, gain, offset, device, threads: as :func:`s2sr.super_resolve`'s.
         tile: as :func:`predict_bands`'s.
 
     Returns:
         ``(10, 2h * k, 2w * k)`` DN of the input dtype in :data:`TEN_BANDS` order (k = 1
-        for a x2 model, 2 for a x4).
+        at 10 m, 2 at 5 m).
     """
     spec = get_spec(model)
     if guide_of(spec) is None:
         raise UsageError(f"array_20m needs a guided model (guided-edsr), got {spec.name}")
-    resolution = 20 // spec.scale
+    if spec.scale not in RESOLUTIONS[5]:
+        raise UsageError(f"a x{spec.scale} guided model: pass a x2 (or x4) guided model")
+    resolution = 5 if spec.scale == 4 or model_10m is not None else 10
     if resolution == 5 and model_10m is None:
         raise UsageError("a x4 guided model gives 5 m: pass the 10 m bands' x2 model as "
                          "model_10m")
-    if resolution == 5 and model_10m is not None:
+    if model_10m is not None:
         check_hr_model(model_10m, "model_10m")
     if array.ndim != 3 or array_20m.ndim != 3 or array.shape[0] != len(DEFAULT_BANDS) or \
             array_20m.shape[0] != len(BANDS_20M) or \
@@ -352,10 +358,9 @@ def super_resolve_bands(
     g = gain if gain is not None else default_gain(array.dtype.name)
     hr_enc = DnEncoding(array.dtype.name, (g,) * 4, (offset,) * 4, nodata)
     lr_enc = DnEncoding(array.dtype.name, (g,) * 6, (offset,) * 6, nodata)
-    engine = BandsSuperResolver(model, model_10m if resolution == 5 else None,
-                                array_20m.shape[1], array_20m.shape[2], hr_enc, lr_enc, tile,
-                                select_device(device, cuda_device_count()))
-    arrays = _Arrays(array, array_20m, spec.scale)
+    engine = BandsSuperResolver(model, model_10m, array_20m.shape[1], array_20m.shape[2],
+                                hr_enc, lr_enc, tile, select_device(device, cuda_device_count()))
+    arrays = _Arrays(array, array_20m, engine.scale)
     with torch_threads(threads):
         if engine.run(arrays.read_hr, arrays.read_lr, arrays.write) == 0:
             raise DataError("the arrays hold no valid pixels (all nodata)")
