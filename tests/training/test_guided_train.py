@@ -86,7 +86,7 @@ def test_split_scenes_by_name_or_place() -> None:
 
 
 def test_shipped_configs_load() -> None:
-    for name in ("s2sr_20m_x2.yaml", "s2sr_20m_x4.yaml", "s2sr_20m_x2_finetune.yaml"):
+    for name in ("s2sr_20m_x2.yaml", "s2sr_20m_x2_finetune.yaml"):
         cfg = load_guided_config(CONFIG / name, data_root="/nowhere")
         assert cfg.model == "guided-edsr" and cfg.bands == BANDS_20M
         assert cfg.guide_bands == GUIDE_BANDS and cfg.scale in (2, 4)

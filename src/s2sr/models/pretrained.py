@@ -1,6 +1,6 @@
 """The models shipped inside the package (``s2sr/weights/*.safetensors``).
 
-Four EDSR models for Sentinel-2 and two guided models of the 20 m bands (issue 22), trained
+Four EDSR models for Sentinel-2 and a guided model of the 20 m bands (issue 22), trained
 with ``make models`` (see MODEL_CARD.md):
 
 ==================  ===================================  =====  ==========================
@@ -11,11 +11,11 @@ s2sr_x4             B02, B03, B04, B08                   4
 s2sr_rgb_x2         B02, B03, B04                        2
 s2sr_rgb_x4         B02, B03, B04                        4
 s2sr_20m_x2         B05, B06, B07, B8A, B11, B12 (20 m)  2      B02 B03 B04 B08 at 10 m
-s2sr_20m_x4         B05, B06, B07, B8A, B11, B12 (20 m)  4      B02 B03 B04 B08 at 10 m
 ==================  ===================================  =====  ==========================
 
-The guided models (:mod:`s2sr.models.guided`) take the 20 m bands at 20 m and the 10 m
-bands at 10 m and return the 20 m bands at 10 m (x2) or 5 m (x4).
+The guided model (:mod:`s2sr.models.guided`) takes the 20 m bands at 20 m and the 10 m
+bands at 10 m and returns the 20 m bands at 10 m; the 5 m product runs it twice (the
+cascade, :mod:`s2sr.inference.multires_engine`): no x4 20 m model ships.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def list_pretrained() -> list[str]:
 
 
 def pretrained_20m_path(scale: int = 2) -> Path:
-    """Path of the shipped guided model of the 20 m bands for ``scale`` (2: to 10 m;
-    4: to 5 m)."""
-    return _shipped(f"s2sr_20m_x{scale}", scale, "20 m ",
-                    "the 20 m model's weights file")
+    """Path of the shipped guided model of the 20 m bands, ``s2sr_20m_x2`` (``scale`` 2:
+    to 10 m; the 5 m product runs it twice, so no x4 one ships)."""
+    if scale != 2:
+        raise UsageError(f"no shipped x{scale} 20 m model: the 5 m product runs s2sr_20m_x2 "
+                         "twice (--resolution 5); pass a x4 guided model's file yourself")
+    return _shipped("s2sr_20m_x2", scale, "20 m ", "the 20 m model's weights file")
