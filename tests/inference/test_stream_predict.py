@@ -149,6 +149,21 @@ def test_default_stream_writes_a_cog_with_progress(tmp_path: Path, tiny_weights:
     assert "s2sr predict" in bar and "70/70" in bar and "row" in bar
 
 
+def test_wide_streamed_outputs_get_blocks_that_fit_gdal_cache(
+        scene: tuple[Path, np.ndarray], tmp_path: Path, tiny_weights_x4: Path) -> None:
+    """The stream writes a few output rows at a time: a block row larger than GDAL's
+    cache made GDAL write part blocks, read them back and rewrite them (slower, and a
+    larger file); the output's blocks are sized to the cache, the pixels unchanged."""
+    src, _ = scene
+    plain, _, _ = _read(predict(src, tmp_path / "p.tif", tiny_weights_x4))
+    with rasterio.Env(GDAL_CACHEMAX=16 << 20):  # a block row of 512 would take 54 MB
+        out = predict(src, tmp_path / "o.tif", tiny_weights_x4)
+    with rasterio.open(out) as ds:
+        assert ds.block_shapes == [(128, 128)] * 4  # 13.5 MB a block row
+        assert ds.tags()["S2SR_ENGINE"] == "stream"
+        assert (ds.read() == plain).all()
+
+
 class _Arrays:
     def __init__(self, arr: np.ndarray, scale: int) -> None:
         self.arr = arr

@@ -13,7 +13,7 @@ from rasterio.windows import Window
 
 import s2sr.io.writer as writer_module
 from s2sr.io.base import GeoMeta
-from s2sr.io.writer import RasterWriter
+from s2sr.io.writer import RasterWriter, gdal_cache_bytes, row_block_size
 from support.rasters import UTM_TRANSFORM, field
 
 
@@ -68,3 +68,47 @@ def test_cog_same_pixels_as_plain_geotiff(tmp_path: Path) -> None:
         assert a.transform == b.transform == Affine(*UTM_TRANSFORM[:6])
         assert b.compression.name == "deflate"  # the plain output keeps its codec
         assert b.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "2"
+
+
+MB = 1 << 20
+
+
+class TestRowBlockSize:
+    """Outputs written a few rows at a time (the streamed engine) get blocks whose row
+    fits GDAL's cache three times over: a smaller cache made GDAL write part blocks and
+    rewrite them at the end of the file."""
+
+    def test_wide_outputs_get_smaller_blocks(self) -> None:
+        assert row_block_size(43920, 4, "uint16", 256 * MB) == 128  # a tile at x4
+        assert row_block_size(21960, 4, "uint16", 256 * MB) == 256  # a tile at x2
+        assert row_block_size(8192, 4, "uint16", 256 * MB) == 512
+        assert row_block_size(43920, 4, "float32", 256 * MB) == 64
+        assert row_block_size(43920, 4, "uint16", 1 * MB) == 64  # never below 64
+
+    def test_default_is_the_cache_gdal_has(self) -> None:
+        with rasterio.Env(GDAL_CACHEMAX=48 * MB):
+            assert gdal_cache_bytes() == 48 * MB
+            assert row_block_size(8192, 4, "uint16") == 256
+        assert gdal_cache_bytes() != 48 * MB  # restored
+
+    def test_rows_written_a_few_at_a_time_do_not_grow_the_file(self, tmp_path: Path) -> None:
+        data = field((256, 2048), 4, seed=7)
+        whole = _write(tmp_path / "whole.tif", data, cog=False)
+
+        def by_rows(name: str, blocksize: int) -> Path:
+            with RasterWriter(tmp_path / name, _meta(data), blocksize=blocksize) as out:
+                for row in range(0, 256, 8):
+                    out.write(Window(0, row, 2048, 8), data[:, row:row + 8])
+                return out.commit()
+
+        cache = 2 * MB  # smaller than a 256-row block row of this output (4 MB)
+        with rasterio.Env(GDAL_CACHEMAX=cache):
+            size = row_block_size(2048, 4, "uint16")
+            fitted, too_large = by_rows("fitted.tif", size), by_rows("large.tif", 256)
+        assert size == 64
+        for path in (fitted, too_large):
+            with rasterio.open(path) as ds:
+                np.testing.assert_array_equal(ds.read(), data)
+        assert fitted.stat().st_size < 1.1 * whole.stat().st_size
+        # what the fitted blocks avoid: part blocks written, read back and rewritten
+        assert too_large.stat().st_size > 1.5 * whole.stat().st_size

@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# GDAL's block cache defaults to 5 % of RAM; a fixed 256 MB keeps long runs over large
-# scenes flat in memory (a user's own GDAL_CACHEMAX wins). Set before GDAL starts.
-os.environ.setdefault("GDAL_CACHEMAX", "256")
+# GDAL's block cache defaults to 5 % of RAM; a fixed 128 MB keeps long runs over large
+# scenes flat in memory (a user's own GDAL_CACHEMAX wins). Set before GDAL starts. The
+# streamed engine's output blocks are sized to it (io.writer.row_block_size): a whole
+# 10980^2 tile at x4 peaked at 1129 MB with 256 MB, 981 MB with this (benchmarks/README.md).
+os.environ.setdefault("GDAL_CACHEMAX", "128")
 # GDAL's default error handler (active in worker threads, where rasterio's is not) prints
 # raw messages ("ERROR 1: ...") to stderr; s2sr reports every failure in one line itself.
 os.environ.setdefault("CPL_LOG", os.devnull)

@@ -48,7 +48,14 @@ from s2sr.inference.stream_engine import model_refusal
 from s2sr.io.base import GeoMeta, Scene
 from s2sr.io.outputs import check_output_file
 from s2sr.io.scene import open_scene
-from s2sr.io.writer import ALL_CPUS, RasterWriter, block_size_for, carried_tags, output_meta
+from s2sr.io.writer import (
+    ALL_CPUS,
+    RasterWriter,
+    block_size_for,
+    carried_tags,
+    output_meta,
+    row_block_size,
+)
 from s2sr.models import ModelSpec, file_sha256, get_spec
 from s2sr.models.device import cuda_device_count
 from s2sr.models.open import OpenModel, open_model
@@ -234,13 +241,21 @@ def prepare_run(input: str | os.PathLike[str], weights: str | os.PathLike[str] |
                                             opts.adapt_steps, opts.adapt_seed, plan.device,
                                             plan.execution.precision)
         plain = default_gain(meta.dtype)
+        out_meta = output_meta(meta, model.spec.scale)
         yield PreparedRun(
             scene, make_engine(plan, make_backend(plan, network, sha)), plan, model.path,
             model.spec, _tags(plan, model, sha, input, meta, adapt_tags),
-            output_meta(meta, model.spec.scale),
-            any(g != plain for g in meta.gains) or any(meta.offsets),
-            block_size_for(plan.layout.stride * model.spec.scale),
+            out_meta, any(g != plain for g in meta.gains) or any(meta.offsets),
+            _blocksize(plan, out_meta, model.spec.scale),
             ALL_CPUS if plan.device.type == "cuda" else "1")
+
+
+def _blocksize(plan: RunPlan, out_meta: GeoMeta, scale: int) -> int:
+    """The output's block size: the tiled engine's tiles fill whole blocks; the stream
+    writes a few rows at a time, its block rows kept small against GDAL's cache."""
+    if plan.execution_kind == "stream":
+        return row_block_size(out_meta.width, len(out_meta.bands), out_meta.dtype)
+    return block_size_for(plan.layout.stride * scale)
 
 
 class _InMemory:

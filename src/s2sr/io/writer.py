@@ -26,6 +26,7 @@ import rasterio.shutil
 from affine import Affine
 from rasterio._err import CPLE_BaseError
 from rasterio.control import GroundControlPoint
+from rasterio.env import get_gdal_config
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -150,6 +151,35 @@ def block_size_for(stride: int) -> int:
         if stride % size == 0:
             return size
     return 256
+
+
+#: Share of GDAL's block cache one block row of a row-by-row output may take (the rest
+#: holds the input's blocks and finished output blocks until GDAL writes them).
+BLOCK_ROW_SHARE = 3
+
+
+def gdal_cache_bytes() -> int:
+    """GDAL's block cache size in bytes (``GDAL_CACHEMAX``, as GDAL reads it)."""
+    with rasterio.Env():
+        return int(get_gdal_config("GDAL_CACHEMAX"))
+
+
+def row_block_size(width: int, count: int, dtype: str, cache: int | None = None) -> int:
+    """Block size of an output written a few rows at a time, ``width`` px wide with
+    ``count`` bands of ``dtype``: the largest of 512, 256, 128, 64 whose block row takes
+    at most 1/:data:`BLOCK_ROW_SHARE` of GDAL's block ``cache`` (default: its size now).
+
+    GDAL allocates a block whole when a row of it is written and keeps it dirty until it
+    leaves the cache; a cache smaller than one block row makes GDAL write (compress) part
+    blocks, read them back and rewrite them at the end of the file: slow, and the file
+    grows with orphaned blocks.
+    """
+    cache = gdal_cache_bytes() if cache is None else cache
+    row = width * count * np.dtype(dtype).itemsize
+    for size in (512, 256, 128):
+        if row * size * BLOCK_ROW_SHARE <= cache:
+            return size
+    return 64
 
 
 class RasterWriter:
