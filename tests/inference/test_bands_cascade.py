@@ -187,3 +187,23 @@ class TestPanel:
         assert np.array_equal(got, ten[LR_INDEX])
         with pytest.raises(UsageError, match="score it at its scale"):
             run_guided(tiny_guided(4), lr, hr, "cpu", 2)
+
+
+class TestXarray:
+    def test_5m_grid_of_the_cascade(self, tmp_path: Path, models: dict[str, Path]) -> None:
+        """With model_10m and a x2 guided model the DataArray is at 5 m: half the 10 m pixel
+        (the grid was once read from the guided model's scale, 10 m for a x2)."""
+        rioxarray = pytest.importorskip("rioxarray")
+        from affine import Affine
+
+        from s2sr.core.bands import BANDS_20M, DEFAULT_BANDS
+        from support.rasters import UTM_TRANSFORM
+
+        hr, lr = scene_arrays(16)
+        a, b = write_pair(tmp_path, hr, lr)
+        da10 = rioxarray.open_rasterio(a).assign_coords(band=list(DEFAULT_BANDS))
+        da20 = rioxarray.open_rasterio(b).assign_coords(band=list(BANDS_20M))
+        out = s2sr.super_resolve_xarray(da10, models["g2"], array_20m=da20,
+                                        model_10m=models["hr"])
+        assert out.shape == (10, 64, 64) and out.attrs["s2sr_resolution"] == 5
+        assert out.rio.transform() == UTM_TRANSFORM * Affine.scale(0.5)
