@@ -140,6 +140,9 @@ class BandsSuperResolver:
         self.hr_enc, self.lr_enc = hr_enc, lr_enc
         self.halo = context(guided_halo(guided),
                             None if hr_model is None else model_halo(hr_model), self.cascade)
+        #: the cascade's second pass's and the 10 m model's own context (20 m pixels)
+        self.second = math.ceil(guided_halo(guided) / 2)
+        self.hr_reach = 0 if hr_model is None else math.ceil(model_halo(hr_model) / 2)
         self.halo = max(self.halo, guard_reach(self.scale))  # the snow guard's context
         core = DEFAULT_CORE[20 // self.scale] if tile is None else int(tile) - 2 * self.halo
         if core < 8:
@@ -207,16 +210,15 @@ class BandsSuperResolver:
         r0, r1, c0, c1 = tile.core
         a0, b0 = tile.ctx
         s = self.scale
-        hr_out = up = None
-        if self.hr_model is not None and tile.hr_in is not None:
-            up = self.hr_model(self._tensor(tile.hr_in))
-            hr_out = up[0, :, (r0 - a0) * 4:(r1 - a0) * 4, (c0 - b0) * 4:(c1 - b0) * 4]
-        out = self.guided(self._tensor(tile.lr), self._tensor(tile.guide))
-        if self.cascade and up is not None:
-            # the second pass: the 10 m result (negative reflectance cut to 0, as it would
-            # be written) guided by the 10 m bands at 5 m
-            out = self.guided(out.clamp_min_(0), up)
-        lr_out = out[0, :, (r0 - a0) * s:(r1 - a0) * s, (c0 - b0) * s:(c1 - b0) * s]
+        hr_out = None
+        if self.cascade:
+            lr_out, hr_out = self._cascade(tile)
+        else:
+            if self.hr_model is not None and tile.hr_in is not None:
+                up = self.hr_model(self._tensor(tile.hr_in))
+                hr_out = up[0, :, (r0 - a0) * 4:(r1 - a0) * 4, (c0 - b0) * 4:(c1 - b0) * 4]
+            out = self.guided(self._tensor(tile.lr), self._tensor(tile.guide))
+            lr_out = out[0, :, (r0 - a0) * s:(r1 - a0) * s, (c0 - b0) * s:(c1 - b0) * s]
         for y in (lr_out, hr_out):
             if y is not None and not bool(torch.isfinite(y).all()):
                 raise WeightsError(
@@ -227,6 +229,39 @@ class BandsSuperResolver:
                                  (r0 - a0, c0 - b0, r1 - r0, c1 - c0))
         self.guard_fallback += fell
         return lr_np, None if hr_out is None else hr_out.float().cpu().numpy()
+
+    def _window(self, tile: Tile, margin: int) -> tuple[int, int, int, int]:
+        """The core and ``margin`` 20 m pixels around it, within the tile: ``(y0, y1, x0,
+        x1)`` in 20 m pixels of the tile."""
+        r0, r1, c0, c1 = tile.core
+        a0, b0 = tile.ctx
+        h, w = tile.lr.shape[1:]
+        return (max(0, r0 - margin - a0), min(h, r1 + margin - a0),
+                max(0, c0 - margin - b0), min(w, c1 + margin - b0))
+
+    def _cascade(self, tile: Tile) -> tuple[torch.Tensor, torch.Tensor]:
+        """The core's six bands and four bands at 5 m by the cascade, each network on the
+        part of the tile it needs: the first pass on the whole tile; the second only on
+        the core and its own context (its input: the first pass's 10 m result, negative
+        reflectance cut to 0 as it would be written; its guide: the 10 m bands at 5 m);
+        the 10 m model on the core, the second pass's context and its own."""
+        assert self.hr_model is not None and tile.hr_in is not None
+        r0, r1, c0, c1 = tile.core
+        a0, b0 = tile.ctx
+        y0, y1, x0, x1 = self._window(tile, self.second + self.hr_reach)
+        up = self.hr_model(self._tensor(tile.hr_in[:, 2 * y0:2 * y1, 2 * x0:2 * x1]))
+        v0, v1, u0, u1 = self._window(tile, self.second)
+        mid = self.guided(self._tensor(tile.lr), self._tensor(tile.guide))
+        out = self.guided(
+            self._part(mid[:, :, 2 * v0:2 * v1, 2 * u0:2 * u1].clamp_min(0)),
+            self._part(up[:, :, 4 * (v0 - y0):4 * (v1 - y0), 4 * (u0 - x0):4 * (u1 - x0)]))
+        y, x = r0 - a0, c0 - b0
+        return (out[0, :, 4 * (y - v0):4 * (r1 - a0 - v0), 4 * (x - u0):4 * (c1 - b0 - u0)],
+                up[0, :, 4 * (y - y0):4 * (r1 - a0 - y0), 4 * (x - x0):4 * (c1 - b0 - x0)])
+
+    def _part(self, t: torch.Tensor) -> torch.Tensor:
+        return t.contiguous(memory_format=torch.channels_last) \
+            if self.device.type == "cpu" else t.contiguous()
 
     def ten_bands(self, tile: Tile, lr_refl: np.ndarray, hr_refl: np.ndarray | None
                   ) -> np.ndarray:
