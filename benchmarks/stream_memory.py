@@ -7,7 +7,8 @@ in memory, as ``s2sr predict --engine stream`` reads it), its output rows droppe
 height and column strips are :func:`s2sr.inference.stream_budget.pick_layout`'s for the
 engine's budget unless ``--band-rows`` / ``--strip-cols`` are given. With ``--predict``,
 ``s2sr predict --engine stream`` also runs on a generated 4-band uint16 GeoTIFF of each
-case (reading, DN encoding, writing included).
+case (reading, DN encoding, writing included; its row names the output's block size and
+file size; ``GDAL_CACHEMAX`` in the environment reaches it).
 
 The memory of a stream depends on the width and the band height, not on the height: a few
 hundred rows of a 10980-column scene show the peak of a whole 10980^2 tile (whose full run
@@ -157,13 +158,17 @@ def run_cases(args: argparse.Namespace, folder: Path) -> None:
                 if not scene.exists():
                     make_scene(scene, width, rows)
                 exe = Path(sys.executable).with_name("s2sr")
+                out = folder / f"out_x{scale}.tif"
                 t0 = time.perf_counter()
-                _, peak = measure([str(exe), "predict", str(scene), "-o",
-                                   str(folder / f"out_x{scale}.tif"), "--scale", str(scale),
-                                   "--engine", "stream", "--backend", "torch",
-                                   "--overwrite", "--quiet"])
-                print(f"| x{scale} | {width} x {rows} | s2sr predict --engine stream | | | | "
-                      f"{peak:.0f} MB | {time.perf_counter() - t0:.1f} |", flush=True)
+                _, peak = measure([str(exe), "predict", str(scene), "-o", str(out),
+                                   "--scale", str(scale), "--engine", "stream", "--backend",
+                                   "torch", "--overwrite", "--quiet"])
+                seconds = time.perf_counter() - t0
+                with rasterio.open(out) as ds:  # GDAL_CACHEMAX sizes the blocks
+                    block = ds.block_shapes[0][0]
+                print(f"| x{scale} | {width} x {rows} | s2sr predict --engine stream "
+                      f"({block} px blocks, {out.stat().st_size / 1e6:.1f} MB file) | | | | "
+                      f"{peak:.0f} MB | {seconds:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
