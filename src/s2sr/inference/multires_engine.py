@@ -54,7 +54,7 @@ LR_INDEX = [TEN_BANDS.index(b) for b in BANDS_20M]
 #: Default core (20 m pixels, without the context) per output resolution in metres: 768^2
 #: and 1024^2 output pixels, about 0.75 and 1.05 GB of peak process memory with the
 #: guided-edsr and EDSR x2 networks on the CPU (measured 2026-12-06; the 5 m cascade:
-#: benchmarks/README.md).
+#: 1155 MB at 1024^2, docs/predict.md).
 DEFAULT_CORE = {10: 384, 5: 256}
 #: Cores of at least this many 20 m pixels are cut to a multiple of it, so that the output
 #: blocks (:func:`~s2sr.io.writer.block_size_for`) are written whole, once.
