@@ -312,8 +312,9 @@ def super_resolve(
         engine: ``auto`` (the stream wherever it runs, else ``tiled``), ``tiled`` or
             ``stream``, as :func:`predict`'s.
         array_20m: the six 20 m bands ``(6, H/2, W/2)`` beside the 10 m bands ``array``
-            ``(4, H, W)``, with a guided ``model``: the ten bands at 10 m (x2) or 5 m (x4,
-            the 10 m bands by ``model_10m``); see
+            ``(4, H, W)``, with a guided ``model``: the ten bands at 10 m, or at 5 m with
+            ``model_10m`` (the 10 m bands' x2 model; a x2 guided model then runs twice,
+            the cascade; a x4 one once); see
             :func:`~s2sr.inference.multires_predict.super_resolve_bands`.
 
     Returns:
