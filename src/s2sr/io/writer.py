@@ -209,6 +209,9 @@ class RasterWriter:
         self.meta = meta
         self.cog = cog
         self.overwrite = overwrite
+        self.blocksize = blocksize
+        #: a row of blocks being filled: its first row, its rows, which rows came
+        self._held: tuple[int, np.ndarray, np.ndarray] | None = None
         self.tmp = temp_path(self.path, ".tif")
         self._cog_tmp = temp_path(self.path, ".cog.tif")
         is_float = np.issubdtype(np.dtype(meta.dtype), np.floating)
@@ -248,7 +251,55 @@ class RasterWriter:
             raise
 
     def write(self, window: Window, data: np.ndarray) -> None:
-        """Write ``(C, h, w)`` data of the output dtype into ``window``."""
+        """Write ``(C, h, w)`` data of the output dtype into ``window``.
+
+        Full-width rows that do not fill a row of blocks (a streamed output) are held
+        until the row of blocks is complete and then written at once: GDAL writes whole
+        blocks straight to the file and raises when that fails, whereas blocks it caches
+        are flushed at close, where a failed write (a full disk) is not raised by rasterio
+        and the output would be published damaged."""
+        r0, h = int(window.row_off), int(window.height)
+        if int(window.col_off) != 0 or int(window.width) != self.meta.width:
+            self._write(window, data)
+            return
+        bh = self.blocksize
+        while h > 0:  # one row of blocks at a time
+            top = r0 // bh * bh
+            rows = min(h, top + bh - r0)
+            self._hold(top, r0, data[:, :rows])
+            data, r0, h = data[:, rows:], r0 + rows, h - rows
+
+    def _hold(self, top: int, r0: int, rows: np.ndarray) -> None:
+        """Rows ``r0 .. r0 + len`` of the row of blocks starting at ``top``: written when
+        that row of blocks is complete (at once when ``rows`` fills it)."""
+        full = min(self.blocksize, self.meta.height - top)
+        n = rows.shape[1]
+        if r0 == top and n == full:
+            self._write(Window(0, top, self.meta.width, n), rows)
+            return
+        if self._held is None or self._held[0] != top:
+            if self._held is not None:  # an unfinished row of blocks: write what came
+                self._flush_held()
+            self._held = (top, np.zeros((rows.shape[0], full, self.meta.width), rows.dtype),
+                          np.zeros(full, bool))
+        _, buf, got = self._held
+        buf[:, r0 - top:r0 - top + n] = rows
+        got[r0 - top:r0 - top + n] = True
+        if got.all():
+            self._flush_held()
+
+    def _flush_held(self) -> None:
+        """Write the held rows (only those that came: an unfinished row of blocks is
+        written in runs of rows, through GDAL's cache)."""
+        if self._held is None:
+            return
+        top, buf, got = self._held
+        self._held = None
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], got.view(np.int8), [0]))))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            self._write(Window(0, top + int(a), self.meta.width, int(b - a)), buf[:, a:b])
+
+    def _write(self, window: Window, data: np.ndarray) -> None:
         try:
             self._dataset.write(data, window=window)
         except GDAL_ERRORS as err:
@@ -267,6 +318,7 @@ class RasterWriter:
                 meanwhile (it is kept; this run's file is discarded).
         """
         try:
+            self._flush_held()
             self._dataset.close()
             src = self.tmp
             if self.cog:
