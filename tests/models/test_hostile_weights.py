@@ -479,7 +479,7 @@ def test_edsr_output_is_always_reflectance() -> None:
 # --- good files keep working ------------------------------------------------------------
 
 def test_shipped_models_pass_every_check() -> None:
-    assert len(list_pretrained()) == 6  # four 10 m models, two guided 20 m models
+    assert len(list_pretrained()) == 5  # four 10 m models, the guided s2sr_20m_x2
     for name in list_pretrained():
         path = WEIGHTS_DIR / f"{name}.safetensors"
         with safe_open(str(path), framework="pt") as handle:

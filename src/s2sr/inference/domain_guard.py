@@ -1,6 +1,6 @@
 """A guard on the guided 20 m models' output where the scene leaves their training domain.
 
-The shipped guided models (``s2sr_20m_x2``, ``s2sr_20m_x4``) were trained without snow. On
+The shipped guided model (``s2sr_20m_x2``, also the 5 m cascade) was trained without snow. On
 snow the visible bands are bright and the SWIR bands dark, the opposite of everything they
 saw, and the network injects the visible bands' detail into B11 and B12 with the wrong
 sign: on a snowy held-out BigEarthNet patch B11/B12 lose 11 to 19 dB against bicubic.
