@@ -34,10 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import rasterio
 import torch
-from affine import Affine
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_predict import CHILD, cpu_flags, make_scene
@@ -47,27 +44,6 @@ from s2sr.models.open import shipped_path
 
 #: The targets: (b)/(a), (c)/(a), and peak RSS in MB.
 TARGETS = {"10m_over_x2": 1.0, "5m_over_x2": 2.5, "peak_rss_MB": 1536.0}
-
-
-def make_scene_20m(path: Path, size: int, seed: int = 1) -> None:
-    """A textured 6-band uint16 20 m scene of ``size`` ^2 on the 20 m grid nesting in
-    :func:`make_scene`'s 10 m grid, written block by block."""
-    profile = {
-        "driver": "GTiff", "width": size, "height": size, "count": 6, "dtype": "uint16",
-        "crs": "EPSG:32633", "transform": Affine(20, 0, 500000, 0, -20, 5000000),
-        "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
-        "nodata": 0,
-    }
-    rng = np.random.default_rng(seed)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.descriptions = BANDS_20M
-        for _, window in dst.block_windows(1):
-            h, w = window.height, window.width
-            yy, xx = np.mgrid[0:h, 0:w]
-            base = 1800 + 600 * np.sin((xx + window.col_off) / 19.0) * np.cos(
-                (yy + window.row_off) / 11.0)
-            block = np.stack([base + 250 * b + rng.normal(0, 120, (h, w)) for b in range(6)])
-            dst.write(np.clip(block, 1, 65535).astype("uint16"), window=window)
 
 
 def guided_weights(scale: int, workdir: Path) -> tuple[Path, str]:
@@ -103,7 +79,8 @@ def bench_size(size: int, workdir: Path, extra: list[str],
     scene10, scene20 = workdir / f"s10_{size}.tif", workdir / f"s20_{size}.tif"
     if not scene10.exists():
         make_scene(scene10, size)
-        make_scene_20m(scene20, size // 2)
+        make_scene(scene20, size // 2, seed=1, bands=BANDS_20M, pixel=20,
+                   texture=(1800, 600, 19.0, 11.0, 250, 120))
     out = workdir / f"out_{size}.tif"
     x2, rss_x2 = timed(["predict", str(scene10), "-o", str(out), "--backend", "torch",
                         *extra])

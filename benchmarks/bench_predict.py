@@ -70,23 +70,30 @@ def cpu_flags() -> str:
     return f"{name}; {', '.join(have) or 'none of ' + ', '.join(CPU_FLAGS)}"
 
 
-def make_scene(path: Path, size: int, seed: int = 0) -> None:
-    """A textured 4-band uint16 reflectance scene, written block by block."""
+def make_scene(path: Path, size: int, seed: int = 0,
+               bands: tuple[str, ...] = ("B02", "B03", "B04", "B08"), pixel: int = 10,
+               texture: tuple[float, ...] = (1500, 700, 37.0, 23.0, 300, 150)) -> None:
+    """A textured uint16 reflectance scene of ``size`` ^2 ``pixel`` m pixels (its grid
+    starting at the same corner whatever ``pixel``), written block by block. ``texture``:
+    base, amplitude, x and y periods (px), per-band step and noise, in DN."""
+    base0, amp, px, py, step, noise = texture
     profile = {
-        "driver": "GTiff", "width": size, "height": size, "count": 4, "dtype": "uint16",
-        "crs": "EPSG:32633", "transform": Affine(10, 0, 500000, 0, -10, 5000000),
+        "driver": "GTiff", "width": size, "height": size, "count": len(bands),
+        "dtype": "uint16", "crs": "EPSG:32633",
+        "transform": Affine(pixel, 0, 500000, 0, -pixel, 5000000),
         "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
         "nodata": 0,
     }
     rng = np.random.default_rng(seed)
     with rasterio.open(path, "w", **profile) as dst:
-        dst.descriptions = ("B02", "B03", "B04", "B08")
+        dst.descriptions = bands
         for _, window in dst.block_windows(1):
             h, w = window.height, window.width
             yy, xx = np.mgrid[0:h, 0:w]
-            base = 1500 + 700 * np.sin((xx + window.col_off) / 37.0) * np.cos(
-                (yy + window.row_off) / 23.0)
-            block = np.stack([base + 300 * b + rng.normal(0, 150, (h, w)) for b in range(4)])
+            base = base0 + amp * np.sin((xx + window.col_off) / px) * np.cos(
+                (yy + window.row_off) / py)
+            block = np.stack([base + step * b + rng.normal(0, noise, (h, w))
+                              for b in range(len(bands))])
             dst.write(np.clip(block, 1, 65535).astype("uint16"), window=window)
 
 
