@@ -9,6 +9,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
@@ -19,8 +21,10 @@ from s2sr.data.multires import native_scenes, wald
 from s2sr.data.places import TEST_PLACES
 from s2sr.evaluation.panel import PANEL_MTFS, WORST, Case
 from s2sr.evaluation.panel20 import (
+    BASELINES20,
     Triple,
     band_scores,
+    baseline_outputs,
     line_rows,
     panel20_cases,
     panel20_rows,
@@ -28,8 +32,8 @@ from s2sr.evaluation.panel20 import (
     scene_rows,
     summary_rows,
 )
-from s2sr.evaluation.panel20_tables import markdown, targets
-from s2sr.inference.baselines import guided_baseline, upsample
+from s2sr.evaluation.panel20_tables import CHECK, markdown, place_margins, targets, unsharp_check
+from s2sr.inference.baselines import guided_baseline
 from s2sr.losses.metrics import Conventions
 from s2sr.models import build_model
 from support.rasters import texture
@@ -178,7 +182,7 @@ def test_guided_models_run_on_their_factor_and_lines_are_measured() -> None:
     rows = panel20_rows(models, ["a"], _maker(scenes), device="cpu")
     for case in {r["case"] for r in rows}:
         # x4: the x2 model as the cascade (the 5 m product's default) beside the x4 model
-        want = {"bicubic", "guided", "m2"} | (set() if case.startswith("x2") else {"m4"})
+        want = {*BASELINES20, "m2"} | (set() if case.startswith("x2") else {"m4"})
         assert {r["method"] for r in rows if r["case"] == case and r["scene"] == "a"} == want
     m2 = next(r for r in rows if r["method"] == "m2" and r["scene"] == "a")
     assert np.isfinite(m2["psnr_bands"]).all() and 0 < m2["sam"] < 90
@@ -197,8 +201,7 @@ def _case_rows(case: Case, model: Callable[[np.ndarray, np.ndarray], np.ndarray]
     for seed in (14, 15):
         hr10, lr20 = _shared_detail(seed, 64)
         lr, guide, truth = _maker({"p": (hr10, lr20)})("p", case.scale, case.mtf)
-        preds = {"bicubic": upsample(lr, case.scale), "guided": guided_baseline(lr, guide,
-                                                                                case.scale)}
+        preds = baseline_outputs(lr, guide, case.scale)
         preds["m"] = model(preds["bicubic"], truth)
         rows += scene_rows(case, f"place{seed}", preds, truth, block_mean(hr10, 2),
                            Conventions().resolve(case.scale))
@@ -227,7 +230,7 @@ def test_markdown_has_swir_row_worst_places_targets_and_lines() -> None:
     rows += summary_rows([r for r in rows if r["case"] == "x2 MTF 0.30"])
     lines = [{"scene": "s", "method": "m", "scale": 2, "line_x": 0.5, "line_y": 0.1,
               "over": True}]
-    text = "\n".join(markdown(rows, lines, ["bicubic", "guided", "m"],
+    text = "\n".join(markdown(rows, lines, [*BASELINES20, "m"],
                               {"place14": "64 px", "place15": "64 px"}, None))
     assert "| x2 MTF 0.30 | SWIR B11 B12, dB |" in text
     assert "| x4 MTF 0.30 | SAM ten bands, deg |" in text
@@ -276,3 +279,97 @@ def test_a_model_giving_nan_is_named() -> None:
     with pytest.raises(DataError, match=r"guided gave NaN or inf in x2 MTF 0.30 on s: check"):
         scene_rows(Case(2, 0.3), "s", preds, lr20, block_mean(hr10, 2),
                    Conventions().resolve(2))
+
+
+def _direct_baselines(lr: np.ndarray, factor: int) -> dict[str, np.ndarray]:
+    """Lanczos-3 (Pillow) and the unsharp mask (bicubic, then ``b + 0.6 (b - gaussian(b,
+    f / 2))``, edges mirrored) computed here, not by the panel's code."""
+    bic = F.interpolate(torch.from_numpy(lr)[None], scale_factor=factor, mode="bicubic",
+                        align_corners=False)[0].numpy()
+    unsharp = np.stack([b + 0.6 * (b - ndimage.gaussian_filter(b, factor / 2, mode="mirror"))
+                        for b in bic])
+    size = (lr.shape[2] * factor, lr.shape[1] * factor)
+    lanczos = np.stack([np.asarray(Image.fromarray(b, mode="F").resize(
+        size, Image.Resampling.LANCZOS)) for b in lr])
+    return {"bicubic": bic, "lanczos": lanczos, "unsharp": unsharp}
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_unsharp_and_lanczos_rows_equal_the_baselines_computed_directly(factor: int) -> None:
+    scenes = {"a": _shared_detail(17, 64), "b": _shared_detail(18, 64)}
+    make = _maker(scenes)
+    rows = panel20_rows({}, list(scenes), make, factors=[factor], mtfs=[0.3])
+    got = {(r["scene"], r["method"]): r for r in rows}
+    assert [m for s, m in got if s == "a"] == list(BASELINES20)
+    conv = Conventions().resolve(factor)
+    for scene in scenes:
+        lr, _, truth = make(scene, factor, 0.3)
+        direct = {m: band_scores(p, truth, conv)["psnr_bands"]
+                  for m, p in _direct_baselines(lr, factor).items()}
+        for m, want in direct.items():
+            np.testing.assert_allclose(got[(scene, m)]["psnr_bands"], want, rtol=1e-5)
+        g = got[(scene, "guided")]
+        np.testing.assert_allclose(g["vs_unsharp_bands"],
+                                   np.subtract(g["psnr_bands"], direct["unsharp"]), atol=1e-4)
+        np.testing.assert_allclose(g["vs_lanczos_bands"],
+                                   np.subtract(g["psnr_bands"], direct["lanczos"]), atol=1e-4)
+        best = np.max([direct[m] for m in direct], axis=0)
+        np.testing.assert_allclose(g["vs_trivial_bands"], g["psnr_bands"] - best, atol=1e-4)
+        assert g["trivial_best"] == [max(direct, key=lambda m: direct[m][b]) for b in range(6)]
+        assert got[(scene, "unsharp")]["vs_unsharp_bands"] == [0.0] * 6
+    worst = got[(WORST, "guided")]
+    for b in range(6):  # the worst row carries the picked place's margins, band by band
+        pick = got[(worst["places"][b], "guided")]
+        assert worst["vs_unsharp_bands"][b] == pick["vs_unsharp_bands"][b]
+        assert worst["trivial_best"][b] == pick["trivial_best"][b]
+
+
+def _check_rows(lose: tuple[str, int] | None) -> list[dict[str, object]]:
+    """x2 and x4 MTF 0.30 on two places; the model is the truth + 1e-4, except at x2 on
+    ``lose = (place, band)`` where its error is twice the unsharp mask's (-6.02 dB)."""
+    rows: list[dict[str, object]] = []
+    for case in (Case(2, 0.3), Case(4, 0.3)):
+        for seed in (14, 15):
+            hr10, lr20 = _shared_detail(seed, 64)
+            lr, guide, truth = _maker({"p": (hr10, lr20)})("p", case.scale, case.mtf)
+            preds = baseline_outputs(lr, guide, case.scale)
+            preds["m"] = truth + 1e-4
+            if lose is not None and case.scale == 2 and lose[0] == f"place{seed}":
+                b = lose[1]
+                preds["m"][b] = 2 * preds["unsharp"][b] - truth[b]
+            case_rows = scene_rows(case, f"place{seed}", preds, truth, block_mean(hr10, 2),
+                                   Conventions().resolve(case.scale))
+            rows += case_rows
+    return rows
+
+
+def test_unsharp_check_holds_for_a_near_perfect_model() -> None:
+    rows = _check_rows(None)
+    got = unsharp_check(rows, "m")
+    assert [c["case"] for c in got] == ["x2 MTF 0.30", "x4 MTF 0.30"]
+    assert all(c["holds"] and c["unsharp"]["margin"] > 10 and c["trivial"]["margin"] > 10
+               for c in got)
+    text = "\n".join(markdown(rows, [], [*BASELINES20, "m"], {}, None))
+    assert f"m: {CHECK}: **holds**" in text
+    assert unsharp_check(rows, "unsharp")[0]["unsharp"]["margin"] == 0.0  # itself: holds
+
+
+def test_unsharp_check_fails_naming_the_place_and_band_where_the_model_loses() -> None:
+    rows = _check_rows(("place15", 5))
+    x2, x4 = unsharp_check(rows, "m")
+    assert not x2["holds"] and x4["holds"]
+    assert x2["unsharp"] == {"margin": pytest.approx(-20 * np.log10(2), abs=1e-3),
+                             "place": "place15", "band": "B12"}
+    best = max(("bicubic", "lanczos", "unsharp"), key=lambda m: next(
+        r for r in rows if r["case"] == "x2 MTF 0.30" and r["scene"] == "place15"
+        and r["method"] == m)["psnr_bands"][5])
+    assert x2["trivial"]["place"] == "place15" and x2["trivial"]["band"] == "B12"
+    assert x2["trivial"]["baseline"] == best
+    assert x2["trivial"]["margin"] <= x2["unsharp"]["margin"]
+    per_place = dict(place_margins(rows, "x2 MTF 0.30", "m"))
+    assert per_place["place15"]["vs_unsharp"] == (pytest.approx(-6.0206, abs=1e-3), "B12")
+    assert per_place["place14"]["vs_unsharp"][0] > 10
+    text = "\n".join(markdown(rows, [], [*BASELINES20, "m"], {}, None))
+    assert f"m: {CHECK}: **fails** (x2 MTF 0.30)" in text
+    assert "| m | x2 MTF 0.30 | -6.02 (place15 B12) |" in text
+    assert "| m | x2 MTF 0.30 | place15 | -6.02 (B12) |" in text

@@ -80,7 +80,7 @@ def test_bands_report_with_models(tmp_path: Path, shared: Path,
     assert sorted(p.name for p in out.iterdir()) == ["lines.csv", "report.csv", "report.json",
                                                      "report.md"]
     data = json.loads((out / "report.json").read_text())
-    assert data["methods"] == ["bicubic", "guided", "x2", "four"]
+    assert data["methods"] == ["bicubic", "lanczos", "unsharp", "guided", "x2", "four"]
     assert data["scenes"] == ["oscd/milano/imgs_1", "oscd/rio/imgs_1"]  # not paris
     assert len(data["cases"]) == 10 and data["bands"] == list(BANDS_20M)
     x2 = [r for r in data["rows"] if r["method"] == "x2"]
@@ -90,6 +90,19 @@ def test_bands_report_with_models(tmp_path: Path, shared: Path,
                                                    "oscd/rio/imgs_1", "max"}
     text = (out / "report.md").read_text()
     assert "## Targets of issue 22" in text and "| SWIR B11 B12, dB |" in text
+    assert "## Check: model >= unsharp mask at every held-out place, every band" in text
+    assert "| oscd/rio/imgs_1 | unsharp mask |" in text
+    checks = data["check"]["models"]
+    assert set(checks) == {"x2", "four"} and len(checks["x2"]) == 10  # both factors
+    assert {c["case"][:2] for c in checks["four"]} == {"x4"}
+    for c in checks["x2"]:  # the worst margin is the lowest of the rows' own margins
+        prow = [r for r in x2 if r["case"] == c["case"] and r["scene"] in data["scenes"]]
+        assert c["unsharp"]["margin"] == min(min(r["vs_unsharp_bands"]) for r in prow)
+        assert c["holds"] == (c["unsharp"]["margin"] >= 0)
+    assert "x2: model >= unsharp mask at every held-out place, every band: **" in text
+    header = (out / "report.csv").read_text().splitlines()[0].split(",")
+    assert {"vs_unsharp_psnr", "vs_trivial_psnr", "vs_unsharp_B12", "vs_trivial_B05"} <= set(
+        header)
     guided = [r for r in data["rows"] if r["method"] == "guided" and r["scene"] == "worst"]
     assert all(min(r["gain_bands"]) > 1 for r in guided)  # shared detail: guided wins
 
@@ -98,7 +111,8 @@ def test_bands_baselines_only(tmp_path: Path, shared: Path) -> None:
     res = _run("--shared", shared, "-o", tmp_path / "rep", "--crop", "3")
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert data["methods"] == ["bicubic", "guided"]
+    assert data["methods"] == ["bicubic", "lanczos", "unsharp", "guided"]
+    assert data["check"]["models"] == {}
     assert {r["method"] for r in data["lines"]} == {"guided", "truth"}  # the references
     assert data["conventions"]["crop"] == 3
     assert "Targets of issue 22" not in (tmp_path / "rep" / "report.md").read_text()

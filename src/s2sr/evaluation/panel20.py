@@ -9,7 +9,10 @@ the 20 m bands at ``20 f`` m, the guide the 10 m bands (B02 B03 B04 B08) at ``10
 the 20 m grid, honouring its offset), and each method brings the input back to the truth's
 20 m grid:
 
-- ``bicubic``: :func:`s2sr.inference.baselines.upsample` of the input by ``f``;
+- the 10 m panel's trivial baselines (:data:`s2sr.evaluation.panel.BASELINES`, each
+  :func:`s2sr.inference.baselines.upsample` of the input by ``f``): ``bicubic``, ``lanczos``
+  (Lanczos-3) and ``unsharp`` (bicubic, then :func:`~s2sr.inference.baselines.unsharp_mask`
+  with sigma :func:`~s2sr.inference.baselines.unsharp_sigma` of ``f``);
 - ``guided``: the guided high-pass baseline (:func:`s2sr.inference.baselines.guided_baseline`:
   :func:`~s2sr.inference.baselines.guided_highpass` with the guide at 2x the input's
   resolution; at ``f = 4`` its output, at 40 m, brought to 20 m by bicubic);
@@ -27,9 +30,10 @@ output = the four 10 m bands at the truth's 20 m (the case's degradation of the 
 2 onto the 20 m grid: the x2 guide) stacked with the six outputs; truth = the same four
 stacked with the real 20 m bands. The four 10 m bands are equal in both, so the angle
 measures the six bands' spectral error within the ten-band spectrum, the same way for every
-method. Gains are over bicubic and over the guided baseline, per band. Each method's worst
-place per case and band (lowest gain over bicubic) is reported beside the mean: the worst
-place decides.
+method. Gains are over bicubic, over the guided baseline, over Lanczos and the unsharp mask,
+and over the best trivial baseline of each band (the highest PSNR of bicubic, Lanczos and the
+unsharp mask at that place and band), per band. Each method's worst place per case and band
+(lowest gain over bicubic) is reported beside the mean: the worst place decides.
 
 Separately (:func:`line_rows`), on the *native* scenes (no degradation: the 20 m bands at
 20 m and the 10 m guide at 10 m, as a user runs them), the Nyquist-line ratio per axis of
@@ -53,21 +57,27 @@ from s2sr.core.constants import SCALES
 from s2sr.core.errors import DataError, UsageError, WeightsError
 from s2sr.data.degrade import degrade
 from s2sr.evaluation.artefacts import LINE_THRESHOLD, nyquist_line_ratio
-from s2sr.evaluation.panel import PANEL_MTFS, WORST, Case, panel_cases
+from s2sr.evaluation.panel import BASELINES, LABELS, PANEL_MTFS, WORST, Case, panel_cases
 from s2sr.inference.baselines import guided_baseline, guided_highpass, upsample
 from s2sr.inference.multires_predict import super_resolve_bands
 from s2sr.losses.metrics import Conventions, psnr_bands, spectral_angle, ssim_bands
 from s2sr.models import get_spec, load_model, pretrained_path
 
-__all__ = ["BASELINES20", "LABELS20", "LINE_REFERENCES", "MAX_LINE_SIDE", "SWIR", "Triple",
-           "band_scores", "line_rows", "panel20_cases", "panel20_rows",
+__all__ = ["BASELINES20", "LABELS20", "LINE_REFERENCES", "MARGINS", "MAX_LINE_SIDE", "SWIR",
+           "Triple", "band_scores", "baseline_outputs", "line_rows", "panel20_cases",
+           "panel20_rows",
            "run_guided", "runs_at", "sam10", "scene_rows", "summary_rows"]
 
 #: Short-wave infrared: reported on its own row.
 SWIR: tuple[str, ...] = ("B11", "B12")
-#: Baselines, in column order, and display names.
-BASELINES20: tuple[str, ...] = ("bicubic", "guided")
-LABELS20: dict[str, str] = {"bicubic": "bicubic", "guided": "guided high-pass"}
+#: Baselines, in column order (the 10 m panel's trivial ones, then the guided high-pass),
+#: and display names.
+BASELINES20: tuple[str, ...] = (*BASELINES, "guided")
+LABELS20: dict[str, str] = {**LABELS, "guided": "guided high-pass"}
+#: Row key prefix -> the baseline a margin is over (``{key}_bands``, ``{key}_psnr``);
+#: ``vs_trivial`` is over the best of :data:`~s2sr.evaluation.panel.BASELINES` per band.
+MARGINS: dict[str, str] = {"gain": "bicubic", "vs_lanczos": "lanczos",
+                           "vs_unsharp": "unsharp", "vs_guided": "guided"}
 #: Largest side (20 m px) of a native scene for the line ratio: larger scenes are scored on
 #: their centre crop of this side (512 px at 10 m, 1024 at 5 m: 15 x 15 and 31 x 31 of the
 #: 64 px windows the spectra average; at x4 the shipped 10 m model runs on the guide too).
@@ -161,11 +171,19 @@ def sam10(pred: np.ndarray, truth: np.ndarray, guide10: np.ndarray, crop: int) -
                           crop=crop)
 
 
+def baseline_outputs(lr: np.ndarray, guide: np.ndarray, factor: int) -> dict[str, np.ndarray]:
+    """The baselines' outputs of one Wald case, in :data:`BASELINES20` order: the 10 m
+    panel's trivial ones (:func:`~s2sr.inference.baselines.upsample` by ``factor``, as
+    :mod:`s2sr.evaluation.panel` makes them) and the guided high-pass."""
+    preds = {m: upsample(lr, factor, m) for m in BASELINES}
+    preds["guided"] = guided_baseline(lr, guide, factor)
+    return preds
+
+
 def _outputs(models: Mapping[str, nn.Module], triple: Triple, factor: int,
              device: str) -> dict[str, np.ndarray]:
     lr, guide, _ = triple
-    preds = {"bicubic": upsample(lr, factor, "bicubic"),
-             "guided": guided_baseline(lr, guide, factor)}
+    preds = baseline_outputs(lr, guide, factor)
     preds.update({n: _run_named(n, m, lr, guide, device, factor) for n, m in models.items()})
     return preds
 
@@ -194,14 +212,28 @@ def scene_rows(case: Case, scene: str, preds: Mapping[str, np.ndarray], truth: n
                                "sam": sam10(pred, truth, guide10[:, :truth.shape[1],
                                                                  :truth.shape[2]], crop)}
         rows.append(row)
+    _margins(rows)
+    return rows
+
+
+def _margins(rows: Sequence[dict[str, Any]]) -> None:
+    """Add each row's margins in dB over the baselines present (:data:`MARGINS`) and over
+    the best trivial baseline per band (``vs_trivial_*``, ``trivial_best``: its name)."""
     ref = {r["method"]: np.asarray(r["psnr_bands"]) for r in rows}
+    trivial = [m for m in BASELINES if m in ref]
+    best = np.max([ref[m] for m in trivial], axis=0) if trivial else None
+    names = [trivial[int(k)] for k in np.argmax([ref[m] for m in trivial], axis=0)] \
+        if trivial else []
     for row in rows:
         own = np.asarray(row["psnr_bands"])
-        for key, base in (("gain", "bicubic"), ("vs_guided", "guided")):
-            row[f"{key}_bands"] = [float(v) for v in own - ref[base]]
-            row[f"{key}_psnr"] = float(np.mean(own - ref[base]))
+        bases = {k: ref[b] for k, b in MARGINS.items() if b in ref}
+        if best is not None:
+            bases["vs_trivial"] = best
+            row["trivial_best"] = names
+        for key, base in bases.items():
+            row[f"{key}_bands"] = [float(v) for v in own - base]
+            row[f"{key}_psnr"] = float(np.mean(own - base))
         row["gain_swir"] = float(np.mean([row["gain_bands"][BANDS_20M.index(b)] for b in SWIR]))
-    return rows
 
 
 def summary_rows(case_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -209,17 +241,20 @@ def summary_rows(case_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
 
     The ``worst`` row holds, per band, the scene where the method gains least over bicubic
     in that band (``places``, one per band) and that scene's numbers for the band; its
-    ``place`` is the scene of lowest mean gain, whose ``sam``, ``gain_psnr`` and
-    ``vs_guided_psnr`` it carries.
+    ``place`` is the scene of lowest mean gain, whose ``sam`` and mean margins
+    (``gain_psnr``, ``vs_guided_psnr``...) it carries.
     """
     rows: list[dict[str, Any]] = []
     methods = list(dict.fromkeys(r["method"] for r in case_rows))
-    per_band = ("psnr_bands", "ssim_bands", "rmse_bands", "gain_bands", "vs_guided_bands")
+    first = case_rows[0] if case_rows else {}
+    per_band = [k for k in first if k.endswith("_bands")]
+    scalars = ["psnr", "ssim", "rmse", "sam", "gain_swir",
+               *(k for k in first if k.endswith("_psnr"))]
     for method in methods:
         mrows = [r for r in case_rows if r["method"] == method]
         mean: dict[str, Any] = {k: mrows[0][k] for k in ("case", "factor", "mtf")}
         mean.update(scene="mean", method=method)
-        for key in ("psnr", "ssim", "rmse", "sam", "gain_psnr", "vs_guided_psnr", "gain_swir"):
+        for key in scalars:
             mean[key] = float(np.mean([r[key] for r in mrows]))
         for key in per_band:
             mean[key] = np.mean([r[key] for r in mrows], axis=0).tolist()
@@ -231,7 +266,7 @@ def summary_rows(case_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
         picks = [mrows[int(np.argmin([r["gain_bands"][b] for r in mrows]))]
                  for b in range(len(BANDS_20M))]
         worst["places"] = [r["scene"] for r in picks]
-        for key in per_band:
+        for key in [*per_band, *(["trivial_best"] if "trivial_best" in low else [])]:
             worst[key] = [r[key][b] for b, r in enumerate(picks)]
         worst["gain_swir"] = min(r["gain_swir"] for r in mrows)
         rows.append(worst)

@@ -3,10 +3,12 @@ held-out multi-resolution scenes and write its report folder.
 
 The report folder (written atomically, like every ``s2sr evaluate`` report) receives
 ``report.md`` (definitions; summary per case with red-edge and SWIR on their own rows; the
-targets of issue 22 per model; per place and band tables; the Nyquist-line ratios on the
-native scenes), ``report.csv`` (one row per case, scene, ``mean`` or ``worst``, and method,
-with PSNR, SSIM and RMSE per band), ``lines.csv`` and ``report.json`` (everything, with the
-conventions and the definitions).
+targets of issue 22 per model; the check "model >= unsharp mask at every held-out place,
+every band" with each model's worst margins over every baseline; per place and band
+tables; the Nyquist-line ratios on the native scenes), ``report.csv`` (one row per case,
+scene, ``mean`` or ``worst``, and method, with PSNR, SSIM and RMSE per band and the margins
+over the baselines), ``lines.csv`` and ``report.json`` (everything, with the conventions,
+the definitions and the check per model).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from s2sr.evaluation.panel20 import (
     panel20_rows,
     runs_at,
 )
-from s2sr.evaluation.panel20_tables import DEFINITION, markdown
+from s2sr.evaluation.panel20_tables import CHECK, DEFINITION, markdown, unsharp_check
 from s2sr.evaluation.writer import staged_report
 from s2sr.inference.modules import as_module
 from s2sr.io.outputs import check_output_dir
@@ -151,10 +153,14 @@ def _write_data(out: Path, rows: list[dict[str, Any]], lines: list[dict[str, Any
         "definition": DEFINITION, "bands": list(BANDS_20M), "guide_bands": list(DEFAULT_BANDS),
         "scenes": scenes, "cases": list(dict.fromkeys(r["case"] for r in rows)),
         "methods": methods, "line_threshold": LINE_THRESHOLD, "rows": rows,
+        "check": {"text": CHECK, "models": {
+            m: unsharp_check(rows, m) for m in methods if m not in BASELINES20}},
         "lines": lines}, indent=1))
     keys = ["case", "factor", "mtf", "scene", "method", "place", "psnr", "ssim", "rmse",
-            "sam", "gain_psnr", "vs_guided_psnr", "gain_swir"]
-    fields = keys + [f"{m}_{b}" for m in ("psnr", "ssim", "rmse", "gain") for b in BANDS_20M]
+            "sam", "gain_psnr", "vs_lanczos_psnr", "vs_unsharp_psnr", "vs_trivial_psnr",
+            "vs_guided_psnr", "gain_swir"]
+    per_band = ("psnr", "ssim", "rmse", "gain", "vs_unsharp", "vs_trivial")
+    fields = keys + [f"{m}_{b}" for m in per_band for b in BANDS_20M]
     with open(out / "report.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fields)
         writer.writeheader()
@@ -163,7 +169,7 @@ def _write_data(out: Path, rows: list[dict[str, Any]], lines: list[dict[str, Any
             row["mtf"] = "block" if r["mtf"] is None else r["mtf"]
             if r["scene"] not in ("mean", WORST):
                 row["place"] = r["scene"]
-            for m in ("psnr", "ssim", "rmse", "gain"):
+            for m in per_band:
                 row.update({f"{m}_{b}": v for b, v in zip(BANDS_20M, r[f"{m}_bands"],
                                                           strict=True)})
             writer.writerow(row)

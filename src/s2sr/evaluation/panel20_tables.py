@@ -1,7 +1,9 @@
 """The Markdown of the 20 m panel's report (:mod:`s2sr.evaluation.panel20_report`).
 
 Summary per case (each method's mean over places and its worst place; the red-edge bands,
-SWIR and the spectral angle on their own rows), the targets of issue 22 per model, per place
+SWIR and the spectral angle on their own rows), the targets of issue 22 per model, the check
+"model >= unsharp mask at every held-out place, every band" (:func:`unsharp_check`) with each
+model's worst band margin per place over every baseline (:func:`place_margins`), per place
 and band tables (PSNR (gain over bicubic) / SSIM / RMSE), and the Nyquist-line ratios of the
 models on the native scenes.
 """
@@ -20,19 +22,26 @@ from s2sr.evaluation.panel import WORST
 from s2sr.evaluation.panel20 import BASELINES20, LABELS20, MAX_LINE_SIDE, SWIR
 from s2sr.losses.metrics import Conventions
 
-__all__ = ["DEFINITION", "markdown", "targets"]
+__all__ = ["CHECK", "DEFINITION", "markdown", "place_margins", "targets", "unsharp_check"]
 
 DEFINITION = (
     "Wald protocol (as DSen2, Lanaras et al. 2018): every band degraded by the factor f "
     "(`s2sr.data.multires.wald`): input = the 20 m bands at 20f m, guide = the 10 m bands "
     "at 10f m on the 20 m grid (its offset honoured); truth = the real 20 m bands. "
     "Degradations: `block mean` = block mean alone; `MTF m` = Gaussian + block mean with MTF "
-    "m at the coarse Nyquist. Methods: bicubic; guided high-pass (`s2sr.inference.baselines."
+    "m at the coarse Nyquist. Methods: the trivial baselines of the 10 m panel (bicubic, "
+    "Lanczos-3, unsharp mask = bicubic then `s2sr.inference.baselines.unsharp_mask` with "
+    "sigma f/2 fine pixels, amount 0.6); guided high-pass (`s2sr.inference.baselines."
     "guided_highpass`, at x4 followed by bicubic x2); the guided models. RMSE in reflectance; "
     "SAM = mean spectral angle (degrees) of the ten-band stacks: the four 10 m bands at the "
     "truth's 20 m (the case's degradation by 2) stacked with the six outputs, against the same "
     "four stacked with the real 20 m bands.")
 RED_EDGE = tuple(b for b in BANDS_20M if b not in SWIR)
+#: The check of :func:`unsharp_check`, in words.
+CHECK = "model >= unsharp mask at every held-out place, every band"
+#: Margin keys of :func:`place_margins`, in column order, and their display names.
+MARGIN_LABELS = {"vs_unsharp": "unsharp mask", "vs_trivial": "best trivial",
+                 "vs_guided": "guided high-pass", "gain": "bicubic"}
 
 
 def _group(row: Mapping[str, Any], bands: Sequence[str], key: str = "gain_bands") -> float:
@@ -109,6 +118,73 @@ def targets(rows: Sequence[Mapping[str, Any]], model: str) -> list[tuple[str, fl
     return out
 
 
+def _lowest(prow: Sequence[Mapping[str, Any]], key: str) -> tuple[float, str, int]:
+    """``(margin, place, band index)`` of the lowest ``{key}_bands`` over the places."""
+    return min(((float(v), str(r["scene"]), b) for r in prow
+                for b, v in enumerate(r[f"{key}_bands"])), key=lambda t: t[0])
+
+
+def unsharp_check(rows: Sequence[Mapping[str, Any]], model: str) -> list[dict[str, Any]]:
+    """Per case, a model's worst margin (dB) over the unsharp mask and over the best
+    trivial baseline (bicubic, Lanczos, unsharp mask: the highest of the three per place and
+    band), each over every place and band, named by place and band; ``holds``: the margin
+    over the unsharp mask is >= 0 everywhere (:data:`CHECK`).
+
+    Returns:
+        Dicts with ``case``, ``unsharp`` and ``trivial`` (each ``{"margin", "place",
+        "band"}``; ``trivial`` adds ``baseline``: which one was best there) and ``holds``;
+        empty where the rows hold no margin over the unsharp mask.
+    """
+    out: list[dict[str, Any]] = []
+    for case in dict.fromkeys(r["case"] for r in rows if r["method"] == model):
+        prow = _places(rows, case, model)
+        if not prow or "vs_unsharp_bands" not in prow[0]:
+            continue
+        m, place, b = _lowest(prow, "vs_unsharp")
+        tm, tplace, tb = _lowest(prow, "vs_trivial")
+        best = next(r for r in prow if r["scene"] == tplace)["trivial_best"][tb]
+        out.append({"case": case, "holds": m >= 0,
+                    "unsharp": {"margin": m, "place": place, "band": BANDS_20M[b]},
+                    "trivial": {"margin": tm, "place": tplace, "band": BANDS_20M[tb],
+                                "baseline": best}})
+    return out
+
+
+def place_margins(rows: Sequence[Mapping[str, Any]], case: str, model: str
+                  ) -> list[tuple[str, dict[str, tuple[float, str]]]]:
+    """Per place, a model's worst band margin (dB, band) over each of :data:`MARGIN_LABELS`."""
+    return [(str(r["scene"]), {k: (float(min(r[f"{k}_bands"])), BANDS_20M[int(np.argmin(
+        r[f"{k}_bands"]))]) for k in MARGIN_LABELS if f"{k}_bands" in r})
+        for r in _places(rows, case, model)]
+
+
+def _check_lines(rows: Sequence[Mapping[str, Any]], models: Sequence[str]) -> list[str]:
+    lines = ["", f"## Check: {CHECK}", "",
+             "Worst margin in dB over every held-out place and band (PSNR of the model minus "
+             "that of the baseline), named by place and band. Best trivial = the highest of "
+             "bicubic, Lanczos and the unsharp mask at that place and band.", ""]
+    checks = {m: unsharp_check(rows, m) for m in models}
+    lines += md_table(["model", "case"], ["vs unsharp mask", "vs best trivial", "holds"], (
+        ([m, c["case"]], [f"{c['unsharp']['margin']:+.2f} ({c['unsharp']['place']} "
+                          f"{c['unsharp']['band']})",
+                          f"{c['trivial']['margin']:+.2f} ({c['trivial']['place']} "
+                          f"{c['trivial']['band']}, {c['trivial']['baseline']})",
+                          "yes" if c["holds"] else "**no**"])
+        for m in models for c in checks[m]))
+    for m in models:
+        if checks[m]:
+            ok = all(c["holds"] for c in checks[m])
+            lines += ["", f"{m}: {CHECK}: " + ("**holds**" if ok else "**fails** (" + ", ".join(
+                c["case"] for c in checks[m] if not c["holds"]) + ")")]
+    lines += ["", "### Worst band margin per place (dB, band)", ""]
+    cases = list(dict.fromkeys(r["case"] for r in rows))
+    lines += md_table(["model", "case", "place"], [f"vs {v}" for v in MARGIN_LABELS.values()], (
+        ([m, case, place], [f"{got[k][0]:+.2f} ({got[k][1]})" if k in got else "—"
+                            for k in MARGIN_LABELS])
+        for m in models for case in cases for place, got in place_margins(rows, case, m)))
+    return lines
+
+
 def _target_lines(rows: Sequence[Mapping[str, Any]], models: Sequence[str]) -> list[str]:
     lines = ["", "## Targets of issue 22 (at every held-out place: the worst place decides)",
              "", "Margin = the worst place's value minus the target (dB; degrees for SAM).",
@@ -182,6 +258,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], lines_rows: Sequence[Mapping[str
     models = [m for m in methods if m not in BASELINES20]
     if models:
         out += _target_lines(rows, models)
+        out += _check_lines(rows, models)
     out += _place_lines(rows, cases, methods, label)
     out += _line_lines(lines_rows)
     return out
