@@ -298,13 +298,14 @@ class TestBandHeight:
     def test_preferred_when_it_fits(self) -> None:
         stream = StreamingForward(load_model(pretrained_path(2)))
         assert pick_band_rows(stream, 10980, 8 * 10**9, preferred=64) == 64
-        # by default, bands of about 8192 input pixels within 2 to 8 rows (the fastest
-        # per pixel measured): 8 rows of 1024, 4 of 2048, 2 of 4096 and of 10980
-        assert pick_band_rows(stream, 512, 8 * 10**9) == 8
-        assert pick_band_rows(stream, 1024, 8 * 10**9) == 8
-        assert pick_band_rows(stream, 2048, 8 * 10**9) == 4
-        assert pick_band_rows(stream, 4096, 8 * 10**9) == 2
-        assert pick_band_rows(stream, 10980, 8 * 10**9) == 2
+        # by default, bands of about 65536 input pixels within 2 to 32 rows (the fastest
+        # per pixel measured): 32 rows of 512 to 2048, 16 of 4096, 5 of 10980, 2 of 40000
+        assert pick_band_rows(stream, 512, 8 * 10**9) == 32
+        assert pick_band_rows(stream, 1024, 8 * 10**9) == 32
+        assert pick_band_rows(stream, 2048, 8 * 10**9) == 32
+        assert pick_band_rows(stream, 4096, 8 * 10**9) == 16
+        assert pick_band_rows(stream, 10980, 8 * 10**9) == 5
+        assert pick_band_rows(stream, 40000, 8 * 10**9) == 2
 
     def test_budget_limits_the_band(self) -> None:
         stream = StreamingForward(load_model(pretrained_path(4)))

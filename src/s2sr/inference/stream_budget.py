@@ -26,14 +26,17 @@ _F32 = 4  # bytes of a float32
 STREAM_BUDGET = 600 << 20
 
 #: Input pixels per band aimed at, within :data:`PREFERRED_ROWS`. Measured on the shared
-#: 2-core AVX-512 machine (2 MB L2 per core; benchmarks/README.md, stream_forward.py
-#: --sweep, band heights in turn in one process): at 2048 columns, 1-2-row bands ran
-#: fastest per pixel, 4-8 rows at 0.86-0.89 of that, 16-32 rows at 0.61-0.71; at 10980
-#: columns 1 to 8 rows within 0.85-1.0 (the noise of the load). Small bands cost nothing
-#: here and take the least memory; the budget only ever lowers the height.
-PREFERRED_BAND_PIXELS = 8192
+#: 2-core AVX-512 machine with the benchmark's process group given the CPU (others starved;
+#: benchmarks/README.md, stream_forward.py --sweep, band heights in turn in one process),
+#: the stream's speed over the bare 512^2 tile forward: at 2048 columns 2-4 rows 0.66-1.29,
+#: 16-32 rows 1.17-1.40 (x2 and x4); at 4096 columns 16 rows 1.26-1.31; at 10980 columns
+#: 4-8 rows 1.00-1.16, 16 rows 0.84-1.09. About 64 Ki pixels a band is the best at every
+#: width (the band's activations stay within the caches; smaller bands copy their 2
+#: carried rows more often per new row and call more often); the budget only ever lowers
+#: the height.
+PREFERRED_BAND_PIXELS = 65536
 #: Fewest and most rows of the preferred band (1-row bands carry 2 rows per new row).
-PREFERRED_ROWS = (2, 8)
+PREFERRED_ROWS = (2, 32)
 
 #: Fitted to the peak RSS beyond the process with its model loaded, measured with the
 #: shipped models at 2048, 4096 and 10980 columns, x2 and x4 (benchmarks/README.md,
