@@ -133,18 +133,24 @@ class DnEncoding:
         """
         g = np.asarray(self.gains, np.float32)[:, None, None]
         o = np.asarray(self.offsets, np.float32)[:, None, None]
-        dn = (refl - o) / g
         floor = self.dn_floor()[:, None, None]
         dtype = np.dtype(self.dtype)
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            out = np.clip(np.rint(dn), floor, info.max).astype(dtype)
-            if self.nodata is not None:  # keep real data off the nodata value
-                nd = dtype.type(self.nodata)
+        if not np.issubdtype(dtype, np.integer):
+            return self.finish(np.maximum((refl - o) / g, floor).astype(dtype), valid,
+                               saturated)
+        info = np.iinfo(dtype)
+        dn = np.subtract(refl, o)  # one working array, every step in place in it
+        np.divide(dn, g, out=dn)
+        np.rint(dn, out=dn)
+        if dn.dtype == np.float32 and dtype.itemsize > 2:  # bounds beyond float32's
+            dn = dn.astype(np.float64)  # integers: clipped in float64, as they were
+        np.clip(dn, floor.astype(dn.dtype), info.max, out=dn)
+        out = dn.astype(dtype)
+        if self.nodata is not None:  # keep real data off the nodata value
+            nd = dtype.type(self.nodata)
+            if nd >= floor.min():  # else every value is above it already
                 bump = dtype.type(nd + 1 if nd < info.max else nd - 1)
                 out[out == nd] = bump
-        else:
-            out = np.maximum(dn, floor).astype(dtype)
         return self.finish(out, valid, saturated)
 
     def dn_values(self, refl: torch.Tensor) -> torch.Tensor:
