@@ -3,7 +3,9 @@
 The shipped guided model (``s2sr_20m_x2``, also the 5 m cascade) was trained without snow. On
 snow the visible bands are bright and the SWIR bands dark, the opposite of everything they
 saw, and the network injects the visible bands' detail into B11 and B12 with the wrong
-sign: on a snowy held-out BigEarthNet patch B11/B12 lose 11 to 19 dB against bicubic.
+sign: on a snowy held-out BigEarthNet patch B11/B12 lose 11 to 19 dB against bicubic, and
+the red-edge bands up to 6 dB against the guided high-pass baseline (with over-dark specks
+on the native input).
 
 :func:`snow_mask` finds snow per 20 m pixel with the standard Sentinel-2 snow test, the
 Normalised Difference Snow Index of Hall et al. (1995, "Development of methods for mapping
@@ -13,13 +15,16 @@ classification applies it to Sentinel-2 (ATBD S2PAD-ATBD-0001): NDSI = (B03 - B1
 0.10, both keeping dark water out (without the green test turbid coastal water at Rio,
 B03 0.08-0.095, passed); the 10 m guide bands B03 and B08 are block-meaned to 20 m.
 
-The mask is dilated by :data:`DILATE` 20 m pixels; in it the guarded bands
-(:data:`GUARDED_BANDS`) fall back to :func:`local_guided`, the guided high-pass baseline
-with its regression fitted in a window of :data:`RADIUS` 20 m pixels around each pixel
-instead of over the scene (local, so that a tile equals the whole scene; on the snow patch
-it beats both bicubic and the scene-wide regression), feathered over :data:`FEATHER` output
-pixels outside the dilated mask's edge (a box-filtered weight, so no seam). Outside the
-mask's reach the model's output is returned bit for bit.
+The mask is opened (:data:`OPEN`: scattered pixels are not a snow field) and dilated by
+:data:`DILATE` 20 m pixels; in it the guarded bands
+(:data:`GUARDED_BANDS`, all six) fall back to :func:`local_guided`, the guided high-pass
+baseline with its regression fitted in a window of :data:`RADIUS` 20 m pixels around each
+pixel instead of over the scene (local, so that a tile equals the whole scene; on the snow
+patch it is at or above the scene-wide regression on B11/B12 in every Wald case, B11/B12
+regressed on B08 alone), feathered
+over :data:`FEATHER` output pixels outside the dilated mask's edge (a box-filtered weight, so
+no seam; the scene's own edge continues the mask outward, so snow reaching it falls back
+whole). Outside the mask's reach the model's output is returned bit for bit.
 
 The guard only looks at the 20 m pixels within :func:`guard_reach` of an output pixel, so a
 tiled predict whose context covers that reach equals the whole-scene result exactly.
@@ -47,16 +52,31 @@ NIR_MIN: Final[float] = 0.11
 GREEN_MIN: Final[float] = 0.10
 #: 20 m pixels the snow mask is dilated by.
 DILATE: Final[int] = 2
+#: Iterations of the 3 x 3 opening before the dilation: a snow field holds a 3 x 3 square
+#: of 20 m pixels; the 1-24 scattered pixels of green water at Rio (date 2: B03 0.100-0.102,
+#: B04/B03 0.6) that pass the test moved its PSNR by up to 0.06 dB, and nothing is left of
+#: them after the opening (the snow patch's mask is unchanged).
+OPEN: Final[int] = 1
 #: Output pixels of the feathered edge beyond the dilated mask.
 FEATHER: Final[int] = 3
-#: The 20 m bands that fall back inside the mask (snow is bright through the NIR, as the
-#: guide is; only the SWIR bands see it dark, and only they lose on the snow patch).
-GUARDED_BANDS: Final[tuple[str, ...]] = ("B11", "B12")
+#: The 20 m bands that fall back inside the mask. On the snow patch's snow pixels (Wald x2)
+#: the model lost to the guided baseline in every band at some panel degradation: B11/B12
+#: by 11-20 dB in all, the red edge by 1-6 dB at block mean and MTF 0.45/0.6 (it won by 3-5
+#: dB at MTF 0.2/0.3), and on the native input its red edge had twice the guided
+#: baseline's over-dark specks (``benchmarks/snow_guard.py``).
+GUARDED_BANDS: Final[tuple[str, ...]] = BANDS_20M
 #: Half-side (20 m pixels) of the window of :func:`local_guided`'s regression ...
 RADIUS: Final[int] = 5
 #: ... and its ridge (reflectance squared, added to the guide's covariance: a flat window
 #: injects nothing rather than amplified noise).
 RIDGE: Final[float] = 1e-4
+#: The guide band B11 and B12 are regressed on in :func:`local_guided`. In snow the NIR and
+#: the SWIR both fall with grain size and liquid water while the visible hardly moves, and
+#: one slope in an 11 x 11 window is better determined than four: with the four 10 m bands
+#: B11/B12 came 0.1-0.2 dB under the scene-wide baseline on the snow patch at MTF 0.2 and
+#: Wald x4, with B08 alone 0.1-1.5 dB over it in every panel case (the red edge, which the
+#: visible bands do help, keeps the four).
+SWIR_GUIDE: Final[tuple[str, ...]] = ("B08",)
 #: Share of fallback pixels above which the engine logs a warning.
 WARN_FRACTION: Final[float] = 0.01
 #: The output tag counting the 20 m pixels that fell back.
@@ -67,13 +87,16 @@ _BICUBIC_REACH: Final[int] = 2
 _B03, _B08 = DEFAULT_BANDS.index("B03"), DEFAULT_BANDS.index("B08")
 _B11 = BANDS_20M.index("B11")
 _GUARDED = [BANDS_20M.index(b) for b in GUARDED_BANDS]
+_SWIR = [BANDS_20M.index(b) for b in ("B11", "B12")]
+_SWIR_GUIDE = [DEFAULT_BANDS.index(b) for b in SWIR_GUIDE]
 
 
 def guard_reach(scale: int) -> int:
     """20 m pixels of context an output pixel's guard depends on: a tile's context must
-    cover it to be exact. The larger of the weight's (dilation and feather) and the
-    fallback's (its window and bicubic kernels, one more 20 m pixel at x4)."""
-    return max(DILATE + math.ceil(FEATHER / scale), RADIUS + _BICUBIC_REACH + (scale > 2))
+    cover it to be exact. The larger of the weight's (opening, dilation and feather) and
+    the fallback's (its window and bicubic kernels, one more 20 m pixel at x4)."""
+    return max(2 * OPEN + DILATE + math.ceil(FEATHER / scale),
+               RADIUS + _BICUBIC_REACH + (scale > 2))
 
 
 def snow_mask(lr: np.ndarray, guide: np.ndarray) -> np.ndarray:
@@ -98,19 +121,24 @@ def snow_mask(lr: np.ndarray, guide: np.ndarray) -> np.ndarray:
 
 
 def _box_count(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Number of set pixels in the ``(2 radius + 1)^2`` box around each pixel (zero
-    outside), in integers: exact, so a pixel far from the mask weighs exactly 0."""
+    """Number of set pixels in the ``(2 radius + 1)^2`` box around each pixel, the array's
+    edge pixels repeated outward, in integers: exact, so a pixel far from the mask weighs
+    exactly 0, and a mask that reaches the edge is not faded there (zeros outside blended
+    1/7 of the model back into the last 3 output pixels: -0.1 dB on the snow patch's B12)."""
     ones = np.ones(2 * radius + 1, np.int32)
-    count = ndimage.correlate1d(mask.astype(np.int32), ones, axis=0, mode="constant")
-    return ndimage.correlate1d(count, ones, axis=1, mode="constant")
+    count = ndimage.correlate1d(mask.astype(np.int32), ones, axis=0, mode="nearest")
+    return ndimage.correlate1d(count, ones, axis=1, mode="nearest")
 
 
 def fallback_weight(mask: np.ndarray, scale: int) -> np.ndarray:
-    """The fallback's weight per output pixel, in [0, 1]: the mask dilated by
-    :data:`DILATE` 20 m pixels, brought to the output grid, box-filtered over
-    ``2 FEATHER + 1`` output pixels; 1 on the undilated mask, exactly 0 beyond its reach."""
-    grown = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=DILATE) \
-        if mask.any() else mask
+    """The fallback's weight per output pixel, in [0, 1]: the mask opened by a 3 x 3 square
+    (:data:`OPEN` times) and dilated by :data:`DILATE` 20 m pixels, brought to the output
+    grid, box-filtered over ``2 FEATHER + 1`` output pixels (the array's edge repeated
+    outward); 1 on the opened mask, exactly 0 beyond its reach."""
+    square = np.ones((3, 3), bool)
+    opened = ndimage.binary_opening(mask, square, iterations=OPEN)
+    grown = ndimage.binary_dilation(opened, square, iterations=DILATE) \
+        if opened.any() else opened
     fine = np.repeat(np.repeat(grown, scale, axis=0), scale, axis=1)
     return (_box_count(fine, FEATHER) / float((2 * FEATHER + 1) ** 2)).astype(np.float32)
 
@@ -122,13 +150,29 @@ def _box(a: np.ndarray, radius: int) -> np.ndarray:
     return ndimage.correlate1d(s, ones, axis=-1, mode="constant")
 
 
+def _local_coef(g: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``(h, w, k)`` ridge regression slopes of ``y`` ``(h, w)`` on ``g`` ``(k, h, w)`` over
+    the window of :data:`RADIUS` around each pixel (float64 in, float32 out)."""
+    k = g.shape[0]
+    n = _box(np.ones(y.shape), RADIUS)
+    mg, my = _box(g, RADIUS) / n, _box(y, RADIUS) / n
+    cov = np.empty((*y.shape, k, k))
+    for i in range(k):
+        for j in range(i, k):
+            cov[..., i, j] = cov[..., j, i] = _box(g[i] * g[j], RADIUS) / n - mg[i] * mg[j]
+    cov += RIDGE * np.eye(k)
+    cross = np.stack([_box(g[i] * y, RADIUS) / n - mg[i] * my for i in range(k)], -1)
+    return np.linalg.solve(cov, cross[..., None])[..., 0].astype(np.float32)
+
+
 def local_guided(lr: np.ndarray, guide: np.ndarray, bands: list[int], scale: int
                  ) -> np.ndarray:
     """The guided high-pass baseline (:func:`~s2sr.inference.baselines.guided_highpass`)
     of ``bands`` with a local regression: per 20 m pixel, ridge least squares of the band on
-    the four guide bands block-meaned to 20 m over the window of :data:`RADIUS` around it;
-    the output is the band's bicubic plus ``sum_k a_k (guide_k - bicubic(block_mean(
-    guide_k)))`` at 10 m, brought to 5 m by bicubic at ``scale`` 4 (as
+    its guide bands (:data:`SWIR_GUIDE` for B11/B12, the four 10 m bands for the red edge)
+    block-meaned to 20 m over the window of :data:`RADIUS` around it; the output is the
+    band's bicubic plus ``sum_k a_k (guide_k - bicubic(block_mean(guide_k)))`` at 10 m,
+    brought to 5 m by bicubic at ``scale`` 4 (as
     :func:`~s2sr.inference.baselines.guided_baseline`).
 
     Returns:
@@ -136,23 +180,14 @@ def local_guided(lr: np.ndarray, guide: np.ndarray, bands: list[int], scale: int
     """
     k, h, w = guide.shape[0], lr.shape[1], lr.shape[2]
     g = guide.reshape(k, h, 2, w, 2).mean(axis=(2, 4), dtype=np.float64)
-    n = _box(np.ones((h, w)), RADIUS)
-    mg = _box(g, RADIUS) / n
-    cov = np.empty((h, w, k, k))
-    for i in range(k):
-        for j in range(i, k):
-            cov[..., i, j] = cov[..., j, i] = _box(g[i] * g[j], RADIUS) / n - mg[i] * mg[j]
-    cov += RIDGE * np.eye(k)
     highpass = guide - upsample(g.astype(np.float32), 2, "bicubic")
     bic = upsample(lr[bands], 2, "bicubic")
     out = np.empty((len(bands), 2 * h, 2 * w), np.float32)
     for c, band in enumerate(bands):
-        y = lr[band].astype(np.float64)
-        my = _box(y, RADIUS) / n
-        cross = np.stack([_box(g[i] * y, RADIUS) / n - mg[i] * my for i in range(k)], -1)
-        coef = np.linalg.solve(cov, cross[..., None])[..., 0].astype(np.float32)
+        sel = _SWIR_GUIDE if band in _SWIR else list(range(k))
+        coef = _local_coef(g[sel], lr[band].astype(np.float64))
         fine = np.repeat(np.repeat(coef, 2, axis=0), 2, axis=1)
-        out[c] = bic[c] + np.einsum("hwk,khw->hw", fine, highpass)
+        out[c] = bic[c] + np.einsum("hwk,khw->hw", fine, highpass[sel])
     return out if scale == 2 else upsample(out, scale // 2, "bicubic")
 
 
