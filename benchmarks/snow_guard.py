@@ -6,11 +6,12 @@ with ``s2sr_20m_x2`` and Wald x4 (block mean, MTF 0.30) with the 5 m cascade, ea
 :func:`s2sr.inference.multires_predict.super_resolve_bands` (the engine's tiles) with the
 guard, and with ``multires_engine.guard_tile`` replaced by the identity ("model"): PSNR
 gains over bicubic per band (reflectance, border crop = the scale), the scene-wide guided
-baseline beside them. Then, on the native input of every held-out scene where the snow test
-fires on more than 1 % of the 20 m pixels, the over-dark specks per band on snow: 10 m
-pixels darker by more than :data:`SPECK` than every 20 m input pixel of their 3 x 3
-neighbourhood (a value the input cannot explain), for bicubic, the guided baseline and the
-model with and without the guard.
+baseline beside them. Then, on every held-out scene where the snow test fires on more than
+1 % of the 20 m pixels, the spectrally impossible B8A pixels on snow: 10 m pixels whose B8A
+is under :data:`NIR_RATIO` times the 10 m B08 (the two NIR bands, 865 and 842 nm, read
+nearly the same on snow; the Wald truth never does that), for bicubic, the guided baseline,
+the model with and without the guard and (Wald) the truth, on the native input and in each
+x2 case.
 
 Usage: OMP_WAIT_POLICY=PASSIVE nice -n 19 python benchmarks/snow_guard.py [--shared ../shared]
 """
@@ -21,7 +22,6 @@ import argparse
 from collections.abc import Callable
 
 import numpy as np
-from scipy import ndimage
 
 import s2sr.inference.multires_engine as engine
 from s2sr.core.bands import BANDS_20M, TEN_BANDS
@@ -37,17 +37,16 @@ from s2sr.models.pretrained import pretrained_20m_path
 CASES: tuple[tuple[int, float | None], ...] = (
     (2, None), (2, 0.20), (2, 0.30), (2, 0.45), (2, 0.60), (4, None), (4, 0.30))
 SIX = [TEN_BANDS.index(b) for b in BANDS_20M]
-#: Reflectance below the 3 x 3 neighbourhood's darkest 20 m input pixel that counts as a speck.
-SPECK = 0.01
+#: B8A / B08 under this on snow counts as spectrally impossible.
+NIR_RATIO = 0.7
+_B8A = BANDS_20M.index("B8A")
 
 
-def specks(out: np.ndarray, lr: np.ndarray, snow: np.ndarray) -> np.ndarray:
-    """Per band, the 10 m pixels on ``snow`` (20 m mask) darker than :data:`SPECK` below
-    the darkest 20 m input pixel of their 3 x 3 neighbourhood (border of 2 left out)."""
-    floor = ndimage.minimum_filter(lr, size=(1, 3, 3))
-    floor, on = (np.repeat(np.repeat(a, 2, axis=-2), 2, axis=-1) for a in (floor, snow))
-    dark = (out < floor - SPECK) & on
-    return dark[:, 2:-2, 2:-2].sum(axis=(1, 2))
+def nir_outliers(out: np.ndarray, guide: np.ndarray, snow: np.ndarray) -> int:
+    """The 10 m pixels on ``snow`` (20 m mask) whose B8A (``out``, the six bands) is under
+    :data:`NIR_RATIO` times B08 (``guide``, the four 10 m bands)."""
+    on = np.repeat(np.repeat(snow, 2, axis=0), 2, axis=1)
+    return int((out[_B8A][on] < NIR_RATIO * guide[3][on]).sum())
 
 
 def main() -> None:
@@ -79,26 +78,28 @@ def main() -> None:
                 print(f"{scene.name} | x{factor} {'block mean' if mtf is None else mtf} | "
                       f"{name} | " + " | ".join(f"{g:+.2f}" for g in gain)
                       + f" | {gain.mean():+.3f}", flush=True)
-    native_specks(args.shared, run)
+    print_nir_outliers(args.shared, run)
 
 
-def native_specks(shared: str, run: Callable[[np.ndarray, np.ndarray, int, bool], np.ndarray]
-                  ) -> None:
-    """Print :func:`specks` per method on the native input of the snowy held-out scenes."""
-    print("\nscene (native input) | method | " + " | ".join(BANDS_20M)
-          + f" (10 m specks on snow, > {SPECK} under the 20 m input)")
+def print_nir_outliers(shared: str,
+                       run: Callable[[np.ndarray, np.ndarray, int, bool], np.ndarray]) -> None:
+    """Print :func:`nir_outliers` per method on the snowy held-out scenes, native and Wald."""
+    print(f"\nscene | input | 10 m snow pixels with B8A < {NIR_RATIO} B08: bicubic, guided, "
+          "model, model+guard, truth")
     for scene in native_scenes(shared, held_out=True):
         h, w = scene.lr20.shape[1:]
-        lr, guide = scene.lr20, scene.hr10[:, :2 * h, :2 * w]
-        snow = domain_guard.snow_mask(lr, guide)
-        if snow.mean() <= domain_guard.WARN_FRACTION:
-            continue
-        for name, out in (("bicubic", upsample(lr, 2, "bicubic")),
-                          ("guided", guided_baseline(lr, guide, 2)),
-                          ("model", run(lr, guide, 2, False)),
-                          ("model+guard", run(lr, guide, 2, True))):
-            print(f"{scene.name} | {name} | "
-                  + " | ".join(str(n) for n in specks(out, lr, snow)), flush=True)
+        native = (scene.lr20, scene.hr10[:, :2 * h, :2 * w], None)
+        for label, mtf in (("native", None), *((f"x2 {m or 'block mean'}", m) for m in
+                                               (None, 0.20, 0.30, 0.45, 0.60))):
+            lr, guide, truth = native if label == "native" else wald(scene, 2, mtf)
+            snow = domain_guard.snow_mask(lr, guide)
+            if snow.mean() <= domain_guard.WARN_FRACTION:
+                break
+            outs = [upsample(lr, 2, "bicubic"), guided_baseline(lr, guide, 2),
+                    run(lr, guide, 2, False), run(lr, guide, 2, True)]
+            counts = [str(nir_outliers(o, guide, snow)) for o in outs]
+            counts.append("-" if truth is None else str(nir_outliers(truth, guide, snow)))
+            print(f"{scene.name} | {label} | " + " | ".join(counts), flush=True)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ The shipped guided model (``s2sr_20m_x2``, also the 5 m cascade) was trained wit
 snow the visible bands are bright and the SWIR bands dark, the opposite of everything they
 saw, and the network injects the visible bands' detail into B11 and B12 with the wrong
 sign: on a snowy held-out BigEarthNet patch B11/B12 lose 11 to 19 dB against bicubic, and
-the red-edge bands up to 6 dB against the guided high-pass baseline (with over-dark specks
-on the native input).
+the red-edge bands up to 6 dB against the guided high-pass baseline (and on the native
+input its B8A falls under 0.7 x B08 on a few snow pixels, which the two NIR bands never do).
 
 :func:`snow_mask` finds snow per 20 m pixel with the standard Sentinel-2 snow test, the
 Normalised Difference Snow Index of Hall et al. (1995, "Development of methods for mapping
@@ -62,8 +62,9 @@ FEATHER: Final[int] = 3
 #: The 20 m bands that fall back inside the mask. On the snow patch's snow pixels (Wald x2)
 #: the model lost to the guided baseline in every band at some panel degradation: B11/B12
 #: by 11-20 dB in all, the red edge by 1-6 dB at block mean and MTF 0.45/0.6 (it won by 3-5
-#: dB at MTF 0.2/0.3), and on the native input its red edge had twice the guided
-#: baseline's over-dark specks (``benchmarks/snow_guard.py``).
+#: dB at MTF 0.2/0.3, the cases whose Wald truth it resembles least: natively its B8A is
+#: under 0.7 x B08 on 8 snow pixels, as at block mean and MTF 0.6, where the truth never
+#: is; ``benchmarks/snow_guard.py``).
 GUARDED_BANDS: Final[tuple[str, ...]] = BANDS_20M
 #: Half-side (20 m pixels) of the window of :func:`local_guided`'s regression ...
 RADIUS: Final[int] = 5
