@@ -46,3 +46,42 @@ def _kept(mode: str) -> int:
 def test_pinned_threshold_gives_large_blocks_back() -> None:
     assert _kept("pin") < 4 << 20
     assert _kept("default") >= 8 << 20  # what the pin is for: glibc keeps 16 MiB
+
+
+REUSE = """
+import os
+import numpy as np
+from s2sr.core.heap import pin_mmap_threshold, reused_heap
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page
+with reused_heap(32 << 20) as unpinned:  # nothing pinned: glibc's own threshold, unchanged
+    pass
+assert pin_mmap_threshold()
+before = rss()
+with reused_heap(32 << 20) as raised:
+    for _ in range(3):  # below the raised threshold: from the heap, kept after free
+        a = np.ones(16 << 20, np.uint8)
+        del a
+inside = rss() - before
+mid = rss()
+for _ in range(3):  # the pinned 4 MiB again: mapped, given back
+    a = np.ones(24 << 20, np.uint8)
+    del a
+print(unpinned, raised, inside, rss() - mid)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not pin_mmap_threshold(),
+                    reason="glibc's mallopt (Linux) only")
+def test_reused_heap_raises_the_pinned_threshold_for_its_block_only() -> None:
+    """The streamed engine's heap mode: within the block freed band-sized blocks stay in
+    the heap (reused: no fresh pages each time); after it the pinned threshold is back."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    out = subprocess.run([sys.executable, "-c", REUSE], capture_output=True, text=True,
+                         check=True, env=env).stdout.split()
+    assert out[:2] == ["False", "True"]
+    assert int(out[2]) >= 8 << 20  # kept by the heap inside the block
+    assert int(out[3]) < 4 << 20  # given back after it

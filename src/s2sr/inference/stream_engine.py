@@ -21,11 +21,17 @@ from torch import nn
 from tqdm import tqdm
 
 from s2sr.core.errors import UsageError, WeightsError
+from s2sr.core.heap import reused_heap
 from s2sr.inference.backends import Backend, TorchBackend, cudnn_settings
 from s2sr.inference.encoding import DnEncoding
 from s2sr.inference.engine import Reader, Writer
 from s2sr.inference.stream import StreamingForward, stream_refusal
-from s2sr.inference.stream_budget import STREAM_BUDGET, pick_layout
+from s2sr.inference.stream_budget import (
+    HEAP_THRESHOLD,
+    STREAM_BUDGET,
+    pick_layout,
+    reuses_heap,
+)
 from s2sr.inference.stream_consistency import (
     CHUNK_BYTES,
     BandBackProjection,
@@ -73,6 +79,10 @@ class StreamingSuperResolver:
         self.back_chunk_bytes = CHUNK_BYTES
         self.device = stream.model.head.weight.device
         self.band_rows, self.strip_cols = _band_shape(stream, width, budget, self.device)
+        #: run with glibc's heap reused (:func:`s2sr.core.heap.reused_heap`): where the
+        #: budget leaves room for what it keeps; on the CPU (a GPU's bands live there)
+        self.reuse_heap = self.device.type == "cpu" and reuses_heap(
+            stream, width, self.band_rows, self.strip_cols, budget)
         self.valid_pixels = 0
         #: saturated input samples seen (band x pixel), written saturated again
         self.saturated_samples = 0
@@ -140,7 +150,8 @@ class StreamingSuperResolver:
         bar = tqdm(total=len(slab), unit="row", disable=not self.progress,
                    desc="s2sr predict")
         out = _RowWriter(self, writer, slab, keep)
-        with ThreadPoolExecutor(1) as write_pool, cudnn_settings(self.device, None):
+        with ThreadPoolExecutor(1) as write_pool, cudnn_settings(self.device, None), \
+                reused_heap(HEAP_THRESHOLD if self.reuse_heap else 0):
             for rows_out in self._rows(self._bands(reader, slab, masks, bar, back), back):
                 out.submit(write_pool, rows_out, masks)
             out.finish()
