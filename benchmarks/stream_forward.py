@@ -17,7 +17,7 @@ figures are indicative on a shared machine) and a table: input Mpx/s and peak RS
 Usage: nice -n 5 python benchmarks/stream_forward.py [--sizes 1024 2048] [--scales 2 4]
            [--bands 16 32 64 128 256 512] [--tiles 4] [--threads N] [--strip-cols N]
            [--high-pixels N] [--interleave ROUNDS] [--rows N] [--sweep ROUNDS]
-           [--sweep-strips 0 2048 1024]
+           [--sweep-strips 0 2048 1024] [--heap reused|pinned]
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ import time
 import torch
 
 from s2sr.core.constants import DEFAULT_OVERLAP
-from s2sr.core.heap import pin_mmap_threshold
+from s2sr.core.heap import pin_mmap_threshold, reused_heap
 from s2sr.inference.stream import HIGH_PIXELS, StreamingForward
+from s2sr.inference.stream_budget import HEAP_THRESHOLD
 from s2sr.models import load_model, pretrained_path
 
 TILE = {2: 544, 4: 288}
@@ -115,11 +116,19 @@ def interleaved(size: int, scale: int, band: int, tiles: int, rounds: int) -> No
 
 
 def sweep(width: int, rows: int, scale: int, bands: list[int], rounds: int,
-          strips: list[int]) -> None:
+          strips: list[int], heap: str = "reused") -> None:
     """Band heights (and column strip widths, 0: full-width rows) in turn in this process,
     ``rounds`` times (each round under about the same load): input Mpx/s per layout,
-    median over the rounds."""
+    median over the rounds; glibc's mmap threshold pinned at 4 MiB as the command line
+    does, raised for the sweep with ``heap="reused"`` as ``s2sr predict`` does where its
+    budget allows (:func:`s2sr.core.heap.reused_heap`, up to about 4096 columns)."""
     pin_mmap_threshold()
+    with reused_heap(HEAP_THRESHOLD if heap == "reused" else 0):
+        _sweep(width, rows, scale, bands, rounds, strips)
+
+
+def _sweep(width: int, rows: int, scale: int, bands: list[int], rounds: int,
+           strips: list[int]) -> None:
     stream = StreamingForward(load_model(pretrained_path(scale)))
     gen = torch.Generator().manual_seed(0)
     x = torch.rand((1, 4, rows, width), generator=gen) * 0.4
@@ -173,6 +182,9 @@ def main() -> None:
     p.add_argument("--sweep", type=int, default=0,
                    help="rounds of all --bands in turn in one process (speed only; first "
                         "size as the width, --rows rows)")
+    p.add_argument("--heap", choices=["reused", "pinned"], default="reused",
+                   help="--sweep with glibc's heap reused (predict up to about 4096 "
+                        "columns) or its mmap threshold pinned at 4 MiB (wider)")
     p.add_argument("--sweep-strips", type=int, nargs="+", default=[0],
                    help="column strip widths of --sweep (0: full-width rows)")
     p.add_argument("--one", choices=["stream", "tiles"], help=argparse.SUPPRESS)
@@ -194,7 +206,7 @@ def main() -> None:
         print("|---:|---:|---|---:|---:|---:|---|")
         for scale in args.scales:
             sweep(args.sizes[0], args.rows or args.sizes[0], scale, args.bands, args.sweep,
-                  args.sweep_strips)
+                  args.sweep_strips, args.heap)
         return
     if args.interleave:
         print("| scale | round | tiles Mpx/s (core px) | stream Mpx/s | stream/tiles |")

@@ -18,12 +18,14 @@ from torch import nn
 from s2sr.core.errors import UsageError
 from s2sr.inference.stream import StreamingForward, stream_refusal
 from s2sr.inference.stream_budget import (
+    HEAP_KEPT,
     STREAM_BUDGET,
     band_bytes,
     carried_bytes,
     high_bytes,
     pick_band_rows,
     pick_layout,
+    reuses_heap,
     state_bytes,
 )
 from s2sr.inference.stream_stages import BicubicResidual, Conv, Scratch, Seq
@@ -306,6 +308,21 @@ class TestBandHeight:
         assert pick_band_rows(stream, 4096, 8 * 10**9) == 16
         assert pick_band_rows(stream, 10980, 8 * 10**9) == 5
         assert pick_band_rows(stream, 40000, 8 * 10**9) == 2
+
+    @pytest.mark.parametrize("scale", [2, 4])
+    def test_heap_reused_only_where_the_budget_has_room_for_it(self, scale: int) -> None:
+        """The streamed run reuses glibc's heap (faster, HEAP_KEPT more memory) up to
+        4096 columns in the default budget; a whole 10980-column tile and column strips
+        keep blocks mapped and unmapped (the 1.0 GB bound)."""
+        stream = StreamingForward(load_model(pretrained_path(scale)))
+        for width, want in ((2048, True), (4096, True), (10980, False)):
+            rows, strips = pick_layout(stream, width, STREAM_BUDGET)
+            assert reuses_heap(stream, width, rows, strips, STREAM_BUDGET) is want, width
+        rows, _ = pick_layout(stream, 2048, STREAM_BUDGET)
+        assert not reuses_heap(stream, 2048, rows, 1024, STREAM_BUDGET)  # strips
+        need = state_bytes(stream, 2048) + band_bytes(stream, 2048, rows)
+        assert reuses_heap(stream, 2048, rows, None, need + HEAP_KEPT)
+        assert not reuses_heap(stream, 2048, rows, None, need + HEAP_KEPT - 1)
 
     def test_budget_limits_the_band(self) -> None:
         stream = StreamingForward(load_model(pretrained_path(4)))
