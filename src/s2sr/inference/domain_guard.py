@@ -151,18 +151,29 @@ def _box(a: np.ndarray, radius: int) -> np.ndarray:
     return ndimage.correlate1d(s, ones, axis=-1, mode="constant")
 
 
-def _local_coef(g: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``(h, w, k)`` ridge regression slopes of ``y`` ``(h, w)`` on ``g`` ``(k, h, w)`` over
-    the window of :data:`RADIUS` around each pixel (float64 in, float32 out)."""
-    k = g.shape[0]
-    n = _box(np.ones(y.shape), RADIUS)
-    mg, my = _box(g, RADIUS) / n, _box(y, RADIUS) / n
-    cov = np.empty((*y.shape, k, k))
+def _window_cov(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Over the window of :data:`RADIUS` around each pixel of ``g`` ``(k, h, w)``: the
+    pixel count, the means ``(k, h, w)`` and the ridge covariance ``(h, w, k, k)``, shared
+    by every band regressed on the same guide bands."""
+    k, shape = g.shape[0], g.shape[1:]
+    n = _box(np.ones(shape), RADIUS)
+    mg = _box(g, RADIUS) / n
+    cov = np.empty((*shape, k, k))
     for i in range(k):
         for j in range(i, k):
             cov[..., i, j] = cov[..., j, i] = _box(g[i] * g[j], RADIUS) / n - mg[i] * mg[j]
     cov += RIDGE * np.eye(k)
-    cross = np.stack([_box(g[i] * y, RADIUS) / n - mg[i] * my for i in range(k)], -1)
+    return n, mg, cov
+
+
+def _local_coef(g: np.ndarray, y: np.ndarray,
+                stats: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """``(h, w, k)`` ridge regression slopes of ``y`` ``(h, w)`` on ``g`` ``(k, h, w)`` over
+    the window of :data:`RADIUS` around each pixel (``stats``: :func:`_window_cov` of ``g``;
+    float64 in, float32 out)."""
+    n, mg, cov = stats
+    my = _box(y, RADIUS) / n
+    cross = np.stack([_box(g[i] * y, RADIUS) / n - mg[i] * my for i in range(g.shape[0])], -1)
     return np.linalg.solve(cov, cross[..., None])[..., 0].astype(np.float32)
 
 
@@ -184,9 +195,13 @@ def local_guided(lr: np.ndarray, guide: np.ndarray, bands: list[int], scale: int
     highpass = guide - upsample(g.astype(np.float32), 2, "bicubic")
     bic = upsample(lr[bands], 2, "bicubic")
     out = np.empty((len(bands), 2 * h, 2 * w), np.float32)
+    stats: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for c, band in enumerate(bands):
         sel = _SWIR_GUIDE if band in _SWIR else list(range(k))
-        coef = _local_coef(g[sel], lr[band].astype(np.float64))
+        key = tuple(sel)
+        if key not in stats:  # one covariance per set of guide bands
+            stats[key] = _window_cov(g[sel])
+        coef = _local_coef(g[sel], lr[band].astype(np.float64), stats[key])
         fine = np.repeat(np.repeat(coef, 2, axis=0), 2, axis=1)
         out[c] = bic[c] + np.einsum("hwk,khw->hw", fine, highpass[sel])
     return out if scale == 2 else upsample(out, scale // 2, "bicubic")
