@@ -225,19 +225,17 @@ class RasterWriter:
         self.tmp = temp_path(self.path, ".tif")
         self._cog_tmp = temp_path(self.path, ".cog.tif")
         is_float = np.issubdtype(np.dtype(meta.dtype), np.floating)
-        self._compress = {"compress": "deflate", "zlevel": OUTPUT_ZLEVEL,
-                          "predictor": 3 if is_float else 2}
+        # the COG driver recompresses: keep its intermediate fast to write
+        codec = intermediate_profile(meta.dtype) if cog else {
+            "compress": "deflate", "zlevel": OUTPUT_ZLEVEL, "predictor": 3 if is_float else 2}
         profile: dict[str, Any] = {
             "driver": "GTiff", "width": meta.width, "height": meta.height,
             "count": len(meta.bands), "dtype": meta.dtype, "crs": meta.crs,
             "transform": meta.transform, "nodata": meta.nodata, "tiled": True,
             "blockxsize": blocksize, "blockysize": blocksize, "BIGTIFF": "IF_SAFER",
             "interleave": "pixel", "num_threads": compress_threads(threads),
-            **self._compress,
+            **codec,
         }
-        if cog:  # the COG driver recompresses; keep the intermediate fast to write
-            del profile["zlevel"]
-            profile.update(intermediate_profile(meta.dtype))
         if meta.crs is None:
             profile.pop("crs")
         if meta.gcps is not None:  # georeferenced by GCPs: no geotransform
