@@ -220,15 +220,16 @@ def _margins(rows: Sequence[dict[str, Any]]) -> None:
     """Add each row's margins in dB over the baselines present (:data:`MARGINS`) and over
     the best trivial baseline per band (``vs_trivial_*``, ``trivial_best``: its name)."""
     ref = {r["method"]: np.asarray(r["psnr_bands"]) for r in rows}
+    bases = {k: ref[b] for k, b in MARGINS.items() if b in ref}
     trivial = [m for m in BASELINES if m in ref]
-    best = np.max([ref[m] for m in trivial], axis=0) if trivial else None
-    names = [trivial[int(k)] for k in np.argmax([ref[m] for m in trivial], axis=0)] \
-        if trivial else []
+    names: list[str] = []
+    if trivial:
+        stack = np.stack([ref[m] for m in trivial])
+        bases["vs_trivial"] = stack.max(axis=0)
+        names = [trivial[int(k)] for k in stack.argmax(axis=0)]
     for row in rows:
         own = np.asarray(row["psnr_bands"])
-        bases = {k: ref[b] for k, b in MARGINS.items() if b in ref}
-        if best is not None:
-            bases["vs_trivial"] = best
+        if trivial:
             row["trivial_best"] = names
         for key, base in bases.items():
             row[f"{key}_bands"] = [float(v) for v in own - base]
