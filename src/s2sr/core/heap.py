@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ _DEFAULT_TRIM = 128 << 10
 _pinned: int | None = None
 
 
+@functools.cache  # one look-up of libc (find_library runs ldconfig) per process
 def _mallopt() -> Callable[[int, int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
