@@ -13,6 +13,7 @@ import yaml
 from s2sr.core.errors import UsageError
 from s2sr.data.degrade import block_mean, box_mtf, degradation_sigma, degrade
 from s2sr.data.synthetic import (
+    HAZE_GAIN,
     Degradation,
     DegradationRange,
     SyntheticPairs,
@@ -114,7 +115,8 @@ def test_validation_cycles_through_the_panel() -> None:
 @pytest.mark.parametrize("kwargs", [{"mtf": (0.0, 0.5)}, {"mtf": (0.5, 0.4)},
                                     {"mtf": (0.2, 1.0)}, {"block_only": 1.5},
                                     {"shift": -1.0}, {"noise": (0.0, 0.5)},
-                                    {"mtf": (float("nan"), 0.5)}])
+                                    {"mtf": (float("nan"), 0.5)}, {"haze_gain": (0.0, 1.0)},
+                                    {"haze_gain": (0.9, 0.8)}, {"haze_gain": (0.5, 1.2)}])
 def test_bad_ranges_are_refused(kwargs: dict) -> None:
     with pytest.raises(UsageError):
         DegradationRange(**kwargs)
@@ -128,6 +130,13 @@ def test_haze_is_drawn_at_its_rate_and_applied_to_input_and_target_alike() -> No
     assert 0.26 < len(hazy) / len(draws) < 0.34
     assert min(d.gain for d in hazy) >= HAZE_GAIN[0] and max(d.offset for d in hazy) <= \
         HAZE_OFFSET[1] and max(d.offset for d in hazy) > 0.3
+    # a narrower contrast range: same offsets, every gain inside it
+    rng = np.random.default_rng(0)
+    narrow = [sample_degradation(rng, DegradationRange(haze=0.3, haze_gain=(0.8, 1.0)))
+              for _ in range(2000)]
+    assert [d.offset for d in narrow] == [d.offset for d in draws]
+    hazy_n = [d.gain for d in narrow if (d.gain, d.offset) != (1.0, 0.0)]
+    assert min(hazy_n) >= 0.8 and max(hazy_n) <= 1.0 and min(hazy_n) < 0.81
     # without haze the draws are those of the runs before it (reproducible)
     a = [sample_degradation(np.random.default_rng(5), DegradationRange()) for _ in range(3)]
     assert a[0] == sample_degradation(np.random.default_rng(5), DegradationRange(haze=0.0))
@@ -204,8 +213,21 @@ def test_training_on_synthetic_pairs_end_to_end(tmp_path: Path) -> None:
     assert rows[1]["val_psnr"] > rows[0]["val_psnr"]  # training moves it toward bicubic
 
 
+def test_haze_gain_is_read_from_the_config(tmp_path: Path) -> None:
+    from s2sr.training import load_config
+
+    _write_sources(tmp_path)
+    cfg = load_config(_config(tmp_path / "c.yaml", tmp_path,
+                              degradation={"haze": 0.3, "haze_gain": [0.8, 1.0]}))
+    assert cfg.data.synthetic.degradation.as_range().haze_gain == (0.8, 1.0)
+    default = load_config(_config(tmp_path / "d.yaml", tmp_path, degradation={"haze": 0.3}))
+    assert default.data.synthetic.degradation.as_range().haze_gain == HAZE_GAIN
+
+
 @pytest.mark.parametrize(("synthetic", "message"), [
     ({"degradation": {"mtf": [0.7, 0.2]}}, "mtf"),
+    ({"degradation": {"haze_gain": [0.05, 1.0]}}, "haze_gain"),
+    ({"degradation": {"haze_gain": [0.9]}}, "haze_gain"),
     ({"samples_per_epoch": 0}, "samples_per_epoch"),
     ({"train": []}, "at least one image"),
     ({"train": [{"path": "s0.tif", "bands": [1, 2]}]}, "one index per model band"),

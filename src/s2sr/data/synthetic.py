@@ -62,6 +62,8 @@ class DegradationRange:
         noise: (low, high) Gaussian noise std, reflectance.
         quantize: quantisation step of the input, reflectance (0: none).
         haze: probability of haze on the scene (contrast and offset, see the module doc).
+        haze_gain: (low, high) contrast of the hazy scene (default ``HAZE_GAIN``); a
+            narrower range keeps the brightness offsets while lowering contrast less.
     """
 
     mtf: tuple[float, float] = (0.15, 0.6)
@@ -70,6 +72,7 @@ class DegradationRange:
     noise: tuple[float, float] = (0.0, 0.002)
     quantize: float = QUANTUM
     haze: float = 0.0
+    haze_gain: tuple[float, float] = HAZE_GAIN
 
     def __post_init__(self) -> None:
         lo, hi = self.mtf
@@ -90,6 +93,10 @@ class DegradationRange:
         if not 0 <= self.haze <= 1:
             raise UsageError(f"degradation haze must be a probability in [0, 1], got "
                              f"{self.haze}")
+        lo, hi = self.haze_gain
+        if not (0.1 <= lo <= hi <= 1) or not all(map(math.isfinite, self.haze_gain)):
+            raise UsageError(f"degradation haze_gain must satisfy 0.1 <= low <= high <= 1, "
+                             f"got {list(self.haze_gain)}")
 
 
 @dataclass(frozen=True)
@@ -125,7 +132,7 @@ def sample_degradation(rng: np.random.Generator, rng_range: DegradationRange) ->
     noise = float(rng.uniform(*rng_range.noise))
     gain, offset = 1.0, 0.0
     if rng_range.haze > 0 and rng.random() < rng_range.haze:  # no draw without haze: the
-        gain = float(rng.uniform(*HAZE_GAIN))                  # runs before it reproduce
+        gain = float(rng.uniform(*rng_range.haze_gain))  # runs before it reproduce
         offset = float(rng.uniform(*HAZE_OFFSET))
     return Degradation(mtf, shift, noise, rng_range.quantize, gain, offset)
 

@@ -39,7 +39,7 @@ _TOP = {"name", "seed", "model", "data", "batch_size", "epochs", "lr", "precisio
         "max_minutes", "clip_grad_norm", "init_from"}
 _MODEL = {"name", "scale", "bands", "guide_bands", "options"}
 _DATA = {"root", "val", "patch", "samples_per_epoch", "degradation"}
-_DEGRADATION = {"mtf", "block_only", "shift", "noise", "haze"}
+_DEGRADATION = {"mtf", "block_only", "shift", "noise", "haze", "haze_gain"}
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -101,7 +101,7 @@ def _pair(value: Any, where: str) -> tuple[float, float]:
 def _degradation(raw: Any) -> DegradationRange:
     d = _mapping(raw, "data.degradation", _DEGRADATION)
     kwargs: dict[str, Any] = {}
-    for key in ("mtf", "noise"):
+    for key in ("mtf", "noise", "haze_gain"):
         if key in d:
             kwargs[key] = _pair(d[key], f"data.degradation.{key}")
     for key in ("block_only", "shift", "haze"):

@@ -12,7 +12,7 @@ from typing import Any
 
 from s2sr.core.bands import DEFAULT_BANDS
 from s2sr.core.errors import UsageError
-from s2sr.data.synthetic import DegradationRange
+from s2sr.data.synthetic import HAZE_GAIN, DegradationRange
 
 #: The parts of the network a stage can freeze.
 PARTS = ("head", "body", "upsample", "tail")
@@ -62,13 +62,16 @@ class DegradationConfig:
     noise: list[float] = field(default_factory=lambda: [0.0, 0.002])
     quantize: float = 1e-4
     haze: float = 0.0
+    haze_gain: list[float] = field(default_factory=lambda: list(HAZE_GAIN))
 
     def as_range(self) -> DegradationRange:
         """The :class:`s2sr.data.synthetic.DegradationRange` (which checks every value)."""
-        if len(self.mtf) != 2 or len(self.noise) != 2:
-            raise UsageError("data.synthetic.degradation.mtf and .noise are [low, high] pairs")
+        if len(self.mtf) != 2 or len(self.noise) != 2 or len(self.haze_gain) != 2:
+            raise UsageError("data.synthetic.degradation.mtf, .noise and .haze_gain are "
+                             "[low, high] pairs")
         return DegradationRange((self.mtf[0], self.mtf[1]), self.block_only, self.shift,
-                                (self.noise[0], self.noise[1]), self.quantize, self.haze)
+                                (self.noise[0], self.noise[1]), self.quantize, self.haze,
+                                (self.haze_gain[0], self.haze_gain[1]))
 
 
 @dataclass
