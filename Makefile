@@ -94,15 +94,15 @@ models: $(STAMP) models-20m
 	done
 	$(BIN)/python -m s2sr.training.release $(RUNS)/rgb_x2_world \
 	  src/s2sr/weights/s2sr_rgb_x2.safetensors
-	for s in x2_world:x2_sharp x4_world:x4_sharp; do \
-	  a=$${s%%:*}; b=$${s##*:}; \
-	  $(BIN)/python -m s2sr.training.release $(RUNS)/$$a $(RUNS)/$$a/released.safetensors \
-	    || exit 1; \
-	  test -f $(RUNS)/$$b/model.safetensors || $(TRAIN) configs/robust/s2sr_$$b.yaml \
-	    -o $(RUNS)/$$b --data-root $(SHARED)/data --runs-root $(RUNS) -q || exit 1; \
+	for m in x2 x4; do \
+	  $(BIN)/python -m s2sr.training.release $(RUNS)/$${m}_world \
+	    $(RUNS)/$${m}_world/released.safetensors || exit 1; \
+	  test -f $(RUNS)/$${m}_sharp/model.safetensors || $(TRAIN) \
+	    configs/robust/s2sr_$${m}_sharp.yaml -o $(RUNS)/$${m}_sharp \
+	    --data-root $(SHARED)/data --runs-root $(RUNS) -q || exit 1; \
+	  $(BIN)/python -m s2sr.training.release $(RUNS)/$${m}_sharp \
+	    src/s2sr/weights/s2sr_$$m.safetensors || exit 1; \
 	done
-	$(BIN)/python -m s2sr.training.release $(RUNS)/x2_sharp src/s2sr/weights/s2sr_x2.safetensors
-	$(BIN)/python -m s2sr.training.release $(RUNS)/x4_sharp src/s2sr/weights/s2sr_x4.safetensors
 	$(BIN)/s2sr evaluate panel --shared $(SHARED)/data --overwrite -o $(RUNS)/panel \
 	  --weights s2sr_x2=src/s2sr/weights/s2sr_x2.safetensors \
 	  --weights s2sr_x4=src/s2sr/weights/s2sr_x4.safetensors
