@@ -166,8 +166,7 @@ def _window_cov(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return n, mg, cov
 
 
-def _local_coef(g: np.ndarray, y: np.ndarray,
-                stats: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+def _local_coef(g: np.ndarray, y: np.ndarray, stats: tuple[np.ndarray, ...]) -> np.ndarray:
     """``(h, w, k)`` ridge regression slopes of ``y`` ``(h, w)`` on ``g`` ``(k, h, w)`` over
     the window of :data:`RADIUS` around each pixel (``stats``: :func:`_window_cov` of ``g``;
     float64 in, float32 out)."""
@@ -195,13 +194,15 @@ def local_guided(lr: np.ndarray, guide: np.ndarray, bands: list[int], scale: int
     highpass = guide - upsample(g.astype(np.float32), 2, "bicubic")
     bic = upsample(lr[bands], 2, "bicubic")
     out = np.empty((len(bands), 2 * h, 2 * w), np.float32)
-    stats: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    #: per set of guide bands: their coarse values and window statistics, computed once
+    guides: dict[tuple[int, ...], tuple[np.ndarray, tuple[np.ndarray, ...]]] = {}
     for c, band in enumerate(bands):
         sel = _SWIR_GUIDE if band in _SWIR else list(range(k))
         key = tuple(sel)
-        if key not in stats:  # one covariance per set of guide bands
-            stats[key] = _window_cov(g[sel])
-        coef = _local_coef(g[sel], lr[band].astype(np.float64), stats[key])
+        if key not in guides:
+            guides[key] = (g[sel], _window_cov(g[sel]))
+        gs, stats = guides[key]
+        coef = _local_coef(gs, lr[band].astype(np.float64), stats)
         fine = np.repeat(np.repeat(coef, 2, axis=0), 2, axis=1)
         out[c] = bic[c] + np.einsum("hwk,khw->hw", fine, highpass[sel])
     return out if scale == 2 else upsample(out, scale // 2, "bicubic")
