@@ -21,6 +21,7 @@ from s2sr.models import (
     save_model,
 )
 from s2sr.models.edsr import Upsampler
+from s2sr.models.registry import deepen
 
 
 @pytest.mark.parametrize("name", list_models(guided=False))
@@ -91,6 +92,32 @@ def test_save_load_roundtrip_is_exact(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
     assert get_spec(loaded) == get_spec(model)
+
+
+def test_deepen_keeps_the_function_then_trains_the_new_blocks() -> None:
+    torch.manual_seed(4)
+    parent = build_model("edsr-tiny", scale=2, n_resblocks=2, n_feats=8, res_scale=0.5,
+                         global_residual=True)
+    with torch.no_grad():  # a parent whose blocks do something (not a fresh init's zeros)
+        for p in parent.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    grown = deepen(parent, 4)
+    spec = get_spec(grown)
+    assert spec.options["n_resblocks"] == 4 and spec.options["res_scale"] == 0.5
+    assert sum(isinstance(m, type(parent.body[0])) for m in grown.body) == 4
+    x = torch.rand(2, 4, 12, 10) * 0.4
+    with torch.no_grad():
+        assert torch.allclose(grown(x), parent(x), atol=1e-6)
+    # the added blocks are trainable: one step moves the zero-started convolution
+    grown.train()
+    grown(x).abs().mean().backward()
+    assert grown.body[3].body[2].weight.grad is not None
+    assert grown.body[3].body[2].weight.grad.abs().sum() > 0
+    with pytest.raises(UsageError, match="more than the parent's 2"):
+        deepen(parent, 2)
+    guided = build_model("guided-edsr-tiny", bands=("B05", "B06"), scale=2)
+    with pytest.raises(UsageError, match="only an EDSR"):
+        deepen(guided, 3)
 
 
 def test_issue_one_liner_gives_usable_model(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from s2sr.core.errors import OutputExistsError
+from s2sr.core.errors import OutputExistsError, UsageError
 from s2sr.core.signals import Terminated
 from s2sr.training import Trainer, load_config, train
 from s2sr.training.module import SRModule
@@ -131,6 +131,33 @@ def test_init_from_and_frozen_parts(wald_dataset: Path, tmp_path: Path) -> None:
             assert same, f"{key} changed although frozen"
         elif key.endswith("weight"):
             assert not same, f"{key} did not train"
+
+
+def test_init_from_with_more_blocks_grows_the_parent(wald_dataset: Path,
+                                                    tmp_path: Path) -> None:
+    """``init_from`` with a larger ``n_resblocks`` trains the parent deepened (its blocks
+    first, the added ones starting as the identity), not a fresh network."""
+    parent_cfg = load_config(write_config(tmp_path / "p.yaml", wald_dataset))
+    train(parent_cfg.scaled(0.5), tmp_path / "parent", progress=False)
+    parent = load_file(tmp_path / "parent" / "model.safetensors")
+    child_path = write_config(tmp_path / "child.yaml", wald_dataset, init_from="parent",
+                              model={"name": "edsr-tiny", "scale": 2,
+                                     "options": {"n_resblocks": 3}},
+                              stages=[{"epochs": 1, "lr": 1e-2, "freeze": ["head", "body"]}])
+    train(load_config(child_path), tmp_path / "child", progress=False)
+    child = load_file(tmp_path / "child" / "model.safetensors")
+    # edsr-tiny has one block: body.0 is the parent's, body.1-2 were added, body.3 is the
+    # parent's closing convolution (body.1 there); frozen, so each is still what it started as
+    assert torch.equal(child["body.0.body.0.weight"], parent["body.0.body.0.weight"])
+    assert torch.equal(child["body.3.weight"], parent["body.1.weight"])
+    assert not child["body.2.body.2.weight"].any()
+    assert not torch.equal(child["tail.weight"], parent["tail.weight"])
+    shrink = write_config(tmp_path / "shrink.yaml", wald_dataset, init_from="child",
+                          model={"name": "edsr-tiny", "scale": 2,
+                                 "options": {"n_resblocks": 2}})
+    with pytest.raises(UsageError, match="more than the parent's 3"):
+        train(load_config(shrink), tmp_path / "shrunk", progress=False)
+    assert not (tmp_path / "shrunk" / "model.safetensors").exists()
 
 
 def test_cli_train_and_predict_with_result(wald_dataset: Path, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from s2sr.models.bounds import (
     check_floats,
     check_scale,
 )
-from s2sr.models.edsr import EDSR
+from s2sr.models.edsr import EDSR, ResBlock
 from s2sr.models.guided import GUIDED_MODELS, GUIDED_OPTIONS, GuidedEDSR
 
 Builder = Callable[..., nn.Module]
@@ -202,3 +202,38 @@ def guided_edsr_tiny(*, bands: Sequence[str], scale: int, **options: Any) -> nn.
     options.setdefault("n_resblocks", 1)
     options.setdefault("n_feats", 8)
     return GuidedEDSR(bands=bands, scale=scale, **options)
+
+
+def deepen(model: nn.Module, n_resblocks: int) -> nn.Module:
+    """An EDSR with ``n_resblocks`` residual blocks that computes what ``model`` computes.
+
+    The parent's blocks come first; each added block's second convolution starts at zero, so
+    the block starts as the identity and the deeper network's output equals the parent's
+    (up to float rounding) until training moves it (function-preserving growth, as Net2Net's
+    "deeper" operator, Chen et al. 2016). Used to measure what depth pays without training
+    from scratch (``init_from`` with a larger ``model.options.n_resblocks``).
+
+    Raises:
+        UsageError: ``model`` is not an EDSR made by s2sr, or ``n_resblocks`` is not more
+            than it has (or out of bounds).
+    """
+    spec = get_spec(model)
+    if spec.name not in ("edsr", "edsr-tiny") or not isinstance(model, EDSR):
+        raise UsageError(f"only an EDSR can be deepened, this is a {spec.name}")
+    blocks = [m for m in model.body if isinstance(m, ResBlock)]
+    if not isinstance(n_resblocks, int) or n_resblocks <= len(blocks):
+        raise UsageError(f"n_resblocks must be more than the parent's {len(blocks)} to "
+                         f"deepen it, got {n_resblocks}")
+    grown = build_spec(ModelSpec(spec.name, spec.bands, spec.scale,
+                                 {**spec.options, "n_resblocks": n_resblocks}))
+    state = dict(grown.state_dict())  # the added blocks' first convolutions: a fresh init
+    for key, value in model.state_dict().items():
+        parts = key.split(".")
+        if parts[0] == "body" and int(parts[1]) == len(blocks):  # the body's closing conv
+            parts[1] = str(n_resblocks)
+        state[".".join(parts)] = value
+    for k in range(len(blocks), n_resblocks):
+        for key in (f"body.{k}.body.2.weight", f"body.{k}.body.2.bias"):
+            state[key] = torch.zeros_like(state[key])
+    grown.load_state_dict(state, strict=True)
+    return grown.train(model.training)

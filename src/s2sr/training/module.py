@@ -28,6 +28,8 @@ from s2sr.inference.baselines import upsample
 from s2sr.losses import VGG16_URL, PerceptualLoss, SRLoss
 from s2sr.losses.metrics import Conventions, psnr, ssim
 from s2sr.models import build_model, get_spec, load_model
+from s2sr.models.edsr import ResBlock
+from s2sr.models.registry import deepen
 from s2sr.training.schedule import one_cycle
 from s2sr.training.schema import PARTS, TrainConfig
 
@@ -97,8 +99,14 @@ def build_network(cfg: TrainConfig, train_set: ConcatDataset[dict[str, Any]]) ->
                 f"init_from {cfg.init_from} is a {pspec.name} x{pspec.scale} on "
                 f"{','.join(pspec.bands)}, this experiment a {spec.name} x{spec.scale} on "
                 f"{','.join(spec.bands)}: they must match")
-        model = parent
+        depth = cfg.model.options.get("n_resblocks")
+        model = parent if depth is None or depth == _depth(parent) else deepen(parent, depth)
     return model
+
+
+def _depth(model: nn.Module) -> int:
+    """Residual blocks in a network's body (0 for a network without them)."""
+    return sum(isinstance(m, ResBlock) for m in getattr(model, "body", ()))
 
 
 def set_frozen(model: nn.Module, parts: list[str]) -> None:
