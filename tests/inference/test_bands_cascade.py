@@ -98,6 +98,20 @@ class TestContext:
         assert not one.cascade and one.scale == 4
 
 
+    def test_the_10m_model_streams_on_the_cpu_equal_to_its_forward(self) -> None:
+        """On the CPU the 10 m model runs as a row stream (bands of about 64 Ki pixels),
+        equal to its plain forward within float rounding, also on a part of a tile."""
+        hr = tiny_hr_model()
+        five = _engine(tiny_guided(2), hr, 60)
+        assert five.hr_stream is not None and five.hr_stream.model is five.hr_model
+        x = np.random.default_rng(2).random((4, 37, 2500), dtype=np.float32) * 0.4
+        with torch.inference_mode():
+            ref = hr(torch.from_numpy(x)[None])
+            out = five._hr_forward(x)
+        assert out.shape == ref.shape and (out - ref).abs().max().item() < 1e-5
+        assert _engine(tiny_guided(2), None).hr_stream is None  # 10 m: no 10 m model
+
+
 class TestTiles:
     @pytest.mark.parametrize("extra", [None, 9, 14, 23])
     def test_tiles_equal_the_whole_scene_cascade(self, tmp_path: Path, models: dict[str, Path],

@@ -180,6 +180,46 @@ def test_guided_halo_is_exactly_enough(scale: int, n_resblocks: int, inject: boo
     assert float((tile(halo - 1) - core).abs().max()) > 1e-6
 
 
+@pytest.mark.parametrize(("scale", "inject"), [(2, True), (2, False), (4, True)])
+def test_inference_runs_the_output_grid_in_strips_equal_to_the_whole(
+        scale: int, inject: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above STRIP_MIN_PIXELS output pixels, inference runs the upsampling, tail and
+    injection over row strips with a margin: the output equals the whole input's forward
+    (odd sizes, a last strip of 3 rows, channels-last); training takes the whole input."""
+    from s2sr.models import edsr, guided
+
+    torch.manual_seed(1)
+    model = build_model("guided-edsr", bands=BANDS_20M, scale=scale, n_resblocks=2,
+                        n_feats=16, inject=inject).eval()
+    with torch.no_grad():  # a tail and injection that matter (not the near-zero init)
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    h, w = 2 * edsr.STRIP_ROWS + 3, 29
+    lr = torch.rand(1, 6, h, w) * 0.3
+    guide = torch.rand(1, 4, 2 * h, 2 * w) * 0.3
+    calls: list[int] = []
+    model.upsample.register_forward_hook(lambda _m, args, _o: calls.append(args[0].shape[-2]))
+    with torch.no_grad():
+        whole = model(lr, guide)
+        assert calls == [h]
+        monkeypatch.setattr(guided, "STRIP_MIN_PIXELS", 0)
+        calls.clear()
+        strips = model(lr, guide)
+        assert len(calls) == 3 and max(calls) <= edsr.STRIP_ROWS + 2 * edsr.STRIP_MARGIN
+        torch.testing.assert_close(strips, whole, rtol=0, atol=1e-5)
+        last = model.to(memory_format=torch.channels_last)(
+            lr.contiguous(memory_format=torch.channels_last),
+            guide.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(last, whole, rtol=0, atol=1e-5)
+        # one row less of margin is not enough: the strips' edges show
+        monkeypatch.setattr(guided, "STRIP_MARGIN", 0)
+        assert (model(lr, guide) - whole).abs().max() > 1e-3
+    calls.clear()
+    model.train()
+    model(lr, guide)
+    assert calls == [h]
+
+
 def test_guided_halo_refuses_other_models() -> None:
     with pytest.raises(UsageError, match="guided_halo needs a guided model"):
         guided_halo(build_model("edsr-tiny"))

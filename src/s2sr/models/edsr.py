@@ -77,7 +77,16 @@ class ResBlock(nn.Module):
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x) * self.res_scale
+        y = self.body(x)
+        if (torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting()
+                or torch.onnx.is_in_onnx_export()):
+            return x + y * self.res_scale
+        # inference: the branch's output is this call's own tensor, scaled and summed in
+        # place (the same float operations; no two more feature maps allocated and written,
+        # which cost a tenth of a tiled forward's time on the CPU)
+        if self.res_scale != 1.0:
+            y.mul_(self.res_scale)
+        return y.add_(x)
 
 
 class Upsampler(nn.Sequential):

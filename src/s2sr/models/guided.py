@@ -45,7 +45,7 @@ from s2sr.models.bounds import (
     check_int,
     check_scale,
 )
-from s2sr.models.edsr import ResBlock, Upsampler
+from s2sr.models.edsr import STRIP_MARGIN, STRIP_MIN_PIXELS, STRIP_ROWS, ResBlock, Upsampler
 
 #: The registered names of guided models (:mod:`s2sr.models.registry`).
 GUIDED_MODELS: Final[tuple[str, ...]] = ("guided-edsr", "guided-edsr-tiny")
@@ -179,14 +179,53 @@ class GuidedEDSR(nn.Module):
         g = (guide - self.guide_mean.to(guide.dtype)) / self.guide_std.to(guide.dtype)
         feats = self.head(torch.cat([x, F.pixel_unshuffle(g, gs)], dim=1))
         feats = feats + self.body(feats)
-        up = self.upsample(feats)
-        fine = self._to_output(g)
-        out = self.tail(torch.cat([up, fine], dim=1))
-        out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic",
-                                  align_corners=False)
-        if self.inject is not None:
-            out = out + self._injected(self.inject, feats, g)
+        out = self._output_grid(x, feats, g)
         return out * self.std.to(out.dtype) + self.mean.to(out.dtype)
+
+    def _output_grid(self, x: torch.Tensor, feats: torch.Tensor, g: torch.Tensor
+                     ) -> torch.Tensor:
+        """The normalised output: the tail on the upsampled features and the guide, plus
+        the bicubic of ``x`` (and the injected high-pass). In inference on large inputs,
+        over row strips of :data:`~s2sr.models.edsr.STRIP_ROWS` coarse rows plus
+        :data:`~s2sr.models.edsr.STRIP_MARGIN` rows of context each side (cut off again),
+        as :meth:`EDSR._upsample_tail <s2sr.models.edsr.EDSR._upsample_tail>`: the
+        full-resolution activations (``n_feats`` channels, 4 times that before each pixel
+        shuffle) never exist for the whole input at once. The result equals the whole
+        input's up to float rounding: the margin covers the upsampling convolutions' and
+        the tail's reach (1 + 1/2 coarse rows at x2, 1 + 1/2 + 1/4 at x4) and the injection's
+        (its convolution, 1 row, then bilinear upsampling, under 1)."""
+        s = self.scale
+        fine = self._to_output(g)
+        bic = F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False)
+        highpass = None if self.inject is None else self._highpass(g)
+        h = feats.shape[-2]
+        large = h * feats.shape[-1] * s ** 2 > STRIP_MIN_PIXELS
+        if (self.training or not large or h <= STRIP_ROWS + 2 * STRIP_MARGIN
+                or torch.jit.is_tracing() or torch.jit.is_scripting()
+                or torch.onnx.is_in_onnx_export()):
+            return self._output_rows(feats, fine, bic, highpass)
+        strips = []
+        for r0 in range(0, h, STRIP_ROWS):
+            r1 = min(r0 + STRIP_ROWS, h)
+            a, b = max(r0 - STRIP_MARGIN, 0), min(r1 + STRIP_MARGIN, h)
+            y = self._output_rows(feats[..., a:b, :], fine[..., a * s:b * s, :],
+                                  bic[..., a * s:b * s, :],
+                                  None if highpass is None else highpass[..., a * s:b * s, :])
+            strips.append(y[..., (r0 - a) * s:(r1 - a) * s, :])
+        return torch.cat(strips, dim=-2)
+
+    def _output_rows(self, feats: torch.Tensor, fine: torch.Tensor, bic: torch.Tensor,
+                     highpass: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`_output_grid` on the rows given (each at its own grid)."""
+        out = self.tail(torch.cat([self.upsample(feats), fine], dim=1))
+        out = out + bic
+        if self.inject is not None and highpass is not None:
+            coef = F.interpolate(self.inject(feats), scale_factor=self.scale, mode="bilinear",
+                                 align_corners=False)
+            b, k = highpass.shape[:2]
+            coef = coef.view(b, -1, k, *coef.shape[-2:])
+            out = out + (coef * highpass.unsqueeze(1)).sum(dim=2)
+        return out
 
     def _to_output(self, g: torch.Tensor) -> torch.Tensor:
         """A guide-grid tensor on the output grid (bicubic when the output is finer)."""
@@ -195,18 +234,13 @@ class GuidedEDSR(nn.Module):
         return F.interpolate(g, scale_factor=self.scale // self.guide_scale, mode="bicubic",
                              align_corners=False)
 
-    def _injected(self, inject: nn.Conv2d, feats: torch.Tensor, g: torch.Tensor
-                  ) -> torch.Tensor:
-        """The guide's high-pass weighted by the coefficients ``inject`` predicts."""
+    def _highpass(self, g: torch.Tensor) -> torch.Tensor:
+        """The guide's high-pass on the output grid: the guide minus the bicubic upsampling
+        of its block mean (what the guided high-pass baseline injects)."""
         gs = self.guide_scale
         coarse = F.avg_pool2d(g, gs)
-        highpass = self._to_output(g - F.interpolate(coarse, scale_factor=gs, mode="bicubic",
-                                                     align_corners=False))
-        coef = F.interpolate(inject(feats), scale_factor=self.scale, mode="bilinear",
-                             align_corners=False)
-        b, k = highpass.shape[:2]
-        coef = coef.view(b, -1, k, *coef.shape[-2:])
-        return (coef * highpass.unsqueeze(1)).sum(dim=2)
+        return self._to_output(g - F.interpolate(coarse, scale_factor=gs, mode="bicubic",
+                                                 align_corners=False))
 
     @property
     def halo(self) -> int:
