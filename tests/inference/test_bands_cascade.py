@@ -21,7 +21,6 @@ from s2sr.inference.encoding import DnEncoding
 from s2sr.inference.multires_engine import (
     HR_INDEX,
     LR_INDEX,
-    BandsSuperResolver,
     context,
     model_halo,
 )
@@ -29,7 +28,7 @@ from s2sr.models import load_model, pretrained_path
 from s2sr.models.guided import guided_halo
 from s2sr.models.pretrained import pretrained_20m_path
 from support.cli import one_error_line, run_cli
-from support.multires import save, scene_arrays, tiny_guided, tiny_hr_model, write_pair
+from support.multires import engine, save, scene_arrays, tiny_guided, tiny_hr_model, write_pair
 
 SIDE = 40  # 20 m pixels
 
@@ -70,13 +69,6 @@ def _dn(refl: np.ndarray) -> np.ndarray:
         refl, np.ones(refl.shape[1:], bool))
 
 
-def _engine(guided: torch.nn.Module, hr_model: torch.nn.Module | None,
-            tile: int | None = None) -> BandsSuperResolver:
-    enc = DnEncoding("uint16", (1e-4,) * 4, (0.0,) * 4, None)
-    lr_enc = DnEncoding("uint16", (1e-4,) * 6, (0.0,) * 6, None)
-    return BandsSuperResolver(guided, hr_model, 1000, 1000, enc, lr_enc, tile)
-
-
 class TestContext:
     def test_both_passes_and_the_10m_model(self) -> None:
         """The second pass's context in 10 m pixels / 2 on top of the larger of the first
@@ -88,13 +80,13 @@ class TestContext:
 
     def test_engine_runs_the_cascade_at_5m_only(self) -> None:
         g2, hr = tiny_guided(2), tiny_hr_model()
-        five = _engine(g2, hr, 60)
+        five = engine(g2, hr, 60)
         assert five.cascade and five.scale == 4
         assert five.halo == context(guided_halo(g2), model_halo(hr), True)
         assert five.tile == 60 and five.core == 60 - 2 * five.halo
-        ten = _engine(g2, None)
+        ten = engine(g2, None)
         assert not ten.cascade and ten.scale == 2 and ten.halo == guided_halo(g2)
-        one = _engine(tiny_guided(4, seed=3), hr)
+        one = engine(tiny_guided(4, seed=3), hr)
         assert not one.cascade and one.scale == 4
 
 
@@ -102,14 +94,14 @@ class TestContext:
         """On the CPU the 10 m model runs as a row stream (bands of about 64 Ki pixels),
         equal to its plain forward within float rounding, also on a part of a tile."""
         hr = tiny_hr_model()
-        five = _engine(tiny_guided(2), hr, 60)
+        five = engine(tiny_guided(2), hr, 60)
         assert five.hr_stream is not None and five.hr_stream.model is five.hr_model
         x = np.random.default_rng(2).random((4, 37, 2500), dtype=np.float32) * 0.4
         with torch.inference_mode():
             ref = hr(torch.from_numpy(x)[None])
             out = five._hr_forward(x)
         assert out.shape == ref.shape and (out - ref).abs().max().item() < 1e-5
-        assert _engine(tiny_guided(2), None).hr_stream is None  # 10 m: no 10 m model
+        assert engine(tiny_guided(2), None).hr_stream is None  # 10 m: no 10 m model
 
 
 class TestTiles:

@@ -11,6 +11,8 @@ import torch
 from affine import Affine
 
 from s2sr.core.bands import BANDS_20M, DEFAULT_BANDS
+from s2sr.inference.encoding import DnEncoding
+from s2sr.inference.multires_engine import BandsSuperResolver
 from s2sr.models import build_model, save_model
 from support.rasters import UTM_TRANSFORM, field, make_safe, write_geotiff, zip_product
 
@@ -90,3 +92,11 @@ def save(model: torch.nn.Module, path: Path) -> Path:
     """``model`` saved as an s2sr weights file at ``path``."""
     save_model(model, path)
     return path
+
+
+def engine(guided: torch.nn.Module, hr_model: torch.nn.Module | None,
+           tile: int | None = None) -> BandsSuperResolver:
+    """A ten-band engine over a 1000^2 20 m scene of uint16 DN x 1e-4 (nothing is read)."""
+    enc = DnEncoding("uint16", (1e-4,) * 4, (0.0,) * 4, None)
+    lr_enc = DnEncoding("uint16", (1e-4,) * 6, (0.0,) * 6, None)
+    return BandsSuperResolver(guided, hr_model, 1000, 1000, enc, lr_enc, tile)

@@ -45,6 +45,7 @@ from s2sr.inference.engine import Reader, Writer
 from s2sr.inference.plan import model_fill
 from s2sr.inference.stream import StreamingForward, stream_refusal
 from s2sr.inference.stream_budget import HEAP_THRESHOLD, PREFERRED_BAND_PIXELS, PREFERRED_ROWS
+from s2sr.inference.stream_guided import GuidedStream, guided_refusal
 from s2sr.models import get_spec
 from s2sr.models.guided import guided_halo
 
@@ -57,7 +58,7 @@ LR_INDEX = [TEN_BANDS.index(b) for b in BANDS_20M]
 #: and 1024^2 output pixels, about 0.75 and 1.05 GB of peak process memory with the
 #: guided-edsr and EDSR x2 networks on the CPU (measured 2026-12-06; the 5 m cascade:
 #: 1155 MB at 1024^2, docs/predict.md).
-DEFAULT_CORE = {10: 384, 5: 256}
+DEFAULT_CORE = {10: 384, 5: 512}
 #: Cores of at least this many 20 m pixels are cut to a multiple of it, so that the output
 #: blocks (:func:`~s2sr.io.writer.block_size_for`) are written whole, once.
 CORE_STEP = 64
@@ -142,6 +143,10 @@ class BandsSuperResolver:
         #: rounding, 1.2-1.3x faster: its activations stay in the caches; docs/predict.md)
         self.hr_stream = None if self.hr_model is None or self.device.type != "cpu" \
             or stream_refusal(self.hr_model) is not None else StreamingForward(self.hr_model)
+        #: the guided model as a row stream on the CPU where it can (equal within float
+        #: rounding; band-sized blocks instead of a tile's feature maps)
+        self.guided_stream = None if self.device.type != "cpu" \
+            or guided_refusal(self.guided) is not None else GuidedStream(self.guided)
         self.height, self.width = height, width
         self.hr_enc, self.lr_enc = hr_enc, lr_enc
         self.halo = context(guided_halo(guided),
@@ -223,7 +228,7 @@ class BandsSuperResolver:
             if self.hr_model is not None and tile.hr_in is not None:
                 up = self._hr_forward(tile.hr_in)
                 hr_out = up[0, :, (r0 - a0) * 4:(r1 - a0) * 4, (c0 - b0) * 4:(c1 - b0) * 4]
-            out = self.guided(self._tensor(tile.lr), self._tensor(tile.guide))
+            out = self._guided_forward(self._tensor(tile.lr), self._tensor(tile.guide))
             lr_out = out[0, :, (r0 - a0) * s:(r1 - a0) * s, (c0 - b0) * s:(c1 - b0) * s]
         for y in (lr_out, hr_out):
             if y is not None and not bool(torch.isfinite(y).all()):
@@ -257,8 +262,8 @@ class BandsSuperResolver:
         y0, y1, x0, x1 = self._window(tile, self.second + self.hr_reach)
         up = self._hr_forward(tile.hr_in[:, 2 * y0:2 * y1, 2 * x0:2 * x1])
         v0, v1, u0, u1 = self._window(tile, self.second)
-        mid = self.guided(self._tensor(tile.lr), self._tensor(tile.guide))
-        out = self.guided(
+        mid = self._guided_forward(self._tensor(tile.lr), self._tensor(tile.guide))
+        out = self._guided_forward(
             self._part(mid[:, :, 2 * v0:2 * v1, 2 * u0:2 * u1].clamp_min(0)),
             self._part(up[:, :, 4 * (v0 - y0):4 * (v1 - y0), 4 * (u0 - x0):4 * (u1 - x0)]))
         y, x = r0 - a0, c0 - b0
@@ -275,6 +280,15 @@ class BandsSuperResolver:
         low, high = PREFERRED_ROWS
         rows = max(low, min(high, PREFERRED_BAND_PIXELS // x.shape[3]))
         return self.hr_stream.forward(x, band_rows=rows)
+
+    def _guided_forward(self, lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        """The guided model's output: a row stream of about :data:`PREFERRED_BAND_PIXELS`
+        coarse pixels a band on the CPU, else one forward."""
+        if self.guided_stream is None:
+            return self.guided(lr, guide)
+        low, high = PREFERRED_ROWS
+        rows = max(low, min(high, PREFERRED_BAND_PIXELS // lr.shape[3]))
+        return self.guided_stream.forward(lr, guide, band_rows=rows)
 
     def _part(self, t: torch.Tensor) -> torch.Tensor:
         return t.contiguous(memory_format=torch.channels_last) \
@@ -335,7 +349,7 @@ class BandsSuperResolver:
                     self.saturated_samples += 0 if sat is None else int(sat.sum())
                 r0, r1, c0, c1 = tile.core
                 window = Window(c0 * s, r0 * s, (c1 - c0) * s, (r1 - r0) * s)
-                while len(writes) >= 2:
+                while writes:  # the tile before is written while this one ran
                     writes.pop(0).result()
                 writes.append(write_pool.submit(self._write, writer, window, tile, lr_refl,
                                                 hr_refl))

@@ -263,5 +263,17 @@ class StreamingForward:
 
     def forward(self, x: Source, band_rows: int = 64,
                 strip_cols: int | None = None) -> torch.Tensor:
-        """The whole output of :meth:`run` as one ``(N, C, H*s, W*s)`` tensor."""
-        return torch.cat(list(self.run(x, band_rows, strip_cols)), dim=2)
+        """The whole output of :meth:`run` as one ``(N, C, H*s, W*s)`` tensor (for a
+        scene given whole, its rows copied in as they come: no list of them, no cat)."""
+        if not isinstance(x, (np.ndarray, torch.Tensor)) or x.ndim < 2:
+            return torch.cat(list(self.run(x, band_rows, strip_cols)), dim=2)
+        out: torch.Tensor | None = None
+        done = 0
+        for y in self.run(x, band_rows, strip_cols):
+            if out is None:
+                out = y.new_empty((y.shape[0], y.shape[1], x.shape[-2] * self.scale,
+                                   y.shape[3]))
+            out[:, :, done:done + y.shape[2]] = y
+            done += y.shape[2]
+        assert out is not None and done == out.shape[2], "the stream lost rows"
+        return out

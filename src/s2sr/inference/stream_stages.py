@@ -284,3 +284,84 @@ class BicubicResidual:
         self.buf = self.buf[:, :, keep - self.base:]
         self.base = keep
         return y
+
+
+class Zip:
+    """Several branches on the same rows, their outputs combined row by row: each branch's
+    rows wait in a queue until every branch has emitted them (the branches lag by
+    different amounts), then ``combine`` gets the same rows of each, in branch order."""
+
+    def __init__(self, branches: list[Node],
+                 combine: Callable[[list[torch.Tensor]], torch.Tensor]) -> None:
+        self.branches, self.combine = branches, combine
+        self.queues: list[list[torch.Tensor]] = [[] for _ in branches]
+
+    @staticmethod
+    def _take(queue: list[torch.Tensor], n: int) -> torch.Tensor:
+        parts: list[torch.Tensor] = []
+        while n > 0:
+            head = queue[0]
+            parts.append(head[:, :, :n])
+            if head.shape[2] <= n:
+                queue.pop(0)
+            else:
+                queue[0] = head[:, :, n:]
+            n -= parts[-1].shape[2]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+    def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
+        outs = [branch.feed(x, last) for branch in self.branches]
+        for queue, y in zip(self.queues, outs, strict=True):
+            if y.shape[2]:
+                queue.append(y)
+        n = min(sum(q.shape[2] for q in queue) for queue in self.queues)
+        assert not last or all(sum(q.shape[2] for q in queue) == n for queue in self.queues), \
+            "the branches emitted different numbers of rows"
+        if n == 0:
+            return self.combine([y[:, :, :0] for y in outs])
+        return self.combine([self._take(queue, n) for queue in self.queues])
+
+
+class Upsample:
+    """``F.interpolate(x, scale_factor=s, mode=mode, align_corners=False)`` over row bands
+    (``mode`` "bicubic", 4 taps, or "bilinear", 2): each output row is computed once its
+    taps have arrived, from a slab of input rows that starts at the scene's top or at the
+    first tap needed (as :class:`BicubicResidual`: with ``s`` a power of two the slab's
+    coordinates are exact, so the same weights and the same bits as the whole scene's)."""
+
+    def __init__(self, s: int, mode: str) -> None:
+        assert mode in ("bicubic", "bilinear")
+        self.s, self.mode = s, mode
+        self.taps, self.offset = (4, -1) if mode == "bicubic" else (2, 0)
+        self.buf: torch.Tensor | None = None
+        self.base = 0  # scene row of buf's first row
+        self.done = 0  # output rows emitted
+
+    def _first(self, o: int) -> int:
+        """Input row of output row ``o``'s first tap."""
+        return math.floor((o + 0.5) / self.s - 0.5) + self.offset
+
+    def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
+        self.buf = x if self.buf is None else torch.cat([self.buf, x], dim=2)
+        s, seen = self.s, self.base + self.buf.shape[2]
+        end = self.done
+        if last:
+            end = seen * s
+        else:
+            while self._first(end) + self.taps <= seen:
+                end += 1
+        parts = []
+        for o0 in range(self.done, end, 8 * s):  # a few rows at a time: small temporaries
+            o1 = min(o0 + 8 * s, end)
+            a = max(0, self._first(o0))
+            b = min(seen, self._first(o1 - 1) + self.taps)
+            slab = self.buf[:, :, a - self.base:b - self.base]
+            up = F.interpolate(slab, scale_factor=s, mode=self.mode, align_corners=False)
+            parts.append(up[:, :, o0 - a * s:o1 - a * s])
+        self.done = end
+        keep = min(seen, max(0, self._first(end)))
+        self.buf = self.buf[:, :, keep - self.base:]
+        self.base = keep
+        if not parts:
+            return _no_rows(x, x.shape[1], x.shape[3] * s)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
