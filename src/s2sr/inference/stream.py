@@ -41,13 +41,28 @@ Rows = np.ndarray | torch.Tensor
 Source = Rows | Iterable[Rows]
 
 
-def _conv_refusal(conv: nn.Module, where: str) -> str | None:
+def conv_refusal(conv: nn.Module, where: str) -> str | None:
+    """Why ``conv`` cannot stream (``None``: it is a plain 3x3, stride-1, zero-padded one)."""
     if type(conv) is not nn.Conv2d:
         return f"{where} is a {type(conv).__name__}, not a plain Conv2d"
     if (conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1)
             or conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros"):
         return f"{where} is not a 3x3, stride-1, zero-padded convolution"
     return None
+
+
+def body_convs(body: list[nn.Module]) -> list[tuple[str, nn.Module]] | str:
+    """The convolutions of an EDSR body (residual blocks, then a convolution), named for
+    :func:`conv_refusal`; or why it is not such a body."""
+    if not body:
+        return "the body is empty"
+    convs: list[tuple[str, nn.Module]] = [("body's last convolution", body[-1])]
+    for k, block in enumerate(body[:-1]):
+        if type(block) is not ResBlock or len(block.body) != 3 \
+                or type(block.body[1]) is not nn.ReLU:
+            return f"body block {k} is not an EDSR residual block"
+        convs += [(f"block {k}", block.body[0]), (f"block {k}", block.body[2])]
+    return convs
 
 
 def stream_refusal(model: nn.Module) -> str | None:
@@ -60,16 +75,10 @@ def stream_refusal(model: nn.Module) -> str | None:
         return f"{type(model).__name__} is not an EDSR-family network"
     if model.training:
         return "the model is in training mode (call model.eval())"
-    convs: list[tuple[str, nn.Module]] = [("head", model.head), ("tail", model.tail)]
-    body = list(model.body)
-    if not body or _conv_refusal(body[-1], "") is not None:
-        return "the body does not end with a 3x3 convolution"
-    convs.append(("body's last convolution", body[-1]))
-    for k, block in enumerate(body[:-1]):
-        if type(block) is not ResBlock or len(block.body) != 3 \
-                or type(block.body[1]) is not nn.ReLU:
-            return f"body block {k} is not an EDSR residual block"
-        convs += [(f"block {k}", block.body[0]), (f"block {k}", block.body[2])]
+    body = body_convs(list(model.body))
+    if isinstance(body, str):
+        return body
+    convs: list[tuple[str, nn.Module]] = [("head", model.head), ("tail", model.tail), *body]
     if type(model.upsample) is not Upsampler:
         return "the upsampler is not EDSR's"
     for layer in model.upsample:
@@ -81,10 +90,35 @@ def stream_refusal(model: nn.Module) -> str | None:
         elif type(layer) is not nn.PixelShuffle or layer.upscale_factor != 2:
             return f"the upsampler holds a {type(layer).__name__}"
     for where, conv in convs:
-        why = _conv_refusal(conv, where)
+        why = conv_refusal(conv, where)
         if why is not None:
             return why
     return None
+
+
+class StageMaker:
+    """Stages of one pipeline over a shared :class:`~s2sr.inference.stream_stages.Scratch`:
+    convolution ``i`` (in the order made) joins its rows in slot ``i % 2``, so that a
+    residual block's skip rows (its first convolution's input) survive its second."""
+
+    def __init__(self, scratch: Scratch) -> None:
+        self.scratch = scratch
+        self.made = 0
+
+    def conv(self, layer: nn.Module) -> Conv:
+        conv = Conv(layer, self.scratch, self.made % 2)
+        self.made += 1
+        return conv
+
+    def block(self, b: nn.Module) -> Node:
+        assert isinstance(b, ResBlock)
+        first = self.conv(b.body[0])
+        return Residual(first, Seq([Map(b.body[1]), self.conv(b.body[2])]), b.res_scale)
+
+    def body(self, body: nn.Sequential) -> Node:
+        """An EDSR body: its residual blocks, then its last convolution."""
+        layers = list(body)
+        return Seq([*[self.block(b) for b in layers[:-1]], self.conv(layers[-1])])
 
 
 #: Output pixels the upsampler and the tail (full-resolution convolutions) work on at once.
@@ -138,20 +172,10 @@ class StreamingForward:
         """Fresh streaming stages for ``width`` columns (each pass over a scene or strip
         needs its own; the strips of one pass share their ``scratch`` buffers)."""
         m = self.model
-        scratch = scratch or Scratch(self.channels_last)
-        convs = iter(range(10 ** 6))
-
-        def conv(layer: nn.Module) -> Conv:  # alternate slots (see Scratch)
-            return Conv(layer, scratch, next(convs) % 2)
-
-        def block(b: nn.Module) -> Node:
-            assert isinstance(b, ResBlock)
-            first = conv(b.body[0])
-            return Residual(first, Seq([Map(b.body[1]), conv(b.body[2])]), b.res_scale)
-
+        make = StageMaker(scratch or Scratch(self.channels_last))
+        conv = make.conv
         head = conv(m.head)
-        blocks: list[Node] = [block(b) for b in list(m.body)[:-1]]
-        body = Seq([*blocks, conv(m.body[-1])])
+        body = make.body(m.body)
         up: list[Node] = [conv(layer) if isinstance(layer, nn.Conv2d) else Map(layer)
                           for layer in m.upsample]
         high = Rebatch(Seq([*up, conv(m.tail)]), self.high_rows(width))

@@ -26,20 +26,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2sr.core.errors import UsageError
-from s2sr.inference.stream import _conv_refusal
+from s2sr.inference.stream import StageMaker, body_convs, conv_refusal
 from s2sr.inference.stream_stages import (
-    Conv,
     Map,
     Node,
     Rebatch,
-    Residual,
     Scratch,
     Seq,
     SkipAdd,
     Upsample,
     Zip,
 )
-from s2sr.models.edsr import ResBlock, Upsampler
+from s2sr.models.edsr import Upsampler
 from s2sr.models.guided import GuidedEDSR
 
 #: Output pixels the output-grid stages work on at once (as StreamingForward's).
@@ -54,22 +52,18 @@ def guided_refusal(model: nn.Module) -> str | None:
         return "the model is in training mode (call model.eval())"
     if model.scale != model.guide_scale or model.scale != 2:
         return "its output grid is not its guide's (only x2 guided by a 2x finer guide streams)"
-    body = list(model.body)
-    convs: list[tuple[str, nn.Module]] = [("head", model.head), ("tail", model.tail),
-                                          ("body's last convolution", body[-1])]
+    body = body_convs(list(model.body))
+    if isinstance(body, str):
+        return body
+    convs: list[tuple[str, nn.Module]] = [("head", model.head), ("tail", model.tail), *body]
     if model.inject is not None:
         convs.append(("injection", model.inject))
-    for k, block in enumerate(body[:-1]):
-        if type(block) is not ResBlock or len(block.body) != 3 \
-                or type(block.body[1]) is not nn.ReLU:
-            return f"body block {k} is not an EDSR residual block"
-        convs += [(f"block {k}", block.body[0]), (f"block {k}", block.body[2])]
     if type(model.upsample) is not Upsampler or [type(m) for m in model.upsample] != [
             nn.Conv2d, nn.PixelShuffle]:
         return "the upsampler is not one convolution and a pixel shuffle"
     convs.append(("upsampler", model.upsample[0]))
     for where, conv in convs:
-        why = _conv_refusal(conv, where)
+        why = conv_refusal(conv, where)
         if why is not None:
             return why
     return None
@@ -104,19 +98,10 @@ class GuidedStream:
     def pipeline(self, width: int) -> Node:
         """Fresh stages for ``width`` coarse columns."""
         m, k, s = self.model, self.bands, self.model.scale
-        scratch = Scratch(self.channels_last)
-        slots = iter(range(10 ** 6))
-
-        def conv(layer: nn.Module) -> Conv:
-            return Conv(layer, scratch, next(slots) % 2)
-
-        def block(b: nn.Module) -> Node:
-            assert isinstance(b, ResBlock)
-            first = conv(b.body[0])
-            return Residual(first, Seq([Map(b.body[1]), conv(b.body[2])]), b.res_scale)
-
+        make = StageMaker(Scratch(self.channels_last))
+        conv = make.conv
         feats_n = m.head.out_channels
-        body = Seq([*[block(b) for b in list(m.body)[:-1]], conv(m.body[-1])])
+        body = make.body(m.body)
         mean, std = self.mean.to(m.mean.device), self.std.to(m.mean.device)
 
         def norm(x: torch.Tensor) -> torch.Tensor:
