@@ -55,9 +55,10 @@ log = logging.getLogger(__name__)
 HR_INDEX = [TEN_BANDS.index(b) for b in DEFAULT_BANDS]
 LR_INDEX = [TEN_BANDS.index(b) for b in BANDS_20M]
 #: Default core (20 m pixels, without the context) per output resolution in metres: 768^2
-#: and 1024^2 output pixels, about 0.75 and 1.05 GB of peak process memory with the
-#: guided-edsr and EDSR x2 networks on the CPU (measured 2026-12-06; the 5 m cascade:
-#: 1155 MB at 1024^2, docs/predict.md).
+#: and 2048^2 output pixels. With the networks streamed inside the tile, memory is the
+#: tile's arrays, not its feature maps: peak RSS 699 MB at 10 m and 1353 MB at 5 m on a
+#: 2048^2 scene (2026-12-07, benchmarks/bench_bands.py, docs/predict.md); a larger 5 m core
+#: cuts the context's share of the work (30 20 m pixels each side) but not within 1.5 GB.
 DEFAULT_CORE = {10: 384, 5: 512}
 #: Cores of at least this many 20 m pixels are cut to a multiple of it, so that the output
 #: blocks (:func:`~s2sr.io.writer.block_size_for`) are written whole, once.
