@@ -94,6 +94,27 @@ def test_save_load_roundtrip_is_exact(tmp_path: Path) -> None:
     assert get_spec(loaded) == get_spec(model)
 
 
+@pytest.mark.parametrize("res_scale", [1.0, 0.1])
+def test_inference_adds_residuals_in_place_with_the_same_bits(res_scale: float) -> None:
+    """Without autograd the residual blocks scale and add in place on their branch's fresh
+    output: the same float operations as training's out-of-place ones, so the same bits;
+    the block's input is left as it was."""
+    torch.manual_seed(6)
+    model = build_model("edsr", scale=2, n_resblocks=3, n_feats=16, res_scale=res_scale,
+                        global_residual=True).eval()
+    x = torch.rand(1, 4, 21, 17) * 0.3
+    with torch.enable_grad():
+        ref = model(x).detach()
+    with torch.no_grad():
+        assert torch.equal(model(x), ref)
+    with torch.inference_mode():
+        block = model.body[0]
+        feats = torch.rand(1, 16, 9, 9)
+        kept = feats.clone()
+        out = block(feats)
+        assert torch.equal(feats, kept) and not torch.equal(out, kept)
+
+
 def test_deepen_keeps_the_function_then_trains_the_new_blocks() -> None:
     torch.manual_seed(4)
     parent = build_model("edsr-tiny", scale=2, n_resblocks=2, n_feats=8, res_scale=0.5,
