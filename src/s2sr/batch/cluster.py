@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+from s2sr.core.dask_logs import DASK_LOGGERS, ToDebug
 from s2sr.core.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,6 @@ MAIN_GUARD_HINT = (
 
 
 #: Loggers of Dask and the libraries under it, quietened by :func:`quiet_dask`.
-DASK_LOGGERS = ("distributed", "dask", "tornado", "bokeh", "asyncio")
-
-
-class _ToDebug(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        log.debug("[%s] %s", record.name, record.getMessage())
-
-
 def _quiet_resource_tracker() -> None:
     """Start multiprocessing's resource tracker (once per process) with its shutdown
     warnings off: a worker killed mid-task leaves semaphores that the tracker removes at
@@ -65,7 +58,7 @@ def _quiet_resource_tracker() -> None:
 def quiet_dask() -> Iterator[None]:
     """Within the block, Dask's log records and warnings go to s2sr's debug log."""
     saved = []
-    handler = _ToDebug()
+    handler = ToDebug()
     for name in DASK_LOGGERS:
         logger = logging.getLogger(name)
         saved.append((logger, logger.handlers[:], logger.propagate))

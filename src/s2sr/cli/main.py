@@ -40,6 +40,7 @@ from s2sr.cli.pairs import pairs
 from s2sr.cli.review import review
 from s2sr.cli.train import table1, train
 from s2sr.core.constants import ENGINES, SCALES
+from s2sr.core.dask_logs import dask_logs_to_debug
 from s2sr.core.errors import UsageError
 from s2sr.core.heap import pin_mmap_threshold
 from s2sr.core.safe_text import printable
@@ -242,6 +243,7 @@ cli.add_command(table1)
 def main() -> None:
     """Console-script entry point."""
     pin_mmap_threshold()  # large temporaries go back to the OS (see s2sr.core.heap)
+    dask_logs_to_debug()  # no late Dask noise on stderr (see s2sr.core.dask_logs)
     cli()
 
 
