@@ -34,7 +34,6 @@ MAIN_GUARD_HINT = (
     "it starts: put the call under 'if __name__ == \"__main__\":' (see the README)")
 
 
-#: Loggers of Dask and the libraries under it, quietened by :func:`quiet_dask`.
 def _quiet_resource_tracker() -> None:
     """Start multiprocessing's resource tracker (once per process) with its shutdown
     warnings off: a worker killed mid-task leaves semaphores that the tracker removes at

@@ -7,6 +7,7 @@ import logging
 
 log = logging.getLogger("s2sr.batch.cluster")
 
+#: Loggers of Dask and the libraries under it (quietened by s2sr.batch.cluster.quiet_dask).
 DASK_LOGGERS = ("distributed", "dask", "tornado", "bokeh", "asyncio")
 
 

@@ -44,7 +44,7 @@ from s2sr.inference.encoding import DnEncoding
 from s2sr.inference.engine import Reader, Writer
 from s2sr.inference.plan import model_fill
 from s2sr.inference.stream import StreamingForward, stream_refusal
-from s2sr.inference.stream_budget import HEAP_THRESHOLD, PREFERRED_BAND_PIXELS, PREFERRED_ROWS
+from s2sr.inference.stream_budget import HEAP_THRESHOLD, preferred_rows
 from s2sr.inference.stream_guided import GuidedStream, guided_refusal
 from s2sr.models import get_spec
 from s2sr.models.guided import guided_halo
@@ -272,24 +272,22 @@ class BandsSuperResolver:
                 up[0, :, 4 * (y - y0):4 * (r1 - a0 - y0), 4 * (x - x0):4 * (c1 - b0 - x0)])
 
     def _hr_forward(self, hr_in: np.ndarray) -> torch.Tensor:
-        """The 10 m model's output for ``hr_in`` (a part of the tile): a row stream of
-        about :data:`PREFERRED_BAND_PIXELS` a band on the CPU, else one forward."""
+        """The 10 m model's output for ``hr_in`` (a part of the tile): a row stream in bands
+        of :func:`~s2sr.inference.stream_budget.preferred_rows` on the CPU, else one
+        forward."""
         assert self.hr_model is not None
         x = self._tensor(hr_in)
         if self.hr_stream is None:
             return self.hr_model(x)
-        low, high = PREFERRED_ROWS
-        rows = max(low, min(high, PREFERRED_BAND_PIXELS // x.shape[3]))
-        return self.hr_stream.forward(x, band_rows=rows)
+        return self.hr_stream.forward(x, band_rows=preferred_rows(x.shape[3]))
 
     def _guided_forward(self, lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-        """The guided model's output: a row stream of about :data:`PREFERRED_BAND_PIXELS`
-        coarse pixels a band on the CPU, else one forward."""
+        """The guided model's output: a row stream in bands of
+        :func:`~s2sr.inference.stream_budget.preferred_rows` coarse rows on the CPU, else
+        one forward."""
         if self.guided_stream is None:
             return self.guided(lr, guide)
-        low, high = PREFERRED_ROWS
-        rows = max(low, min(high, PREFERRED_BAND_PIXELS // lr.shape[3]))
-        return self.guided_stream.forward(lr, guide, band_rows=rows)
+        return self.guided_stream.forward(lr, guide, band_rows=preferred_rows(lr.shape[3]))
 
     def _part(self, t: torch.Tensor) -> torch.Tensor:
         return t.contiguous(memory_format=torch.channels_last) \

@@ -89,6 +89,11 @@ def stream_refusal(model: nn.Module) -> str | None:
                 return "the upsampler's BatchNorm is in training mode"
         elif type(layer) is not nn.PixelShuffle or layer.upscale_factor != 2:
             return f"the upsampler holds a {type(layer).__name__}"
+    return convs_refusal(convs)
+
+
+def convs_refusal(convs: list[tuple[str, nn.Module]]) -> str | None:
+    """The first named convolution's :func:`conv_refusal` (``None``: all can stream)."""
     for where, conv in convs:
         why = conv_refusal(conv, where)
         if why is not None:

@@ -103,6 +103,13 @@ def band_bytes(stream: StreamingForward, width: int, band_rows: int, batch: int 
     return _F32 * batch * _ROW * stream.feats * width * band_rows
 
 
+def preferred_rows(width: int) -> int:
+    """The band height aimed at for ``width`` columns: :data:`PREFERRED_BAND_PIXELS` /
+    ``width`` within :data:`PREFERRED_ROWS`."""
+    low, high = PREFERRED_ROWS
+    return max(low, min(high, PREFERRED_BAND_PIXELS // width))
+
+
 def pick_band_rows(stream: StreamingForward, width: int, budget_bytes: int, batch: int = 1,
                    preferred: int | None = None) -> int:
     """The band height for a scene ``width`` columns wide within ``budget_bytes``: the
@@ -121,8 +128,7 @@ def pick_band_rows(stream: StreamingForward, width: int, budget_bytes: int, batc
                          f"{budget_bytes / 1e6:.0f} MB: use column strips (strip_cols)")
     fits = 1 + (budget_bytes - fixed - one) // one
     if preferred is None:
-        low, high = PREFERRED_ROWS
-        preferred = max(low, min(high, PREFERRED_BAND_PIXELS // width))
+        preferred = preferred_rows(width)
     return int(max(1, min(preferred, fits)))
 
 

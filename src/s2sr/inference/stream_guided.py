@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2sr.core.errors import UsageError
-from s2sr.inference.stream import StageMaker, body_convs, conv_refusal
+from s2sr.inference.stream import StageMaker, body_convs, convs_refusal
 from s2sr.inference.stream_stages import (
     Map,
     Node,
@@ -62,11 +62,7 @@ def guided_refusal(model: nn.Module) -> str | None:
             nn.Conv2d, nn.PixelShuffle]:
         return "the upsampler is not one convolution and a pixel shuffle"
     convs.append(("upsampler", model.upsample[0]))
-    for where, conv in convs:
-        why = conv_refusal(conv, where)
-        if why is not None:
-            return why
-    return None
+    return convs_refusal(convs)
 
 
 class GuidedStream:
