@@ -21,7 +21,7 @@ from s2sr.inference import domain_guard as dg
 from s2sr.inference.baselines import upsample
 from s2sr.inference.multires_engine import LR_INDEX
 from support.cli import run_cli
-from support.multires import save, tiny_guided, write_pair
+from support.multires import save, snow_scene, tiny_guided, write_pair
 from support.shared import SENTINEL2, needs_shared
 
 SIDE = 48  # 20 m pixels
@@ -36,21 +36,8 @@ SNOW_PATCH = SENTINEL2 / "bigearthnet" / "S2B_MSIL2A_20180204T94161_57_38"
 
 def _scene(snow: bool = True, seed: int = 0, field: tuple[slice, slice] = SNOW
            ) -> tuple[np.ndarray, np.ndarray]:
-    """Vegetation-like float32 reflectance ``(4, 2S, 2S)`` and ``(6, S, S)``, with a snow
-    field (bright visible and NIR, dark SWIR) in ``field`` (:data:`SNOW`)."""
-    rng = np.random.default_rng(seed)
-    guide = (np.array([0.04, 0.06, 0.05, 0.30])[:, None, None]
-             + 0.02 * rng.random((4, 2 * SIDE, 2 * SIDE))).astype(np.float32)
-    lr = (np.array([0.08, 0.20, 0.25, 0.30, 0.20, 0.10])[:, None, None]
-          + 0.02 * rng.random((6, SIDE, SIDE))).astype(np.float32)
-    if snow:
-        r, c = field
-        h, w = r.stop - r.start, c.stop - c.start
-        fine = (slice(2 * r.start, 2 * r.stop), slice(2 * c.start, 2 * c.stop))
-        guide[(slice(None), *fine)] = 0.8 + 0.1 * rng.random((4, 2 * h, 2 * w))
-        lr[(slice(0, 4), *field)] = 0.75 + 0.1 * rng.random((4, h, w))
-        lr[(slice(4, 6), *field)] = 0.05 + 0.02 * rng.random((2, h, w))
-    return guide, lr
+    """:func:`~support.multires.snow_scene` of :data:`SIDE` with the snow field ``field``."""
+    return snow_scene(SIDE, field if snow else None, seed)
 
 
 def _model_out(scale: int, seed: int = 5) -> np.ndarray:

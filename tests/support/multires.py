@@ -100,3 +100,24 @@ def engine(guided: torch.nn.Module, hr_model: torch.nn.Module | None,
     enc = DnEncoding("uint16", (1e-4,) * 4, (0.0,) * 4, None)
     lr_enc = DnEncoding("uint16", (1e-4,) * 6, (0.0,) * 6, None)
     return BandsSuperResolver(guided, hr_model, 1000, 1000, enc, lr_enc, tile)
+
+
+def snow_scene(side: int, field: tuple[slice, slice] | None, seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Vegetation-like float32 reflectance ``(4, 2 side, 2 side)`` and ``(6, side, side)``,
+    with a snow field (bright visible and NIR, dark SWIR) over the 20 m pixels ``field``
+    (``None``: no snow)."""
+    rng = np.random.default_rng(seed)
+    guide = (np.array([0.04, 0.06, 0.05, 0.30])[:, None, None]
+             + 0.02 * rng.random((4, 2 * side, 2 * side))).astype(np.float32)
+    lr = (np.array([0.08, 0.20, 0.25, 0.30, 0.20, 0.10])[:, None, None]
+          + 0.02 * rng.random((6, side, side))).astype(np.float32)
+    if field is not None:
+        r, c = field
+        h, w = r.stop - r.start, c.stop - c.start
+        fine = (slice(2 * r.start, 2 * r.stop), slice(2 * c.start, 2 * c.stop))
+        guide[(slice(None), *fine)] = 0.8 + 0.1 * rng.random((4, 2 * h, 2 * w))
+        lr[(slice(0, 4), *field)] = 0.75 + 0.1 * rng.random((4, h, w))
+        lr[(slice(4, 6), *field)] = 0.05 + 0.02 * rng.random((2, h, w))
+    return guide, lr
+

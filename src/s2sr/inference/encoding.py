@@ -18,6 +18,15 @@ from s2sr.core.errors import DataError
 from s2sr.io.nodata import valid_mask
 
 
+def located_at(r0: int, c0: int) -> Callable[[np.ndarray], tuple[int, int]]:
+    """For :meth:`DnEncoding.decode` of a window read from scene row ``r0``, column ``c0``:
+    the scene (row, column) of the first pixel set in a mask of the window's grid."""
+    def position(mask: np.ndarray) -> tuple[int, int]:
+        y, x = np.argwhere(mask)[0]
+        return r0 + int(y), c0 + int(x)
+    return position
+
+
 @dataclass(frozen=True)
 class DnEncoding:
     """How a scene's bands encode reflectance as DN, both ways: ``reflectance = DN * gain +

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -40,8 +40,9 @@ from s2sr.core.bands import BANDS_20M, DEFAULT_BANDS, TEN_BANDS
 from s2sr.core.errors import UsageError, WeightsError
 from s2sr.core.heap import reused_heap
 from s2sr.inference.domain_guard import guard_reach, guard_tile, warn_fallback
-from s2sr.inference.encoding import DnEncoding
+from s2sr.inference.encoding import DnEncoding, located_at
 from s2sr.inference.engine import Reader, Writer
+from s2sr.inference.multires_strips import StripRunner
 from s2sr.inference.plan import model_fill
 from s2sr.inference.stream import StreamingForward, stream_refusal
 from s2sr.inference.stream_budget import HEAP_THRESHOLD, preferred_rows
@@ -164,6 +165,13 @@ class BandsSuperResolver:
         #: the core's side in 20 m pixels, and the tile's with its context
         self.core = core // CORE_STEP * CORE_STEP if core >= CORE_STEP else core
         self.tile = self.core + 2 * self.halo
+        #: the cascade streamed in column strips (:mod:`~s2sr.inference.multires_strips`):
+        #: on the CPU where both networks stream and no tile was asked for
+        self.strips = None
+        if self.cascade and tile is None and self.guided_stream is not None \
+                and self.hr_stream is not None:
+            self.strips = StripRunner(self)
+            self.core = self.strips.cores[0][1] - self.strips.cores[0][0]
         self.lr_fill = np.asarray(model_fill(guided, len(BANDS_20M)), np.float32)[:, None, None]
         gm = guided.get_buffer("guide_mean")
         self.guide_fill = gm.detach().cpu().numpy().reshape(-1, 1, 1).astype(np.float32)
@@ -196,12 +204,12 @@ class BandsSuperResolver:
         b0, b1 = max(0, c0 - h), min(self.width, c1 + h)
         lr_dn = read_lr(Window(b0, a0, b1 - b0, a1 - a0))
         hr_dn = read_hr(Window(2 * b0, 2 * a0, 2 * (b1 - b0), 2 * (a1 - a0)))
-        lr, lr_valid, lr_sat = self.lr_enc.decode(lr_dn, self.lr_fill, _where(a0, b0))
+        lr, lr_valid, lr_sat = self.lr_enc.decode(lr_dn, self.lr_fill, located_at(a0, b0))
         guide, hr_valid, hr_sat = self.hr_enc.decode(hr_dn, self.guide_fill,
-                                                     _where(2 * a0, 2 * b0))
+                                                     located_at(2 * a0, 2 * b0))
         hr_in = None
         if self.hr_fill is not None:
-            hr_in = self.hr_enc.decode(hr_dn, self.hr_fill, _where(2 * a0, 2 * b0))[0]
+            hr_in = self.hr_enc.decode(hr_dn, self.hr_fill, located_at(2 * a0, 2 * b0))[0]
         y, x = r0 - a0, c0 - b0
         ch, cw = r1 - r0, c1 - c0
         return Tile(core, (a0, b0), lr, guide, hr_in,
@@ -296,17 +304,36 @@ class BandsSuperResolver:
     def ten_bands(self, tile: Tile, lr_refl: np.ndarray, hr_refl: np.ndarray | None
                   ) -> np.ndarray:
         """The core's ten bands as DN at the output resolution (in the writing thread)."""
+        return self.dn_bands(lr_refl, hr_refl, tile.lr_valid, tile.hr_valid, tile.lr_sat,
+                             tile.hr_sat, tile.hr_dn)
+
+    def dn_bands(self, lr_refl: np.ndarray, hr_refl: np.ndarray | None, lr_valid: np.ndarray,
+                 hr_valid: np.ndarray, lr_sat: np.ndarray | None, hr_sat: np.ndarray | None,
+                 hr_dn: np.ndarray | None = None) -> np.ndarray:
+        """Ten bands as DN at the output resolution from the 20 m bands' output ``lr_refl``
+        and (at 5 m) the 10 m bands' ``hr_refl``, or (at 10 m) their input ``hr_dn``, with
+        the valid and saturated masks of the same pixels at 20 m and 10 m."""
         s = self.scale
-        lr_valid = np.repeat(np.repeat(tile.lr_valid, s, axis=0), s, axis=1)
-        guide_valid = np.repeat(np.repeat(tile.hr_valid, s // 2, axis=0), s // 2, axis=1)
-        lr_dn = self.lr_enc.to_dn(lr_refl, lr_valid & guide_valid, tile.lr_sat)
+        lr_valid = np.repeat(np.repeat(lr_valid, s, axis=0), s, axis=1)
+        guide_valid = np.repeat(np.repeat(hr_valid, s // 2, axis=0), s // 2, axis=1)
+        lr_dn = self.lr_enc.to_dn(lr_refl, lr_valid & guide_valid, lr_sat)
         out = np.empty((len(TEN_BANDS), *lr_dn.shape[1:]), lr_dn.dtype)
         out[LR_INDEX] = lr_dn
         if hr_refl is None:
-            out[HR_INDEX] = tile.hr_dn  # the 10 m bands, unchanged
+            assert hr_dn is not None
+            out[HR_INDEX] = hr_dn  # the 10 m bands, unchanged
         else:
-            out[HR_INDEX] = self.hr_enc.to_dn(hr_refl, tile.hr_valid, tile.hr_sat)
+            out[HR_INDEX] = self.hr_enc.to_dn(hr_refl, hr_valid, hr_sat)
         return out
+
+    def count(self, lr_valid: np.ndarray, hr_valid: np.ndarray, lr_sat: np.ndarray | None,
+              hr_sat: np.ndarray | None) -> None:
+        """Count a core's valid 20 m pixels (with a valid guide) and saturated samples."""
+        ch, cw = lr_valid.shape
+        both = lr_valid & hr_valid.reshape(ch, 2, cw, 2).all(axis=(1, 3))
+        self.valid_pixels += int(both.sum())
+        for sat in (lr_sat, hr_sat):
+            self.saturated_samples += 0 if sat is None else int(sat.sum())
 
     def _tiles(self, read_hr: Reader, read_lr: Reader, cores: list[tuple[int, int, int, int]]
                ) -> Iterator[Tile]:
@@ -330,6 +357,14 @@ class BandsSuperResolver:
         Returns:
             The number of valid 20 m input pixels seen (with a valid guide).
         """
+        if self.strips is not None:
+            bar = tqdm(total=self.height * len(self.strips.cores), unit="row",
+                       disable=not self.progress, desc="s2sr predict --bands all")
+            with reused_heap(HEAP_THRESHOLD):
+                self.strips.run(read_hr, read_lr, writer, bar.update)
+            bar.close()
+            warn_fallback(self.guard_fallback, self.height * self.width)
+            return self.valid_pixels
         cores = self.cores()
         s = self.scale
         bar = tqdm(total=len(cores), unit="tile", disable=not self.progress,
@@ -341,11 +376,7 @@ class BandsSuperResolver:
             writes: list[Future[None]] = []
             for tile in self._tiles(read_hr, read_lr, cores):
                 lr_refl, hr_refl = self.forward(tile)
-                ch, cw = tile.lr_valid.shape
-                both = tile.lr_valid & tile.hr_valid.reshape(ch, 2, cw, 2).all(axis=(1, 3))
-                self.valid_pixels += int(both.sum())
-                for sat in (tile.lr_sat, tile.hr_sat):
-                    self.saturated_samples += 0 if sat is None else int(sat.sum())
+                self.count(tile.lr_valid, tile.hr_valid, tile.lr_sat, tile.hr_sat)
                 r0, r1, c0, c1 = tile.core
                 window = Window(c0 * s, r0 * s, (c1 - c0) * s, (r1 - r0) * s)
                 while writes:  # the tile before is written while this one ran
@@ -363,11 +394,3 @@ class BandsSuperResolver:
                hr_refl: np.ndarray | None) -> None:
         writer(window, self.ten_bands(tile, lr_refl, hr_refl))
 
-
-def _where(a0: int, b0: int) -> Callable[[np.ndarray], tuple[int, int]]:
-    """The scene (row, column) of the first pixel set in a mask of a tile read from
-    ``(a0, b0)`` (pixels of the mask's grid)."""
-    def position(mask: np.ndarray) -> tuple[int, int]:
-        y, x = np.argwhere(mask)[0]
-        return a0 + int(y), b0 + int(x)
-    return position

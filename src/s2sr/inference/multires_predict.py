@@ -160,8 +160,8 @@ def output_grid(scene: MultiResScene, resolution: int) -> GeoMeta:
 
 
 def _tags(scene: MultiResScene, out: GeoMeta, resolution: int,
-          models: list[tuple[nn.Module, Path]], input: str | os.PathLike[str], tile: int
-          ) -> dict[str, str]:
+          models: list[tuple[nn.Module, Path]], input: str | os.PathLike[str],
+          engine: BandsSuperResolver) -> dict[str, str]:
     """The output's dataset tags: the input's worth carrying, then what made it (the guided
     model first, then the 10 m model at 5 m)."""
     tags = {
@@ -173,10 +173,14 @@ def _tags(scene: MultiResScene, out: GeoMeta, resolution: int,
         "S2SR_RESOLUTION": f"{resolution} m",
         "S2SR_SOURCE": str(Path(input).resolve()),
         "S2SR_VERSION": __version__,
-        "S2SR_TILE": f"{tile} (20 m pixels)",
         "S2SR_BACKEND": "torch",
         "S2SR_PRECISION": "fp32",
     }
+    if engine.strips is None:
+        tags.update(S2SR_ENGINE="tiled", S2SR_TILE=f"{engine.tile} (20 m pixels)")
+    else:
+        tags.update(S2SR_ENGINE="stream",
+                    S2SR_STRIPS=f"{len(engine.strips.cores)} of {engine.core} (20 m pixels)")
     source = scene.hr.meta.tags.get("S2_DN_OFFSET_SOURCE", "assumed")
     record_offsets(tags, TEN_BANDS, [o / g for o, g in zip(out.offsets, out.gains,
                                                             strict=True)], source)
@@ -232,7 +236,7 @@ def predict_bands(
         models = [(guided, guided_path)]
         if hr_model is not None and hr_path is not None:
             models.append((hr_model, hr_path))
-        tags = _tags(scene, out, resolution, models, input, engine.tile)
+        tags = _tags(scene, out, resolution, models, input, engine)
         plain = default_gain(out.dtype)
         try:
             made = make_parents(out_path)

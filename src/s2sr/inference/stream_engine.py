@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from tqdm import tqdm
 from s2sr.core.errors import UsageError, WeightsError
 from s2sr.core.heap import reused_heap
 from s2sr.inference.backends import Backend, TorchBackend, cudnn_settings
-from s2sr.inference.encoding import DnEncoding
+from s2sr.inference.encoding import DnEncoding, located_at
 from s2sr.inference.engine import Reader, Writer
 from s2sr.inference.stream import StreamingForward, stream_refusal
 from s2sr.inference.stream_budget import (
@@ -100,7 +99,7 @@ class StreamingSuperResolver:
         """Input rows ``r0:r1`` as filled reflectance, with their valid and saturated
         masks (runs in the reading thread)."""
         dn = reader(Window(0, r0, self.width, r1 - r0))
-        refl, valid, sat = self.radiometry.decode(dn, self.fill, partial(_first_set, r0))
+        refl, valid, sat = self.radiometry.decode(dn, self.fill, located_at(r0, 0))
         return refl.astype(np.float32, copy=False), valid, sat
 
     def _bands(self, reader: Reader, rows: range, masks: list[_Masks], bar: tqdm,
@@ -323,8 +322,3 @@ def streaming_engine(backend: Backend, height: int, width: int, radiometry: DnEn
     return StreamingSuperResolver(stream, height, width, radiometry, fill, progress,
                                   consistency=consistency)
 
-
-def _first_set(r0: int, mask: np.ndarray) -> tuple[int, int]:
-    """Scene (row, column) of the first pixel set in ``mask``, a band starting at row ``r0``."""
-    y, x = np.argwhere(mask)[0]
-    return r0 + int(y), int(x)

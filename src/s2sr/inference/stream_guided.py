@@ -148,11 +148,14 @@ class GuidedStream:
         """The coarse bands and the unshuffled guide, ``band_rows`` coarse rows at a time."""
         gs, h = self.model.guide_scale, lr.shape[2]
         for r in range(0, h, band_rows):
-            g = F.pixel_unshuffle(guide[:, :, r * gs:(r + band_rows) * gs], gs)
-            x = torch.cat([lr[:, :, r:r + band_rows], g], dim=1)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, r + band_rows >= h
+            yield self.join(lr[:, :, r:r + band_rows],
+                            guide[:, :, r * gs:(r + band_rows) * gs]), r + band_rows >= h
+
+    def join(self, lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        """Rows of the stream's source: coarse rows of ``lr`` beside the same rows of
+        ``guide`` (``guide_scale`` times as many) unshuffled onto the coarse grid."""
+        x = torch.cat([lr, F.pixel_unshuffle(guide, self.model.guide_scale)], dim=1)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     @torch.inference_mode()
     def forward(self, lr: torch.Tensor | np.ndarray, guide: torch.Tensor | np.ndarray,

@@ -286,6 +286,26 @@ class BicubicResidual:
         return y
 
 
+def take_rows(queue: list[torch.Tensor], n: int) -> torch.Tensor:
+    """The first ``n`` rows of a queue of row pieces (``(N, C, rows, W)``, top to bottom),
+    removed from it (``0 < n <=`` the rows queued)."""
+    parts: list[torch.Tensor] = []
+    while n > 0:
+        head = queue[0]
+        parts.append(head[:, :, :n])
+        if head.shape[2] <= n:
+            queue.pop(0)
+        else:
+            queue[0] = head[:, :, n:]
+        n -= parts[-1].shape[2]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+
+def queued_rows(queue: list[torch.Tensor]) -> int:
+    """Rows waiting in a queue of row pieces."""
+    return sum(q.shape[2] for q in queue)
+
+
 class Zip:
     """Several branches on the same rows, their outputs combined row by row: each branch's
     rows wait in a queue until every branch has emitted them (the branches lag by
@@ -296,30 +316,17 @@ class Zip:
         self.branches, self.combine = branches, combine
         self.queues: list[list[torch.Tensor]] = [[] for _ in branches]
 
-    @staticmethod
-    def _take(queue: list[torch.Tensor], n: int) -> torch.Tensor:
-        parts: list[torch.Tensor] = []
-        while n > 0:
-            head = queue[0]
-            parts.append(head[:, :, :n])
-            if head.shape[2] <= n:
-                queue.pop(0)
-            else:
-                queue[0] = head[:, :, n:]
-            n -= parts[-1].shape[2]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
-
     def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
         outs = [branch.feed(x, last) for branch in self.branches]
         for queue, y in zip(self.queues, outs, strict=True):
             if y.shape[2]:
                 queue.append(y)
-        n = min(sum(q.shape[2] for q in queue) for queue in self.queues)
-        assert not last or all(sum(q.shape[2] for q in queue) == n for queue in self.queues), \
+        n = min(queued_rows(queue) for queue in self.queues)
+        assert not last or all(queued_rows(queue) == n for queue in self.queues), \
             "the branches emitted different numbers of rows"
         if n == 0:
             return self.combine([y[:, :, :0] for y in outs])
-        return self.combine([self._take(queue, n) for queue in self.queues])
+        return self.combine([take_rows(queue, n) for queue in self.queues])
 
 
 class Upsample:
