@@ -173,12 +173,17 @@ class TestExact:
 
 
 class TestPredict:
-    def test_the_default_at_5m_streams_and_says_so(self, tmp_path: Path) -> None:
-        hr, lr = scene_arrays(24)
+    @pytest.mark.parametrize("widest", [2048, 8])
+    def test_the_default_at_5m_streams_and_says_so(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, widest: int) -> None:
+        """One strip or three (each written by rows of whole blocks): the GeoTIFF within
+        1 DN of the tiled engine's, the engine named in its tags."""
+        hr, lr = scene_arrays(28)
         a, b = write_pair(tmp_path / "in", hr, lr)
         g2 = save(busy_guided(), tmp_path / "g2.safetensors")
         hm = save(tiny_hr_model(), tmp_path / "hr.safetensors")
-        tags = []
+        layout(monkeypatch, widest, 8, 3)
+        tags, outs = [], []
         for name, extra in (("s.tif", []), ("t.tif", ["--tile", "64"])):
             code, text = run_cli("predict", a, "-o", tmp_path / name, "--bands", "all",
                                  "--input-20m", b, "--resolution", "5", "--weights-20m", g2,
@@ -186,9 +191,11 @@ class TestPredict:
             assert code == 0, text
             with rasterio.open(tmp_path / name) as ds:
                 tags.append(ds.tags())
-                assert ds.shape == (96, 96)
+                outs.append(ds.read().astype(int))
+        assert outs[0].shape == (10, 112, 112) and np.abs(outs[0] - outs[1]).max() <= 1
         assert tags[0]["S2SR_ENGINE"] == "stream" and "S2SR_TILE" not in tags[0]
-        assert tags[0]["S2SR_STRIPS"] == "1 of 24 (20 m pixels)"
+        assert tags[0]["S2SR_STRIPS"] == ("1 of 28" if widest > 28 else "4 of 8") \
+            + " (20 m pixels)"
         assert tags[1]["S2SR_ENGINE"] == "tiled" and tags[1]["S2SR_TILE"] == "64 (20 m pixels)"
         # at 10 m the guided model alone runs in tiles
         code, text = run_cli("predict", a, "-o", tmp_path / "ten.tif", "--bands", "all",

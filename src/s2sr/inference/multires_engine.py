@@ -47,6 +47,7 @@ from s2sr.inference.plan import model_fill
 from s2sr.inference.stream import StreamingForward, stream_refusal
 from s2sr.inference.stream_budget import HEAP_THRESHOLD, preferred_rows
 from s2sr.inference.stream_guided import GuidedStream, guided_refusal
+from s2sr.io.writer import block_size_for
 from s2sr.models import get_spec
 from s2sr.models.guided import guided_halo
 
@@ -172,6 +173,9 @@ class BandsSuperResolver:
                 and self.hr_stream is not None:
             self.strips = StripRunner(self)
             self.core = self.strips.cores[0][1] - self.strips.cores[0][0]
+        #: the output's block side (output pixels): the cores' (tiles') or strips' writes
+        #: cover whole blocks
+        self.block = block_size_for(self.core * self.scale)
         self.lr_fill = np.asarray(model_fill(guided, len(BANDS_20M)), np.float32)[:, None, None]
         gm = guided.get_buffer("guide_mean")
         self.guide_fill = gm.detach().cpu().numpy().reshape(-1, 1, 1).astype(np.float32)

@@ -35,7 +35,7 @@ from s2sr.io.base import GeoMeta
 from s2sr.io.multires import MultiResScene, open_multires
 from s2sr.io.outputs import check_output_file
 from s2sr.io.processing_baseline import record_offsets
-from s2sr.io.writer import RasterWriter, block_size_for, carried_tags, output_meta
+from s2sr.io.writer import RasterWriter, carried_tags, output_meta
 from s2sr.models import file_sha256, get_spec
 from s2sr.models.device import cuda_device_count, select_device
 from s2sr.models.guided import guide_of
@@ -242,7 +242,7 @@ def predict_bands(
             made = make_parents(out_path)
             with exclusive_output(out_path), RasterWriter(
                     out_path, out, overwrite=overwrite, cog=cog, tags=tags,
-                    blocksize=block_size_for(engine.core * engine.scale),
+                    blocksize=engine.block,
                     write_scales=any(g != plain for g in out.gains) or any(out.offsets),
             ) as writer:
                 if engine.run(scene.read_hr, scene.read_lr, writer.write) == 0:

@@ -164,6 +164,9 @@ class _Strip:
         self.done = 0                       # 20 m rows written
         self.read_rows = 0                  # 20 m rows read
         self.write: Future[None] | None = None
+        #: output rows per row of the output's blocks, and the rows of the one being filled
+        self.block = e.block
+        self.held: np.ndarray | None = None
 
     def run(self, bands: Iterator[_Band]) -> None:
         e = self.engine
@@ -215,7 +218,25 @@ class _Strip:
     def _write(self, window: Window, lr_refl: np.ndarray, hr_refl: np.ndarray,
                masks: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
                ) -> None:
-        self.writer(window, self.engine.dn_bands(lr_refl, hr_refl, *masks))
+        """Convert rows to DN and hold them until they complete a row of the output's
+        blocks across the strip, then write that (in the writing thread, in order): GDAL
+        writes whole blocks straight to the file and raises when that fails, whereas
+        partly written blocks wait, dirty, in its cache (memory, and a failed write at
+        close is not raised)."""
+        dn = self.engine.dn_bands(lr_refl, hr_refl, *masks)
+        r0 = int(window.row_off)
+        bh, height = self.block, self.engine.height * self.engine.scale
+        while dn.shape[1]:
+            top = r0 // bh * bh
+            full = min(bh, height - top)
+            n = min(dn.shape[1], top + full - r0)
+            if self.held is None:
+                self.held = np.empty((dn.shape[0], full, dn.shape[2]), dn.dtype)
+            self.held[:, r0 - top:r0 - top + n] = dn[:, :n]
+            if r0 + n == top + full:
+                self.writer(Window(window.col_off, top, window.width, full), self.held)
+                self.held = None
+            dn, r0 = dn[:, n:], r0 + n
 
     def _slab(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         """Input rows ``r0:r1`` (20 m) of the strip's read columns: the 20 m bands and the
