@@ -29,7 +29,7 @@ def test_precision_selection(device: str) -> None:
     assert lightning_precision("fp32", device) == ("32-true", [])
     assert lightning_precision("32-true", device) == ("32-true", [])
     for name in ("bf16", "bf16-mixed"):
-        assert lightning_precision(name, device) == ("bf16-mixed", [])
+        assert lightning_precision(name, device, native_bf16=True) == ("bf16-mixed", [])
     for name in ("fp16", "16-mixed"):
         precision, plugins = lightning_precision(name, device)
         # fp16 keeps its loss scaling on every device: an explicit plugin with a scaler
@@ -127,3 +127,17 @@ def test_betas0_drives_the_one_cycle_momentum(wald_dataset: Path, tmp_path: Path
     with pytest.raises(UsageError, match=r"optimizer\.betas\[0\]"):
         load_config(write_config(tmp_path / "b.yaml", wald_dataset,
                                  optimizer={"name": "adam", "betas": [0.05, 0.99]}))
+
+
+def test_bf16_on_a_cpu_without_it_trains_at_fp32_and_says_so(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """PyTorch emulates bf16 on a CPU without AVX512-BF16/AMX, many times slower than
+    fp32: such a CPU trains at fp32, with a warning; a GPU keeps bf16."""
+    with caplog.at_level("WARNING"):
+        assert lightning_precision("bf16", "cpu", native_bf16=False) == ("32-true", [])
+    assert "no native bfloat16" in caplog.text and "precision: fp32" in caplog.text
+    caplog.clear()
+    assert lightning_precision("bf16", "cuda", native_bf16=False) == ("bf16-mixed", [])
+    assert lightning_precision("bf16", "cpu", native_bf16=True) == ("bf16-mixed", [])
+    assert not caplog.text
+

@@ -42,6 +42,7 @@ from s2sr.models.guided import guide_of
 from s2sr.training.guided_config import GuidedConfig, load_guided_config
 from s2sr.training.guided_data import GuidedPairs
 from s2sr.training.schedule import one_cycle
+from s2sr.training.trainer import lightning_precision
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def train_guided(cfg: GuidedConfig, run_dir: str | Path) -> Path:
     module = GuidedModule(cfg, build_guided(cfg).train(), val, run, len(loader))
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_epochs=cfg.epochs,
-        precision="bf16-mixed" if cfg.precision == "bf16" else "32-true",
+        precision=lightning_precision(cfg.precision, "cpu")[0],
         gradient_clip_val=cfg.clip_grad_norm or None, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(run))

@@ -39,7 +39,7 @@ from s2sr.core.errors import (
 from s2sr.core.files import exclusive_output
 from s2sr.core.signals import on_stop_signals, stop_exception, terminate_raises
 from s2sr.models import save_model
-from s2sr.models.device import resolve_device
+from s2sr.models.device import cpu_bf16_supported, resolve_device
 from s2sr.training.checkpoint import (
     RESUME_KEYS,
     SafeCheckpointIO,
@@ -56,16 +56,28 @@ from s2sr.training.schema import TrainConfig
 
 log = logging.getLogger(__name__)
 
-def lightning_precision(precision: str, device_type: str) -> tuple[str | None, list[Any]]:
+def lightning_precision(precision: str, device_type: str, native_bf16: bool | None = None
+                        ) -> tuple[str | None, list[Any]]:
     """Lightning's ``precision`` argument and plugins for a configured precision.
 
     fp16 keeps its loss scaling on every device: on the CPU (where Lightning would switch
     to bf16 on its own) through an explicit :class:`MixedPrecision` plugin with a
-    gradient scaler; bf16 needs no scaler; fp32 runs without autocast.
+    gradient scaler; bf16 needs no scaler; fp32 runs without autocast. bf16 on a CPU
+    without native bf16 arithmetic (``native_bf16``, default
+    :func:`~s2sr.models.device.cpu_bf16_supported`: AVX512-BF16 or AMX) runs at fp32, with
+    a warning: PyTorch would emulate it (a guided model's epoch took 1.7 min at fp32 and
+    did not finish in 30 min at bf16 on an AVX2 machine).
     """
     name = PRECISIONS[check_choice("precision", precision, PRECISIONS)]
     if name == "16-mixed":
         return None, [MixedPrecision("16-mixed", device_type)]
+    if name == "bf16-mixed" and device_type == "cpu":
+        if not (cpu_bf16_supported() if native_bf16 is None else native_bf16):
+            log.warning("precision bf16: this CPU has no native bfloat16 arithmetic "
+                        "(AVX512-BF16 or AMX) and PyTorch would emulate it, many times "
+                        "slower; training at fp32 instead (set precision: fp32 to silence "
+                        "this; results differ from a bf16 run's in the last bits)")
+            return "32-true", []
     return name, []
 
 
