@@ -196,9 +196,9 @@ def train_guided(cfg: GuidedConfig, run_dir: str | Path) -> Path:
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, num_workers=0,
                         drop_last=True)
     module = GuidedModule(cfg, build_guided(cfg).train(), val, run, len(loader))
+    precision: Any = lightning_precision(cfg.precision, "cpu")[0]  # fp32 or bf16 here
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=cfg.epochs,
-        precision=lightning_precision(cfg.precision, "cpu")[0],
+        accelerator="cpu", devices=1, max_epochs=cfg.epochs, precision=precision,
         gradient_clip_val=cfg.clip_grad_norm or None, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(run))
