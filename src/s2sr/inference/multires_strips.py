@@ -5,7 +5,7 @@ The tiled engine (:class:`~s2sr.inference.multires_engine.BandsSuperResolver` wi
 ``--tile``) computes each tile's context on all four sides: with cores of 512 20 m pixels the
 first pass ran on 1.25x, the 10 m model on 1.16x and the second pass on 1.08x the pixels it
 kept. Here only the strips' sides carry context (the same columns as a tile's, so the same
-result within float rounding), and the strips are wide: one to three on a whole 10980^2 tile.
+result within float rounding), and the strips are wide: six on a whole 10980^2 tile.
 
 Rows of the strip are read a band at a time in a thread ahead of the networks, decoded with
 the tiled engine's fills and masks; the output rows are held until they make whole 20 m
@@ -38,10 +38,12 @@ from s2sr.inference.stream_stages import take_rows
 if TYPE_CHECKING:
     from s2sr.inference.multires_engine import BandsSuperResolver
 
-#: Widest strip core in 20 m columns (8192 output columns): a whole 10980^2 tile (5490 20 m
-#: columns) runs in 3 strips, their context each side 1-2 % of the work; the three streams
-#: of a strip carry about 0.3 GB of rows.
-STRIP_CORE = 2048
+#: Widest strip core in 20 m columns (4096 output columns): a whole 10980^2 tile (5490 20 m
+#: columns) runs in 6 strips of 1024 (the last 370), their context each side 2-6 % of the
+#: networks' work. Peak RSS on a 10980 x 512 scene (10 m pixels; the tile's width, where
+#: a strip's memory is decided): 1398 MB with cores of up to 1024, 2077 MB with 2048 (the
+#: three streams' blocks and the reused heap grow with the width; docs/predict.md).
+STRIP_CORE = 1024
 #: Strip cores are cut to a multiple of this many 20 m columns (512 output columns: the
 #: output's blocks are written whole by one strip).
 STRIP_STEP = 128
