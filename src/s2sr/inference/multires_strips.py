@@ -42,7 +42,9 @@ if TYPE_CHECKING:
 #: columns) runs in 6 strips of 1024 (the last 370), their context each side 2-6 % of the
 #: networks' work. Peak RSS on a 10980 x 512 scene (10 m pixels; the tile's width, where
 #: a strip's memory is decided): 1398 MB with cores of up to 1024, 2077 MB with 2048 (the
-#: three streams' blocks and the reused heap grow with the width; docs/predict.md).
+#: three streams' blocks and the reused heap grow with the width). On a 2048^2 scene (one
+#: strip of 1024): 123 s and 1473 MB; two strips of 512: 132 s, 1131 MB; without the heap
+#: reused: 156 s, 971 MB (docs/predict.md).
 STRIP_CORE = 1024
 #: Strip cores are cut to a multiple of this many 20 m columns (512 output columns: the
 #: output's blocks are written whole by one strip).
