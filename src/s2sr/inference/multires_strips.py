@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -29,14 +29,45 @@ from rasterio.windows import Window
 
 from s2sr.core.errors import WeightsError
 from s2sr.inference.domain_guard import guard_reach, guard_tile, snow_mask
-from s2sr.inference.encoding import located_at
+from s2sr.inference.encoding import DnEncoding, located_at
 from s2sr.inference.engine import Reader, Writer
+from s2sr.inference.stream import StreamingForward
 from s2sr.inference.stream_budget import preferred_rows
 from s2sr.inference.stream_cascade import CascadeStream, Columns
+from s2sr.inference.stream_guided import GuidedStream
 from s2sr.inference.stream_stages import take_rows
 
-if TYPE_CHECKING:
-    from s2sr.inference.multires_engine import BandsSuperResolver
+
+class CascadeEngine(Protocol):
+    """What the strips use of the ten-band engine
+    (:class:`~s2sr.inference.multires_engine.BandsSuperResolver`)."""
+
+    cascade: bool
+    device: torch.device
+    guided_stream: GuidedStream | None
+    hr_stream: StreamingForward | None
+    height: int
+    width: int
+    scale: int
+    halo: int
+    second: int
+    hr_reach: int
+    block: int
+    lr_enc: DnEncoding
+    hr_enc: DnEncoding
+    lr_fill: np.ndarray
+    guide_fill: np.ndarray
+    hr_fill: np.ndarray | None
+    guard_fallback: int
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor: ...
+
+    def count(self, lr_valid: np.ndarray, hr_valid: np.ndarray, lr_sat: np.ndarray | None,
+              hr_sat: np.ndarray | None) -> None: ...
+
+    def dn_bands(self, lr_refl: np.ndarray, hr_refl: np.ndarray | None, lr_valid: np.ndarray,
+                 hr_valid: np.ndarray, lr_sat: np.ndarray | None, hr_sat: np.ndarray | None,
+                 hr_dn: np.ndarray | None = None) -> np.ndarray: ...
 
 #: Widest strip core in 20 m columns (4096 output columns): a whole 10980^2 tile (5490 20 m
 #: columns) runs in 6 strips of 1024 (the last 370), their context each side 2-6 % of the
@@ -80,14 +111,13 @@ class StripRunner:
 
     Args:
         engine: a ten-band engine at 5 m by the cascade, whose guided model and 10 m
-            model both stream (:attr:`BandsSuperResolver.guided_stream`,
-            :attr:`BandsSuperResolver.hr_stream`).
+            model both stream (its ``guided_stream`` and ``hr_stream``).
         widest: the widest strip core (20 m columns; default :data:`STRIP_CORE`).
         step: strip cores are a multiple of it (default :data:`STRIP_STEP`).
         rows: 20 m rows read and fed at once (default: :meth:`band_rows`).
     """
 
-    def __init__(self, engine: BandsSuperResolver, widest: int | None = None,
+    def __init__(self, engine: CascadeEngine, widest: int | None = None,
                  step: int | None = None, rows: int | None = None) -> None:
         assert engine.cascade and engine.guided_stream is not None \
             and engine.hr_stream is not None and engine.device.type == "cpu"
