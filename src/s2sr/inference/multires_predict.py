@@ -207,8 +207,10 @@ def predict_bands(
         weights_20m: a guided model (``--weights-20m``); default ``s2sr_20m_x2`` (at 5 m
             run twice, the cascade; a x4 guided model runs once). weights: at 5 m, the x2
             model of the 10 m bands (default ``s2sr_x2``).
-        tile: 20 m pixels per tile side, context included (default: a core of 384 20 m
-            pixels at 10 m, 256 at 5 m, and the models' context around it).
+        tile: 20 m pixels per tile side, context included (default at 10 m: a core of 384
+            20 m pixels and the models' context around it; at 5 m on the CPU: column strips
+            streamed top to bottom, :mod:`~s2sr.inference.multires_strips`; a tile given
+            there runs the tiled engine).
         device, cog, overwrite, progress, dn_offset, threads: as :func:`s2sr.predict`'s.
 
     Returns:
