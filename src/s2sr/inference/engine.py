@@ -10,10 +10,11 @@ does not depend on the scene's size.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +32,36 @@ log = logging.getLogger(__name__)
 
 Reader = Callable[[Window], np.ndarray]
 Writer = Callable[[Window, np.ndarray], None]
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def read_ahead(read: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+    """``read(item)`` of each item in order, the next one read in a thread while the caller
+    works on the one before (the engines' reading of tiles and bands)."""
+    with ThreadPoolExecutor(1) as pool:
+        nxt = pool.submit(read, items[0]) if items else None
+        for k in range(len(items)):
+            assert nxt is not None
+            done = nxt.result()
+            if k + 1 < len(items):
+                nxt = pool.submit(read, items[k + 1])
+            yield done
+
+
+def check_finite(*outputs: torch.Tensor | None,
+                 fix: str = "the shipped model, without --weights") -> None:
+    """Refuse a network's output holding NaN or infinite values (its input is finite).
+
+    Raises:
+        WeightsError: naming ``fix``, the weights to use instead.
+    """
+    if any(y is not None and not bool(torch.isfinite(y).all()) for y in outputs):
+        raise WeightsError(
+            "the model produced NaN or infinite values from finite input: its weights are "
+            f"damaged or it diverged in training; use other weights (e.g. {fix})")
 
 
 def read_tile(reader: Reader, layout: TileLayout, i: int, j: int) -> np.ndarray:
@@ -154,12 +185,7 @@ class TiledSuperResolver:
             y = self.backend(x)
         if self.consistency:
             y = back_project(y, x.to(y.device), self.layout.scale, self.consistency)
-        if not bool(torch.isfinite(y).all()):
-            raise WeightsError(
-                "the model produced NaN or infinite values from finite input: its weights "
-                "are damaged or it diverged in training; use other weights (e.g. the "
-                "shipped model, without --weights)"
-            )
+        check_finite(y)
         if len(idx) == len(batch.keys):
             return y.float()
         out = torch.zeros(shape, device=y.device)

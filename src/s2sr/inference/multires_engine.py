@@ -37,12 +37,12 @@ from torch import nn
 from tqdm import tqdm
 
 from s2sr.core.bands import BANDS_20M, DEFAULT_BANDS, TEN_BANDS
-from s2sr.core.errors import UsageError, WeightsError
+from s2sr.core.errors import UsageError
 from s2sr.core.heap import reused_heap
 from s2sr.inference.domain_guard import guard_reach, guard_tile, warn_fallback
 from s2sr.inference.encoding import DnEncoding, located_at
-from s2sr.inference.engine import Reader, Writer
-from s2sr.inference.multires_strips import StripRunner
+from s2sr.inference.engine import Reader, Writer, check_finite, read_ahead
+from s2sr.inference.multires_strips import SHIPPED_MODELS, StripRunner
 from s2sr.inference.plan import model_fill
 from s2sr.inference.stream import StreamingForward, stream_refusal
 from s2sr.inference.stream_budget import HEAP_THRESHOLD, preferred_rows
@@ -243,12 +243,7 @@ class BandsSuperResolver:
                 hr_out = up[0, :, (r0 - a0) * 4:(r1 - a0) * 4, (c0 - b0) * 4:(c1 - b0) * 4]
             out = self._guided_forward(self._tensor(tile.lr), self._tensor(tile.guide))
             lr_out = out[0, :, (r0 - a0) * s:(r1 - a0) * s, (c0 - b0) * s:(c1 - b0) * s]
-        for y in (lr_out, hr_out):
-            if y is not None and not bool(torch.isfinite(y).all()):
-                raise WeightsError(
-                    "the model produced NaN or infinite values from finite input: its "
-                    "weights are damaged or it diverged in training; use other weights (e.g. "
-                    "the shipped models, without --weights-20m/--weights)")
+        check_finite(lr_out, hr_out, fix=SHIPPED_MODELS)
         lr_np, fell = guard_tile(lr_out.float().cpu().numpy(), tile.lr, tile.guide, s,
                                  (r0 - a0, c0 - b0, r1 - r0, c1 - c0))
         self.guard_fallback += fell
@@ -342,13 +337,7 @@ class BandsSuperResolver:
     def _tiles(self, read_hr: Reader, read_lr: Reader, cores: list[tuple[int, int, int, int]]
                ) -> Iterator[Tile]:
         """The tiles in order, each read while the one before runs."""
-        with ThreadPoolExecutor(1) as pool:
-            nxt = pool.submit(self.read_tile, read_hr, read_lr, cores[0])
-            for k in range(len(cores)):
-                tile = nxt.result()
-                if k + 1 < len(cores):
-                    nxt = pool.submit(self.read_tile, read_hr, read_lr, cores[k + 1])
-                yield tile
+        return read_ahead(lambda core: self.read_tile(read_hr, read_lr, core), cores)
 
     def run(self, read_hr: Reader, read_lr: Reader, writer: Writer) -> int:
         """Super-resolve the scene into ``writer`` (windows of the output grid).

@@ -27,15 +27,14 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from s2sr.core.errors import WeightsError
 from s2sr.inference.domain_guard import guard_reach, guard_tile, snow_mask
 from s2sr.inference.encoding import DnEncoding, located_at
-from s2sr.inference.engine import Reader, Writer
+from s2sr.inference.engine import Reader, Writer, check_finite, read_ahead
 from s2sr.inference.stream import StreamingForward
 from s2sr.inference.stream_budget import preferred_rows
 from s2sr.inference.stream_cascade import CascadeStream, Columns
 from s2sr.inference.stream_guided import GuidedStream
-from s2sr.inference.stream_stages import take_rows
+from s2sr.inference.stream_stages import queued_rows, take_rows
 
 
 class CascadeEngine(Protocol):
@@ -77,6 +76,9 @@ class CascadeEngine(Protocol):
 #: strip of 1024): 123 s and 1473 MB; two strips of 512: 132 s, 1131 MB; without the heap
 #: reused: 156 s, 971 MB (docs/predict.md).
 STRIP_CORE = 1024
+#: The weights a ten-band run's damaged output names instead (:func:`~s2sr.inference.engine.
+#: check_finite`).
+SHIPPED_MODELS = "the shipped models, without --weights-20m/--weights"
 #: Strip cores are cut to a multiple of this many 20 m columns (512 output columns: the
 #: output's blocks are written whole by one strip).
 STRIP_STEP = 128
@@ -104,6 +106,11 @@ class _Band:
     lr_sat: np.ndarray | None
     hr_sat: np.ndarray | None
     snow: bool            # a snow pixel anywhere in the band's read columns
+
+    @property
+    def stop(self) -> int:
+        """The scene row after the band's last."""
+        return self.r0 + self.lr.shape[1]
 
 
 class StripRunner:
@@ -160,15 +167,8 @@ class StripRunner:
     def _bands(self, read_hr: Reader, read_lr: Reader, cols: Columns) -> Iterator[_Band]:
         """The strip's bands top to bottom, each read while the one before runs."""
         h, k = self.engine.height, self.band_rows(cols)
-        starts = list(range(0, h, k))
-        with ThreadPoolExecutor(1) as pool:
-            nxt = pool.submit(self.read, read_hr, read_lr, cols, 0, min(k, h))
-            for i in range(len(starts)):
-                band = nxt.result()
-                if i + 1 < len(starts):
-                    r = starts[i + 1]
-                    nxt = pool.submit(self.read, read_hr, read_lr, cols, r, min(r + k, h))
-                yield band
+        return read_ahead(lambda r: self.read(read_hr, read_lr, cols, r, min(r + k, h)),
+                          range(0, h, k))
 
     def run(self, read_hr: Reader, read_lr: Reader, writer: Writer,
             progress: Callable[[int], object] | None = None) -> None:
@@ -206,8 +206,7 @@ class _Strip:
         e = self.engine
         for band in bands:
             self.bands.append(band)
-            k = band.lr.shape[1]
-            self.read_rows = band.r0 + k
+            self.read_rows = band.stop
             last = self.read_rows >= e.height
             six, four = self.stream.feed(e._tensor(band.lr), e._tensor(band.guide),
                                          e._tensor(band.hr_in), last)
@@ -222,17 +221,13 @@ class _Strip:
     def _emit(self, last: bool) -> None:
         """Write the whole 20 m rows the guard can be applied to."""
         e, s = self.engine, self.engine.scale
-        have = self.done + sum(t.shape[2] for t in self.six) // s
+        have = self.done + queued_rows(self.six) // s
         ready = have if last else min(have, self.read_rows - self.runner.reach)
         n = ready - self.done
         if n <= 0:
             return
         six, four = take_rows(self.six, n * s), take_rows(self.four, n * s)
-        if not (bool(torch.isfinite(six).all()) and bool(torch.isfinite(four).all())):
-            raise WeightsError(
-                "the model produced NaN or infinite values from finite input: its weights "
-                "are damaged or it diverged in training; use other weights (e.g. the "
-                "shipped models, without --weights-20m/--weights)")
+        check_finite(six, four, fix=SHIPPED_MODELS)
         o0, o1 = self.done, ready
         lr_np = six[0].float().cpu().numpy()
         lr_np = self._guard(lr_np, o0, o1)
@@ -275,10 +270,10 @@ class _Strip:
     def _slab(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         """Input rows ``r0:r1`` (20 m) of the strip's read columns: the 20 m bands and the
         guide."""
-        parts = [(b.r0, b) for b in self.bands if b.r0 < r1 and b.r0 + b.lr.shape[1] > r0]
-        lr = np.concatenate([b.lr for _, b in parts], axis=1)
-        guide = np.concatenate([b.guide for _, b in parts], axis=1)
-        top = parts[0][0]
+        parts = self._overlapping(r0, r1)
+        lr = np.concatenate([b.lr for b in parts], axis=1)
+        guide = np.concatenate([b.guide for b in parts], axis=1)
+        top = parts[0].r0
         return lr[:, r0 - top:r1 - top], guide[:, 2 * (r0 - top):2 * (r1 - top)]
 
     def _guard(self, out: np.ndarray, o0: int, o1: int) -> np.ndarray:
@@ -286,7 +281,7 @@ class _Strip:
         (none: no snow there, the output unchanged, as the guard leaves it)."""
         e = self.engine
         r0, r1 = max(0, o0 - self.runner.reach), min(e.height, o1 + self.runner.reach)
-        if not any(b.snow for b in self.bands if b.r0 < r1 and b.r0 + b.lr.shape[1] > r0):
+        if not any(b.snow for b in self._overlapping(r0, r1)):
             return out
         lr, guide = self._slab(r0, r1)
         (a, _), (c0, c1) = self.cols.read, self.cols.core
@@ -297,7 +292,7 @@ class _Strip:
     def _masks(self, o0: int, o1: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         """The core's valid and saturated masks of 20 m rows ``o0:o1`` (20 m and 10 m)."""
-        parts = [b for b in self.bands if b.r0 < o1 and b.r0 + b.lr.shape[1] > o0]
+        parts = self._overlapping(o0, o1)
         top = parts[0].r0
 
         def cat(arrays: list[np.ndarray], axis: int, f: int) -> np.ndarray:
@@ -317,8 +312,12 @@ class _Strip:
                           else b.hr_sat for b in parts], 1, 2)
         return lr_valid, hr_valid, lr_sat, hr_sat
 
+    def _overlapping(self, r0: int, r1: int) -> list[_Band]:
+        """The bands held that hold some of the 20 m rows ``r0:r1``, top to bottom."""
+        return [b for b in self.bands if b.r0 < r1 and b.stop > r0]
+
     def _drop(self, keep_from: int) -> None:
         """Forget the bands wholly above row ``keep_from``."""
-        while self.bands and self.bands[0].r0 + self.bands[0].lr.shape[1] <= keep_from:
+        while self.bands and self.bands[0].stop <= keep_from:
             self.bands.pop(0)
 

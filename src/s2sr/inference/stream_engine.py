@@ -19,11 +19,11 @@ from rasterio.windows import Window
 from torch import nn
 from tqdm import tqdm
 
-from s2sr.core.errors import UsageError, WeightsError
+from s2sr.core.errors import UsageError
 from s2sr.core.heap import reused_heap
 from s2sr.inference.backends import Backend, TorchBackend, cudnn_settings
 from s2sr.inference.encoding import DnEncoding, located_at
-from s2sr.inference.engine import Reader, Writer
+from s2sr.inference.engine import Reader, Writer, check_finite, read_ahead
 from s2sr.inference.stream import StreamingForward, stream_refusal
 from s2sr.inference.stream_budget import (
     HEAP_THRESHOLD,
@@ -107,21 +107,15 @@ class StreamingSuperResolver:
         """The reflectance bands of scene rows ``rows`` top to bottom, each read while the
         network runs the one before; their masks are appended to ``masks`` (and their
         rows to ``back``)."""
-        starts = list(range(rows.start, rows.stop, self.band_rows))
-        with ThreadPoolExecutor(1) as pool:
-            nxt = pool.submit(self.read_band, reader, starts[0],
-                              min(starts[0] + self.band_rows, rows.stop))
-            for k in range(len(starts)):
-                refl, valid, sat = nxt.result()
-                if k + 1 < len(starts):
-                    r1 = starts[k + 1]
-                    nxt = pool.submit(self.read_band, reader, r1,
-                                      min(r1 + self.band_rows, rows.stop))
-                masks.append((valid, sat))
-                if back is not None:
-                    back.add_input(refl)
-                bar.update(refl.shape[1])
-                yield refl
+        starts = range(rows.start, rows.stop, self.band_rows)
+        for refl, valid, sat in read_ahead(
+                lambda r0: self.read_band(reader, r0, min(r0 + self.band_rows, rows.stop)),
+                starts):
+            masks.append((valid, sat))
+            if back is not None:
+                back.add_input(refl)
+            bar.update(refl.shape[1])
+            yield refl
 
     def run(self, reader: Reader, writer: Writer, rows: range | None = None) -> int:
         """Super-resolve the scene behind ``reader`` into ``writer`` (see
@@ -164,11 +158,7 @@ class StreamingSuperResolver:
         s = self.stream.scale
         held: list[torch.Tensor] = []  # output rows not yet a whole input row
         for out in self.stream.run(bands, self.band_rows, self.strip_cols):
-            if not bool(torch.isfinite(out).all()):
-                raise WeightsError(
-                    "the model produced NaN or infinite values from finite input: its "
-                    "weights are damaged or it diverged in training; use other weights "
-                    "(e.g. the shipped model, without --weights)")
+            check_finite(out)
             held.append(out[0].float())
             joined = torch.cat(held, dim=1) if len(held) > 1 else held[0]
             n = joined.shape[1] // s

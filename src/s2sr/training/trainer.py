@@ -71,8 +71,8 @@ def lightning_precision(precision: str, device_type: str, native_bf16: bool | No
     name = PRECISIONS[check_choice("precision", precision, PRECISIONS)]
     if name == "16-mixed":
         return None, [MixedPrecision("16-mixed", device_type)]
-    native = cpu_bf16_supported() if native_bf16 is None else native_bf16
-    if name == "bf16-mixed" and device_type == "cpu" and not native:
+    if name == "bf16-mixed" and device_type == "cpu" \
+            and not (cpu_bf16_supported() if native_bf16 is None else native_bf16):
         log.warning("precision bf16: this CPU has no native bfloat16 arithmetic (AVX512-BF16 "
                     "or AMX) and PyTorch would emulate it, many times slower; training at "
                     "fp32 instead (set precision: fp32 to silence this; results differ from "
