@@ -21,8 +21,12 @@ The guided model is the shipped ``s2sr_20m_x2`` when installed; until then an un
 ``guided-edsr`` of the same architecture (the shipped models' cost; the
 timings are of the network's size, not of its weights), said so in the output.
 
-Usage: python benchmarks/bench_bands.py [--sizes 10980] [--keep DIR] [--extra "--threads 2"]
-       [--tile-5m N]
+With ``--rows R`` the scenes are N columns by R rows (10 m pixels): ``--sizes 10980 --rows
+2048`` runs a whole tile's width (where the strips' memory is decided) on a fifth of its
+rows, a fifth of the time.
+
+Usage: python benchmarks/bench_bands.py [--sizes 10980] [--rows R] [--keep DIR]
+       [--extra "--threads 2"] [--tile-5m N]
 """
 
 from __future__ import annotations
@@ -72,15 +76,18 @@ def timed(args: list[str]) -> tuple[float, float]:
 
 
 def bench_size(size: int, workdir: Path, extra: list[str],
-               weights: dict[int, Path], tile5: list[str]) -> dict[str, float]:
+               weights: dict[int, Path], tile5: list[str],
+               rows: int | None = None) -> dict[str, float]:
     """The three runs on one scene size (see the module's text)."""
-    if size % 2:
-        raise SystemExit(f"--sizes {size}: give even sizes (the 20 m scene is half)")
-    scene10, scene20 = workdir / f"s10_{size}.tif", workdir / f"s20_{size}.tif"
+    rows = rows or size
+    if size % 2 or rows % 2:
+        raise SystemExit(f"--sizes {size} --rows {rows}: give even sizes (the 20 m scene "
+                         "is half)")
+    scene10, scene20 = workdir / f"s10_{size}x{rows}.tif", workdir / f"s20_{size}x{rows}.tif"
     if not scene10.exists():
-        make_scene(scene10, size)
+        make_scene(scene10, size, rows=rows)
         make_scene(scene20, size // 2, seed=1, bands=BANDS_20M, pixel=20,
-                   texture=(1800, 600, 19.0, 11.0, 250, 120))
+                   texture=(1800, 600, 19.0, 11.0, 250, 120), rows=rows // 2)
     out = workdir / f"out_{size}.tif"
     x2, rss_x2 = timed(["predict", str(scene10), "-o", str(out), "--backend", "torch",
                         *extra])
@@ -92,7 +99,7 @@ def bench_size(size: int, workdir: Path, extra: list[str],
     result = {"x2_4band_s": x2, "all_10m_s": t10, "all_5m_s": t5,
               "10m_over_x2": t10 / x2, "5m_over_x2": t5 / x2,
               "peak_rss_MB": max(rss10, rss5), "x2_peak_rss_MB": rss_x2}
-    print(f"{size}^2: (a) 4-band x2 {x2:.1f} s ({rss_x2:.0f} MB); (b) ten bands at 10 m "
+    print(f"{size}x{rows}: (a) 4-band x2 {x2:.1f} s ({rss_x2:.0f} MB); (b) ten bands at 10 m "
           f"{t10:.1f} s ({rss10:.0f} MB), (b)/(a) {t10 / x2:.2f} [target <= 1]; (c) at 5 m "
           f"{t5:.1f} s ({rss5:.0f} MB), (c)/(a) {t5 / x2:.2f} [target <= 2.5]")
     return result
@@ -101,6 +108,8 @@ def bench_size(size: int, workdir: Path, extra: list[str],
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10980])
+    parser.add_argument("--rows", type=int, default=None,
+                        help="rows of the scenes (10 m pixels); default: square")
     parser.add_argument("--keep", type=Path, default=None, help="keep scenes here")
     parser.add_argument("--extra", default="", help="extra predict options, quoted")
     parser.add_argument("--tile-5m", type=int, default=None,
@@ -115,7 +124,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; guided models: "
           f"{'; '.join(said)}; predict options: {args.extra or '(defaults)'}")
     tile5 = [] if args.tile_5m is None else ["--tile", str(args.tile_5m)]
-    results = {str(size): bench_size(size, workdir, args.extra.split(), weights, tile5)
+    results = {str(size): bench_size(size, workdir, args.extra.split(), weights, tile5,
+                                          args.rows)
                for size in args.sizes}
     met = {size: {k: r[k] <= v for k, v in TARGETS.items()} for size, r in results.items()}
     print(json.dumps({"cpu": cpu_flags(), "models": said, "results": results,

@@ -82,13 +82,15 @@ def cpu_flags() -> str:
 
 def make_scene(path: Path, size: int, seed: int = 0,
                bands: tuple[str, ...] = ("B02", "B03", "B04", "B08"), pixel: int = 10,
-               texture: tuple[float, ...] = (1500, 700, 37.0, 23.0, 300, 150)) -> None:
-    """A textured uint16 reflectance scene of ``size`` ^2 ``pixel`` m pixels (its grid
-    starting at the same corner whatever ``pixel``), written block by block. ``texture``:
-    base, amplitude, x and y periods (px), per-band step and noise, in DN."""
+               texture: tuple[float, ...] = (1500, 700, 37.0, 23.0, 300, 150),
+               rows: int | None = None) -> None:
+    """A textured uint16 reflectance scene of ``size`` ^2 ``pixel`` m pixels (``size``
+    columns by ``rows`` rows when given; its grid starting at the same corner whatever
+    ``pixel``), written block by block. ``texture``: base, amplitude, x and y periods (px),
+    per-band step and noise, in DN."""
     base0, amp, px, py, step, noise = texture
     profile = {
-        "driver": "GTiff", "width": size, "height": size, "count": len(bands),
+        "driver": "GTiff", "width": size, "height": rows or size, "count": len(bands),
         "dtype": "uint16", "crs": "EPSG:32633",
         "transform": Affine(pixel, 0, 500000, 0, -pixel, 5000000),
         "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",

@@ -9,7 +9,7 @@ from rasterio.windows import Window
 
 from s2sr import super_resolve
 from s2sr.core.errors import DataError, UsageError
-from s2sr.inference.encoding import DnEncoding
+from s2sr.inference.encoding import DnEncoding, located_at, refilled
 from s2sr.inference.engine import TiledSuperResolver, read_tile
 from s2sr.inference.tiling import TileLayout, blend
 from s2sr.models import build_model
@@ -198,3 +198,27 @@ def test_dn_conversion_in_torch_equals_numpy(dtype: str, nodata: int | None) -> 
         assert (want[:, ~valid] == nodata).all()
         if np.issubdtype(want.dtype, np.integer):  # integer data is kept off nodata
             assert (want[:, valid] != nodata).all()
+
+
+@pytest.mark.parametrize("dtype,nodata", [("uint16", 0), ("uint16", None), ("int16", -1),
+                                          ("float32", None)])
+def test_refilled_equals_decoding_again_with_the_other_fill(dtype: str,
+                                                            nodata: int | None) -> None:
+    """The ten-band engines decode the 10 m bands once and refill them for the 10 m model:
+    the same array, bit for bit, as a second decode with that model's fill, nodata and
+    saturated samples included (the saturated ones per band)."""
+    rng = np.random.default_rng(3)
+    enc = DnEncoding(dtype, (1e-4,) * 4, (-0.1, 0.0, 0.0, -0.1), nodata)
+    dn = rng.integers(1000, 6000, (4, 20, 24)).astype(dtype)
+    if nodata is not None:
+        dn[:, 2:5, 3:9] = nodata
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        dn[1, 10, 4:7] = np.iinfo(np.dtype(dtype)).max  # saturated in one band
+    fill_a = np.array([0.05, 0.06, 0.07, 0.2], np.float32).reshape(-1, 1, 1)
+    fill_b = np.array([0.11, 0.03, 0.09, 0.3], np.float32).reshape(-1, 1, 1)
+    refl, valid, sat = enc.decode(dn, fill_a, located_at(0, 0))
+    want = enc.decode(dn, fill_b, located_at(0, 0))[0]
+    got = refilled(refl, valid, sat, fill_b)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, refl) or (valid.all() and sat is None)

@@ -27,6 +27,15 @@ def located_at(r0: int, c0: int) -> Callable[[np.ndarray], tuple[int, int]]:
     return position
 
 
+def refilled(refl: np.ndarray, valid: np.ndarray, sat: np.ndarray | None,
+             fill: np.ndarray) -> np.ndarray:
+    """A decoded ``refl`` (:meth:`DnEncoding.decode`) with another network's ``fill`` on
+    its nodata and saturated samples: what decoding the same DN with ``fill`` gives, without
+    converting and checking them a second time."""
+    keep = valid[None] if sat is None else valid[None] & ~sat
+    return np.where(keep, refl, fill).astype(refl.dtype, copy=False)
+
+
 @dataclass(frozen=True)
 class DnEncoding:
     """How a scene's bands encode reflectance as DN, both ways: ``reflectance = DN * gain +

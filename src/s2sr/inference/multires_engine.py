@@ -40,7 +40,7 @@ from s2sr.core.bands import BANDS_20M, DEFAULT_BANDS, TEN_BANDS
 from s2sr.core.errors import UsageError
 from s2sr.core.heap import reused_heap
 from s2sr.inference.domain_guard import guard_reach, guard_tile, warn_fallback
-from s2sr.inference.encoding import DnEncoding, located_at
+from s2sr.inference.encoding import DnEncoding, located_at, refilled
 from s2sr.inference.engine import Reader, Writer, check_finite, read_ahead
 from s2sr.inference.multires_strips import SHIPPED_MODELS, StripRunner
 from s2sr.inference.plan import model_fill
@@ -213,7 +213,7 @@ class BandsSuperResolver:
                                                      located_at(2 * a0, 2 * b0))
         hr_in = None
         if self.hr_fill is not None:
-            hr_in = self.hr_enc.decode(hr_dn, self.hr_fill, located_at(2 * a0, 2 * b0))[0]
+            hr_in = refilled(guide, hr_valid, hr_sat, self.hr_fill)
         y, x = r0 - a0, c0 - b0
         ch, cw = r1 - r0, c1 - c0
         return Tile(core, (a0, b0), lr, guide, hr_in,

@@ -28,7 +28,7 @@ import torch
 from rasterio.windows import Window
 
 from s2sr.inference.domain_guard import guard_reach, guard_tile, snow_mask
-from s2sr.inference.encoding import DnEncoding, located_at
+from s2sr.inference.encoding import DnEncoding, located_at, refilled
 from s2sr.inference.engine import Reader, Writer, check_finite, read_ahead
 from s2sr.inference.stream import StreamingForward
 from s2sr.inference.stream_budget import preferred_rows
@@ -157,7 +157,7 @@ class StripRunner:
         lr, lr_valid, lr_sat = e.lr_enc.decode(lr_dn, e.lr_fill, located_at(r0, a))
         guide, hr_valid, hr_sat = e.hr_enc.decode(hr_dn, e.guide_fill, located_at(2 * r0, 2 * a))
         assert e.hr_fill is not None
-        hr_in = e.hr_enc.decode(hr_dn, e.hr_fill, located_at(2 * r0, 2 * a))[0]
+        hr_in = refilled(guide, hr_valid, hr_sat, e.hr_fill)
         x0, x1 = c0 - a, c1 - a
         return _Band(r0, lr, guide, hr_in, lr_valid[:, x0:x1], hr_valid[:, 2 * x0:2 * x1],
                      None if lr_sat is None else lr_sat[:, :, x0:x1],
