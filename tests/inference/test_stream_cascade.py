@@ -120,6 +120,49 @@ class TestExact:
         assert np.abs(out[HR_INDEX] - four).max() < 1e-5
         assert np.abs(out - tiled).max() < 1e-4
 
+    def test_the_last_band_is_no_taller_for_the_second_pass(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """At the scene's bottom the networks flush their lags: the second pass takes those
+        rows in pieces no taller than it took before (its 5 m tail's memory is the
+        strip's peak), and the output is unchanged."""
+        fed: list[tuple[int, bool]] = []  # rows of each call of the second pass, flushing?
+        flushing = [False]
+
+        class Recorded:
+            def __init__(self, node: object) -> None:
+                self.node = node
+
+            def feed(self, x: torch.Tensor, last: bool) -> torch.Tensor:
+                fed.append((x.shape[2], flushing[0]))
+                return self.node.feed(x, last)  # type: ignore[attr-defined]
+
+        real = strips.CascadeStream
+
+        def recording(guided: object, hr: object, cols: Columns) -> object:
+            stream = real(guided, hr, cols)  # type: ignore[arg-type]
+            stream.second = Recorded(stream.second)  # type: ignore[assignment]
+            step = stream._step
+
+            def flagged(*args: object) -> tuple[torch.Tensor, torch.Tensor]:
+                flushing[0] = bool(args[-1])
+                return step(*args)  # type: ignore[arg-type]
+
+            stream._step = flagged  # type: ignore[method-assign]
+            return stream
+
+        monkeypatch.setattr(strips, "CascadeStream", recording)
+        hr, lr = scene_arrays(SIDE, dtype="float32")
+        g2, hm = busy_guided(), tiny_hr_model()
+        layout(monkeypatch, 2048, 8, 1)
+        out = super_resolve_bands(hr, lr, g2, model_10m=hm)
+        six, four = whole_cascade(g2, hm, lr, hr)
+        assert np.abs(out[LR_INDEX] - six).max() < 1e-4
+        assert np.abs(out[HR_INDEX] - four).max() < 1e-5
+        before = [n for n, flush in fed if not flush]
+        after = [n for n, flush in fed if flush]
+        assert after and max(after) <= max(before)
+        assert sum(after) > max(before)  # the lags are taller than a band: taken in pieces
+
     def test_the_strips_context_is_needed(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Strips with the first pass's context only (not the second pass's on top) differ
         from the whole scene at their sides."""

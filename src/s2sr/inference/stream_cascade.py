@@ -24,7 +24,7 @@ import torch
 
 from s2sr.inference.stream import StreamingForward
 from s2sr.inference.stream_guided import GuidedStream
-from s2sr.inference.stream_stages import Node, queued_rows, take_rows
+from s2sr.inference.stream_stages import Node, Rebatch, queued_rows, take_rows
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ class CascadeStream:
         self.mids: list[torch.Tensor] = []    # first pass rows (10 m) not yet fed on
         self.guides: list[torch.Tensor] = []  # 10 m model rows (5 m) not yet fed on
         self.fours: list[torch.Tensor] = []   # the same rows on the core, not yet emitted
+        self.widest = 1  # most rows the second pass took at once before the last band
 
     @staticmethod
     def _feed(node: Node, x: torch.Tensor, last: bool, queue: list[torch.Tensor]) -> None:
@@ -102,6 +103,20 @@ class CascadeStream:
             4 w)`` (``w`` the core's columns), the same ``m >= 0`` rows, the next ones of
             the core from the top; the six bands as the second pass gives them.
         """
+        if not last or not lr.shape[2]:
+            return self._step(lr, guide, hr_in, last)
+        # The last band runs as any other, then the networks flush their lags on no new
+        # rows, and the second pass takes them in pieces no taller than it took before:
+        # flushed with the band, the lags piled up (the 20 m rows of every layer's lag,
+        # twice that at 10 m), and the second pass's 5 m tail took three times its usual
+        # rows at once (about 420 MB more at the peak of a 1024-column strip).
+        six, four = self._step(lr, guide, hr_in, False)
+        tail_six, tail_four = self._step(lr[:, :, :0], guide[:, :, :0], hr_in[:, :, :0], True)
+        return torch.cat([six, tail_six], 2), torch.cat([four, tail_four], 2)
+
+    def _step(self, lr: torch.Tensor, guide: torch.Tensor, hr_in: torch.Tensor, last: bool
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`feed`'s work on one call of the networks."""
         (a, _), (ha, hb), (sa, sb), (c0, c1) = (self.cols.read, self.cols.hr,
                                                 self.cols.second, self.cols.core)
         mids = self.first.feed(self.guided.join(lr, guide), last)
@@ -119,7 +134,11 @@ class CascadeStream:
         if n or last:
             x = self.guided.join(take_rows(self.mids, n), take_rows(self.guides, 2 * n)) \
                 if n else self._empty()
-            out = self.second.feed(x, last)
+            if last:
+                out = Rebatch(self.second, self.widest).feed(x, last)
+            else:
+                self.widest = max(self.widest, n)
+                out = self.second.feed(x, last)
         if out is None or out.shape[2] == 0:
             w = 4 * (c1 - c0)
             return up.new_empty((1, self.guided.bands, 0, w)), up.new_empty((1, 4, 0, w))

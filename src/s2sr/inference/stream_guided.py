@@ -154,7 +154,12 @@ class GuidedStream:
     def join(self, lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         """Rows of the stream's source: coarse rows of ``lr`` beside the same rows of
         ``guide`` (``guide_scale`` times as many) unshuffled onto the coarse grid."""
-        x = torch.cat([lr, F.pixel_unshuffle(guide, self.model.guide_scale)], dim=1)
+        gs = self.model.guide_scale
+        if lr.shape[2] == 0:  # no rows (a stream's flush): pixel_unshuffle keeps the width
+            x = lr.new_zeros((lr.shape[0], lr.shape[1] + guide.shape[1] * gs * gs, 0,
+                              lr.shape[3]))
+        else:
+            x = torch.cat([lr, F.pixel_unshuffle(guide, gs)], dim=1)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     @torch.inference_mode()
