@@ -70,11 +70,13 @@ class CascadeEngine(Protocol):
 
 #: Widest strip core in 20 m columns (4096 output columns): a whole 10980^2 tile (5490 20 m
 #: columns) runs in 6 strips of 1024 (the last 370), their context each side 2-6 % of the
-#: networks' work. Peak RSS on a 10980 x 512 scene (10 m pixels; the tile's width, where
-#: a strip's memory is decided): 1398 MB with cores of up to 1024, 2077 MB with 2048 (the
-#: three streams' blocks and the reused heap grow with the width). On a 2048^2 scene (one
-#: strip of 1024): 123 s and 1473 MB; two strips of 512: 132 s, 1131 MB; without the heap
-#: reused: 156 s, 971 MB (docs/predict.md).
+#: networks' work. Peak RSS on a 10980 x 1024 scene (10 m pixels; the tile's width, where
+#: a strip's memory is decided): 1069 MB with cores of up to 1024 (1.67x the 4-band x2
+#: predict's time), once the strips' last band stopped flushing the networks' lags at once;
+#: before that 1398 MB (10980 x 512) and 2077 MB with cores of 2048 (the three streams'
+#: blocks and the reused heap grow with the width). On a 2048^2 scene (one strip of 1024),
+#: before that change: 123 s and 1473 MB; two strips of 512: 132 s, 1131 MB; without the
+#: heap reused: 156 s, 971 MB (docs/predict.md).
 STRIP_CORE = 1024
 #: The weights a ten-band run's damaged output names instead (:func:`~s2sr.inference.engine.
 #: check_finite`).
