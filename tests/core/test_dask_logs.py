@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 
@@ -30,3 +32,30 @@ def test_a_late_dask_record_reaches_the_debug_log_not_stderr(
         for logger, handlers, propagate in saved:
             logger.handlers[:] = handlers
             logger.propagate = propagate
+
+
+# Each in a fresh interpreter: the first import of distributed is what is tested.
+FIRST_IMPORT = {
+    # a run with --workers: distributed is first imported inside quiet_dask's block, where
+    # its own stderr handler then printed a closing comm's record once silence_logs was undone
+    "quiet_dask": "from s2sr.batch.cluster import quiet_dask\n"
+                  "with quiet_dask(load=True):\n"
+                  "    import distributed\n"
+                  "    logging.getLogger('distributed.batched').warning('LATE')\n",
+    # the command line routes before anything heavy is imported; the import undid it
+    "command line": "from s2sr.core.dask_logs import dask_logs_to_debug\n"
+                    "dask_logs_to_debug()\n"
+                    "from s2sr.batch.cluster import _distributed\n"
+                    "_distributed()\n"
+                    "logging.getLogger('distributed.batched').warning('LATE')\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(FIRST_IMPORT))
+def test_importing_distributed_does_not_put_its_stderr_handler_back(case: str) -> None:
+    pytest.importorskip("distributed")
+    script = "import logging, sys\n" + FIRST_IMPORT[case] + "print('ok', file=sys.stderr)\n"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["ok"], proc.stderr

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from s2sr.core.dask_logs import DASK_LOGGERS, ToDebug
+from s2sr.core.dask_logs import DASK_LOGGERS, ToDebug, route_again
 from s2sr.core.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,18 @@ def _quiet_resource_tracker() -> None:
 
 
 @contextlib.contextmanager
-def quiet_dask() -> Iterator[None]:
-    """Within the block, Dask's log records and warnings go to s2sr's debug log."""
+def quiet_dask(load: bool = False) -> Iterator[None]:
+    """Within the block, Dask's log records and warnings go to s2sr's debug log.
+
+    Args:
+        load: import ``distributed`` first (a run that will start or join a cluster):
+            its import installs its own stderr handler on its loggers, which would undo
+            the routing for the rest of the block, where a closing comm still logs (a
+            "Batched Comm Closed" traceback after SIGTERM, once the cluster's
+            ``silence_logs`` is undone).
+    """
+    if load:
+        _distributed()
     saved = []
     handler = ToDebug()
     for name in DASK_LOGGERS:
@@ -116,6 +126,7 @@ def _distributed() -> Any:
     except ImportError:
         raise UsageError(f"--workers and --scheduler need Dask distributed: {_INSTALL}"
                          ) from None
+    route_again()  # its import put its own stderr handler on its loggers
     return distributed
 
 

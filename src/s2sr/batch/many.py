@@ -156,6 +156,11 @@ class _Cluster:
     split_parts: int | None
 
     @property
+    def distributed(self) -> bool:
+        """The run starts or joins a Dask cluster (a client given was made by the caller)."""
+        return self.workers is not None or self.scheduler is not None
+
+    @property
     def local(self) -> bool:
         """The writers run on this machine (so a process id tells whether one still runs)."""
         return self.client is None and self.scheduler is None
@@ -250,8 +255,8 @@ def _execute(result: RunReport, jobs: list[Job],
     """Run the jobs here or on the Dask cluster, filling the cluster's part of ``result``;
     on Ctrl-C, what killed writers left is swept and named on the exception."""
     try:
-        with quiet_dask(), dask_client(cluster.workers, cluster.scheduler,
-                                       cluster.client) as dask:
+        with quiet_dask(cluster.distributed), \
+                dask_client(cluster.workers, cluster.scheduler, cluster.client) as dask:
             if dask is None:
                 for job in jobs:
                     job = Job(**{**asdict(job), "progress": progress and len(jobs) == 1})
