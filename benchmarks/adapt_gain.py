@@ -10,9 +10,9 @@ model, printed as gains over bicubic (dB), with the adaptation's seconds, the pl
 prediction's seconds and the held-out L1 of the guard.
 
 With ``--native`` it also adapts on the native scene itself (what a user's run does) and
-prints the Nyquist-line ratio (:func:`s2sr.evaluation.artefacts.nyquist_line_ratio`, per
+prints the Nyquist-line ratio (:func:`s2sr.losses.artefacts.nyquist_line_ratio`, per
 axis) of the plain and the adapted output minus bicubic: adaptation must not push it over
-:data:`~s2sr.evaluation.artefacts.LINE_THRESHOLD` where the plain model is below.
+:data:`~s2sr.losses.artefacts.LINE_THRESHOLD` where the plain model is below.
 
 Last, the cost: predict seconds per input megapixel of the plain model (measured on the
 native scenes) and, per setting, the scene size at which adaptation costs 10 % of predict
@@ -43,13 +43,13 @@ from affine import Affine
 from s2sr.core.constants import SCALES
 from s2sr.core.errors import DataError
 from s2sr.data.places import TEST_PLACES
-from s2sr.evaluation.artefacts import LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.evaluation.panel import Case
 from s2sr.evaluation.scenes import read_checked
 from s2sr.inference.adapt import AdaptSettings, adapt_model
 from s2sr.inference.baselines import upsample
 from s2sr.inference.predict import super_resolve
 from s2sr.io.scene import open_scene
+from s2sr.losses.artefacts import LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.losses.metrics import Conventions, psnr
 from s2sr.models import get_spec, load_model, pretrained_path
 

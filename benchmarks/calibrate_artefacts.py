@@ -1,6 +1,6 @@
 """Calibration of the artefact score (issue #10): a measurement, not a test.
 
-Prints the artefact score (:func:`s2sr.evaluation.artefacts.artefact_score`) of
+Prints the artefact score (:func:`s2sr.losses.artefacts.artefact_score`) of
 
 * every real image in ``../shared/data`` (Sentinel-2 10 m crops, bands B02 B03 B04 B08 at
   their native 10 m; the 5 m RGBN image; the WorldView-2 multispectral and panchromatic
@@ -27,9 +27,9 @@ import numpy as np
 import rasterio
 
 from s2sr.core.constants import SCALES
-from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, artefact_score
 from s2sr.inference.baselines import upsample
 from s2sr.io.scene import open_scene
+from s2sr.losses.artefacts import ARTEFACT_THRESHOLD, artefact_score
 
 BANDS = ("B02", "B03", "B04", "B08")
 MARGIN = 0.2

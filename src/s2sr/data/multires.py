@@ -293,6 +293,23 @@ def footprint_mean(array: np.ndarray, factor: int, offset: tuple[float, float]
     return out
 
 
+#: Largest side (20 m px) of a native scene for the Nyquist-line ratio (the 20 m panel's and
+#: the guided trainer's gate): larger scenes are scored on their centre crop of this side
+#: (512 px at 10 m, 1024 at 5 m: 15 x 15 and 31 x 31 of the 64 px windows the spectra
+#: average; at x4 the shipped 10 m model runs on the guide too).
+MAX_LINE_SIDE = 256
+
+
+def centre_crop(lr20: np.ndarray, hr10: np.ndarray, side: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The centre crop of a native scene's 20 m bands ``(6, h, w)``, at most ``side`` 20 m
+    px a side, and the same extent of its 10 m guide ``(4, 2h, 2w)``."""
+    h, w = lr20.shape[1:]
+    y, x = max(0, h - side) // 2, max(0, w - side) // 2
+    lr = lr20[:, y:y + side, x:x + side]
+    return lr, hr10[:, 2 * y:2 * (y + lr.shape[1]), 2 * x:2 * (x + lr.shape[2])]
+
+
 def wald(scene: NativeScene, factor: int, mtf: float | None
          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The Wald test pair of a scene: every band degraded by ``factor``.

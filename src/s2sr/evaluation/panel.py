@@ -14,10 +14,10 @@ input (the output degraded back the same way as the input was made, against the 
 :func:`s2sr.evaluation.consistency.consistency`).
 
 Separately, on the *undegraded* 10 m scene (what users feed the models): the artefact
-score (:mod:`s2sr.evaluation.artefacts`) of each model's output next to bicubic's at the
+score (:mod:`s2sr.losses.artefacts`) of each model's output next to bicubic's at the
 same scale and the threshold, and the Nyquist-line ratio per axis of each model's output
-minus bicubic (:func:`~s2sr.evaluation.artefacts.nyquist_line_ratio`: the 2-pixel stripe
-pattern of a pixel-shuffle head) against :data:`~s2sr.evaluation.artefacts.LINE_THRESHOLD`.
+minus bicubic (:func:`~s2sr.losses.artefacts.nyquist_line_ratio`: the 2-pixel stripe
+pattern of a pixel-shuffle head) against :data:`~s2sr.losses.artefacts.LINE_THRESHOLD`.
 
 Per place: by default the scenes are the test places (:mod:`s2sr.data.places`,
 held out of training and model selection), and the report gives every place's numbers
@@ -43,12 +43,6 @@ from s2sr.core.constants import SCALES
 from s2sr.core.errors import InputNotFoundError, UsageError
 from s2sr.data.degrade import block_mean, degrade
 from s2sr.data.places import TEST_PLACES
-from s2sr.evaluation.artefacts import (
-    ARTEFACT_THRESHOLD,
-    LINE_THRESHOLD,
-    artefact_score,
-    nyquist_line_ratio,
-)
 from s2sr.evaluation.consistency import consistency
 from s2sr.evaluation.opensr_report import (
     mean_metrics,
@@ -57,6 +51,12 @@ from s2sr.evaluation.opensr_report import (
 )
 from s2sr.inference.baselines import upsample
 from s2sr.inference.predict import super_resolve
+from s2sr.losses.artefacts import (
+    ARTEFACT_THRESHOLD,
+    LINE_THRESHOLD,
+    artefact_score,
+    nyquist_line_ratio,
+)
 from s2sr.losses.metrics import Conventions, psnr_bands, ssim_bands
 from s2sr.models import get_spec
 

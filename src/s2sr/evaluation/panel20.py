@@ -37,8 +37,8 @@ unsharp mask at that place and band), per band. Each method's worst place per ca
 
 Separately (:func:`line_rows`), on the *native* scenes (no degradation: the 20 m bands at
 20 m and the 10 m guide at 10 m, as a user runs them), the Nyquist-line ratio per axis of
-each model's output minus bicubic (:func:`~s2sr.evaluation.artefacts.nyquist_line_ratio`),
-against the 10 m models' bound :data:`~s2sr.evaluation.artefacts.LINE_THRESHOLD`.
+each model's output minus bicubic (:func:`~s2sr.losses.artefacts.nyquist_line_ratio`),
+against the 10 m models' bound :data:`~s2sr.losses.artefacts.LINE_THRESHOLD`.
 
 Running it on ``../shared`` and writing the report is :mod:`s2sr.evaluation.panel20_report`.
 """
@@ -56,14 +56,15 @@ from s2sr.core.bands import BANDS_20M, TEN_BANDS
 from s2sr.core.constants import SCALES
 from s2sr.core.errors import DataError, UsageError, WeightsError
 from s2sr.data.degrade import degrade
-from s2sr.evaluation.artefacts import LINE_THRESHOLD, nyquist_line_ratio
+from s2sr.data.multires import MAX_LINE_SIDE, centre_crop
 from s2sr.evaluation.panel import BASELINES, LABELS, PANEL_MTFS, WORST, Case, panel_cases
 from s2sr.inference.baselines import guided_baseline, guided_highpass, upsample
 from s2sr.inference.multires_predict import super_resolve_bands
+from s2sr.losses.artefacts import LINE_THRESHOLD, nyquist_line_ratio
 from s2sr.losses.metrics import Conventions, psnr_bands, spectral_angle, ssim_bands
 from s2sr.models import get_spec, load_model, pretrained_path
 
-__all__ = ["BASELINES20", "LABELS20", "LINE_REFERENCES", "MARGINS", "MAX_LINE_SIDE", "SWIR",
+__all__ = ["BASELINES20", "LABELS20", "LINE_REFERENCES", "MARGINS", "SWIR",
            "Triple", "band_scores", "baseline_outputs", "line_rows", "panel20_cases",
            "panel20_rows",
            "run_guided", "runs_at", "sam10", "scene_rows", "summary_rows"]
@@ -78,10 +79,6 @@ LABELS20: dict[str, str] = {**LABELS, "guided": "guided high-pass"}
 #: ``vs_trivial`` is over the best of :data:`~s2sr.evaluation.panel.BASELINES` per band.
 MARGINS: dict[str, str] = {"gain": "bicubic", "vs_lanczos": "lanczos",
                            "vs_unsharp": "unsharp", "vs_guided": "guided"}
-#: Largest side (20 m px) of a native scene for the line ratio: larger scenes are scored on
-#: their centre crop of this side (512 px at 10 m, 1024 at 5 m: 15 x 15 and 31 x 31 of the
-#: 64 px windows the spectra average; at x4 the shipped 10 m model runs on the guide too).
-MAX_LINE_SIDE = 256
 
 #: One Wald case of a scene: ``(lr, guide, truth)`` as :func:`s2sr.data.multires.wald` makes.
 Triple = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -315,14 +312,6 @@ def panel20_rows(models: Mapping[str, nn.Module], scenes: Sequence[str],
     return rows
 
 
-def _centre(lr20: np.ndarray, hr10: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """The centre crop of a native scene, at most ``side`` 20 m px a side, and its guide."""
-    h, w = lr20.shape[1:]
-    y, x = max(0, h - side) // 2, max(0, w - side) // 2
-    lr = lr20[:, y:y + side, x:x + side]
-    return lr, hr10[:, 2 * y:2 * (y + lr.shape[1]), 2 * x:2 * (x + lr.shape[2])]
-
-
 #: The reference rows of :func:`line_rows`: the guided baseline on the native scene, and
 #: real detail (the 20 m truth minus bicubic of its Wald x2 input, MTF 0.30).
 LINE_REFERENCES: tuple[str, ...] = ("guided", "truth")
@@ -349,8 +338,8 @@ def line_rows(models: Mapping[str, nn.Module], scenes: Mapping[str, tuple[np.nda
     Args:
         models: display name -> guided model.
         scenes: name -> ``(lr20, hr10)``: the native 20 m bands ``(6, h, w)`` and the 10 m
-            guide ``(4, 2h, 2w)`` (reflectance); scenes larger than :data:`MAX_LINE_SIDE`
-            are scored on their centre crop.
+            guide ``(4, 2h, 2w)`` (reflectance); scenes larger than
+            :data:`~s2sr.data.multires.MAX_LINE_SIDE` are scored on their centre crop.
         device: where the models run.
 
     Returns:
@@ -360,7 +349,7 @@ def line_rows(models: Mapping[str, nn.Module], scenes: Mapping[str, tuple[np.nda
     """
     rows: list[dict[str, Any]] = []
     for scene, (lr20, hr10) in scenes.items():
-        lr, guide = _centre(lr20, hr10, MAX_LINE_SIDE)
+        lr, guide = centre_crop(lr20, hr10, MAX_LINE_SIDE)
         rows.append(_line("guided", scene, 2, guided_highpass(lr, guide, 2),
                           upsample(lr, 2, "bicubic")))
         low = degrade(lr, 2, 0.30)

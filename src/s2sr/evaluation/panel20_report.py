@@ -26,7 +26,6 @@ from s2sr.core.bands import BANDS_20M, DEFAULT_BANDS
 from s2sr.core.constants import SCALES
 from s2sr.core.errors import DataError, UsageError
 from s2sr.data.multires import NativeScene, native_scenes, wald
-from s2sr.evaluation.artefacts import LINE_THRESHOLD
 from s2sr.evaluation.panel import WORST
 from s2sr.evaluation.panel20 import (
     BASELINES20,
@@ -39,6 +38,7 @@ from s2sr.evaluation.panel20_tables import CHECK, DEFINITION, markdown, unsharp_
 from s2sr.evaluation.writer import staged_report
 from s2sr.inference.modules import as_module
 from s2sr.io.outputs import check_output_dir
+from s2sr.losses.artefacts import LINE_THRESHOLD
 from s2sr.losses.metrics import Conventions
 from s2sr.models import get_spec
 from s2sr.models.guided import guide_of

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from s2sr.core.bands import BANDS_20M
-from s2sr.evaluation.artefacts import LINE_THRESHOLD
+from s2sr.data.multires import MAX_LINE_SIDE
 from s2sr.evaluation.markdown import table as md_table
 from s2sr.evaluation.panel import WORST
-from s2sr.evaluation.panel20 import BASELINES20, LABELS20, MAX_LINE_SIDE, SWIR
+from s2sr.evaluation.panel20 import BASELINES20, LABELS20, SWIR
+from s2sr.losses.artefacts import LINE_THRESHOLD
 from s2sr.losses.metrics import Conventions
 
 __all__ = ["CHECK", "DEFINITION", "markdown", "place_margins", "targets", "unsharp_check"]
@@ -228,7 +229,7 @@ def _line_lines(lines_rows: Sequence[Mapping[str, Any]]) -> list[str]:
            f"the model (input at 20 m, guide at 10 m; centre crop of {MAX_LINE_SIDE} 20 m px "
            "at most): "
            "power of (output - bicubic) on the output's Nyquist lines over its power in the "
-           "ring 0.30-0.40 cycles/px (`s2sr.evaluation.artefacts`), against the 10 m models' "
+           "ring 0.30-0.40 cycles/px (`s2sr.losses.artefacts`), against the 10 m models' "
            "bound. References (x2): `guided` = the guided high-pass baseline of the native "
            "scene (detail of the real 10 m bands); `truth` = the real 20 m bands minus "
            "bicubic of their Wald x2 input (MTF 0.30): real detail at the 20 m grid.", ""]

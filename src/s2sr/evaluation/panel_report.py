@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from s2sr.core.errors import DataError, UsageError
-from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, LINE_THRESHOLD
 from s2sr.evaluation.markdown import table as md_table
 from s2sr.evaluation.opensr_report import native_section, panel_section, write_panel_csv
 from s2sr.evaluation.panel import (
@@ -43,6 +42,7 @@ from s2sr.evaluation.scenes import read_checked
 from s2sr.evaluation.writer import staged_report
 from s2sr.inference.modules import as_module
 from s2sr.io.outputs import check_output_dir
+from s2sr.losses.artefacts import ARTEFACT_THRESHOLD, LINE_THRESHOLD
 from s2sr.losses.metrics import Conventions
 from s2sr.models import get_spec
 from s2sr.models.open import open_model
@@ -222,7 +222,7 @@ def _artefact_lines(arts: list[dict[str, Any]]) -> list[str]:
     lines = ["", f"## Artefact score on the undegraded scenes (threshold "
              f"{ARTEFACT_THRESHOLD:.2f})", "",
              "Power near the output's Nyquist frequency over the band just below "
-             "(`s2sr.evaluation.artefacts`); real imagery stays below the threshold.", ""]
+             "(`s2sr.losses.artefacts`); real imagery stays below the threshold.", ""]
     art_methods = list(dict.fromkeys(r["method"] for r in arts))
     art_scenes = list(dict.fromkeys(r["scene"] for r in arts))
     table = {(r["scene"], r["method"]): r for r in arts}

@@ -5,9 +5,9 @@ scores (the robustness panel is :mod:`s2sr.evaluation.panel`).
 A report folder receives ``report.md`` (rows: methods, i.e. the baselines, each model and
 each model with ``--consistency`` back-projection; columns: pair kinds, PSNR and SSIM),
 ``report.csv`` (one row per method and kind, with per-band values, consistency and the
-method's artefact score), the artefact score (:mod:`s2sr.evaluation.artefacts`) of each
+method's artefact score), the artefact score (:mod:`s2sr.losses.artefacts`) of each
 method's outputs as one number per method (the mean over outputs of at least
-``MIN_SIDE`` px) against :data:`~s2sr.evaluation.artefacts.ARTEFACT_THRESHOLD`,
+``MIN_SIDE`` px) against :data:`~s2sr.losses.artefacts.ARTEFACT_THRESHOLD`,
 ``report.json`` (the same, plus one row per patch and the conventions) and
 ``figures/*.png`` (Figure-5 layout: best, median and worst patch by gain over bicubic).
 

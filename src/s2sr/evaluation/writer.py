@@ -22,7 +22,6 @@ import numpy as np
 from s2sr.core.files import atomic_folder, exclusive_output, sweep_stale_temps
 from s2sr.core.safe_text import printable
 from s2sr.core.signals import terminate_raises
-from s2sr.evaluation.artefacts import ARTEFACT_THRESHOLD, MIN_SIDE, artefact_score
 from s2sr.evaluation.figures import (
     MIN_CONTRAST,
     Panel,
@@ -34,6 +33,7 @@ from s2sr.evaluation.opensr_report import metric_lines, scene_metrics
 from s2sr.evaluation.scoring import CONSISTENCY_ITERATIONS
 from s2sr.inference.baselines import upsample
 from s2sr.io.outputs import check_output_dir
+from s2sr.losses.artefacts import ARTEFACT_THRESHOLD, MIN_SIDE, artefact_score
 from s2sr.losses.metrics import Conventions
 
 
@@ -207,7 +207,7 @@ class ReportWriter:
         if arts:
             lines += ["", "## Artefact score", "",
                       "Power near the output's Nyquist frequency over the band just below, "
-                      "mean over the outputs (`s2sr.evaluation.artefacts`); real imagery "
+                      "mean over the outputs (`s2sr.losses.artefacts`); real imagery "
                       f"stays below the threshold {ARTEFACT_THRESHOLD:.2f}.", "",
                       "| method | artefact score | |", "|---|---:|---|"]
             for m, v in arts.items():

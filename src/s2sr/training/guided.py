@@ -10,7 +10,14 @@ only (``data.val``, left out of training): after every epoch the whole scenes ar
 Wald at x``scale`` (block mean and MTF 0.30) against bicubic and the guided high-pass
 baseline (:func:`s2sr.inference.baselines.guided_highpass`); the epoch with the best mean
 gain over that baseline is kept as ``best.safetensors`` (``model.safetensors``: the last).
-A time budget (``max_minutes``) stops training early; ``metrics.csv`` holds every epoch.
+With ``max_line_ratio`` an epoch is kept only if its output on the native input of every
+scene of the training places (training and validation, the 20 m bands at 20 m and the guide
+at 10 m as a user runs them; centre crops of
+:data:`~s2sr.data.multires.MAX_LINE_SIDE`) has a Nyquist-line ratio
+(:func:`~s2sr.losses.artefacts.nyquist_line_ratio`, of the output minus bicubic, either
+axis) at or below it: an artefact gate on the native scenes, as ``s2sr evaluate bands``
+measures them. A time budget (``max_minutes``) stops training early; ``metrics.csv`` holds
+every epoch.
 """
 
 from __future__ import annotations
@@ -32,10 +39,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from s2sr.core.errors import S2SRError, TrainingDivergedError, UsageError
+from s2sr.core.errors import DataError, S2SRError, TrainingDivergedError, UsageError
 from s2sr.core.files import atomic_path
-from s2sr.data.multires import NativeScene, native_scenes, wald
+from s2sr.data.multires import MAX_LINE_SIDE, NativeScene, centre_crop, native_scenes, wald
 from s2sr.inference.baselines import guided_baseline, upsample
+from s2sr.losses.artefacts import nyquist_line_ratio
 from s2sr.losses.metrics import Conventions, psnr_bands
 from s2sr.models import build_model, get_spec, load_model, save_model
 from s2sr.models.guided import guide_of
@@ -89,13 +97,39 @@ def wald_scores(model: nn.Module, scenes: list[NativeScene], scale: int
     return {k: np.asarray(v, np.float64) for k, v in out.items()}
 
 
+#: A native scene of the artefact gate: its name, 20 m bands and guide (centre crops).
+GateScene = tuple[str, np.ndarray, np.ndarray]
+
+
+def gate_scenes(scenes: list[NativeScene]) -> list[GateScene]:
+    """The artefact gate's scenes: the centre crop of each native scene."""
+    return [(s.name, *centre_crop(s.lr20, s.hr10, MAX_LINE_SIDE)) for s in scenes]
+
+
+def line_ratios(model: nn.Module, scenes: list[GateScene]) -> dict[str, float]:
+    """The Nyquist-line ratio (the larger axis) of ``model``'s output minus bicubic on each
+    native scene, the output's negative reflectance written as 0 as ``s2sr predict`` does."""
+    scale = get_spec(model).scale
+    found: dict[str, float] = {}
+    for name, lr, guide in scenes:
+        out = np.maximum(predict_guided(model, lr, guide), 0.0)
+        if not np.isfinite(out).all():
+            return {**found, name: math.inf}
+        found[name] = max(nyquist_line_ratio(out, upsample(lr, scale, "bicubic")))
+    return found
+
+
 class GuidedModule(pl.LightningModule):
     """L1 training of a guided model with validation and the time budget of ``cfg``."""
 
     def __init__(self, cfg: GuidedConfig, model: nn.Module, val: list[NativeScene],
-                 run_dir: Path, steps_per_epoch: int) -> None:
+                 run_dir: Path, steps_per_epoch: int, gate: list[GateScene] | None = None
+                 ) -> None:
         super().__init__()
         self.cfg, self.model, self.val, self.run_dir = cfg, model, val, run_dir
+        self.gate = gate or []
+        #: the epoch with the lowest largest line ratio: (ratio, epoch, scene)
+        self.lowest_line: tuple[float, int, str] = (math.inf, 0, "")
         self.steps_per_epoch = steps_per_epoch
         self.best = -math.inf
         self.t0 = time.perf_counter()
@@ -139,8 +173,17 @@ class GuidedModule(pl.LightningModule):
         else:
             selection = -float(row["train_l1"])
         row["selection"] = round(selection, 4)
+        kept = True
+        if self.gate:
+            ratios = line_ratios(self.model, self.gate)
+            self.model.train()
+            worst = max(ratios, key=lambda k: ratios[k])
+            row["line_max"], row["line_scene"] = round(ratios[worst], 4), worst
+            kept = ratios[worst] <= float(self.cfg.max_line_ratio or math.inf)
+            self.lowest_line = min(self.lowest_line,
+                                   (ratios[worst], self.current_epoch + 1, worst))
         save_model(self.model, self.run_dir / "model.safetensors")
-        if selection > self.best:
+        if kept and selection > self.best:
             self.best = selection
             save_model(self.model, self.run_dir / "best.safetensors")
             row["best"] = 1
@@ -195,7 +238,8 @@ def train_guided(cfg: GuidedConfig, run_dir: str | Path) -> Path:
                 ", ".join(s.name for s in data.scenes), ", ".join(s.name for s in val))
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, num_workers=0,
                         drop_last=True)
-    module = GuidedModule(cfg, build_guided(cfg).train(), val, run, len(loader))
+    gate = None if cfg.max_line_ratio is None else gate_scenes([*train, *val])
+    module = GuidedModule(cfg, build_guided(cfg).train(), val, run, len(loader), gate)
     precision: Any = lightning_precision(cfg.precision, "cpu")[0]  # fp32 or bf16 here
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_epochs=cfg.epochs, precision=precision,
@@ -204,7 +248,15 @@ def train_guided(cfg: GuidedConfig, run_dir: str | Path) -> Path:
         num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(run))
     trainer.fit(module, loader)
     best = run / "best.safetensors"
-    return best if best.exists() else run / "model.safetensors"
+    if best.exists():
+        return best
+    if gate:
+        ratio, epoch, scene = module.lowest_line
+        raise DataError(f"no epoch kept the Nyquist-line ratio at or below "
+                        f"{cfg.max_line_ratio:g} on every native scene (lowest: {ratio:.3f}, "
+                        f"epoch {epoch}, on {scene}; see {run / 'metrics.csv'}): nothing "
+                        "selected; change the recipe (lr, epochs, degradations) or the bound")
+    return run / "model.safetensors"
 
 
 def main(argv: list[str] | None = None) -> int:

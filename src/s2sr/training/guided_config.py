@@ -18,6 +18,7 @@ model's own bounds (:func:`s2sr.models.registry.check_spec`). Example::
     lr: 2.0e-4
     precision: bf16
     max_minutes: 35
+    max_line_ratio: 0.3              # optional: the artefact gate of model selection
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from s2sr.models.registry import check_spec, expected_state
 from s2sr.training.yamlfile import read_yaml
 
 _TOP = {"name", "seed", "model", "data", "batch_size", "epochs", "lr", "precision",
-        "max_minutes", "clip_grad_norm", "init_from"}
+        "max_minutes", "clip_grad_norm", "init_from", "max_line_ratio"}
 _MODEL = {"name", "scale", "bands", "guide_bands", "options"}
 _DATA = {"root", "val", "patch", "samples_per_epoch", "degradation"}
 _DEGRADATION = {"mtf", "block_only", "shift", "noise", "haze", "haze_gain"}
@@ -66,6 +67,9 @@ class GuidedConfig:
     max_minutes: float = 35.0
     clip_grad_norm: float = 1.0
     init_from: str | None = None
+    #: an epoch is selectable only if its Nyquist-line ratio on every native scene of the
+    #: training places stays at or below this (None: no gate)
+    max_line_ratio: float | None = None
 
 
 def _mapping(value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
@@ -161,6 +165,7 @@ def load_guided_config(path: str | os.PathLike[str], *,
     init_from = raw.get("init_from")
     if init_from is not None and not isinstance(init_from, str):
         raise UsageError(f"init_from must be a weights file path, got {shown(init_from)}")
+    gate = raw.get("max_line_ratio")
     return GuidedConfig(
         name=name, **_model(raw.get("model")), **_data(raw.get("data", {}), path.parent,
                                                         data_root),
@@ -170,4 +175,5 @@ def load_guided_config(path: str | os.PathLike[str], *,
         lr=_float(raw.get("lr", 2e-4), "lr", 1e-7, 1.0), precision=precision,
         max_minutes=_float(raw.get("max_minutes", 35.0), "max_minutes", 0.1, 10_000.0),
         clip_grad_norm=_float(raw.get("clip_grad_norm", 1.0), "clip_grad_norm", 0.0, 1e6),
-        init_from=init_from)
+        init_from=init_from,
+        max_line_ratio=None if gate is None else _float(gate, "max_line_ratio", 0.01, 10.0))

@@ -11,7 +11,8 @@ import torch
 from scipy import ndimage
 
 from s2sr.core.errors import DataError, UsageError
-from s2sr.evaluation.artefacts import (
+from s2sr.inference.baselines import upsample
+from s2sr.losses.artefacts import (
     ARTEFACT_THRESHOLD,
     HIGH_BAND,
     LINE_RING,
@@ -21,7 +22,6 @@ from s2sr.evaluation.artefacts import (
     nyquist_line_ratio,
     power_spectrum,
 )
-from s2sr.inference.baselines import upsample
 from support.rasters import texture
 from support.shared import SENTINEL2, requires_shared
 
