@@ -24,7 +24,7 @@ import torch
 
 from s2sr.inference.stream import StreamingForward
 from s2sr.inference.stream_guided import GuidedStream
-from s2sr.inference.stream_stages import Node, Rebatch, queued_rows, take_rows
+from s2sr.inference.stream_stages import Rebatch, queued_rows, take_rows
 
 
 @dataclass(frozen=True)
@@ -79,12 +79,6 @@ class CascadeStream:
         self.guides: list[torch.Tensor] = []  # 10 m model rows (5 m) not yet fed on
         self.fours: list[torch.Tensor] = []   # the same rows on the core, not yet emitted
         self.widest = 1  # most rows the second pass took at once before the last band
-
-    @staticmethod
-    def _feed(node: Node, x: torch.Tensor, last: bool, queue: list[torch.Tensor]) -> None:
-        y = node.feed(x, last)
-        if y.shape[2]:
-            queue.append(y)
 
     @torch.inference_mode()
     def feed(self, lr: torch.Tensor, guide: torch.Tensor, hr_in: torch.Tensor, last: bool
@@ -149,6 +143,5 @@ class CascadeStream:
         """No new source rows for the second pass (its last call, to flush its lag)."""
         sa, sb = self.cols.second
         g = self.guided
-        x = torch.zeros((1, g.bands + g.guides * 4, 0, 2 * (sb - sa)),
-                        device=g.model.head.weight.device)
-        return x.contiguous(memory_format=torch.channels_last) if g.channels_last else x
+        lr = g.model.head.weight.new_zeros((1, g.bands, 0, 2 * (sb - sa)))
+        return g.join(lr, lr.new_zeros((1, g.guides, 0, 4 * (sb - sa))))
