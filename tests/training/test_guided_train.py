@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from s2sr.core.errors import UsageError
 from s2sr.data.degrade import block_mean
@@ -18,6 +19,7 @@ from s2sr.models.guided import guide_of
 from s2sr.training.guided import main, split_scenes, train_guided
 from s2sr.training.guided_config import load_guided_config
 from s2sr.training.guided_data import GuidedPairs
+from s2sr.training.release import main as release_main
 from support.rasters import texture, write_geotiff
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "bands20"
@@ -180,3 +182,22 @@ def test_the_artefact_gate_keeps_no_striped_epoch(tmp_path: Path, capsys: pytest
         row = next(csv.DictReader(handle))
     assert float(row["line_max"]) <= 10 and row["best"] == "1"
     assert (tmp_path / "ok" / "best.safetensors").exists()
+
+
+def test_release_refuses_a_run_with_nothing_selected(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    model = build_model("guided-edsr-tiny", bands=BANDS_20M, scale=2, guide_bands=GUIDE_BANDS)
+    save_model(model, run / "model.safetensors")  # the last epoch only: nothing selected
+    assert release_main([str(run), str(tmp_path / "out.safetensors")]) == 2
+    assert "has no best.safetensors" in capsys.readouterr().err
+    assert not (tmp_path / "out.safetensors").exists()
+    save_model(model, run / "best.safetensors")
+    assert release_main([str(run), str(tmp_path / "out.safetensors")]) == 0
+    stored = load_file(tmp_path / "out.safetensors")
+    assert {t.dtype for k, t in stored.items() if k.endswith("weight")} == {torch.float16}
+    assert guide_of(load_model(tmp_path / "out.safetensors")) == (GUIDE_BANDS, 2)
+    (run / "best.safetensors").write_bytes(b"not weights")
+    assert release_main([str(run), str(tmp_path / "bad.safetensors")]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
