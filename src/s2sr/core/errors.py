@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 
 from s2sr.core.safe_text import printable
@@ -141,3 +142,10 @@ class SpecError(UsageError):
 
 class StacError(DataError):
     """A STAC document s2sr cannot or will not use."""
+
+
+def report_error(err: S2SRError) -> int:
+    """Print ``err`` as one line on stderr (a module's ``main``); its exit code: 2 for a
+    :class:`UsageError`, else 1."""
+    print(f"error: {err}", file=sys.stderr)
+    return 2 if isinstance(err, UsageError) else 1

@@ -39,7 +39,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from s2sr.core.errors import DataError, S2SRError, TrainingDivergedError, UsageError
+from s2sr.core.errors import (
+    DataError,
+    S2SRError,
+    TrainingDivergedError,
+    UsageError,
+    report_error,
+)
 from s2sr.core.files import atomic_path
 from s2sr.data.multires import MAX_LINE_SIDE, NativeScene, centre_crop, native_scenes, wald
 from s2sr.inference.baselines import guided_baseline, upsample
@@ -276,12 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.init_from is not None:
             cfg = dataclasses.replace(cfg, init_from=args.init_from)
         path = train_guided(cfg, args.output)
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except S2SRError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report_error(err)
     print(path)
     return 0
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from s2sr.core.errors import S2SRError, UsageError
+from s2sr.core.errors import S2SRError, UsageError, report_error
 from s2sr.models import load_model, save_model
 
 
@@ -38,12 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         print(release(args.run, args.dest))
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except S2SRError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report_error(err)
     return 0
 
 
