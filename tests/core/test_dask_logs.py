@@ -36,12 +36,12 @@ def test_a_late_dask_record_reaches_the_debug_log_not_stderr(
 
 # Each in a fresh interpreter: the first import of distributed is what is tested.
 FIRST_IMPORT = {
-    # a run with --workers: distributed is first imported inside quiet_dask's block, where
-    # its own stderr handler then printed a closing comm's record once silence_logs was undone
-    "quiet_dask": "from s2sr.batch.cluster import quiet_dask\n"
-                  "with quiet_dask(load=True):\n"
-                  "    import distributed\n"
-                  "    logging.getLogger('distributed.batched').warning('LATE')\n",
+    # a run with --workers: distributed was first imported inside the routing's block,
+    # where its own stderr handler then printed a closing comm's record (ERROR passes the
+    # cluster's silence_logs)
+    "dask_client": "from s2sr.batch.cluster import dask_client\n"
+                   "with dask_client(1, None):\n"
+                   "    logging.getLogger('distributed.batched').error('LATE')\n",
     # the command line routes before anything heavy is imported; the import undid it
     "command line": "from s2sr.core.dask_logs import dask_logs_to_debug\n"
                     "dask_logs_to_debug()\n"

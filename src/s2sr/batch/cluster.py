@@ -54,18 +54,9 @@ def _quiet_resource_tracker() -> None:
 
 
 @contextlib.contextmanager
-def quiet_dask(load: bool = False) -> Iterator[None]:
-    """Within the block, Dask's log records and warnings go to s2sr's debug log.
-
-    Args:
-        load: import ``distributed`` first (a run that will start or join a cluster):
-            its import installs its own stderr handler on its loggers, which would undo
-            the routing for the rest of the block, where a closing comm still logs (a
-            "Batched Comm Closed" traceback after SIGTERM, once the cluster's
-            ``silence_logs`` is undone).
-    """
-    if load:
-        _distributed()
+def quiet_dask() -> Iterator[None]:
+    """Within the block, Dask's log records and warnings go to s2sr's debug log
+    (:func:`dask_client` runs its block in one, entered once ``distributed`` is imported)."""
     saved = []
     handler = ToDebug()
     for name in DASK_LOGGERS:
@@ -133,7 +124,13 @@ def _distributed() -> Any:
 @contextlib.contextmanager
 def dask_client(workers: int | None, scheduler: str | None, client: Any = None
                 ) -> Iterator[Any]:
-    """A ``distributed.Client`` for the run, or ``None`` to run in this process.
+    """A ``distributed.Client`` for the run, or ``None`` to run in this process; within
+    the block Dask's log records and warnings go to s2sr's debug log (:func:`quiet_dask`).
+
+    ``distributed`` is imported before the routing: its import installs its own stderr
+    handler on its loggers, which would undo the routing for the rest of the block, where
+    a closing comm still logs (a "Batched Comm Closed" traceback after SIGTERM, once the
+    cluster's ``silence_logs`` is undone).
 
     Args:
         workers: start a local cluster of this many processes (1 thread each).
@@ -143,28 +140,41 @@ def dask_client(workers: int | None, scheduler: str | None, client: Any = None
     Yields:
         The client, or ``None`` when none of the three is given.
     """
-    if client is not None:
-        yield client
-        return
-    if workers is None and scheduler is None:
-        yield None
+    if client is not None or (workers is None and scheduler is None):
+        with quiet_dask():
+            yield client
         return
     if workers is not None and scheduler is not None:
         raise UsageError("--workers starts a local cluster and --scheduler joins one: give "
                          "one of them")
     distributed = _distributed()
-    if scheduler is not None:
-        try:
-            dask = distributed.Client(scheduler, timeout="30s")
-        except (OSError, TimeoutError, ValueError) as err:
-            raise UsageError(f"cannot reach the Dask scheduler at {scheduler} ({err}): check "
-                             "the address (tcp://host:8786) and that it runs") from None
-        try:
-            _announce(dask)
-            yield dask
-        finally:
-            dask.close()
-        return
+    with quiet_dask():
+        if scheduler is not None:
+            try:
+                dask = distributed.Client(scheduler, timeout="30s")
+            except (OSError, TimeoutError, ValueError) as err:
+                raise UsageError(f"cannot reach the Dask scheduler at {scheduler} ({err}): "
+                                 "check the address (tcp://host:8786) and that it runs"
+                                 ) from None
+            try:
+                _announce(dask)
+                yield dask
+            finally:
+                dask.close()
+            return
+        assert workers is not None
+        with _local_cluster(distributed, workers) as cluster:
+            dask = distributed.Client(cluster)
+            try:
+                _announce(dask)
+                yield dask
+            finally:
+                dask.close()
+
+
+@contextlib.contextmanager
+def _local_cluster(distributed: Any, workers: int) -> Iterator[Any]:
+    """A local cluster of ``workers`` processes, its workers' logs quietened."""
     dashboard = ":0" if importlib.util.find_spec("bokeh") is not None else None
     with _quiet_workers():
         try:
@@ -176,12 +186,7 @@ def dask_client(workers: int | None, scheduler: str | None, client: Any = None
             raise UsageError(f"the Dask worker processes failed to start ({err}): most "
                              f"often {MAIN_GUARD_HINT}") from None
         try:
-            dask = distributed.Client(cluster)
-            try:
-                _announce(dask)
-                yield dask
-            finally:
-                dask.close()
+            yield cluster
         finally:
             cluster.close()
 

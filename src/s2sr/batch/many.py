@@ -26,7 +26,7 @@ from typing import Any, Final
 from tqdm import tqdm
 
 from s2sr.batch.blocks import predict_blocks
-from s2sr.batch.cluster import MAIN_GUARD_HINT, dask_client, quiet_dask
+from s2sr.batch.cluster import MAIN_GUARD_HINT, dask_client
 from s2sr.batch.job import PREDICT_OPTIONS, Job, model_scale, run_job
 from s2sr.batch.naming import DEFAULT_NAME, check_name_pattern, output_names
 from s2sr.batch.record import record_path
@@ -156,11 +156,6 @@ class _Cluster:
     split_parts: int | None
 
     @property
-    def distributed(self) -> bool:
-        """The run starts or joins a Dask cluster (a client given was made by the caller)."""
-        return self.workers is not None or self.scheduler is not None
-
-    @property
     def local(self) -> bool:
         """The writers run on this machine (so a process id tells whether one still runs)."""
         return self.client is None and self.scheduler is None
@@ -255,8 +250,7 @@ def _execute(result: RunReport, jobs: list[Job],
     """Run the jobs here or on the Dask cluster, filling the cluster's part of ``result``;
     on Ctrl-C, what killed writers left is swept and named on the exception."""
     try:
-        with quiet_dask(cluster.distributed), \
-                dask_client(cluster.workers, cluster.scheduler, cluster.client) as dask:
+        with dask_client(cluster.workers, cluster.scheduler, cluster.client) as dask:
             if dask is None:
                 for job in jobs:
                     job = Job(**{**asdict(job), "progress": progress and len(jobs) == 1})

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from tqdm import tqdm
 
-from s2sr.batch.cluster import dask_client, quiet_dask
+from s2sr.batch.cluster import dask_client
 from s2sr.batch.many import SceneResult
 from s2sr.core.errors import InputNotFoundError, S2SRError, UsageError
 from s2sr.data.manifest import MAX_LABEL, check_text
@@ -124,8 +124,7 @@ def build_pairs(pairs_csv: str | os.PathLike[str], dataset: str | os.PathLike[st
     store = PairStore(dataset, create=True)
     results: dict[int, SceneResult] = {}
     start = time.perf_counter()
-    with quiet_dask(workers is not None or scheduler is not None), \
-            dask_client(workers, scheduler, client) as dask, \
+    with dask_client(workers, scheduler, client) as dask, \
             tqdm(total=len(rows), unit="pair", disable=not progress, desc="s2sr pairs") as bar:
         prepared = _prepared_here(rows, str(dataset)) if dask is None else \
             _prepared_on_dask(dask, rows, str(dataset), start)
