@@ -37,6 +37,19 @@ def test_per_band_folder(tmp_path: Path) -> None:
         open_scene(tmp_path, bands=("B02", "B11"))
 
 
+def test_two_files_of_one_band_are_refused_not_one_read_in_silence(tmp_path: Path) -> None:
+    arr = field((30, 20), 4)
+    for k, b in enumerate(("B02", "B03", "B04", "B08")):
+        write_geotiff(tmp_path / f"X_{b}.tif", arr[k:k + 1], descriptions=None)
+    with open_scene(tmp_path, bands=("B02", "B03")) as scene:  # one file per band: read
+        np.testing.assert_array_equal(scene.read(Window(0, 0, 20, 30)), arr[:2])
+    # a copy of B03 named as B02 sorts first: it was read as B02
+    write_geotiff(tmp_path / "A_B02.tif", arr[1:2], descriptions=None)
+    with pytest.raises(BandError, match=r"two files hold band B02: .*A_B02\.tif and "
+                                        r".*X_B02\.tif: keep one"):
+        open_scene(tmp_path, bands=("B02", "B03"))
+
+
 def test_errors(tmp_path: Path) -> None:
     with pytest.raises(InputNotFoundError):
         open_scene(tmp_path / "nope.tif")

@@ -38,15 +38,23 @@ FILE_BASELINE_TAGS = ("S2_DN_OFFSET", "S2_DN_OFFSET_SOURCE", "S2_PROCESSING_BASE
 
 def band_files(names: Sequence[str], resolution: int = 10) -> dict[str, str]:
     """Map band name -> file name for names like ``*_B02.tif`` or ``*_B02_10m.jp2``
-    (``resolution`` 20: ``*_B05.tif`` or ``*_B05_20m.jp2``, an L2A product's 20 m files)."""
+    (``resolution`` 20: ``*_B05.tif`` or ``*_B05_20m.jp2``, an L2A product's 20 m files).
+
+    Raises:
+        BandError: two files name the same band (one of them would be read in silence).
+    """
     pattern = _BAND_FILE_20M_RE if resolution == 20 else _BAND_FILE_RE
     found: dict[str, str] = {}
     for name in sorted(names):
         match = pattern.search(os.path.basename(name))
         if match:
             band = normalize_band_name(match.group(1))
-            if band is not None and band not in found:
-                found[band] = name
+            if band is None:
+                continue
+            if band in found:
+                raise BandError(f"two files hold band {band}: {found[band]} and {name}: keep "
+                                "one of them in the folder")
+            found[band] = name
     return found
 
 
