@@ -109,7 +109,8 @@ def _write_city(root: Path, city: str, seed: int, size: int = 80) -> None:
                       crs="EPSG:4326", descriptions=None)
 
 
-def test_a_whole_run_trains_selects_and_never_reads_a_test_place(tmp_path: Path) -> None:
+def test_a_whole_run_trains_selects_and_never_reads_a_test_place(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for seed, city in enumerate(("paris", "nantes", "rio")):  # rio: a test place
         _write_city(tmp_path / "shared", city, seed)
     config = tmp_path / "tiny.yaml"
@@ -139,6 +140,15 @@ def test_a_whole_run_trains_selects_and_never_reads_a_test_place(tmp_path: Path)
     other.write_text(config.read_text().replace("scale: 2", "scale: 4"))
     assert main([str(other), "-o", str(tmp_path / "r4"), "--data-root", shared,
                  "--init-from", str(best)]) == 2
+    # refusals after the data is read leave no run folder; -o on a file is one line
+    assert main([str(config), "-o", str(tmp_path / "r5"), "--data-root", shared,
+                 "--init-from", str(tmp_path / "none.safetensors")]) == 1
+    assert not any((tmp_path / r).exists() for r in ("r2", "r4", "r5"))
+    capsys.readouterr()
+    assert main([str(config), "-o", str(config / "run"), "--data-root", shared]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot make the run folder {config / 'run'}") \
+        and err.count("\n") == 1, err
 
 
 def _striped(path: Path) -> Path:

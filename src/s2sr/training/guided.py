@@ -229,10 +229,17 @@ def build_guided(cfg: GuidedConfig) -> nn.Module:
     return model
 
 
+def _make_run_folder(run: Path) -> None:
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot make the run folder {run} ({err.strerror or err}): give -o a "
+                         "new folder's path") from None
+
+
 def train_guided(cfg: GuidedConfig, run_dir: str | Path) -> Path:
     """Train ``cfg`` into ``run_dir`` (created); the path of the selected weights."""
     run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     scenes = native_scenes(cfg.root, held_out=False)
     if any(s.held_out for s in scenes):  # native_scenes never gives one; checked anyway
@@ -245,7 +252,9 @@ def train_guided(cfg: GuidedConfig, run_dir: str | Path) -> Path:
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=False, num_workers=0,
                         drop_last=True)
     gate = None if cfg.max_line_ratio is None else gate_scenes([*train, *val])
-    module = GuidedModule(cfg, build_guided(cfg).train(), val, run, len(loader), gate)
+    model = build_guided(cfg).train()
+    _make_run_folder(run)  # after every check of the data and weights: none left empty
+    module = GuidedModule(cfg, model, val, run, len(loader), gate)
     precision: Any = lightning_precision(cfg.precision, "cpu")[0]  # fp32 or bf16 here
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_epochs=cfg.epochs, precision=precision,

@@ -119,7 +119,9 @@ def _model(raw: Any) -> dict[str, Any]:
     if m.get("name") not in GUIDED_MODELS:
         raise UsageError(f"model.name must be one of {', '.join(GUIDED_MODELS)}, got "
                          f"{shown(m.get('name'))}")
-    options = dict(_mapping(m.get("options", {}), "model.options", set(m.get("options") or {})))
+    raw_options = m.get("options", {})
+    options = dict(_mapping(raw_options, "model.options",
+                            set(raw_options) if isinstance(raw_options, dict) else set()))
     guide = m.get("guide_bands", list(DEFAULT_GUIDE))
     bands = m.get("bands", list(BANDS_20M))
     spec = check_spec(m["name"], bands, m.get("scale"), {**options, "guide_bands": guide})
@@ -166,9 +168,13 @@ def load_guided_config(path: str | os.PathLike[str], *,
     if init_from is not None and not isinstance(init_from, str):
         raise UsageError(f"init_from must be a weights file path, got {shown(init_from)}")
     gate = raw.get("max_line_ratio")
+    model, data = _model(raw.get("model")), _data(raw.get("data", {}), path.parent, data_root)
+    scale = model["scale"]
+    if data["patch"] % (2 * scale) or data["patch"] < 4 * scale:
+        raise UsageError(f"data.patch must be a multiple of {2 * scale} from {4 * scale} to "
+                         f"512 for a x{scale} model, got {data['patch']}")
     return GuidedConfig(
-        name=name, **_model(raw.get("model")), **_data(raw.get("data", {}), path.parent,
-                                                        data_root),
+        name=name, **model, **data,
         seed=_int(raw.get("seed", 0), "seed", 0, 2**31 - 1),
         batch_size=_int(raw.get("batch_size", 16), "batch_size", 1, 1024),
         epochs=_int(raw.get("epochs", 8), "epochs", 1, 1000),
