@@ -82,25 +82,25 @@ models: $(STAMP) models-20m
 	  configs/robust/s2sr_x2_finetune.yaml -o $(RUNS)/x2_finetune \
 	  --data-root $(SHARED)/data --runs-root $(RUNS) -q
 	for m in x2_finetune x4 rgb_x2; do \
-	  $(BIN)/python -m s2sr.training.release $(RUNS)/$$m \
+	  $(BIN)/python -m s2sr.training.release --overwrite $(RUNS)/$$m \
 	    $(RUNS)/$$m/released.safetensors || exit 1; \
 	done
-	$(BIN)/python -m s2sr.training.release $(RUNS)/rgb_x4 \
+	$(BIN)/python -m s2sr.training.release --overwrite $(RUNS)/rgb_x4 \
 	  src/s2sr/weights/s2sr_rgb_x4.safetensors
 	for m in x2 x4 rgb_x2; do \
 	  test -f $(RUNS)/$${m}_world/model.safetensors || $(TRAIN) \
 	    configs/robust/s2sr_$${m}_world.yaml -o $(RUNS)/$${m}_world \
 	    --data-root $(SHARED)/data --runs-root $(RUNS) -q || exit 1; \
 	done
-	$(BIN)/python -m s2sr.training.release $(RUNS)/rgb_x2_world \
+	$(BIN)/python -m s2sr.training.release --overwrite $(RUNS)/rgb_x2_world \
 	  src/s2sr/weights/s2sr_rgb_x2.safetensors
 	for m in x2 x4; do \
-	  $(BIN)/python -m s2sr.training.release $(RUNS)/$${m}_world \
+	  $(BIN)/python -m s2sr.training.release --overwrite $(RUNS)/$${m}_world \
 	    $(RUNS)/$${m}_world/released.safetensors || exit 1; \
 	  test -f $(RUNS)/$${m}_sharp/model.safetensors || $(TRAIN) \
 	    configs/robust/s2sr_$${m}_sharp.yaml -o $(RUNS)/$${m}_sharp \
 	    --data-root $(SHARED)/data --runs-root $(RUNS) -q || exit 1; \
-	  $(BIN)/python -m s2sr.training.release $(RUNS)/$${m}_sharp \
+	  $(BIN)/python -m s2sr.training.release --overwrite $(RUNS)/$${m}_sharp \
 	    src/s2sr/weights/s2sr_$$m.safetensors || exit 1; \
 	done
 	$(BIN)/s2sr evaluate panel --shared $(SHARED)/data --overwrite -o $(RUNS)/panel \
@@ -130,7 +130,7 @@ models-20m: $(STAMP)
 	test -f $(RUNS20)/x2_stage4/best.safetensors || $(GUIDED) \
 	  configs/bands20/s2sr_20m_x2_stage4.yaml -o $(RUNS20)/x2_stage4 \
 	  --data-root $(SHARED)/data --init-from $(RUNS20)/x2_more/best.safetensors
-	$(BIN)/python -m s2sr.training.release $(RUNS20)/x2_stage4 \
+	$(BIN)/python -m s2sr.training.release --overwrite $(RUNS20)/x2_stage4 \
 	  src/s2sr/weights/s2sr_20m_x2.safetensors
 
 # The loss ablation of MODEL_CARD.md: the x2 L1 model fine-tuned further with L1

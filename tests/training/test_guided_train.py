@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +143,7 @@ def test_a_whole_run_trains_selects_and_never_reads_a_test_place(
                  "--init-from", str(best)]) == 2
     # refusals after the data is read leave no run folder; -o on a file is one line
     assert main([str(config), "-o", str(tmp_path / "r5"), "--data-root", shared,
-                 "--init-from", str(tmp_path / "none.safetensors")]) == 1
+                 "--init-from", str(tmp_path / "none.safetensors")]) == 2  # a missing path
     assert not any((tmp_path / r).exists() for r in ("r2", "r4", "r5"))
     capsys.readouterr()
     assert main([str(config), "-o", str(config / "run"), "--data-root", shared]) == 2
@@ -211,3 +212,36 @@ def test_release_refuses_a_run_with_nothing_selected(tmp_path: Path,
     (run / "best.safetensors").write_bytes(b"not weights")
     assert release_main([str(run), str(tmp_path / "bad.safetensors")]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_release_writes_only_where_it_may(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """DEST: made with its missing folders; an existing file only with --overwrite; a
+    folder, a pipe or a path under a file refused in one line (a traceback, or the pipe
+    replaced in silence, before)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    model = build_model("guided-edsr-tiny", bands=BANDS_20M, scale=2, guide_bands=GUIDE_BANDS)
+    save_model(model, run / "best.safetensors")
+    dest = tmp_path / "new" / "deeper" / "w.safetensors"
+    assert release_main([str(run), str(dest)]) == 0
+    assert guide_of(load_model(dest)) == (GUIDE_BANDS, 2)
+    capsys.readouterr()
+    first = {k: v.clone() for k, v in load_file(dest).items()}  # not the mapped file
+    dest.write_bytes(b"precious")
+    assert release_main([str(run), str(dest)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert dest.read_bytes() == b"precious"
+    assert release_main(["--overwrite", str(run), str(dest)]) == 0
+    again = load_file(dest)
+    assert again.keys() == first.keys() and all(torch.equal(again[k], first[k]) for k in first)
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for bad, words in [(tmp_path, "is a folder"), (pipe, "not a regular file"),
+                       (dest / "x.safetensors", "is a file, not a folder"),
+                       (run / "best.safetensors", "is the input")]:
+        capsys.readouterr()
+        assert release_main(["--overwrite", str(run), str(bad)]) == 2, bad
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1, err
+    assert pipe.is_fifo() and load_model(run / "best.safetensors") is not None

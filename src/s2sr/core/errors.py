@@ -145,7 +145,9 @@ class StacError(DataError):
 
 
 def report_error(err: S2SRError) -> int:
-    """Print ``err`` as one line on stderr (a module's ``main``); its exit code: 2 for a
-    :class:`UsageError`, else 1."""
-    print(f"error: {err}", file=sys.stderr)
-    return 2 if isinstance(err, UsageError) else 1
+    """Print ``err`` as one line on stderr, in the command line's words (a module's
+    ``main``: ``--overwrite``, not ``overwrite=True``); its exit code (2 for usage errors,
+    a refused overwrite among them, else 1)."""
+    with command_line_words():
+        print(f"error: {err}", file=sys.stderr)
+    return err.exit_code

@@ -110,6 +110,9 @@ def check_output_file(
     check_not_input(p, inputs)
     if (p.exists() or p.is_symlink()) and not overwrite:
         raise OutputExistsError(f"output {p} exists: pass --overwrite to replace it")
+    if p.exists() and not p.is_file():
+        raise UsageError(f"output {p} is not a regular file (a device, a pipe, a socket): "
+                         "choose another output path")
     parent = p.parent
     if not parent.exists() and create_parent:
         check_creatable(parent)
