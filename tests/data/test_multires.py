@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 
 from s2sr.core.errors import DataError, UsageError
 from s2sr.data.degrade import block_mean, degrade
@@ -156,6 +157,28 @@ def test_native_scenes_reads_cities_and_splits_held_out(tmp_path: Path) -> None:
     test = native_scenes(tmp_path / "sentinel2", held_out=True)  # the sentinel2 folder works
     assert [s.place for s in test] == [test_city] and test[0].offset == (0.5, 0.0)
     assert test[0].held_out == f"sentinel2/oscd/{test_city}"
+
+
+def test_a_band_with_nan_or_a_huge_header_is_refused_before_use(tmp_path: Path) -> None:
+    _write_city(tmp_path, "paris", 0, 1)
+    b12 = tmp_path / "sentinel2" / "oscd" / "paris" / "imgs_1" / "T00XXX_B12.tif"
+    with rasterio.open(b12) as ds:
+        band = ds.read().astype(np.float32)
+    band[0, 5, 7] = np.nan  # bicubic spread it, and the panel blamed the model's weights
+    write_geotiff(b12, band, crs="EPSG:4326", descriptions=None)
+    with pytest.raises(DataError, match=r"T00XXX_B12.tif holds NaN or inf \(first at row 5, "
+                                        r"column 7\): write missing pixels as 0"):
+        native_scenes(tmp_path)
+    # a sparse file whose header claims 5000 x 5000 px (a few KB on disk): refused from its
+    # header, never read whole
+    with rasterio.open(b12, "w", driver="GTiff", width=5000, height=5000, count=1,
+                       dtype="uint16", crs="EPSG:4326", tiled=True, compress="deflate",
+                       SPARSE_OK=True):
+        pass
+    assert b12.stat().st_size < 100_000
+    with pytest.raises(DataError, match=r"is 5000 x 5000 px, more than the 16777216 px .* "
+                                        "crop the scene"):
+        native_scenes(tmp_path)
 
 
 def test_native_scenes_needs_a_sentinel2_folder(tmp_path: Path) -> None:

@@ -78,10 +78,30 @@ class NativeScene:
     measured: tuple[float, float] = (0.0, 0.0)
 
 
+#: The most pixels one band file of a native scene may hold: the scenes are read whole (for
+#: training and the 20 m panel); 4096^2 is twice the largest in ../shared (1933 x 1947).
+MAX_NATIVE_PIXELS = 4096 * 4096
+
+
 def _read_one(path: Path) -> tuple[np.ndarray, tuple[float, ...], str]:
-    """One band file: its DN ``(H, W)``, its transform's six numbers and its CRS."""
+    """One band file: its DN ``(H, W)``, its transform's six numbers and its CRS.
+
+    Raises:
+        DataError: the file holds more than :data:`MAX_NATIVE_PIXELS` (checked from its
+            header, before anything is read), or NaN or inf.
+    """
     with open_raster(str(path)) as ds, safe_env():
-        return np.asarray(ds.read(1)), tuple(ds.transform)[:6], str(ds.crs or "")
+        if ds.width * ds.height > MAX_NATIVE_PIXELS:
+            raise DataError(f"{path} is {ds.width} x {ds.height} px, more than the "
+                            f"{MAX_NATIVE_PIXELS} px a native scene's band may hold (scenes "
+                            "are read whole): crop the scene")
+        band = np.asarray(ds.read(1))
+        transform, crs = tuple(ds.transform)[:6], str(ds.crs or "")
+    if band.dtype.kind == "f" and not np.isfinite(band).all():
+        row, col = np.argwhere(~np.isfinite(band))[0]
+        raise DataError(f"{path} holds NaN or inf (first at row {row}, column {col}): write "
+                        "missing pixels as 0 (the scenes' no-data value)")
+    return band, transform, crs
 
 
 def _band_file(folder: Path, band: str) -> Path:
