@@ -131,6 +131,12 @@ class TestTenBandsAt10m:
                              str(2 * halo + 7))
         assert code == 2 and f"at least {2 * halo + 8}" in one_error_line(text)
         assert not list(tmp_path.iterdir())
+        # and a tile past the 4-band predict's bound (one tile held the whole scene)
+        code, text = run_cli("predict", a, "-o", tmp_path / "o.tif", "--bands", "all",
+                             "--input-20m", b, "--weights-20m", models["g2"], "--tile",
+                             "100000000")
+        assert code == 2 and "larger than 4096 20 m pixels" in one_error_line(text)
+        assert not list(tmp_path.iterdir())
 
 
     @pytest.mark.parametrize(("tile", "core"), [(200, 128), (100, 64), (60, 44), (None, 384)])

@@ -37,6 +37,7 @@ from torch import nn
 from tqdm import tqdm
 
 from s2sr.core.bands import BANDS_20M, DEFAULT_BANDS, TEN_BANDS
+from s2sr.core.constants import MAX_TILE
 from s2sr.core.errors import UsageError
 from s2sr.core.heap import reused_heap
 from s2sr.inference.domain_guard import guard_reach, guard_tile, warn_fallback
@@ -52,6 +53,10 @@ from s2sr.models import get_spec
 from s2sr.models.guided import guided_halo
 
 log = logging.getLogger(__name__)
+
+#: The largest ``--tile`` of the ten bands, in 20 m pixels: the same ground as the 4-band
+#: predict's :data:`~s2sr.core.constants.MAX_TILE` 10 m pixels.
+MAX_TILE_20M = MAX_TILE // 2
 
 #: Positions of the 10 m and of the 20 m bands among :data:`TEN_BANDS`.
 HR_INDEX = [TEN_BANDS.index(b) for b in DEFAULT_BANDS]
@@ -158,6 +163,10 @@ class BandsSuperResolver:
         self.second = math.ceil(guided_halo(guided) / 2)
         self.hr_reach = 0 if hr_model is None else math.ceil(model_halo(hr_model) / 2)
         self.halo = max(self.halo, guard_reach(self.scale))  # the snow guard's context
+        if tile is not None and int(tile) > MAX_TILE_20M:
+            raise UsageError(f"--tile {tile} is larger than {MAX_TILE_20M} 20 m pixels (the "
+                             f"{MAX_TILE} 10 m pixels of the 4-band predict): use a tile of "
+                             "256 to 1024 (memory grows with its square)")
         core = DEFAULT_CORE[20 // self.scale] if tile is None else int(tile) - 2 * self.halo
         if core < 8:
             raise UsageError(f"--tile {tile} leaves no room inside the models' context of "
