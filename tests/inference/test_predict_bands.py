@@ -330,7 +330,15 @@ class TestRefusals:
         a, b = write_pair(tmp_path / "in", hr, lr)
         line = self._refused(tmp_path, 1, a, "--bands", "all", "--input-20m", b,
                              "--weights-20m", models["g2"], "--tile", "24")
-        assert "NaN" in line and "row 45, column 46" in line
+        assert line.startswith("s2sr: error: the 20 m input (on the 20 m grid both inputs "
+                               "cover) holds NaN") and "row 45, column 46" in line, line
+        hr[1, 7, 9] = np.inf  # the 10 m input is named as such, on its own grid
+        lr[2, 45, 46] = 0.1
+        a, b = write_pair(tmp_path / "in2", hr, lr)
+        line = self._refused(tmp_path, 1, a, "--bands", "all", "--input-20m", b,
+                             "--weights-20m", models["g2"], "--tile", "24")
+        assert "the 10 m input (on the 10 m grid both inputs cover) holds NaN or infinite" \
+            in line and "row 7, column 9" in line, line
 
     def test_existing_output_kept(self, tmp_path: Path, pair: tuple,
                                   models: dict[str, Path]) -> None:

@@ -57,6 +57,8 @@ def _file(tmp_path: Path, text: str) -> Path:
     (GOOD.replace("samples_per_epoch: 8", "samples_per_epoch: 8, degradation: {haze: 2}"),
      "data.degradation.haze must be a number from 0 to 1"),
     ("name: t\n", "model must be a mapping"),
+    ("", "is empty: start from configs/bands20/s2sr_20m_x2.yaml"),
+    ("# only a comment\n", "is empty (only comments): start from configs/bands20/"),
 ])
 def test_bad_values_are_refused_with_the_fix(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UsageError) as info:

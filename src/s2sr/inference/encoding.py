@@ -80,7 +80,7 @@ class DnEncoding:
         return to_reflectance(dn, self.gains, self.offsets)
 
     def decode(self, dn: np.ndarray, fill: np.ndarray,
-               position: Callable[[np.ndarray], tuple[int, int]]
+               position: Callable[[np.ndarray], tuple[int, int]], what: str = "input"
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """``dn`` (bands, rows, cols) as the network's reflectance, with its valid and
         saturated masks: nodata and saturated samples hold ``fill`` (no value: the network
@@ -100,7 +100,7 @@ class DnEncoding:
             if bad.any():
                 y, x = position(bad)
                 raise DataError(
-                    f"input holds NaN or infinite values (first at row {y}, column "
+                    f"{what} holds NaN or infinite values (first at row {y}, column "
                     f"{x}): mark them as nodata (e.g. gdal_translate -a_nodata nan) "
                     "or fill them"
                 )

@@ -43,7 +43,7 @@ from s2sr.core.heap import reused_heap
 from s2sr.inference.domain_guard import guard_reach, guard_tile, warn_fallback
 from s2sr.inference.encoding import DnEncoding, located_at, refilled
 from s2sr.inference.engine import Reader, Writer, check_finite, read_ahead
-from s2sr.inference.multires_strips import SHIPPED_MODELS, StripRunner
+from s2sr.inference.multires_strips import INPUT_10M, INPUT_20M, SHIPPED_MODELS, StripRunner
 from s2sr.inference.plan import model_fill
 from s2sr.inference.stream import StreamingForward, stream_refusal
 from s2sr.inference.stream_budget import HEAP_THRESHOLD, preferred_rows
@@ -217,9 +217,10 @@ class BandsSuperResolver:
         b0, b1 = max(0, c0 - h), min(self.width, c1 + h)
         lr_dn = read_lr(Window(b0, a0, b1 - b0, a1 - a0))
         hr_dn = read_hr(Window(2 * b0, 2 * a0, 2 * (b1 - b0), 2 * (a1 - a0)))
-        lr, lr_valid, lr_sat = self.lr_enc.decode(lr_dn, self.lr_fill, located_at(a0, b0))
+        lr, lr_valid, lr_sat = self.lr_enc.decode(lr_dn, self.lr_fill, located_at(a0, b0),
+                                                  INPUT_20M)
         guide, hr_valid, hr_sat = self.hr_enc.decode(hr_dn, self.guide_fill,
-                                                     located_at(2 * a0, 2 * b0))
+                                                     located_at(2 * a0, 2 * b0), INPUT_10M)
         hr_in = None
         if self.hr_fill is not None:
             hr_in = refilled(guide, hr_valid, hr_sat, self.hr_fill)

@@ -36,6 +36,11 @@ from s2sr.inference.stream_cascade import CascadeStream, Columns
 from s2sr.inference.stream_guided import GuidedStream
 from s2sr.inference.stream_stages import queued_rows, take_rows
 
+#: How a refusal of decoded input names each of the two (its rows and columns count on the
+#: grid where both inputs lie, which may start inside the file).
+INPUT_20M = "the 20 m input (on the 20 m grid both inputs cover)"
+INPUT_10M = "the 10 m input (on the 10 m grid both inputs cover)"
+
 
 class CascadeEngine(Protocol):
     """What the strips use of the ten-band engine
@@ -156,8 +161,9 @@ class StripRunner:
         (a, b), (c0, c1) = cols.read, cols.core
         lr_dn = read_lr(Window(a, r0, b - a, r1 - r0))
         hr_dn = read_hr(Window(2 * a, 2 * r0, 2 * (b - a), 2 * (r1 - r0)))
-        lr, lr_valid, lr_sat = e.lr_enc.decode(lr_dn, e.lr_fill, located_at(r0, a))
-        guide, hr_valid, hr_sat = e.hr_enc.decode(hr_dn, e.guide_fill, located_at(2 * r0, 2 * a))
+        lr, lr_valid, lr_sat = e.lr_enc.decode(lr_dn, e.lr_fill, located_at(r0, a), INPUT_20M)
+        guide, hr_valid, hr_sat = e.hr_enc.decode(hr_dn, e.guide_fill, located_at(2 * r0, 2 * a),
+                                                  INPUT_10M)
         assert e.hr_fill is not None
         hr_in = refilled(guide, hr_valid, hr_sat, e.hr_fill)
         x0, x1 = c0 - a, c1 - a

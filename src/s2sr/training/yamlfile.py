@@ -171,7 +171,7 @@ def read_yaml(path: Path, what: str = "config", example: str = "configs/smoke.ya
     file to give instead of a folder."""
     text = _read_text(path, what, example)
     if not text.strip():
-        raise UsageError(f"{what} {path} is empty: it needs at least data.datasets")
+        raise UsageError(f"{what} {path} is empty: start from {example}")
     try:
         data = _parse(text)
     except _RefusedError as err:
@@ -191,6 +191,5 @@ def read_yaml(path: Path, what: str = "config", example: str = "configs/smoke.ya
         raise UsageError(f"{what} {path} holds a value YAML cannot read ({detail}): fix "
                          "the value") from None
     if data is None:
-        raise UsageError(f"{what} {path} is empty (only comments): it needs at least "
-                         "data.datasets")
+        raise UsageError(f"{what} {path} is empty (only comments): start from {example}")
     return data
