@@ -34,6 +34,7 @@ from s2sr.core.errors import UsageError
 from s2sr.data.synthetic import DegradationRange
 from s2sr.models.guided import BANDS_20M, DEFAULT_GUIDE, GUIDED_MODELS
 from s2sr.models.registry import check_spec, expected_state
+from s2sr.training.guided_data import patch_fits
 from s2sr.training.yamlfile import read_yaml
 
 _TOP = {"name", "seed", "model", "data", "batch_size", "epochs", "lr", "precision",
@@ -170,7 +171,7 @@ def load_guided_config(path: str | os.PathLike[str], *,
     gate = raw.get("max_line_ratio")
     model, data = _model(raw.get("model")), _data(raw.get("data", {}), path.parent, data_root)
     scale = model["scale"]
-    if data["patch"] % (2 * scale) or data["patch"] < 4 * scale:
+    if not patch_fits(data["patch"], scale):
         raise UsageError(f"data.patch must be a multiple of {2 * scale} from {4 * scale} to "
                          f"512 for a x{scale} model, got {data['patch']}")
     return GuidedConfig(

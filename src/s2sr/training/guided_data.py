@@ -57,6 +57,12 @@ def _dihedral(x: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(x, k & 3, axes=(1, 2)))
 
 
+def patch_fits(patch: int, factor: int) -> bool:
+    """Whether a truth patch of ``patch`` 20 m pixels cuts into whole input pixels and into
+    whole guide pixels at the Wald ``factor`` (a multiple of 2 x factor, at least 4 x factor)."""
+    return patch >= 4 * factor and patch % (2 * factor) == 0
+
+
 class GuidedPairs(Dataset[dict[str, Any]]):
     """``(lr, guide, hr)`` Wald triples from native scenes (see the module docstring).
 
@@ -77,7 +83,7 @@ class GuidedPairs(Dataset[dict[str, Any]]):
                  seed: int = 0) -> None:
         if factor not in WALD_FACTORS:
             raise UsageError(f"factor must be 2 or 4, got {factor}")
-        if patch < 4 * factor or patch % (2 * factor) or length < 1:
+        if not patch_fits(patch, factor) or length < 1:
             raise UsageError(f"patch must be a multiple of {2 * factor} and >= {4 * factor}, "
                              f"length >= 1; got {patch}, {length}")
         self.margin = psf_margin(factor)  # 20 m pixels of context (the guide's: twice that)
